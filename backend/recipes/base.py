@@ -1,0 +1,61 @@
+"""What a recipe is: a small declarative description of one component's build.
+
+The engine (``backend.pipeline``) knows nothing about any one package; it
+reads these fields.  A recipe module defines one ``RECIPE``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from ..settings import Settings
+from ..variants import Variant
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildContext:
+    """Everything a recipe may look at to produce its environment and commands."""
+
+    variant: Variant
+    settings: Settings
+    source: Path  # the unpacked, patched tree that is built
+    extras: Mapping[str, Path]  # further lock sources, by lock entry name (vLLM's CUTLASS ...)
+    wheel_dir: Path  # the command writes its wheel(s) here
+    build_dir: Path  # kept between runs, for incremental builds
+    python: str  # the build environment's interpreter
+    jobs: int
+    nvcc_threads: int
+
+    def local_version(self, version: str) -> str:
+        return f"{version}+{self.variant.label}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    name: str  # component name, as in -C components=
+    version: str
+    distributions: tuple[str, ...]  # wheel distribution names it produces
+    sources: tuple[str, ...]  # lock entry names; the first is the tree that is built
+    depends: tuple[str, ...] = ("torch",)  # components installed in the build env first
+    build_requires: tuple[str, ...] = ()  # pip requirements of its build (besides torch)
+    pins_torch: bool = True  # its wheels must pin the exact torch of the variant
+    uses_cuda: bool = True
+    mem_per_job_gb: float = 2.0  # peak memory of one compile job
+    fixed_nvcc_threads: int | None = None  # a build that always runs nvcc with N threads
+    description: str = ""
+    environment: Callable[[BuildContext], dict[str, str]] = lambda ctx: {}
+    commands: Callable[[BuildContext], list[list[str]]] = lambda ctx: []
+    notes: Callable[[Variant], list[str]] = lambda variant: []
+
+    def local_version(self, variant: Variant) -> str:
+        return f"{self.version}+{variant.label}"
+
+
+def pip_wheel(ctx: BuildContext, tree: Path | None = None, *extra: str) -> list[str]:
+    """The build command of a PEP 517 project, built against the build env's torch."""
+    return [
+        ctx.python, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "--no-cache-dir",
+        "-v", "-w", str(ctx.wheel_dir), *extra, str(tree or ctx.source),
+    ]

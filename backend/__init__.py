@@ -1,0 +1,84 @@
+"""PEP 517 / PEP 660 build backend for a vLLM stack compiled for one GPU and one CPU.
+
+The hooks stay thin: settings, plan, pipeline and wheels live in modules
+named for their job.  Every user error leaves as one line and a non-zero
+exit status, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+from .errors import BackendError
+
+__version__ = "0.1.0"
+
+
+def _one_line_errors(hook):
+    @functools.wraps(hook)
+    def wrapper(*args, **kwargs):
+        try:
+            return hook(*args, **kwargs)
+        except BackendError as error:
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+        except KeyboardInterrupt:
+            print("interrupted; finished work is kept and the next run resumes", file=sys.stderr, flush=True)
+            raise SystemExit(130) from None
+
+    return wrapper
+
+
+@_one_line_errors
+def get_requires_for_build_wheel(config_settings=None):
+    from . import pep517
+
+    return pep517.build_requirements(config_settings)
+
+
+@_one_line_errors
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    from . import pep517
+
+    return pep517.prepare_metadata(metadata_directory, config_settings)
+
+
+@_one_line_errors
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    from . import pep517
+
+    return pep517.build_wheel(wheel_directory, config_settings)
+
+
+@_one_line_errors
+def get_requires_for_build_sdist(config_settings=None):
+    return []
+
+
+@_one_line_errors
+def build_sdist(sdist_directory, config_settings=None):
+    from . import pep517
+
+    return pep517.build_sdist(sdist_directory, config_settings)
+
+
+@_one_line_errors
+def get_requires_for_build_editable(config_settings=None):
+    from . import pep517
+
+    return pep517.build_requirements(config_settings, editable=True)
+
+
+@_one_line_errors
+def prepare_metadata_for_build_editable(metadata_directory, config_settings=None):
+    from . import pep517
+
+    return pep517.prepare_metadata(metadata_directory, config_settings, editable=True)
+
+
+@_one_line_errors
+def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
+    from . import pep517
+
+    return pep517.build_editable(wheel_directory, config_settings)

@@ -1,0 +1,180 @@
+"""``python -m backend``: the same settings as ``pip wheel . -C ...``, without a frontend."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from . import host as host_info
+from . import project, variants
+from .errors import BackendError
+from .report_table import table
+from .settings import ISAS, SMS, Settings
+
+COMMANDS = ("matrix", "plan", "detect", "build", "fetch", "lock", "toolchain", "verify")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m backend", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, settings: bool = True, as_json: bool = True) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if settings:
+            command.add_argument("-C", "--config-setting", dest="config", action="append", default=[],
+                                 metavar="KEY=VALUE", help="a setting, as with pip's -C (repeatable)")
+        if as_json:
+            command.add_argument("--json", action="store_true", help="machine-readable output")
+        return command
+
+    matrix = add("matrix", "list the variants", settings=False)
+    matrix.add_argument("--python", help="Python version for the names, e.g. 3.13 (default: this interpreter)")
+    matrix.add_argument("--cuda", action="append", help="only these CUDA versions (repeatable)")
+    add("plan", "show the build steps of a variant")
+    add("detect", "the variant that fits this host", settings=False)
+    add("build", "build a variant's wheelhouse", as_json=False)
+    add("fetch", "download every source a variant needs, ahead of time", as_json=False)
+    add("lock", "record hashes for lock entries that have none (needs network)", as_json=False)
+    add("toolchain", "show the CUDA toolchain a variant would use")
+    verify = add("verify", "check wheels, a wheelhouse or shared objects")
+    verify.add_argument("paths", nargs="+", metavar="PATH")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except BackendError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is kept and the next run resumes", file=sys.stderr)
+        return 130
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return project.load_settings_from_cli(args.config)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command
+    if command == "matrix":
+        return _matrix(args)
+    if command == "detect":
+        return _detect(args)
+    settings = _settings(args)
+    if command == "plan":
+        plan = project.make_plan(settings)
+        if args.json:
+            print(json.dumps(plan.to_json(), indent=2))
+        else:
+            from .pipeline.plan import format_plan
+
+            print(format_plan(plan))
+        return 0
+    if command == "build":
+        from .pipeline import run
+
+        result = run.build(project.make_plan(settings))
+        return 0 if result.ok else 1
+    if command == "fetch":
+        from .sources import command as sources_command
+
+        return sources_command.fetch_main(settings)
+    if command == "lock":
+        from .sources import command as sources_command
+
+        return sources_command.lock_main(settings)
+    if command == "toolchain":
+        from .toolchains import command as toolchain_command
+
+        return toolchain_command.main(settings, args.json)
+    if command == "verify":
+        from .verify import command as verify_command
+
+        return verify_command.main(args.paths, settings, args.json)
+    raise AssertionError(command)
+
+
+def _python_tag(text: str | None) -> str | None:
+    if text is None:
+        return None
+    digits = text.replace("python", "").replace(".", "")
+    if not digits.isdigit() or len(digits) < 2:
+        raise BackendError(f"--python: bad value {text!r}; accepted: a version such as 3.13")
+    return digits
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    cudas = tuple(args.cuda) if args.cuda else ("12.9", "12.8", "13.0")
+    for cuda in cudas:
+        if cuda not in ("12.8", "12.9", "13.0"):
+            raise BackendError(f"--cuda: bad value {cuda!r}; accepted: 12.8, 12.9, 13.0")
+    rows = variants.matrix(python=_python_tag(args.python), cudas=cudas)
+    if args.json:
+        print(json.dumps([
+            {"name": v.name, "sm": v.sm, "isa": v.isa, "cuda": v.cuda, "platform": v.platform,
+             "python": v.python, "label": v.label, "seed": v.seed}
+            for v in rows
+        ], indent=2))
+        return 0
+    print(table(
+        ["name", "sm", "isa", "cuda", "platform", ""],
+        [[v.name, v.sm, v.isa, v.cuda, v.platform, "" if v.seed else "CUDA 13.0 (extension)"] for v in rows],
+    ))
+    seed = sum(v.seed for v in rows)
+    print(f"\n{len(rows)} variants: {seed} of the seed's matrix, {len(rows) - seed} CUDA 13.0 (our extension)")
+    return 0
+
+
+ISA_PREFERENCE = ("avx512bf16", "avx512vnni", "avx512", "avx2", "avx", "armv9", "armv8_2")
+
+
+def detect_variant(host: host_info.Host) -> tuple[str | None, str | None, list[str]]:
+    """(sm, isa, remarks) for this host; sm is None without a supported GPU."""
+    remarks: list[str] = []
+    runnable = [i for i in ISA_PREFERENCE if variants.host_violation(i, host) is None]
+    sm = None
+    if host.gpus:
+        sms = sorted({g.sm for g in host.gpus})
+        if len(sms) > 1:
+            remarks.append(f"GPUs of several architectures ({', '.join(sms)}); a variant targets one, the first is taken")
+        if sms[0] in SMS:
+            sm = sms[0]
+        else:
+            remarks.append(f"GPU architecture sm_{sms[0]} is not in the matrix ({', '.join(SMS)})")
+    else:
+        remarks.append(f"no NVIDIA GPU found ({host.gpu_probe}); pass -C sm= for the GPU you build for")
+    isa = None
+    for candidate in runnable:
+        if sm is None or variants.rule_violation(sm, candidate, "12.9") is None:
+            isa = candidate
+            break
+    if isa is None:
+        remarks.append(f"this CPU runs none of the ISAs {', '.join(ISAS)}")
+    return sm, isa, remarks
+
+
+def _detect(args: argparse.Namespace) -> int:
+    host = host_info.current()
+    sm, isa, remarks = detect_variant(host)
+    command = ["pip", "wheel", ".", "-C", f"sm={sm or '<SM>'}", "-C", f"isa={isa or '<ISA>'}", "-w", "dist"]
+    if args.json:
+        print(json.dumps({
+            "machine": host.machine, "cpu": host.cpu_name, "gpus": [g.__dict__ for g in host.gpus],
+            "sm": sm, "isa": isa, "remarks": remarks, "command": command,
+        }, indent=2))
+        return 0
+    print(f"cpu      {host.cpu_name} ({host.machine})")
+    print("gpu      " + (", ".join(f"{g.name} (sm_{g.sm})" for g in host.gpus) or "none"))
+    print(f"sm       {sm or '-'}")
+    print(f"isa      {isa or '-'}")
+    if sm and isa:
+        print(f"variant  {variants.Variant(sm=sm, isa=isa, cuda='12.9').name}")
+    for remark in remarks:
+        print(f"note     {remark}")
+    print("build    " + " ".join(command))
+    return 0

@@ -1,0 +1,51 @@
+"""How many compile jobs a component gets: never more than memory allows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..recipes import Recipe
+from ..settings import Settings
+
+GIB = 1 << 30
+
+
+@dataclasses.dataclass(frozen=True)
+class JobChoice:
+    processes: int  # compile processes running at once
+    nvcc_threads: int  # threads inside each nvcc
+    max_jobs_env: int  # what MAX_JOBS must say so the build runs `processes` at once
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"processes": self.processes, "nvcc_threads": self.nvcc_threads, "MAX_JOBS": self.max_jobs_env, "reason": self.reason}
+
+
+def choose_jobs(recipe: Recipe, settings: Settings, *, cores: int, memory_bytes: int) -> JobChoice:
+    """jobs = min(cores / threads, memory / memory-per-job), unless -C jobs says otherwise.
+
+    vLLM divides MAX_JOBS by NVCC_THREADS, so MAX_JOBS is processes x threads
+    there; xformers always runs nvcc with 4 threads, which weighs on cores
+    and memory alike.
+    """
+    threads = recipe.fixed_nvcc_threads or settings.nvcc_threads or 1
+    per_job = recipe.mem_per_job_gb * (1 + 0.25 * (threads - 1))
+    by_cores = max(1, cores // threads)
+    by_memory = max(1, int(memory_bytes / GIB // per_job))
+    if settings.jobs:
+        processes = settings.jobs
+        reason = f"{processes} from -C jobs"
+        if processes > by_memory:
+            reason += f" (warning: memory allows only {by_memory} at {per_job:.1f} GiB each)"
+    else:
+        processes = min(by_cores, by_memory)
+        limit = "cores" if by_cores <= by_memory else "memory"
+        reason = (
+            f"{processes} = min({cores} cores / {threads} nvcc threads = {by_cores}, "
+            f"{memory_bytes / GIB:.1f} GiB free / {per_job:.1f} GiB per job = {by_memory}); limited by {limit}"
+        )
+    divides = recipe.name == "vllm"
+    max_jobs = processes * threads if divides else processes
+    if divides and threads > 1:
+        reason += f"; MAX_JOBS={max_jobs} because vLLM divides it by NVCC_THREADS={threads}"
+    return JobChoice(processes=processes, nvcc_threads=threads, max_jobs_env=max_jobs, reason=reason)

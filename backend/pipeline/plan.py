@@ -1,0 +1,219 @@
+"""The plan: the ordered build steps of one variant, before anything runs.
+
+The plan is pure data derived from settings, the variant, the recipes, the
+host's size and (optionally) the toolchain.  ``python -m backend plan``
+prints it; the runner executes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from .. import host as host_info
+from .. import recipes
+from ..errors import BackendError
+from ..recipes import BuildContext, Recipe
+from ..settings import Settings, cache_dir
+from ..variants import Variant
+from .layout import Layout
+from .parallelism import JobChoice, choose_jobs
+
+GIB = 1 << 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    component: str
+    version: str  # the local version its wheels carry
+    distributions: tuple[str, ...]
+    source: str  # "lock:<entry>" or the local path
+    depends: tuple[str, ...]
+    env: Mapping[str, str]
+    commands: tuple[tuple[str, ...], ...]
+    jobs: JobChoice
+    notes: tuple[str, ...]
+    pins_torch: bool
+    uses_cuda: bool
+
+    def to_json(self) -> dict:
+        return {
+            "component": self.component,
+            "version": self.version,
+            "distributions": list(self.distributions),
+            "source": self.source,
+            "depends": list(self.depends),
+            "env": dict(self.env),
+            "command": [list(c) for c in self.commands],
+            "jobs": self.jobs.to_json(),
+            "notes": list(self.notes),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    variant: Variant
+    settings: Settings
+    layout: Layout
+    steps: tuple[Step, ...]
+    torch_version: str  # the exact torch every torch-dependent wheel pins
+
+    def step(self, component: str) -> Step:
+        for step in self.steps:
+            if step.component == component:
+                return step
+        raise KeyError(component)
+
+    def pins(self) -> dict[str, str]:
+        """distribution -> exact version of every wheel the plan produces."""
+        return {dist: step.version for step in self.steps for dist in step.distributions}
+
+    def to_json(self) -> dict:
+        return {
+            "variant": self.variant.name,
+            "sm": self.variant.sm,
+            "isa": self.variant.isa,
+            "cuda": self.variant.cuda,
+            "platform": self.variant.platform,
+            "label": self.variant.label,
+            "torch": self.torch_version,
+            "steps": [s.to_json() for s in self.steps],
+        }
+
+
+def closure(settings: Settings) -> list[Recipe]:
+    """The selected components plus what they depend on, in build order."""
+    wanted = list(settings.selected_components)
+    ordered: list[Recipe] = []
+    seen: set[str] = set()
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in seen:
+            return
+        if name in chain:
+            raise BackendError(f"recipe dependency cycle: {' -> '.join(chain + (name,))}")
+        recipe = recipes.get(name)
+        for dep in recipe.depends:
+            if dep == "torch" and settings.torch == "existing":
+                continue
+            visit(dep, chain + (name,))
+        seen.add(name)
+        ordered.append(recipe)
+
+    for name in wanted:
+        if name == "torch" and settings.torch == "existing":
+            continue
+        visit(name, ())
+    return ordered
+
+
+def existing_torch_version(python: str | None = None) -> str:
+    """The version of the torch importable by the running interpreter (torch=existing)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        raise BackendError(
+            "setting 'torch': bad value 'existing': no torch is importable in the build environment "
+            f"({sys.executable}); accepted: source, or install torch first and build with --no-build-isolation"
+        ) from None
+
+
+def common_env(variant: Variant, jobs: JobChoice) -> dict[str, str]:
+    """What every component's build gets from the variant."""
+    flags = " ".join(variant.isa_flags + ("-frecord-gcc-switches",))
+    return {
+        "CFLAGS": flags,
+        "CXXFLAGS": flags,
+        "TORCH_CUDA_ARCH_LIST": variant.arch,
+        "MAX_JOBS": str(jobs.max_jobs_env),
+        "CMAKE_BUILD_PARALLEL_LEVEL": str(jobs.processes),
+        "NVCC_THREADS": str(jobs.nvcc_threads),
+        "CMAKE_BUILD_TYPE": "Release",
+        "PIP_NO_INPUT": "1",
+    }
+
+
+def make_plan(
+    settings: Settings,
+    variant: Variant,
+    *,
+    project_dir: Path,
+    cores: int | None = None,
+    memory_bytes: int | None = None,
+) -> Plan:
+    layout = Layout(cache=cache_dir(settings), variant=variant, project_dir=Path(project_dir), settings=settings)
+    cores = cores or host_info.cpu_count()
+    memory_bytes = memory_bytes or host_info.available_memory_bytes()
+    selected = closure(settings)
+    if settings.torch == "existing":
+        torch_version = existing_torch_version()
+    else:
+        torch_version = recipes.get("torch").local_version(variant)
+
+    steps = []
+    for recipe in selected:
+        jobs = choose_jobs(recipe, settings, cores=cores, memory_bytes=memory_bytes)
+        local = settings.sources.get(recipe.name)
+        ctx = BuildContext(
+            variant=variant,
+            settings=settings,
+            source=local or layout.source_dir(recipe),
+            extras={name: layout.extra_dir(recipe, name) for name in recipe.sources[1:]},
+            wheel_dir=layout.wheel_dir(recipe),
+            build_dir=layout.build_dir(recipe),
+            python=str(layout.python),
+            jobs=jobs.processes,
+            nvcc_threads=jobs.nvcc_threads,
+        )
+        env = common_env(variant, jobs)
+        env.update(recipe.environment(ctx))
+        steps.append(
+            Step(
+                component=recipe.name,
+                version=recipe.local_version(variant),
+                distributions=recipe.distributions,
+                source=str(local) if local else f"lock:{recipe.sources[0]}",
+                depends=tuple(d for d in recipe.depends if any(r.name == d for r in selected)),
+                env=env,
+                commands=tuple(tuple(c) for c in recipe.commands(ctx)),
+                jobs=jobs,
+                notes=tuple(recipe.notes(variant)),
+                pins_torch=recipe.pins_torch,
+                uses_cuda=recipe.uses_cuda,
+            )
+        )
+    return Plan(variant=variant, settings=settings, layout=layout, steps=tuple(steps), torch_version=torch_version)
+
+
+def format_plan(plan: Plan) -> str:
+    from ..report_table import table
+
+    lines = [
+        f"variant  {plan.variant.name}  (sm_{plan.variant.sm}, {plan.variant.isa}, CUDA {plan.variant.cuda}, {plan.variant.platform})",
+        f"label    +{plan.variant.label}; every torch-dependent wheel pins torch=={plan.torch_version}",
+        f"cache    {plan.layout.cache}",
+        f"output   {plan.layout.wheelhouse}",
+        "",
+    ]
+    rows = []
+    for index, step in enumerate(plan.steps, 1):
+        rows.append([
+            str(index), step.component, step.version, ", ".join(step.depends) or "-",
+            f"{step.jobs.processes}x{step.jobs.nvcc_threads}", step.source,
+        ])
+    lines.append(table(["#", "component", "version", "after", "jobs", "source"], rows))
+    for step in plan.steps:
+        lines.append("")
+        lines.append(f"[{step.component}] jobs: {step.jobs.reason}")
+        keys = sorted(k for k in step.env if k not in ("PIP_NO_INPUT",))
+        for key in keys:
+            lines.append(f"  {key}={step.env[key]}")
+        for command in step.commands:
+            lines.append("  $ " + " ".join(command))
+        for note in step.notes:
+            lines.append(f"  note: {note}")
+    return "\n".join(lines)

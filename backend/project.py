@@ -1,0 +1,32 @@
+"""The one place settings are turned into a checked variant and a plan."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import settings as settings_mod
+from . import variants
+from .pipeline.plan import Plan
+from .pipeline.plan import make_plan as _make_plan
+from .settings import Settings
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def load_settings(config_settings: Mapping[str, Any] | None, base_dir: Path | None = None) -> Settings:
+    return settings_mod.resolve(
+        config_settings,
+        settings_mod.read_pyproject_table(PROJECT_DIR),
+        base_dir=base_dir or Path.cwd(),
+    )
+
+
+def load_settings_from_cli(pairs: Sequence[str]) -> Settings:
+    return load_settings(settings_mod.parse_cli_pairs(list(pairs)))
+
+
+def make_plan(settings: Settings) -> Plan:
+    variant = variants.select(settings)
+    return _make_plan(settings, variant, project_dir=PROJECT_DIR)

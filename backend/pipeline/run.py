@@ -1,0 +1,302 @@
+"""Run a plan: each component prepared, built, relabelled, verified and added to the wheelhouse.
+
+Torch first; it goes into the variant's build environment and everything
+after it builds with ``--no-build-isolation`` against it.  A component whose
+wheels with the same build key are already in the wheelhouse is not rebuilt;
+a failed one keeps its build directory and log, and the next run continues.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .. import recipes
+from ..errors import BackendError
+from ..recipes import BuildContext
+from ..report_table import table
+from . import compiler_cache, environment
+from .buildkey import build_key
+from .plan import Plan, Step, common_env
+from .runner import CommandFailed, run_logged
+
+
+@dataclasses.dataclass
+class StepResult:
+    component: str
+    version: str
+    status: str  # built, cached, failed, not run
+    seconds: float = 0.0
+    wheels: list[Path] = dataclasses.field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(w.stat().st_size for w in self.wheels if w.exists())
+
+
+@dataclasses.dataclass
+class BuildResult:
+    plan: Plan
+    steps: list[StepResult]
+    wheelhouse: Path
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status in ("built", "cached") for s in self.steps)
+
+    def wheels(self) -> list[Path]:
+        return [w for s in self.steps for w in s.wheels]
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n else "-"
+
+
+def summary(result: BuildResult) -> str:
+    rows = [
+        [s.component, s.version, s.status, f"{s.seconds / 60:.1f}", _size(s.size)]
+        for s in result.steps
+    ]
+    return table(["component", "version", "status", "minutes", "wheel size"], rows)
+
+
+def _resolve_toolchain(plan: Plan):
+    if not any(step.uses_cuda for step in plan.steps):
+        return None
+    from .. import toolchains
+    from ..settings import cache_dir
+
+    settings = plan.settings
+    return toolchains.resolve(
+        settings.cuda, settings.toolchain, cache_dir=cache_dir(settings),
+        nixpkgs=settings.nixpkgs, offline=settings.offline,
+    )
+
+
+def _prepare_source(plan: Plan, recipe: recipes.Recipe):
+    from ..sources import prepare as sources_prepare
+    from ..settings import cache_dir
+    from . import snapshot
+
+    settings = plan.settings
+    layout = plan.layout
+    workdir = layout.source_workdir(recipe)
+    local = settings.sources.get(recipe.name)
+    if local is None:
+        return sources_prepare.prepare(
+            recipe.name, cache_dir=cache_dir(settings), workdir=workdir,
+            offline=settings.offline, allow_unverified=settings.allow_unverified,
+        )
+    copy = workdir / "local-tree"
+    snapshot.sync(local, copy)
+    prepared = sources_prepare.prepare(
+        recipe.name, cache_dir=cache_dir(settings), workdir=workdir, offline=settings.offline,
+        allow_unverified=settings.allow_unverified, local=copy,
+    )
+    return dataclasses.replace(prepared, source_hash=snapshot.tree_digest(local))
+
+
+def _context(plan: Plan, step: Step, prepared, python: Path) -> BuildContext:
+    recipe = recipes.get(step.component)
+    layout = plan.layout
+    return BuildContext(
+        variant=plan.variant,
+        settings=plan.settings,
+        source=prepared.root,
+        extras=dict(prepared.extras),
+        wheel_dir=layout.wheel_dir(recipe),
+        build_dir=layout.build_dir(recipe),
+        python=str(python),
+        jobs=step.jobs.processes,
+        nvcc_threads=step.jobs.nvcc_threads,
+    )
+
+
+def _expectation(plan: Plan, step: Step, toolchain):
+    from ..verify import Expectation
+
+    return Expectation(
+        sm=plan.variant.sm if step.uses_cuda else None,
+        isa=plan.variant.isa,
+        cuda=plan.variant.cuda,
+        ptx=False,
+        label=plan.variant.label,
+        torch_version=plan.torch_version,
+        extra_allowed_libraries=tuple(toolchain.runtime_libraries) if toolchain else (),
+    )
+
+
+def build(plan: Plan) -> BuildResult:
+    from ..wheels.wheelhouse import Wheelhouse
+
+    settings = plan.settings
+    layout = plan.layout
+    house = Wheelhouse(layout.wheelhouse)
+    results = [StepResult(s.component, s.version, "not run") for s in plan.steps]
+    result = BuildResult(plan=plan, steps=results, wheelhouse=layout.wheelhouse)
+
+    say(f"== {plan.variant.name}: {len(plan.steps)} component(s) -> {layout.wheelhouse}")
+    toolchain = _resolve_toolchain(plan)
+    if toolchain is not None:
+        say(f"   toolchain: {toolchain.provider}, CUDA {toolchain.version}, {toolchain.nvcc}")
+    cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir)
+    say(f"   compiler cache: {cache.describe()}")
+    python = environment.ensure(layout.env_dir)
+    requirements = sorted({r for s in plan.steps for r in recipes.get(s.component).build_requires})
+    environment.install_requirements(python, requirements, offline=settings.offline)
+
+    keys: dict[str, str] = {}
+    needed_later = {d for s in plan.steps for d in s.depends}
+    failure: CommandFailed | BackendError | None = None
+    for index, (step, outcome) in enumerate(zip(plan.steps, results), 1):
+        label = f"[{index}/{len(plan.steps)} {step.component}]"
+        start = time.monotonic()
+        try:
+            outcome.wheels, outcome.status = _build_step(
+                plan, step, python=python, toolchain=toolchain, cache=cache, house=house, keys=keys, label=label,
+            )
+        except CommandFailed as error:
+            outcome.status = "failed"
+            failure = error
+        except BackendError as error:
+            outcome.status = "failed"
+            failure = error
+        outcome.seconds = time.monotonic() - start
+        if failure is not None:
+            break
+        say(f"{label} {outcome.status} in {outcome.seconds / 60:.1f} min: {', '.join(w.name for w in outcome.wheels)}")
+        if step.component in needed_later:
+            environment.install_wheels(python, outcome.wheels)
+
+    say("")
+    say(summary(result))
+    if isinstance(failure, CommandFailed):
+        say("")
+        say(f"last lines of {failure.log}:")
+        for line in failure.tail[-25:]:
+            say(f"  | {line}")
+        hint = ""
+        if failure.killed:
+            hint = "; the compiler was killed (out of memory?): lower -C jobs"
+        raise BackendError(f"{_failed(result)} failed (exit {failure.returncode}); full log: {failure.log}{hint}")
+    if isinstance(failure, BackendError):
+        raise BackendError(f"{_failed(result)} failed: {failure}")
+    say(f"wheelhouse: {layout.wheelhouse}")
+    return result
+
+
+def _failed(result: BuildResult) -> str:
+    return next(s.component for s in result.steps if s.status == "failed")
+
+
+def _build_step(plan, step, *, python, toolchain, cache, house, keys, label):
+    from ..wheels.relabel import relabel
+
+    recipe = recipes.get(step.component)
+    layout = plan.layout
+    say(f"{label} preparing {step.component} {recipe.version} ({step.source})")
+    prepared = _prepare_source(plan, recipe)
+    ctx = _context(plan, step, prepared, python)
+    env_vars = common_env(plan.variant, step.jobs)
+    env_vars.update(recipe.environment(ctx))
+    commands = recipe.commands(ctx)
+    toolchain_id = f"{toolchain.provider}:{toolchain.version}" if toolchain else "none"
+    key = build_key(
+        recipe=recipe, source_key=prepared.build_key, env=env_vars, commands=commands, toolchain=toolchain_id,
+        dependency_keys={d: keys[d] for d in step.depends if d in keys}, torch_version=plan.torch_version,
+    )
+    keys[step.component] = key
+
+    cached = house.lookup_all(step.component, key) if hasattr(house, "lookup_all") else _lookup(house, step, key)
+    if cached:
+        return cached, "cached"
+
+    full_env = dict(os.environ)
+    full_env.pop("PYTHONPATH", None)
+    if toolchain is not None:
+        full_env.update(toolchain.env(full_env))
+    full_env["PATH"] = f"{python.parent}{os.pathsep}{full_env.get('PATH', '')}"
+    full_env.update(cache.env(layout.variant_dir, full_env["PATH"]))
+    full_env.update(env_vars)
+    full_env["VIRTUAL_ENV"] = str(python.parent.parent)
+
+    say(f"{label} building with {step.jobs.processes} job(s) x {step.jobs.nvcc_threads} nvcc thread(s): {step.jobs.reason}")
+    say(f"{label} log: {layout.log_file(recipe)}")
+    wheel_dir = ctx.wheel_dir
+    if wheel_dir.exists():
+        shutil.rmtree(wheel_dir)
+    wheel_dir.mkdir(parents=True)
+    ctx.build_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    for command in commands:
+        run_logged(command, env=full_env, cwd=ctx.source, log=layout.log_file(recipe), label=label)
+
+    seconds = round(time.monotonic() - started, 1)
+    built = sorted(wheel_dir.glob("*.whl"))
+    if not built:
+        raise BackendError(f"the build of {step.component} produced no wheel in {wheel_dir}")
+
+    staged_dir = layout.variant_dir / step.component / "_staged"
+    if staged_dir.exists():
+        shutil.rmtree(staged_dir)
+    staged_dir.mkdir(parents=True)
+    pins = {"torch": plan.torch_version} if step.pins_torch else {}
+    add_requires = list(toolchain.requirements) if (toolchain is not None and step.uses_cuda) else []
+    staged = [
+        relabel(wheel, staged_dir, version=step.version, pins=pins, add_requires=add_requires)
+        for wheel in built
+    ]
+    _verify(plan, step, staged, house, toolchain, label)
+
+    added = []
+    for wheel in staged:
+        added.append(house.add(wheel, {
+            "component": step.component,
+            "source": step.source if prepared.origin == "local" else f"lock:{recipe.sources[0]}",
+            "origin": prepared.origin,
+            "source_hash": prepared.source_hash,
+            "patches": [list(p) for p in prepared.patches],
+            "build_key": key,
+            "seconds": seconds,
+        }))
+    return added, "built"
+
+
+def _lookup(house, step: Step, key: str) -> list[Path]:
+    found = house.lookup(step.component, key)
+    return [found] if found else []
+
+
+def _verify(plan: Plan, step: Step, wheels: list[Path], house, toolchain, label: str) -> None:
+    mode = plan.settings.verify
+    if mode == "off":
+        return
+    from ..verify import verify_wheel
+
+    companions = [w for w in house.wheels() if not any(_same_dist(w, x) for x in wheels)] + wheels
+    expect = _expectation(plan, step, toolchain)
+    problems = []
+    for wheel in wheels:
+        report = verify_wheel(wheel, expect, companions=[c for c in companions if c != wheel])
+        say(report.format_table())
+        if not report.ok:
+            problems.append(wheel.name)
+    if problems and mode == "strict":
+        raise BackendError(
+            f"verification failed for {', '.join(problems)} (nothing was added to the wheelhouse; "
+            "see the report above, or -C verify=warn to keep going)"
+        )
+    if problems:
+        say(f"{label} verification problems (verify=warn): {', '.join(problems)}")
+
+
+def _same_dist(a: Path, b: Path) -> bool:
+    return a.name.split("-")[0].lower() == b.name.split("-")[0].lower()

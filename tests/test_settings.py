@@ -1,0 +1,88 @@
+"""Settings: one structure, read from pyproject and -C, validated in one place."""
+
+from pathlib import Path
+
+import pytest
+
+from backend import settings
+from backend.errors import BackendError
+
+
+@pytest.mark.parametrize("text", ["90", "9.0", "sm90", "sm_90", "SM_90", " 90 "])
+def test_sm_spellings(text):
+    assert settings.resolve({"sm": text}).sm == "90"
+
+
+def test_sm_103_spellings():
+    assert settings.resolve({"sm": "10.3"}).sm == "103"
+    assert settings.resolve({"sm": "sm_120"}).sm == "120"
+
+
+def test_defaults():
+    s = settings.resolve({})
+    assert (s.cuda, s.toolchain, s.torch, s.verify, s.compiler_cache) == ("12.9", "auto", "source", "strict", "auto")
+    assert s.components == settings.COMPONENTS
+    assert s.jobs is None and s.offline is False
+
+
+def test_pyproject_gives_defaults_and_config_settings_win(tmp_path):
+    table = {"cuda": "12.8", "jobs": "4", "source": {"vllm": str(tmp_path)}}
+    s = settings.resolve({"cuda": "13.0"}, table, base_dir=tmp_path)
+    assert s.cuda == "13.0"
+    assert s.jobs == 4
+    assert s.sources == {"vllm": tmp_path.resolve()}
+
+
+def test_read_pyproject_table(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.vllm-stack]\nisa = "avx2"\noffline = true\n')
+    table = settings.read_pyproject_table(tmp_path)
+    s = settings.resolve({}, table)
+    assert s.isa == "avx2" and s.offline is True
+
+
+def test_components_subset_keeps_build_order():
+    s = settings.resolve({"components": "vllm,torch"})
+    assert s.components == ("torch", "vllm")
+
+
+def test_relative_paths_resolve_against_base(tmp_path):
+    s = settings.resolve({"wheelhouse": "out", "cache-dir": "c"}, base_dir=tmp_path)
+    assert s.wheelhouse == tmp_path.resolve() / "out"
+    assert s.cache_dir == tmp_path.resolve() / "c"
+
+
+@pytest.mark.parametrize(
+    "config, must_contain",
+    [
+        ({"sm": "91"}, ["'sm'", "'91'", "61, 75, 80", "did you mean '90'"]),
+        ({"isa": "avx-512"}, ["'isa'", "'avx-512'", "avx512bf16", "did you mean 'avx512'"]),
+        ({"sm": ["90", "80"]}, ["'sm'", "given 2 times", "'90'", "'80'"]),
+        ({"smm": "90"}, ["unknown setting 'smm'", "did you mean 'sm'"]),
+        ({"jobs": "0"}, ["'jobs'", "'0'", "whole number"]),
+        ({"jobs": "abc"}, ["'jobs'", "'abc'", "whole number"]),
+        ({"components": "foo"}, ["'components'", "'foo'", "bitsandbytes"]),
+        ({"source.torch": "/does/not/exist"}, ["'source.torch'", "/does/not/exist", "does not exist"]),
+        ({"source.tourch": "/tmp"}, ["source.<component>", "'tourch'", "did you mean 'torch'"]),
+        ({"cuda": "12.7"}, ["'cuda'", "'12.7'", "12.8, 12.9, 13.0"]),
+        ({"toolchain": "conda"}, ["'toolchain'", "auto, nix, system, pypi"]),
+        ({"verify": "strictly"}, ["'verify'", "did you mean 'strict'"]),
+        ({"offline": "maybe"}, ["'offline'", "true, false"]),
+    ],
+)
+def test_bad_values_are_one_clear_line(config, must_contain):
+    with pytest.raises(BackendError) as info:
+        settings.resolve(config)
+    message = str(info.value)
+    assert "\n" not in message
+    for part in must_contain:
+        assert part in message, (part, message)
+
+
+def test_cli_pairs_turn_repeats_into_lists():
+    assert settings.parse_cli_pairs(["sm=90", "isa=avx2", "sm=80"]) == {"sm": ["90", "80"], "isa": "avx2"}
+    with pytest.raises(BackendError, match="key=value"):
+        settings.parse_cli_pairs(["sm90"])
+
+
+def test_frontend_keys_are_ignored():
+    assert settings.resolve({"--build-option": ["x"]}).sm is None

@@ -1,0 +1,111 @@
+"""The variant matrix and its rules, checked against the seed's README."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from backend import variants
+from backend.errors import BackendError
+from backend.host import Host
+from backend.settings import resolve
+
+SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_2d63e11fa0f2b997.txt"
+
+X86_AVX512_HOST = Host("x86_64", frozenset("avx avx2 fma f16c avx512f avx512dq avx512vl avx512bw avx512_bf16 avx512_vnni".split()))
+X86_AVX2_HOST = Host("x86_64", frozenset("avx avx2 fma f16c".split()))
+GRACE_HOST = Host("aarch64", frozenset("fp asimd asimdhp asimddp sve sve2 svebf16 svei8mm".split()))
+ALTRA_HOST = Host("aarch64", frozenset("fp asimd asimdhp asimddp".split()))
+
+
+def seed_names():
+    """The 88 names as the seed README's tables give them."""
+    text = SEED.read_text()
+    x86 = text.split("### x86_64-linux")[1].split("### aarch64-linux")[0]
+    arm = text.split("### aarch64-linux")[1].split("### Total")[0]
+    names = []
+    for line in x86.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) < 10 or not cells[1].startswith("SM"):
+            continue
+        cudas = re.findall(r"12\.\d", cells[-2])
+        for cell in cells[4:9]:
+            for short in re.findall(r"`(sm\d+-\w+)`", cell):
+                names += [f"vllm-python313-cuda{c.replace('.', '_')}-{short}" for c in cudas]
+    for line in arm.splitlines():
+        short = re.findall(r"`(sm\d+-\w+)`", line)
+        if short:
+            cudas = re.findall(r"12\.\d", line.split("|")[-2])
+            names += [f"vllm-python313-cuda{c.replace('.', '_')}-{short[0]}" for c in cudas]
+    return names
+
+
+def test_seed_matrix_exactly():
+    expected = seed_names()
+    assert len(expected) == 88
+    ours = [v.name for v in variants.matrix(python="313") if v.seed]
+    assert sorted(ours) == sorted(expected)
+    assert sum(v.cuda == "12.9" for v in variants.matrix(python="313") if v.seed) == 47
+
+
+def test_cuda13_rows_are_an_extension_without_sm61():
+    rows = [v for v in variants.matrix(python="313") if v.cuda == "13.0"]
+    assert rows and not any(v.seed for v in rows)
+    assert {v.sm for v in rows} == {"75", "80", "86", "89", "90", "100", "103", "120"}
+
+
+def test_names_and_labels():
+    v = variants.Variant(sm="90", isa="avx512", cuda="12.9", python="313")
+    assert v.name == "vllm-python313-cuda12_9-sm90-avx512"
+    assert v.label == "cu129.sm90.avx512"
+    assert v.arch == "9.0"
+    assert variants.Variant(sm="103", isa="armv9", cuda="12.9").arch == "10.3"
+
+
+@pytest.mark.parametrize(
+    "sm, isa, cuda, fragment",
+    [
+        ("103", "avx512", "12.8", "sm=103"),
+        ("61", "avx512", "12.9", "sm=61"),
+        ("61", "avx2", "13.0", "dropped compute_61"),
+        ("80", "armv9", "12.9", "isa=armv9"),
+        ("100", "armv8_2", "12.9", "isa=armv8_2"),
+    ],
+)
+def test_rules(sm, isa, cuda, fragment):
+    why = variants.rule_violation(sm, isa, cuda)
+    assert why is not None and fragment in why
+
+
+def test_sm61_gets_no_cudnn_and_allowed_isas():
+    assert not variants.Variant(sm="61", isa="avx2", cuda="12.9").uses_cudnn
+    assert variants.rule_violation("61", "avx", "12.8") is None
+
+
+def test_arm_isa_on_x86_host_is_refused():
+    with pytest.raises(BackendError, match="aarch64 ISA and this host is x86_64"):
+        variants.select(resolve({"sm": "90", "isa": "armv9"}), host=X86_AVX512_HOST)
+
+
+def test_x86_isa_on_arm_host_is_refused():
+    with pytest.raises(BackendError, match="x86_64 ISA and this host is aarch64"):
+        variants.select(resolve({"sm": "90", "isa": "avx2"}), host=GRACE_HOST)
+
+
+def test_host_must_execute_the_isa():
+    with pytest.raises(BackendError) as info:
+        variants.select(resolve({"sm": "90", "isa": "avx512"}), host=X86_AVX2_HOST)
+    assert "lacks avx512f" in str(info.value) and "accepted here: avx, avx2" in str(info.value)
+    with pytest.raises(BackendError, match="lacks sve2"):
+        variants.select(resolve({"sm": "90", "isa": "armv9"}), host=ALTRA_HOST)
+    assert variants.select(resolve({"sm": "90", "isa": "armv8_2"}), host=ALTRA_HOST).platform == "aarch64"
+
+
+def test_select_requires_sm_and_isa():
+    with pytest.raises(BackendError, match="setting 'sm' is required"):
+        variants.select(resolve({"isa": "avx2"}), host=X86_AVX2_HOST)
+
+
+def test_cuda_rule_through_select():
+    with pytest.raises(BackendError, match="'12.8' for sm=103"):
+        variants.select(resolve({"sm": "103", "isa": "avx512", "cuda": "12.8"}), host=X86_AVX512_HOST)

@@ -56,12 +56,20 @@ def _summary(plan: Plan) -> str:
 
 
 def prepare_metadata(metadata_directory: str, config_settings, editable: bool = False) -> str:
+    """Name and version without requirements.
+
+    pip resolves the requirements of prepared metadata *before* it calls
+    build_wheel; the pinned wheels do not exist until the build has run, so
+    declaring them here would make ``pip wheel .`` fail before it starts.
+    pip checks only name and version against the built wheel, whose
+    requirements pin the whole wheelhouse.
+    """
     from .wheels import meta
 
     plan = _plan(config_settings)
     return meta.write_metadata_dir(
         Path(metadata_directory), name=plan.variant.name, version=META_VERSION,
-        requires=requirement_lines(plan), summary=_summary(plan),
+        requires=[], summary=_summary(plan),
     )
 
 

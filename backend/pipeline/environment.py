@@ -24,13 +24,22 @@ PTH_NAME = "_vllm_stack_outer_env.pth"
 
 
 def _outer_site_dirs() -> list[str]:
-    paths = [p for p in sys.path if p and os.path.isdir(p) and ("site-packages" in p or "dist-packages" in p)]
-    for extra in (sysconfig.get_paths().get("purelib"), sysconfig.get_paths().get("platlib")):
-        if extra and os.path.isdir(extra) and extra not in paths:
-            paths.append(extra)
-    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
-    if user and os.path.isdir(user) and user not in paths:
-        paths.append(user)
+    """Every import path of the running interpreter except the standard library."""
+    stdlib = {os.path.realpath(p) for p in (sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("platstdlib")) if p}
+    stdlib.add(os.path.realpath(os.path.join(sysconfig.get_paths()["stdlib"], "lib-dynload")))
+    paths: list[str] = []
+    candidates = list(sys.path) + [sysconfig.get_paths().get("purelib"), sysconfig.get_paths().get("platlib")]
+    if site.ENABLE_USER_SITE:
+        candidates.append(site.getusersitepackages())
+    for path in candidates:
+        if not path or not os.path.isdir(path):
+            continue
+        real = os.path.realpath(path)
+        if real in stdlib or real in paths or real == os.path.realpath(os.getcwd()):
+            continue
+        if os.path.isfile(os.path.join(real, "os.py")):
+            continue
+        paths.append(real)
     return paths
 
 

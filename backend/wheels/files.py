@@ -1,0 +1,84 @@
+"""Small file helpers shared by the wheel modules: hashes, atomic writes, wheel names."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import BackendError
+
+CHUNK = 8 * 1024 * 1024
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def record_hash(data: bytes) -> str:
+    """The hash as a wheel's RECORD writes it: sha256=<urlsafe base64, no padding>."""
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return "sha256=" + digest.decode("ascii")
+
+
+def fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a folder be opened
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_output(target: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """A temporary file beside ``target`` that replaces it only when the block succeeds.
+
+    On any exception (Ctrl-C included) the temporary file is removed and
+    ``target`` is left as it was.  The data is fsynced before the rename.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    fsync_dir(target.parent)
+
+
+def write_atomic(target: Path, data: bytes, mode: int = 0o644) -> None:
+    with atomic_output(target, mode) as handle:
+        handle.write(data)
+
+
+def split_wheel_name(filename: str) -> tuple[str, str, str]:
+    """(name, version, rest) of a wheel file name: rest is ``[build-]py-abi-plat.whl``."""
+    if not filename.endswith(".whl"):
+        raise BackendError(f"{filename}: not a wheel file name (expected name-version-py-abi-platform.whl)")
+    parts = filename[: -len(".whl")].split("-")
+    if len(parts) not in (5, 6):
+        raise BackendError(f"{filename}: not a wheel file name (expected name-version-py-abi-platform.whl)")
+    return parts[0], parts[1], "-".join(parts[2:]) + ".whl"
+
+
+def escape_version(version: str) -> str:
+    """A version as a wheel file name or .dist-info folder writes it."""
+    return version.replace("-", "_")

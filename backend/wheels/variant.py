@@ -1,0 +1,236 @@
+"""Variant wheels (PEP 825, draft): the variant label in the file name, ``variant.json`` inside.
+
+With ``-C wheel-variants=true`` each wheel of a variant is also written as a
+variant wheel, in addition to the normal one (today's pip cannot install
+variant wheels).  A variant wheel of ours:
+
+* has the public version (``torch-2.9.1``), since the variant label now says
+  what the local label said; pins of the variant's other wheels lose the
+  local label the same way (``torch==2.9.1``), so a variant-aware installer
+  picks the torch variant for the host;
+* carries the variant label ``cu129.sm90.avx512`` (:attr:`Variant.label`,
+  valid under the draft's ``^[0-9a-z_.]+$``) before ``.whl``:
+  ``torch-2.9.1-cp313-cp313-linux_x86_64-cu129.sm90.avx512.whl``;
+* holds ``<name>-<version>.dist-info/variant.json`` with the properties of
+  :func:`properties` and the providers that can check them.
+
+The index-level ``<name>-<version>-variants.json`` lists every variant label
+of a distribution's version with its properties; the CI merge job writes one
+for the merged index.  See docs/WHEELS.md for the mapping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from packaging.version import Version
+
+from ..errors import BackendError
+from ..settings import ARM_ISAS
+from ..variants import Variant
+from .files import split_wheel_name, write_atomic
+from .relabel import _dist_info_folder, rewrite_wheel
+
+SCHEMA_URL = "https://variants-schema.wheelnext.dev/v0.2.0.json"
+VARIANT_JSON = "variant.json"
+
+# Namespace -> (provider requirement, plugin API).
+PROVIDERS = {
+    "nvidia": ("nvidia-variant-provider", "nvidia_variant_provider.plugin:NvidiaVariantPlugin"),
+    "x86_64": ("provider-variant-x86-64", "provider_variant_x86_64.plugin:X8664Plugin"),
+    "aarch64": ("provider-variant-aarch64", "provider_variant_aarch64.plugin:AArch64Plugin"),
+}
+
+# Our ISA -> (x86_64 level, features beyond that level that the ISA's flags use).
+X86_PROPERTIES = {
+    "avx": ("v2", ("avx",)),
+    "avx2": ("v3", ()),
+    "avx512": ("v4", ()),
+    "avx512bf16": ("v4", ("avx512_bf16",)),
+    "avx512vnni": ("v4", ("avx512_vnni",)),
+}
+# Our ISA -> (aarch64 version, features its -march flags use; the provider's names).
+ARM_PROPERTIES = {
+    "armv8_2": ("8.2a", ("asimddp", "asimdhp")),
+    "armv9": ("9.0a", ("bf16", "i8mm", "sve2", "svebf16", "svei8mm")),
+}
+
+
+def properties(variant: Variant) -> dict[str, dict[str, list[str]]]:
+    """The variant's properties as namespace -> feature -> [value] (sorted)."""
+    result: dict[str, dict[str, list[str]]] = {
+        "nvidia": {
+            "cuda_version_lower_bound": [variant.cuda],
+            "sm_arch": [f"{variant.sm}_real"],
+        }
+    }
+    if variant.isa in ARM_ISAS:
+        version, features = ARM_PROPERTIES[variant.isa]
+        result["aarch64"] = {"version": [version], **{f: ["on"] for f in features}}
+    else:
+        level, features = X86_PROPERTIES[variant.isa]
+        result["x86_64"] = {"level": [level], **{f: ["on"] for f in features}}
+    return {ns: {f: values[f] for f in sorted(values)} for ns, values in sorted(result.items())}
+
+
+def property_strings(variant: Variant) -> list[str]:
+    """``namespace :: feature :: value`` lines, sorted."""
+    return sorted(
+        f"{ns} :: {feature} :: {value}"
+        for ns, features in properties(variant).items()
+        for feature, values in features.items()
+        for value in values
+    )
+
+
+def properties_hash(variant: Variant) -> str:
+    """variantlib's default label: sha256 over the sorted ``property\\n`` lines, first 8 hex digits.
+
+    Not used as our label (PEP 825 rejected hashes as labels); kept to show
+    which of our labels name the same property set.
+    """
+    digest = hashlib.sha256()
+    for line in property_strings(variant):
+        digest.update(f"{line}\n".encode())
+    return digest.hexdigest()[:8]
+
+
+def variant_label(variant: Variant) -> str:
+    label = variant.label
+    if not label or not all(c in "0123456789abcdefghijklmnopqrstuvwxyz_." for c in label) or label == "null":
+        raise BackendError(f"variant label {label!r} does not match ^[0-9a-z_.]+$ (PEP 825)")
+    return label
+
+
+def _document(variants: Iterable[Variant]) -> dict:
+    variants = list(variants)
+    namespaces = sorted({ns for v in variants for ns in properties(v)}, key=lambda ns: (ns != "nvidia", ns))
+    return {
+        "$schema": SCHEMA_URL,
+        "default-priorities": {"namespace": namespaces},
+        "providers": {
+            ns: {"plugin-api": PROVIDERS[ns][1], "requires": [PROVIDERS[ns][0]]} for ns in namespaces
+        },
+        "variants": {variant_label(v): properties(v) for v in variants},
+    }
+
+
+def variant_json(variants: Iterable[Variant]) -> str:
+    """The JSON text of ``variant.json`` (one variant) or ``*-variants.json`` (several).
+
+    Written as variantlib writes it (4-space indent, sorted keys), so a
+    round trip through variantlib gives the same text.
+    """
+    document = _document(variants)
+    labels = {}
+    for label, props in document["variants"].items():
+        key = json.dumps(props, sort_keys=True)
+        if key in labels:
+            raise BackendError(f"variant labels {labels[key]!r} and {label!r} name the same properties")
+        labels[key] = label
+    return json.dumps(document, indent=4, sort_keys=True)
+
+
+def _public(version: str, label: str) -> str:
+    parsed = Version(version)
+    return parsed.public if parsed.local == label else str(parsed)
+
+
+def write_variant_wheel(wheel: Path, dest_dir: Path, variant: Variant, *, public_version: bool = True) -> Path:
+    """Write ``wheel`` as a variant wheel of ``variant`` into ``dest_dir``; return its path.
+
+    With ``public_version`` (the default) a version or pin carrying the
+    variant's local label loses it (see the module docstring).  Members are
+    copied without recompression, like :func:`~backend.wheels.relabel.relabel`.
+    """
+    import zipfile
+
+    wheel = Path(wheel)
+    label = variant_label(variant)
+    _name, file_version, _rest = split_wheel_name(wheel.name)
+    version = None
+    pins: dict[str, str] = {}
+    if public_version:
+        with zipfile.ZipFile(wheel) as archive:
+            info = _dist_info_folder(wheel, archive.infolist())
+            metadata = archive.read(f"{info}/METADATA").decode("utf-8")
+        version = _public(_metadata_field(metadata, "Version") or file_version, label)
+        pins = _public_pins(metadata, label)
+    return rewrite_wheel(
+        wheel,
+        dest_dir,
+        version=version,
+        pins=pins,
+        extra_files={VARIANT_JSON: (variant_json([variant]) + "\n").encode("utf-8")},
+        variant_label=label,
+    )
+
+
+def _metadata_field(text: str, field: str) -> str | None:
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        if key.strip().lower() == field.lower():
+            return value.strip()
+    return None
+
+
+def _public_pins(text: str, label: str) -> dict[str, str]:
+    """Requires-Dist ``name==X+<label>`` -> {name: X}."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    pins = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        if key.strip().lower() != "requires-dist":
+            continue
+        try:
+            requirement = Requirement(value.strip())
+        except InvalidRequirement:
+            continue
+        specs = list(requirement.specifier)
+        if len(specs) == 1 and specs[0].operator in ("==", "==="):
+            try:
+                pinned = Version(specs[0].version)
+            except ValueError:
+                continue
+            if pinned.local == label:
+                pins[requirement.name] = pinned.public
+    return pins
+
+
+def write_index_variants_json(
+    dest_dir: Path, distribution: str, variants: Iterable[Variant], *, version: str | None = None
+) -> Path:
+    """Write ``<name>-<version>-variants.json`` for the given variants; return its path.
+
+    ``distribution`` is ``name`` or ``name-version`` as wheel file names write
+    them; without a version in it or ``version=``, the version is read from
+    the variant wheels of that name in ``dest_dir`` (they must agree).
+    """
+    from packaging.utils import canonicalize_name
+
+    dest_dir = Path(dest_dir)
+    name, _, given = distribution.partition("-")
+    given = version or given
+    if not given:
+        found = set()
+        for path in dest_dir.glob("*.whl"):
+            parts = path.name[: -len(".whl")].split("-")
+            if len(parts) == 6 and canonicalize_name(parts[0]) == canonicalize_name(name):
+                found.add(parts[1])
+        if len(found) != 1:
+            raise BackendError(
+                f"{dest_dir}: expected variant wheels of one version of {name}, found {sorted(found) or 'none'}"
+            )
+        given = found.pop()
+    name_part = name.replace("-", "_").replace(".", "_")
+    target = dest_dir / f"{name_part}-{given.replace('-', '_')}-variants.json"
+    write_atomic(target, (variant_json(variants) + "\n").encode("utf-8"))
+    return target

@@ -1,0 +1,256 @@
+"""``wheelhouse/<variant>/``: wheels that appear only complete, a manifest, SHA256SUMS.
+
+Rules (the pipeline issue, point 5):
+
+* a wheel is copied (or moved) under a temporary name in the same folder,
+  fsynced, then renamed; a wheel of the same distribution already there is
+  removed only after the new one, the manifest and SHA256SUMS are in place;
+* ``manifest.json`` and ``SHA256SUMS`` are rewritten atomically after each
+  change; ``sha256sum -c SHA256SUMS`` checks the folder;
+* every update holds a cross-process lock (``.wheelhouse.lock``), so two
+  builds writing one variant never interleave;
+* nothing already there is deleted when anything fails.
+
+Wheels lying in the folder that the manifest does not list are ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from ..errors import BackendError
+from .files import CHUNK, fsync_dir, sha256_file, write_atomic
+
+MANIFEST = "manifest.json"
+SUMS = "SHA256SUMS"
+LOCK = ".wheelhouse.lock"
+MANIFEST_VERSION = 1
+# Keys of a record the caller gives; others are kept as given.
+RECORD_KEYS = ("component", "source", "source_hash", "build_key", "seconds")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+class Wheelhouse:
+    """The wheels of one variant, in ``root`` (``wheelhouse/<variant>/``)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        variant: str | None = None,
+        toolchain: str | None = None,
+        toolchain_version: str | None = None,
+        flags: Sequence[str] | Mapping[str, Any] | None = None,
+        lock_timeout: float = -1,
+    ):
+        self.root = Path(root)
+        self.variant = variant or self.root.name
+        self._header = {"toolchain": toolchain, "toolchain_version": toolchain_version, "flags": flags}
+        self.lock_timeout = lock_timeout
+
+    # -- reading ---------------------------------------------------------
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def sums_path(self) -> Path:
+        return self.root / SUMS
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest as stored (an empty one when there is none yet)."""
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"wheels": {}}
+        except (OSError, ValueError) as error:
+            raise BackendError(
+                f"{self.manifest_path}: unreadable ({error}); move it away to start the wheelhouse anew"
+            ) from None
+        data.setdefault("wheels", {})
+        return data
+
+    def wheels(self) -> list[Path]:
+        """The wheels the manifest lists that exist, sorted by file name."""
+        names = sorted(self.manifest()["wheels"])
+        return [self.root / name for name in names if (self.root / name).is_file()]
+
+    def lookup(self, component: str, build_key: str) -> Path | None:
+        """The wheel of ``component`` built with ``build_key``, when present and intact."""
+        for name, entry in sorted(self.manifest()["wheels"].items()):
+            if entry.get("component") != component or entry.get("build_key") != build_key:
+                continue
+            path = self.root / name
+            if not path.is_file() or path.stat().st_size != entry.get("size"):
+                continue
+            if sha256_file(path) == entry.get("sha256"):
+                return path
+        return None
+
+    # -- writing ---------------------------------------------------------
+
+    def lock(self) -> FileLock:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / LOCK), timeout=self.lock_timeout)
+
+    def describe(
+        self,
+        *,
+        toolchain: str | None = None,
+        toolchain_version: str | None = None,
+        flags: Sequence[str] | Mapping[str, Any] | None = None,
+    ) -> None:
+        """Set the manifest's top fields (toolchain, its version, flags) and write it."""
+        for key, value in (("toolchain", toolchain), ("toolchain_version", toolchain_version), ("flags", flags)):
+            if value is not None:
+                self._header[key] = value
+        with self.lock():
+            manifest = self.manifest()
+            self._write(manifest)
+
+    def add(self, wheel: Path, record: Mapping[str, Any], *, move: bool = False) -> Path:
+        """Put ``wheel`` into the wheelhouse (complete or not at all); return its new path.
+
+        ``record``: component, source, source_hash, build_key, seconds (any
+        other keys are stored too).  An older wheel of the same distribution
+        is removed once the new one is listed.  ``move=True`` renames the file
+        when it lies on the same file system (else copies, then removes it).
+        """
+        wheel = Path(wheel)
+        try:
+            distribution, version, _build, _tags = parse_wheel_filename(wheel.name)
+        except ValueError as error:
+            raise BackendError(f"{wheel}: {error}") from None
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = self.root / wheel.name
+        if wheel.resolve() == target.resolve():
+            raise BackendError(f"{wheel}: already in the wheelhouse; give a wheel from outside it")
+        temp, digest, size = self._stage(wheel, move)
+        try:
+            with self.lock():
+                manifest = self.manifest()
+                os.replace(temp, target)
+                fsync_dir(self.root)
+                replaced = [
+                    name
+                    for name in manifest["wheels"]
+                    if name != wheel.name and _distribution(name) == canonicalize_name(distribution)
+                ]
+                for name in replaced:
+                    del manifest["wheels"][name]
+                entry = {
+                    "distribution": str(distribution),
+                    "version": str(version),
+                    "size": size,
+                    "sha256": digest,
+                }
+                entry.update({key: record.get(key) for key in RECORD_KEYS})
+                entry.update({key: value for key, value in record.items() if key not in entry})
+                entry["added"] = _now()
+                manifest["wheels"][wheel.name] = entry
+                self._write(manifest)
+                for name in replaced:
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.root / name).unlink()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+        if move:
+            with contextlib.suppress(FileNotFoundError):
+                wheel.unlink()
+        return target
+
+    def _stage(self, wheel: Path, move: bool) -> tuple[Path, str, int]:
+        """The wheel under a temporary name in the wheelhouse, fsynced; its sha256 and size."""
+        fd, temp_name = tempfile.mkstemp(prefix=f".{wheel.name}.", suffix=".part", dir=self.root)
+        temp = Path(temp_name)
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            if move:
+                os.close(fd)
+                fd = -1
+                try:
+                    os.replace(wheel, temp)
+                    moved = True
+                except OSError:
+                    moved = False
+                if moved:
+                    # Renamed in: nothing to copy; hash it where it now lies.
+                    with open(temp, "r+b") as handle:
+                        for chunk in iter(lambda: handle.read(CHUNK), b""):
+                            digest.update(chunk)
+                            size += len(chunk)
+                        os.fsync(handle.fileno())
+                    os.chmod(temp, 0o644)
+                    return temp, digest.hexdigest(), size
+                fd = os.open(temp, os.O_WRONLY | os.O_TRUNC)
+            with os.fdopen(fd, "wb") as out, open(wheel, "rb") as source:
+                fd = -1
+                for chunk in iter(lambda: source.read(CHUNK), b""):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(temp, 0o644)
+            return temp, digest.hexdigest(), size
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            if move and not wheel.exists() and temp.exists():
+                # Renamed in but failed after: give the file back rather than lose it.
+                with contextlib.suppress(OSError):
+                    os.replace(temp, wheel)
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
+
+    def _write(self, manifest: dict[str, Any]) -> None:
+        """manifest.json then SHA256SUMS, each atomically (caller holds the lock)."""
+        top = {
+            "manifest_version": MANIFEST_VERSION,
+            "variant": self.variant,
+            "toolchain": self._header["toolchain"] if self._header["toolchain"] is not None else manifest.get("toolchain"),
+            "toolchain_version": self._header["toolchain_version"]
+            if self._header["toolchain_version"] is not None
+            else manifest.get("toolchain_version"),
+            "flags": _jsonable(self._header["flags"]) if self._header["flags"] is not None else manifest.get("flags"),
+            "created": manifest.get("created") or _now(),
+            "updated": _now(),
+            "wheels": {name: manifest["wheels"][name] for name in sorted(manifest["wheels"])},
+        }
+        text = json.dumps(top, indent=2, sort_keys=False) + "\n"
+        write_atomic(self.manifest_path, text.encode("utf-8"))
+        sums = "".join(f"{entry['sha256']}  {name}\n" for name, entry in top["wheels"].items())
+        write_atomic(self.sums_path, sums.encode("utf-8"))
+
+
+def _distribution(file_name: str) -> str | None:
+    try:
+        return str(parse_wheel_filename(file_name)[0])
+    except ValueError:
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

@@ -139,7 +139,6 @@ def build(plan: Plan) -> BuildResult:
 
     settings = plan.settings
     layout = plan.layout
-    house = Wheelhouse(layout.wheelhouse)
     results = [StepResult(s.component, s.version, "not run") for s in plan.steps]
     result = BuildResult(plan=plan, steps=results, wheelhouse=layout.wheelhouse)
 
@@ -149,6 +148,18 @@ def build(plan: Plan) -> BuildResult:
         say(f"   toolchain: {toolchain.provider}, CUDA {toolchain.version}, {toolchain.nvcc}")
     cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir)
     say(f"   compiler cache: {cache.describe()}")
+    house = Wheelhouse(
+        layout.wheelhouse,
+        variant=plan.variant.name,
+        toolchain=toolchain.provider if toolchain else "none",
+        toolchain_version=toolchain.version if toolchain else None,
+        flags={
+            "sm": plan.variant.sm, "isa": plan.variant.isa, "cuda": plan.variant.cuda,
+            "label": plan.variant.label, "torch": plan.torch_version,
+            "CFLAGS": common_env(plan.variant, plan.steps[0].jobs)["CFLAGS"] if plan.steps else "",
+            "TORCH_CUDA_ARCH_LIST": plan.variant.arch,
+        },
+    )
     python = environment.ensure(layout.env_dir)
     requirements = sorted({r for s in plan.steps for r in recipes.get(s.component).build_requires})
     environment.install_requirements(python, requirements, offline=settings.offline)
@@ -215,7 +226,7 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label):
     )
     keys[step.component] = key
 
-    cached = house.lookup_all(step.component, key) if hasattr(house, "lookup_all") else _lookup(house, step, key)
+    cached = _lookup(house, step, key)
     if cached:
         return cached, "cached"
 
@@ -271,8 +282,18 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label):
 
 
 def _lookup(house, step: Step, key: str) -> list[Path]:
-    found = house.lookup(step.component, key)
-    return [found] if found else []
+    """Every wheel of the component with this build key, intact; else [] (rebuild)."""
+    from ..wheels.files import sha256_file
+
+    found = []
+    for name, entry in sorted(house.manifest()["wheels"].items()):
+        if entry.get("component") != step.component or entry.get("build_key") != key:
+            continue
+        path = house.root / name
+        if not path.is_file() or sha256_file(path) != entry.get("sha256"):
+            return []
+        found.append(path)
+    return found if len(found) >= len(step.distributions) else []
 
 
 def _verify(plan: Plan, step: Step, wheels: list[Path], house, toolchain, label: str) -> None:

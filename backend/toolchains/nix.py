@@ -1,0 +1,177 @@
+"""``toolchain=nix``: CUDA from nixpkgs' ``cudaPackages_X_Y``, as the seed did.
+
+Realises the toolkit plus what torch links against (cuDNN, NCCL, cuSPARSELt)
+from the flake reference ``-C nixpkgs=`` (default: the seed's nixpkgs
+revision) and joins every output of those derivations into one CUDA_HOME: a
+symlink farm under the cache folder.
+
+Works with Debian's Nix 2.8 and newer Nix: ``nix build --no-link --json``
+(2.8 has no ``--print-out-paths``), flakes enabled per command with
+``--extra-experimental-features``, CUDA's unfree licence accepted with
+``NIXPKGS_ALLOW_UNFREE=1`` plus ``--impure``.  A flake attribute builds only
+its default output, so each derivation is built again by its ``.drv`` path
+for all its outputs (headers live in ``dev``, libraries in ``lib``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..errors import BackendError
+from .base import Toolchain, check_toolkit, run_tool, runtime_sonames
+
+NAME = "nix"
+FEATURES = ["--extra-experimental-features", "nix-command flakes"]
+# Package-set attributes realised: each entry is the alternatives, first present wins.
+PACKAGES = (("cudatoolkit",), ("cudnn",), ("nccl",), ("libcusparse_lt", "cusparselt"))
+
+
+def ways_out(cuda: str) -> str:
+    return (
+        f"ways out: -C nixpkgs=<flake ref> (a mirror or local checkout of nixpkgs), "
+        f"-C toolchain=system with an installed CUDA {cuda}, or -C toolchain=pypi with -C cuda=13.0"
+    )
+
+
+def attribute_set(cuda: str) -> str:
+    return "cudaPackages_" + cuda.replace(".", "_")
+
+
+def find_nix(environ: Mapping[str, str] | None = None) -> str | None:
+    environ = os.environ if environ is None else environ
+    return shutil.which("nix", path=environ.get("PATH"))
+
+
+def nix_version(nix: str) -> tuple[int, ...]:
+    result = run_tool([nix, "--version"], what="toolchain 'nix': reading the Nix version", timeout=60)
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", result.stdout)
+    return tuple(int(g) for g in match.groups() if g is not None) if match else (0,)
+
+
+def _options(offline: bool) -> list[str]:
+    options = [*FEATURES, "--impure"]
+    if offline:
+        options += ["--offline", "--option", "substituters", ""]
+    return options
+
+
+def resolve(cuda: str, *, cache_dir: Path, nixpkgs: str, offline: bool = False,
+            environ: Mapping[str, str] | None = None) -> Toolchain:
+    environ = dict(os.environ if environ is None else environ)
+    nix = find_nix(environ)
+    if nix is None:
+        raise BackendError(
+            "toolchain 'nix': nix is not installed (no nix on PATH); install Nix (Debian: apt-get install nix-bin; "
+            f"elsewhere https://nixos.org/download), or {ways_out(cuda).removeprefix('ways out: ')}"
+        )
+    environ["NIXPKGS_ALLOW_UNFREE"] = "1"
+    pset = attribute_set(cuda)
+    options = _options(offline)
+
+    # Which of the wanted attributes this package set has (names moved between nixpkgs revisions).
+    names = sorted({n for alternatives in PACKAGES for n in alternatives})
+    apply = "p: builtins.filter (n: builtins.hasAttr n p) [ " + " ".join(json.dumps(n) for n in names) + " ]"
+    result = run_tool([nix, "eval", *options, "--json", f"{nixpkgs}#{pset}", "--apply", apply],
+                      what=f"toolchain 'nix': evaluating {pset} from {nixpkgs} failed ({ways_out(cuda)})",
+                      env=environ)
+    try:
+        present = set(json.loads(result.stdout))
+    except ValueError:
+        raise BackendError(f"toolchain 'nix': nix eval printed no JSON list for {pset} from {nixpkgs}") from None
+    attributes = []
+    for alternatives in PACKAGES:
+        found = [n for n in alternatives if n in present]
+        if not found:
+            raise BackendError(
+                f"toolchain 'nix': {nixpkgs}#{pset} has no {' or '.join(alternatives)}; {ways_out(cuda)}"
+            )
+        attributes.append(found[0])
+
+    installables = [f"{nixpkgs}#{pset}.{a}" for a in attributes]
+    built = _build(nix, options, installables, environ,
+                   what=f"toolchain 'nix': nix build of {pset}.{{{','.join(attributes)}}} from {nixpkgs} failed "
+                        f"({ways_out(cuda)})")
+    # Every output of each derivation (a flake attribute builds only the default one).
+    drvs = [entry["drvPath"] for entry in built if entry.get("drvPath")]
+    all_outputs = "^*" if nix_version(nix) >= (2, 13) else ""
+    if drvs:
+        built = _build(nix, options, [d + all_outputs for d in drvs], environ,
+                       what=f"toolchain 'nix': building every output of {pset} failed ({ways_out(cuda)})")
+    paths = _store_paths(built, order=drvs)
+    home = farm(Path(cache_dir) / "toolchains", f"nix-cu{cuda.replace('.', '')}", paths)
+    nvcc, version = check_toolkit(home, cuda, provider=NAME,
+                                  origin=f"the toolkit realised from {nixpkgs}#{pset} at", ways_out=ways_out(cuda))
+    return Toolchain(provider=NAME, cuda=cuda, version=version, cuda_home=home, nvcc=nvcc,
+                     runtime_libraries=runtime_sonames(home), requirements=())
+
+
+def _build(nix: str, options: list[str], installables: list[str], environ: dict[str, str], *, what: str) -> list[dict]:
+    result = run_tool([nix, "build", *options, "--no-link", "--json", *installables], what=what, env=environ)
+    try:
+        data = json.loads(result.stdout)
+    except ValueError:
+        raise BackendError(f"{what}: nix build printed no JSON") from None
+    if not isinstance(data, list):
+        raise BackendError(f"{what}: nix build printed unexpected JSON")
+    return data
+
+
+def _store_paths(built: list[dict], order: list[str]) -> list[Path]:
+    """Output paths, derivation by derivation in the order asked for, 'out' first."""
+    rank = {d: i for i, d in enumerate(order)}
+    paths: list[Path] = []
+    for entry in sorted(built, key=lambda e: rank.get(e.get("drvPath", ""), len(rank))):
+        outputs = entry.get("outputs") or {}
+        for name in sorted(outputs, key=lambda n: (n != "out", n)):
+            path = Path(outputs[name])
+            if path not in paths:
+                paths.append(path)
+    if not paths:
+        raise BackendError("toolchain 'nix': nix build reported no output paths")
+    return paths
+
+
+def farm(parent: Path, prefix: str, paths: list[Path]) -> Path:
+    """One folder joining ``paths`` (first one wins on a clash), reused when it exists."""
+    digest = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:16]
+    home = parent / f"{prefix}-{digest}"
+    if (home / ".complete").is_file():
+        return home
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{prefix}-", dir=parent))
+    try:
+        for store_path in paths:
+            _join(store_path, staging)
+        (staging / ".sources").write_text("".join(f"{p}\n" for p in paths))
+        (staging / ".complete").write_text("")
+        try:
+            os.rename(staging, home)
+        except OSError:
+            if not (home / ".complete").is_file():
+                shutil.rmtree(home, ignore_errors=True)
+                os.rename(staging, home)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return home
+
+
+def _join(source: Path, target: Path) -> None:
+    if not source.is_dir():
+        return
+    for folder, dirs, files in os.walk(source, followlinks=True):
+        relative = Path(folder).relative_to(source)
+        if relative.parts[:1] == ("nix-support",):
+            dirs[:] = []
+            continue
+        (target / relative).mkdir(parents=True, exist_ok=True)
+        for name in files:
+            link = target / relative / name
+            if not os.path.lexists(link):
+                os.symlink(Path(folder) / name, link)

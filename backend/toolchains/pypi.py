@@ -1,0 +1,216 @@
+"""``toolchain=pypi``: CUDA 13.x assembled from NVIDIA's PyPI wheels.
+
+The cu13 wheels install into ``<target>/nvidia/cu13`` (bin/nvcc, nvvm/bin/cicc,
+include, lib).  That folder becomes CUDA_HOME after three fixes CMake needs
+(measured, see docs/TOOLCHAINS.md): a ``lib64 -> lib`` link, unversioned
+``lib*.so`` links next to the versioned ones, and nvcc named through
+``CUDACXX`` (``Toolchain.env``).  Libraries installed elsewhere under
+``nvidia/`` (cuDNN, NCCL, cuSPARSELt) are linked into its include/ and lib/.
+
+CUDA 12.x cannot come from PyPI: the cu12 wheels have ptxas and headers but
+no nvcc, cicc, fatbinary or nvlink.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import BackendError
+from .base import Toolchain, check_toolkit, last_error_line, runtime_sonames
+
+NAME = "pypi"
+
+# CUDA 13.0 Update 2 (the versions /usr/local/cuda-13.0 here was built from).
+# compiler: needed to compile, not at run time.
+COMPILER = {
+    "13.0": (
+        "nvidia-cuda-nvcc==13.0.88",
+        "nvidia-nvvm==13.0.88",
+        "nvidia-cuda-crt==13.0.88",
+        "nvidia-cuda-cccl==13.0.85",
+        "nvidia-cuda-runtime==13.0.96",
+    ),
+}
+# library name -> the wheel that carries it (a run-time requirement of wheels built with it).
+LIBRARIES = {
+    "13.0": {
+        "cudart": "nvidia-cuda-runtime==13.0.96",
+        "nvrtc": "nvidia-cuda-nvrtc==13.0.88",
+        "cupti": "nvidia-cuda-cupti==13.0.85",
+        "nvtx": "nvidia-nvtx==13.0.85",
+        "nvjitlink": "nvidia-nvjitlink==13.0.88",
+        "cublas": "nvidia-cublas==13.1.0.3",
+        "cufft": "nvidia-cufft==12.0.0.61",
+        "curand": "nvidia-curand==10.4.0.35",
+        "cusolver": "nvidia-cusolver==12.0.4.66",
+        "cusparse": "nvidia-cusparse==12.6.3.3",
+        "cufile": "nvidia-cufile==1.15.1.6",
+        "cudnn": "nvidia-cudnn-cu13==9.13.0.50",
+        "nccl": "nvidia-nccl-cu13==2.27.7",
+        "cusparselt": "nvidia-cusparselt-cu13==0.8.0",
+        "nvshmem": "nvidia-nvshmem-cu13==3.3.24",
+    },
+}
+SUPPORTED = tuple(COMPILER)
+
+
+def refuse_12(cuda: str) -> BackendError:
+    return BackendError(
+        f"toolchain 'pypi': CUDA {cuda} cannot come from PyPI (the cu12 wheels such as nvidia-cuda-nvcc-cu12 hold "
+        f"ptxas and headers but no nvcc, cicc, fatbinary or nvlink); get CUDA {cuda} from -C toolchain=nix "
+        f"(nixpkgs cudaPackages_{cuda.replace('.', '_')}) or an installed toolkit (-C toolchain=system with "
+        f"CUDA_HOME=/usr/local/cuda-{cuda}), or build -C cuda=13.0 with -C toolchain=pypi"
+    )
+
+
+def requirements_for(cuda: str, libraries: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+    """(everything to install, the run-time subset) for CUDA ``cuda`` and the named libraries."""
+    if cuda.startswith("12."):
+        raise refuse_12(cuda)
+    if cuda not in COMPILER:
+        raise BackendError(
+            f"toolchain 'pypi': no pinned PyPI wheel set for CUDA {cuda}; accepted: {', '.join(SUPPORTED)}"
+        )
+    table = LIBRARIES[cuda]
+    names = list(table) if libraries is None else ["cudart", *libraries]
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise BackendError(f"toolchain 'pypi': unknown CUDA library {unknown[0]!r}; accepted: {', '.join(table)}")
+    runtime = list(dict.fromkeys(table[n] for n in names))
+    everything = list(dict.fromkeys([*COMPILER[cuda], *runtime]))
+    return everything, runtime
+
+
+def root_for(cache_dir: Path, cuda: str) -> Path:
+    return Path(cache_dir) / "toolchains" / f"pypi-cu{cuda.replace('.', '')}"
+
+
+def resolve(cuda: str, *, cache_dir: Path, offline: bool = False,
+            libraries: Sequence[str] | None = None) -> Toolchain:
+    everything, runtime = requirements_for(cuda, libraries)
+    root = root_for(cache_dir, cuda)
+    root.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
+    with FileLock(str(root / ".lock")):
+        installed = _installed(root)
+        missing = [r for r in everything if r not in installed]
+        if missing:
+            if offline:
+                raise BackendError(
+                    f"toolchain 'pypi': offline, and the CUDA {cuda} wheels {', '.join(missing)} are not in "
+                    f"{root}; run once with network (python -m backend toolchain -C cuda={cuda} -C toolchain=pypi)"
+                )
+            _pip_install(root, missing)
+            _write_installed(root, sorted(set(installed) | set(missing)))
+        home = root / "site" / "nvidia" / f"cu{cuda.split('.')[0]}"
+        _arrange(home)
+    nvcc, version = check_toolkit(
+        home, cuda, provider=NAME, origin="the PyPI wheels installed at",
+        ways_out=f"remove {root} and run again",
+    )
+    return Toolchain(
+        provider=NAME, cuda=cuda, version=version, cuda_home=home, nvcc=nvcc,
+        runtime_libraries=runtime_sonames(home), requirements=tuple(runtime),
+    )
+
+
+def _installed(root: Path) -> list[str]:
+    try:
+        return list(json.loads((root / "installed.json").read_text()))
+    except (OSError, ValueError):
+        return []
+
+
+def _write_installed(root: Path, requirements: list[str]) -> None:
+    tmp = root / "installed.json.tmp"
+    tmp.write_text(json.dumps(requirements, indent=1) + "\n")
+    os.replace(tmp, root / "installed.json")
+
+
+def pip_command() -> list[str]:
+    """How to run pip here: this interpreter's pip, else uv's."""
+    try:
+        import pip  # noqa: F401
+
+        return [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+    except ImportError:
+        uv = shutil.which("uv")
+        if uv:
+            return [uv, "pip", "install", "--python", sys.executable]
+        raise BackendError(
+            "toolchain 'pypi': neither pip nor uv is available to install the CUDA wheels; "
+            "install pip in this environment (python -m ensurepip)"
+        ) from None
+
+
+def _pip_install(root: Path, requirements: list[str]) -> None:
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+    try:
+        argv = [*pip_command(), "--no-deps", "--only-binary", ":all:", "--target", str(staging), *requirements]
+        result = subprocess.run(argv, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BackendError(
+                f"toolchain 'pypi': pip could not install {' '.join(requirements)}: "
+                f"{last_error_line(result.stderr or result.stdout)}"
+            )
+        _merge(staging, root / "site")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _merge(source: Path, target: Path) -> None:
+    """Move every file of ``source`` into ``target``, keeping what is already there."""
+    for folder, dirs, files in os.walk(source):
+        relative = Path(folder).relative_to(source)
+        (target / relative).mkdir(parents=True, exist_ok=True)
+        for name in files + [d for d in dirs if (Path(folder) / d).is_symlink()]:
+            destination = target / relative / name
+            if not os.path.lexists(destination):
+                os.replace(Path(folder) / name, destination)
+
+
+_VERSIONED = re.compile(r"^(lib[\w+-]+?\.so)\.\d+(\.\d+)*$")
+
+
+def _arrange(home: Path) -> None:
+    """Make the wheel tree a CUDA_HOME that CMake's CUDA support accepts."""
+    lib = home / "lib"
+    include = home / "include"
+    if not lib.is_dir():
+        return
+    _link(home / "lib64", Path("lib"))
+    # Libraries the cu13 wheels put in nvidia/<name>/ (cudnn, nccl, cusparselt ...).
+    for other in sorted(home.parent.iterdir()):
+        if other == home or not other.is_dir():
+            continue
+        for sub, into in (("lib", lib), ("include", include)):
+            folder = other / sub
+            if folder.is_dir():
+                for entry in sorted(folder.iterdir()):
+                    if entry.name != "__init__.py" and entry.name != "__pycache__":
+                        _link(into / entry.name, entry)
+    # Unversioned links: libcudart.so -> libcudart.so.13, picking the shortest versioned name.
+    versioned: dict[str, str] = {}
+    for entry in sorted(lib.iterdir(), key=lambda p: len(p.name)):
+        match = _VERSIONED.match(entry.name)
+        if match and match.group(1) not in versioned:
+            versioned[match.group(1)] = entry.name
+    for plain, target in versioned.items():
+        _link(lib / plain, Path(target))
+
+
+def _link(path: Path, target: Path) -> None:
+    if not os.path.lexists(path):
+        try:
+            os.symlink(target, path)
+        except FileExistsError:
+            pass

@@ -1,0 +1,75 @@
+"""``toolchain=auto`` and the dispatch to one provider."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import BackendError, SettingError
+from ..settings import TOOLCHAINS
+from . import nix, pypi, system
+from .base import Toolchain
+
+
+def resolve(cuda: str, provider: str = "auto", *, cache_dir: Path, nixpkgs: str, offline: bool = False,
+            libraries: Sequence[str] | None = None) -> Toolchain:
+    """The toolkit for CUDA ``cuda`` (major.minor) from ``provider``.
+
+    ``libraries`` narrows the PyPI provider's libraries (default: all a stack
+    build links, see ``pypi.LIBRARIES``); the other providers ignore it.
+    """
+    cache_dir = Path(cache_dir)
+    if provider == "system":
+        return system.resolve(cuda)
+    if provider == "nix":
+        return nix.resolve(cuda, cache_dir=cache_dir, nixpkgs=nixpkgs, offline=offline)
+    if provider == "pypi":
+        return pypi.resolve(cuda, cache_dir=cache_dir, offline=offline, libraries=libraries)
+    if provider != "auto":
+        raise SettingError("toolchain", provider, TOOLCHAINS)
+
+    tried: list[str] = []
+    try:
+        return system.resolve(cuda)
+    except BackendError as error:
+        tried.append(f"[system] {_short(error)}")
+    if nix.find_nix() is not None:
+        try:
+            return nix.resolve(cuda, cache_dir=cache_dir, nixpkgs=nixpkgs, offline=offline)
+        except BackendError as error:
+            tried.append(f"[nix] {_short(error)}")
+    else:
+        tried.append("[nix] nix is not on PATH")
+    if cuda.startswith("12."):
+        tried.append(f"[pypi] CUDA {cuda} has no nvcc on PyPI (only 13.x)")
+    else:
+        try:
+            return pypi.resolve(cuda, cache_dir=cache_dir, offline=offline, libraries=libraries)
+        except BackendError as error:
+            tried.append(f"[pypi] {_short(error)}")
+    raise BackendError(
+        f"toolchain 'auto': no CUDA {cuda} toolkit found; tried {' '.join(tried)}; "
+        f"install CUDA {cuda} (CUDA_HOME), install Nix (CUDA 12.8/12.9 from nixpkgs), or use cuda=13.0 "
+        f"(from PyPI)"
+    )
+
+
+def _short(error: BackendError) -> str:
+    """A provider's error without its own ways-out tail (auto lists them once)."""
+    text = str(error)
+    for marker in ("; ways out:", " (ways out:"):
+        if marker in text:
+            text = text.split(marker)[0]
+    return text.rstrip(";").rstrip() + ";"
+
+
+def build_requirements(cuda: str, provider: str) -> list[str]:
+    """What the frontend installs into the build environment for this provider.
+
+    The PyPI provider installs the CUDA wheels with pip into the cache (not into
+    the build environment), so it needs pip there (uv's build environments have
+    none).  The others need nothing from PyPI.
+    """
+    if provider == "pypi" or (provider == "auto" and not cuda.startswith("12.")):
+        return ["pip"]
+    return []

@@ -1,0 +1,400 @@
+"""The checks of one wheel or object against a variant; verify_paths and verify_wheel."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from ..errors import BackendError
+from ..settings import ARM_ISAS, X86_ISAS
+from . import elf, isa as isa_scan, linkage, metadata
+from .report import ERROR, WARNING, Entry, ObjectEntry, Problem, Report
+
+# Members never worth opening to look for ELF magic.
+_TEXT_SUFFIXES = (".py", ".pyi", ".pyc", ".txt", ".md", ".json", ".h", ".hpp", ".cuh", ".cu", ".cpp", ".c",
+                  ".yaml", ".yml", ".toml", ".cfg", ".typed", ".html", ".js", ".css", ".png", ".cmake", ".pth")
+
+
+@dataclasses.dataclass(frozen=True)
+class Expectation:
+    sm: str | None = None          # "90"; None = don't check GPU targets
+    isa: str | None = None         # "avx512" (backend.settings.ISAS); None = don't check
+    cuda: str | None = None        # "13.0"
+    ptx: bool = False              # PTX asked for?
+    label: str | None = None       # local version label, "cu129.sm90.avx512"
+    torch_version: str | None = None  # exact torch version of the wheelhouse, "2.9.1+cu129.sm90.avx512"
+    extra_allowed_libraries: tuple[str, ...] = ()   # sonames provided by the toolchain's declared requirements
+
+
+# --- GPU targets --------------------------------------------------------------------------------------------------
+
+def cubin_verdict(sm: str, suffix: str, variant: str) -> str | None:
+    """None when a cubin runs on the variant's GPU as intended; else why not.
+
+    Accepted: the variant's own SM in any form (sm_90, sm_90a; sm_100, sm_100a,
+    sm_100f); a family cubin of the same major whose minor is not above the
+    variant's (sm_100f on sm_103: family code runs on every later member); a
+    plain cubin of the same major and a lower minor (sm_80 on sm_86: binary
+    compatible, what vLLM's loose arch intersection builds for 8.6 and 8.9).
+    """
+    if sm == variant:
+        return None
+    major, minor = sm[:-1], int(sm[-1])
+    v_major, v_minor = variant[:-1], int(variant[-1])
+    if major == v_major and minor < v_minor:
+        if suffix == "f" or suffix == "":
+            return None
+        return f"arch-specific sm_{sm}{suffix} code runs only on sm_{sm}"
+    return f"sm_{sm}{suffix} code does not run on sm_{variant}"
+
+
+def ptx_verdict(sm: str, suffix: str, variant: str, asked: bool) -> str | None:
+    if not asked:
+        return "PTX was not asked for"
+    if suffix and sm != variant and not (suffix == "f" and sm[:-1] == variant[:-1] and int(sm[-1]) <= int(variant[-1])):
+        return f"compute_{sm}{suffix} PTX compiles only for sm_{sm}"
+    if int(sm) > int(variant):
+        return f"compute_{sm} PTX cannot be compiled for the older sm_{variant}"
+    return None
+
+
+def _check_gpu(obj: ObjectEntry, expect: Expectation) -> None:
+    for section in obj.gpu:
+        if section.error:
+            obj.problems.append(Problem(ERROR, "read", f"{section.name}: {section.error}", obj.path))
+    if not expect.sm:
+        return
+    for section in obj.gpu:
+        main = section.name == ".nv_fatbin"
+        severity = ERROR if main else WARNING
+        bad: dict[str, tuple[int, str]] = {}
+        for entry in section.entries:
+            why = (cubin_verdict(entry.sm, entry.suffix, expect.sm) if entry.kind == "cubin"
+                   else ptx_verdict(entry.sm, entry.suffix, expect.sm, expect.ptx))
+            if why:
+                count, _ = bad.get(entry.target, (0, why))
+                bad[entry.target] = (count + 1, why)
+        for target, (count, why) in bad.items():
+            kind = "PTX" if target.startswith("compute") else "cubin" + "s" * (count != 1)
+            where = "" if main else " in __nv_relfatbin (device-link input, not loaded at run time)"
+            obj.problems.append(Problem(
+                severity, "gpu", f"{count} {kind} for {target}{where}: {why} (variant sm_{expect.sm})", obj.path))
+    main = obj.section(".nv_fatbin")
+    if main and main.entries:
+        usable = [e for e in main.entries if (
+            cubin_verdict(e.sm, e.suffix, expect.sm) if e.kind == "cubin"
+            else ptx_verdict(e.sm, e.suffix, expect.sm, expect.ptx)) is None]
+        if not usable:
+            obj.problems.append(Problem(
+                ERROR, "gpu", f"uses CUDA but has no code for sm_{expect.sm} "
+                "(\"no kernel image is available for execution on the device\")", obj.path))
+
+
+def _check_cuda(obj: ObjectEntry, expect: Expectation) -> None:
+    if not expect.cuda:
+        return
+    main = obj.section(".nv_fatbin")
+    if not main:
+        return
+    wanted = Version(expect.cuda)
+    for release in sorted({e.release for e in main.entries if e.release}):
+        got = Version(release)
+        if got.release[:2] > wanted.release[:2]:
+            obj.problems.append(Problem(
+                ERROR, "cuda", f"cubins built by CUDA {release}, newer than the variant's CUDA {expect.cuda} "
+                "(a driver for the variant may not load them)", obj.path))
+        elif got.release[0] != wanted.release[0]:
+            obj.problems.append(Problem(
+                WARNING, "cuda", f"cubins built by CUDA {release}, the variant is CUDA {expect.cuda}", obj.path))
+
+
+# --- CPU code ------------------------------------------------------------------------------------------------------
+
+def _check_cpu(obj: ObjectEntry, info: elf.ObjectInfo, expect: Expectation) -> None:
+    if info.machine == "x86_64" and info.code_bytes:
+        scan = isa_scan.scan_object(info.path)
+        obj.isa_highest = scan.highest
+        obj.isa_features = dict(sorted(scan.features.items()))
+        obj.instructions = scan.instructions
+        if expect.isa in X86_ISAS:
+            obj.isa_beyond = scan.beyond(expect.isa)
+            if obj.isa_beyond:
+                shown = ", ".join(f"{f.lower()} ({n} instructions)" for f, n in obj.isa_beyond.items())
+                obj.problems.append(Problem(
+                    WARNING, "cpu", f"code beyond the variant's {expect.isa}: {shown}; fine when it sits behind "
+                    "run-time dispatch (torch, oneDNN, FBGEMM), a crash on older CPUs when it does not", obj.path))
+    elif info.machine == "aarch64":
+        obj.isa_highest = "aarch64"
+    if expect.isa and info.machine in ("x86_64", "aarch64") and info.elf_type in ("ET_DYN", "ET_EXEC", "ET_REL"):
+        platform = "aarch64" if expect.isa in ARM_ISAS else "x86_64"
+        if info.machine != platform:
+            obj.problems.append(Problem(ERROR, "cpu", f"{info.machine} code; the variant's {expect.isa} is {platform}", obj.path))
+    if info.has_record_section:
+        if expect.isa:
+            check = isa_scan.check_flags(info.compile_records, expect.isa)
+            obj.flag_records = check.records
+            obj.flag_lacking = len(check.lacking)
+            if check.lacking:
+                example = check.lacking[0]
+                example = example if len(example) <= 160 else example[:157] + "..."
+                obj.problems.append(Problem(
+                    ERROR, "flags", f"{len(check.lacking)} of {check.records} C/C++ compiles lack the {expect.isa} "
+                    f"flags ({' '.join(isa_scan.ISA_FLAGS[expect.isa])}), e.g. {example!r}", obj.path))
+        else:
+            obj.flag_records = sum(isa_scan.is_compile_record(r) for r in info.compile_records)
+
+
+# --- objects, wheels -----------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Context:
+    expect: Expectation
+    inside: set[str]                      # sonames and basenames of this wheel / the loose objects
+    own_exports: set[str]
+    wheelhouse: dict[str, str]            # soname -> wheel name
+    requirement_patterns: list[str]
+    torch_exports: set[str] | None        # None: no torch to check against
+    is_torch: bool
+
+
+def _object(info: elf.ObjectInfo, shown: str, context: _Context) -> ObjectEntry:
+    obj = ObjectEntry(path=shown, size=info.size, machine=info.machine, gpu=info.gpu)
+    _check_gpu(obj, context.expect)
+    _check_cuda(obj, context.expect)
+    _check_cpu(obj, info, context.expect)
+    for soname in info.needed:
+        where = linkage.provider(soname, context.inside, context.wheelhouse, context.requirement_patterns,
+                                 context.expect.extra_allowed_libraries)
+        obj.needed[soname] = where
+        if where is None:
+            obj.problems.append(Problem(
+                ERROR, "link", f"needs {soname}, which no file of the wheel, wheel of the wheelhouse, declared "
+                "requirement, toolchain library or system library provides", shown))
+    if not context.is_torch and any(linkage.is_torch_library(n) for n in info.needed):
+        if context.torch_exports is None:
+            obj.problems.append(Problem(
+                WARNING, "abi", "links torch, but no torch wheel was given to check its symbols against", shown))
+        else:
+            missing = linkage.missing_torch_symbols(info.undefined, context.torch_exports, context.own_exports)
+            if missing:
+                names = linkage.demangle(missing[:3])
+                more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+                obj.problems.append(Problem(
+                    ERROR, "abi", f"{len(missing)} symbols expected from torch are not exported by the "
+                    f"wheelhouse's torch (\"undefined symbol\" at import): {'; '.join(names)}{more}", shown))
+    return obj
+
+
+def _read(path: Path, shown: str) -> tuple[elf.ObjectInfo | None, Problem | None]:
+    try:
+        return elf.read_object(path), None
+    except (ValueError, OSError) as error:
+        return None, Problem(ERROR, "read", str(error), shown)
+    except Exception as error:  # pyelftools raises its own exception types on damaged files
+        return None, Problem(ERROR, "read", f"cannot read: {type(error).__name__}: {error}", shown)
+
+
+def _elf_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    found = []
+    for item in archive.infolist():
+        if item.is_dir() or item.file_size < 64 or item.filename.lower().endswith(_TEXT_SUFFIXES):
+            continue
+        with archive.open(item) as handle:
+            if handle.read(4) == elf.ELF_MAGIC:
+                found.append(item)
+    return found
+
+
+def _extract(archive: zipfile.ZipFile, item: zipfile.ZipInfo, folder: Path) -> Path:
+    target = folder / item.filename.replace("/", "__")
+    with archive.open(item) as source, open(target, "wb") as sink:
+        shutil.copyfileobj(source, sink, 1 << 22)
+    return target
+
+
+_TORCH_EXPORTS: dict[tuple[str, int, int], set[str]] = {}
+
+
+def torch_exports(wheel: Path) -> set[str]:
+    """Every dynamic symbol the torch wheel's libraries export (cached per file)."""
+    stat = wheel.stat()
+    key = (str(wheel.resolve()), stat.st_size, int(stat.st_mtime))
+    if key in _TORCH_EXPORTS:
+        return _TORCH_EXPORTS[key]
+    exports: set[str] = set()
+    with zipfile.ZipFile(wheel) as archive, tempfile.TemporaryDirectory(prefix="verify-torch-") as tmp:
+        for item in archive.infolist():
+            base = item.filename.rsplit("/", 1)[-1]
+            if item.is_dir() or ".so" not in base or not base.startswith("lib"):
+                continue
+            path = _extract(archive, item, Path(tmp))
+            try:
+                exports |= elf.exported_symbols(path)
+            except Exception:
+                pass
+            finally:
+                path.unlink()
+    _TORCH_EXPORTS[key] = exports
+    return exports
+
+
+def _companion_infos(companions: Sequence[Path]) -> list[metadata.WheelInfo]:
+    return [metadata.read_wheel(Path(c), check_record=False) for c in companions]
+
+
+def verify_wheel(wheel: Path, expect: Expectation | None, companions: Sequence[Path] = ()) -> Report:
+    """Check one wheel; ``companions`` are the other wheels of its wheelhouse."""
+    expect = expect or Expectation()
+    wheel = Path(wheel)
+    if not wheel.is_file():
+        raise BackendError(f"verify: {wheel} does not exist or is not a file; accepted: a .whl file")
+    info = metadata.read_wheel(wheel)
+    entry = Entry(path=str(wheel), kind="wheel", size=wheel.stat().st_size, name=info.name, version=info.version)
+    report = Report(entries=[entry], expectation=dataclasses.asdict(expect))
+    entry.problems.extend(Problem(ERROR, "metadata", p) for p in info.problems)
+    others = [c for c in _companion_infos([c for c in companions if Path(c).resolve() != wheel.resolve()])]
+    torch_wheel = next((c for c in others if c.name == metadata.TORCH), None)
+    is_torch = info.name == metadata.TORCH
+    torch_version = expect.torch_version or (torch_wheel.version if torch_wheel else None)
+
+    _check_metadata(entry, info, others, expect, torch_version, torch_wheel)
+
+    if not info.members:
+        return report
+    wheelhouse: dict[str, str] = {}
+    for other in others:
+        for base in other.basenames():
+            if ".so" in base:
+                wheelhouse.setdefault(base, other.name)
+    requirements = [r for w in [info, *others] for r in w.requires if metadata.is_active(r)]
+    exports = None
+    if not is_torch and torch_wheel is not None:
+        exports = torch_exports(torch_wheel.path)
+
+    with zipfile.ZipFile(wheel) as archive, tempfile.TemporaryDirectory(prefix="verify-") as tmp:
+        members = _elf_members(archive)
+        infos: list[tuple[str, elf.ObjectInfo]] = []
+        for item in members:
+            path = _extract(archive, item, Path(tmp))
+            read, problem = _read(path, item.filename)
+            if problem:
+                entry.problems.append(problem)
+                path.unlink()
+                continue
+            infos.append((item.filename, read))
+        inside = info.basenames() | {i.soname for _n, i in infos if i.soname}
+        own_exports = set().union(*(i.exported for _n, i in infos)) if infos else set()
+        context = _Context(expect, inside, own_exports, wheelhouse, linkage.requirement_library_patterns(requirements),
+                           exports, is_torch)
+        for name, read in infos:
+            entry.objects.append(_object(read, name, context))
+            read.path.unlink()
+    if not is_torch and torch_version is not None and not any(
+        canonicalize_name(r.name) == metadata.TORCH for r in info.requires if metadata.is_active(r)
+    ):
+        needs_torch = any(linkage.is_torch_library(n) for o in entry.objects for n in o.needed)
+        if needs_torch:
+            entry.problems.append(Problem(ERROR, "metadata", f"links torch's libraries but does not require torch=={torch_version}"))
+    return report
+
+
+def _check_metadata(entry: Entry, info: metadata.WheelInfo, others: list[metadata.WheelInfo], expect: Expectation,
+                    torch_version: str | None, torch_wheel: metadata.WheelInfo | None) -> None:
+    if expect.label and not metadata.label_matches(info.local, expect.label):
+        entry.problems.append(Problem(
+            ERROR, "metadata", f"version {info.version} does not carry the variant's label +{expect.label}"))
+    if info.name == metadata.TORCH:
+        if expect.torch_version and not metadata._same_version(info.version, expect.torch_version):
+            entry.problems.append(Problem(
+                ERROR, "metadata", f"torch is {info.version}, the wheelhouse's torch should be {expect.torch_version}"))
+    elif torch_version:
+        for requirement in info.requires:
+            if canonicalize_name(requirement.name) == metadata.TORCH:
+                why = metadata.torch_pin_problem(requirement, torch_version)
+                if why:
+                    entry.problems.append(Problem(ERROR, "metadata", why))
+        if torch_wheel is not None and expect.torch_version and not metadata._same_version(torch_wheel.version, expect.torch_version):
+            entry.problems.append(Problem(
+                ERROR, "metadata", f"the wheelhouse's torch is {torch_wheel.version}, expected {expect.torch_version}"))
+    by_name = {o.name: o for o in others}
+    for requirement in info.requires:
+        name = canonicalize_name(requirement.name)
+        other = by_name.get(name)
+        if other is None or not metadata.is_active(requirement) or name == metadata.TORCH:
+            continue
+        try:
+            fits = requirement.specifier.contains(Version(other.version), prereleases=True)
+        except InvalidVersion:
+            fits = False
+        if not fits:
+            entry.problems.append(Problem(
+                ERROR, "metadata", f"requires {requirement}, the wheelhouse has {other.name} {other.version}"))
+
+
+def verify_objects(paths: Sequence[Path], expect: Expectation | None) -> Report:
+    """Loose shared objects, checked together: they may provide each other's libraries."""
+    expect = expect or Expectation()
+    report = Report(expectation=dataclasses.asdict(expect))
+    infos: list[tuple[Path, elf.ObjectInfo | None, Problem | None]] = []
+    for path in paths:
+        read, problem = _read(Path(path), str(path))
+        infos.append((Path(path), read, problem))
+    good = [(p, i) for p, i, _ in infos if i is not None]
+    inside = {p.name for p, _ in good} | {i.soname for _, i in good if i.soname}
+    torch_libs = [i for p, i in good if linkage.is_torch_library(i.soname or p.name)]
+    exports = set().union(*(i.exported for i in torch_libs)) if torch_libs else None
+    for path, read, problem in infos:
+        entry = Entry(path=str(path), kind="object", size=path.stat().st_size if path.exists() else 0)
+        report.entries.append(entry)
+        if problem:
+            entry.problems.append(problem)
+            continue
+        is_torch = linkage.is_torch_library(read.soname or path.name)
+        own = read.exported
+        context = _Context(expect, inside, own, {}, [], exports, is_torch)
+        entry.objects.append(_object(read, str(path), context))
+    return report
+
+
+def verify_paths(paths: Sequence[Path], expect: Expectation | None = None) -> Report:
+    """Wheels (checked together), folders (a wheelhouse: its wheels together) and loose .so files."""
+    expect = expect or Expectation()
+    report = Report(expectation=dataclasses.asdict(expect))
+    wheels: list[Path] = []
+    houses: list[list[Path]] = []
+    loose: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(path.glob("*.whl"))
+            if found:
+                houses.append(found)
+            else:
+                objects = sorted(p for p in path.rglob("*") if p.is_file() and elf.is_elf(p))
+                if not objects:
+                    raise BackendError(f"verify: {path} holds no wheels and no ELF files; accepted: a wheelhouse folder, a .whl or a .so")
+                loose.extend(objects)
+        elif path.is_file() and path.suffix == ".whl":
+            wheels.append(path)
+        elif path.is_file() and elf.is_elf(path):
+            loose.append(path)
+        elif path.exists():
+            raise BackendError(f"verify: {path} is neither a wheel, a folder nor an ELF file; accepted: a .whl, a wheelhouse folder or a .so")
+        else:
+            raise BackendError(f"verify: {path} does not exist; accepted: a .whl, a wheelhouse folder or a .so")
+    if wheels:
+        houses.append(wheels)
+    for house in houses:
+        for wheel in house:
+            report.extend(verify_wheel(wheel, expect, companions=[w for w in house if w != wheel]))
+    if loose:
+        report.extend(verify_objects(loose, expect))
+    return report
+

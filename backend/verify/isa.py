@@ -1,0 +1,211 @@
+"""CPU code: the x86 instruction-set extensions an object uses, and whether the variant's flags were applied.
+
+The scan decodes every executable section linearly with iced-x86 and maps each
+instruction's opcode to the CPUID features it needs.  "Highest ISA seen" is
+not "ISA required": torch compiles its ``aten/native/cpu`` kernels for
+DEFAULT, AVX2 and AVX-512 and picks one at run time, and oneDNN, FBGEMM and
+glibc-like code do the same.  So code beyond the variant is a warning (the
+feature and its instruction count), never a failure by itself.
+
+What *is* checked strictly is the compile record that ``-frecord-gcc-switches``
+leaves in ``.GCC.command.line`` (one string per distinct C/C++ compile): a
+record without the variant's ISA flags means that translation unit was built
+without them.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import operator
+import re
+import shlex
+from pathlib import Path
+
+from ..errors import BackendError
+from ..variants import ISA_FLAGS
+from . import elf
+
+# x86 levels, lowest first; each names the CPUID features that bring it.
+LEVELS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("x86-64-v2", frozenset({"SSE3", "SSSE3", "SSE4_1", "SSE4_2", "POPCNT"})),
+    ("avx", frozenset({"AVX", "AES", "PCLMULQDQ"})),
+    ("avx2", frozenset({"AVX2", "FMA", "F16C", "BMI1", "BMI2", "LZCNT", "MOVBE"})),
+    ("avx512", frozenset({"AVX512F", "AVX512DQ", "AVX512VL", "AVX512BW", "AVX512CD"})),
+    ("avx512vnni", frozenset({"AVX512_VNNI"})),
+    ("avx512bf16", frozenset({"AVX512_BF16"})),
+)
+LEVEL_NAMES = ("x86-64",) + tuple(name for name, _ in LEVELS)
+# What each variant ISA may use without a warning.  Every CPU with AVX512_BF16
+# (Cooper Lake, Sapphire Rapids, Zen 4 and later) also has AVX512_VNNI.
+ALLOWED_LEVEL = {"avx": "avx", "avx2": "avx2", "avx512": "avx512", "avx512vnni": "avx512vnni", "avx512bf16": "avx512bf16"}
+# SIMD features beyond every variant of the matrix; reported, never a level.
+_BEYOND = re.compile(r"^(AVX|AMX|FMA4|XOP|SSE4A|VAES|VPCLMULQDQ|GFNI|SHA|AVX512)")
+# -march values that bring a variant's flags on their own.
+MARCH_LEVEL = {
+    "x86-64-v2": "x86-64-v2", "x86-64-v3": "avx2", "x86-64-v4": "avx512",
+    "sandybridge": "avx", "ivybridge": "avx", "haswell": "avx2", "broadwell": "avx2", "skylake": "avx2",
+    "alderlake": "avx2", "znver1": "avx2", "znver2": "avx2", "znver3": "avx2",
+    "skylake-avx512": "avx512", "icelake-server": "avx512vnni", "icelake-client": "avx512vnni",
+    "cascadelake": "avx512vnni", "cooperlake": "avx512bf16", "sapphirerapids": "avx512bf16",
+    "emeraldrapids": "avx512bf16", "graniterapids": "avx512bf16", "znver4": "avx512bf16", "znver5": "avx512bf16",
+}
+LEVEL_IMPLIES = {  # a level -> the variant ISAs whose flags it brings
+    "x86-64-v2": (), "avx": ("avx",), "avx2": ("avx", "avx2"), "avx512": ("avx", "avx2", "avx512"),
+    "avx512vnni": ("avx", "avx2", "avx512", "avx512vnni"),
+    "avx512bf16": ("avx", "avx2", "avx512", "avx512vnni", "avx512bf16"),
+}
+
+
+@dataclasses.dataclass
+class IsaScan:
+    instructions: int = 0
+    invalid: int = 0
+    code_bytes: int = 0
+    features: dict[str, int] = dataclasses.field(default_factory=dict)   # tracked SIMD feature -> instructions
+
+    @property
+    def highest(self) -> str:
+        best = 0
+        for index, (_name, members) in enumerate(LEVELS, start=1):
+            if any(self.features.get(f) for f in members):
+                best = index
+        return LEVEL_NAMES[best]
+
+    def beyond(self, isa: str) -> dict[str, int]:
+        """Features (with counts) that need more than the variant's ISA."""
+        allowed = allowed_features(isa)
+        return {f: n for f, n in sorted(self.features.items(), key=lambda kv: -kv[1]) if f not in allowed and n}
+
+
+def allowed_features(isa: str) -> frozenset[str]:
+    top = ALLOWED_LEVEL.get(isa)
+    if top is None:
+        return frozenset()
+    allowed: set[str] = set()
+    for name, members in LEVELS:
+        allowed |= members
+        if name == top:
+            break
+    if isa == "avx512bf16":
+        allowed |= {"AVX512_VNNI"}
+    return frozenset(allowed)
+
+
+def _iced():
+    try:
+        import iced_x86
+    except ImportError as error:  # pragma: no cover - a declared requirement
+        raise BackendError("verification needs iced-x86; install it: pip install 'iced-x86>=1.21'") from error
+    return iced_x86
+
+
+_FEATURES_BY_CODE: dict[int, tuple[str, ...]] = {}
+
+
+def _features_of(code: int) -> tuple[str, ...]:
+    cached = _FEATURES_BY_CODE.get(code)
+    if cached is None:
+        iced = _iced()
+        names = _feature_names()
+        try:
+            features = iced.Instruction.create(code).cpuid_features()
+        except Exception:
+            features = []
+        cached = tuple(names[f] for f in features if _tracked(names[f]))
+        _FEATURES_BY_CODE[code] = cached
+    return cached
+
+
+_NAMES: dict[int, str] = {}
+
+
+def _feature_names() -> dict[int, str]:
+    if not _NAMES:
+        iced = _iced()
+        for name in dir(iced.CpuidFeature):
+            if not name.startswith("_"):
+                _NAMES[getattr(iced.CpuidFeature, name)] = name
+    return _NAMES
+
+
+def _tracked(feature: str) -> bool:
+    return any(feature in members for _n, members in LEVELS) or bool(_BEYOND.match(feature))
+
+
+def scan_bytes(data: bytes, address: int = 0, scan: IsaScan | None = None) -> IsaScan:
+    iced = _iced()
+    scan = scan or IsaScan()
+    decoder = iced.Decoder(64, data, ip=address)
+    codes = collections.Counter(map(operator.attrgetter("code"), decoder))
+    invalid = codes.pop(iced.Code.INVALID, 0)
+    scan.invalid += invalid
+    scan.instructions += sum(codes.values())
+    scan.code_bytes += len(data)
+    for code, count in codes.items():
+        for feature in _features_of(code):
+            scan.features[feature] = scan.features.get(feature, 0) + count
+    return scan
+
+
+def scan_object(path: Path) -> IsaScan:
+    """Every executable section of an x86-64 ELF file."""
+    scan = IsaScan()
+    for _name, address, data in elf.code_sections(path):
+        scan_bytes(data, address, scan)
+    return scan
+
+
+@dataclasses.dataclass
+class FlagCheck:
+    records: int               # C/C++ compile records in .GCC.command.line
+    lacking: list[str]         # those without the variant's flags
+
+    @property
+    def applied(self) -> bool:
+        return not self.lacking
+
+
+def is_compile_record(record: str) -> bool:
+    """A C or C++ compile (GCC writes 'GNU C17 12.2.0 ...', 'GNU C++17 ...'; clang its command line)."""
+    return bool(re.match(r"GNU (C|C\+\+|Objective-C)", record)) or "clang" in record.split(" ", 1)[0]
+
+
+def flags_applied(record: str, isa: str) -> bool:
+    """Whether one compile record carries the variant's flags (or an -march that brings them)."""
+    try:
+        tokens = shlex.split(record)
+    except ValueError:
+        tokens = record.split()
+    wanted = ISA_FLAGS.get(isa, ())
+    if all(_last_sets(tokens, flag) for flag in wanted):
+        return True
+    marches = [t.split("=", 1)[1] for t in tokens if t.startswith("-march=")]
+    if marches:
+        march = marches[-1]
+        if march == "native":
+            return True
+        level = MARCH_LEVEL.get(march)
+        if level and isa in LEVEL_IMPLIES.get(level, ()):
+            # an explicit -mno-<x> after it would still turn a feature off
+            return not any(t.startswith("-mno-") and "-m" + t[5:] in wanted for t in tokens)
+    return False
+
+
+def _last_sets(tokens: list[str], flag: str) -> bool:
+    if not flag.startswith("-m") or flag.startswith("-march="):
+        return flag in tokens
+    positive = flag
+    negative = "-mno-" + flag[2:]
+    state = False
+    for token in tokens:
+        if token == positive:
+            state = True
+        elif token == negative:
+            state = False
+    return state
+
+
+def check_flags(records: list[str], isa: str) -> FlagCheck:
+    compiles = [r for r in records if is_compile_record(r)]
+    return FlagCheck(records=len(compiles), lacking=[r for r in compiles if not flags_applied(r, isa)])

@@ -174,3 +174,57 @@ def test_wheel_unpack_and_pip_install_accept_relabelled_wheels(tmp_path):
     assert (tmp_path / "venv" / "bin" / "torchrun").exists()  # the renamed .data folder installed
     check = subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True)
     assert check.returncode != 0  # the venv really has no pip of its own: nothing else came in
+
+
+def _unseekable_wheel(path: Path, members: dict[str, bytes]) -> None:
+    """A zip written as a stream: every member has a data descriptor (flag bit 3)."""
+    import io
+
+    class Stream(io.RawIOBase):
+        def __init__(self):
+            self.buffer = bytearray()
+
+        def writable(self):
+            return True
+
+        def seekable(self):
+            return False
+
+        def write(self, data):
+            self.buffer += data
+            return len(data)
+
+    stream = Stream()
+    with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            with archive.open(name, "w") as handle:
+                handle.write(data)
+    path.write_bytes(bytes(stream.buffer))
+
+
+def test_members_with_data_descriptors(tmp_path):
+    source = make_wheel(tmp_path / "src", "tiny", "1.0", big=100_000)
+    with zipfile.ZipFile(source) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    streamed = tmp_path / "in" / source.name
+    streamed.parent.mkdir()
+    _unseekable_wheel(streamed, members)
+    with zipfile.ZipFile(streamed) as archive:
+        assert all(i.flag_bits & 0x08 for i in archive.infolist())
+    out = relabel(streamed, tmp_path / "out", version="1.0+x")
+    check_record(out)
+    with zipfile.ZipFile(streamed) as old, zipfile.ZipFile(out) as new:
+        blob_old, blob_new = old.getinfo("tiny/blob.txt"), new.getinfo("tiny/blob.txt")
+        assert raw_member(out, blob_new) == raw_member(streamed, blob_old)
+        assert not blob_new.flag_bits & 0x08
+
+
+def test_more_members_than_a_plain_zip_holds(tmp_path):
+    files = {f"many/f{i}.py": b"" for i in range(0x10000 + 10)}
+    source = make_wheel(tmp_path / "in", "many", "1.0", files=files)
+    out = relabel(source, tmp_path / "out", version="1.0+x")
+    with zipfile.ZipFile(out) as archive:
+        infos = archive.infolist()
+        assert len(infos) == len(files) + 4
+        assert archive.read("many-1.0+x.dist-info/METADATA").startswith(b"Metadata-Version")
+        assert archive.read(infos[-1]).endswith(b"many-1.0+x.dist-info/RECORD,,\n")

@@ -11,6 +11,7 @@ are written where sizes, offsets or the member count need them.
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 import zipfile
@@ -76,10 +77,50 @@ class RawZipWriter:
         self.fp = fp
         self.entries: list[_Entry] = []
         self.position = fp.tell()
+        # A run of source bytes (file, start, end) still to be copied as is.
+        self._pending: tuple[BinaryIO, int, int] | None = None
 
     def _write(self, data: bytes) -> None:
+        self._flush_pending()
         self.fp.write(data)
         self.position += len(data)
+
+    def _queue(self, source: BinaryIO, start: int, end: int) -> None:
+        """Copy source[start:end] next; adjacent runs of one source are merged."""
+        pending = self._pending
+        if pending is not None and pending[0] is source and pending[2] == start:
+            self._pending = (source, pending[1], end)
+        else:
+            self._flush_pending()
+            self._pending = (source, start, end)
+        self.position += end - start
+
+    def _flush_pending(self) -> None:
+        if self._pending is None:
+            return
+        source, start, end = self._pending
+        self._pending = None
+        self.fp.flush()
+        copied = 0
+        try:
+            src_fd, dst_fd = source.fileno(), self.fp.fileno()
+            while start + copied < end:
+                count = os.copy_file_range(src_fd, dst_fd, min(end - start - copied, 1 << 30), start + copied)
+                if count <= 0:
+                    break
+                copied += count
+        except (AttributeError, OSError, ValueError):
+            pass  # no copy_file_range here (or not across these files): copy through memory
+        if copied:
+            self.fp.seek(0, os.SEEK_END)  # the buffered writer learns the new end
+        source.seek(start + copied)
+        remaining = end - start - copied
+        while remaining:
+            chunk = source.read(min(CHUNK, remaining))
+            if not chunk:
+                raise ValueError("archive ends inside a member")
+            self.fp.write(chunk)
+            remaining -= len(chunk)
 
     def _local_header(self, entry: _Entry) -> None:
         extra = b""
@@ -119,6 +160,31 @@ class RawZipWriter:
             raise ValueError(f"{info.filename}: bad local header")
         name_len, extra_len = struct.unpack("<HH", fixed[26:30])
         data_start = info.header_offset + 30 + name_len + extra_len
+        local_name = src.read(name_len)
+        if local_name == name and not info.flag_bits & DESCRIPTOR_FLAG:
+            # Same name, sizes in the local header: header and data are copied as one run.
+            extract_version, local_flags, method, dos_time, dos_date = struct.unpack("<HHHHH", fixed[4:14])
+            self.entries.append(
+                _Entry(
+                    name=name,
+                    flags=local_flags,
+                    method=method,
+                    dos_time=dos_time,
+                    dos_date=dos_date,
+                    crc=info.CRC,
+                    compress_size=info.compress_size,
+                    file_size=info.file_size,
+                    offset=self.position,
+                    create_version=info.create_version,
+                    create_system=info.create_system,
+                    extract_version=extract_version,
+                    internal_attr=info.internal_attr,
+                    external_attr=info.external_attr,
+                    comment=info.comment,
+                )
+            )
+            self._queue(src, info.header_offset, data_start + info.compress_size)
+            return
         dos_time, dos_date = _dos(info.date_time)
         entry = _Entry(
             name=name,
@@ -138,14 +204,7 @@ class RawZipWriter:
             comment=info.comment,
         )
         self._local_header(entry)
-        src.seek(data_start)
-        remaining = info.compress_size
-        while remaining:
-            chunk = src.read(min(CHUNK, remaining))
-            if not chunk:
-                raise ValueError(f"{info.filename}: archive ends inside the member")
-            self._write(chunk)
-            remaining -= len(chunk)
+        self._queue(src, data_start, data_start + info.compress_size)
         self.entries.append(entry)
 
     def add(
@@ -189,6 +248,7 @@ class RawZipWriter:
 
     def close(self) -> None:
         """Write the central directory and the end records."""
+        self._flush_pending()
         directory_start = self.position
         for entry in self.entries:
             extra_values: list[int] = []

@@ -1,0 +1,125 @@
+"""``python -m backend fetch`` and ``python -m backend lock``."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import BackendError
+from ..settings import Settings, cache_dir
+from . import fetch as fetch_mod
+from .lock import Entry, Lock, load
+
+
+def needed_components(settings: Settings) -> list[str]:
+    """The selected components and what they depend on (the pipeline's closure when recipes exist)."""
+    try:
+        from ..pipeline.plan import closure
+
+        return [recipe.name for recipe in closure(settings)]
+    except (ImportError, AttributeError, BackendError):
+        names = list(settings.selected_components)
+        if settings.torch != "existing" and "torch" not in names and names:
+            names.insert(0, "torch")
+        if settings.torch == "existing":
+            names = [n for n in names if n != "torch"]
+        return names
+
+
+def _size(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:.1f} MB"
+
+
+def fetch_main(settings: Settings, *, lock: Lock | None = None) -> int:
+    """Download and verify everything the chosen components need, into the cache."""
+    from ..report_table import table
+    from .prepare import fetch_all
+
+    lock = lock if lock is not None else load()
+    components = needed_components(settings)
+    skip = [lock.main_entry(c).name for c in components if c in settings.sources]
+    cache = cache_dir(settings)
+    paths = fetch_all(
+        components, cache_dir=cache, offline=settings.offline, allow_unverified=settings.allow_unverified,
+        lock=lock, skip=skip,
+    )
+    by_file = {p.name: p for p in paths}
+    rows = []
+    for component in components:
+        for entry in lock.for_component(component):
+            if entry.name in skip:
+                rows.append([entry.name, entry.version, "local tree", "-", "-"])
+                continue
+            path = by_file[entry.filename]
+            check = "nar+sha256" if entry.nar and entry.sha256 else "nar" if entry.nar else "sha256" if entry.sha256 else "UNVERIFIED"
+            rows.append([entry.name, entry.version, check, _size(path), str(path)])
+    print(table(["source", "version", "verified", "size", "file"], rows))
+    print(f"\n{len(paths)} file(s) in {fetch_mod.downloads_dir(cache)}; "
+          f"copy that folder to the same place in the cache of an offline machine (docs/SOURCES.md).")
+    return 0
+
+
+def _hash_kind(entry: Entry) -> str:
+    """GitHub archives are pinned by their tree (bytes may change); other files by their bytes."""
+    return "nar" if "/archive/" in entry.url else "sha256"
+
+
+def record_hash(text: str, name: str, key: str, value: str) -> str:
+    """``text`` (the lock) with ``key = "value"`` set in table ``[source.<name>]``."""
+    header = re.compile(rf'^\[source\.(?:"{re.escape(name)}"|{re.escape(name)})\]\s*$', re.M)
+    match = header.search(text)
+    if not match:
+        raise BackendError(f"lock: no [source.{name}] table to record a hash in")
+    start = match.end()
+    following = re.compile(r"^\[", re.M).search(text, start)
+    end = following.start() if following else len(text)
+    body = text[start:end]
+    line = re.compile(rf"^{key}\s*=.*$", re.M)
+    if line.search(body):
+        body = line.sub(f'{key} = "{value}"', body, count=1)
+    else:
+        body = f'\n{key} = "{value}"' + body
+    return text[:start] + body + text[end:]
+
+
+def lock_main(settings: Settings, lock_path: Path | None = None, *, names: Sequence[str] = ()) -> int:
+    """Record hashes for lock entries that have none (downloads them; needs network)."""
+    from .nar import nar_hash
+    from .unpack import extract
+
+    lock = load(lock_path)
+    path = lock.path
+    todo = [e for e in lock.entries.values() if not e.verified and (not names or e.name in names)]
+    if not todo:
+        print(f"every source in {path} has a hash; nothing to record")
+        return 0
+    if settings.offline:
+        raise BackendError(f"lock: {len(todo)} source(s) without a hash ({', '.join(e.name for e in todo)}); "
+                           f"recording them downloads them, which offline=true forbids")
+    cache = cache_dir(settings)
+    text = path.read_text(encoding="utf-8")
+    for entry in todo:
+        file = fetch_mod.ensure(entry, cache_dir=cache, offline=False, allow_unverified=[entry.name], verify_tree=False)
+        kind = _hash_kind(entry)
+        if kind == "sha256":
+            value = fetch_mod.cached_sha256(file)
+        else:
+            scratch_root = cache / "tmp"
+            scratch_root.mkdir(parents=True, exist_ok=True)
+            scratch = Path(tempfile.mkdtemp(prefix=f"lock-{entry.name}-", dir=scratch_root))
+            try:
+                extract(file, scratch / "tree", entry.strip)
+                value = nar_hash(scratch / "tree")
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            fetch_mod.write_marker(file, nar=value)
+        text = record_hash(text, entry.name, kind, value)
+        print(f"{entry.name} {entry.version}: {kind} = {value}", file=sys.stderr)
+    path.write_text(text, encoding="utf-8")
+    load(path)  # still a valid lock
+    print(f"recorded {len(todo)} hash(es) in {path}; review the diff: a hash recorded here is trust on first use")
+    return 0

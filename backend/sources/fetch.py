@@ -1,0 +1,285 @@
+"""Downloads into the cache: resumable, with progress on stderr, verified before use.
+
+Layout under ``<cache>/downloads/``:
+
+- ``<filename>``: a complete download (only ever renamed into place);
+- ``<filename>.part``: an interrupted one, resumed with an HTTP Range request;
+- ``<filename>.verified.json``: what was verified about the file (its
+  sha256, size, mtime, and the NAR hash of its unpacked tree when the lock
+  pins one), so a warm cache is not re-hashed on every build;
+- ``<filename>.lock``: a file lock, so two builds never write one download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import BackendError
+from .lock import Entry
+
+_BLOCK = 1 << 20
+USER_AGENT = "vllm-stack-backend (sources)"
+MIRROR_ENV = "VLLM_STACK_SOURCE_MIRROR"
+
+
+def downloads_dir(cache_dir: Path) -> Path:
+    return Path(cache_dir) / "downloads"
+
+
+def cache_path(entry: Entry, cache_dir: Path) -> Path:
+    return downloads_dir(cache_dir) / entry.filename
+
+
+def source_url(entry: Entry, base_url_override: str | None = None) -> str:
+    """The URL to download from: the lock's, or ``<mirror>/<filename>``."""
+    base = base_url_override if base_url_override is not None else os.environ.get(MIRROR_ENV) or None
+    if base:
+        return base.rstrip("/") + "/" + entry.filename
+    return entry.url
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + ".verified.json")
+
+
+def read_marker(path: Path) -> dict:
+    try:
+        data = json.loads(_marker(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    try:
+        info = path.stat()
+    except OSError:
+        return {}
+    if data.get("size") != info.st_size or data.get("mtime_ns") != info.st_mtime_ns:
+        return {}
+    return data
+
+
+def write_marker(path: Path, **values) -> None:
+    info = path.stat()
+    data = {k: v for k, v in read_marker(path).items() if k not in ("size", "mtime_ns")}
+    data.update(values, size=info.st_size, mtime_ns=info.st_mtime_ns)
+    tmp = _marker(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, _marker(path))
+
+
+def cached_sha256(path: Path) -> str:
+    """The file's sha256, from its marker when size and mtime are unchanged."""
+    known = read_marker(path).get("sha256")
+    if known:
+        return known
+    digest = file_sha256(path)
+    write_marker(path, sha256=digest)
+    return digest
+
+
+class _Progress:
+    def __init__(self, label: str, total: int | None, start: int):
+        self.label = label
+        self.total = total
+        self.done = start
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.started = time.monotonic()
+        self.start = start
+
+    def show(self, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < (0.5 if self.tty else 5.0):
+            return
+        self.last = now
+        mb = self.done / 1e6
+        text = f"fetch {self.label}: {mb:.1f} MB"
+        if self.total:
+            text += f" of {self.total / 1e6:.1f} MB ({100 * self.done / self.total:.0f}%)"
+        rate = (self.done - self.start) / max(now - self.started, 1e-6) / 1e6
+        text += f", {rate:.1f} MB/s"
+        if self.tty:
+            print("\r" + text + ("\n" if final else ""), end="", file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
+def download(url: str, dest: Path, *, label: str, attempts: int = 4, timeout: float = 60.0, progress: bool = True) -> None:
+    """Download ``url`` to ``dest``, resuming ``dest.part`` (HTTP Range) when it exists."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    last_error = "no attempt made"
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(min(0.2 * 2 ** attempt, 3.0))
+        have = part.stat().st_size if part.exists() else 0
+        headers = {"User-Agent": USER_AGENT}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        try:
+            response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and have:
+                part.unlink()  # the partial file is not a prefix of this resource: start over
+                last_error = "HTTP 416 on resume"
+                continue
+            raise BackendError(f"download of {label} failed: {url} answered HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", exc)
+            last_error = f"{type(exc).__name__}: {reason}"
+            continue
+        with response:
+            status = getattr(response, "status", 200)
+            resumed = bool(have) and status == 206
+            if resumed:
+                content_range = response.headers.get("Content-Range", "")
+                if not content_range.startswith(f"bytes {have}-"):
+                    resumed = False
+            if not resumed:
+                have = 0
+            length = response.headers.get("Content-Length")
+            total = int(length) + have if length and length.isdigit() else None
+            bar = _Progress(label, total, have) if progress else None
+            try:
+                with open(part, "ab" if resumed else "wb") as out:
+                    while True:
+                        block = response.read(_BLOCK)
+                        if not block:
+                            break
+                        out.write(block)
+                        have += len(block)
+                        if bar:
+                            bar.done = have
+                            bar.show()
+            except (OSError, http.client.HTTPException) as exc:
+                last_error = f"{type(exc).__name__} after {have} bytes"
+                continue
+            if total is not None and have < total:
+                last_error = f"connection closed after {have} of {total} bytes"
+                continue
+            if bar:
+                bar.show(final=True)
+        os.replace(part, dest)
+        return
+    kept = part.stat().st_size if part.exists() else 0
+    raise BackendError(
+        f"download of {label} failed after {attempts} attempts ({last_error}); "
+        f"{kept} bytes kept in {part}; run again to resume"
+    )
+
+
+def trusted(entry: Entry, allow_unverified: Sequence[str]) -> bool:
+    allowed = set(allow_unverified)
+    return bool(allowed & {entry.name, entry.component, "all"})
+
+
+def refuse_unverified(entry: Entry, allow_unverified: Sequence[str]) -> None:
+    if entry.verified:
+        return
+    if trusted(entry, allow_unverified):
+        print(f"warning: source {entry.name} {entry.version} has no hash in the lock; used because "
+              f"allow-unverified names it", file=sys.stderr)
+        return
+    raise BackendError(
+        f"source {entry.name} {entry.version} has no hash in the lock; record one with "
+        f"`python -m backend lock` (needs network), or trust it with -C allow-unverified={entry.name}"
+    )
+
+
+def offline_missing(entry: Entry, path: Path) -> BackendError:
+    return BackendError(
+        f"offline: source {entry.name} {entry.version} is not in the cache; download {entry.url} "
+        f"and save it as {path} (or run `python -m backend fetch` on a machine with network and copy "
+        f"its cache's downloads/ folder)"
+    )
+
+
+def ensure(
+    entry: Entry,
+    *,
+    cache_dir: Path,
+    offline: bool = False,
+    allow_unverified: Sequence[str] = (),
+    base_url_override: str | None = None,
+    verify_tree: bool = True,
+    progress: bool = True,
+) -> Path:
+    """The verified cached file of ``entry``, downloading it first unless offline.
+
+    ``verify_tree``: also check the lock's NAR hash (unpacking into a scratch
+    folder once; the result is remembered next to the file).
+    """
+    import filelock
+
+    refuse_unverified(entry, allow_unverified)
+    path = cache_path(entry, cache_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(str(path) + ".lock"):
+        if not path.exists():
+            if offline:
+                raise offline_missing(entry, path)
+            download(source_url(entry, base_url_override), path, label=f"{entry.name} {entry.version}", progress=progress)
+        digest = cached_sha256(path)
+        if entry.sha256 and digest != entry.sha256:
+            bad = path.with_name(path.name + ".bad")
+            os.replace(path, bad)
+            _marker(path).unlink(missing_ok=True)
+            raise BackendError(
+                f"source {entry.name} {entry.version}: sha256 mismatch: the lock says {entry.sha256}, "
+                f"the download is {digest}; moved aside to {bad}"
+            )
+        if verify_tree and entry.nar and read_marker(path).get("nar") != entry.nar:
+            verify_nar_by_unpacking(entry, path, cache_dir)
+    return path
+
+
+def nar_verified(entry: Entry, path: Path) -> bool:
+    """Whether this exact file was already found to unpack to the lock's NAR hash."""
+    return bool(entry.nar) and read_marker(path).get("nar") == entry.nar
+
+
+def check_nar(entry: Entry, path: Path, tree: Path) -> None:
+    """Compare the unpacked ``tree`` of cached file ``path`` with the lock; remember success."""
+    from .nar import nar_hash
+
+    if not entry.nar or nar_verified(entry, path):
+        return
+    got = nar_hash(tree)
+    if got != entry.nar:
+        raise BackendError(
+            f"source {entry.name} {entry.version}: NAR hash mismatch: the lock says {entry.nar}, "
+            f"the unpacked tree is {got}; remove {path} to download it again"
+        )
+    write_marker(path, nar=got)
+
+
+def verify_nar_by_unpacking(entry: Entry, path: Path, cache_dir: Path) -> None:
+    from .unpack import extract
+
+    scratch_root = Path(cache_dir) / "tmp"
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"verify-{entry.name}-", dir=scratch_root))
+    try:
+        tree = scratch / "tree"
+        extract(path, tree, entry.strip)
+        check_nar(entry, path, tree)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,246 @@
+"""The source trees of one component's build, fetched, verified, unpacked and patched.
+
+Layout of ``workdir`` (the pipeline's ``Layout.source_workdir``)::
+
+    <workdir>/<entry>/            one tree per lock entry of the component
+    <workdir>/<entry>/<path>/     entries with ``dest`` are placed inside another's tree
+    <workdir>/.vllm-stack-prepared.json   what was prepared (its key decides reuse)
+
+Anything else in ``workdir`` (the pipeline's ``_build``, ``_wheels``,
+``local-tree``) is left alone.  A workdir prepared with the same key is
+reused as is, so incremental builds keep their state in the trees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import BackendError
+from . import fetch as fetch_mod
+from . import patches as patches_mod
+from .lock import Entry, Lock, load
+from .unpack import extract
+
+STAMP = ".vllm-stack-prepared.json"
+STAMP_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedSource:
+    component: str
+    root: Path  # the tree to build
+    extras: dict[str, Path]  # further entries of the component, by lock entry name
+    origin: str  # "lock" | "local"
+    source_hash: str  # file sha256 / NAR hash of the verified main source; local: tree digest
+    patches: list[tuple[str, str]]  # (patch file name, sha256) applied to root
+    build_key: str  # hash over source_hash, extras and patches
+    reused: bool = False  # the workdir was already prepared with this key
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _identity(entry: Entry, file_sha256: str) -> dict:
+    return {
+        "name": entry.name, "version": entry.version, "file_sha256": file_sha256, "nar": entry.nar,
+        "strip": entry.strip, "dest": entry.dest,
+    }
+
+
+def _hash_of(entry: Entry, file_sha256: str) -> str:
+    return entry.nar if entry.nar else f"sha256:{file_sha256}"
+
+
+def _placement(entry: Entry, workdir: Path) -> Path:
+    return workdir / entry.dest if entry.dest else workdir / entry.name
+
+
+def _read_stamp(workdir: Path) -> dict:
+    try:
+        return json.loads((workdir / STAMP).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def _unpack_entries(entries: list[Entry], files: dict[str, Path], workdir: Path) -> None:
+    """Unpack every entry, check its NAR hash in a staging folder, then move it into place."""
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=workdir))
+    try:
+        for entry in entries:
+            tree = staging / entry.name
+            print(f"unpack {entry.name} {entry.version}", file=sys.stderr, flush=True)
+            extract(files[entry.name], tree, entry.strip)
+            fetch_mod.check_nar(entry, files[entry.name], tree)
+            target = _placement(entry, workdir)
+            if entry.dest:
+                parent_root = workdir / entry.parent
+                if not parent_root.is_dir():
+                    raise BackendError(f"source {entry.name}: dest {entry.dest!r}: {entry.parent} is not prepared")
+                if target.is_symlink() or (target.exists() and not target.is_dir()):
+                    raise BackendError(f"source {entry.name}: dest {entry.dest!r} exists and is not a folder")
+                if target.is_dir():
+                    if any(target.iterdir()):
+                        print(f"note: {entry.dest} was not empty; replaced by {entry.name}", file=sys.stderr)
+                    shutil.rmtree(target)
+                target.parent.mkdir(parents=True, exist_ok=True)
+            tree.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def prepare(
+    component: str,
+    *,
+    cache_dir: Path,
+    workdir: Path,
+    offline: bool = False,
+    allow_unverified: Sequence[str] = (),
+    local: Path | None = None,
+    lock: Lock | None = None,
+    base_url_override: str | None = None,
+    patches_dir: Path | None = None,
+) -> PreparedSource:
+    """Fetch (or take from the cache), verify, unpack, place and patch a component's sources.
+
+    ``local``: a tree to build in place (``-C source.<component>=PATH``); the
+    lock's main entry is then not used and no patch is applied to it.  The
+    other entries of the component (vLLM's CUTLASS...) still come from the lock.
+    """
+    lock = lock if lock is not None else load()
+    cache_dir = Path(cache_dir)
+    workdir = Path(workdir)
+    main = lock.main_entry(component)
+    entries = lock.for_component(component)
+    wanted = entries[1:] if local is not None else entries
+    if local is not None and any(e.parent == main.name for e in wanted):
+        names = ", ".join(e.name for e in wanted if e.parent == main.name)
+        raise BackendError(f"source.{component}: the lock places {names} inside {main.name}'s tree; "
+                           f"put them into your local tree yourself and remove them from the lock")
+
+    files: dict[str, Path] = {}
+    identities = []
+    for entry in wanted:
+        path = fetch_mod.ensure(
+            entry, cache_dir=cache_dir, offline=offline, allow_unverified=allow_unverified,
+            base_url_override=base_url_override, verify_tree=False,
+        )
+        files[entry.name] = path
+        identities.append(_identity(entry, fetch_mod.cached_sha256(path)))
+
+    patch_files = patches_mod.collect(component, patches_dir) if local is None else []
+    patch_list = [(p.name, digest) for p, digest in patch_files]
+    workdir_key = _digest({"format": STAMP_FORMAT, "component": component, "entries": identities, "patches": patch_list})
+
+    if local is not None:
+        from ..pipeline.snapshot import tree_digest
+
+        local = Path(local)
+        if not local.is_dir():
+            raise BackendError(f"source.{component}: {local} is not a folder")
+        if patch_files_exist(component, patches_dir):
+            print(f"note: {component}: building the local tree {local} as is; patches/{component}/ is not applied to it",
+                  file=sys.stderr)
+        root = local
+        source_hash = tree_digest(local)
+        origin = "local"
+    else:
+        root = workdir / main.name
+        source_hash = _hash_of(main, identities[0]["file_sha256"])
+        origin = "lock"
+
+    extras = {e.name: _placement(e, workdir) for e in wanted if e is not main}
+    build_key = _digest({"source": source_hash, "origin": origin, "extras": [i for i in identities if i["name"] != main.name],
+                         "patches": patch_list})
+
+    stamp = _read_stamp(workdir)
+    placed = [_placement(e, workdir) for e in wanted]
+    if stamp.get("key") == workdir_key and all(p.is_dir() for p in placed):
+        return PreparedSource(component, root, extras, origin, source_hash, patch_list, build_key, reused=True)
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / STAMP).unlink(missing_ok=True)
+    previous = set(stamp.get("trees", [])) | {e.name for e in wanted if not e.dest}
+    for name in previous:
+        if "/" not in name and not name.startswith((".", "_")) and name != "local-tree":
+            _remove(workdir / name)
+
+    _unpack_entries(wanted, files, workdir)
+
+    applied: list[tuple[str, str]] = []
+    if local is None:
+        applied = patches_mod.apply(root, component, patches_dir)
+        if applied != patch_list:
+            raise BackendError(f"patches/{component} changed while being applied; run again")
+
+    (workdir / STAMP).write_text(json.dumps({
+        "format": STAMP_FORMAT, "key": workdir_key, "component": component, "origin": origin,
+        "trees": sorted(e.name for e in wanted if not e.dest), "entries": identities, "patches": patch_list,
+        "build_key": build_key, "source_hash": source_hash,
+    }, indent=1))
+    return PreparedSource(component, root, extras, origin, source_hash, patch_list, build_key)
+
+
+def patch_files_exist(component: str, patches_dir: Path | None = None) -> bool:
+    return bool(patches_mod.collect(component, patches_dir))
+
+
+def fetch_all(
+    components: Sequence[str],
+    *,
+    cache_dir: Path,
+    offline: bool,
+    allow_unverified: Sequence[str] = (),
+    lock: Lock | None = None,
+    base_url_override: str | None = None,
+    skip: Sequence[str] = (),
+) -> list[Path]:
+    """Download and verify (file hash and NAR hash) every source the components need.
+
+    ``skip``: entry names not to fetch (the main entry of a component built from a local tree).
+    Offline, this checks that everything is already in the cache.
+    """
+    lock = lock if lock is not None else load()
+    paths: list[Path] = []
+    seen: set[str] = set()
+    missing: list[str] = []
+    for component in components:
+        entries = lock.for_component(component)
+        if not entries:
+            lock.main_entry(component)  # raises with the list of known components
+        for entry in entries:
+            if entry.name in seen or entry.name in skip:
+                continue
+            seen.add(entry.name)
+            try:
+                paths.append(fetch_mod.ensure(
+                    entry, cache_dir=Path(cache_dir), offline=offline, allow_unverified=allow_unverified,
+                    base_url_override=base_url_override, verify_tree=True,
+                ))
+            except BackendError as exc:
+                if offline and str(exc).startswith("offline:"):
+                    missing.append(entry.name)
+                    continue
+                raise
+    if missing:
+        where = fetch_mod.downloads_dir(Path(cache_dir))
+        raise BackendError(
+            f"offline: {len(missing)} source(s) not in the cache: {', '.join(missing)}; "
+            f"run `python -m backend fetch` with network and copy its downloads/ to {where} "
+            f"(docs/SOURCES.md, 'Air-gapped builds')"
+        )
+    return paths

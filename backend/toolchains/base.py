@@ -107,8 +107,8 @@ def last_error_line(text: str) -> str:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     for line in lines:
         if line.lower().startswith("error:"):
-            return line[:400]
-    return (lines[-1] if lines else "no output")[:400]
+            return line[:400].rstrip(";")
+    return (lines[-1] if lines else "no output")[:400].rstrip(";")
 
 
 def nvcc_version(nvcc: Path) -> str:

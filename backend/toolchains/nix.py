@@ -78,9 +78,8 @@ def resolve(cuda: str, *, cache_dir: Path, nixpkgs: str, offline: bool = False,
     # Which of the wanted attributes this package set has (names moved between nixpkgs revisions).
     names = sorted({n for alternatives in PACKAGES for n in alternatives})
     apply = "p: builtins.filter (n: builtins.hasAttr n p) [ " + " ".join(json.dumps(n) for n in names) + " ]"
-    result = run_tool([nix, "eval", *options, "--json", f"{nixpkgs}#{pset}", "--apply", apply],
-                      what=f"toolchain 'nix': evaluating {pset} from {nixpkgs} failed ({ways_out(cuda)})",
-                      env=environ)
+    result = _run([nix, "eval", *options, "--json", f"{nixpkgs}#{pset}", "--apply", apply],
+                  what=f"toolchain 'nix': evaluating {pset} from {nixpkgs} failed", cuda=cuda, env=environ)
     try:
         present = set(json.loads(result.stdout))
     except ValueError:
@@ -95,15 +94,14 @@ def resolve(cuda: str, *, cache_dir: Path, nixpkgs: str, offline: bool = False,
         attributes.append(found[0])
 
     installables = [f"{nixpkgs}#{pset}.{a}" for a in attributes]
-    built = _build(nix, options, installables, environ,
-                   what=f"toolchain 'nix': nix build of {pset}.{{{','.join(attributes)}}} from {nixpkgs} failed "
-                        f"({ways_out(cuda)})")
+    built = _build(nix, options, installables, environ, cuda=cuda,
+                   what=f"toolchain 'nix': nix build of {pset}.{{{','.join(attributes)}}} from {nixpkgs} failed")
     # Every output of each derivation (a flake attribute builds only the default one).
     drvs = [entry["drvPath"] for entry in built if entry.get("drvPath")]
     all_outputs = "^*" if nix_version(nix) >= (2, 13) else ""
     if drvs:
-        built = _build(nix, options, [d + all_outputs for d in drvs], environ,
-                       what=f"toolchain 'nix': building every output of {pset} failed ({ways_out(cuda)})")
+        built = _build(nix, options, [d + all_outputs for d in drvs], environ, cuda=cuda,
+                       what=f"toolchain 'nix': building every output of {pset} failed")
     paths = _store_paths(built, order=drvs)
     home = farm(Path(cache_dir) / "toolchains", f"nix-cu{cuda.replace('.', '')}", paths)
     nvcc, version = check_toolkit(home, cuda, provider=NAME,
@@ -112,8 +110,16 @@ def resolve(cuda: str, *, cache_dir: Path, nixpkgs: str, offline: bool = False,
                      runtime_libraries=runtime_sonames(home), requirements=())
 
 
-def _build(nix: str, options: list[str], installables: list[str], environ: dict[str, str], *, what: str) -> list[dict]:
-    result = run_tool([nix, "build", *options, "--no-link", "--json", *installables], what=what, env=environ)
+def _run(argv: list[str], *, what: str, cuda: str, env: dict[str, str]):
+    try:
+        return run_tool(argv, what=what, env=env)
+    except BackendError as error:
+        raise BackendError(f"{error}; {ways_out(cuda)}") from None
+
+
+def _build(nix: str, options: list[str], installables: list[str], environ: dict[str, str], *,
+           what: str, cuda: str) -> list[dict]:
+    result = _run([nix, "build", *options, "--no-link", "--json", *installables], what=what, cuda=cuda, env=environ)
     try:
         data = json.loads(result.stdout)
     except ValueError:
@@ -151,6 +157,7 @@ def farm(parent: Path, prefix: str, paths: list[Path]) -> Path:
             _join(store_path, staging)
         (staging / ".sources").write_text("".join(f"{p}\n" for p in paths))
         (staging / ".complete").write_text("")
+        staging.chmod(0o755)
         try:
             os.rename(staging, home)
         except OSError:
@@ -171,6 +178,16 @@ def _join(source: Path, target: Path) -> None:
             dirs[:] = []
             continue
         (target / relative).mkdir(parents=True, exist_ok=True)
+        for name in list(dirs):
+            # Keep in-package folder links (lib64 -> lib) as links rather than copies.
+            path = Path(folder) / name
+            if path.is_symlink() and not os.path.isabs(os.readlink(path)):
+                inside = Path(os.path.realpath(path))
+                if inside.is_relative_to(os.path.realpath(source)):
+                    dirs.remove(name)
+                    link = target / relative / name
+                    if not os.path.lexists(link):
+                        os.symlink(os.readlink(path), link)
         for name in files:
             link = target / relative / name
             if not os.path.lexists(link):

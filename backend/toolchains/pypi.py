@@ -197,7 +197,7 @@ def _arrange(home: Path) -> None:
             if folder.is_dir():
                 for entry in sorted(folder.iterdir()):
                     if entry.name != "__init__.py" and entry.name != "__pycache__":
-                        _link(into / entry.name, entry)
+                        _link(into / entry.name, Path(os.path.relpath(entry, into)))
     # Unversioned links: libcudart.so -> libcudart.so.13, picking the shortest versioned name.
     versioned: dict[str, str] = {}
     for entry in sorted(lib.iterdir(), key=lambda p: len(p.name)):

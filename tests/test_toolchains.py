@@ -1,0 +1,394 @@
+"""CUDA toolchain providers with real tools: nvcc from PyPI and the system, CMake, cuobjdump, Nix.
+
+Expensive setup is shared: the PyPI CUDA 13.0 compiler wheels are installed
+once per session into a temporary cache (compiler only, no libraries); the
+Nix store paths of the stand-in flake (tests/fixtures/nixflake) are built once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backend import toolchains
+from backend.errors import BackendError
+from backend.settings import DEFAULT_NIXPKGS
+from backend.toolchains import nix as nix_provider
+from backend.toolchains import pypi as pypi_provider
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NIX_CONFIG = "sandbox = false\nbuild-users-group =\n"
+
+
+# ---------------------------------------------------------------- shared tools
+
+@pytest.fixture(scope="session")
+def pypi_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("toolchain-cache")
+
+
+@pytest.fixture(scope="session")
+def pypi13(pypi_cache):
+    """The PyPI CUDA 13.0 compiler (nvcc, nvvm, crt, cccl, cudart), installed once."""
+    try:
+        return toolchains.resolve("13.0", "pypi", cache_dir=pypi_cache, nixpkgs=DEFAULT_NIXPKGS, libraries=())
+    except BackendError as error:
+        if "pip could not install" in str(error):
+            pytest.skip(f"PyPI unreachable: {error}")
+        raise
+
+
+@pytest.fixture(scope="session")
+def cuobjdump():
+    found = shutil.which("cuobjdump")
+    if not found:
+        for entry in sys.path:
+            candidates = sorted(Path(entry or ".").glob("nvidia/cu*/bin/cuobjdump"))
+            if candidates:
+                found = str(candidates[-1])
+                break
+    if not found:
+        pytest.skip("cuobjdump not found (pip install nvidia-cuda-cuobjdump)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def cmake():
+    found = shutil.which("cmake")
+    if not found:
+        pytest.skip("cmake not found (pip install cmake)")
+    return found
+
+
+def compile_hello(toolchain, cmake, build: Path, arch: str = "90-real") -> Path:
+    """Configure and build tests/fixtures/cuda_hello with the toolchain's environment only."""
+    env = toolchain.env()
+    env.pop("CUDAARCHS", None)
+    configure = [cmake, "-S", str(FIXTURES / "cuda_hello"), "-B", str(build), f"-DCMAKE_CUDA_ARCHITECTURES={arch}"]
+    if shutil.which("ninja"):
+        configure += ["-G", "Ninja"]
+    result = subprocess.run(configure, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"The CUDA compiler identification is NVIDIA {toolchain.version}" in result.stdout
+    assert f"Found CUDAToolkit" in result.stdout
+    assert f"nvcc {toolchain.nvcc} {toolchain.version}" in result.stdout
+    result = subprocess.run([cmake, "--build", str(build)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    library = build / "libhello.so"
+    assert library.is_file()
+    return library
+
+
+def device_code(cuobjdump: str, library: Path) -> tuple[list[str], list[str]]:
+    """(cubin names, PTX names) cuobjdump lists in a library, all sections."""
+    elf = subprocess.run([cuobjdump, "-all", "--list-elf", str(library)], capture_output=True, text=True)
+    ptx = subprocess.run([cuobjdump, "-all", "--list-ptx", str(library)], capture_output=True, text=True)
+    assert elf.returncode == 0, elf.stderr
+    cubins = [line.split(":", 1)[1].strip() for line in elf.stdout.splitlines() if line.startswith("ELF file")]
+    ptxs = [line.split(":", 1)[1].strip() for line in ptx.stdout.splitlines() if line.startswith("PTX file")]
+    return cubins, ptxs
+
+
+# ---------------------------------------------------------------- pypi
+
+def test_pypi_toolchain_compiles_sm90_only(pypi13, cmake, cuobjdump, tmp_path):
+    assert pypi13.provider == "pypi"
+    assert pypi13.version.startswith("13.0.")
+    library = compile_hello(pypi13, cmake, tmp_path / "build")
+    cubins, ptxs = device_code(cuobjdump, library)
+    assert len(cubins) == 1 and cubins[0].endswith(".sm_90.cubin"), cubins
+    assert ptxs == []
+
+
+def test_pypi_toolchain_layout_and_env(pypi13):
+    home = pypi13.cuda_home
+    assert home.name == "cu13" and (home / "bin" / "nvcc") == pypi13.nvcc
+    assert (home / "lib64").is_symlink() and os.readlink(home / "lib64") == "lib"
+    assert (home / "lib" / "libcudart.so").resolve() == (home / "lib" / "libcudart.so.13").resolve()
+    assert (home / "nvvm" / "bin" / "cicc").is_file()
+    assert "libcudart.so.13" in pypi13.runtime_libraries
+    assert pypi13.requirements == ("nvidia-cuda-runtime==13.0.96",)
+    env = pypi13.env({"PATH": "/usr/bin:/bin", "LD_LIBRARY_PATH": "/opt/x"})
+    assert env["CUDA_HOME"] == env["CUDA_PATH"] == str(home)
+    assert env["CUDACXX"] == env["CUDA_NVCC_EXECUTABLE"] == str(pypi13.nvcc)
+    assert env["PATH"] == f"{home / 'bin'}:/usr/bin:/bin"
+    assert env["LD_LIBRARY_PATH"].split(":")[-1] == "/opt/x"
+    assert str(home / "lib64") in env["LD_LIBRARY_PATH"].split(":")
+    data = pypi13.to_json()
+    assert json.loads(json.dumps(data)) == data and data["provider"] == "pypi" and data["version"] == pypi13.version
+
+
+def test_pypi_toolchain_is_reused_from_the_cache(pypi13, pypi_cache):
+    # A second resolve, offline, finds everything in the cache (no pip run).
+    again = toolchains.resolve("13.0", "pypi", cache_dir=pypi_cache, nixpkgs=DEFAULT_NIXPKGS, offline=True,
+                               libraries=())
+    assert again == pypi13
+
+
+def test_pypi_offline_without_cache_names_the_missing_wheels(tmp_path):
+    with pytest.raises(BackendError, match=r"offline.*nvidia-cuda-nvcc==13\.0\.88.*run once with network"):
+        toolchains.resolve("13.0", "pypi", cache_dir=tmp_path, nixpkgs=DEFAULT_NIXPKGS, offline=True)
+
+
+@pytest.mark.parametrize("cuda", ["12.8", "12.9"])
+def test_pypi_refuses_cuda_12_and_says_where_it_comes_from(cuda, tmp_path):
+    with pytest.raises(BackendError) as info:
+        toolchains.resolve(cuda, "pypi", cache_dir=tmp_path, nixpkgs=DEFAULT_NIXPKGS)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"CUDA {cuda} cannot come from PyPI" in message and "no nvcc" in message
+    assert f"cudaPackages_{cuda.replace('.', '_')}" in message and "toolchain=system" in message
+    assert not list(tmp_path.iterdir())  # nothing was downloaded
+
+
+def test_pypi_full_requirement_set_pins_every_runtime_library():
+    everything, runtime = pypi_provider.requirements_for("13.0")
+    assert all("==" in r for r in everything)
+    names = {r.split("==")[0] for r in runtime}
+    assert {"nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cusparse", "nvidia-cudnn-cu13",
+            "nvidia-nccl-cu13", "nvidia-cusparselt-cu13"} <= names
+    # Compile-only wheels are not run-time requirements.
+    assert not names & {"nvidia-cuda-nvcc", "nvidia-nvvm", "nvidia-cuda-crt", "nvidia-cuda-cccl"}
+    with pytest.raises(BackendError, match="unknown CUDA library 'cublass'.*cublas"):
+        pypi_provider.requirements_for("13.0", ["cublass"])
+
+
+# ---------------------------------------------------------------- system
+
+def test_system_toolchain_compiles_sm90_only(cmake, cuobjdump, tmp_path):
+    try:
+        system = toolchains.resolve("13.0", "system", cache_dir=tmp_path, nixpkgs=DEFAULT_NIXPKGS)
+    except BackendError as error:
+        pytest.skip(f"no installed CUDA 13.0 toolkit: {error}")
+    assert system.provider == "system" and system.version.startswith("13.0.")
+    library = compile_hello(system, cmake, tmp_path / "build")
+    cubins, ptxs = device_code(cuobjdump, library)
+    assert len(cubins) == 1 and cubins[0].endswith(".sm_90.cubin"), cubins
+    assert ptxs == []
+
+
+def test_system_uses_cuda_home(pypi13, monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_HOME", str(pypi13.cuda_home))
+    system = toolchains.resolve("13.0", "system", cache_dir=tmp_path, nixpkgs=DEFAULT_NIXPKGS)
+    assert (system.provider, system.cuda_home, system.version) == ("system", pypi13.cuda_home, pypi13.version)
+    assert system.requirements == ()
+
+
+def test_system_refuses_a_version_mismatch(pypi13, monkeypatch, tmp_path):
+    # A real CUDA 13.0 nvcc, asked for 12.9.
+    monkeypatch.setenv("CUDA_HOME", str(pypi13.cuda_home))
+    with pytest.raises(BackendError) as info:
+        toolchains.resolve("12.9", "system", cache_dir=tmp_path, nixpkgs=DEFAULT_NIXPKGS)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"is CUDA {pypi13.version} but cuda=12.9 was asked for" in message
+    assert "-C cuda=13.0" in message and "toolchain=nix" in message and "/usr/local/cuda-12.9" in message
+
+
+def test_system_mismatch_through_path_names_both_versions(pypi13, monkeypatch, tmp_path):
+    monkeypatch.delenv("CUDA_HOME", raising=False)
+    monkeypatch.delenv("CUDA_PATH", raising=False)
+    monkeypatch.setenv("PATH", f"{pypi13.nvcc.parent}:/usr/bin:/bin")
+    if Path("/usr/local/cuda-12.9").exists():
+        pytest.skip("this machine has CUDA 12.9 installed")
+    with pytest.raises(BackendError, match=r"cuda=12\.9 was asked for but the installed toolkits are CUDA 13\.0\.\d+"):
+        toolchains.resolve("12.9", "system", cache_dir=tmp_path, nixpkgs=DEFAULT_NIXPKGS)
+
+
+def test_system_toolkit_folder_without_nvcc(monkeypatch, tmp_path):
+    fake = tmp_path / "cuda-12.9"
+    (fake / "include").mkdir(parents=True)
+    (fake / "lib64").mkdir()
+    (fake / "lib64" / "libcudart.so.12").write_text("")
+    monkeypatch.setenv("CUDA_HOME", str(fake))
+    with pytest.raises(BackendError) as info:
+        toolchains.resolve("12.9", "system", cache_dir=tmp_path, nixpkgs=DEFAULT_NIXPKGS)
+    message = str(info.value)
+    assert f"CUDA_HOME= {fake} has no bin/nvcc" in message and "ways out" in message and "\n" not in message
+
+
+def test_system_cuda_home_that_does_not_exist(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path / "missing"))
+    with pytest.raises(BackendError, match="is not a folder"):
+        toolchains.resolve("13.0", "system", cache_dir=tmp_path, nixpkgs=DEFAULT_NIXPKGS)
+
+
+# ---------------------------------------------------------------- auto, CLI, build requirements
+
+def test_auto_prefers_an_installed_toolkit_of_the_exact_version(pypi13, monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_HOME", str(pypi13.cuda_home))
+    chosen = toolchains.resolve("13.0", "auto", cache_dir=tmp_path, nixpkgs=DEFAULT_NIXPKGS)
+    assert chosen.provider == "system" and chosen.cuda_home == pypi13.cuda_home
+
+
+def test_auto_falls_back_to_pypi_for_13(pypi13, pypi_cache, monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_HOME", str(pypi_cache / "no-toolkit-here"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nix, no nvcc
+    chosen = toolchains.resolve("13.0", "auto", cache_dir=pypi_cache, nixpkgs=DEFAULT_NIXPKGS, offline=True,
+                                libraries=())
+    assert chosen.provider == "pypi" and chosen == pypi13
+
+
+def test_auto_error_lists_what_was_tried(pypi13, monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_HOME", str(pypi13.cuda_home))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nix
+    with pytest.raises(BackendError) as info:
+        toolchains.resolve("12.9", "auto", cache_dir=tmp_path, nixpkgs=DEFAULT_NIXPKGS)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "[system]" in message and "is CUDA 13.0" in message
+    assert "[nix] nix is not on PATH" in message
+    assert "[pypi] CUDA 12.9 has no nvcc on PyPI" in message
+
+
+def test_unknown_provider_is_a_setting_error(tmp_path):
+    with pytest.raises(BackendError, match="setting 'toolchain': bad value 'pip'; accepted: auto, nix, system, pypi"):
+        toolchains.resolve("13.0", "pip", cache_dir=tmp_path, nixpkgs=DEFAULT_NIXPKGS)
+
+
+def test_build_requirements():
+    assert toolchains.build_requirements("13.0", "pypi") == ["pip"]
+    assert toolchains.build_requirements("13.0", "auto") == ["pip"]
+    assert toolchains.build_requirements("12.9", "auto") == []
+    assert toolchains.build_requirements("12.9", "nix") == []
+    assert toolchains.build_requirements("13.0", "system") == []
+
+
+def test_cli_prints_the_toolchain(pypi13, run_backend):
+    env = {"CUDA_HOME": str(pypi13.cuda_home)}
+    result = run_backend("toolchain", "-C", "cuda=13.0", "-C", "toolchain=system", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["provider"] == "system" and data["version"] == pypi13.version
+    assert data["cuda_home"] == str(pypi13.cuda_home) and data["nvcc"] == str(pypi13.nvcc)
+    result = run_backend("toolchain", "-C", "cuda=13.0", "-C", "toolchain=system", env=env)
+    assert result.returncode == 0, result.stderr
+    for text in ("provider", "system", "CUDA_HOME", str(pypi13.cuda_home), pypi13.version, "libcudart.so.13"):
+        assert text in result.stdout
+
+
+def test_cli_pypi_offline_from_cache(pypi13, pypi_cache, run_backend):
+    # The cache holds the compiler only; the CLI asks for every library, so offline it must say what is missing.
+    result = run_backend("toolchain", "-C", "cuda=13.0", "-C", "toolchain=pypi", "-C", "offline=true",
+                         "-C", f"cache-dir={pypi_cache}")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: toolchain 'pypi': offline") and result.stderr.count("\n") == 1
+    assert "nvidia-cudnn-cu13==" in result.stderr
+
+
+def test_cli_error_is_one_line(run_backend):
+    result = run_backend("toolchain", "-C", "cuda=12.9", "-C", "toolchain=pypi")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: toolchain 'pypi': CUDA 12.9 cannot come from PyPI")
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_cli_pypi_full_stack_set(run_backend, tmp_path, cmake, cuobjdump):
+    """Every library a stack build links (about 3 GB): installs, arranges and compiles."""
+    result = run_backend("toolchain", "-C", "cuda=13.0", "-C", "toolchain=pypi", "--json",
+                         "-C", f"cache-dir={tmp_path / 'cache'}")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    for soname in ("libcudart.so.13", "libcublas.so.13", "libcusparse.so.12", "libcudnn.so.9", "libnccl.so.2",
+                   "libcusparseLt.so.0"):
+        assert soname in data["runtime_libraries"]
+    home = Path(data["cuda_home"])
+    for header in ("cublas_v2.h", "cudnn.h", "nccl.h", "cusparseLt.h"):
+        assert (home / "include" / header).exists(), header
+    assert set(data["requirements"]) == set(pypi_provider.requirements_for("13.0")[1])
+
+
+# ---------------------------------------------------------------- nix
+
+def _nix_usable() -> str | None:
+    if not shutil.which("nix"):
+        return "nix not installed (apt-get install nix-bin)"
+    store = Path("/nix")
+    if not (os.access(store, os.W_OK) if store.exists() else os.access("/", os.W_OK)):
+        return "/nix is not writable (the tests build as root into /nix/store)"
+    return None
+
+
+@pytest.fixture
+def nix_flake(tmp_path, monkeypatch):
+    why = _nix_usable()
+    if why:
+        pytest.skip(why)
+    # Build as root without build users or a sandbox: the stand-ins run the host's /bin/sh.
+    monkeypatch.setenv("NIX_CONFIG", NIX_CONFIG)
+    flake = tmp_path / "flake"
+    shutil.copytree(FIXTURES / "nixflake", flake)
+    return f"path:{flake}"
+
+
+@pytest.mark.parametrize("cuda,full", [("12.9", "12.9.86"), ("12.8", "12.8.93")])
+def test_nix_realises_and_joins_the_package_set(nix_flake, tmp_path, cuda, full):
+    toolchain = toolchains.resolve(cuda, "nix", cache_dir=tmp_path / "cache", nixpkgs=nix_flake, offline=True)
+    assert (toolchain.provider, toolchain.cuda, toolchain.version) == ("nix", cuda, full)
+    home = toolchain.cuda_home
+    assert home.parent == tmp_path / "cache" / "toolchains"
+    assert toolchain.nvcc == home / "bin" / "nvcc"
+    assert os.path.realpath(toolchain.nvcc).startswith("/nix/store/")
+    # Every output: cudnn's header is in its dev output, its library in lib.
+    assert (home / "include" / "cudnn.h").exists() and (home / "include" / "nccl.h").exists()
+    assert (home / "include" / "cuda_runtime.h").exists()
+    assert (home / "lib64").is_symlink() and not (home / "nix-support").exists()
+    assert toolchain.runtime_libraries == ("libcudart.so.12", "libcudnn.so.9", "libnccl.so.2", "libcusparseLt.so.0")
+    assert toolchain.requirements == ()
+    sources = (home / ".sources").read_text().split()
+    assert all(s.startswith("/nix/store/") for s in sources) and any(s.endswith("-cudnn-9.10.2-dev") for s in sources)
+    env = toolchain.env({"PATH": "/bin"})
+    assert env["CUDACXX"] == str(toolchain.nvcc) and env["PATH"].startswith(str(home / "bin"))
+    # Realised again: the same joined folder.
+    again = toolchains.resolve(cuda, "nix", cache_dir=tmp_path / "cache", nixpkgs=nix_flake, offline=True)
+    assert again == toolchain
+
+
+def test_nix_auto_chooses_nix_for_12(nix_flake, pypi13, monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_HOME", str(pypi13.cuda_home))  # an installed 13.0: not the version asked for
+    chosen = toolchains.resolve("12.9", "auto", cache_dir=tmp_path, nixpkgs=nix_flake, offline=True)
+    assert chosen.provider == "nix" and chosen.version == "12.9.86"
+
+
+def test_nix_missing(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BackendError) as info:
+        toolchains.resolve("12.9", "nix", cache_dir=tmp_path, nixpkgs=DEFAULT_NIXPKGS)
+    message = str(info.value)
+    assert message.startswith("toolchain 'nix': nix is not installed (no nix on PATH)")
+    assert "apt-get install nix-bin" in message and "toolchain=system" in message and "\n" not in message
+
+
+def test_nix_bad_flake_reference(nix_flake, tmp_path):
+    with pytest.raises(BackendError) as info:
+        toolchains.resolve("12.9", "nix", cache_dir=tmp_path, nixpkgs=f"path:{tmp_path / 'no-such-flake'}",
+                           offline=True)
+    message = str(info.value)
+    assert "evaluating cudaPackages_12_9 from path:" in message and "nix exited with 1" in message
+    assert "-C nixpkgs=" in message and "\n" not in message
+
+
+def test_nix_missing_package_set(nix_flake, tmp_path):
+    with pytest.raises(BackendError, match="does not provide attribute.*cudaPackages_12_4"):
+        toolchains.resolve("12.4", "nix", cache_dir=tmp_path, nixpkgs=nix_flake, offline=True)
+
+
+def test_nix_failing_build(nix_flake, tmp_path):
+    with pytest.raises(BackendError) as info:
+        toolchains.resolve("12.6", "nix", cache_dir=tmp_path, nixpkgs=nix_flake, offline=True)
+    message = str(info.value)
+    assert "nix build of cudaPackages_12_6.{cudatoolkit,cudnn,nccl,libcusparse_lt}" in message
+    assert "cudatoolkit-broken.drv' failed" in message and "\n" not in message
+
+
+def test_nix_toolkit_without_nvcc(nix_flake, tmp_path):
+    with pytest.raises(BackendError, match=r"realised from path:.*#cudaPackages_12_5 at .* has no bin/nvcc"):
+        toolchains.resolve("12.5", "nix", cache_dir=tmp_path, nixpkgs=nix_flake, offline=True)
+

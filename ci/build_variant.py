@@ -66,11 +66,19 @@ def log(text: str) -> None:
     print(text, flush=True)
 
 
-def group(title: str) -> None:
-    """A collapsible group in the Actions log, a heading elsewhere."""
+_GROUP_OPEN = False
+
+
+def group(title: str | None) -> None:
+    """A collapsible group in the Actions log, a heading elsewhere; None closes the last one."""
+    global _GROUP_OPEN
     if os.environ.get("GITHUB_ACTIONS") == "true":
-        print(f"::endgroup::\n::group::{title}", flush=True)
-    else:
+        if _GROUP_OPEN:
+            print("::endgroup::", flush=True)
+        if title:
+            print(f"::group::{title}", flush=True)
+        _GROUP_OPEN = bool(title)
+    elif title:
         print(f"\n== {title}", flush=True)
 
 
@@ -273,11 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         Job(args).main()
     except StepError as error:
+        group(None)
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:
-        if os.environ.get("GITHUB_ACTIONS") == "true":
-            print("::endgroup::", flush=True)
+        group(None)
     return 0
 
 

@@ -88,7 +88,7 @@ def test_workflow_inputs_schedule_jobs_and_artifacts():
     assert jobs["build"]["runs-on"] == "${{ matrix.runner }}"
     steps = jobs["build"]["steps"]
     uses = {s.get("uses", "").split("@")[0]: s for s in steps}
-    assert uses["cachix/install-nix-action"]["if"] == "matrix.toolchain == 'nix'"
+    assert uses["cachix/install-nix-action"]["if"].startswith("matrix.toolchain == 'nix'")
     caches = [s for s in steps if s.get("uses", "").startswith("actions/cache@")]
     assert any("downloads" in s["with"]["path"] for s in caches)
     assert any("compiler-cache" in s["with"]["path"] for s in caches)

@@ -1,0 +1,277 @@
+"""The whole pipeline, end to end, on the stand-in trees of tests/fixtures/standins.
+
+Real frontends (pip, build, uv, ``python -m backend build``), real compilers
+(g++, nvcc 13), real venvs.  The stand-ins take seconds where the real
+components take hours; everything else is the real backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import venv
+import zipfile
+from email.parser import Parser
+from pathlib import Path
+
+import pytest
+
+from standin_helpers import STANDINS, find_nvcc, host_isa
+
+ROOT = Path(__file__).resolve().parent.parent
+NVCC = find_nvcc()
+pytestmark = pytest.mark.skipif(NVCC is None, reason="needs a CUDA 13 nvcc (system /usr/local/cuda-13.0 or PyPI)")
+
+ISA = host_isa()
+COMPONENTS = "torch,torchvision,xformers,flashinfer,bitsandbytes"
+
+
+def settings(tmp: Path, sm: str = "90", components: str = COMPONENTS, **extra: str) -> list[str]:
+    pairs = {
+        "sm": sm, "isa": ISA, "cuda": "13.0", "components": components,
+        "cache-dir": str(tmp / "cache"), "wheelhouse": str(tmp / "wheelhouse"), "jobs": "2",
+        **{f"source.{c}": str(STANDINS / c) for c in components.split(",")},
+        **extra,
+    }
+    args = []
+    for key, value in pairs.items():
+        args += ["-C", f"{key}={value}"]
+    return args
+
+
+def variant_name(sm: str = "90") -> str:
+    return f"vllm-python{sys.version_info.major}{sys.version_info.minor}-cuda13_0-sm{sm}-{ISA}"
+
+
+def label(sm: str = "90") -> str:
+    return f"cu130.sm{sm}.{ISA}"
+
+
+def env_for_tests() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(NVCC).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def backend(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "backend", *args], cwd=cwd, capture_output=True, text=True, env=env_for_tests())
+    if check and result.returncode != 0:
+        raise AssertionError(f"backend {' '.join(args)} failed:\n{result.stderr[-4000:]}")
+    return result
+
+
+def manifest(house: Path) -> dict:
+    return json.loads((house / "manifest.json").read_text())
+
+
+def metadata(wheel: Path) -> dict:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        message = Parser().parsestr(archive.read(name).decode())
+    return {"version": message["Version"], "requires": message.get_all("Requires-Dist") or []}
+
+
+@pytest.fixture(scope="module")
+def first_build(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    result = backend("build", *settings(tmp))
+    return tmp, tmp / "wheelhouse" / variant_name(), result
+
+
+def test_wheelhouse_holds_every_wheel_labelled_and_pinned(first_build):
+    tmp, house, result = first_build
+    data = manifest(house)
+    names = sorted(data["wheels"])
+    assert {n.split("-")[0] for n in names} >= {"torch", "torchvision", "xformers", "flashinfer_python", "flashinfer_jit_cache", "bitsandbytes"}
+    torch_version = f"2.9.1+{label()}"
+    for name in names:
+        version = name.split("-")[1]
+        assert version.endswith("+" + label()), name
+        meta = metadata(house / name)
+        assert meta["version"] == version
+        torch_pins = [r for r in meta["requires"] if r.split("==")[0].split(">")[0].split("<")[0].strip() == "torch"]
+        if not name.startswith(("torch-", "flashinfer_jit_cache")):
+            assert torch_pins == [f"torch=={torch_version}"], (name, meta["requires"])
+    assert data["variant"] == variant_name()
+    assert data["toolchain"] and data["toolchain_version"].startswith("13.0")
+    for name, entry in data["wheels"].items():
+        assert entry["sha256"] and entry["size"] == (house / name).stat().st_size
+        assert entry["build_key"] and entry["source_hash"] and entry["origin"] == "local"
+    sums = (house / "SHA256SUMS").read_text()
+    check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=house, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert len(sums.splitlines()) == len(names)
+    assert "summary" not in result.stdout  # progress and summary go to stderr
+    assert "component" in result.stderr and "built" in result.stderr
+
+
+def test_binaries_hold_only_the_variant(first_build):
+    """The pipeline's own verification, re-run as a user would: sm_90 only, ISA flags applied."""
+    tmp, house, _ = first_build
+    out = backend("verify", str(house), "-C", "sm=90", "-C", f"isa={ISA}", "-C", "cuda=13.0", "--json")
+    report = json.loads(out.stdout)
+    assert report["ok"] is True
+    text = json.dumps(report)
+    assert "sm_90" in text and "sm_80" not in text
+    torch_wheel = next(house.glob("torch-*.whl"))
+    with zipfile.ZipFile(torch_wheel) as archive:
+        lib = archive.read("torch/lib/libtorch_cpu.so")
+    isa_flag = {"avx512": b"-mavx512f", "avx2": b"-mavx2", "avx": b"-mavx"}[ISA]
+    assert isa_flag in lib and b"-frecord-gcc-switches" in lib
+
+
+def test_second_run_rebuilds_nothing(first_build):
+    tmp, house, _ = first_build
+    before = {p.name: p.stat().st_mtime_ns for p in house.glob("*.whl")}
+    result = backend("build", *settings(tmp))
+    assert result.stderr.count(" cached ") >= 5 or "cached" in result.stderr
+    rows = [l for l in result.stderr.splitlines() if l.split()[:1] and l.split()[0] in COMPONENTS.split(",")]
+    assert rows and all(" cached " in r for r in rows), rows
+    assert {p.name: p.stat().st_mtime_ns for p in house.glob("*.whl")} == before
+
+
+def fresh_venv(path: Path) -> Path:
+    venv.EnvBuilder(with_pip=True, clear=True).create(path)
+    return path / "bin" / "python"
+
+
+def test_pip_wheel_returns_the_variant_wheel_that_installs_the_stack(first_build, tmp_path):
+    tmp, house, _ = first_build
+    dist = tmp_path / "dist"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-build-isolation", "-w", str(dist), *settings(tmp)],
+        capture_output=True, text=True, env=env_for_tests(),
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    returned = list(dist.glob("*.whl"))
+    assert [w.name for w in returned] == [f"{variant_name().replace('-', '_')}-0.15.1-py3-none-any.whl"]
+    pins = metadata(returned[0])["requires"]
+    assert f"torch==2.9.1+{label()}" in pins and len(pins) == len(manifest(house)["wheels"])
+
+    python = fresh_venv(tmp_path / "venv")
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-index", "--find-links", str(house), str(returned[0])],
+        capture_output=True, text=True,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    check = subprocess.run(
+        [str(python), "-c",
+         "import torch, torchvision, bitsandbytes; print(torch.__version__); print(torch.add_one(41))"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.splitlines() == [f"2.9.1+{label()}", "42"]
+    freeze = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+    assert f"torch==2.9.1+{label()}" in freeze
+
+
+@pytest.mark.parametrize("frontend", ["build", "uv"])
+def test_other_frontends_reuse_the_wheelhouse(first_build, tmp_path, frontend):
+    tmp, house, _ = first_build
+    out = tmp_path / "out"
+    if frontend == "build":
+        command = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)]
+    else:
+        uv = shutil.which("uv")
+        if uv is None:
+            pytest.skip("uv is not installed")
+        command = [uv, "build", "--wheel", "--no-build-isolation", "--python", sys.executable, "--out-dir", str(out), str(ROOT)]
+    for pair in [settings(tmp)[i + 1] for i in range(0, len(settings(tmp)), 2)]:
+        command += ["-C", pair] if frontend == "uv" else [f"-C{pair}"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env_for_tests(), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert [w.name for w in out.glob("*.whl")] == [f"{variant_name().replace('-', '_')}-0.15.1-py3-none-any.whl"]
+    assert "cached" in result.stdout + result.stderr
+
+
+def copy_project(dest: Path) -> Path:
+    for part in ("pyproject.toml", "backend", "patches", "third_party"):
+        source = ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, dest / part, ignore=shutil.ignore_patterns("__pycache__", "downloads"))
+        elif source.exists():
+            shutil.copy2(source, dest / part)
+    return dest
+
+
+def test_changed_patch_rebuilds_that_component_and_its_dependents(first_build, tmp_path):
+    tmp, house, _ = first_build
+    project = copy_project(tmp_path / "project")
+    patch_dir = project / "patches" / "torch"
+    patch_dir.mkdir(parents=True, exist_ok=True)
+    original = (STANDINS / "torch" / "csrc" / "c10.cpp").read_text().splitlines(keepends=True)
+    patch = [
+        "A test patch: adds a comment to the stand-in's c10.cpp.\n",
+        "--- a/csrc/c10.cpp\n", "+++ b/csrc/c10.cpp\n",
+        f"@@ -1,{min(3, len(original))} +1,{min(3, len(original)) + 1} @@\n",
+        "+// patched by the test\n",
+        *[" " + line for line in original[:3]],
+    ]
+    (patch_dir / "0001-test.patch").write_text("".join(patch))
+    result = backend("build", *settings(tmp, components="torch,torchvision,bitsandbytes"), cwd=project)
+    rows = {l.split()[0]: l for l in result.stderr.splitlines() if l.split()[:1] and l.split()[0] in ("torch", "torchvision", "bitsandbytes")}
+    assert " built " in rows["torch"] and " built " in rows["torchvision"], rows
+    assert " cached " in rows["bitsandbytes"], rows
+    torch_entry = next(e for n, e in manifest(house)["wheels"].items() if n.startswith("torch-"))
+    assert any(p[0] == "0001-test.patch" for p in torch_entry["patches"])
+
+
+def test_failing_component_leaves_the_wheelhouse_as_it_was(first_build, tmp_path):
+    tmp, house, _ = first_build
+    before = {p.name: p.read_bytes() for p in house.iterdir() if p.is_file() and p.suffix != ".lock"}
+    broken = tmp_path / "torchvision"
+    shutil.copytree(STANDINS / "torchvision", broken)
+    cpp = next(broken.rglob("*.cpp"))
+    cpp.write_text(cpp.read_text() + "\nthis is not C++;\n")
+    args = settings(tmp, components="torch,torchvision")
+    args[args.index(f"source.torchvision={STANDINS / 'torchvision'}")] = f"source.torchvision={broken}"
+    result = backend("build", *args, check=False)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: torchvision failed") and "torchvision.log" in last
+    assert "Traceback" not in result.stderr
+    after = {p.name: p.read_bytes() for p in house.iterdir() if p.is_file() and p.suffix != ".lock"}
+    assert after == before
+    assert not list(house.glob("*.part")) and not list(house.glob(".*.part"))
+
+
+def test_interrupted_build_resumes_and_finishes(tmp_path):
+    args = settings(tmp_path, components="torch,torchvision")
+    house = tmp_path / "wheelhouse" / variant_name()
+    process = subprocess.Popen([sys.executable, "-m", "backend", "build", *args], cwd=ROOT, env=env_for_tests(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    seen = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        seen.append(line)
+        if "[2/2 torchvision] building" in line:
+            break
+        assert time.monotonic() < deadline, "".join(seen)
+    os.killpg(process.pid, signal.SIGINT)
+    process.wait(timeout=60)
+    assert process.returncode != 0
+    names = [p.name for p in house.glob("*.whl")]
+    assert any(n.startswith("torch-") for n in names) and not any(n.startswith("torchvision-") for n in names)
+    assert not [p for p in house.iterdir() if p.name.endswith(".part")]
+    result = backend("build", *args)
+    rows = {l.split()[0]: l for l in result.stderr.splitlines() if l.split()[:1] and l.split()[0] in ("torch", "torchvision")}
+    assert " cached " in rows["torch"] and " built " in rows["torchvision"]
+
+
+@pytest.mark.skipif(shutil.which("ccache") is None, reason="needs ccache (apt-get install ccache)")
+def test_second_sm_with_same_isa_hits_the_compiler_cache(tmp_path):
+    backend("build", *settings(tmp_path, sm="90", components="torch", **{"compiler-cache": "ccache"}))
+    ccache_dir = tmp_path / "cache" / "compiler-cache" / "ccache"
+    env = {**os.environ, "CCACHE_DIR": str(ccache_dir)}
+    subprocess.run(["ccache", "--zero-stats"], env=env, check=True, capture_output=True)
+    backend("build", *settings(tmp_path, sm="80", components="torch", **{"compiler-cache": "ccache"}))
+    stats = subprocess.run(["ccache", "--print-stats"], env=env, capture_output=True, text=True, check=True).stdout
+    values = dict(line.split("\t", 1) for line in stats.splitlines() if "\t" in line)
+    hits = int(values.get("direct_cache_hit", 0)) + int(values.get("preprocessed_cache_hit", 0))
+    assert hits >= 2, stats

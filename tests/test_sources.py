@@ -557,3 +557,34 @@ def test_cli_fetch_offline_cold_cache_is_one_line(run_backend, tmp_path):
     assert result.returncode != 0
     assert "offline" in result.stderr and "bitsandbytes" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- the real lock against the real index (network) ----------------------------
+
+@pytest.mark.slow
+def test_real_pypi_sources_fetch_verify_and_prepare(tmp_path):
+    """flashinfer and xformers come from PyPI: download, check the lock's sha256, unpack."""
+    real = lock.load()
+    paths = prepare.fetch_all(["flashinfer", "xformers"], cache_dir=tmp_path / "c", offline=False, lock=real)
+    assert sorted(p.name for p in paths) == ["flashinfer-0.6.1.tar.gz", "xformers-0.0.30.tar.gz"]
+    got = prepare.prepare("flashinfer", cache_dir=tmp_path / "c", workdir=tmp_path / "w", lock=real, offline=True)
+    assert (got.root / "pyproject.toml").exists() and (got.root / "3rdparty/cutlass").is_dir()
+    assert got.source_hash == "sha256:" + real.entries["flashinfer"].sha256
+
+
+BNB_MIRROR = Path("/work/.mirror/bitsandbytes-foundation+bitsandbytes/repo")
+
+
+@pytest.mark.skipif(not (BNB_MIRROR / "HEAD").exists(), reason="no local git mirror of bitsandbytes")
+def test_real_lock_entry_verifies_a_github_style_archive(server, tmp_path, quiet_patches):
+    """The lock's bitsandbytes NAR hash, checked through download, safe unpack and placement."""
+    import subprocess
+
+    data = subprocess.run(["git", "-c", "core.autocrlf=false", "--git-dir", str(BNB_MIRROR), "archive", "--format=tar.gz",
+                           "--prefix=bitsandbytes-0.49.1/", "0.49.1"], check=True, capture_output=True).stdout
+    entry = lock.load().entries["bitsandbytes"]
+    server.files[f"/mirror/{entry.filename}"] = data
+    real = lock.Lock(entries={"bitsandbytes": entry})
+    got = prepare.prepare("bitsandbytes", cache_dir=tmp_path / "c", workdir=tmp_path / "w", lock=real,
+                          base_url_override=server.url("/mirror"), patches_dir=quiet_patches)
+    assert got.source_hash == entry.nar and (got.root / "CMakeLists.txt").exists()

@@ -110,3 +110,8 @@ def test_scan_bytes_counts_known_instructions():
     # vaddps zmm0, zmm1, zmm2 (EVEX) then ret
     scan = isa.scan_bytes(bytes.fromhex("62f1744858c2c3"))
     assert scan.features == {"AVX512F": 1} and scan.instructions == 2 and scan.highest == "avx512"
+
+
+def test_rep_bsf_is_not_bmi1():
+    # tzcnt eax, eax is `rep bsf`: GCC emits it for __builtin_ctz on any x86-64 (it runs as bsf without BMI1)
+    assert isa.scan_bytes(bytes.fromhex("f30fbcc0c3")).features == {}

@@ -109,7 +109,11 @@ def _features_of(code: int) -> tuple[str, ...]:
         iced = _iced()
         names = _feature_names()
         try:
-            features = iced.Instruction.create(code).cpuid_features()
+            instruction = iced.Instruction.create(code)
+            features = instruction.cpuid_features()
+            if instruction.mnemonic == iced.Mnemonic.TZCNT:
+                # GCC emits `rep bsf` for __builtin_ctz on generic targets: it runs as BSF on CPUs without BMI1.
+                features = []
         except Exception:
             features = []
         cached = tuple(names[f] for f in features if _tracked(names[f]))

@@ -30,10 +30,20 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / ".github" / "workflows" / "build-variants.yml"
 STANDINS = ROOT / "tests" / "fixtures" / "standins"
-sys.path.insert(0, str(ROOT / "ci"))
 
-import matrix as ci_matrix  # noqa: E402
-import merge_wheelhouses  # noqa: E402
+
+def _load(name: str):
+    """A ci/ script as a module, without putting ci/ on sys.path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"ci_{name}", ROOT / "ci" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ci_matrix = _load("matrix")
+merge_wheelhouses = _load("merge_wheelhouses")
 
 
 def run(*args, env=None, cwd=ROOT, timeout=120):

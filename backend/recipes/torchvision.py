@@ -1,0 +1,26 @@
+"""torchvision 0.24.1 against the variant's torch (FORCE_CUDA: no GPU at build time)."""
+
+from .base import BuildContext, Recipe, pip_wheel
+
+VERSION = "0.24.1"
+
+
+def environment(ctx: BuildContext) -> dict[str, str]:
+    return {
+        "TORCH_CUDA_ARCH_LIST": ctx.variant.arch,
+        "FORCE_CUDA": "1",
+        "BUILD_VERSION": ctx.local_version(VERSION),
+    }
+
+
+RECIPE = Recipe(
+    name="torchvision",
+    version=VERSION,
+    distributions=("torchvision",),
+    sources=("torchvision",),
+    build_requires=("setuptools>=70", "wheel"),
+    mem_per_job_gb=2.0,
+    description="torchvision's C++/CUDA ops (nms, roi_align ...)",
+    environment=environment,
+    commands=lambda ctx: [pip_wheel(ctx)],
+)

@@ -9,6 +9,8 @@ a failed one keeps its build directory and log, and the next run continues.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import shutil
 import sys
@@ -82,6 +84,7 @@ def _resolve_toolchain(plan: Plan):
 
 
 def _prepare_source(plan: Plan, recipe: recipes.Recipe):
+    from ..sources import patches
     from ..sources import prepare as sources_prepare
     from ..settings import cache_dir
     from . import snapshot
@@ -95,13 +98,17 @@ def _prepare_source(plan: Plan, recipe: recipes.Recipe):
             recipe.name, cache_dir=cache_dir(settings), workdir=workdir,
             offline=settings.offline, allow_unverified=settings.allow_unverified,
         )
+    # Builds write into their tree and patches must not touch the checkout:
+    # build a per-variant copy, with the component's patches applied to it.
     copy = workdir / "local-tree"
     snapshot.sync(local, copy)
     prepared = sources_prepare.prepare(
         recipe.name, cache_dir=cache_dir(settings), workdir=workdir, offline=settings.offline,
-        allow_unverified=settings.allow_unverified, local=copy,
+        allow_unverified=settings.allow_unverified, local=copy, patch_local=True,
     )
-    return dataclasses.replace(prepared, source_hash=snapshot.tree_digest(local))
+    applied = patches.apply(copy, recipe.name)
+    key = hashlib.sha256(json.dumps([prepared.build_key, applied]).encode()).hexdigest()[:32]
+    return dataclasses.replace(prepared, source_hash=snapshot.tree_digest(local), patches=applied, build_key=key)
 
 
 def _context(plan: Plan, step: Step, prepared, python: Path) -> BuildContext:

@@ -114,12 +114,15 @@ def prepare(
     lock: Lock | None = None,
     base_url_override: str | None = None,
     patches_dir: Path | None = None,
+    patch_local: bool = False,
 ) -> PreparedSource:
     """Fetch (or take from the cache), verify, unpack, place and patch a component's sources.
 
     ``local``: a tree to build in place (``-C source.<component>=PATH``); the
     lock's main entry is then not used and no patch is applied to it.  The
     other entries of the component (vLLM's CUTLASS...) still come from the lock.
+    ``patch_local``: the caller applies the patches to ``local`` (a copy of
+    the user's checkout), so no note is printed.
     """
     lock = lock if lock is not None else load()
     cache_dir = Path(cache_dir)
@@ -152,7 +155,7 @@ def prepare(
         local = Path(local)
         if not local.is_dir():
             raise BackendError(f"source.{component}: {local} is not a folder")
-        if patch_files_exist(component, patches_dir):
+        if not patch_local and patch_files_exist(component, patches_dir):
             print(f"note: {component}: building the local tree {local} as is; patches/{component}/ is not applied to it",
                   file=sys.stderr)
         root = local

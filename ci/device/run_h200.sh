@@ -33,7 +33,7 @@ COMMON=(-C sm=90 -C "isa=$ISA" -C cuda=13.0 -C toolchain=system -C torch=existin
         -C cache-dir=/tmp/vs-cache -C wheelhouse=/tmp/vs-wheelhouse)
 
 step "1. bitsandbytes from $BNB_SRC through the pipeline"
-/usr/bin/time -v python3 -m backend build "${COMMON[@]}" -C components=bitsandbytes \
+time python3 -m backend build "${COMMON[@]}" -C components=bitsandbytes \
   -C "source.bitsandbytes=$BNB_SRC" 2>&1 | tee "$OUT/bitsandbytes-build.log" | grep -v "^\s*|" | tail -60
 BNB_WHEEL=$(ls /tmp/vs-wheelhouse/*/bitsandbytes-*.whl 2>/dev/null | head -1)
 if [ -n "$BNB_WHEEL" ]; then

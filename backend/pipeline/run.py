@@ -137,7 +137,8 @@ def _expectation(plan: Plan, step: Step, toolchain):
         ptx=False,
         label=plan.variant.label,
         torch_version=plan.torch_version,
-        extra_allowed_libraries=tuple(toolchain.runtime_libraries) if toolchain else (),
+        extra_allowed_libraries=(tuple(toolchain.runtime_libraries) if toolchain else ())
+        + (existing_torch_libraries() if plan.settings.torch == "existing" else ()),
     )
 
 
@@ -267,9 +268,8 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label):
         shutil.rmtree(staged_dir)
     staged_dir.mkdir(parents=True)
     pins = {"torch": plan.torch_version} if step.pins_torch else {}
-    add_requires = list(toolchain.requirements) if (toolchain is not None and step.uses_cuda) else []
     staged = [
-        relabel(wheel, staged_dir, version=step.version, pins=pins, add_requires=add_requires)
+        relabel(wheel, staged_dir, version=step.version, pins=pins, add_requires=_cuda_requirements(wheel, plan, toolchain))
         for wheel in built
     ]
     _verify(plan, step, staged, house, toolchain, label)
@@ -286,6 +286,26 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label):
             "seconds": seconds,
         }))
     return added, "built"
+
+
+def _cuda_requirements(wheel: Path, plan: Plan, toolchain) -> list[str]:
+    """The nvidia-* wheels providing the CUDA libraries this wheel links (as torch's own wheels declare)."""
+    if toolchain is None:
+        return []
+    from ..toolchains.runtime import needed_sonames, requirements_for
+
+    return requirements_for(needed_sonames(wheel), plan.variant.cuda, toolchain.requirements)
+
+
+def existing_torch_libraries() -> tuple[str, ...]:
+    """Sonames of the torch the build env imports (torch=existing): they satisfy torch's DT_NEEDED."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    lib = Path(list(spec.submodule_search_locations)[0]) / "lib"
+    return tuple(sorted(p.name for p in lib.glob("*.so*"))) if lib.is_dir() else ()
 
 
 def _lookup(house, step: Step, key: str) -> list[Path]:

@@ -30,26 +30,7 @@ SYSTEM_LIBRARIES = (
     "libz.so.1",
 )
 
-# PyPI wheel (canonical name prefix) -> sonames it installs.
-REQUIREMENT_LIBRARIES: dict[str, tuple[str, ...]] = {
-    "nvidia-cuda-runtime": ("libcudart.so.*",),
-    "nvidia-cublas": ("libcublas.so.*", "libcublasLt.so.*", "libnvblas.so.*"),
-    "nvidia-cudnn": ("libcudnn*.so.*",),
-    "nvidia-cufft": ("libcufft.so.*", "libcufftw.so.*"),
-    "nvidia-curand": ("libcurand.so.*",),
-    "nvidia-cusolver": ("libcusolver.so.*", "libcusolverMg.so.*"),
-    "nvidia-cusparse": ("libcusparse.so.*",),
-    "nvidia-cusparselt": ("libcusparseLt.so.*",),
-    "nvidia-nccl": ("libnccl.so.*",),
-    "nvidia-nvtx": ("libnvToolsExt.so.*", "libnvtx3interop.so.*"),
-    "nvidia-nvjitlink": ("libnvJitLink.so.*",),
-    "nvidia-cuda-nvrtc": ("libnvrtc.so.*", "libnvrtc-builtins.so.*"),
-    "nvidia-cuda-cupti": ("libcupti.so.*", "libnvperf_host.so*", "libnvperf_target.so*", "libpcsamplingutil.so*"),
-    "nvidia-cufile": ("libcufile.so.*", "libcufile_rdma.so.*"),
-    "nvidia-nvshmem": ("libnvshmem_host.so.*",),
-    "nvidia-npp": ("libnpp*.so.*",),
-    "nvidia-nvjpeg": ("libnvjpeg.so.*",),
-}
+from ..toolchains.runtime import REQUIREMENT_LIBRARIES  # noqa: E402  (one table for both)
 
 TORCH_LIBRARY = re.compile(r"^lib(torch|c10)[\w.-]*\.so")
 # Mangled names of torch's namespaces (at, c10, torch, caffe2) and its C entry points.

@@ -20,14 +20,6 @@ def _plan(config_settings: Mapping[str, Any] | None) -> Plan:
     return project.make_plan(project.load_settings(config_settings))
 
 
-def requirement_lines(plan: Plan) -> list[str]:
-    """The returned wheel's requirements: every wheel of the wheelhouse, exactly."""
-    lines = [f"{dist}=={version}" for dist, version in plan.pins().items()]
-    if plan.settings.torch == "existing":
-        lines.insert(0, f"torch=={plan.torch_version}")
-    return lines
-
-
 def build_requirements(config_settings: Mapping[str, Any] | None, editable: bool = False) -> list[str]:
     plan = _plan(config_settings)
     wanted: list[str] = list(BACKEND_RUNTIME) + list(BUILD_TOOLS)
@@ -86,9 +78,12 @@ def build_wheel(wheel_directory: str, config_settings) -> str:
         for wheel in result.wheels():
             variant_wheels.write_variant_wheel(wheel, out, plan.variant)
     print(f"install: pip install --find-links {plan.layout.wheelhouse} <the returned wheel>", file=sys.stderr)
+    requires = meta.pins_for(result.wheels())
+    if plan.settings.torch == "existing":
+        requires.insert(0, f"torch=={plan.torch_version}")
     return meta.build(
         Path(wheel_directory), name=plan.variant.name, version=META_VERSION,
-        requires=requirement_lines(plan), summary=_summary(plan),
+        requires=requires, summary=_summary(plan),
     )
 
 

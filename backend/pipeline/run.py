@@ -101,14 +101,14 @@ def _prepare_source(plan: Plan, recipe: recipes.Recipe):
     # Builds write into their tree and patches must not touch the checkout:
     # build a per-variant copy, with the component's patches applied to it.
     copy = workdir / "local-tree"
-    snapshot.sync(local, copy)
     prepared = sources_prepare.prepare(
         recipe.name, cache_dir=cache_dir(settings), workdir=workdir, offline=settings.offline,
-        allow_unverified=settings.allow_unverified, local=copy, patch_local=True,
+        allow_unverified=settings.allow_unverified, local=local, patch_local=True,
     )
+    snapshot.sync(local, copy)
     applied = patches.apply(copy, recipe.name)
     key = hashlib.sha256(json.dumps([prepared.build_key, applied]).encode()).hexdigest()[:32]
-    return dataclasses.replace(prepared, source_hash=snapshot.tree_digest(local), patches=applied, build_key=key)
+    return dataclasses.replace(prepared, root=copy, patches=applied, build_key=key)
 
 
 def _context(plan: Plan, step: Step, prepared, python: Path) -> BuildContext:
@@ -269,7 +269,8 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label):
     staged_dir.mkdir(parents=True)
     pins = {"torch": plan.torch_version} if step.pins_torch else {}
     staged = [
-        relabel(wheel, staged_dir, version=step.version, pins=pins, add_requires=_cuda_requirements(wheel, plan, toolchain))
+        relabel(wheel, staged_dir, version=_labelled_version(wheel, plan), pins=pins,
+                add_requires=_cuda_requirements(wheel, plan, toolchain))
         for wheel in built
     ]
     _verify(plan, step, staged, house, toolchain, label)
@@ -286,6 +287,18 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label):
             "seconds": seconds,
         }))
     return added, "built"
+
+
+def _labelled_version(wheel: Path, plan: Plan) -> str:
+    """The wheel's own public version plus the variant's label.
+
+    A local tree (a fork, a newer release) keeps its real version; only the
+    label is ours.
+    """
+    from packaging.version import Version
+
+    public = Version(wheel.name.split("-")[1]).public
+    return f"{public}+{plan.variant.label}"
 
 
 def _cuda_requirements(wheel: Path, plan: Plan, toolchain) -> list[str]:

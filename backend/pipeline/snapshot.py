@@ -49,9 +49,14 @@ def tree_digest(root: Path) -> str:
 
 
 def sync(checkout: Path, copy: Path) -> None:
-    copy.mkdir(parents=True, exist_ok=True)
     manifest = copy / MANIFEST
-    previous = set(json.loads(manifest.read_text())) if manifest.exists() else set()
+    record = json.loads(manifest.read_text()) if manifest.exists() else {}
+    if record.get("checkout") != str(checkout) and copy.exists():
+        # Another checkout's build outputs (setuptools' build/lib ...) would leak into this one's wheel.
+        shutil.rmtree(copy)
+        record = {}
+    copy.mkdir(parents=True, exist_ok=True)
+    previous = set(record.get("files", []))
     current = set()
     for rel in _walk(checkout):
         source, target = checkout / rel, copy / rel
@@ -69,4 +74,4 @@ def sync(checkout: Path, copy: Path) -> None:
             shutil.copy2(source, target)
     for gone in previous - current:
         (copy / gone).unlink(missing_ok=True)
-    manifest.write_text(json.dumps(sorted(current)))
+    manifest.write_text(json.dumps({"checkout": str(checkout), "files": sorted(current)}))

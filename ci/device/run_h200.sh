@@ -67,7 +67,18 @@ if [ -n "$XF_SDIST" ]; then
   fi
 fi
 
+step "4. the same bitsandbytes build as the opt-in test (pytest -m device)"
+VLLM_STACK_BNB_SRC="$BNB_SRC" python3 -m pytest -q -m device tests/test_device.py -p no:cacheprovider 2>&1 | tail -5 || status=1
+
 step "wheelhouse"
 ls -la /tmp/vs-wheelhouse/*/
+python3 - <<'PY'
+import glob, zipfile
+for wheel in sorted(glob.glob("/tmp/vs-wheelhouse/*/*.whl")):
+    with zipfile.ZipFile(wheel) as archive:
+        meta = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        requires = [l for l in archive.read(meta).decode().splitlines() if l.startswith("Requires-Dist")]
+    print(wheel.rsplit("/", 1)[1]); print("   " + "\n   ".join(requires))
+PY
 cp /tmp/vs-wheelhouse/*/manifest.json "$OUT/manifest.json" 2>/dev/null
 exit $status

@@ -1,0 +1,122 @@
+"""Helpers to build and inspect the stand-in fixture trees (tests/fixtures/standins).
+
+Shared by tests/test_standins.py and usable by pipeline tests: where nvcc and
+cuobjdump are, which ISA this host can run, a build venv that has the
+stand-ins' build requirements, and readers for wheels and ELF sections.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import venv
+import zipfile
+from email.parser import Parser
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDINS = ROOT / "tests" / "fixtures" / "standins"
+REQUIREMENTS = ROOT / "ci" / "requirements" / "standins.txt"
+BUILD_MODULES = ("setuptools", "wheel", "packaging", "cmake", "ninja", "scikit_build_core")
+
+
+def find_nvcc() -> str | None:
+    candidates = [os.environ.get("CUDACXX")]
+    if os.environ.get("CUDA_HOME"):
+        candidates.append(str(Path(os.environ["CUDA_HOME"]) / "bin" / "nvcc"))
+    candidates += ["/usr/local/cuda-13.0/bin/nvcc", shutil.which("nvcc")]
+    for c in candidates:
+        if c and Path(c).is_file():
+            return c
+    return None
+
+
+def cuda_home(nvcc: str) -> str:
+    if os.environ.get("CUDA_HOME"):
+        return os.environ["CUDA_HOME"]
+    return str(Path(nvcc).resolve().parent.parent)
+
+
+def find_cuobjdump(nvcc: str | None = None) -> str | None:
+    candidates = []
+    if nvcc:
+        candidates.append(Path(cuda_home(nvcc)) / "bin" / "cuobjdump")
+    try:
+        import nvidia
+
+        for base in nvidia.__path__:
+            candidates += sorted(Path(base).glob("*/bin/cuobjdump"))
+    except ImportError:
+        pass
+    which = shutil.which("cuobjdump")
+    if which:
+        candidates.append(Path(which))
+    return next((str(c) for c in candidates if c.is_file()), None)
+
+
+def host_isa() -> str:
+    """The widest x86 ISA of backend.variants this host can run (tests run the code they build)."""
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    if {"avx512f", "avx512dq", "avx512vl", "avx512bw", "fma"} <= flags:
+        return "avx512"
+    if {"avx2", "fma", "f16c"} <= flags:
+        return "avx2"
+    return "avx"
+
+
+def make_build_venv(path: Path) -> Path:
+    """A venv seeing the system site-packages, with the stand-ins' build needs installed if missing."""
+    venv.EnvBuilder(system_site_packages=True, with_pip=True, clear=True).create(path)
+    python = path / "bin" / "python"
+    probe = ("import importlib.util, sys, setuptools;"
+             f"missing=[m for m in {BUILD_MODULES!r} if importlib.util.find_spec(m) is None];"
+             "old=int(setuptools.__version__.split('.')[0]) < 70;"
+             "sys.exit(1 if missing or old else 0)")
+    if subprocess.run([str(python), "-c", probe]).returncode != 0:
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS)], check=True)
+    return python
+
+
+def pip_wheel(python: Path, tree: Path, out: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
+    """The pipeline's build command for one tree."""
+    return subprocess.run(
+        [str(python), "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "--no-cache-dir", "-v",
+         "-w", str(out), *extra, str(tree)],
+        env=env, capture_output=True, text=True)
+
+
+def wheel_metadata(wheel: Path) -> dict:
+    with zipfile.ZipFile(wheel) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        msg = Parser().parsestr(zf.read(name).decode())
+    return {"name": msg["Name"], "version": msg["Version"], "requires": msg.get_all("Requires-Dist") or []}
+
+
+def gcc_command_line(lib: Path) -> str:
+    return subprocess.run(["readelf", "-p", ".GCC.command.line", str(lib)], capture_output=True, text=True).stdout
+
+
+def cuda_targets(cuobjdump: str, lib: Path) -> tuple[list[str], list[str]]:
+    """(cubin archs, PTX archs) of a library: (['sm_90'], []) for a plain sm_90 build."""
+    out = subprocess.run([cuobjdump, "--list-elf", "--list-ptx", str(lib)], capture_output=True, text=True).stdout
+    elf = sorted(set(re.findall(r"\.(sm_\w+?)\.cubin", out)))
+    ptx = sorted(set(re.findall(r"\.(sm_\w+?)\.ptx", out)))
+    return elf, ptx
+
+
+def python_in(python: Path, code: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(python), "-c", code], cwd=cwd, capture_output=True, text=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(find_nvcc(), find_cuobjdump(find_nvcc()), host_isa(), sys.executable)

@@ -16,14 +16,13 @@ import os
 import subprocess
 import sys
 import tomllib
-from collections.abc import Mapping
 from pathlib import Path
 
 from .. import recipes, variants
 from ..errors import BackendError
 from ..settings import Settings
 from . import compiler_cache, environment, run
-from .plan import Plan, common_env, make_plan
+from .plan import Plan, make_plan
 from .runner import CommandFailed, run_logged
 
 DEFAULT_BACKEND = "setuptools.build_meta:__legacy__"
@@ -120,6 +119,11 @@ def _build_one(plan: Plan, step, python: Path, toolchain, cache, editable_dir: P
     env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(cache.env(checkout, env["PATH"]))
     env.update(step.env)
+    # In-place objects are not verified, and the switch record holds the -o
+    # path, which setuptools' PEP 660 build draws anew each time: without it
+    # a second install is all compiler-cache hits.
+    for key in ("CFLAGS", "CXXFLAGS"):
+        env[key] = " ".join(flag for flag in env.get(key, "").split() if flag != "-frecord-gcc-switches")
     wheel_dir = layout.variant_dir / step.component / "_editable"
     wheel_dir.mkdir(parents=True, exist_ok=True)
     for old in wheel_dir.glob("*.whl"):

@@ -1,0 +1,92 @@
+"""The plan: ordered steps with each component's environment, command and jobs."""
+
+import json
+
+import pytest
+
+from backend import recipes
+from backend.pipeline.parallelism import choose_jobs
+from backend.pipeline.plan import closure, make_plan
+from backend.settings import resolve
+from backend.variants import Variant
+
+GIB = 1 << 30
+
+
+def plan_for(tmp_path, **config):
+    settings = resolve({"cache-dir": str(tmp_path), **config})
+    variant = Variant(sm=settings.sm or "90", isa=settings.isa or "avx512", cuda=settings.cuda, python="313")
+    return make_plan(settings, variant, project_dir=tmp_path, cores=64, memory_bytes=128 * GIB)
+
+
+def test_order_torch_first_and_dependencies(tmp_path):
+    plan = plan_for(tmp_path)
+    names = [s.component for s in plan.steps]
+    assert names[0] == "torch"
+    assert names.index("flashinfer") < names.index("vllm")
+    assert plan.step("vllm").depends == ("torch", "flashinfer")
+
+
+def test_components_subset_pulls_in_dependencies(tmp_path):
+    assert [r.name for r in closure(resolve({"components": "vllm"}))] == ["torch", "flashinfer", "vllm"]
+    assert [r.name for r in closure(resolve({"components": "vllm", "torch": "existing"}))] == ["flashinfer", "vllm"]
+    assert [r.name for r in closure(resolve({"components": "bitsandbytes"}))] == ["bitsandbytes"]
+
+
+def test_targets_from_one_variant(tmp_path):
+    plan = plan_for(tmp_path, sm="90", isa="avx512", cuda="12.9")
+    torch = plan.step("torch").env
+    assert torch["TORCH_CUDA_ARCH_LIST"] == "9.0"
+    assert torch["PYTORCH_BUILD_VERSION"] == "2.9.1+cu129.sm90.avx512" and torch["PYTORCH_BUILD_NUMBER"] == "0"
+    assert torch["CFLAGS"] == torch["CXXFLAGS"]
+    assert "-mavx512f" in torch["CXXFLAGS"].split() and "-frecord-gcc-switches" in torch["CXXFLAGS"].split()
+    assert plan.step("flashinfer").env["FLASHINFER_CUDA_ARCH_LIST"] == "9.0a"
+    assert plan.step("bitsandbytes").env["CMAKE_ARGS"] == "-DCOMPUTE_BACKEND=cuda -DCOMPUTE_CAPABILITY=90"
+    assert "cmake.define.COMPUTE_CAPABILITY=90" in plan.step("bitsandbytes").commands[0]
+    assert plan.step("vllm").env["VLLM_VERSION_OVERRIDE"] == "0.15.1+cu129.sm90.avx512"
+    assert plan.torch_version == "2.9.1+cu129.sm90.avx512"
+
+
+def test_sm61_plan_says_what_the_user_gets(tmp_path):
+    plan = plan_for(tmp_path, sm="61", isa="avx2", cuda="12.8")
+    assert plan.step("torch").env["USE_CUDNN"] == "0"
+    assert any("6.x" in n and "Pascal" in n for n in plan.step("vllm").notes)
+
+
+def test_avx_torch_really_runs_on_avx_only_cpus(tmp_path):
+    env = plan_for(tmp_path, sm="80", isa="avx").step("torch").env
+    assert env["CXXFLAGS"].split()[0] == "-mavx"
+    assert env["C_AVX2_FOUND"] == "FALSE" and env["CAFFE2_COMPILER_SUPPORTS_AVX512_EXTENSIONS"] == "OFF"
+    assert env["USE_FBGEMM"] == env["USE_MKLDNN"] == env["USE_NNPACK"] == "0"
+
+
+def test_commands_are_argument_lists(tmp_path):
+    for step in plan_for(tmp_path).steps:
+        for command in step.commands:
+            assert all(isinstance(part, str) for part in command)
+            assert command[1:5] == ("-m", "pip", "wheel", "--no-build-isolation")
+
+
+def test_jobs_are_bounded_by_memory_and_cores():
+    vllm = recipes.get("vllm")
+    by_memory = choose_jobs(vllm, resolve({}), cores=64, memory_bytes=30 * GIB)
+    assert by_memory.processes == 5 and "memory" in by_memory.reason
+    by_cores = choose_jobs(recipes.get("torch"), resolve({}), cores=8, memory_bytes=500 * GIB)
+    assert by_cores.processes == 8 and "cores" in by_cores.reason
+    threads = choose_jobs(vllm, resolve({"nvcc-threads": "4"}), cores=64, memory_bytes=500 * GIB)
+    assert threads.processes == 16 and threads.max_jobs_env == 64  # vLLM divides MAX_JOBS by NVCC_THREADS
+    xformers = choose_jobs(recipes.get("xformers"), resolve({}), cores=16, memory_bytes=500 * GIB)
+    assert xformers.nvcc_threads == 4 and xformers.processes == 4
+    forced = choose_jobs(vllm, resolve({"jobs": "64"}), cores=64, memory_bytes=30 * GIB)
+    assert forced.processes == 64 and "warning" in forced.reason
+
+
+def test_plan_json_from_the_cli(run_backend):
+    out = run_backend("plan", "-C", "sm=sm_90", "-C", "isa=avx2", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["variant"].endswith("-cuda12_9-sm90-avx2")
+    for step in data["steps"]:
+        assert {"component", "version", "env", "command"} <= set(step)
+    table = run_backend("plan", "-C", "sm=90", "-C", "isa=avx2")
+    assert "MAX_JOBS=" in table.stdout and "jobs:" in table.stdout

@@ -102,11 +102,24 @@ def install_requirements(python: Path, requirements: Sequence[str], *, offline: 
 
 
 def install_wheels(python: Path, wheels: Sequence[Path]) -> None:
-    """Put our own wheels (torch first of all) into the build environment."""
-    if not wheels:
+    """Put our own wheels (torch first of all) into the build environment, unless already there."""
+    import hashlib
+
+    marks = python.parent.parent / "installed-wheels"
+    pending = []
+    for wheel in wheels:
+        digest = hashlib.sha256(Path(wheel).read_bytes()).hexdigest()
+        mark = marks / Path(wheel).name.split("-")[0]
+        if not (mark.exists() and mark.read_text() == digest):
+            pending.append((wheel, mark, digest))
+    if not pending:
         return
     result = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", "--no-index", *map(str, wheels)],
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", "--no-index",
+         *(str(w) for w, _, _ in pending)],
     )
     if result.returncode != 0:
-        raise BackendError(f"could not install {', '.join(w.name for w in wheels)} into the build environment")
+        raise BackendError(f"could not install {', '.join(Path(w).name for w, _, _ in pending)} into the build environment")
+    marks.mkdir(exist_ok=True)
+    for _, mark, digest in pending:
+        mark.write_text(digest)

@@ -1,7 +1,11 @@
-"""bitsandbytes 0.49.1: CMake through scikit-build-core, one compute capability.
+"""bitsandbytes 0.49.1: CMake through scikit-build-core's setuptools plugin, one compute capability.
 
-A single capability also avoids CCCL 2.8.2's many-architecture macro bug
-(CUDA 12.9).  Its build needs no torch; its wheel needs torch at run time.
+Its CMakeLists finds only the CUDA toolkit (no torch), so the build needs no
+torch; its wheel requires ``torch>=2.3,<3`` at run time but links no torch
+library, so it does not have to pin the variant's exact torch.  One
+capability also avoids CCCL 2.8.2's many-architecture macro bug (CUDA 12.9).
+Its version is the static ``bitsandbytes.__version__``; the engine adds the
+local label when it relabels the wheel.
 """
 
 from .base import BuildContext, Recipe, pip_wheel
@@ -9,9 +13,21 @@ from .base import BuildContext, Recipe, pip_wheel
 VERSION = "0.49.1"
 
 
+def _defines(ctx: BuildContext) -> list[str]:
+    return ["-DCOMPUTE_BACKEND=cuda", f"-DCOMPUTE_CAPABILITY={ctx.variant.sm}"]
+
+
 def environment(ctx: BuildContext) -> dict[str, str]:
-    # scikit-build-core appends CMAKE_ARGS to its CMake call.
-    return {"CMAKE_ARGS": f"-DCOMPUTE_BACKEND=cuda -DCOMPUTE_CAPABILITY={ctx.variant.sm}"}
+    # scikit-build-core appends the CMAKE_ARGS environment variable to its CMake call.
+    return {"CMAKE_ARGS": " ".join(_defines(ctx))}
+
+
+def commands(ctx: BuildContext) -> list[list[str]]:
+    return [pip_wheel(
+        ctx, None,
+        "-C", "cmake.define.COMPUTE_BACKEND=cuda",
+        "-C", f"cmake.define.COMPUTE_CAPABILITY={ctx.variant.sm}",
+    )]
 
 
 RECIPE = Recipe(
@@ -20,13 +36,12 @@ RECIPE = Recipe(
     distributions=("bitsandbytes",),
     sources=("bitsandbytes",),
     depends=(),
+    # pyproject.toml [build-system] at 0.49.1, plus the CMake and Ninja it drives
     build_requires=("scikit-build-core", "setuptools>=77.0.3", "trove-classifiers>=2025.8.6.13", "cmake>=3.22.1", "ninja"),
+    pins_torch=False,
     mem_per_job_gb=1.5,
     description="k-bit quantization kernels for one compute capability",
     environment=environment,
-    commands=lambda ctx: [pip_wheel(
-        ctx, None,
-        "-C", "cmake.define.COMPUTE_BACKEND=cuda",
-        "-C", f"cmake.define.COMPUTE_CAPABILITY={ctx.variant.sm}",
-    )],
+    commands=commands,
+    notes=lambda variant: [f"bitsandbytes holds sm_{variant.sm} cubins only (COMPUTE_CAPABILITY={variant.sm}), no PTX"],
 )

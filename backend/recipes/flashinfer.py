@@ -1,17 +1,39 @@
 """flashinfer 0.6.1: flashinfer-python (JIT at run time) and flashinfer-jit-cache (AOT kernels for the arch).
 
-FLASHINFER_CUDA_ARCH_LIST is space-separated; Hopper and Blackwell kernels
-need the arch-specific ``a`` targets.
+FLASHINFER_CUDA_ARCH_LIST is space-separated ``major.minor[a|f]``
+(flashinfer/compilation_context.py at v0.6.1).  The values follow
+flashinfer's own release scripts at v0.6.1
+(scripts/task_test_jit_cache_package_build_import.sh,
+.github/workflows/release.yml): Hopper/Blackwell get the arch-specific
+``a`` target, 12.0 gets ``12.0f`` from CUDA 12.9 on and ``12.0a`` on 12.8.
+
+flashinfer-jit-cache is built from the tree's ``flashinfer-jit-cache/``
+folder, which the GitHub tag has and the PyPI sdist the lock pins does not
+(checked: the 0.6.1 sdist has no flashinfer-jit-cache/ and no version.txt).
 """
 
 from .base import BuildContext, Recipe, pip_wheel
 
 VERSION = "0.6.1"
-ARCH_SPECIFIC = {"90", "100", "103", "120"}
+ARCH_SPECIFIC = {"90": "9.0a", "100": "10.0a", "103": "10.3a"}
+JIT_CACHE_DIR = "flashinfer-jit-cache"
+
+
+def _cuda_key(cuda: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in cuda.split("."))
 
 
 def arch_list(variant) -> str:
-    return variant.arch + ("a" if variant.sm in ARCH_SPECIFIC else "")
+    if variant.sm in ARCH_SPECIFIC:
+        return ARCH_SPECIFIC[variant.sm]
+    if variant.sm == "120":
+        return "12.0f" if _cuda_key(variant.cuda) >= (12, 9) else "12.0a"
+    return variant.arch
+
+
+def builds_jit_cache(variant) -> bool:
+    # flashinfer's releases start at 7.5; its kernels are not written for Pascal.
+    return variant.sm != "61"
 
 
 def environment(ctx: BuildContext) -> dict[str, str]:
@@ -22,11 +44,24 @@ def environment(ctx: BuildContext) -> dict[str, str]:
 
 
 def commands(ctx: BuildContext) -> list[list[str]]:
-    jit_cache = ctx.source / "flashinfer-jit-cache"
     steps = [pip_wheel(ctx)]
-    if jit_cache.is_dir():
+    jit_cache = ctx.source / JIT_CACHE_DIR
+    if builds_jit_cache(ctx.variant) and jit_cache.is_dir():
         steps.append(pip_wheel(ctx, jit_cache))
     return steps
+
+
+def notes(variant) -> list[str]:
+    if not builds_jit_cache(variant):
+        return [
+            "flashinfer has no kernels for sm_61: only flashinfer-python (JIT) is built, and its kernels "
+            "will not compile for a Pascal GPU at run time either"
+        ]
+    return [
+        f"AOT kernels (flashinfer-jit-cache) for FLASHINFER_CUDA_ARCH_LIST={arch_list(variant)} are built from the "
+        "tree's flashinfer-jit-cache/ folder; the PyPI sdist in the lock has none, so from the lock only "
+        "flashinfer-python is built and kernels compile at first use (JIT)"
+    ]
 
 
 RECIPE = Recipe(
@@ -34,14 +69,15 @@ RECIPE = Recipe(
     version=VERSION,
     distributions=("flashinfer-python", "flashinfer-jit-cache"),
     sources=("flashinfer",),
-    build_requires=("setuptools>=77", "wheel", "ninja", "packaging", "apache-tvm-ffi>=0.1,<0.2; python_version>='3.99'"),
+    build_requires=(
+        # pyproject.toml [build-system] at v0.6.1
+        "setuptools>=77", "packaging>=24", "apache-tvm-ffi>=0.1.6,!=0.1.8,!=0.1.8.post0,<0.2",
+        # flashinfer-jit-cache/pyproject.toml [build-system] at v0.6.1 (besides torch)
+        "wheel", "ninja", "requests", "numpy", "nvidia-ml-py",
+    ),
     mem_per_job_gb=8.0,
     description="flashinfer-python (JIT) and its AOT kernel cache for the variant's arch",
     environment=environment,
     commands=commands,
-    notes=lambda variant: [
-        f"AOT kernels for FLASHINFER_CUDA_ARCH_LIST={arch_list(variant)} are built from the tree's "
-        "flashinfer-jit-cache/ folder; the PyPI sdist the lock pins has none (GitHub tree only), "
-        "so from the sdist only flashinfer-python is built and kernels compile at first use (JIT)"
-    ],
+    notes=notes,
 )

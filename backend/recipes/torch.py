@@ -1,8 +1,12 @@
 """PyTorch 2.9.1 from the release tarball (with submodules), for one arch and one ISA.
 
-torch's setup.py forwards every env var starting with BUILD_, USE_, CMAKE_
-to CMake; PYTORCH_BUILD_VERSION needs PYTORCH_BUILD_NUMBER.  See
-docs/COMPONENTS.md for where each setting was read.
+torch's setup.py (tools/setup_helpers/cmake.py) forwards every environment
+variable starting with BUILD_, USE_, CMAKE_ (plus a fixed list such as
+TORCH_CUDA_ARCH_LIST) to CMake as -D<NAME>=<value>; nothing else reaches
+CMake, and there is no CMAKE_ARGS pass-through.  The AVX-only switches
+(-DCXX_AVX2_FOUND=FALSE ...) do not start with those prefixes, so an avx
+build writes them into a small CMake file and hands it to CMake through
+CMAKE_PROJECT_INCLUDE_BEFORE, which *is* forwarded.  See docs/COMPONENTS.md.
 """
 
 from .base import BuildContext, Recipe, pip_wheel
@@ -10,12 +14,23 @@ from .base import BuildContext, Recipe, pip_wheel
 VERSION = "2.9.1"
 
 # An avx torch must not carry AVX2/AVX-512 kernels the host can't run
-# (the seed's build-pytorch avx variants).
-AVX_ONLY = {
+# (the seed's build-pytorch avx variants).  FindAVX.cmake's CHECK_SSE only
+# ever *adds* a cache entry (set(... CACHE BOOL) without FORCE), so a FALSE
+# seeded before project() stays FALSE.
+AVX_ONLY_CACHE = {
     "CXX_AVX2_FOUND": "FALSE", "C_AVX2_FOUND": "FALSE",
     "CXX_AVX512_FOUND": "FALSE", "C_AVX512_FOUND": "FALSE",
     "CAFFE2_COMPILER_SUPPORTS_AVX512_EXTENSIONS": "OFF",
 }
+AVX_ONLY_FILE = "avx-only.cmake"
+
+
+def avx_only_script() -> str:
+    lines = ["# Written by the vllm-stack torch recipe: an AVX-only torch (seed build-pytorch avx variants)."]
+    for name, value in AVX_ONLY_CACHE.items():
+        kind = "BOOL"
+        lines.append(f'set({name} {value} CACHE {kind} "forced off by vllm-stack (isa=avx)" FORCE)')
+    return "\n".join(lines) + "\n"
 
 
 def environment(ctx: BuildContext) -> dict[str, str]:
@@ -34,19 +49,39 @@ def environment(ctx: BuildContext) -> dict[str, str]:
         "PYTORCH_BUILD_NUMBER": "0",
     }
     if v.isa == "avx":
-        env.update(AVX_ONLY)
         env.update({"USE_FBGEMM": "0", "USE_MKLDNN": "0", "USE_NNPACK": "0"})
+        env["CMAKE_PROJECT_INCLUDE_BEFORE"] = str(ctx.build_dir / AVX_ONLY_FILE)
     return env
+
+
+def commands(ctx: BuildContext) -> list[list[str]]:
+    steps = []
+    if ctx.variant.isa == "avx":
+        path = ctx.build_dir / AVX_ONLY_FILE
+        steps.append([
+            ctx.python, "-c",
+            "import pathlib, sys; p = pathlib.Path(sys.argv[1]); "
+            "p.parent.mkdir(parents=True, exist_ok=True); p.write_text(sys.argv[2])",
+            str(path), avx_only_script(),
+        ])
+    steps.append(pip_wheel(ctx))
+    return steps
 
 
 def notes(variant) -> list[str]:
     out = []
     if not variant.uses_cudnn:
-        out.append("no cuDNN: cuDNN 9.11+ dropped compute capability < 7.5 (USE_CUDNN=0)")
+        out.append("torch is built without cuDNN (USE_CUDNN=0): cuDNN 9.11+ dropped compute capability < 7.5")
     if variant.isa == "avx":
-        out.append("AVX2/AVX-512 kernels and FBGEMM, oneDNN, NNPACK are off, so the build runs on AVX-only CPUs")
-    elif variant.isa.startswith("avx"):
-        out.append("aten's CPU kernels are still compiled for DEFAULT/AVX2/AVX512 and picked at run time, by design")
+        out.append(
+            "AVX-only torch: AVX2/AVX-512 CPU kernels, FBGEMM, oneDNN and NNPACK are off, "
+            "so it runs on AVX-only CPUs (slower CPU ops than an avx2 build)"
+        )
+    elif variant.platform == "x86_64":
+        out.append(
+            "aten's CPU kernels are still compiled for DEFAULT/AVX2/AVX512 and picked at run time, by design; "
+            f"the rest of torch requires {variant.isa}"
+        )
     return out
 
 
@@ -57,13 +92,16 @@ RECIPE = Recipe(
     sources=("torch",),
     depends=(),
     build_requires=(
-        "setuptools>=70.1", "wheel", "cmake>=3.27", "ninja", "numpy", "pyyaml", "typing-extensions>=4.10",
-        "requests", "six", "packaging", "sympy>=1.13.3", "filelock", "networkx", "jinja2", "fsspec",
+        # requirements-build.txt / pyproject [build-system] (see docs/COMPONENTS.md for the commit read)
+        "setuptools>=70.1.0", "wheel", "cmake>=3.27", "ninja", "numpy", "packaging", "pyyaml",
+        "requests", "six", "typing-extensions>=4.10.0",
+        # imported by torch's setup.py / codegen while building
+        "sympy>=1.13.3", "filelock", "networkx", "jinja2", "fsspec",
     ),
     pins_torch=False,
     mem_per_job_gb=3.0,
     description="PyTorch from source for the variant's arch and ISA",
     environment=environment,
-    commands=lambda ctx: [pip_wheel(ctx)],
+    commands=commands,
     notes=notes,
 )

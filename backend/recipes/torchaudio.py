@@ -23,9 +23,10 @@ RECIPE = Recipe(
     version=VERSION,
     distributions=("torchaudio",),
     sources=("torchaudio",),
-    build_requires=("setuptools>=70", "wheel", "cmake>=3.27", "ninja"),
+    build_requires=("setuptools>=70.1.0", "wheel", "cmake>=3.27", "ninja"),
     mem_per_job_gb=2.0,
-    description="torchaudio's C++/CUDA extension",
+    description="torchaudio's C++/CUDA extension (sox, kaldi, RNN-T, CTC decoder off)",
     environment=environment,
     commands=lambda ctx: [pip_wheel(ctx)],
+    notes=lambda variant: ["torchaudio is built without sox, kaldi, RNN-T loss and the CTC decoder (as nixpkgs does)"],
 )

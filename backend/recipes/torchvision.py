@@ -1,4 +1,9 @@
-"""torchvision 0.24.1 against the variant's torch (FORCE_CUDA: no GPU at build time)."""
+"""torchvision 0.24.1 against the variant's torch.
+
+FORCE_CUDA=1: there is no GPU at build time, and setup.py otherwise builds
+CUDA ops only when torch.cuda.is_available().  BUILD_VERSION replaces the
+version (version.txt + git suffix) outright, so the label travels with it.
+"""
 
 from .base import BuildContext, Recipe, pip_wheel
 
@@ -18,9 +23,9 @@ RECIPE = Recipe(
     version=VERSION,
     distributions=("torchvision",),
     sources=("torchvision",),
-    build_requires=("setuptools>=70", "wheel"),
+    build_requires=("setuptools>=70.1.0", "wheel"),
     mem_per_job_gb=2.0,
-    description="torchvision's C++/CUDA ops (nms, roi_align ...)",
+    description="torchvision's C++/CUDA ops (nms, roi_align, deform_conv2d ...)",
     environment=environment,
     commands=lambda ctx: [pip_wheel(ctx)],
 )

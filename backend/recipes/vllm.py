@@ -1,13 +1,37 @@
 """vLLM 0.15.1 against the variant's torch, with every configure-time source from the lock.
 
 vLLM's CMake would fetch CUTLASS, flash-attention, FlashMLA, qutlass and
-triton_kernels at configure time; the lock's copies are passed instead, so
-the build needs no network.
+triton_kernels at configure time; the lock's copies are passed instead
+(CMakeLists.txt and cmake/external_projects/*.cmake read the environment
+variables below), so the configure step needs no network.  Lock entry
+names are those of third_party/sources.lock.
 """
 
 from .base import BuildContext, Recipe, pip_wheel
 
 VERSION = "0.15.1"
+
+CUTLASS = "vllm-cutlass"
+FLASH_ATTN = "vllm-flash-attn"
+FLASHMLA = "flashmla"
+QUTLASS = "qutlass"
+TRITON = "triton-kernels"
+
+# CMakeLists.txt (0.14.1 and 0.16.0 identical here): CUDA_SUPPORTED_ARCHS per nvcc version.
+SUPPORTED_ARCHS_CUDA12 = ("7.0", "7.2", "7.5", "8.0", "8.6", "8.7", "8.9", "9.0", "10.0", "10.1", "12.0")
+SUPPORTED_ARCHS_CUDA13 = ("7.5", "8.0", "8.6", "8.7", "8.9", "9.0", "10.0", "11.0", "12.0")
+
+
+def _cuda_key(cuda: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in cuda.split("."))
+
+
+def vllm_archs(variant) -> list[str]:
+    """What vLLM's cuda_archs_loose_intersection keeps of TORCH_CUDA_ARCH_LIST=<arch>."""
+    supported = SUPPORTED_ARCHS_CUDA13 if _cuda_key(variant.cuda) >= (13, 0) else SUPPORTED_ARCHS_CUDA12
+    target = _cuda_key(variant.arch)
+    same_major = [a for a in supported if _cuda_key(a)[0] == target[0] and _cuda_key(a) <= target]
+    return [max(same_major, key=_cuda_key)] if same_major else []
 
 
 def environment(ctx: BuildContext) -> dict[str, str]:
@@ -20,17 +44,17 @@ def environment(ctx: BuildContext) -> dict[str, str]:
         "SETUPTOOLS_SCM_PRETEND_VERSION": ctx.local_version(VERSION),
     }
     cmake_args = []
-    if "vllm-cutlass" in x:
-        cmake_args.append(f"-DFETCHCONTENT_SOURCE_DIR_CUTLASS={x['vllm-cutlass']}")
-        env["VLLM_CUTLASS_SRC_DIR"] = str(x["vllm-cutlass"])
-    if "vllm-flash-attn" in x:
-        env["VLLM_FLASH_ATTN_SRC_DIR"] = str(x["vllm-flash-attn"])
-    if "flashmla" in x:
-        env["FLASH_MLA_SRC_DIR"] = str(x["flashmla"])
-    if "qutlass" in x:
-        env["QUTLASS_SRC_DIR"] = str(x["qutlass"])
-    if "triton-kernels" in x:
-        env["TRITON_KERNELS_SRC_DIR"] = str(x["triton-kernels"] / "python" / "triton_kernels" / "triton_kernels")
+    if CUTLASS in x:
+        cmake_args.append(f"-DFETCHCONTENT_SOURCE_DIR_CUTLASS={x[CUTLASS]}")
+        env["VLLM_CUTLASS_SRC_DIR"] = str(x[CUTLASS])
+    if FLASH_ATTN in x:
+        env["VLLM_FLASH_ATTN_SRC_DIR"] = str(x[FLASH_ATTN])
+    if FLASHMLA in x:
+        env["FLASH_MLA_SRC_DIR"] = str(x[FLASHMLA])
+    if QUTLASS in x:
+        env["QUTLASS_SRC_DIR"] = str(x[QUTLASS])
+    if TRITON in x:
+        env["TRITON_KERNELS_SRC_DIR"] = str(x[TRITON] / "python" / "triton_kernels" / "triton_kernels")
     if cmake_args:
         env["CMAKE_ARGS"] = " ".join(cmake_args)
     return env
@@ -38,18 +62,30 @@ def environment(ctx: BuildContext) -> dict[str, str]:
 
 def notes(variant) -> list[str]:
     out = []
+    kept = vllm_archs(variant)
     if variant.sm == "61":
         out.append(
-            "vLLM 0.15.1 targets no 6.x architecture: with TORCH_CUDA_ARCH_LIST=6.1 its CMake intersects "
-            "an empty arch set, so the _C extension holds no kernel for sm_61 and vLLM's CUDA ops will not "
-            "run on Pascal; torch, torchvision, torchaudio and bitsandbytes still work there"
+            "vLLM 0.15.1 does not support Pascal: its CMake intersects TORCH_CUDA_ARCH_LIST=6.1 with its "
+            "supported list (7.0 and up) and keeps nothing, so no vLLM kernel (paged attention, Marlin, CUTLASS, "
+            "MoE, flash-attention, FlashMLA) is compiled for sm_61. The wheel installs, but vLLM cannot serve "
+            "models on a P40/GTX 1080 Ti; torch, torchvision, torchaudio, bitsandbytes and xformers (CUTLASS "
+            "kernels) do work there"
         )
-    if variant.sm == "90":
-        out.append("vLLM upgrades 9.0 to the 9.0a kernels (wgmma CUTLASS, FlashMLA)")
-    if variant.sm == "103":
-        out.append("kernels vLLM builds only for 10.0f are not built for a 10.3 target")
-    if variant.sm not in ("100", "103", "120"):
-        out.append("qutlass (Blackwell-only) is configured but compiles nothing")
+    elif variant.sm == "90":
+        out.append("vLLM upgrades 9.0 to the 9.0a kernels (CUTLASS scaled_mm, Machete, FlashMLA, flash-attention 3)")
+    elif variant.sm == "103":
+        if _cuda_key(variant.cuda) < (13, 0):
+            out.append(
+                f"CUDA {variant.cuda}: vLLM 0.15.1 lists no 10.3 for CUDA 12.x, so its generic kernels are built "
+                f"as sm_{''.join(kept[0].split('.'))} cubins (binary-compatible with 10.3) and the kernels it builds only for "
+                "10.0f (Blackwell CUTLASS scaled_mm/FP4/MLA/MoE) are not built; use CUDA 13.0 to get them"
+            )
+        else:
+            out.append("CUDA 13.0: vLLM treats 10.3 as 10.0 and builds its 10.0f (Blackwell family) kernels, which run on 10.3")
+    if variant.sm in ("100", "103", "120"):
+        out.append("qutlass (Blackwell-only FP4 kernels) is built")
+    elif variant.sm != "61":
+        out.append("qutlass (Blackwell-only) is configured but compiles nothing for this SM")
     return out
 
 
@@ -57,11 +93,17 @@ RECIPE = Recipe(
     name="vllm",
     version=VERSION,
     distributions=("vllm",),
-    sources=("vllm", "vllm-cutlass", "vllm-flash-attn", "vllm-flash-attn-cutlass", "flashmla", "flashmla-cutlass", "qutlass", "triton-kernels"),
+    sources=(
+        "vllm", CUTLASS, FLASH_ATTN, "vllm-flash-attn-cutlass", FLASHMLA, "flashmla-cutlass", QUTLASS, TRITON,
+    ),
     depends=("torch", "flashinfer"),
-    build_requires=("setuptools>=77.0.3,<81", "setuptools-scm>=8", "wheel", "cmake>=3.26.1", "ninja", "packaging>=24.2", "jinja2"),
+    # pyproject.toml [build-system] (0.14.1: grpcio-tools>=1.76.0; 0.16.0: ==1.78.0), torch excepted
+    build_requires=(
+        "setuptools>=77.0.3,<81.0.0", "setuptools-scm>=8.0", "wheel", "cmake>=3.26.1", "ninja",
+        "packaging>=24.2", "jinja2", "grpcio-tools>=1.76.0",
+    ),
     mem_per_job_gb=6.0,
-    description="vLLM's _C, _moe_C, flash-attention and FlashMLA kernels",
+    description="vLLM's _C, _moe_C, flash-attention, FlashMLA and qutlass kernels",
     environment=environment,
     commands=lambda ctx: [pip_wheel(ctx)],
     notes=notes,

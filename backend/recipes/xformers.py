@@ -1,6 +1,10 @@
 """xformers 0.0.30 (PyPI sdist, bundles CUTLASS and flash-attention) against the variant's torch.
 
-Its nvcc always runs with --threads 4, so a job costs four cores' memory.
+setup.py (v0.0.30): nvcc always gets ``--threads 4`` (CUDA >= 11.2), so one
+compile job is four threads' worth of cores and memory.  Flash-attention 2
+is compiled for archs >= 8.0 of TORCH_CUDA_ARCH_LIST; flash-attention 3 only
+for 9.0, and FA3's Hopper kernels (wgmma) need the ``9.0a`` target, which
+setup.py emits only when the list says ``9.0a``.
 """
 
 from .base import BuildContext, Recipe, pip_wheel
@@ -8,18 +12,27 @@ from .base import BuildContext, Recipe, pip_wheel
 VERSION = "0.0.30"
 
 
+def arch_list(variant) -> str:
+    return "9.0a" if variant.sm == "90" else variant.arch
+
+
 def environment(ctx: BuildContext) -> dict[str, str]:
     return {
-        "TORCH_CUDA_ARCH_LIST": ctx.variant.arch,
+        "TORCH_CUDA_ARCH_LIST": arch_list(ctx.variant),
         "FORCE_CUDA": "1",
         "BUILD_VERSION": ctx.local_version(VERSION),
     }
 
 
 def notes(variant) -> list[str]:
+    out = []
     if variant.sm == "90":
-        return ["FlashAttention-3 kernels are built (Hopper only)"]
-    return ["FlashAttention-3 is Hopper-only and is not built for this SM"]
+        out.append("xformers gets TORCH_CUDA_ARCH_LIST=9.0a: FlashAttention-3 (Hopper only, wgmma) is built; its kernels are sm_90a")
+    else:
+        out.append("FlashAttention-3 is Hopper-only and is not built for this SM")
+    if int(variant.sm) < 80:
+        out.append(f"xformers' bundled FlashAttention-2 needs sm_80+: not built for sm_{variant.sm} (CUTLASS memory-efficient kernels only)")
+    return out
 
 
 RECIPE = Recipe(
@@ -27,10 +40,10 @@ RECIPE = Recipe(
     version=VERSION,
     distributions=("xformers",),
     sources=("xformers",),
-    build_requires=("setuptools>=70", "wheel", "ninja"),
+    build_requires=("setuptools>=70.1.0", "wheel", "ninja"),
     mem_per_job_gb=6.0,
     fixed_nvcc_threads=4,
-    description="memory-efficient attention kernels",
+    description="memory-efficient attention kernels (CUTLASS, FlashAttention-2/3)",
     environment=environment,
     commands=lambda ctx: [pip_wheel(ctx)],
     notes=notes,

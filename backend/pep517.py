@@ -71,12 +71,6 @@ def build_wheel(wheel_directory: str, config_settings) -> str:
 
     plan = _plan(config_settings)
     result = run.build(plan)
-    if plan.settings.wheel_variants:
-        from .wheels import variant as variant_wheels
-
-        out = plan.layout.wheelhouse / "variants"
-        for wheel in result.wheels():
-            variant_wheels.write_variant_wheel(wheel, out, plan.variant)
     print(f"install: pip install --find-links {plan.layout.wheelhouse} <the returned wheel>", file=sys.stderr)
     requires = meta.pins_for(result.wheels())
     if plan.settings.torch == "existing":

@@ -208,8 +208,21 @@ def build(plan: Plan) -> BuildResult:
         raise BackendError(f"{_failed(result)} failed (exit {failure.returncode}); full log: {failure.log}{hint}")
     if isinstance(failure, BackendError):
         raise BackendError(f"{_failed(result)} failed: {failure}")
+    if settings.wheel_variants:
+        _write_variant_wheels(result)
     say(f"wheelhouse: {layout.wheelhouse}")
     return result
+
+
+def _write_variant_wheels(result: BuildResult) -> None:
+    """PEP 825 (draft) copies beside the wheelhouse: today's pip cannot install them."""
+    from ..wheels import variant as variant_wheels
+
+    out = result.wheelhouse / "variants"
+    for wheel in result.wheels():
+        written = variant_wheels.write_variant_wheel(wheel, out, result.plan.variant)
+        variant_wheels.write_index_variants_json(out, written.name.split("-")[0], [result.plan.variant])
+    say(f"variant wheels: {out}")
 
 
 def _failed(result: BuildResult) -> str:

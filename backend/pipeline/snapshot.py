@@ -51,6 +51,8 @@ def tree_digest(root: Path) -> str:
 def sync(checkout: Path, copy: Path) -> None:
     manifest = copy / MANIFEST
     record = json.loads(manifest.read_text()) if manifest.exists() else {}
+    if not isinstance(record, dict):  # an older format: start anew
+        record = {}
     if record.get("checkout") != str(checkout) and copy.exists():
         # Another checkout's build outputs (setuptools' build/lib ...) would leak into this one's wheel.
         shutil.rmtree(copy)

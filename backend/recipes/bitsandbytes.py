@@ -1,8 +1,9 @@
 """bitsandbytes 0.49.1: CMake through scikit-build-core's setuptools plugin, one compute capability.
 
 Its CMakeLists finds only the CUDA toolkit (no torch), so the build needs no
-torch; its wheel requires ``torch>=2.3,<3`` at run time but links no torch
-library, so it does not have to pin the variant's exact torch.  One
+torch; its wheel requires ``torch>=2.3,<3`` at run time and, like every
+torch-dependent wheel of a variant, gets that pinned to the variant's exact
+torch (it links no torch library, but pip must not mix variants).  One
 capability also avoids CCCL 2.8.2's many-architecture macro bug (CUDA 12.9).
 Its version is the static ``bitsandbytes.__version__``; the engine adds the
 local label when it relabels the wheel.
@@ -38,7 +39,6 @@ RECIPE = Recipe(
     depends=(),
     # pyproject.toml [build-system] at 0.49.1, plus the CMake and Ninja it drives
     build_requires=("scikit-build-core", "setuptools>=77.0.3", "trove-classifiers>=2025.8.6.13", "cmake>=3.22.1", "ninja"),
-    pins_torch=False,
     mem_per_job_gb=1.5,
     description="k-bit quantization kernels for one compute capability",
     environment=environment,

@@ -103,12 +103,12 @@ def install_requirements(python: Path, requirements: Sequence[str], *, offline: 
 
 def install_wheels(python: Path, wheels: Sequence[Path]) -> None:
     """Put our own wheels (torch first of all) into the build environment, unless already there."""
-    import hashlib
+    from ..hashing import sha256_file
 
     marks = python.parent.parent / "installed-wheels"
     pending = []
     for wheel in wheels:
-        digest = hashlib.sha256(Path(wheel).read_bytes()).hexdigest()
+        digest = sha256_file(Path(wheel))
         mark = marks / Path(wheel).name.split("-")[0]
         if not (mark.exists() and mark.read_text() == digest):
             pending.append((wheel, mark, digest))

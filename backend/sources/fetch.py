@@ -25,6 +25,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..hashing import sha256_file
 from ..errors import BackendError
 from .lock import Entry
 
@@ -49,12 +50,7 @@ def source_url(entry: Entry, base_url_override: str | None = None) -> str:
     return entry.url
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+file_sha256 = sha256_file
 
 
 def _marker(path: Path) -> Path:

@@ -11,17 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from ..hashing import sha256_file  # noqa: F401  (re-exported)
 from ..errors import BackendError
 
 CHUNK = 8 * 1024 * 1024
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def record_hash(data: bytes) -> str:

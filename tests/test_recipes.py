@@ -1,0 +1,260 @@
+"""Each recipe's environment, commands and notes for a few real variants.
+
+Values asserted here were read from the upstream trees at the pinned tags
+(docs/COMPONENTS.md says where).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backend import recipes
+from backend.recipes import BuildContext
+from backend.recipes import flashinfer as flashinfer_recipe
+from backend.recipes import torch as torch_recipe
+from backend.recipes import vllm as vllm_recipe
+from backend.settings import COMPONENTS, Settings
+from backend.variants import Variant, matrix, rule_violation
+
+SM90 = Variant(sm="90", isa="avx512", cuda="12.9", python="311")
+SM61 = Variant(sm="61", isa="avx2", cuda="12.8", python="311")
+SM61_AVX = Variant(sm="61", isa="avx", cuda="12.9", python="311")
+SM103 = Variant(sm="103", isa="armv9", cuda="12.9", python="311")
+SM103_13 = Variant(sm="103", isa="armv9", cuda="13.0", python="311")
+SM120 = Variant(sm="120", isa="avx512", cuda="13.0", python="311")
+VARIANTS = [SM90, SM61, SM61_AVX, SM103, SM103_13, SM120]
+
+
+def ctx_for(recipe, variant: Variant, tmp_path: Path, nvcc_threads: int = 2) -> BuildContext:
+    work = tmp_path / variant.name / recipe.name
+    return BuildContext(
+        variant=variant,
+        settings=Settings(sm=variant.sm, isa=variant.isa, cuda=variant.cuda),
+        source=work / recipe.sources[0],
+        extras={name: work / name for name in recipe.sources[1:]},
+        wheel_dir=work / "_wheels",
+        build_dir=work / "_build",
+        python="/env/bin/python",
+        jobs=4,
+        nvcc_threads=nvcc_threads,
+    )
+
+
+def test_the_variants_used_here_are_real_variants():
+    for v in VARIANTS:
+        assert rule_violation(v.sm, v.isa, v.cuda) is None, v
+    assert SM90 in matrix(python="311")
+
+
+def test_every_component_has_its_recipe_and_versions():
+    got = {r.name: r.version for r in recipes.all_recipes()}
+    assert got == {
+        "torch": "2.9.1", "torchvision": "0.24.1", "torchaudio": "2.9.1", "xformers": "0.0.30",
+        "flashinfer": "0.6.1", "bitsandbytes": "0.49.1", "vllm": "0.15.1",
+    }
+    assert tuple(got) == COMPONENTS
+
+
+def test_dependencies_and_distributions():
+    r = {x.name: x for x in recipes.all_recipes()}
+    assert r["torch"].depends == () and r["torch"].pins_torch is False
+    # bitsandbytes: no torch at build time, but its wheel still pins the variant's torch
+    # (links no torch library; pinned so pip never mixes variants: the project's decision)
+    assert r["bitsandbytes"].depends == () and r["bitsandbytes"].pins_torch is True
+    for name in ("torchvision", "torchaudio", "xformers", "flashinfer", "vllm"):
+        assert "torch" in r[name].depends and r[name].pins_torch is True, name
+    assert r["vllm"].depends == ("torch", "flashinfer")
+    assert r["flashinfer"].distributions == ("flashinfer-python", "flashinfer-jit-cache")
+    assert r["xformers"].fixed_nvcc_threads == 4
+    # every depends names a component that comes earlier in build order
+    order = list(COMPONENTS)
+    for recipe in r.values():
+        for dep in recipe.depends:
+            assert order.index(dep) < order.index(recipe.name), (recipe.name, dep)
+
+
+def test_sources_are_lock_entries():
+    from backend.sources import lock
+
+    entries = lock.load().entries
+    for recipe in recipes.all_recipes():
+        for name in recipe.sources:
+            assert name in entries, (recipe.name, name)
+            assert entries[name].component == recipe.name, (recipe.name, name)
+        assert recipe.sources[0] == recipe.name
+    vllm_entries = {name for name, e in entries.items() if e.component == "vllm"}
+    assert set(recipes.get("vllm").sources) == vllm_entries
+
+
+def test_build_requires_are_requirement_specifiers():
+    from packaging.requirements import Requirement
+
+    for recipe in recipes.all_recipes():
+        for spec in recipe.build_requires:
+            req = Requirement(spec)
+            assert req.name.lower() != "torch", recipe.name
+    vllm_reqs = {Requirement(s).name: str(Requirement(s).specifier) for s in recipes.get("vllm").build_requires}
+    assert vllm_reqs["setuptools"] == "<81.0.0,>=77.0.3"
+    assert "grpcio-tools" in vllm_reqs and "setuptools-scm" in vllm_reqs
+    bnb = {Requirement(s).name for s in recipes.get("bitsandbytes").build_requires}
+    assert {"scikit-build-core", "setuptools", "trove-classifiers"} <= bnb
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
+@pytest.mark.parametrize("name", COMPONENTS)
+def test_environment_and_commands_are_well_formed(name, variant, tmp_path):
+    recipe = recipes.get(name)
+    ctx = ctx_for(recipe, variant, tmp_path)
+    env = recipe.environment(ctx)
+    assert env and all(isinstance(k, str) and isinstance(v, str) and k for k, v in env.items())
+    # the engine owns these
+    assert not {"CFLAGS", "CXXFLAGS", "MAX_JOBS", "CUDA_HOME", "CUDACXX", "PATH"} & set(env)
+    cmds = recipe.commands(ctx)
+    assert cmds and all(isinstance(c, list) and c and all(isinstance(a, str) for a in c) for c in cmds)
+    build = cmds[-1] if name != "flashinfer" else cmds[0]
+    assert build[:4] == ["/env/bin/python", "-m", "pip", "wheel"]
+    assert "--no-build-isolation" in build and build[build.index("-w") + 1] == str(ctx.wheel_dir)
+    assert build[-1] == str(ctx.source)
+    notes = recipe.notes(variant)
+    assert all(isinstance(n, str) and n for n in notes)
+
+
+def test_torch_sm90(tmp_path):
+    env = recipes.get("torch").environment(ctx_for(recipes.get("torch"), SM90, tmp_path))
+    assert env["TORCH_CUDA_ARCH_LIST"] == "9.0"
+    assert env["USE_CUDNN"] == "1" and env["USE_CUDA"] == "1" and env["USE_NCCL"] == "1"
+    assert env["BUILD_TEST"] == "0" and env["USE_DISTRIBUTED"] == "1" and env["CMAKE_GENERATOR"] == "Ninja"
+    assert env["PYTORCH_BUILD_VERSION"] == "2.9.1+cu129.sm90.avx512"
+    assert env["PYTORCH_BUILD_NUMBER"] == "0"
+    assert "CMAKE_PROJECT_INCLUDE_BEFORE" not in env and "USE_FBGEMM" not in env
+
+
+def test_torch_sm61_has_no_cudnn(tmp_path):
+    recipe = recipes.get("torch")
+    env = recipe.environment(ctx_for(recipe, SM61, tmp_path))
+    assert env["USE_CUDNN"] == "0" and env["TORCH_CUDA_ARCH_LIST"] == "6.1"
+    assert env["PYTORCH_BUILD_VERSION"] == "2.9.1+cu128.sm61.avx2"
+    assert any("cuDNN" in n for n in recipe.notes(SM61))
+
+
+def test_torch_avx_switches_reach_cmake(tmp_path):
+    recipe = recipes.get("torch")
+    ctx = ctx_for(recipe, SM61_AVX, tmp_path)
+    env = recipe.environment(ctx)
+    assert env["USE_FBGEMM"] == "0" and env["USE_MKLDNN"] == "0" and env["USE_NNPACK"] == "0"
+    # torch's setup.py forwards only BUILD_/USE_/CMAKE_ variables: the FOUND switches go in a file
+    assert not {"CXX_AVX2_FOUND", "C_AVX512_FOUND"} & set(env)
+    include = Path(env["CMAKE_PROJECT_INCLUDE_BEFORE"])
+    assert include.parent == ctx.build_dir
+    write, build = recipe.commands(ctx)
+    assert build[-1] == str(ctx.source)
+    # run the writer for real and read what CMake would include
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, *write[1:]], check=True)
+    text = include.read_text()
+    for name in ("CXX_AVX2_FOUND", "C_AVX2_FOUND", "CXX_AVX512_FOUND", "C_AVX512_FOUND"):
+        assert f"set({name} FALSE CACHE BOOL" in text and "FORCE" in text
+    assert "set(CAFFE2_COMPILER_SUPPORTS_AVX512_EXTENSIONS OFF CACHE BOOL" in text
+
+
+def test_torchvision_torchaudio(tmp_path):
+    tv = recipes.get("torchvision").environment(ctx_for(recipes.get("torchvision"), SM120, tmp_path))
+    assert tv == {"TORCH_CUDA_ARCH_LIST": "12.0", "FORCE_CUDA": "1", "BUILD_VERSION": "0.24.1+cu130.sm120.avx512"}
+    ta = recipes.get("torchaudio").environment(ctx_for(recipes.get("torchaudio"), SM103, tmp_path))
+    assert ta["TORCH_CUDA_ARCH_LIST"] == "10.3" and ta["BUILD_VERSION"] == "2.9.1+cu129.sm103.armv9"
+    assert ta["BUILD_SOX"] == ta["BUILD_KALDI"] == ta["BUILD_RNNT"] == ta["BUILD_CTC_DECODER"] == "0"
+
+
+def test_xformers_arch(tmp_path):
+    xf = recipes.get("xformers")
+    env90 = xf.environment(ctx_for(xf, SM90, tmp_path))
+    assert env90["TORCH_CUDA_ARCH_LIST"] == "9.0a"  # FA3 (wgmma) needs sm_90a
+    assert env90["FORCE_CUDA"] == "1" and env90["BUILD_VERSION"] == "0.0.30+cu129.sm90.avx512"
+    assert any("FlashAttention-3 kernels" in n or "FlashAttention-3 (Hopper" in n for n in xf.notes(SM90))
+    assert xf.environment(ctx_for(xf, SM120, tmp_path))["TORCH_CUDA_ARCH_LIST"] == "12.0"
+    assert any("not built" in n for n in xf.notes(SM120))
+    assert any("FlashAttention-2 needs sm_80" in n for n in xf.notes(SM61))
+
+
+@pytest.mark.parametrize("variant,expected", [
+    (SM90, "9.0a"), (SM103, "10.3a"), (SM103_13, "10.3a"), (SM120, "12.0f"),
+    (Variant(sm="120", isa="avx2", cuda="12.8"), "12.0a"), (Variant(sm="100", isa="avx2", cuda="12.8"), "10.0a"),
+    (Variant(sm="89", isa="avx2", cuda="12.9"), "8.9"), (Variant(sm="75", isa="avx2", cuda="13.0"), "7.5"),
+])
+def test_flashinfer_arch_list(variant, expected, tmp_path):
+    fi = recipes.get("flashinfer")
+    env = fi.environment(ctx_for(fi, variant, tmp_path))
+    assert env["FLASHINFER_CUDA_ARCH_LIST"] == expected
+    assert env["FLASHINFER_LOCAL_VERSION"] == variant.label
+
+
+def test_flashinfer_jit_cache_only_from_a_tree_that_has_it(tmp_path):
+    fi = recipes.get("flashinfer")
+    ctx = ctx_for(fi, SM90, tmp_path)
+    assert len(fi.commands(ctx)) == 1  # PyPI sdist layout: no flashinfer-jit-cache/
+    (ctx.source / flashinfer_recipe.JIT_CACHE_DIR).mkdir(parents=True)
+    python_wheel, jit_cache = fi.commands(ctx)
+    assert python_wheel[-1] == str(ctx.source)
+    assert jit_cache[-1] == str(ctx.source / "flashinfer-jit-cache")
+    # never for Pascal
+    ctx61 = ctx_for(fi, SM61, tmp_path)
+    (ctx61.source / flashinfer_recipe.JIT_CACHE_DIR).mkdir(parents=True)
+    assert len(fi.commands(ctx61)) == 1
+    assert any("sm_61" in n for n in fi.notes(SM61))
+
+
+def test_bitsandbytes_one_capability(tmp_path):
+    bnb = recipes.get("bitsandbytes")
+    ctx = ctx_for(bnb, SM103, tmp_path)
+    assert bnb.environment(ctx) == {"CMAKE_ARGS": "-DCOMPUTE_BACKEND=cuda -DCOMPUTE_CAPABILITY=103"}
+    (cmd,) = bnb.commands(ctx)
+    assert "cmake.define.COMPUTE_CAPABILITY=103" in cmd and "cmake.define.COMPUTE_BACKEND=cuda" in cmd
+    assert cmd[cmd.index("cmake.define.COMPUTE_CAPABILITY=103") - 1] == "-C"
+
+
+def test_vllm_environment(tmp_path):
+    v = recipes.get("vllm")
+    ctx = ctx_for(v, SM90, tmp_path, nvcc_threads=2)
+    env = v.environment(ctx)
+    assert env["VLLM_TARGET_DEVICE"] == "cuda"
+    assert env["TORCH_CUDA_ARCH_LIST"] == "9.0"
+    assert env["NVCC_THREADS"] == "2"
+    assert env["VLLM_VERSION_OVERRIDE"] == env["SETUPTOOLS_SCM_PRETEND_VERSION"] == "0.15.1+cu129.sm90.avx512"
+    x = ctx.extras
+    assert env["CMAKE_ARGS"] == f"-DFETCHCONTENT_SOURCE_DIR_CUTLASS={x['vllm-cutlass']}"
+    assert env["VLLM_CUTLASS_SRC_DIR"] == str(x["vllm-cutlass"])
+    assert env["VLLM_FLASH_ATTN_SRC_DIR"] == str(x["vllm-flash-attn"])
+    assert env["FLASH_MLA_SRC_DIR"] == str(x["flashmla"])
+    assert env["QUTLASS_SRC_DIR"] == str(x["qutlass"])
+    assert env["TRITON_KERNELS_SRC_DIR"] == str(x["triton-kernels"] / "python" / "triton_kernels" / "triton_kernels")
+
+
+def test_vllm_arch_intersection_as_its_cmake_does():
+    assert vllm_recipe.vllm_archs(SM61) == []
+    assert vllm_recipe.vllm_archs(SM90) == ["9.0"]
+    assert vllm_recipe.vllm_archs(SM103) == ["10.1"]  # CUDA 12.x list has no 10.3
+    assert vllm_recipe.vllm_archs(SM103_13) == ["10.0"]
+    assert vllm_recipe.vllm_archs(SM120) == ["12.0"]
+    assert vllm_recipe.vllm_archs(Variant(sm="75", isa="avx2", cuda="13.0")) == ["7.5"]
+
+
+def test_vllm_notes():
+    v = recipes.get("vllm")
+    (pascal,) = [n for n in v.notes(SM61) if "Pascal" in n]
+    assert "6.1" in pascal and "cannot serve" in pascal
+    assert not any("qutlass" in n for n in v.notes(SM61))
+    n103 = " ".join(v.notes(SM103))
+    assert "10.0f" in n103 and "not built" in n103 and "sm_101" in n103
+    assert "builds its 10.0f" in " ".join(v.notes(SM103_13))
+    assert any("qutlass" in n and "is built" in n for n in v.notes(SM120))
+    assert any("9.0a" in n for n in v.notes(SM90))
+    assert any("compiles nothing" in n for n in v.notes(SM90))
+
+
+def test_torch_avx_script_is_cmake():
+    text = torch_recipe.avx_only_script()
+    assert text.count("set(") == len(torch_recipe.AVX_ONLY_CACHE)

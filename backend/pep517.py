@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import project, recipes
+from .errors import BackendError
 from .pipeline.plan import Plan
 
 META_VERSION = "0.15.1"  # the returned wheel carries vLLM's version
@@ -17,7 +18,15 @@ BUILD_TOOLS = ("cmake>=3.26", "ninja")
 
 
 def _plan(config_settings: Mapping[str, Any] | None) -> Plan:
-    return project.make_plan(project.load_settings(config_settings))
+    settings = project.load_settings(config_settings)
+    if (project.PROJECT_DIR / "PKG-INFO").is_file() and settings.wheelhouse is None:
+        # An unpacked sdist lives in the frontend's temporary folder: so would the wheelhouse.
+        raise BackendError(
+            "setting 'wheelhouse' is required when building from the sdist (python -m build without --wheel): "
+            "the default ./wheelhouse would vanish with the frontend's temporary folder; "
+            "accepted: -C wheelhouse=DIR, or build the wheel directly (python -m build --wheel)"
+        )
+    return project.make_plan(settings)
 
 
 def build_requirements(config_settings: Mapping[str, Any] | None, editable: bool = False) -> list[str]:

@@ -83,3 +83,22 @@ def test_prepare_metadata_names_the_variant(tmp_path):
     text = (tmp_path / name / "METADATA").read_text()
     assert f"Name: vllm-python{py}-cuda12_8-sm90-avx2" in text and "Version: 0.15.1" in text
     assert "Requires-Dist" not in text  # pip would resolve them before they exist
+
+
+def test_building_from_the_sdist_needs_an_explicit_wheelhouse(tmp_path):
+    """python -m build (no --wheel) builds the wheel from an unpacked sdist in a temporary folder."""
+    import tarfile
+
+    sdist = backend.build_sdist(str(tmp_path), {})
+    with tarfile.open(tmp_path / sdist) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    tree = next((tmp_path / "unpacked").iterdir())
+    assert (tree / "PKG-INFO").is_file() and (tree / "backend" / "__init__.py").is_file()
+    code = ("import backend; backend.prepare_metadata_for_build_wheel("
+            "'meta', {'sm': '90', 'isa': 'avx2'})")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "setting 'wheelhouse' is required when building from the sdist" in result.stderr
+    code_ok = code.replace("'isa': 'avx2'", f"'isa': 'avx2', 'wheelhouse': '{tmp_path / 'wh'}'")
+    ok = subprocess.run([sys.executable, "-c", code_ok], cwd=tree, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr

@@ -95,3 +95,14 @@ def test_plan_json_from_the_cli(run_backend):
         assert {"component", "version", "env", "command"} <= set(step)
     table = run_backend("plan", "-C", "sm=90", "-C", "isa=avx2")
     assert "MAX_JOBS=" in table.stdout and "jobs:" in table.stdout
+
+
+def test_a_local_tree_keeps_its_own_version(tmp_path):
+    """A fork or another release given with source.<component> is stamped with its version.txt, plus the label."""
+    tree = tmp_path / "xformers"
+    tree.mkdir()
+    (tree / "version.txt").write_text("0.0.34\n")
+    plan = plan_for(tmp_path, components="xformers", **{"source.xformers": str(tree)})
+    assert plan.step("xformers").env["BUILD_VERSION"] == "0.0.34+cu129.sm90.avx512"
+    assert plan.step("xformers").version == "0.0.34+cu129.sm90.avx512"
+    assert plan.step("torch").version == "2.9.1+cu129.sm90.avx512"  # from the lock: the recipe's pin

@@ -152,7 +152,9 @@ def make_plan(
     if settings.torch == "existing":
         torch_version = existing_torch_version()
     else:
-        torch_version = recipes.get("torch").local_version(variant)
+        torch_recipe = recipes.get("torch")
+        local_torch = settings.sources.get("torch")
+        torch_version = torch_recipe.local_version(variant, torch_recipe.tree_version(local_torch) if local_torch else None)
 
     steps = []
     for recipe in selected:
@@ -168,13 +170,14 @@ def make_plan(
             python=str(layout.python),
             jobs=jobs.processes,
             nvcc_threads=jobs.nvcc_threads,
+            tree_version=recipe.tree_version(local) if local else None,
         )
         env = common_env(variant, jobs)
         env.update(recipe.environment(ctx))
         steps.append(
             Step(
                 component=recipe.name,
-                version=recipe.local_version(variant),
+                version=recipe.local_version(variant, ctx.tree_version),
                 distributions=recipe.distributions,
                 source=str(local) if local else f"lock:{recipe.sources[0]}",
                 depends=tuple(d for d in recipe.depends if any(r.name == d for r in selected)),

@@ -124,6 +124,7 @@ def _context(plan: Plan, step: Step, prepared, python: Path) -> BuildContext:
         python=str(python),
         jobs=step.jobs.processes,
         nvcc_threads=step.jobs.nvcc_threads,
+        tree_version=recipe.tree_version(prepared.root) if prepared.origin == "local" else None,
     )
 
 

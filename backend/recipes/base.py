@@ -27,9 +27,11 @@ class BuildContext:
     python: str  # the build environment's interpreter
     jobs: int
     nvcc_threads: int
+    tree_version: str | None = None  # a local tree's own version (its version file), else None
 
     def local_version(self, version: str) -> str:
-        return f"{version}+{self.variant.label}"
+        """The version the build must stamp: the recipe's pin, or a local tree's own, plus the label."""
+        return f"{self.tree_version or version}+{self.variant.label}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,9 +50,26 @@ class Recipe:
     environment: Callable[[BuildContext], dict[str, str]] = lambda ctx: {}
     commands: Callable[[BuildContext], list[list[str]]] = lambda ctx: []
     notes: Callable[[Variant], list[str]] = lambda variant: []
+    version_file: str | None = None  # where a checkout of it states its version (version.txt)
 
-    def local_version(self, variant: Variant) -> str:
-        return f"{self.version}+{variant.label}"
+    def local_version(self, variant: Variant, tree_version: str | None = None) -> str:
+        return f"{tree_version or self.version}+{variant.label}"
+
+    def tree_version(self, tree: Path) -> str | None:
+        """A local checkout's own public version, so a fork or another release keeps it."""
+        if not self.version_file:
+            return None
+        path = Path(tree) / self.version_file
+        try:
+            text = path.read_text().strip().splitlines()[0].strip()
+        except (OSError, IndexError):
+            return None
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            return Version(text).public
+        except InvalidVersion:
+            return None
 
 
 def pip_wheel(ctx: BuildContext, tree: Path | None = None, *extra: str) -> list[str]:

@@ -65,6 +65,7 @@ def notes(variant) -> list[str]:
 
 
 RECIPE = Recipe(
+    version_file="version.txt",
     name="flashinfer",
     version=VERSION,
     distributions=("flashinfer-python", "flashinfer-jit-cache"),

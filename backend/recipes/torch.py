@@ -86,6 +86,7 @@ def notes(variant) -> list[str]:
 
 
 RECIPE = Recipe(
+    version_file="version.txt",
     name="torch",
     version=VERSION,
     distributions=("torch",),

@@ -19,6 +19,7 @@ def environment(ctx: BuildContext) -> dict[str, str]:
 
 
 RECIPE = Recipe(
+    version_file="version.txt",
     name="torchvision",
     version=VERSION,
     distributions=("torchvision",),

@@ -36,6 +36,7 @@ def notes(variant) -> list[str]:
 
 
 RECIPE = Recipe(
+    version_file="version.txt",
     name="xformers",
     version=VERSION,
     distributions=("xformers",),

@@ -85,7 +85,7 @@ def build_editable(wheel_directory: Path, settings: Settings, target_python: str
     layout = full_plan.layout
     python = environment.ensure(layout.env_dir)
     environment.install_wheels(python, [w for w in stack_wheels if _dist(w) == "torch"])
-    toolchain = run._resolve_toolchain(full_plan)
+    toolchain = run.resolve_toolchain(full_plan)
     cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir)
     editable_dir = layout.wheelhouse / "editable"
     editable_dir.mkdir(parents=True, exist_ok=True)

@@ -66,10 +66,6 @@ class Plan:
                 return step
         raise KeyError(component)
 
-    def pins(self) -> dict[str, str]:
-        """distribution -> exact version of every wheel the plan produces."""
-        return {dist: step.version for step in self.steps for dist in step.distributions}
-
     def to_json(self) -> dict:
         return {
             "variant": self.variant.name,

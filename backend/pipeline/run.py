@@ -70,7 +70,7 @@ def summary(result: BuildResult) -> str:
     return table(["component", "version", "status", "minutes", "wheel size"], rows)
 
 
-def _resolve_toolchain(plan: Plan):
+def resolve_toolchain(plan: Plan):
     if not any(step.uses_cuda for step in plan.steps):
         return None
     from .. import toolchains
@@ -152,7 +152,7 @@ def build(plan: Plan) -> BuildResult:
     result = BuildResult(plan=plan, steps=results, wheelhouse=layout.wheelhouse)
 
     say(f"== {plan.variant.name}: {len(plan.steps)} component(s) -> {layout.wheelhouse}")
-    toolchain = _resolve_toolchain(plan)
+    toolchain = resolve_toolchain(plan)
     if toolchain is not None:
         say(f"   toolchain: {toolchain.provider}, CUDA {toolchain.version}, {toolchain.nvcc}")
     cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir)

@@ -155,6 +155,10 @@ def build(plan: Plan) -> BuildResult:
     toolchain = resolve_toolchain(plan)
     if toolchain is not None:
         say(f"   toolchain: {toolchain.provider}, CUDA {toolchain.version}, {toolchain.nvcc}")
+        if not any(name.startswith("libcublas.so") for name in toolchain.runtime_libraries):
+            say(f"   note: {toolchain.cuda_home} has nvcc but no cuBLAS; components that link CUDA libraries "
+                "(torch, bitsandbytes, vLLM) will fail to configure: install a complete toolkit"
+                + (", or use -C toolchain=pypi" if not settings.cuda.startswith("12.") else ""))
     cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir)
     say(f"   compiler cache: {cache.describe()}")
     house = Wheelhouse(

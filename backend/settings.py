@@ -278,13 +278,13 @@ def _flatten_table(table: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_pyproject_table(project_dir: Path) -> dict[str, Any]:
-    import tomllib
+    from . import toml
 
     path = Path(project_dir) / "pyproject.toml"
     if not path.is_file():
         return {}
     with path.open("rb") as handle:
-        data = tomllib.load(handle)
+        data = toml.load(handle)
     return dict(data.get("tool", {}).get(TOOL_TABLE, {}))
 
 

@@ -15,10 +15,9 @@ import dataclasses
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
-from .. import recipes, variants
+from .. import recipes, toml, variants
 from ..errors import BackendError
 from ..settings import Settings
 from . import compiler_cache, environment, run
@@ -32,7 +31,7 @@ def _backend_of(tree: Path) -> tuple[str, list[str]]:
     pyproject = tree / "pyproject.toml"
     if not pyproject.is_file():
         return DEFAULT_BACKEND, []
-    system = tomllib.loads(pyproject.read_text()).get("build-system", {})
+    system = toml.loads(pyproject.read_text()).get("build-system", {})
     return system.get("build-backend", DEFAULT_BACKEND), list(system.get("backend-path", []))
 
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
+from .. import toml
 from ..errors import BackendError
 from . import nar as nar_mod
 
@@ -169,8 +169,8 @@ def _entry(path: Path, name: str, table: dict) -> Entry:
 
 def parse(text: str, path: Path) -> Lock:
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        data = toml.loads(text)
+    except toml.TOMLDecodeError as exc:
         raise _fail(path, f"not valid TOML: {exc}") from None
     fmt = data.get("format", LOCK_FORMAT)
     if fmt != LOCK_FORMAT:

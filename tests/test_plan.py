@@ -106,3 +106,10 @@ def test_a_local_tree_keeps_its_own_version(tmp_path):
     assert plan.step("xformers").env["BUILD_VERSION"] == "0.0.34+cu129.sm90.avx512"
     assert plan.step("xformers").version == "0.0.34+cu129.sm90.avx512"
     assert plan.step("torch").version == "2.9.1+cu129.sm90.avx512"  # from the lock: the recipe's pin
+
+
+def test_the_pypi_toolchain_installs_only_what_the_steps_link(tmp_path):
+    from backend.pipeline.run import cuda_libraries
+
+    assert cuda_libraries(plan_for(tmp_path, components="bitsandbytes")) == ("cublas", "cusparse")
+    assert cuda_libraries(plan_for(tmp_path, components="bitsandbytes,torch")) is None  # torch links every library

@@ -51,6 +51,7 @@ class Recipe:
     commands: Callable[[BuildContext], list[list[str]]] = lambda ctx: []
     notes: Callable[[Variant], list[str]] = lambda variant: []
     version_file: str | None = None  # where a checkout of it states its version (version.txt)
+    cuda_libraries: tuple[str, ...] | None = None  # CUDA libraries it links (pypi toolchain names); None: all
 
     def local_version(self, variant: Variant, tree_version: str | None = None) -> str:
         return f"{tree_version or self.version}+{variant.label}"

@@ -37,6 +37,7 @@ RECIPE = Recipe(
     distributions=("bitsandbytes",),
     sources=("bitsandbytes",),
     depends=(),
+    cuda_libraries=("cublas", "cusparse"),  # CMakeLists: CUDA::cudart, CUDA::cublas(Lt), CUDA::cusparse
     # pyproject.toml [build-system] at 0.49.1, plus the CMake and Ninja it drives
     build_requires=("scikit-build-core", "setuptools>=77.0.3", "trove-classifiers>=2025.8.6.13", "cmake>=3.22.1", "ninja"),
     mem_per_job_gb=1.5,

@@ -277,3 +277,14 @@ def test_second_sm_with_same_isa_hits_the_compiler_cache(tmp_path):
     values = dict(line.split("\t", 1) for line in stats.splitlines() if "\t" in line)
     hits = int(values.get("direct_cache_hit", 0)) + int(values.get("preprocessed_cache_hit", 0))
     assert hits >= 2, stats
+
+
+def test_independent_components_build_side_by_side(tmp_path):
+    """torch and bitsandbytes do not depend on each other: with memory to spare, both build at once."""
+    result = backend("build", *settings(tmp_path, components="torch,bitsandbytes"))
+    lines = result.stderr.splitlines()
+    started = next(i for i, l in enumerate(lines) if l.startswith("[2/2 bitsandbytes] preparing"))
+    torch_done = next(i for i, l in enumerate(lines) if l.startswith("[1/2 torch] built"))
+    assert started < torch_done, result.stderr
+    rows = {l.split()[0]: l for l in lines if l.split()[:1] and l.split()[0] in ("torch", "bitsandbytes")}
+    assert " built " in rows["torch"] and " built " in rows["bitsandbytes"]

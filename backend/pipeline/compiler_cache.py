@@ -42,7 +42,10 @@ class CompilerCache:
                 link = masquerade / name
                 if not link.is_symlink():
                     link.unlink(missing_ok=True)
-                    link.symlink_to(self.executable)
+                    try:
+                        link.symlink_to(self.executable)
+                    except FileExistsError:  # made by a build running beside this one
+                        pass
             env.update({
                 "CCACHE_DIR": str(self.directory),
                 "CCACHE_BASEDIR": str(base_dir),

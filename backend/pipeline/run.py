@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -54,8 +55,17 @@ class BuildResult:
         return [w for s in self.steps for w in s.wheels]
 
 
+GIB = 1 << 30
+
+
+_SAY_LOCK = threading.Lock()
+
+
 def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """One whole line (or block) to stderr: components building side by side do not interleave mid-line."""
+    with _SAY_LOCK:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
 
 
 def _size(n: int) -> str:
@@ -190,28 +200,7 @@ def build(plan: Plan) -> BuildResult:
     requirements = sorted({r for s in plan.steps for r in recipes.get(s.component).build_requires})
     environment.install_requirements(python, requirements, offline=settings.offline)
 
-    keys: dict[str, str] = {}
-    needed_later = {d for s in plan.steps for d in s.depends}
-    failure: CommandFailed | BackendError | None = None
-    for index, (step, outcome) in enumerate(zip(plan.steps, results), 1):
-        label = f"[{index}/{len(plan.steps)} {step.component}]"
-        start = time.monotonic()
-        try:
-            outcome.wheels, outcome.status = _build_step(
-                plan, step, python=python, toolchain=toolchain, cache=cache, house=house, keys=keys, label=label,
-            )
-        except CommandFailed as error:
-            outcome.status = "failed"
-            failure = error
-        except BackendError as error:
-            outcome.status = "failed"
-            failure = error
-        outcome.seconds = time.monotonic() - start
-        if failure is not None:
-            break
-        say(f"{label} {outcome.status} in {outcome.seconds / 60:.1f} min: {', '.join(w.name for w in outcome.wheels)}")
-        if step.component in needed_later:
-            environment.install_wheels(python, outcome.wheels)
+    failure = _run_steps(plan, results, python=python, toolchain=toolchain, cache=cache, house=house)
 
     say("")
     say(summary(result))
@@ -241,6 +230,81 @@ def _write_variant_wheels(result: BuildResult) -> None:
         written = variant_wheels.write_variant_wheel(wheel, out, result.plan.variant)
         variant_wheels.write_index_variants_json(out, written.name.split("-")[0], [result.plan.variant])
     say(f"variant wheels: {out}")
+
+
+def _memory_need(step: Step) -> float:
+    return step.jobs.processes * recipes.get(step.component).mem_per_job_gb * (1 + 0.25 * (step.jobs.nvcc_threads - 1)) * GIB
+
+
+def _run_steps(plan: Plan, results: list[StepResult], *, python, toolchain, cache, house):
+    """Build the steps in dependency order; independent ones side by side while memory allows.
+
+    Each step's job count already assumes it has the machine to itself, so a
+    step starts beside others only if the memory all of them plan to use
+    fits in what is free.  Returns the first failure, or None.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    from .. import host as host_info
+    from .runner import allow_builds, stop_all
+
+    steps = list(plan.steps)
+    total = len(steps)
+    keys: dict[str, str] = {}
+    needed_later = {d for s in steps for d in s.depends}
+    finished: set[str] = set()
+    pending = list(range(total))
+    running: dict = {}  # future -> (index, start time)
+    budget = host_info.available_memory_bytes()
+    failure = None
+    allow_builds()
+
+    def launch(index: int):
+        step = steps[index]
+        label = f"[{index + 1}/{total} {step.component}]"
+        return pool.submit(
+            _build_step, plan, step, python=python, toolchain=toolchain, cache=cache, house=house, keys=keys, label=label,
+        )
+
+    with ThreadPoolExecutor(max_workers=max(1, total)) as pool:
+        try:
+            while pending or running:
+                for index in list(pending):
+                    if failure is not None:
+                        break
+                    step = steps[index]
+                    if not all(d in finished for d in step.depends):
+                        continue
+                    in_use = sum(_memory_need(steps[i]) for i, _ in running.values())
+                    if running and in_use + _memory_need(step) > budget:
+                        continue
+                    pending.remove(index)
+                    running[launch(index)] = (index, time.monotonic())
+                if not running:
+                    break
+                # A timeout, so that Ctrl-C is seen at once even when the kernel hands
+                # the signal to a worker thread (Python runs handlers in the main thread only).
+                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index, started = running.pop(future)
+                    outcome, step = results[index], steps[index]
+                    outcome.seconds = time.monotonic() - started
+                    try:
+                        outcome.wheels, outcome.status = future.result()
+                    except (CommandFailed, BackendError) as error:
+                        outcome.status = "failed"
+                        failure = failure or error
+                        continue
+                    label = f"[{index + 1}/{total} {step.component}]"
+                    say(f"{label} {outcome.status} in {outcome.seconds / 60:.1f} min: "
+                        f"{', '.join(w.name for w in outcome.wheels)}")
+                    if step.component in needed_later:
+                        environment.install_wheels(python, outcome.wheels)
+                    finished.add(step.component)
+        except BaseException:
+            stop_all()  # Ctrl-C: the builds run in their own sessions
+            raise
+    return failure
 
 
 def _failed(result: BuildResult) -> str:

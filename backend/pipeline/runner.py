@@ -7,12 +7,33 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 NINJA_PROGRESS = re.compile(r"^\[(\d+)/(\d+)\]")
+# Builds running now (several when independent components build side by side).
+_LIVE: set[subprocess.Popen] = set()
+_LIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def allow_builds() -> None:
+    _STOPPING.clear()
+
+
+def stop_all() -> None:
+    """Stop every running build's process group, and start no new one (Ctrl-C in the main thread)."""
+    with _LIVE_LOCK:
+        _STOPPING.set()
+        live = list(_LIVE)
+    for process in live:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
 KILLED_CODES = (137, -9, 247)
 
 
@@ -59,7 +80,12 @@ def run_logged(
             list(command), cwd=str(cwd), env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, errors="replace", bufsize=1, start_new_session=True,
         )
+        with _LIVE_LOCK:
+            _LIVE.add(process)
+            stopping = _STOPPING.is_set()
         try:
+            if stopping:  # stop_all ran while this build was starting
+                raise KeyboardInterrupt
             assert process.stdout is not None
             for line in process.stdout:
                 handle.write(line)
@@ -70,10 +96,12 @@ def run_logged(
                     done, total = int(match.group(1)), int(match.group(2))
                     elapsed = now - start
                     eta = elapsed / done * (total - done) if done else 0
-                    print(f"  {label} [{done}/{total}] {_fmt(elapsed)} elapsed, ~{_fmt(eta)} left", file=stream, flush=True)
+                    stream.write(f"  {label} [{done}/{total}] {_fmt(elapsed)} elapsed, ~{_fmt(eta)} left\n")
+                    stream.flush()
                     last_report = now
                 elif now - last_report >= 60:
-                    print(f"  {label} {_fmt(now - start)} elapsed", file=stream, flush=True)
+                    stream.write(f"  {label} {_fmt(now - start)} elapsed\n")
+                    stream.flush()
                     last_report = now
             returncode = process.wait()
         except BaseException:
@@ -84,6 +112,9 @@ def run_logged(
                 pass
             process.wait()
             raise
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(process)
         handle.write(f"[exit {returncode} after {_fmt(time.monotonic() - start)}]\n")
     if returncode != 0:
         raise CommandFailed(command, returncode, list(tail), log)

@@ -34,14 +34,8 @@ def libraries() -> list[Path]:
 
 
 def cuobjdump() -> str | None:
-    try:
-        import nvidia
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from standin_helpers import find_cuobjdump
 
-        for root in nvidia.__path__:
-            for candidate in sorted(Path(root).glob("cu*/bin/cuobjdump")):
-                return str(candidate)
-    except ImportError:
-        pass
-    import shutil
+    return find_cuobjdump()
 
-    return shutil.which("cuobjdump")

@@ -28,7 +28,6 @@ prints the commands without running them.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shlex
@@ -37,6 +36,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from backend.hashing import sha256_file as sha256  # noqa: E402  (one helper for the repo)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,14 +97,6 @@ def describe_storage(env: dict[str, str]) -> str:
             return f"{kind} (from {name})"
     local = env.get("SCCACHE_DIR")
     return f"local disk ({local})" if local else "local disk (the backend's cache folder)"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_sums(folder: Path) -> list[Path]:

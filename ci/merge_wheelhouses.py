@@ -22,7 +22,6 @@ the same file twice (same name, same hash) is kept once.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import html
 import os
 import re
@@ -31,17 +30,12 @@ import sys
 import urllib.parse
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from backend.hashing import sha256_file as sha256  # noqa: E402  (one helper for the repo)
+
 
 class MergeError(Exception):
     pass
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def normalize(name: str) -> str:

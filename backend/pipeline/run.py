@@ -132,7 +132,7 @@ def _prepare_source(plan: Plan, recipe: recipes.Recipe):
     snapshot.sync(local, copy)
     applied = patches.apply(copy, recipe.name)
     key = hashlib.sha256(json.dumps([prepared.build_key, applied]).encode()).hexdigest()[:32]
-    return dataclasses.replace(prepared, root=copy, patches=applied, build_key=key)
+    return dataclasses.replace(prepared, root=copy, patches=applied + prepared.patches, build_key=key)
 
 
 def _context(plan: Plan, step: Step, prepared, python: Path) -> BuildContext:
@@ -164,6 +164,7 @@ def _expectation(plan: Plan, step: Step, toolchain):
         torch_version=plan.torch_version,
         extra_allowed_libraries=(tuple(toolchain.runtime_libraries) if toolchain else ())
         + (existing_torch_libraries() if plan.settings.torch == "existing" else ()),
+        by_design=recipes.get(step.component).gpu_code_by_design,
     )
 
 

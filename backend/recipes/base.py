@@ -52,6 +52,8 @@ class Recipe:
     notes: Callable[[Variant], list[str]] = lambda variant: []
     version_file: str | None = None  # where a checkout of it states its version (version.txt)
     cuda_libraries: tuple[str, ...] | None = None  # CUDA libraries it links (pypi toolchain names); None: all
+    # Why its build emits PTX and plain cubins of lower SMs on purpose (verification reports them, not fails)
+    gpu_code_by_design: str = ""
 
     def local_version(self, variant: Variant, tree_version: str | None = None) -> str:
         return f"{tree_version or self.version}+{variant.label}"

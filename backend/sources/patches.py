@@ -1,5 +1,8 @@
 """``patches/<component>/*.patch``, applied in name order with the ``patch`` program.
 
+``patches/<component>/<lock entry>/*.patch`` apply to that lock entry's tree
+instead (vLLM's flash-attention, say, which is a tree of its own beside vLLM's).
+
 Each patch is first tried with ``--dry-run`` and applied only when it fits
 exactly (``--fuzz=0``), so a failing patch leaves the tree as it was and the
 error names the patch file, the file it patches and the failing hunk.
@@ -19,9 +22,11 @@ from .lock import PROJECT_ROOT
 PATCHES_ROOT = PROJECT_ROOT / "patches"
 
 
-def collect(component: str, root: Path | None = None) -> list[tuple[Path, str]]:
-    """The component's patch files in the order they apply, with their sha256."""
+def collect(component: str, root: Path | None = None, entry: str | None = None) -> list[tuple[Path, str]]:
+    """The patch files of the component's main tree (or of its lock ``entry``) in the order they apply, with their sha256."""
     folder = Path(root or PATCHES_ROOT) / component
+    if entry is not None:
+        folder = folder / entry
     if not folder.is_dir():
         return []
     found = []
@@ -66,10 +71,18 @@ def _run(args: list[str], tree: Path) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=tree, capture_output=True, text=True, stdin=subprocess.DEVNULL)
 
 
-def apply(tree: Path, component: str, root: Path | None = None) -> list[tuple[str, str]]:
-    """Apply the component's patches to ``tree``; returns (file name, sha256) of each."""
+def entry_folders(component: str, root: Path | None = None) -> list[str]:
+    """The lock entries of the component that have patches of their own (sub-folders of patches/<component>/)."""
+    folder = Path(root or PATCHES_ROOT) / component
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.patch")))
+
+
+def apply(tree: Path, component: str, root: Path | None = None, entry: str | None = None) -> list[tuple[str, str]]:
+    """Apply the component's patches (or its lock ``entry``'s) to ``tree``; returns (file name, sha256) of each."""
     applied = []
-    patches = collect(component, root)
+    patches = collect(component, root, entry)
     if not patches:
         return applied
     program = _patch_program()
@@ -79,7 +92,7 @@ def apply(tree: Path, component: str, root: Path | None = None) -> list[tuple[st
         if check.returncode != 0:
             shown = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
             raise BackendError(
-                f"patch {shown} does not apply to {component}: {_describe_failure(check.stdout + check.stderr)}"
+                f"patch {shown} does not apply to {entry or component}: {_describe_failure(check.stdout + check.stderr)}"
             )
         done = _run(base + ["--reject-file=-"], tree)
         if done.returncode != 0:

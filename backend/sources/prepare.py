@@ -39,7 +39,7 @@ class PreparedSource:
     extras: dict[str, Path]  # further entries of the component, by lock entry name
     origin: str  # "lock" | "local"
     source_hash: str  # file sha256 / NAR hash of the verified main source; local: tree digest
-    patches: list[tuple[str, str]]  # (patch file name, sha256) applied to root
+    patches: list[tuple[str, str]]  # (patch file name, sha256) applied to root; '<entry>/<name>' to an entry's tree
     build_key: str  # hash over source_hash, extras and patches
     reused: bool = False  # the workdir was already prepared with this key
 
@@ -147,6 +147,8 @@ def prepare(
 
     patch_files = patches_mod.collect(component, patches_dir) if local is None else []
     patch_list = [(p.name, digest) for p, digest in patch_files]
+    entry_patches = _entry_patches(component, entries, wanted, patches_dir)
+    patch_list += [(f"{name}/{p.name}", digest) for name, files in entry_patches.items() for p, digest in files]
     workdir_key = _digest({"format": STAMP_FORMAT, "component": component, "entries": identities, "patches": patch_list})
 
     if local is not None:
@@ -187,8 +189,12 @@ def prepare(
     applied: list[tuple[str, str]] = []
     if local is None:
         applied = patches_mod.apply(root, component, patches_dir)
-        if applied != patch_list:
-            raise BackendError(f"patches/{component} changed while being applied; run again")
+    by_name = {e.name: e for e in wanted}
+    for name in entry_patches:
+        done = patches_mod.apply(_placement(by_name[name], workdir), component, patches_dir, entry=name)
+        applied += [(f"{name}/{file}", digest) for file, digest in done]
+    if applied != patch_list:
+        raise BackendError(f"patches/{component} changed while being applied; run again")
 
     (workdir / STAMP).write_text(json.dumps({
         "format": STAMP_FORMAT, "key": workdir_key, "component": component, "origin": origin,
@@ -196,6 +202,22 @@ def prepare(
         "build_key": build_key, "source_hash": source_hash,
     }, indent=1))
     return PreparedSource(component, root, extras, origin, source_hash, patch_list, build_key)
+
+
+def _entry_patches(component: str, entries: list[Entry], wanted: list[Entry], patches_dir: Path | None) -> dict:
+    """patches/<component>/<entry>/*.patch of the entries being prepared; a folder naming no lock entry is an error."""
+    known = {e.name for e in entries}
+    preparing = {e.name for e in wanted}
+    found = {}
+    for name in patches_mod.entry_folders(component, patches_dir):
+        if name not in known:
+            raise BackendError(
+                f"patches/{component}/{name}/ names no lock entry of {component} "
+                f"(entries: {', '.join(sorted(known))})"
+            )
+        if name in preparing:
+            found[name] = patches_mod.collect(component, patches_dir, name)
+    return found
 
 
 def patch_files_exist(component: str, patches_dir: Path | None = None) -> bool:

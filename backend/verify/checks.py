@@ -31,6 +31,7 @@ class Expectation:
     label: str | None = None       # local version label, "cu129.sm90.avx512"
     torch_version: str | None = None  # exact torch version of the wheelhouse, "2.9.1+cu129.sm90.avx512"
     extra_allowed_libraries: tuple[str, ...] = ()   # sonames provided by the toolchain's declared requirements
+    by_design: str = ""            # why PTX and lower-SM cubins are expected (the recipe's gpu_code_by_design)
 
 
 # --- GPU targets --------------------------------------------------------------------------------------------------
@@ -65,6 +66,18 @@ def ptx_verdict(sm: str, suffix: str, variant: str, asked: bool) -> str | None:
     return None
 
 
+def _by_design(entry, expect: Expectation) -> bool:
+    """A plain target of the variant's SM or below that the component's build emits on purpose.
+
+    PTX of such a target JIT-compiles for the variant's GPU; a plain cubin of
+    a lower SM is dead weight next to it, not a wrong kernel.  Arch-specific
+    (``a``/``f``) code and anything above the variant's SM stay errors.
+    """
+    if not expect.by_design or entry.suffix:
+        return False
+    return int(entry.sm) <= int(expect.sm)
+
+
 def _check_gpu(obj: ObjectEntry, expect: Expectation) -> None:
     for section in obj.gpu:
         if section.error:
@@ -75,22 +88,28 @@ def _check_gpu(obj: ObjectEntry, expect: Expectation) -> None:
         main = section.name == ".nv_fatbin"
         severity = ERROR if main else WARNING
         bad: dict[str, tuple[int, str]] = {}
+        designed: set[str] = set()
         for entry in section.entries:
             why = (cubin_verdict(entry.sm, entry.suffix, expect.sm) if entry.kind == "cubin"
                    else ptx_verdict(entry.sm, entry.suffix, expect.sm, expect.ptx))
             if why:
                 count, _ = bad.get(entry.target, (0, why))
                 bad[entry.target] = (count + 1, why)
+                if _by_design(entry, expect):
+                    designed.add(entry.target)
         for target, (count, why) in bad.items():
             kind = "PTX" if target.startswith("compute") else "cubin" + "s" * (count != 1)
             where = "" if main else " in __nv_relfatbin (device-link input, not loaded at run time)"
+            level = WARNING if target in designed else severity
+            if target in designed:
+                why += f"; expected: {expect.by_design}"
             obj.problems.append(Problem(
-                severity, "gpu", f"{count} {kind} for {target}{where}: {why} (variant sm_{expect.sm})", obj.path))
+                level, "gpu", f"{count} {kind} for {target}{where}: {why} (variant sm_{expect.sm})", obj.path))
     main = obj.section(".nv_fatbin")
     if main and main.entries:
         usable = [e for e in main.entries if (
             cubin_verdict(e.sm, e.suffix, expect.sm) if e.kind == "cubin"
-            else ptx_verdict(e.sm, e.suffix, expect.sm, expect.ptx)) is None]
+            else ptx_verdict(e.sm, e.suffix, expect.sm, expect.ptx or bool(expect.by_design))) is None]
         if not usable:
             obj.problems.append(Problem(
                 ERROR, "gpu", f"uses CUDA but has no code for sm_{expect.sm} "

@@ -81,7 +81,7 @@ def build_wheel(wheel_directory: str, config_settings) -> str:
     plan = _plan(config_settings)
     result = run.build(plan)
     print(f"install: pip install --find-links {plan.layout.wheelhouse} <the returned wheel>", file=sys.stderr)
-    requires = meta.pins_for(result.wheels())
+    requires = meta.pins_for(result.wheels() + result.runtime)
     if plan.settings.torch == "existing":
         requires.insert(0, f"torch=={plan.torch_version}")
     return meta.build(

@@ -32,6 +32,8 @@ VERIFY_MODES = ("strict", "warn", "off")
 COMPILER_CACHES = ("auto", "ccache", "sccache", "none")
 # Remote compiler-cache storage: a URL scheme, or a word for storage without one.
 COMPILER_CACHE_URL_FORMS = ("redis://HOST[:PORT][/DB]", "rediss://HOST[:PORT][/DB]", "s3://BUCKET[/PREFIX]", "gha", "none")
+RUNTIME_DEPS = ("bundle", "none")
+SMOKE_MODES = ("auto", "cpu", "off")
 DEFAULT_NIXPKGS = "github:NixOS/nixpkgs/0182a361324364ae3f436a63005877674cf45efb"
 
 
@@ -75,6 +77,10 @@ class Settings:
     """Also write PEP 825 (draft) variant-labelled wheels."""
     allow_unverified: tuple[str, ...] = ()
     """Lock entries to use even though the lock has no hash for them."""
+    runtime_deps: str = "bundle"
+    """bundle: the wheelhouse also holds every runtime dependency (resolved, hash-pinned); none: built wheels only."""
+    smoke: str = "auto"
+    """auto: install the wheelhouse with --no-index into a fresh venv and run one op per component (CUDA ops and a Triton kernel too when a GPU is present); cpu: CPU ops only; off."""
 
     @property
     def selected_components(self) -> tuple[str, ...]:
@@ -100,6 +106,8 @@ KEYS: dict[str, str] = {
     "compiler-cache-url": "compiler_cache_url",
     "wheel-variants": "wheel_variants",
     "allow-unverified": "allow_unverified",
+    "runtime-deps": "runtime_deps",
+    "smoke": "smoke",
 }
 SOURCE_PREFIX = "source."
 # Keys frontends add on their own; accepted and ignored.
@@ -297,6 +305,10 @@ def _parse(key: str, field: str, value: Any, base: Path) -> Any:
         return _choice(key, str(value), COMPILER_CACHES)
     if field == "compiler_cache_url":
         return _compiler_cache_url(key, value)
+    if field == "runtime_deps":
+        return _choice(key, str(value), RUNTIME_DEPS)
+    if field == "smoke":
+        return _choice(key, str(value), SMOKE_MODES)
     if field == "components":
         return _components(key, value)
     if field == "allow_unverified":

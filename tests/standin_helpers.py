@@ -118,5 +118,53 @@ def python_in(python: Path, code: str, cwd: Path) -> subprocess.CompletedProcess
     return subprocess.run([str(python), "-c", code], cwd=cwd, capture_output=True, text=True)
 
 
+def runtime_links(folder: Path, requirements) -> Path:
+    """A --find-links folder standing in for PyPI: one small wheel per runtime requirement of the stand-ins.
+
+    ``packaging`` is the real one (this interpreter's installed copy, re-wheeled);
+    the others (triton, nvidia-* at PyTorch's pins) are empty packages of the
+    pinned name and version, so resolving the stand-in stack needs no network.
+    """
+    import importlib.util
+
+    from packaging.requirements import Requirement
+
+    sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "verify"))
+    from wheelmaker import make_wheel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for text in requirements:
+        requirement = Requirement(text)
+        pinned = [s.version for s in requirement.specifier if s.operator in ("==", ">=")]
+        version = pinned[0] if pinned else "1.0"
+        parts = requirement.name.replace("-", "_").split("_", 1) if requirement.name.startswith("nvidia-") else [requirement.name.replace("-", "_")]
+        package = "/".join(parts)
+        files = {f"{package}/__init__.py": f'"""Stand-in for the {requirement.name} {version} wheel."""\n__version__ = "{version}"\n'.encode()}
+        if requirement.name == "packaging":
+            import packaging
+
+            source = Path(packaging.__file__).parent
+            version = packaging.__version__
+            files = {f"packaging/{p.relative_to(source)}": p for p in source.rglob("*.py")}
+        make_wheel(folder, requirement.name, version, files, tag="py3-none-any")
+    return folder
+
+
+def hermetic_pip_env(links: Path, base: dict | None = None) -> dict:
+    """pip sees only ``links``: no configured index, mirror or find-links of this machine."""
+    env = {k: v for k, v in (base if base is not None else os.environ).items() if not k.startswith("PIP_")}
+    env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(links),
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    return env
+
+
+def standin_runtime_requirements(cuda: str = "13.0") -> list[str]:
+    """What the stand-in stack's wheels require from outside it: torch's declared pins, bitsandbytes' packaging."""
+    from backend.recipes import get
+    from backend.variants import Variant
+
+    return [*get("torch").runtime_requires(Variant(sm="90", isa=host_isa(), cuda=cuda)), "packaging>=24"]
+
+
 if __name__ == "__main__":  # pragma: no cover
     print(find_nvcc(), find_cuobjdump(find_nvcc()), host_isa(), sys.executable)

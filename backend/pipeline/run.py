@@ -47,6 +47,7 @@ class BuildResult:
     plan: Plan
     steps: list[StepResult]
     wheelhouse: Path
+    runtime: list[Path] = dataclasses.field(default_factory=list)  # the bundled runtime dependencies
 
     @property
     def ok(self) -> bool:
@@ -217,6 +218,11 @@ def build(plan: Plan) -> BuildResult:
         raise BackendError(f"{_failed(result)} failed (exit {failure.returncode}); full log: {failure.log}{hint}")
     if isinstance(failure, BackendError):
         raise BackendError(f"{_failed(result)} failed: {failure}")
+    from ..verify import smoke
+    from ..wheels import closure
+
+    result.runtime = closure.for_build(plan, result, python, say)
+    smoke.for_build(plan, result, say)
     if settings.wheel_variants:
         _write_variant_wheels(result)
     say(f"wheelhouse: {layout.wheelhouse}")
@@ -374,7 +380,7 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label, cac
     pins = {"torch": plan.torch_version} if step.pins_torch else {}
     staged = [
         relabel(wheel, staged_dir, version=_labelled_version(wheel, plan), pins=pins,
-                add_requires=_cuda_requirements(wheel, plan, toolchain))
+                add_requires=_cuda_requirements(wheel, plan, toolchain, step.component))
         for wheel in built
     ]
     _verify(plan, step, staged, house, toolchain, label)
@@ -405,13 +411,11 @@ def _labelled_version(wheel: Path, plan: Plan) -> str:
     return f"{public}+{plan.variant.label}"
 
 
-def _cuda_requirements(wheel: Path, plan: Plan, toolchain) -> list[str]:
-    """The nvidia-* wheels providing the CUDA libraries this wheel links (as torch's own wheels declare)."""
-    if toolchain is None:
-        return []
-    from ..toolchains.runtime import needed_sonames, requirements_for
+def _cuda_requirements(wheel: Path, plan: Plan, toolchain, component: str) -> list[str]:
+    """The nvidia-* wheels of the CUDA libraries this wheel links, and what its recipe declares (torch: triton)."""
+    from ..wheels.requires import declared_requirements
 
-    return requirements_for(needed_sonames(wheel), plan.variant.cuda, toolchain.requirements)
+    return declared_requirements(wheel, recipes.get(component), plan.variant, toolchain)
 
 
 def existing_torch_libraries() -> tuple[str, ...]:

@@ -54,6 +54,12 @@ class Recipe:
     cuda_libraries: tuple[str, ...] | None = None  # CUDA libraries it links (pypi toolchain names); None: all
     # Why its build emits PTX and plain cubins of lower SMs on purpose (verification reports them, not fails)
     gpu_code_by_design: str = ""
+    # Requirements its first distribution's wheel declares besides the CUDA libraries it links
+    # (torch: triton and PyTorch's own nvidia-* pins); see backend/wheels/requires.py.
+    runtime_requires: Callable[[Variant], tuple[str, ...]] = lambda variant: ()
+    smoke: str = ""  # Python the smoke check runs in the installed stack: one CPU op of its compiled code
+    smoke_gpu: str = ""  # the same where a GPU is present: one CUDA op (torch: also a Triton kernel)
+    disk_gb: float = 2.0  # peak disk of its build tree and wheels (the free-disk check)
 
     def local_version(self, variant: Variant, tree_version: str | None = None) -> str:
         return f"{tree_version or self.version}+{variant.label}"

@@ -31,6 +31,22 @@ def commands(ctx: BuildContext) -> list[list[str]]:
     )]
 
 
+# What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
+SMOKE = """
+import torch, bitsandbytes.functional as F
+A = torch.tensor([0.5, -1.0, 0.25, 1.0] * 16)
+q, state = F.quantize_blockwise(A)
+back = F.dequantize_blockwise(q, state).tolist()
+assert max(abs(x - y) for x, y in zip(back, A.tolist())) < 0.02, "bitsandbytes blockwise 8-bit quantization"
+"""
+SMOKE_GPU = """
+import torch, bitsandbytes.functional as F
+A = torch.randn(4096, device="cuda")
+q, state = F.quantize_blockwise(A)
+assert (F.dequantize_blockwise(q, state) - A).abs().max().item() < 0.05, "bitsandbytes quantization on CUDA"
+"""
+
+
 RECIPE = Recipe(
     name="bitsandbytes",
     version=VERSION,
@@ -45,4 +61,7 @@ RECIPE = Recipe(
     environment=environment,
     commands=commands,
     notes=lambda variant: [f"bitsandbytes holds sm_{variant.sm} cubins only (COMPUTE_CAPABILITY={variant.sm}), no PTX"],
+    smoke=SMOKE,
+    smoke_gpu=SMOKE_GPU,
+    disk_gb=1.0,
 )

@@ -64,6 +64,16 @@ def notes(variant) -> list[str]:
     ]
 
 
+# What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
+SMOKE_GPU = """
+import torch, flashinfer
+x = torch.randn(4, 256, device="cuda", dtype=torch.float16)
+w = torch.ones(256, device="cuda", dtype=torch.float16)
+ref = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6)
+assert torch.allclose(flashinfer.norm.rmsnorm(x, w).float(), ref, atol=2e-2), "flashinfer.norm.rmsnorm"
+"""
+
+
 RECIPE = Recipe(
     version_file="version.txt",
     name="flashinfer",
@@ -81,4 +91,6 @@ RECIPE = Recipe(
     environment=environment,
     commands=commands,
     notes=notes,
+    smoke_gpu=SMOKE_GPU,
+    disk_gb=8.0,
 )

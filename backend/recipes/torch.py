@@ -33,6 +33,61 @@ def avx_only_script() -> str:
     return "\n".join(lines) + "\n"
 
 
+# What PyTorch's own 2.9.1 wheels require besides their Python deps (docs/COMPONENTS.md): triton,
+# from the torch-2.9.1 wheel's METADATA on PyPI, and the nvidia-* pins its release build adds through
+# PYTORCH_EXTRA_INSTALL_REQUIREMENTS (.github/scripts/generate_binary_build_matrix.py of 2.9; the 12.8
+# list is exactly PyPI's torch-2.9.1 METADATA).  PyTorch 2.9 publishes no CUDA 12.9 wheel: a 12.9 torch
+# declares the libraries it links instead (backend/wheels/requires.py).
+TRITON = "triton==3.5.1"
+PYTORCH_CUDA_PINS = {
+    "12.8": (
+        "nvidia-cuda-nvrtc-cu12==12.8.93", "nvidia-cuda-runtime-cu12==12.8.90", "nvidia-cuda-cupti-cu12==12.8.90",
+        "nvidia-cudnn-cu12==9.10.2.21", "nvidia-cublas-cu12==12.8.4.1", "nvidia-cufft-cu12==11.3.3.83",
+        "nvidia-curand-cu12==10.3.9.90", "nvidia-cusolver-cu12==11.7.3.90", "nvidia-cusparse-cu12==12.5.8.93",
+        "nvidia-cusparselt-cu12==0.7.1", "nvidia-nccl-cu12==2.27.5", "nvidia-nvshmem-cu12==3.3.20",
+        "nvidia-nvtx-cu12==12.8.90", "nvidia-nvjitlink-cu12==12.8.93", "nvidia-cufile-cu12==1.13.1.3",
+    ),
+    "13.0": (
+        "nvidia-cuda-nvrtc==13.0.48", "nvidia-cuda-runtime==13.0.48", "nvidia-cuda-cupti==13.0.48",
+        "nvidia-cudnn-cu13==9.13.0.50", "nvidia-cublas==13.0.0.19", "nvidia-cufft==12.0.0.15",
+        "nvidia-curand==10.4.0.35", "nvidia-cusolver==12.0.3.29", "nvidia-cusparse==12.6.2.49",
+        "nvidia-cusparselt-cu13==0.8.0", "nvidia-nccl-cu13==2.27.7", "nvidia-nvshmem-cu13==3.3.24",
+        "nvidia-nvtx==13.0.39", "nvidia-nvjitlink==13.0.39", "nvidia-cufile==1.15.0.42",
+    ),
+}
+
+
+def runtime_requires(variant) -> tuple[str, ...]:
+    pins = PYTORCH_CUDA_PINS.get(variant.cuda, ())
+    if not variant.uses_cudnn:
+        pins = tuple(p for p in pins if not p.startswith("nvidia-cudnn"))
+    return (TRITON, *pins)
+
+
+SMOKE = """
+import torch
+print(torch.__config__.show())
+assert torch.ones(4).mul(3).sum().item() == 12.0, "torch CPU op"
+"""
+SMOKE_GPU = """
+import torch, triton, triton.language as tl
+assert torch.cuda.is_available(), "torch sees no GPU"
+assert torch.ones(4, device="cuda").mul(3).sum().item() == 12.0, "torch CUDA op"
+
+@triton.jit
+def _add(x, y, out, n, BLOCK: tl.constexpr):
+    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offsets < n
+    tl.store(out + offsets, tl.load(x + offsets, mask=mask) + tl.load(y + offsets, mask=mask), mask=mask)
+
+x = torch.arange(1000, device="cuda", dtype=torch.float32)
+out = torch.empty_like(x)
+_add[(triton.cdiv(1000, 256),)](x, x, out, 1000, BLOCK=256)
+assert torch.equal(out, x * 2), "Triton kernel"
+print("triton", triton.__version__, "kernel ok on", torch.cuda.get_device_name())
+"""
+
+
 def environment(ctx: BuildContext) -> dict[str, str]:
     v = ctx.variant
     env = {
@@ -105,4 +160,8 @@ RECIPE = Recipe(
     environment=environment,
     commands=commands,
     notes=notes,
+    runtime_requires=runtime_requires,
+    smoke=SMOKE,
+    smoke_gpu=SMOKE_GPU,
+    disk_gb=30.0,
 )

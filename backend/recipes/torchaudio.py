@@ -18,6 +18,20 @@ def environment(ctx: BuildContext) -> dict[str, str]:
     }
 
 
+# What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
+SMOKE = """
+import torch, torchaudio
+y = torchaudio.functional.lfilter(torch.tensor([[1.0, 1.0, 1.0, 1.0]]), torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5]))
+assert y.tolist() == [[0.5, 1.0, 1.0, 1.0]], "torchaudio.functional.lfilter"
+"""
+SMOKE_GPU = """
+import torch, torchaudio
+x = torch.ones(1, 4, device="cuda")
+y = torchaudio.functional.lfilter(x, torch.tensor([1.0, 0.0], device="cuda"), torch.tensor([0.5, 0.5], device="cuda"))
+assert y.tolist() == [[0.5, 1.0, 1.0, 1.0]], "torchaudio.functional.lfilter on CUDA"
+"""
+
+
 RECIPE = Recipe(
     version_file="version.txt",
     name="torchaudio",
@@ -30,4 +44,7 @@ RECIPE = Recipe(
     environment=environment,
     commands=lambda ctx: [pip_wheel(ctx)],
     notes=lambda variant: ["torchaudio is built without sox, kaldi, RNN-T loss and the CTC decoder (as nixpkgs does)"],
+    smoke=SMOKE,
+    smoke_gpu=SMOKE_GPU,
+    disk_gb=2.0,
 )

@@ -18,6 +18,20 @@ def environment(ctx: BuildContext) -> dict[str, str]:
     }
 
 
+# What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
+SMOKE = """
+import torch, torchvision
+boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+assert torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist() == [0, 2], "torchvision.ops.nms"
+"""
+SMOKE_GPU = """
+import torch, torchvision
+boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]], device="cuda")
+scores = torch.tensor([0.9, 0.8, 0.7], device="cuda")
+assert torchvision.ops.nms(boxes, scores, 0.5).tolist() == [0, 2], "torchvision.ops.nms on CUDA"
+"""
+
+
 RECIPE = Recipe(
     version_file="version.txt",
     name="torchvision",
@@ -29,4 +43,7 @@ RECIPE = Recipe(
     description="torchvision's C++/CUDA ops (nms, roi_align, deform_conv2d ...)",
     environment=environment,
     commands=lambda ctx: [pip_wheel(ctx)],
+    smoke=SMOKE,
+    smoke_gpu=SMOKE_GPU,
+    disk_gb=2.0,
 )

@@ -89,6 +89,19 @@ def notes(variant) -> list[str]:
     return out
 
 
+# What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
+SMOKE_GPU = """
+import torch
+from vllm import _custom_ops as ops
+x = torch.randn(4, 256, device="cuda", dtype=torch.float16)
+w = torch.ones(256, device="cuda", dtype=torch.float16)
+out = torch.empty_like(x)
+ops.rms_norm(out, x, w, 1e-6)
+ref = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6)
+assert torch.allclose(out.float(), ref, atol=2e-2), "vllm rms_norm"
+"""
+
+
 RECIPE = Recipe(
     name="vllm",
     version=VERSION,
@@ -113,4 +126,6 @@ RECIPE = Recipe(
     environment=environment,
     commands=lambda ctx: [pip_wheel(ctx)],
     notes=notes,
+    smoke_gpu=SMOKE_GPU,
+    disk_gb=12.0,
 )

@@ -35,6 +35,16 @@ def notes(variant) -> list[str]:
     return out
 
 
+# What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
+SMOKE_GPU = """
+import torch, xformers.ops as xops
+q = torch.randn(1, 32, 2, 64, device="cuda", dtype=torch.float16)
+out = xops.memory_efficient_attention(q, q, q)
+ref = torch.softmax((q.transpose(1, 2).float() @ q.transpose(1, 2).float().transpose(-1, -2)) / 8.0, -1) @ q.transpose(1, 2).float()
+assert torch.allclose(out.float(), ref.transpose(1, 2), atol=2e-2), "xformers memory_efficient_attention"
+"""
+
+
 RECIPE = Recipe(
     version_file="version.txt",
     name="xformers",
@@ -48,4 +58,6 @@ RECIPE = Recipe(
     environment=environment,
     commands=lambda ctx: [pip_wheel(ctx)],
     notes=notes,
+    smoke_gpu=SMOKE_GPU,
+    disk_gb=6.0,
 )

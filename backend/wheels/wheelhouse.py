@@ -175,6 +175,17 @@ class Wheelhouse:
                 wheel.unlink()
         return target
 
+    def remove(self, names: Sequence[str]) -> None:
+        """Drop these wheels from the manifest, then delete their files."""
+        with self.lock():
+            manifest = self.manifest()
+            for name in names:
+                manifest["wheels"].pop(name, None)
+            self._write(manifest)
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.root / name).unlink()
+
     def _stage(self, wheel: Path, move: bool) -> tuple[Path, str, int]:
         """The wheel under a temporary name in the wheelhouse, fsynced; its sha256 and size."""
         fd, temp_name = tempfile.mkstemp(prefix=f".{wheel.name}.", suffix=".part", dir=self.root)

@@ -1,0 +1,237 @@
+"""The smoke check: the wheelhouse installs with no index into a fresh venv, and the stack runs there.
+
+1. a fresh venv (the build's Python), pip's own configuration switched off
+   (``PIP_CONFIG_FILE=/dev/null``), so nothing but the wheelhouse is seen;
+2. ``pip install --no-index --find-links <wheelhouse> --require-hashes -r
+   requirements.txt`` (every wheel, pinned by hash; without bundled runtime
+   dependencies: the built wheels' pins, with the index);
+3. every distribution of the wheelhouse imported (its top-level modules,
+   from its installed RECORD), and every compiled extension of the built
+   wheels loaded;
+4. each component's recipe snippet (``Recipe.smoke``): one CPU op of its
+   compiled code; torch's prints ``torch.__config__.show()``;
+5. with ``-C smoke=auto`` on a machine with a GPU, ``Recipe.smoke_gpu`` too:
+   one CUDA op per component and a Triton kernel.
+
+A failure names the distribution, module or component, with the log's path.
+A passed check is not rerun for the same wheels (``<variant>/smoke/passed``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..errors import BackendError
+
+IMPORT_SCRIPT = r'''
+import importlib, importlib.machinery, importlib.metadata as md, json, sys, traceback
+from pathlib import PurePosixPath
+names, ours = json.loads(sys.argv[1]), set(json.loads(sys.argv[2]))
+ext = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+problems, imported = [], 0
+
+def modules(dist, is_ours):
+    found = []
+    files = [PurePosixPath(str(f)) for f in (dist.files or [])]
+    present = {str(f) for f in files}
+    for f in files:
+        parts = f.parts
+        if not parts or parts[0].endswith((".dist-info", ".data")) or parts[0] in ("..", "__pycache__"):
+            continue
+        if len(parts) == 1 and (f.suffix == ".py" or f.name.endswith(ext)):
+            found.append(f.name.split(".")[0])
+        elif len(parts) == 2 and f.name == "__init__.py":
+            found.append(parts[0])
+        elif len(parts) == 3 and f.name == "__init__.py" and f"{parts[0]}/__init__.py" not in present:
+            found.append(f"{parts[0]}.{parts[1]}")  # a namespace package's packages (nvidia.cublas, google.protobuf)
+        if is_ours and len(parts) > 1 and f.name.endswith(ext):
+            stem = f.name[: -len(next(s for s in ext if f.name.endswith(s)))]
+            found.append(".".join(parts[:-1] + (stem,)))
+    return [m for m in dict.fromkeys(found) if all(p.isidentifier() for p in m.split("."))]
+
+for name in names:
+    try:
+        dist = md.distribution(name)
+    except md.PackageNotFoundError:
+        problems.append(f"{name}: not installed"); continue
+    for module in modules(dist, name in ours):
+        print(f"import {module} ({name})", flush=True)
+        try:
+            importlib.import_module(module)
+            imported += 1
+        except BaseException as error:
+            problems.append(f"{name}: import {module}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            traceback.print_exc()
+print("SMOKE-RESULT " + json.dumps({"imported": imported, "problems": problems}), flush=True)
+'''
+
+
+@dataclasses.dataclass
+class SmokeResult:
+    ok: bool
+    problems: list[str]
+    log: Path
+    summary: str
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment minus pip's configuration and anything that adds import paths."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+def _dist_name(wheel: Path) -> str:
+    from packaging.utils import parse_wheel_filename
+
+    return str(parse_wheel_filename(wheel.name)[0])
+
+
+def run(
+    house: Path,
+    built: Sequence[Path],
+    runtime: Sequence[Path],
+    checks: Sequence[tuple[str, str]],
+    *,
+    work: Path,
+    no_index: bool,
+    see: Sequence[str] = (),
+    pip_python: Path | str = sys.executable,
+    say: Callable[[str], None] = print,
+) -> SmokeResult:
+    """Install ``house`` into a fresh venv under ``work`` and run the checks; ``checks``: (label, code)."""
+    work.mkdir(parents=True, exist_ok=True)
+    log_path = work / "smoke.log"
+    env = _clean_env()
+    problems: list[str] = []
+    with log_path.open("w") as log:
+        def step(label: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+            log.write(f"\n== {label}\n$ {' '.join(argv)}\n")
+            log.flush()
+            result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+            log.write(result.stdout + result.stderr)
+            log.flush()
+            return result
+
+        env_dir = work / "venv"
+        if env_dir.exists():
+            shutil.rmtree(env_dir)
+        try:
+            # pip itself need not be in the venv: the build's pip installs into it (--python).
+            venv.EnvBuilder(with_pip=False, clear=True, symlinks=True).create(env_dir)
+        except (OSError, subprocess.CalledProcessError) as error:
+            raise BackendError(f"smoke check: could not create a venv in {env_dir}: {error}") from None
+        python = str(env_dir / "bin" / "python")
+        if see:  # torch=existing: the venv sees the folders the existing torch lives in
+            site = next((env_dir / "lib").glob("python*/site-packages"))
+            (site / "_vllm_stack_existing_torch.pth").write_text("".join(f"{p}\n" for p in see))
+        lock = house / "requirements.txt"
+        if no_index and lock.is_file() and runtime:
+            install = ["--no-index", "--find-links", str(house), "--require-hashes", "-r", str(lock)]
+        else:
+            from ..wheels.meta import pins_for
+
+            install = [*(["--no-index"] if no_index else []), "--find-links", str(house), *pins_for(list(built) + list(runtime))]
+        quiet = work / "cwd"
+        quiet.mkdir(exist_ok=True)
+        result = step("install", [str(pip_python), "-m", "pip", "--python", python, "install", "--no-cache-dir", *install], quiet)
+        if result.returncode != 0:
+            lines = [l.strip().removeprefix("ERROR: ") for l in result.stderr.splitlines() if l.startswith("ERROR:")]
+            why = "; ".join(lines[:2]) or f"pip exit {result.returncode}"
+            how = "with --no-index" if no_index else "from the wheelhouse"
+            return SmokeResult(False, [f"the wheelhouse does not install {how}: {why}"], log_path, "install failed")
+
+        names = [_dist_name(w) for w in list(built) + list(runtime)]
+        result = step("imports", [python, "-c", IMPORT_SCRIPT, json.dumps(names), json.dumps([_dist_name(w) for w in built])], quiet)
+        marker = next((l for l in result.stdout.splitlines() if l.startswith("SMOKE-RESULT ")), None)
+        if marker is None:
+            last = [l for l in result.stdout.splitlines() if l.startswith("import ")]
+            problems.append(f"the import check crashed (exit {result.returncode})"
+                            + (f" at {last[-1].removeprefix('import ')}" if last else ""))
+            imported = 0
+        else:
+            data = json.loads(marker.removeprefix("SMOKE-RESULT "))
+            problems += data["problems"]
+            imported = data["imported"]
+
+        for label, code in checks:
+            result = step(label, [python, "-c", code], quiet)
+            if result.returncode != 0:
+                tail = [l for l in result.stderr.strip().splitlines() if l.strip()]
+                problems.append(f"{label}: {tail[-1].strip() if tail else f'exit {result.returncode}'}")
+            elif result.stdout.strip():
+                for line in result.stdout.strip().splitlines():
+                    say(f"   {label} | {line}")
+    summary = (f"{len(names)} distribution(s) installed {'with --no-index ' if no_index else ''}into a fresh venv, "
+               f"{imported} module(s) imported, {len(checks)} check(s) run")
+    return SmokeResult(not problems, problems, log_path, summary)
+
+
+def _key(house: Path, built: Sequence[Path], runtime: Sequence[Path], checks, no_index: bool) -> str:
+    digest = hashlib.sha256()
+    for wheel in sorted(list(built) + list(runtime), key=lambda p: p.name):
+        digest.update(f"{wheel.name}\0{wheel.stat().st_size}\0{wheel.stat().st_mtime_ns}\n".encode())
+    digest.update(json.dumps([list(checks), no_index]).encode())
+    return digest.hexdigest()
+
+
+def for_build(plan, result, say: Callable[[str], None]) -> None:
+    """The engine's call after a build: the smoke check as ``-C smoke`` and ``-C verify`` ask."""
+    from .. import host as host_info
+    from .. import recipes
+
+    settings = plan.settings
+    if settings.smoke == "off" or settings.verify == "off":
+        say(f"smoke check: off ({'smoke' if settings.smoke == 'off' else 'verify'}=off)")
+        return
+    see: list[str] = []
+    if settings.torch == "existing":
+        import importlib.util
+
+        spec = importlib.util.find_spec("torch")
+        if spec is None or not spec.submodule_search_locations:
+            say("smoke check: skipped (torch=existing, but this interpreter imports no torch)")
+            return
+        see = [str(Path(list(spec.submodule_search_locations)[0]).parent)]
+    gpu = settings.smoke == "auto" and bool(host_info.current().gpus)
+    checks: list[tuple[str, str]] = []
+    components = [s.component for s in plan.steps]
+    for component in (["torch"] if "torch" not in components else []) + components:
+        recipe = recipes.get(component)
+        if recipe.smoke:
+            checks.append((f"{component} (CPU)", recipe.smoke))
+        if gpu and recipe.smoke_gpu:
+            checks.append((f"{component} (GPU)", recipe.smoke_gpu))
+    # Without bundled runtime dependencies the index must serve them (runtime-deps=none).
+    no_index = settings.runtime_deps == "bundle" or settings.torch == "existing" or settings.offline
+    work = plan.layout.variant_dir / "smoke"
+    key = _key(result.wheelhouse, result.wheels(), result.runtime, checks, no_index)
+    passed = work / "passed"
+    if passed.is_file() and passed.read_text() == key:
+        say("smoke check: passed before for these wheels")
+        return
+    passed.unlink(missing_ok=True)
+    say(f"smoke check: installing the wheelhouse into a fresh venv ({'CPU and GPU' if gpu else 'CPU'} checks)")
+    outcome = run(result.wheelhouse, result.wheels(), result.runtime, checks, work=work, no_index=no_index, see=see,
+                  pip_python=plan.layout.python, say=say)
+    if outcome.ok:
+        passed.write_text(key)
+        say(f"smoke check: ok: {outcome.summary}; log: {outcome.log}")
+        return
+    for problem in outcome.problems:
+        say(f"   smoke: {problem}")
+    message = f"smoke check failed: {outcome.problems[0]}" + (
+        f" (and {len(outcome.problems) - 1} more)" if len(outcome.problems) > 1 else "") + f"; log: {outcome.log}"
+    if settings.verify == "strict":
+        raise BackendError(message + " (-C smoke=off skips it, -C verify=warn reports only)")
+    say(f"{message} (verify=warn)")

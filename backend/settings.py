@@ -79,6 +79,8 @@ class Settings:
     """Lock entries to use even though the lock has no hash for them."""
     runtime_deps: str = "bundle"
     """bundle: the wheelhouse also holds every runtime dependency (resolved, hash-pinned); none: built wheels only."""
+    runtime_find_links: Path | None = None
+    """A folder of wheels: runtime dependencies come from it and the wheelhouse only (no index, no pip.conf)."""
     smoke: str = "auto"
     """auto: install the wheelhouse with --no-index into a fresh venv and run one op per component (CUDA ops and a Triton kernel too when a GPU is present); cpu: CPU ops only; off."""
 
@@ -107,6 +109,7 @@ KEYS: dict[str, str] = {
     "wheel-variants": "wheel_variants",
     "allow-unverified": "allow_unverified",
     "runtime-deps": "runtime_deps",
+    "runtime-find-links": "runtime_find_links",
     "smoke": "smoke",
 }
 SOURCE_PREFIX = "source."
@@ -319,6 +322,11 @@ def _parse(key: str, field: str, value: Any, base: Path) -> Any:
         return _bool(key, value)
     if field in ("wheelhouse", "cache_dir"):
         return _path(key, value, base)
+    if field == "runtime_find_links":
+        path = _path(key, value, base)
+        if not path.is_dir():
+            raise SettingError(key, str(value), "a folder of wheels")
+        return path
     if field == "nixpkgs":
         text = str(value).strip()
         if not text:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from standin_helpers import STANDINS, find_nvcc, host_isa
+from standin_helpers import STANDINS, find_nvcc, host_isa, runtime_links, standin_runtime_requirements
 
 ROOT = Path(__file__).resolve().parent.parent
 NVCC = find_nvcc()
@@ -40,8 +40,10 @@ def target(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("editable")
     common = ["-C", "compiler-cache=ccache", "-C", "sm=90", "-C", f"isa={ISA}", "-C", "cuda=13.0", "-C", f"cache-dir={tmp / 'cache'}",
               "-C", f"wheelhouse={tmp / 'wheelhouse'}"]
+    links = runtime_links(tmp / "links", standin_runtime_requirements())  # torch's triton and nvidia-* pins, offline
     subprocess.run([sys.executable, "-m", "backend", "build", *common, "-C", "components=torch",
-                    "-C", f"source.torch={STANDINS / 'torch'}"], cwd=ROOT, env=env(), check=True, capture_output=True)
+                    "-C", f"source.torch={STANDINS / 'torch'}", "-C", f"runtime-find-links={links}", "-C", "smoke=cpu"],
+                   cwd=ROOT, env=env(), check=True, capture_output=True)
     torch_wheel = next((tmp / "wheelhouse").glob("*/torch-*.whl"))
     venv.EnvBuilder(with_pip=True).create(tmp / "venv")
     python = str(tmp / "venv" / "bin" / "python")

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import venv
 import zipfile
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from standin_helpers import STANDINS, find_nvcc, host_isa
+from standin_helpers import STANDINS, find_nvcc, hermetic_pip_env, host_isa, runtime_links, standin_runtime_requirements
 
 ROOT = Path(__file__).resolve().parent.parent
 NVCC = find_nvcc()
@@ -35,6 +36,7 @@ def settings(tmp: Path, sm: str = "90", components: str = COMPONENTS, **extra: s
     pairs = {
         "sm": sm, "isa": ISA, "cuda": "13.0", "components": components,
         "cache-dir": str(tmp / "cache"), "wheelhouse": str(tmp / "wheelhouse"), "jobs": "2",
+        "runtime-find-links": str(LINKS), "smoke": "cpu",
         **{f"source.{c}": str(STANDINS / c) for c in components.split(",")},
         **extra,
     }
@@ -50,6 +52,11 @@ def variant_name(sm: str = "90") -> str:
 
 def label(sm: str = "90") -> str:
     return f"cu130.sm{sm}.{ISA}"
+
+
+# The stand-in PyPI of the stack's runtime dependencies (triton, nvidia-*, packaging): built once per run,
+# so resolving them needs no network (runtime-find-links keeps pip.conf and the index out).
+LINKS = runtime_links(Path(tempfile.mkdtemp(prefix="standin-links-")), standin_runtime_requirements()) if NVCC else None
 
 
 def env_for_tests() -> dict[str, str]:
@@ -86,7 +93,8 @@ def first_build(tmp_path_factory):
 def test_wheelhouse_holds_every_wheel_labelled_and_pinned(first_build):
     tmp, house, result = first_build
     data = manifest(house)
-    names = sorted(data["wheels"])
+    built = {n: e for n, e in data["wheels"].items() if e.get("origin") != "runtime"}  # runtime: their own versions
+    names = sorted(built)
     assert {n.split("-")[0] for n in names} >= {"torch", "torchvision", "xformers", "flashinfer_python", "flashinfer_jit_cache", "bitsandbytes"}
     torch_version = f"2.9.1+{label()}"
     for name in names:
@@ -99,15 +107,46 @@ def test_wheelhouse_holds_every_wheel_labelled_and_pinned(first_build):
             assert torch_pins == [f"torch=={torch_version}"], (name, meta["requires"])
     assert data["variant"] == variant_name()
     assert data["toolchain"] and data["toolchain_version"].startswith("13.0")
-    for name, entry in data["wheels"].items():
+    for name, entry in built.items():
         assert entry["sha256"] and entry["size"] == (house / name).stat().st_size
         assert entry["build_key"] and entry["source_hash"] and entry["origin"] == "local"
     sums = (house / "SHA256SUMS").read_text()
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=house, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert len(sums.splitlines()) == len(names)
+    assert len(sums.splitlines()) == len(data["wheels"])
     assert "summary" not in result.stdout  # progress and summary go to stderr
     assert "component" in result.stderr and "built" in result.stderr
+
+
+def test_the_wheelhouse_is_closed_and_passes_its_smoke_check(first_build):
+    """torch declares what PyTorch's wheel declares; every runtime dependency is in the folder, by hash."""
+    tmp, house, result = first_build
+    data = manifest(house)
+    runtime = {e["distribution"] for e in data["wheels"].values() if e.get("origin") == "runtime"}
+    assert {"triton", "packaging", "nvidia-cublas", "nvidia-cudnn-cu13"} <= runtime
+    requires = metadata(next(house.glob("torch-*.whl")))["requires"]
+    assert "triton==3.5.1" in requires and "nvidia-cudnn-cu13==9.13.0.50" in requires
+    lock = (house / "requirements.txt").read_text()
+    assert len([line for line in lock.splitlines() if "--hash=sha256:" in line]) == len(data["wheels"])
+    assert "smoke check: ok" in result.stderr
+    assert "PyTorch built with (stand-in)" in result.stderr  # torch.__config__.show() from the installed stack
+    log = (tmp / "cache" / "work" / variant_name() / "smoke" / "smoke.log").read_text()
+    assert "--no-index" in log and "== torchvision (CPU)" in log and "== bitsandbytes (CPU)" in log
+
+
+def test_a_missing_runtime_dependency_fails_the_build_not_the_install(first_build, tmp_path):
+    tmp, house, _ = first_build
+    links = tmp_path / "links"
+    shutil.copytree(LINKS, links)
+    next(links.glob("packaging-*.whl")).unlink()
+    copy = tmp_path / "wheelhouse" / variant_name()
+    shutil.copytree(house, copy, ignore=shutil.ignore_patterns(".runtime-closure.json", "packaging-*.whl", "*.lock"))
+    args = settings(tmp, **{"wheelhouse": str(tmp_path / "wheelhouse"), "runtime-find-links": str(links)})
+    result = backend("build", *args, check=False)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "cannot be resolved" in last and "packaging>=20.9" in last and "bitsandbytes" in last, last
+    assert "Traceback" not in result.stderr
 
 
 def test_binaries_hold_only_the_variant(first_build):
@@ -155,8 +194,8 @@ def test_pip_wheel_returns_the_variant_wheel_that_installs_the_stack(first_build
 
     python = fresh_venv(tmp_path / "venv")
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--find-links", str(house), str(returned[0])],
-        capture_output=True, text=True,
+        [str(python), "-m", "pip", "install", "--no-index", "--find-links", str(house), str(returned[0])],
+        capture_output=True, text=True, env=hermetic_pip_env(tmp_path / "no-links"),
     )
     assert install.returncode == 0, install.stdout + install.stderr
     check = subprocess.run(

@@ -86,3 +86,26 @@ def test_cli_pairs_turn_repeats_into_lists():
 
 def test_frontend_keys_are_ignored():
     assert settings.resolve({"--build-option": ["x"]}).sm is None
+
+
+def test_closure_and_smoke_settings(tmp_path):
+    from backend.errors import BackendError
+    from backend.settings import resolve
+
+    chosen = resolve({"runtime-deps": "none", "smoke": "cpu", "runtime-find-links": str(tmp_path)})
+    assert (chosen.runtime_deps, chosen.smoke, chosen.runtime_find_links) == ("none", "cpu", tmp_path)
+    assert (resolve({}).runtime_deps, resolve({}).smoke) == ("bundle", "auto")
+    for key, value, accepted in (("runtime-deps", "bundel", "bundle, none; did you mean 'bundle'?"),
+                                 ("smoke", "of", "auto, cpu, off")):
+        try:
+            resolve({key: value})
+        except BackendError as error:
+            assert str(error).startswith(f"setting '{key}': bad value {value!r}; accepted: {accepted}"), str(error)
+        else:
+            raise AssertionError(key)
+    try:
+        resolve({"runtime-find-links": str(tmp_path / "nope")})
+    except BackendError as error:
+        assert "setting 'runtime-find-links'" in str(error) and "a folder of wheels" in str(error)
+    else:
+        raise AssertionError("runtime-find-links")

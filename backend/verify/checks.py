@@ -382,6 +382,17 @@ def verify_objects(paths: Sequence[Path], expect: Expectation | None) -> Report:
     return report
 
 
+def _runtime_wheels(folder: Path) -> set[str]:
+    """The wheelhouse's bundled third-party wheels (manifest origin ``runtime``): upstream's, not checked."""
+    import json
+
+    try:
+        entries = json.loads((folder / "manifest.json").read_text())["wheels"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return {name for name, entry in entries.items() if isinstance(entry, dict) and entry.get("origin") == "runtime"}
+
+
 def verify_paths(paths: Sequence[Path], expect: Expectation | None = None) -> Report:
     """Wheels (checked together), folders (a wheelhouse: its wheels together) and loose .so files."""
     expect = expect or Expectation()
@@ -392,7 +403,7 @@ def verify_paths(paths: Sequence[Path], expect: Expectation | None = None) -> Re
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(path.glob("*.whl"))
+            found = [w for w in sorted(path.glob("*.whl")) if w.name not in _runtime_wheels(path)]
             if found:
                 houses.append(found)
             else:

@@ -36,11 +36,12 @@ IMPORT_SCRIPT = r'''
 import importlib, importlib.machinery, importlib.metadata as md, json, sys, traceback
 from pathlib import PurePosixPath
 names, ours = json.loads(sys.argv[1]), set(json.loads(sys.argv[2]))
-ext = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+# Tagged suffixes only (.cpython-312-x86_64-linux-gnu.so, .abi3.so): a bare .so is a shared library.
+ext = tuple(s for s in importlib.machinery.EXTENSION_SUFFIXES if s != ".so")
 problems, imported = [], 0
 
 def modules(dist, is_ours):
-    found = []
+    found, single = [], []
     files = [PurePosixPath(str(f)) for f in (dist.files or [])]
     present = {str(f) for f in files}
     for f in files:
@@ -48,7 +49,7 @@ def modules(dist, is_ours):
         if not parts or parts[0].endswith((".dist-info", ".data")) or parts[0] in ("..", "__pycache__"):
             continue
         if len(parts) == 1 and (f.suffix == ".py" or f.name.endswith(ext)):
-            found.append(f.name.split(".")[0])
+            single.append(f.name.split(".")[0])
         elif len(parts) == 2 and f.name == "__init__.py":
             found.append(parts[0])
         elif len(parts) == 3 and f.name == "__init__.py" and f"{parts[0]}/__init__.py" not in present:
@@ -56,6 +57,10 @@ def modules(dist, is_ours):
         if is_ours and len(parts) > 1 and f.name.endswith(ext):
             stem = f.name[: -len(next(s for s in ext if f.name.endswith(s)))]
             found.append(".".join(parts[:-1] + (stem,)))
+    # Top-level single-file modules count when the distribution has no package (six, typing_extensions);
+    # beside a package they are build helpers and the like (an in-tree build_backend.py).
+    if not any("." not in m for m in found):
+        found += single
     return [m for m in dict.fromkeys(found) if all(p.isidentifier() for p in m.split("."))]
 
 for name in names:
@@ -171,7 +176,7 @@ def run(
                 problems.append(f"{label}: {tail[-1].strip() if tail else f'exit {result.returncode}'}")
             elif result.stdout.strip():
                 for line in result.stdout.strip().splitlines():
-                    say(f"   {label} | {line}")
+                    say(f"   smoke | {label}: {line}")
     summary = (f"{len(names)} distribution(s) installed {'with --no-index ' if no_index else ''}into a fresh venv, "
                f"{imported} module(s) imported, {len(checks)} check(s) run")
     return SmokeResult(not problems, problems, log_path, summary)

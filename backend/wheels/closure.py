@@ -55,9 +55,12 @@ class Resolved:
         return f"{self.name}=={self.version} --hash=sha256:{self.sha256}"
 
 
-def _pip(python: Path, args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
+def _pip(python: Path, args: Sequence[str], cwd: Path, *, isolated: bool = False) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
+    if isolated:  # a given folder only: neither pip.conf nor PIP_* may add an index or links
+        env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
+        env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return subprocess.run([str(python), "-m", "pip", *args], cwd=cwd, env=env, capture_output=True, text=True)
 
@@ -68,19 +71,22 @@ def _pip_error(result: subprocess.CompletedProcess) -> str:
     return "; ".join(errors[:3]) or (lines[-1] if lines else f"pip exit {result.returncode}")
 
 
-def _index_args(house: Path, offline: bool) -> list[str]:
-    return ["--prefer-binary", "--find-links", str(house), *(["--no-index"] if offline else [])]
+def _index_args(house: Path, offline: bool, links: Path | None) -> list[str]:
+    extra = ["--no-index", "--find-links", str(links)] if links else (["--no-index"] if offline else [])
+    return ["--prefer-binary", "--find-links", str(house), *extra]
 
 
-def resolve(python: Path, pins: Sequence[str], house: Path, *, offline: bool, scratch: Path) -> list[Resolved]:
+def resolve(python: Path, pins: Sequence[str], house: Path, *, offline: bool, scratch: Path,
+            links: Path | None = None) -> list[Resolved]:
     """What pip installs for ``pins`` (every distribution, ours included), with URL and sha256."""
     report = scratch / "report.json"
     result = _pip(python, [
         "install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
-        *_index_args(house, offline), *pins,
-    ], cwd=scratch)
+        *_index_args(house, offline, links), *pins,
+    ], cwd=scratch, isolated=links is not None)
     if result.returncode != 0:
-        where = "the wheelhouse (offline=true)" if offline else "the wheelhouse and the index pip is configured with"
+        where = (f"the wheelhouse and {links} (runtime-find-links)" if links else
+                 "the wheelhouse (offline=true)" if offline else "the wheelhouse and the index pip is configured with")
         raise BackendError(
             f"the runtime dependencies of the built wheels cannot be resolved from {where}: {_pip_error(result)}; "
             "nothing of them was added (-C runtime-deps=none keeps a wheelhouse of the built wheels only)"
@@ -103,11 +109,11 @@ def resolve(python: Path, pins: Sequence[str], house: Path, *, offline: bool, sc
     return resolved
 
 
-def _inputs_key(built: Sequence[Path], offline: bool) -> str:
+def _inputs_key(built: Sequence[Path], offline: bool, links: Path | None) -> str:
     digest = hashlib.sha256()
     for wheel in sorted(built, key=lambda p: p.name):
         digest.update(f"{wheel.name}\0{wheel.stat().st_size}\0{wheel.stat().st_mtime_ns}\n".encode())
-    digest.update(str(offline).encode())
+    digest.update(f"{offline}\0{links}".encode())
     return digest.hexdigest()
 
 
@@ -138,13 +144,17 @@ def close(
     *,
     python: Path,
     offline: bool,
+    links: Path | None = None,
     say: Callable[[str], None] = print,
 ) -> list[Path]:
-    """Put every runtime dependency of ``built`` into ``house``; return their wheels."""
+    """Put every runtime dependency of ``built`` into ``house``; return their wheels.
+
+    ``links``: resolve from the wheelhouse and this folder only (``-C runtime-find-links``).
+    """
     built = [Path(w) for w in built]
     ours = {canonicalize_name(parse_wheel_filename(w.name)[0]) for w in built}
     state_path = house.root / STATE_FILE
-    key = _inputs_key(built, offline)
+    key = _inputs_key(built, offline, links)
     kept = _still_closed(house, state_path, key)
     if kept is not None:
         say(f"runtime dependencies: unchanged, {len(kept)} wheel(s) in the wheelhouse")
@@ -155,10 +165,10 @@ def close(
     with tempfile.TemporaryDirectory(prefix=f"{house.root.name}-", dir=cache_root) as tmp:
         scratch = Path(tmp)
         say(f"runtime dependencies: resolving {len(pins)} built wheel(s) with pip")
-        resolved = resolve(python, pins, house.root, offline=offline, scratch=scratch)
+        resolved = resolve(python, pins, house.root, offline=offline, scratch=scratch, links=links)
         foreign = [r for r in resolved if canonicalize_name(r.name) not in ours]
         previous = house.manifest()["wheels"]
-        wanted = _download(python, foreign, house.root, offline=offline, scratch=scratch)
+        wanted = _download(python, foreign, house.root, offline=offline, scratch=scratch, links=links)
         added = []
         for item, wheel in wanted:
             if (house.root / wheel.name).is_file() and previous.get(wheel.name, {}).get("sha256") == sha256_file(wheel):
@@ -184,7 +194,8 @@ def close(
     return added
 
 
-def _download(python: Path, items: Sequence[Resolved], house: Path, *, offline: bool, scratch: Path):
+def _download(python: Path, items: Sequence[Resolved], house: Path, *, offline: bool, scratch: Path,
+              links: Path | None = None):
     """Each resolved distribution as a wheel (downloaded, or built from its sdist), pip checking its hash."""
     if not items:
         return []
@@ -192,9 +203,9 @@ def _download(python: Path, items: Sequence[Resolved], house: Path, *, offline: 
     requirements.write_text("".join(item.line + "\n" for item in items))
     out = scratch / "wheels"
     result = _pip(python, [
-        "wheel", "--no-deps", "--require-hashes", "--quiet", *_index_args(house, offline),
+        "wheel", "--no-deps", "--require-hashes", "--quiet", *_index_args(house, offline, links),
         "-r", str(requirements), "-w", str(out),
-    ], cwd=scratch)
+    ], cwd=scratch, isolated=links is not None)
     if result.returncode != 0:
         raise BackendError(f"downloading the runtime dependencies failed: {_pip_error(result)}; "
                            "nothing of them was added")
@@ -233,4 +244,7 @@ def for_build(plan, result, python: Path, say: Callable[[str], None]) -> list[Pa
     if settings.torch == "existing":
         say("runtime dependencies: not bundled (torch=existing: torch and its dependencies are your environment's)")
         return []
-    return close(house, result.wheels(), python=python, offline=settings.offline, say=say)
+    # Every built wheel of the wheelhouse, not only this build's: the folder stays installable as a whole.
+    built = [house.root / name for name, entry in sorted(house.manifest()["wheels"].items())
+             if entry.get("origin") != ORIGIN and (house.root / name).is_file()]
+    return close(house, built, python=python, offline=settings.offline, links=settings.runtime_find_links, say=say)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import host as host_info
-from . import project, variants
+from . import needs, project, variants
 from .errors import BackendError
 from .report_table import table
 from .settings import ISAS, SMS, Settings
@@ -59,6 +59,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     return project.load_settings_from_cli(args.config)
 
 
+# Commands that download, build or read ELF files; matrix, plan, detect and toolchain need nothing installed.
+NEEDS_RUNTIME = ("build", "fetch", "lock", "verify")
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "matrix":
@@ -66,6 +70,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "detect":
         return _detect(args)
     settings = _settings(args)
+    if command in NEEDS_RUNTIME:
+        needs.require(f"python -m backend {command}")
     if command == "plan":
         plan = project.make_plan(settings)
         if args.json:
@@ -133,8 +139,17 @@ def _matrix(args: argparse.Namespace) -> int:
 ISA_PREFERENCE = ("avx512bf16", "avx512vnni", "avx512", "avx2", "avx", "armv9", "armv8_2")
 
 
-def detect_variant(host: host_info.Host) -> tuple[str | None, str | None, list[str]]:
-    """(sm, isa, remarks) for this host; sm is None without a supported GPU."""
+CUDA_PREFERENCE = ("12.9", "12.8", "13.0")  # the seed's default first
+
+
+def detect_variant(host: host_info.Host, environ=None) -> tuple[str | None, str | None, list[str], str | None, str | None]:
+    """(sm, isa, remarks, cuda, toolchain) for this host; sm is None without a supported GPU.
+
+    The CUDA release is the first of 12.9, 12.8, 13.0 that the variant allows
+    and a toolchain here can provide (``toolchains.available``); None when none can.
+    """
+    from .toolchains.select import available
+
     remarks: list[str] = []
     runnable = [i for i in ISA_PREFERENCE if variants.host_violation(i, host) is None]
     sm = None
@@ -150,30 +165,52 @@ def detect_variant(host: host_info.Host) -> tuple[str | None, str | None, list[s
         remarks.append(f"no NVIDIA GPU found ({host.gpu_probe}); pass -C sm= for the GPU you build for")
     isa = None
     for candidate in runnable:
-        if sm is None or variants.rule_violation(sm, candidate, "12.9") is None:
+        if sm is None or any(variants.rule_violation(sm, candidate, c) is None for c in CUDA_PREFERENCE):
             isa = candidate
             break
     if isa is None:
         remarks.append(f"this CPU runs none of the ISAs {', '.join(ISAS)}")
-    return sm, isa, remarks
+    cuda = toolchain = None
+    missing = []
+    for candidate in CUDA_PREFERENCE:
+        if sm is not None and isa is not None and variants.rule_violation(sm, isa, candidate) is not None:
+            continue
+        provider, why = available(candidate, environ)
+        if provider is None:
+            missing.append(f"CUDA {candidate}: {why}")
+            continue
+        cuda, toolchain = candidate, provider
+        if missing:
+            remarks.append(f"CUDA {candidate} ({why}) because " + "; ".join(missing))
+        break
+    if cuda is None:
+        remarks.append("no CUDA toolchain can be had here: " + "; ".join(missing)
+                       + "; install a CUDA 12.8/12.9 toolkit (CUDA_HOME) or Nix")
+    return sm, isa, remarks, cuda, toolchain
 
 
 def _detect(args: argparse.Namespace) -> int:
     host = host_info.current()
-    sm, isa, remarks = detect_variant(host)
-    command = ["pip", "wheel", ".", "-C", f"sm={sm or '<SM>'}", "-C", f"isa={isa or '<ISA>'}", "-w", "dist"]
+    sm, isa, remarks, cuda, toolchain = detect_variant(host)
+    command = ["pip", "wheel", ".", "-C", f"sm={sm or '<SM>'}", "-C", f"isa={isa or '<ISA>'}"]
+    if cuda is not None and cuda != "12.9":
+        command += ["-C", f"cuda={cuda}"]
+    if toolchain in ("pypi", "nix") or (toolchain == "system" and cuda != "12.9"):
+        command += ["-C", f"toolchain={toolchain}"]
+    command += ["-w", "dist"]
     if args.json:
         print(json.dumps({
             "machine": host.machine, "cpu": host.cpu_name, "gpus": [g.__dict__ for g in host.gpus],
-            "sm": sm, "isa": isa, "remarks": remarks, "command": command,
+            "sm": sm, "isa": isa, "cuda": cuda, "toolchain": toolchain, "remarks": remarks, "command": command,
         }, indent=2))
         return 0
     print(f"cpu      {host.cpu_name} ({host.machine})")
     print("gpu      " + (", ".join(f"{g.name} (sm_{g.sm})" for g in host.gpus) or "none"))
     print(f"sm       {sm or '-'}")
     print(f"isa      {isa or '-'}")
-    if sm and isa:
-        print(f"variant  {variants.Variant(sm=sm, isa=isa, cuda='12.9').name}")
+    print(f"cuda     {cuda or '-'}" + (f" ({toolchain})" if toolchain else ""))
+    if sm and isa and cuda:
+        print(f"variant  {variants.Variant(sm=sm, isa=isa, cuda=cuda).name}")
     for remark in remarks:
         print(f"note     {remark}")
     print("build    " + " ".join(command))

@@ -8,12 +8,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import project, recipes
+from . import needs, project, recipes
 from .errors import BackendError
 from .pipeline.plan import Plan
 
 META_VERSION = "0.15.1"  # the returned wheel carries vLLM's version
-BACKEND_RUNTIME = ("pyelftools>=0.31", "iced-x86>=1.21", "filelock>=3.12", "packaging>=23")
 BUILD_TOOLS = ("cmake>=3.26", "ninja")
 
 
@@ -31,7 +30,7 @@ def _plan(config_settings: Mapping[str, Any] | None) -> Plan:
 
 def build_requirements(config_settings: Mapping[str, Any] | None, editable: bool = False) -> list[str]:
     plan = _plan(config_settings)
-    wanted: list[str] = list(BACKEND_RUNTIME) + list(BUILD_TOOLS)
+    wanted: list[str] = list(BUILD_TOOLS)
     for step in plan.steps:
         wanted.extend(recipes.get(step.component).build_requires)
     if any(step.uses_cuda for step in plan.steps):
@@ -75,10 +74,11 @@ def prepare_metadata(metadata_directory: str, config_settings, editable: bool = 
 
 
 def build_wheel(wheel_directory: str, config_settings) -> str:
+    plan = _plan(config_settings)
+    needs.require("building the stack")
     from .pipeline import run
     from .wheels import meta
 
-    plan = _plan(config_settings)
     result = run.build(plan)
     print(f"install: pip install --find-links {plan.layout.wheelhouse} <the returned wheel>", file=sys.stderr)
     requires = meta.pins_for(result.wheels() + result.runtime)
@@ -91,6 +91,7 @@ def build_wheel(wheel_directory: str, config_settings) -> str:
 
 
 def build_editable(wheel_directory: str, config_settings) -> str:
+    needs.require("an editable build")
     from .pipeline import editable
 
     return editable.build_editable(Path(wheel_directory), project.load_settings(config_settings))

@@ -2,6 +2,7 @@
 
 import json
 import platform
+from pathlib import Path
 
 import pytest
 
@@ -86,5 +87,115 @@ def test_detect_maps_host_to_variant():
     grace = Host("aarch64", frozenset("asimdhp asimddp sve2 svebf16 svei8mm".split()), gpus=(Gpu("GH200", "90"),))
     assert detect_variant(grace)[:2] == ("90", "armv9")
     jetson = Host("aarch64", frozenset("asimdhp asimddp".split()), gpus=(Gpu("Orin", "87"),))
-    sm, isa, remarks = detect_variant(jetson)
+    sm, isa, remarks, _, _ = detect_variant(jetson)
     assert sm is None and any("sm_87" in r for r in remarks)
+
+
+def _toolkit(root: Path, version: str, *, cublas: bool) -> Path:
+    """A CUDA toolkit folder whose nvcc is a script printing the release line real nvcc prints."""
+    home = root / f"cuda-{version}"
+    (home / "bin").mkdir(parents=True)
+    (home / "lib64").mkdir()
+    (home / "include").mkdir()
+    (home / "include" / "cuda_runtime.h").write_text("")
+    nvcc = home / "bin" / "nvcc"
+    nvcc.write_text(f"#!/bin/sh\necho 'Cuda compilation tools, release {version}, V{version}.80'\n")
+    nvcc.chmod(0o755)
+    major = version.split(".")[0]
+    (home / "lib64" / f"libcudart.so.{major}").write_text("")
+    if cublas:
+        (home / "lib64" / f"libcublas.so.{major}").write_text("")
+    return home
+
+
+def test_detect_recommends_a_cuda_this_host_can_build(tmp_path):
+    """Only a CUDA 13.0 toolkit here (no 12.x, no nix): the 12.9 variant cannot be built, 13.0 can."""
+    h100 = Host("x86_64", frozenset("avx avx2 fma f16c avx512f avx512dq avx512vl avx512bw".split()),
+                gpus=(Gpu("NVIDIA H100", "90"),))
+    complete13 = _toolkit(tmp_path / "a", "13.0", cublas=True)
+    sm, isa, remarks, cuda, toolchain = detect_variant(h100, {"PATH": str(tmp_path / "empty"), "CUDA_HOME": str(complete13)})
+    assert (sm, cuda, toolchain) == ("90", "13.0", "system")
+    assert any("CUDA 12.9" in r and "no nix" in r for r in remarks)
+
+    # nvcc without cuBLAS (this CI machine's /usr/local/cuda-13.0): CUDA 13.0 from PyPI instead.
+    bare13 = _toolkit(tmp_path / "b", "13.0", cublas=False)
+    sm, isa, remarks, cuda, toolchain = detect_variant(h100, {"PATH": str(tmp_path / "empty"), "CUDA_HOME": str(bare13)})
+    assert (cuda, toolchain) == ("13.0", "pypi")
+    assert any("no cuBLAS" in r for r in remarks)
+
+    # A complete 12.9 toolkit: the seed's default.
+    complete129 = _toolkit(tmp_path / "c", "12.9", cublas=True)
+    assert detect_variant(h100, {"PATH": str(tmp_path / "empty"), "CUDA_HOME": str(complete129)})[3:] == ("12.9", "system")
+
+    # SM61 has no CUDA 13.0 variant: with neither 12.x nor nix, nothing can be built, and detect says so.
+    pascal = Host("x86_64", frozenset("avx avx2 fma f16c".split()), gpus=(Gpu("Tesla P40", "61"),))
+    sm, isa, remarks, cuda, toolchain = detect_variant(pascal, {"PATH": str(tmp_path / "empty"), "CUDA_HOME": str(complete13)})
+    assert cuda is None and toolchain is None
+    assert any("no CUDA toolchain can be had here" in r for r in remarks)
+
+    # nix on PATH gives 12.9.
+    nixdir = tmp_path / "nixbin"
+    nixdir.mkdir()
+    (nixdir / "nix").write_text("#!/bin/sh\n")
+    (nixdir / "nix").chmod(0o755)
+    assert detect_variant(h100, {"PATH": str(nixdir), "CUDA_HOME": str(bare13)})[3:] == ("12.9", "nix")
+
+
+def test_detect_command_names_the_cuda_it_chose(run_backend, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    toolkit = _toolkit(tmp_path, "13.0", cublas=True)
+    out = run_backend("detect", "--json", env={"PATH": str(empty), "CUDA_HOME": str(toolkit)})
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["cuda"] == "13.0"
+    assert data["command"][-6:] == ["-C", "cuda=13.0", "-C", "toolchain=system", "-w", "dist"]
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory):
+    """An interpreter with nothing installed: a venv without pip, not seeing the system site-packages."""
+    import venv
+
+    path = tmp_path_factory.mktemp("bare") / "venv"
+    venv.EnvBuilder(with_pip=False, system_site_packages=False).create(path)
+    return path / "bin" / "python"
+
+
+def _run_bare(python, tmp_path, *args):
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    env = {"PATH": "/usr/bin:/bin", "VLLM_STACK_CACHE_DIR": str(tmp_path / "cache"), "HOME": str(tmp_path)}
+    return subprocess.run([str(python), "-m", "backend", *args], cwd=root, capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize("args", [("matrix",), ("plan", "-C", "sm=90", "-C", "isa=avx512"), ("detect",)])
+def test_read_only_commands_need_nothing_installed(bare_python, tmp_path, args):
+    out = _run_bare(bare_python, tmp_path, *args)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("command", ["build", "fetch", "verify"])
+def test_working_commands_on_a_bare_interpreter_say_what_to_install(bare_python, tmp_path, command):
+    args = [command, "-C", "sm=90", "-C", "isa=avx512", "-C", "components=bitsandbytes"]
+    if command == "verify":
+        args = ["verify", "README.md"]
+    out = _run_bare(bare_python, tmp_path, *args)
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "pyelftools>=0.31" in lines[0] and "filelock>=3.12" in lines[0]
+    assert f"{bare_python} -m pip install" in lines[0]
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.whl"))
+
+
+def test_static_build_requirements_are_what_the_backend_checks():
+    from backend import needs
+    from backend.toml import loads
+
+    root = Path(__file__).resolve().parent.parent
+    declared = loads((root / "pyproject.toml").read_text())["build-system"]["requires"]
+    assert sorted(declared) == sorted(needs.requirements())

@@ -89,9 +89,12 @@ def build_editable(wheel_directory: Path, settings: Settings, target_python: str
     editable_dir = layout.wheelhouse / "editable"
     editable_dir.mkdir(parents=True, exist_ok=True)
     editable_wheels = []
-    for component in editable:
-        step = full_plan.step(component)
-        editable_wheels += _build_one(full_plan, step, python, toolchain, cache, editable_dir, relabel)
+    requirements = sorted({r for c in editable for r in recipes.get(c).build_requires})
+    with environment.borrowing(python, requirements, torch=settings.torch == "existing"):
+        environment.install_requirements(python, requirements, offline=settings.offline)
+        for component in editable:
+            step = full_plan.step(component)
+            editable_wheels += _build_one(full_plan, step, python, toolchain, cache, editable_dir, relabel)
 
     target = target_python or sys.executable
     _install_into_target(target, stack_wheels, editable_wheels)
@@ -111,11 +114,7 @@ def _build_one(plan: Plan, step, python: Path, toolchain, cache, editable_dir: P
     recipe = recipes.get(step.component)
     checkout = plan.settings.sources[step.component]
     layout = plan.layout
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    if toolchain is not None:
-        env.update(toolchain.env(env))
-    env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
+    env = environment.clean_environ(python, toolchain.env() if toolchain is not None else None)
     env.update(cache.env(checkout, env["PATH"], nvcc=env.get("CUDACXX")))
     env.update(step.env)
     # In-place objects are not verified, and the switch record holds the -o

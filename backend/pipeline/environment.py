@@ -1,54 +1,108 @@
-"""The build environment of a variant: a venv from the running interpreter.
+"""The variant's build environment: a venv, and the process environment its builds run in.
 
-The venv sees the packages of the environment the backend runs in (the
-frontend's isolated build env with the requirements
-``get_requires_for_build_wheel`` asked for, or the user's env under
-``--no-build-isolation``) through a ``.pth`` file, after its own
-site-packages: a torch installed into the venv (ours) wins over any other.
+The venv lives in the cache, one per variant, and is the interpreter every
+component build runs.  It holds our own wheels (torch first of all) and
+whatever build requirement the frontend could not supply.  For the length of
+one build it *borrows* from the environment the backend runs in (the
+frontend's isolated build env, or the user's env under
+``--no-build-isolation``) exactly the distributions the build needs: the
+planned components' build requirements and, with ``torch=existing``, torch,
+each with its own dependencies.  Only the site folders that hold those
+distributions go into a ``.pth`` (never pip's ``sitecustomize`` folder, never
+the whole ``sys.path``), their console scripts (cmake, ninja) get launchers
+in the venv's ``bin``, and both are removed when the build ends, so the venv
+never points at a frontend's temporary folder that has vanished.  Where the
+frontend supplies a build requirement, its copy wins: the venv's own copy of
+that distribution (Python 3.11's bundled setuptools 65, an older install)
+is removed.
+
+A component build gets a clean process environment: no frontend hook
+variables (an inner ``pip wheel`` would otherwise load its own backend from
+the outer one's ``backend-path`` and stop with ``BackendInvalid``), no
+``PYTHONPATH``, no pip option that changes what an inner pip does, and no
+frontend ``bin`` folder on ``PATH``.  The plan's variables, the toolchain and
+the compiler cache are added on top by the engine.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
-import site
+import re
 import subprocess
 import sys
 import sysconfig
 import venv
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import BackendError
 
-PTH_NAME = "_vllm_stack_outer_env.pth"
+PTH_NAME = "_vllm_stack_borrowed.pth"
+BORROWED_SCRIPTS = "vllm-stack-borrowed-scripts.json"
+
+# Set by frontends for the hook process they start; an inner frontend would read them as its own.
+FRONTEND_PREFIXES = ("_PYPROJECT_HOOKS_", "PEP517_", "UV_INTERNAL__")
+FRONTEND_NAMES = frozenset({"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PIP_BUILD_TRACKER", "PIP_REQ_TRACKER"})
+# pip options that say where packages come from and how pip talks: an inner pip keeps them.
+# Every other PIP_* (PIP_TARGET, PIP_PREFIX, PIP_USER, PIP_NO_BUILD_ISOLATION, PIP_REQUIRE_VIRTUALENV,
+# PIP_NO_DEPS, PIP_CONSTRAINT, ...) would change what the component's own build does.
+PIP_KEPT = frozenset({
+    "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX", "PIP_FIND_LINKS", "PIP_TRUSTED_HOST",
+    "PIP_CERT", "PIP_CLIENT_CERT", "PIP_PROXY", "PIP_RETRIES", "PIP_TIMEOUT", "PIP_DEFAULT_TIMEOUT",
+    "PIP_CACHE_DIR", "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_NO_INPUT",
+    "PIP_KEYRING_PROVIDER", "PIP_PROGRESS_BAR", "PIP_NO_COLOR", "PIP_CONFIG_FILE",
+})
 
 
-def _outer_site_dirs() -> list[str]:
-    """Every import path of the running interpreter except the standard library."""
-    stdlib = {os.path.realpath(p) for p in (sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("platstdlib")) if p}
-    stdlib.add(os.path.realpath(os.path.join(sysconfig.get_paths()["stdlib"], "lib-dynload")))
-    paths: list[str] = []
-    candidates = list(sys.path) + [sysconfig.get_paths().get("purelib"), sysconfig.get_paths().get("platlib")]
-    if site.ENABLE_USER_SITE:
-        candidates.append(site.getusersitepackages())
-    for path in candidates:
-        if not path or not os.path.isdir(path):
-            continue
-        real = os.path.realpath(path)
-        if real in stdlib or real in paths or real == os.path.realpath(os.getcwd()):
-            continue
-        if os.path.isfile(os.path.join(real, "os.py")):
-            continue
-        paths.append(real)
-    return paths
+# ------------------------------------------------------------------ the process environment
 
+def _python_env_prefixes() -> set[str]:
+    """Prefixes of the Python environments the running interpreter sees besides its base installation.
+
+    pip's isolation adds ``<tmp>/overlay`` and ``<tmp>/normal``; build and uv
+    run the hooks in a temporary venv; ``--no-build-isolation`` in a venv
+    runs them in the user's venv.  Their ``bin`` folders are the frontend's.
+    """
+    base = os.path.realpath(sys.base_prefix)
+    tail = re.compile(r"/lib(64)?/python\d+\.\d+/site-packages/?$")
+    prefixes = set()
+    for entry in sys.path:
+        real = os.path.realpath(entry) if entry else ""
+        match = tail.search(real)
+        if match:
+            prefixes.add(real[: match.start()])
+    if os.path.realpath(sys.prefix) != base:
+        prefixes.add(os.path.realpath(sys.prefix))
+    prefixes.discard(base)
+    return prefixes
+
+
+def clean_environ(python: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The process environment a component build starts from, before the plan's variables."""
+    environ = os.environ if environ is None else environ
+    env = {
+        key: value for key, value in environ.items()
+        if key not in FRONTEND_NAMES
+        and not key.startswith(FRONTEND_PREFIXES)
+        and (not key.startswith("PIP_") or key in PIP_KEPT)
+    }
+    frontend_bins = {os.path.join(p, "bin") for p in _python_env_prefixes()}
+    kept = [p for p in environ.get("PATH", "").split(os.pathsep) if p and os.path.realpath(p) not in frontend_bins]
+    env["PATH"] = os.pathsep.join([str(python.parent), *kept])
+    env["VIRTUAL_ENV"] = str(python.parent.parent)
+    return env
+
+
+# ------------------------------------------------------------------ the venv
 
 def venv_site_packages(env_dir: Path) -> Path:
     return env_dir / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
 
 
 def ensure(env_dir: Path) -> Path:
-    """Create (once) and refresh the venv; return its interpreter."""
+    """Create the venv once; return its interpreter."""
     python = env_dir / "bin" / "python"
     if not python.exists():
         env_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -56,34 +110,174 @@ def ensure(env_dir: Path) -> Path:
             venv.EnvBuilder(with_pip=True, clear=True, symlinks=True).create(env_dir)
         except (OSError, subprocess.CalledProcessError) as error:
             raise BackendError(f"could not create the build environment {env_dir}: {error}") from None
-    site_packages = venv_site_packages(env_dir)
-    outer = [p for p in _outer_site_dirs() if Path(p).resolve() != site_packages.resolve()]
-    pth = site_packages / PTH_NAME
-    text = "".join(f"{p}\n" for p in outer)
-    if not pth.exists() or pth.read_text() != text:
-        pth.write_text(text)
     return python
 
 
+def _requirement_names(requirements: Iterable[str]) -> list[str]:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    return [canonicalize_name(Requirement(r).name) for r in requirements]
+
+
+def _outer_closure(names: Iterable[str]) -> dict[str, Path]:
+    """The distributions of the running interpreter that ``names`` need, with their site folders.
+
+    Walks each distribution's own requirements (markers evaluated, extras
+    not followed), so that what a borrowed package imports comes with it.
+    """
+    from importlib import metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    found: dict[str, Path] = {}
+    todo = list(names)
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in found:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        location = Path(str(dist.locate_file(""))).resolve()
+        found[name] = location
+        for line in dist.requires or ():
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return found
+
+
+def _stdlib_dirs() -> set[Path]:
+    paths = sysconfig.get_paths()
+    return {Path(p).resolve() for p in (paths.get("stdlib"), paths.get("platstdlib")) if p}
+
+
+def _venv_distributions(python: Path, env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """{canonical name: (version, site folder)} of every distribution the venv's interpreter sees."""
+    script = (
+        "import json, re\n"
+        "from importlib import metadata\n"
+        "out = {}\n"
+        "for d in metadata.distributions():\n"
+        "    n = re.sub(r'[-_.]+', '-', (d.metadata['Name'] or '')).lower()\n"
+        "    out.setdefault(n, (d.version, str(d.locate_file(''))))\n"
+        "print(json.dumps(out))\n"
+    )
+    result = subprocess.run([str(python), "-I", "-c", script], capture_output=True, text=True, env=dict(env))
+    if result.returncode != 0:
+        raise BackendError(f"the build environment's interpreter {python} does not run: {result.stderr.strip()[-300:]}")
+    return {k: tuple(v) for k, v in json.loads(result.stdout).items()}
+
+
+def _write_launchers(python: Path, names: Iterable[str]) -> list[str]:
+    """Console-script launchers in the venv's bin for borrowed distributions (cmake, ninja, ...)."""
+    from importlib import metadata
+
+    written = []
+    bin_dir = python.parent
+    for name in names:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        for entry in dist.entry_points:
+            if entry.group != "console_scripts" or not re.fullmatch(r"[\w.-]+", entry.name):
+                continue
+            target = bin_dir / entry.name
+            if target.exists() and entry.name not in _borrowed_scripts(python):
+                continue  # the venv's own script (pip, an installed tool) stays
+            module, _, attr = entry.value.partition(":")
+            attr = attr.split("[")[0].strip()
+            target.write_text(
+                f"#!{python}\n"
+                "import sys\n"
+                f"from importlib import import_module\n"
+                f"target = import_module({module.strip()!r})\n"
+                + "".join(f"target = getattr(target, {part!r})\n" for part in attr.split(".") if part)
+                + "sys.exit(target())\n"
+            )
+            target.chmod(0o755)
+            written.append(entry.name)
+    return written
+
+
+def _borrowed_scripts(python: Path) -> list[str]:
+    record = python.parent.parent / BORROWED_SCRIPTS
+    try:
+        return list(json.loads(record.read_text()))
+    except (OSError, ValueError):
+        return []
+
+
+def _release(python: Path) -> None:
+    """Remove what an earlier (perhaps interrupted) build borrowed."""
+    (venv_site_packages(python.parent.parent) / PTH_NAME).unlink(missing_ok=True)
+    for name in _borrowed_scripts(python):
+        (python.parent / name).unlink(missing_ok=True)
+    (python.parent.parent / BORROWED_SCRIPTS).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def borrowing(python: Path, requirements: Sequence[str], *, torch: bool) -> Iterator[list[Path]]:
+    """For one build: the venv sees the outer distributions ``requirements`` (and torch) need.
+
+    Yields the borrowed site folders.  The venv's own copy of a borrowed
+    distribution is uninstalled first, so the frontend's (newer) one is used.
+    """
+    _release(python)
+    names = _requirement_names(requirements) + (["torch"] if torch else [])
+    closure = _outer_closure(names)
+    own_site = venv_site_packages(python.parent.parent).resolve()
+    skip = _stdlib_dirs() | {own_site}
+    folders: list[Path] = []
+    for location in closure.values():
+        if location not in skip and location not in folders and location.is_dir():
+            folders.append(location)
+    borrowed = {n for n, loc in closure.items() if loc in folders}
+
+    env = clean_environ(python)
+    shadowing = sorted(
+        name for name, (_, location) in _venv_distributions(python, env).items()
+        if name in borrowed and Path(location).resolve() == own_site
+    )
+    if shadowing:
+        result = subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "-q", *shadowing],
+                                env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BackendError(f"could not remove {', '.join(shadowing)} from the build environment: "
+                               f"{result.stderr.strip()[-300:]}")
+    (own_site / PTH_NAME).write_text("".join(f"{p}\n" for p in folders))
+    scripts = _write_launchers(python, sorted(borrowed))
+    (python.parent.parent / BORROWED_SCRIPTS).write_text(json.dumps(scripts))
+    try:
+        yield folders
+    finally:
+        _release(python)
+
+
 def missing_requirements(python: Path, requirements: Sequence[str]) -> list[str]:
-    """Requirements the venv does not satisfy (checked by the venv's own interpreter)."""
+    """Requirements the venv (with what it borrows) does not satisfy."""
     if not requirements:
         return []
-    script = (
-        "import sys\n"
-        "from importlib import metadata\n"
-        "from packaging.requirements import Requirement\n"
-        "for line in sys.argv[1:]:\n"
-        "    r = Requirement(line)\n"
-        "    if r.marker and not r.marker.evaluate(): continue\n"
-        "    try: v = metadata.version(r.name)\n"
-        "    except metadata.PackageNotFoundError: print(line); continue\n"
-        "    if r.specifier and not r.specifier.contains(v, prereleases=True): print(line)\n"
-    )
-    result = subprocess.run([str(python), "-c", script, *requirements], capture_output=True, text=True)
-    if result.returncode != 0:
-        return list(requirements)
-    return [line for line in result.stdout.splitlines() if line.strip()]
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen = _venv_distributions(python, clean_environ(python))
+    missing = []
+    for line in requirements:
+        req = Requirement(line)
+        if req.marker and not req.marker.evaluate():
+            continue
+        have = seen.get(canonicalize_name(req.name))
+        if have is None or (req.specifier and not req.specifier.contains(have[0], prereleases=True)):
+            missing.append(line)
+    return missing
 
 
 def install_requirements(python: Path, requirements: Sequence[str], *, offline: bool) -> None:
@@ -96,7 +290,7 @@ def install_requirements(python: Path, requirements: Sequence[str], *, offline: 
             "build through pip (which installs them), or install them and use --no-build-isolation"
         )
     print(f"installing build requirements into {python.parent.parent}: {', '.join(missing)}", file=sys.stderr, flush=True)
-    result = subprocess.run([str(python), "-m", "pip", "install", "-q", *missing])
+    result = subprocess.run([str(python), "-m", "pip", "install", "-q", *missing], env=clean_environ(python))
     if result.returncode != 0:
         raise BackendError(f"could not install build requirements {', '.join(missing)} (pip exit {result.returncode})")
 
@@ -117,6 +311,7 @@ def install_wheels(python: Path, wheels: Sequence[Path]) -> None:
     result = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", "--no-index",
          *(str(w) for w, _, _ in pending)],
+        env=clean_environ(python),
     )
     if result.returncode != 0:
         raise BackendError(f"could not install {', '.join(Path(w).name for w, _, _ in pending)} into the build environment")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import sys
 import threading
@@ -201,9 +200,9 @@ def build(plan: Plan) -> BuildResult:
     )
     python = environment.ensure(layout.env_dir)
     requirements = sorted({r for s in plan.steps for r in recipes.get(s.component).build_requires})
-    environment.install_requirements(python, requirements, offline=settings.offline)
-
-    failure = _run_steps(plan, results, python=python, toolchain=toolchain, cache=cache, house=house)
+    with environment.borrowing(python, requirements, torch=settings.torch == "existing"):
+        environment.install_requirements(python, requirements, offline=settings.offline)
+        failure = _run_steps(plan, results, python=python, toolchain=toolchain, cache=cache, house=house)
 
     say("")
     say(summary(result))
@@ -344,14 +343,9 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label, cac
     if cached:
         return cached, "cached"
 
-    full_env = dict(os.environ)
-    full_env.pop("PYTHONPATH", None)
-    if toolchain is not None:
-        full_env.update(toolchain.env(full_env))
-    full_env["PATH"] = f"{python.parent}{os.pathsep}{full_env.get('PATH', '')}"
+    full_env = environment.clean_environ(python, toolchain.env() if toolchain is not None else None)
     full_env.update(cache.env(compiler_cache.base_dirs(layout), full_env["PATH"], nvcc=full_env.get("CUDACXX")))
     full_env.update(env_vars)
-    full_env["VIRTUAL_ENV"] = str(python.parent.parent)
 
     say(f"{label} building with {step.jobs.processes} job(s) x {step.jobs.nvcc_threads} nvcc thread(s): {step.jobs.reason}")
     say(f"{label} log: {layout.log_file(recipe)}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..errors import BackendError, SettingError
@@ -73,3 +73,24 @@ def build_requirements(cuda: str, provider: str) -> list[str]:
     if provider == "pypi" or (provider == "auto" and not cuda.startswith("12.")):
         return ["pip"]
     return []
+
+
+def available(cuda: str, environ: Mapping[str, str] | None = None) -> tuple[str | None, str]:
+    """(provider, why) that could give CUDA ``cuda`` on this machine, without downloading anything.
+
+    A system toolkit counts only when it is complete (nvcc and cuBLAS); Nix
+    counts for 12.x when ``nix`` is on PATH; PyPI always counts for 13.x.
+    ``why`` says what was found or missing.
+    """
+    try:
+        toolkit = system.resolve(cuda, environ)
+    except BackendError:
+        toolkit = None
+    if toolkit is not None and any(n.startswith("libcublas.so") for n in toolkit.runtime_libraries):
+        return "system", f"CUDA {toolkit.version} at {toolkit.cuda_home}"
+    incomplete = f"the CUDA {toolkit.version} toolkit at {toolkit.cuda_home} has no cuBLAS; " if toolkit else ""
+    if cuda.startswith("12."):
+        if nix.find_nix(environ) is not None:
+            return "nix", f"{incomplete}CUDA {cuda} from nixpkgs (nix on PATH)"
+        return None, f"{incomplete or f'no CUDA {cuda} toolkit installed; '}no nix on PATH"
+    return "pypi", f"{incomplete}CUDA {cuda} from PyPI"

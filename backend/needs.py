@@ -1,0 +1,49 @@
+"""What the backend itself imports to build, fetch and verify: declared once, checked before work starts.
+
+``pyproject.toml`` lists the same requirements statically in
+``[build-system] requires``, so every frontend installs them with build
+isolation.  Under ``--no-build-isolation`` (``torch=existing``) and for
+``python -m backend`` on a bare interpreter nobody installs them: ``require``
+names what is missing and the command that installs it, in one line, before
+anything is downloaded or compiled (verification runs only after hours of
+compiling torch).  ``matrix``, ``plan``, ``detect`` and ``toolchain`` need
+none of them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+import sys
+
+from .errors import BackendError
+
+# (import name, requirement); pyproject.toml's [build-system] requires holds the same list.
+RUNTIME: tuple[tuple[str, str], ...] = (
+    ("packaging", "packaging>=23"),
+    ("platformdirs", "platformdirs>=3"),
+    ("filelock", "filelock>=3.12"),
+    ("elftools", "pyelftools>=0.31"),
+    ("iced_x86", "iced-x86>=1.21"),
+)
+TOML = ("tomli", "tomli>=2; python_version < '3.11'")
+
+
+def requirements() -> list[str]:
+    return [req for _, req in RUNTIME] + [TOML[1]]
+
+
+def missing() -> list[str]:
+    wanted = list(RUNTIME) + ([TOML] if sys.version_info < (3, 11) else [])
+    return [req.split(";")[0].strip() for module, req in wanted if importlib.util.find_spec(module) is None]
+
+
+def require(what: str) -> None:
+    """Stop in one line when the running interpreter lacks a module the backend needs for ``what``."""
+    absent = missing()
+    if absent:
+        command = shlex.join([sys.executable, "-m", "pip", "install", *absent])
+        raise BackendError(
+            f"{what} needs {', '.join(absent)}, which {sys.executable} lacks; install them with: {command} "
+            "(pip installs them itself when it builds with build isolation)"
+        )

@@ -1,0 +1,186 @@
+"""The headline command, cold, under every frontend users run.
+
+``pip wheel .``, ``python -m build --wheel`` and ``uv build --wheel``, with
+and without build isolation, each on an empty cache and an empty wheelhouse
+(nothing built before: every component compiles under that frontend).  Each
+builds three stand-ins that cover the three kinds of component build:
+
+- torch (tests/fixtures/standins/torch): setuptools with no ``pyproject.toml``
+  at all, so no ``backend-path``;
+- bitsandbytes: scikit-build-core (CMake + nvcc);
+- flashinfer: an in-tree backend with ``backend-path = ["."]``.
+
+The pip runs use a frontend venv made from this interpreter, whose pip is the
+same release as the build venv's (both come from ``ensurepip``): the case
+where the outer and the inner pip read the same hook variables.
+
+``test_real_flashinfer_from_the_lock`` builds the real flashinfer-python
+0.6.1 sdist from the lock through ``pip wheel .`` (``torch=existing``, a CPU
+torch from PyPI in a venv of its own).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from standin_helpers import STANDINS, find_nvcc, host_isa
+
+ROOT = Path(__file__).resolve().parent.parent
+NVCC = find_nvcc()
+ISA = host_isa()
+VARIANT = f"vllm-python{sys.version_info.major}{sys.version_info.minor}-cuda13_0-sm90-{ISA}"
+COMPONENTS = ("torch", "bitsandbytes", "flashinfer")
+
+pytestmark = pytest.mark.skipif(NVCC is None, reason="needs a CUDA 13 nvcc (system /usr/local/cuda-13.0 or PyPI)")
+
+
+def _settings(tmp: Path, components=COMPONENTS, sources=True, **extra: str) -> list[str]:
+    pairs = {
+        "sm": "90", "isa": ISA, "cuda": "13.0", "toolchain": "system", "components": ",".join(components),
+        "cache-dir": str(tmp / "cache"), "wheelhouse": str(tmp / "wheelhouse"), "jobs": "2",
+        **({f"source.{c}": str(STANDINS / c) for c in components} if sources else {}),
+        **extra,
+    }
+    return [arg for key, value in pairs.items() for arg in ("-C", f"{key}={value}")]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(NVCC).parent}{os.pathsep}{env['PATH']}"
+    env.pop("VLLM_STACK_CACHE_DIR", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def frontend_venv(tmp_path_factory) -> Path:
+    """The user's environment: a venv of this interpreter (its pip from ensurepip), seeing the
+    system site-packages (build, cmake, scikit-build-core, ... for --no-build-isolation)."""
+    path = tmp_path_factory.mktemp("frontend") / "venv"
+    venv.EnvBuilder(with_pip=True, system_site_packages=True, clear=True).create(path)
+    return path / "bin" / "python"
+
+
+def _command(frontend: str, python: Path, isolated: bool, out: Path, settings: list[str]) -> list[str]:
+    if frontend == "pip":
+        return [str(python), "-m", "pip", "wheel", str(ROOT), "-w", str(out), "-v",
+                *([] if isolated else ["--no-build-isolation"]), *settings]
+    if frontend == "build":
+        return [str(python), "-m", "build", "--wheel", "--outdir", str(out), str(ROOT),
+                *([] if isolated else ["--no-isolation"]), *settings]
+    uv = shutil.which("uv")
+    return [uv, "build", "--wheel", "--out-dir", str(out), "--python", str(python), str(ROOT),
+            *([] if isolated else ["--no-build-isolation"]), *settings]
+
+
+def _pip_version(python: Path) -> str:
+    out = subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True, text=True, check=True)
+    return out.stdout.split()[1]
+
+
+@pytest.mark.parametrize("isolated", [True, False], ids=["isolated", "no-isolation"])
+@pytest.mark.parametrize("frontend", ["pip", "build", "uv"])
+def test_cold_build_under_every_frontend(frontend, isolated, frontend_venv, tmp_path):
+    if frontend == "uv" and shutil.which("uv") is None:
+        pytest.fail("uv is not installed: ci/requirements/core.txt lists it")
+    out = tmp_path / "dist"
+    result = subprocess.run(_command(frontend, frontend_venv, isolated, out, _settings(tmp_path)),
+                            capture_output=True, text=True, env=_env(), cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    for broken in ("BackendInvalid", "Error in sitecustomize", "Traceback"):
+        assert broken not in output, output[-6000:]
+
+    returned = sorted(out.glob("*.whl"))
+    assert [w.name.split("-")[0] for w in returned] == [VARIANT.replace("-", "_")]
+    house = tmp_path / "wheelhouse" / VARIANT
+    manifest = json.loads((house / "manifest.json").read_text())
+    built = {entry["component"] for entry in manifest["wheels"].values()}
+    assert built == set(COMPONENTS)
+    for name in manifest["wheels"]:
+        assert (house / name).is_file()
+    with zipfile.ZipFile(returned[0]) as archive:
+        meta = archive.read(next(n for n in archive.namelist() if n.endswith("METADATA"))).decode()
+    for name in ("torch", "bitsandbytes", "flashinfer-python"):
+        assert f"Requires-Dist: {name}==" in meta
+
+    # Every component compiled here, under this frontend, on the empty cache.
+    logs = tmp_path / "cache" / "work" / VARIANT / "logs"
+    assert sorted(p.stem for p in logs.glob("*.log")) == sorted(COMPONENTS)
+    # The build env borrowed from the frontend only for this build: nothing points at its folders now.
+    env_dir = tmp_path / "cache" / "envs" / VARIANT
+    assert not list(env_dir.glob("lib/python*/site-packages/_vllm_stack_borrowed.pth"))
+    assert not (env_dir / "bin" / "cmake").exists()
+    if frontend == "pip":
+        # The case that broke: the frontend's pip and the build venv's pip are one release.
+        assert _pip_version(frontend_venv) == _pip_version(env_dir / "bin" / "python")
+
+
+def test_component_environment_drops_frontend_variables(tmp_path):
+    """What each frontend sets for its hook process (read off pip 23.2, pip 25, build 1.x and uv 0.9)."""
+    from backend.pipeline.environment import clean_environ
+
+    python = tmp_path / "env" / "bin" / "python"
+    outer = {
+        "PATH": f"/tmp/pip-build-env-x/overlay/bin:/usr/bin",
+        "PEP517_BUILD_BACKEND": "backend", "PEP517_BACKEND_PATH": "/src",
+        "_PYPROJECT_HOOKS_BUILD_BACKEND": "backend", "_PYPROJECT_HOOKS_BACKEND_PATH": "/src",
+        "_PYPROJECT_HOOKS_BACKEND_PATH_JSON": '["/src"]', "UV_INTERNAL__BUILD_DIR": "/src",
+        "PYTHONPATH": "/tmp/pip-build-env-x/site", "PIP_BUILD_TRACKER": "/tmp/t", "PIP_TARGET": "/elsewhere",
+        "PIP_NO_BUILD_ISOLATION": "0", "PIP_REQUIRE_VIRTUALENV": "1", "VIRTUAL_ENV": "/tmp/build-env",
+        "PIP_INDEX_URL": "https://mirror.example/simple", "PIP_CERT": "/etc/ca.pem", "HOME": "/root",
+    }
+    env = clean_environ(python, outer)
+    assert env["PIP_INDEX_URL"] == "https://mirror.example/simple" and env["PIP_CERT"] == "/etc/ca.pem"
+    assert env["HOME"] == "/root"
+    for key in ("PEP517_BUILD_BACKEND", "PEP517_BACKEND_PATH", "_PYPROJECT_HOOKS_BUILD_BACKEND",
+                "_PYPROJECT_HOOKS_BACKEND_PATH", "_PYPROJECT_HOOKS_BACKEND_PATH_JSON", "UV_INTERNAL__BUILD_DIR",
+                "PYTHONPATH", "PIP_BUILD_TRACKER", "PIP_TARGET", "PIP_NO_BUILD_ISOLATION", "PIP_REQUIRE_VIRTUALENV"):
+        assert key not in env, key
+    assert env["VIRTUAL_ENV"] == str(python.parent.parent)
+    assert env["PATH"].split(os.pathsep)[0] == str(python.parent)
+
+
+@pytest.fixture(scope="module")
+def torch_python() -> Path:
+    """A venv with a CPU torch from PyPI (the build machine's own torch for torch=existing).
+
+    Kept between runs in the user's cache: it is the user's environment here, not
+    the backend's cache, which every test starts empty.
+    """
+    from platformdirs import user_cache_dir
+
+    path = Path(user_cache_dir("vllm-stack-tests")) / f"torch-venv-py{sys.version_info.major}{sys.version_info.minor}"
+    python = path / "bin" / "python"
+    probe = [str(python), "-c", "import torch, pip"]
+    if not (python.exists() and subprocess.run(probe, capture_output=True).returncode == 0):
+        venv.EnvBuilder(with_pip=True, system_site_packages=True, clear=True).create(path)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0"], check=True)
+    return python
+
+
+def test_real_flashinfer_from_the_lock(torch_python, tmp_path):
+    """The real flashinfer-python 0.6.1 sdist (downloaded and hash-checked from the lock), built by
+    ``pip wheel . --no-build-isolation`` on an empty cache against the machine's own torch."""
+    out = tmp_path / "dist"
+    command = _command("pip", torch_python, False, out,
+                       _settings(tmp_path, components=("flashinfer",), sources=False, torch="existing"))
+    result = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    house = tmp_path / "wheelhouse" / VARIANT
+    manifest = json.loads((house / "manifest.json").read_text())
+    (name, entry), = manifest["wheels"].items()
+    assert name.startswith("flashinfer_python-0.6.1+cu130.sm90.") and entry["origin"] == "lock"
+    with zipfile.ZipFile(house / name) as archive:
+        names = archive.namelist()
+    assert "flashinfer/__init__.py" in names
+    assert any(n.startswith("flashinfer/") and n.endswith(".py") for n in names if n != "flashinfer/__init__.py")

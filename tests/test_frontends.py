@@ -75,7 +75,9 @@ def _command(frontend: str, python: Path, isolated: bool, out: Path, settings: l
                 *([] if isolated else ["--no-build-isolation"]), *settings]
     if frontend == "build":
         return [str(python), "-m", "build", "--wheel", "--outdir", str(out), str(ROOT),
-                *([] if isolated else ["--no-isolation"]), *settings]
+                # -x: without isolation build checks the frontend env for the build requirements;
+                # this user has not installed them, and the backend installs them into its own venv.
+                *([] if isolated else ["--no-isolation", "--skip-dependency-check"]), *settings]
     uv = shutil.which("uv")
     return [uv, "build", "--wheel", "--out-dir", str(out), "--python", str(python), str(ROOT),
             *([] if isolated else ["--no-build-isolation"]), *settings]

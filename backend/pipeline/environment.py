@@ -120,8 +120,8 @@ def _requirement_names(requirements: Iterable[str]) -> list[str]:
     return [canonicalize_name(Requirement(r).name) for r in requirements]
 
 
-def _outer_closure(names: Iterable[str]) -> dict[str, Path]:
-    """The distributions of the running interpreter that ``names`` need, with their site folders.
+def _outer_closure(names: Iterable[str]) -> dict[str, tuple[Path, str]]:
+    """The distributions of the running interpreter that ``names`` need: {name: (site folder, version)}.
 
     Walks each distribution's own requirements (markers evaluated, extras
     not followed), so that what a borrowed package imports comes with it.
@@ -131,7 +131,7 @@ def _outer_closure(names: Iterable[str]) -> dict[str, Path]:
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
 
-    found: dict[str, Path] = {}
+    found: dict[str, tuple[Path, str]] = {}
     todo = list(names)
     while todo:
         name = canonicalize_name(todo.pop())
@@ -141,8 +141,7 @@ def _outer_closure(names: Iterable[str]) -> dict[str, Path]:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue
-        location = Path(str(dist.locate_file(""))).resolve()
-        found[name] = location
+        found[name] = (Path(str(dist.locate_file(""))).resolve(), dist.version)
         for line in dist.requires or ():
             try:
                 req = Requirement(line)
@@ -228,7 +227,9 @@ def borrowing(python: Path, requirements: Sequence[str], *, torch: bool) -> Iter
     """For one build: the venv sees the outer distributions ``requirements`` (and torch) need.
 
     Yields the borrowed site folders.  The venv's own copy of a borrowed
-    distribution is uninstalled first, so the frontend's (newer) one is used.
+    distribution is uninstalled first unless it is newer, so the frontend's
+    copy is used; an older outer copy (a venv's bundled setuptools 65) leaves
+    the venv's own one in place.
     """
     _release(python)
     names = _requirement_names(requirements) + (["torch"] if torch else [])
@@ -236,15 +237,15 @@ def borrowing(python: Path, requirements: Sequence[str], *, torch: bool) -> Iter
     own_site = venv_site_packages(python.parent.parent).resolve()
     skip = _stdlib_dirs() | {own_site}
     folders: list[Path] = []
-    for location in closure.values():
+    for location, _ in closure.values():
         if location not in skip and location not in folders and location.is_dir():
             folders.append(location)
-    borrowed = {n for n, loc in closure.items() if loc in folders}
+    borrowed = {n: version for n, (location, version) in closure.items() if location in folders}
 
     env = clean_environ(python)
     shadowing = sorted(
-        name for name, (_, location) in _venv_distributions(python, env).items()
-        if name in borrowed and Path(location).resolve() == own_site
+        name for name, (version, location) in _venv_distributions(python, env).items()
+        if name in borrowed and Path(location).resolve() == own_site and _not_older(borrowed[name], version)
     )
     if shadowing:
         result = subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "-q", *shadowing],
@@ -252,6 +253,10 @@ def borrowing(python: Path, requirements: Sequence[str], *, torch: bool) -> Iter
         if result.returncode != 0:
             raise BackendError(f"could not remove {', '.join(shadowing)} from the build environment: "
                                f"{result.stderr.strip()[-300:]}")
+        for name in shadowing:  # install_wheels must put our own wheel back later
+            for mark in (python.parent.parent / "installed-wheels").glob("*"):
+                if re.sub(r"[-_.]+", "-", mark.name).lower() == name:
+                    mark.unlink()
     (own_site / PTH_NAME).write_text("".join(f"{p}\n" for p in folders))
     scripts = _write_launchers(python, sorted(borrowed))
     (python.parent.parent / BORROWED_SCRIPTS).write_text(json.dumps(scripts))
@@ -259,6 +264,15 @@ def borrowing(python: Path, requirements: Sequence[str], *, torch: bool) -> Iter
         yield folders
     finally:
         _release(python)
+
+
+def _not_older(outer: str, own: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(outer) >= Version(own)
+    except InvalidVersion:
+        return False
 
 
 def missing_requirements(python: Path, requirements: Sequence[str]) -> list[str]:

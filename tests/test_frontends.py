@@ -186,3 +186,59 @@ def test_real_flashinfer_from_the_lock(torch_python, tmp_path):
         names = archive.namelist()
     assert "flashinfer/__init__.py" in names
     assert any(n.startswith("flashinfer/") and n.endswith(".py") for n in names if n != "flashinfer/__init__.py")
+
+
+def _cuda_torch() -> str | None:
+    """Why the running torch cannot build a CUDA extension here, or None when it can."""
+    try:
+        import torch
+    except ImportError:
+        return "no torch is importable (torch=existing)"
+    if not torch.version.cuda:
+        return f"torch {torch.__version__} is a CPU build"
+    if NVCC is None:
+        return "no nvcc"
+    release = subprocess.run([NVCC, "--version"], capture_output=True, text=True).stdout
+    if f"release {torch.version.cuda.split('.')[0]}." not in release:
+        return f"torch {torch.__version__} is built for CUDA {torch.version.cuda}, nvcc is another major release"
+    return None
+
+
+@pytest.mark.slow
+def test_real_xformers_sdist_for_one_sm(tmp_path):
+    """The real xformers sdist, through ``pip wheel . --no-build-isolation`` on an empty cache, for sm_90.
+
+    ``VLLM_STACK_XFORMERS_SDIST``: the xformers release that matches the running
+    torch (on the H200 image, torch 2.11: xformers 0.0.34). Flash attention is
+    left out (``XFORMERS_DISABLE_FLASH_ATTN=1``: the FA3 units take most of the
+    hour a full build needs); the memory-efficient kernels are built.  Strict
+    verification inside the build refuses any GPU code but sm_90.
+    """
+    import tarfile
+
+    why = _cuda_torch()
+    if why:
+        pytest.skip(f"needs a CUDA torch matching nvcc's major release: {why}")
+    sdist = os.environ.get("VLLM_STACK_XFORMERS_SDIST")
+    if not sdist or not Path(sdist).is_file():
+        pytest.skip("set VLLM_STACK_XFORMERS_SDIST to the xformers sdist that matches the running torch")
+    tree = tmp_path / "xformers"
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    (tmp_path / "unpacked").iterdir().__next__().rename(tree)
+    env = _env()
+    env["XFORMERS_DISABLE_FLASH_ATTN"] = "1"
+    out = tmp_path / "dist"
+    command = [sys.executable, "-m", "pip", "wheel", str(ROOT), "-w", str(out), "-v", "--no-build-isolation",
+               *_settings(tmp_path, components=("xformers",), sources=False, torch="existing",
+                          **{"source.xformers": str(tree), "jobs": str(os.cpu_count() or 2)})]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    house = tmp_path / "wheelhouse" / VARIANT
+    manifest = json.loads((house / "manifest.json").read_text())
+    (name, entry), = manifest["wheels"].items()
+    assert name.startswith("xformers-") and entry["component"] == "xformers"
+    assert "verification: 1 checked, 0 errors" in output
+    with zipfile.ZipFile(house / name) as archive:
+        assert any(n.startswith("xformers/_C") and n.endswith(".so") for n in archive.namelist())

@@ -63,5 +63,11 @@ cd /tmp
 /tmp/run/bin/python "$OLDPWD/ci/device/check_bitsandbytes.py" | tee "$OUT/bitsandbytes-gpu.json" || status=1
 /tmp/run/bin/python "$OLDPWD/ci/device/check_flashinfer.py" 2>&1 | tail -30 | tee "$OUT/flashinfer-gpu.json" || status=1
 /tmp/run/bin/python "$OLDPWD/ci/device/check_xformers.py" | tee "$OUT/xformers-gpu.json" || status=1
+cd "$OLDPWD"
+
+step "the slow test: the real xformers sdist for one SM (pytest -m slow)"
+VLLM_STACK_XFORMERS_SDIST="$DIR/sdists/xformers-0.0.34.tar.gz" /tmp/fe/bin/python -m pytest -q -m slow \
+  tests/test_frontends.py -k xformers -p no:cacheprovider -rs 2>&1 | tail -5 | tee "$OUT/slow-xformers.txt"
+grep -q "1 passed" "$OUT/slow-xformers.txt" || status=1
 cp /tmp/vs-wh/*/manifest.json "$OUT/manifest.json" 2>/dev/null
 exit $status

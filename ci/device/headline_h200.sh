@@ -12,6 +12,10 @@
 # The user's environment is a venv seeing the image's torch; its pip is the
 # same release as the build venv's (both from ensurepip). The cache starts
 # with the downloads only. Results go to $OUT.
+# flashinfer-python's runtime dependencies include nvidia-cutlass-dsl (two
+# 90 MB wheels), more than the device tool carries: the wheelhouse is built
+# wheels only (runtime-deps=none, smoke=off) and the install below takes the
+# image's packages plus DIR/wheels.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 DIR=$(realpath "$1")
@@ -41,6 +45,7 @@ step "pip wheel . (cold cache, offline, --no-build-isolation for torch=existing)
 time /tmp/fe/bin/python -m pip wheel . --no-build-isolation -w /tmp/dist -v \
   -C sm=90 -C "isa=$ISA" -C cuda=13.0 -C toolchain=system -C torch=existing -C offline=true \
   -C components=bitsandbytes,flashinfer,xformers -C source.xformers=/tmp/xformers-src \
+  -C runtime-deps=none -C smoke=off \
   -C cache-dir=/tmp/vs-cache -C wheelhouse=/tmp/vs-wh > "$OUT/pip-wheel.log" 2>&1 || status=1
 grep -v "^\s*|" "$OUT/pip-wheel.log" | grep -E "^\s+(==|\[|component|-----|bitsandbytes|flashinfer|xformers|torch|wheelhouse|verification|error)" | tail -60
 ls /tmp/dist /tmp/vs-wh/*/

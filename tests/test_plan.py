@@ -24,12 +24,15 @@ def test_order_torch_first_and_dependencies(tmp_path):
     names = [s.component for s in plan.steps]
     assert names[0] == "torch"
     assert names.index("flashinfer") < names.index("vllm")
-    assert plan.step("vllm").depends == ("torch", "flashinfer")
+    assert plan.step("vllm").depends == ("torch", "flashinfer", "torchvision", "torchaudio")
 
 
 def test_components_subset_pulls_in_dependencies(tmp_path):
-    assert [r.name for r in closure(resolve({"components": "vllm"}))] == ["torch", "flashinfer", "vllm"]
-    assert [r.name for r in closure(resolve({"components": "vllm", "torch": "existing"}))] == ["flashinfer", "vllm"]
+    # vLLM's wheel requires torchvision and torchaudio: they are built with it, against the same torch
+    assert [r.name for r in closure(resolve({"components": "vllm"}))] == [
+        "torch", "flashinfer", "torchvision", "torchaudio", "vllm"]
+    assert [r.name for r in closure(resolve({"components": "vllm", "torch": "existing"}))] == [
+        "flashinfer", "torchvision", "torchaudio", "vllm"]
     assert [r.name for r in closure(resolve({"components": "bitsandbytes"}))] == ["bitsandbytes"]
 
 

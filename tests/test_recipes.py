@@ -65,7 +65,8 @@ def test_dependencies_and_distributions():
     assert r["bitsandbytes"].depends == () and r["bitsandbytes"].pins_torch is True
     for name in ("torchvision", "torchaudio", "xformers", "flashinfer", "vllm"):
         assert "torch" in r[name].depends and r[name].pins_torch is True, name
-    assert r["vllm"].depends == ("torch", "flashinfer")
+    assert r["vllm"].depends == ("torch", "flashinfer", "torchvision", "torchaudio")
+    assert r["vllm"].stack_requires == ("torchvision", "torchaudio")
     assert r["flashinfer"].distributions == ("flashinfer-python", "flashinfer-jit-cache")
     assert r["xformers"].fixed_nvcc_threads == 4
     # every depends names a component that comes earlier in build order

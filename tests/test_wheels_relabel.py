@@ -228,3 +228,32 @@ def test_more_members_than_a_plain_zip_holds(tmp_path):
         assert len(infos) == len(files) + 4
         assert archive.read("many-1.0+x.dist-info/METADATA").startswith(b"Metadata-Version")
         assert archive.read(infos[-1]).endswith(b"many-1.0+x.dist-info/RECORD,,\n")
+
+
+def test_every_stack_member_is_pinned_and_dropped_ones_come_back(tmp_path):
+    """vLLM's wheel after the unpin patch (torch, torchvision, torchaudio gone) gets all three back, exact."""
+    from backend import recipes
+    from backend.pipeline.pins import restored_requirements, stack_pins
+    from backend.pipeline.plan import make_plan
+    from backend.settings import resolve
+    from backend.variants import Variant
+
+    settings = resolve({"cache-dir": str(tmp_path / "cache"), "sm": "90", "isa": "avx512", "cuda": "13.0"})
+    plan = make_plan(settings, Variant(sm="90", isa="avx512", cuda="13.0"), project_dir=tmp_path,
+                     cores=8, memory_bytes=64 << 30)
+    label = plan.variant.label
+    built_vision = tmp_path / f"torchvision-0.24.1+{label}-cp311-cp311-linux_x86_64.whl"
+    pins = stack_pins(plan, [built_vision])
+    assert pins["torch"] == f"2.9.1+{label}" and pins["torchvision"] == f"0.24.1+{label}"
+    assert pins["flashinfer-python"] == pins["flashinfer-jit-cache"] == f"0.6.1+{label}"
+    wheel = make_wheel(tmp_path / "in", "vllm", "0.15.1",
+                       requires=("flashinfer-python==0.6.1", "numpy>=1.26", "xformers; extra == 'x'"))
+    added = restored_requirements(recipes.get("vllm").stack_requires, pins)
+    out = relabel(wheel, tmp_path / "out", version=f"0.15.1+{label}", pins=pins, add_requires=added)
+    requires = [l.split(": ", 1)[1] for l in metadata_of(out).splitlines() if l.startswith("Requires-Dist:")]
+    assert f"flashinfer-python=={pins['flashinfer-python']}" in requires
+    assert f"torchvision=={pins['torchvision']}" in requires and f"torchaudio=={pins['torchaudio']}" in requires
+    assert f'xformers=={pins["xformers"]}; extra == "x"' in requires
+    assert "numpy>=1.26" in requires
+    # a member the wheelhouse does not hold is required as upstream names it, any version
+    assert restored_requirements(("torchvision",), {"torch": "2.9.1"}) == ["torchvision"]

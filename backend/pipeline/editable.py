@@ -138,7 +138,9 @@ def _build_one(plan: Plan, step, python: Path, toolchain, cache, editable_dir: P
         print(tail, file=sys.stderr)
         raise BackendError(f"editable build of {step.component} failed (exit {error.returncode}); full log: {error.log}") from None
     built = sorted(wheel_dir.glob("*.whl"))
-    pins = {"torch": plan.torch_version} if step.pins_torch else {}
+    from .pins import stack_pins
+
+    pins = stack_pins(plan, ()) if step.pins_torch else {}
     return [relabel(w, editable_dir, version=step.version, pins=pins) for w in built]
 
 

@@ -323,6 +323,7 @@ def _failed(result: BuildResult) -> str:
 
 def _build_step(plan, step, *, python, toolchain, cache, house, keys, label, cache_stats):
     from ..wheels.relabel import relabel
+    from .pins import restored_requirements, stack_pins
 
     recipe = recipes.get(step.component)
     layout = plan.layout
@@ -371,10 +372,11 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label, cac
     if staged_dir.exists():
         shutil.rmtree(staged_dir)
     staged_dir.mkdir(parents=True)
-    pins = {"torch": plan.torch_version} if step.pins_torch else {}
+    pins = stack_pins(plan, house.wheels()) if step.pins_torch else {}
+    restored = restored_requirements(recipe.stack_requires, pins)
     staged = [
         relabel(wheel, staged_dir, version=_labelled_version(wheel, plan), pins=pins,
-                add_requires=_cuda_requirements(wheel, plan, toolchain, step.component))
+                add_requires=restored + _cuda_requirements(wheel, plan, toolchain, step.component))
         for wheel in built
     ]
     _verify(plan, step, staged, house, toolchain, label)

@@ -42,7 +42,7 @@ class Recipe:
     sources: tuple[str, ...]  # lock entry names; the first is the tree that is built
     depends: tuple[str, ...] = ("torch",)  # components installed in the build env first
     build_requires: tuple[str, ...] = ()  # pip requirements of its build (besides torch)
-    pins_torch: bool = True  # its wheels must pin the exact torch of the variant
+    pins_torch: bool = True  # its wheels pin the exact torch (and every other member) of the wheelhouse
     uses_cuda: bool = True
     mem_per_job_gb: float = 2.0  # peak memory of one compile job
     fixed_nvcc_threads: int | None = None  # a build that always runs nvcc with N threads
@@ -60,6 +60,8 @@ class Recipe:
     smoke: str = ""  # Python the smoke check runs in the installed stack: one CPU op of its compiled code
     smoke_gpu: str = ""  # the same where a GPU is present: one CUDA op (torch: also a Triton kernel)
     disk_gb: float = 2.0  # peak disk of its build tree and wheels (the free-disk check)
+    # Stack members its wheel requires although a patch removed them (added back, pinned to the wheelhouse's)
+    stack_requires: tuple[str, ...] = ()
 
     def local_version(self, variant: Variant, tree_version: str | None = None) -> str:
         return f"{tree_version or self.version}+{variant.label}"

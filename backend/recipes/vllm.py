@@ -109,7 +109,10 @@ RECIPE = Recipe(
     sources=(
         "vllm", CUTLASS, FLASH_ATTN, "vllm-flash-attn-cutlass", FLASHMLA, "flashmla-cutlass", QUTLASS, TRITON,
     ),
-    depends=("torch", "flashinfer"),
+    # torchvision and torchaudio are not needed to build vLLM, but its wheel requires them (0.15.1's
+    # Requires-Dist: torchvision==0.24.1, torchaudio==2.9.1): built first, against the same torch.
+    depends=("torch", "flashinfer", "torchvision", "torchaudio"),
+    stack_requires=("torchvision", "torchaudio"),
     # pyproject.toml [build-system] (0.14.1: grpcio-tools>=1.76.0; 0.16.0: ==1.78.0), torch excepted
     build_requires=(
         "setuptools>=77.0.3,<81.0.0", "setuptools-scm>=8.0", "wheel", "cmake>=3.26.1", "ninja",

@@ -1,0 +1,37 @@
+"""What a wheel of the stack must require of the other members: their exact versions in this wheelhouse.
+
+Every ``Requires-Dist`` on a distribution of the stack (torch, torchvision,
+flashinfer-python ...) is pinned to the version this variant's wheelhouse
+holds, so pip cannot mix in a PyPI build of a member.  A recipe also names
+members its wheel requires that a patch removed (vLLM's unpin patch drops
+torchvision and torchaudio with torch); they are added back, pinned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+
+def stack_pins(plan, wheels: Iterable[Path]) -> dict[str, str]:
+    """Canonical distribution name -> exact version: the plan's steps, then what the wheelhouse really holds."""
+    pins: dict[str, str] = {}
+    for step in plan.steps:
+        for dist in step.distributions:
+            pins[canonicalize_name(dist)] = step.version
+    for wheel in wheels:
+        name, version, _, _ = parse_wheel_filename(Path(wheel).name)
+        pins[canonicalize_name(name)] = str(version)
+    pins["torch"] = plan.torch_version
+    return pins
+
+
+def restored_requirements(stack_requires: Iterable[str], pins: dict[str, str]) -> list[str]:
+    """The recipe's required members, pinned where the wheelhouse has them, else as upstream names them (any version)."""
+    out = []
+    for dist in stack_requires:
+        version = pins.get(canonicalize_name(dist))
+        out.append(f"{dist}=={version}" if version else dist)
+    return out

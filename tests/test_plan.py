@@ -5,6 +5,7 @@ import json
 import pytest
 
 from backend import recipes
+from backend.errors import BackendError
 from backend.pipeline.parallelism import choose_jobs
 from backend.pipeline.plan import closure, make_plan
 from backend.settings import resolve
@@ -119,3 +120,16 @@ def test_the_pypi_toolchain_installs_only_what_the_steps_link(tmp_path):
 
     assert cuda_libraries(plan_for(tmp_path, components="bitsandbytes")) == ("cublas", "cusparse")
     assert cuda_libraries(plan_for(tmp_path, components="bitsandbytes,torch")) is None  # torch links every library
+
+
+def test_python_vllm_cannot_build_is_refused_before_anything_runs(tmp_path):
+    settings = resolve({"cache-dir": str(tmp_path), "sm": "90", "isa": "avx512"})
+    with pytest.raises(BackendError, match=r"^vllm 0\.15\.1 supports Python >=3\.10,<3\.14, and this build runs on "
+                                           r"Python 3\.14: .* leave vllm out of -C components$"):
+        make_plan(settings, Variant(sm="90", isa="avx512", cuda="12.9", python="314"), project_dir=tmp_path,
+                  cores=8, memory_bytes=64 * GIB)
+    alone = resolve({"cache-dir": str(tmp_path), "sm": "90", "isa": "avx512", "components": "bitsandbytes"})
+    plan = make_plan(alone, Variant(sm="90", isa="avx512", cuda="12.9", python="314"), project_dir=tmp_path,
+                     cores=8, memory_bytes=64 * GIB)
+    assert [s.component for s in plan.steps] == ["bitsandbytes"]
+    assert plan_for(tmp_path).step("vllm")  # 3.13 is accepted

@@ -145,6 +145,10 @@ def make_plan(
     cores = cores or host_info.cpu_count()
     memory_bytes = memory_bytes or host_info.available_memory_bytes()
     selected = closure(settings)
+    python = f"{variant.python[0]}.{variant.python[1:]}"
+    for recipe in selected:
+        if problem := recipe.python_problem(python):
+            raise BackendError(problem)
     if settings.torch == "existing":
         torch_version = existing_torch_version()
     else:

@@ -62,6 +62,18 @@ class Recipe:
     disk_gb: float = 2.0  # peak disk of its build tree and wheels (the free-disk check)
     # Stack members its wheel requires although a patch removed them (added back, pinned to the wheelhouse's)
     stack_requires: tuple[str, ...] = ()
+    requires_python: str = ""  # the Pythons its build accepts (a PEP 440 specifier); "" = any
+
+    def python_problem(self, python: str) -> str | None:
+        """Why a build run by Python ``python`` ("3.14") cannot build this recipe, or None."""
+        if not self.requires_python:
+            return None
+        from packaging.specifiers import SpecifierSet
+
+        if SpecifierSet(self.requires_python).contains(python):
+            return None
+        return (f"{self.name} {self.version} supports Python {self.requires_python}, and this build runs on "
+                f"Python {python}: build with a Python it accepts, or leave {self.name} out of -C components")
 
     def local_version(self, variant: Variant, tree_version: str | None = None) -> str:
         return f"{tree_version or self.version}+{variant.label}"

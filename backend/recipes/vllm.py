@@ -113,6 +113,9 @@ RECIPE = Recipe(
     # Requires-Dist: torchvision==0.24.1, torchaudio==2.9.1): built first, against the same torch.
     depends=("torch", "flashinfer", "torchvision", "torchaudio"),
     stack_requires=("torchvision", "torchaudio"),
+    # Its CMakeLists.txt (PYTHON_SUPPORTED_VERSIONS "3.10" ... "3.13") stops on any other Python, which
+    # would be found out only after torch had been built; its wheel says Requires-Python >=3.10,<3.14.
+    requires_python=">=3.10,<3.14",
     # pyproject.toml [build-system] (0.14.1: grpcio-tools>=1.76.0; 0.16.0: ==1.78.0), torch excepted
     build_requires=(
         "setuptools>=77.0.3,<81.0.0", "setuptools-scm>=8.0", "wheel", "cmake>=3.26.1", "ninja",

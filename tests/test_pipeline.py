@@ -107,6 +107,9 @@ def test_wheelhouse_holds_every_wheel_labelled_and_pinned(first_build):
             assert torch_pins == [f"torch=={torch_version}"], (name, meta["requires"])
     assert data["variant"] == variant_name()
     assert data["toolchain"] and data["toolchain_version"].startswith("13.0")
+    torch_entry = next(e for n, e in data["wheels"].items() if n.startswith("torch-"))
+    # the stand-in enables what real torch's CMake finds (USE_CUDNN=1, USE_NCCL=1, cuSPARSELt by default)
+    assert torch_entry["features"] == {"cudnn": True, "cudss": False, "cusparselt": True, "nccl": True}
     for name, entry in built.items():
         assert entry["sha256"] and entry["size"] == (house / name).stat().st_size
         assert entry["build_key"] and entry["source_hash"] and entry["origin"] == "local"

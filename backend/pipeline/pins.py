@@ -16,14 +16,18 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 
 def stack_pins(plan, wheels: Iterable[Path]) -> dict[str, str]:
-    """Canonical distribution name -> exact version: the plan's steps, then what the wheelhouse really holds."""
+    """Canonical name -> exact version of every stack member: the plan's steps, then what the wheelhouse holds."""
+    from .. import recipes
+
+    members = {canonicalize_name(d) for recipe in recipes.all_recipes() for d in recipe.distributions}
     pins: dict[str, str] = {}
     for step in plan.steps:
         for dist in step.distributions:
             pins[canonicalize_name(dist)] = step.version
-    for wheel in wheels:
+    for wheel in wheels:  # the wheelhouse's runtime wheels (triton, nvidia-*) keep their own requirements
         name, version, _, _ = parse_wheel_filename(Path(wheel).name)
-        pins[canonicalize_name(name)] = str(version)
+        if canonicalize_name(name) in members:
+            pins[canonicalize_name(name)] = str(version)
     pins["torch"] = plan.torch_version
     return pins
 

@@ -323,6 +323,7 @@ def _failed(result: BuildResult) -> str:
 
 def _build_step(plan, step, *, python, toolchain, cache, house, keys, label, cache_stats):
     from ..wheels.relabel import relabel
+    from ..verify.features import check_features
     from .pins import restored_requirements, stack_pins
 
     recipe = recipes.get(step.component)
@@ -380,6 +381,7 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label, cac
         for wheel in built
     ]
     _verify(plan, step, staged, house, toolchain, label)
+    features = check_features(recipe, plan.variant, staged, plan.settings.verify)
 
     added = []
     for wheel in staged:
@@ -391,6 +393,7 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label, cac
             "patches": [list(p) for p in prepared.patches],
             "build_key": key,
             "seconds": seconds,
+            **({"features": features[wheel.name]} if wheel.name in features else {}),
         }))
     return added, "built"
 

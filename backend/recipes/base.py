@@ -35,6 +35,16 @@ class BuildContext:
 
 
 @dataclasses.dataclass(frozen=True)
+class Features:
+    """Optional libraries a build may silently go without, and how its binary shows each (backend/verify/features.py)."""
+
+    object: str  # the wheel member that uses them ("torch/lib/libtorch_cuda.so")
+    markers: Mapping[str, tuple[str, str]]  # feature -> (soname prefix it links, a symbol it calls)
+    promised: Callable[[Variant], tuple[str, ...]]  # the features the variant must have
+    hint: str = ""  # what to do when one is missing
+
+
+@dataclasses.dataclass(frozen=True)
 class Recipe:
     name: str  # component name, as in -C components=
     version: str
@@ -62,6 +72,7 @@ class Recipe:
     disk_gb: float = 2.0  # peak disk of its build tree and wheels (the free-disk check)
     # Stack members its wheel requires although a patch removed them (added back, pinned to the wheelhouse's)
     stack_requires: tuple[str, ...] = ()
+    features: Features | None = None  # optional libraries recorded in the manifest, promised ones checked
     requires_python: str = ""  # the Pythons its build accepts (a PEP 440 specifier); "" = any
 
     def python_problem(self, python: str) -> str | None:

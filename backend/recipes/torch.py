@@ -9,7 +9,7 @@ build writes them into a small CMake file and hands it to CMake through
 CMAKE_PROJECT_INCLUDE_BEFORE, which *is* forwarded.  See docs/COMPONENTS.md.
 """
 
-from .base import BuildContext, Recipe, pip_wheel
+from .base import BuildContext, Features, Recipe, pip_wheel
 
 VERSION = "2.9.1"
 
@@ -140,7 +140,23 @@ def notes(variant) -> list[str]:
     return out
 
 
+# cmake/public/cuda.cmake turns each of these off with a warning when it is not found.  NCCL is
+# asked for (USE_NCCL=1) and cuDNN too except on SM61; cuSPARSELt and cuDSS are recorded only.
+FEATURES = Features(
+    object="torch/lib/libtorch_cuda.so",
+    markers={
+        "cudnn": ("libcudnn.so", "cudnnCreate"),
+        "cusparselt": ("libcusparseLt.so", "cusparseLtInit"),
+        "cudss": ("libcudss.so", "cudssCreate"),
+        "nccl": ("libnccl.so", "ncclCommInitRank"),
+    },
+    promised=lambda variant: (("cudnn",) if variant.uses_cudnn else ()) + ("nccl",),
+    hint="give the toolchain cuDNN and NCCL (the pypi toolchain installs nvidia-cudnn and nvidia-nccl) and see "
+         "the torch log's 'Could not find' lines",
+)
+
 RECIPE = Recipe(
+    features=FEATURES,
     version_file="version.txt",
     name="torch",
     version=VERSION,

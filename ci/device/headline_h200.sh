@@ -9,8 +9,8 @@
 #                         sources, as `python -m backend fetch` leaves them
 #   DIR/sdists/xformers-0.0.34.tar.gz   the xformers release for the image's torch 2.11
 #   DIR/wheels/           small wheels the image lacks (pyelftools, iced-x86, ...)
-# The user's environment is a venv seeing the image's torch; its pip is the
-# same release as the build venv's (both from ensurepip). The cache starts
+# The user's environment is the image's venv with its torch; its pip is the
+# same release (24.0) as the build venv's from ensurepip. The cache starts
 # with the downloads only. Results go to $OUT.
 # flashinfer-python's runtime dependencies include nvidia-cutlass-dsl (two
 # 90 MB wheels), more than the device tool carries: the wheelhouse is built
@@ -30,19 +30,19 @@ nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader
 nvcc --version | tail -1
 python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__)'
 
-step "the user's environment"
-rm -rf /tmp/fe /tmp/vs-cache /tmp/vs-wh /tmp/dist /tmp/xformers-src /tmp/run
-python3 -m venv --system-site-packages /tmp/fe
-/tmp/fe/bin/python -m pip install -q --no-index --find-links "$DIR/wheels" \
+step "the user's environment: the image's own venv (its torch), plus what it lacks"
+PY=$(command -v python3)
+rm -rf /tmp/vs-cache /tmp/vs-wh /tmp/dist /tmp/xformers-src /tmp/run
+"$PY" -m pip install -q --no-index --find-links "$DIR/wheels" \
   pyelftools iced-x86 platformdirs filelock 'packaging>=24.2' trove-classifiers scikit-build-core \
   'apache-tvm-ffi>=0.1.6,!=0.1.8,!=0.1.8.post0,<0.2' nvidia-ml-py 'setuptools>=77' || status=1
-/tmp/fe/bin/python -m pip --version
+"$PY" -m pip --version
 mkdir -p /tmp/vs-cache && cp -r "$DIR/cache/downloads" /tmp/vs-cache/
 mkdir -p /tmp/xformers-src && tar -xzf "$DIR"/sdists/xformers-0.0.34.tar.gz -C /tmp/xformers-src --strip-components=1
-ISA=$(/tmp/fe/bin/python -m backend detect --json | /tmp/fe/bin/python -c 'import json,sys; print(json.load(sys.stdin)["isa"])')
+ISA=$("$PY" -m backend detect --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["isa"])')
 
 step "pip wheel . (cold cache, offline, --no-build-isolation for torch=existing)"
-time /tmp/fe/bin/python -m pip wheel . --no-build-isolation -w /tmp/dist -v \
+time "$PY" -m pip wheel . --no-build-isolation -w /tmp/dist -v \
   -C sm=90 -C "isa=$ISA" -C cuda=13.0 -C toolchain=system -C torch=existing -C offline=true \
   -C components=bitsandbytes,flashinfer,xformers -C source.xformers=/tmp/xformers-src \
   -C runtime-deps=none -C smoke=off \
@@ -51,7 +51,10 @@ grep -v "^\s*|" "$OUT/pip-wheel.log" | grep -E "^\s+(==|\[|component|-----|bitsa
 ls /tmp/dist /tmp/vs-wh/*/
 
 step "install the wheelhouse through the returned wheel, no index"
-python3 -m venv --system-site-packages /tmp/run
+# A fresh venv that sees the image's torch (and its CUDA libraries) through a .pth.
+python3 -m venv /tmp/run
+"$PY" -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))' \
+  > /tmp/run/lib/python3.12/site-packages/image-torch.pth
 RETURNED=$(ls /tmp/dist/*.whl | head -1)
 if /tmp/run/bin/python -m pip install --no-index --find-links /tmp/vs-wh/* --find-links "$DIR/wheels" "$RETURNED" \
      > "$OUT/install.log" 2>&1; then
@@ -71,7 +74,7 @@ cd /tmp
 cd "$OLDPWD"
 
 step "the slow test: the real xformers sdist for one SM (pytest -m slow)"
-VLLM_STACK_XFORMERS_SDIST="$DIR/sdists/xformers-0.0.34.tar.gz" /tmp/fe/bin/python -m pytest -q -m slow \
+VLLM_STACK_XFORMERS_SDIST="$DIR/sdists/xformers-0.0.34.tar.gz" "$PY" -m pytest -q -m slow \
   tests/test_frontends.py -k xformers -p no:cacheprovider -rs 2>&1 | tail -5 | tee "$OUT/slow-xformers.txt"
 grep -q "1 passed" "$OUT/slow-xformers.txt" || status=1
 cp /tmp/vs-wh/*/manifest.json "$OUT/manifest.json" 2>/dev/null

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 
-from .errors import BackendError
+from .errors import BackendError, describe_os_error
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,9 @@ def _one_line_errors(hook):
             return hook(*args, **kwargs)
         except BackendError as error:
             print(f"error: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+        except OSError as error:
+            print(f"error: {describe_os_error(error)}", file=sys.stderr, flush=True)
             raise SystemExit(1) from None
         except KeyboardInterrupt:
             print("interrupted; finished work is kept and the next run resumes", file=sys.stderr, flush=True)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from . import host as host_info
 from . import needs, project, variants
-from .errors import BackendError
+from .errors import BackendError, describe_os_error
 from .report_table import table
 from .settings import ISAS, SMS, Settings
 
@@ -49,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except BackendError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: {describe_os_error(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is kept and the next run resumes", file=sys.stderr)

@@ -36,3 +36,10 @@ def suggest(value: str, choices: Iterable[str]) -> str | None:
         return normalized[squashed]
     close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
     return close[0] if close else None
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for a file-system error nothing closer to it explained (disk full, read-only folder...)."""
+    where = " -> ".join(str(f) for f in (error.filename, error.filename2) if f is not None)
+    what = error.strerror or str(error) or type(error).__name__
+    return f"{where}: {what}" if where else what

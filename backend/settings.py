@@ -146,7 +146,8 @@ def _positive_int(key: str, value: str) -> int | None:
     text = str(value).strip()
     if text in ("", "auto"):
         return None
-    if text.isdigit() and int(text) >= 1:
+    # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
+    if re.fullmatch(r"[0-9]+", text) and int(text) >= 1:
         return int(text)
     raise SettingError(key, text, "a whole number >= 1, or auto")
 
@@ -165,7 +166,10 @@ def _bool(key: str, value: Any) -> bool:
 def _components(key: str, value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     names = [str(i).strip() for i in items if str(i).strip()]
-    if not names or names == ["all"]:
+    if not names:
+        raise SettingError(key, str(value) if not isinstance(value, (list, tuple)) else ",".join(map(str, value)),
+                           ("a comma list of " + " ".join(COMPONENTS), "all"), why="names no component")
+    if names == ["all"]:
         return COMPONENTS
     for name in names:
         if name not in COMPONENTS:
@@ -227,6 +231,26 @@ def _path(key: str, value: Any, base: Path) -> Path:
         raise SettingError(key, text, "a folder path")
     path = Path(os.path.expanduser(text))
     return path if path.is_absolute() else (base / path)
+
+
+# pip reads "path;x" as a requirement with an environment marker and CMake
+# splits lists on ';'; PATH-like variables split on ':'; a newline ends a .pth line.
+_UNSAFE_PATH_CHARS = {";": "';' (pip reads it as an environment marker, CMake as a list separator)",
+                      ":": "':' (it separates PATH entries)",
+                      "\n": "a line break"}
+
+
+def check_output_folder(key: str, path: Path, shown: str | None = None) -> Path:
+    """A folder the build writes into: no character the tools it drives split on, not a file."""
+    text = str(path)
+    for char, why in _UNSAFE_PATH_CHARS.items():
+        if char in text:
+            raise SettingError(key, shown if shown is not None else text, "a folder path without ';', ':' or line breaks",
+                               why=f"it holds {why}")
+    if path.exists() and not path.is_dir():
+        raise SettingError(key, shown if shown is not None else text, "a folder (or a path to create one at)",
+                           why="it is a file")
+    return path
 
 
 def _source_path(component: str, value: Any, base: Path) -> Path:
@@ -321,7 +345,7 @@ def _parse(key: str, field: str, value: Any, base: Path) -> Any:
     if field in ("offline", "wheel_variants"):
         return _bool(key, value)
     if field in ("wheelhouse", "cache_dir"):
-        return _path(key, value, base)
+        return check_output_folder(key, _path(key, value, base), str(value))
     if field == "runtime_find_links":
         path = _path(key, value, base)
         if not path.is_dir():
@@ -376,7 +400,7 @@ def parse_cli_pairs(pairs: list[str]) -> dict[str, Any]:
 def default_cache_dir() -> Path:
     env = os.environ.get("VLLM_STACK_CACHE_DIR")
     if env:
-        return Path(env)
+        return check_output_folder("VLLM_STACK_CACHE_DIR", Path(env))
     try:
         import platformdirs
     except ImportError:  # pragma: no cover - platformdirs is a build requirement
@@ -386,6 +410,23 @@ def default_cache_dir() -> Path:
 
 def cache_dir(settings: Settings) -> Path:
     return settings.cache_dir or default_cache_dir()
+
+
+def writable_folder(key: str, path: Path) -> Path:
+    """Create ``path`` when missing and prove a file can be written there, or stop in one line."""
+    import tempfile
+
+    check_output_folder(key, Path(path))
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise BackendError(
+            f"setting '{key}': cannot write into {path} ({error.strerror or error}); "
+            "accepted: a folder you can write to"
+        ) from None
+    return Path(path)
 
 
 def wheelhouse_root(settings: Settings, project_dir: Path) -> Path:

@@ -8,6 +8,8 @@ import subprocess
 
 import pytest
 
+from backend.errors import BackendError
+
 from backend.wheels import wheelhouse as wheelhouse_module
 from backend.wheels.wheelhouse import Wheelhouse
 from test_wheels_support import make_wheel
@@ -65,7 +67,7 @@ def test_newer_wheel_replaces_older_only_when_complete(tmp_path, house, monkeypa
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(wheelhouse_module.os, "fsync", failing)
-    with pytest.raises(OSError):
+    with pytest.raises(BackendError, match="No space left on device.*as it was before"):
         house.add(new, record("torch", key="k2"))
     monkeypatch.setattr(wheelhouse_module.os, "fsync", real_fsync)
     assert sorted(p.name for p in house.root.glob("*.whl")) == [old.name]

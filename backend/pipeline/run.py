@@ -169,10 +169,21 @@ def _expectation(plan: Plan, step: Step, toolchain):
 
 
 def build(plan: Plan) -> BuildResult:
+    """Build the plan; a second build of the same variant waits for the first, then reuses its wheels."""
+    from .variant_lock import hold
+
+    with hold(plan.layout.variant_dir, say):
+        return _build_locked(plan)
+
+
+def _build_locked(plan: Plan) -> BuildResult:
+    from ..settings import cache_dir, writable_folder
     from ..wheels.wheelhouse import Wheelhouse
 
     settings = plan.settings
     layout = plan.layout
+    writable_folder("cache-dir", cache_dir(settings))
+    writable_folder("wheelhouse", layout.wheelhouse)
     results = [StepResult(s.component, s.version, "not run") for s in plan.steps]
     result = BuildResult(plan=plan, steps=results, wheelhouse=layout.wheelhouse)
 
@@ -202,21 +213,12 @@ def build(plan: Plan) -> BuildResult:
     requirements = sorted({r for s in plan.steps for r in recipes.get(s.component).build_requires})
     with environment.borrowing(python, requirements, torch=settings.torch == "existing"):
         environment.install_requirements(python, requirements, offline=settings.offline)
-        failure = _run_steps(plan, results, python=python, toolchain=toolchain, cache=cache, house=house)
+        failures = _run_steps(plan, results, python=python, toolchain=toolchain, cache=cache, house=house)
 
     say("")
     say(summary(result))
-    if isinstance(failure, CommandFailed):
-        say("")
-        say(f"last lines of {failure.log}:")
-        for line in failure.tail[-25:]:
-            say(f"  | {line}")
-        hint = ""
-        if failure.killed:
-            hint = "; the compiler was killed (out of memory?): lower -C jobs"
-        raise BackendError(f"{_failed(result)} failed (exit {failure.returncode}); full log: {failure.log}{hint}")
-    if isinstance(failure, BackendError):
-        raise BackendError(f"{_failed(result)} failed: {failure}")
+    if failures:
+        raise BackendError(_report_failures(failures))
     from ..verify import smoke
     from ..wheels import closure
 
@@ -248,7 +250,7 @@ def _run_steps(plan: Plan, results: list[StepResult], *, python, toolchain, cach
 
     Each step's job count already assumes it has the machine to itself, so a
     step starts beside others only if the memory all of them plan to use
-    fits in what is free.  Returns the first failure, or None.
+    fits in what is free.  Returns every failure as (component, error), in the order they happened.
     """
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -265,6 +267,7 @@ def _run_steps(plan: Plan, results: list[StepResult], *, python, toolchain, cach
     running: dict = {}  # future -> (index, start time)
     budget = host_info.available_memory_bytes()
     failure = None
+    failures: list[tuple[str, Exception]] = []
     allow_builds()
 
     def launch(index: int):
@@ -304,6 +307,7 @@ def _run_steps(plan: Plan, results: list[StepResult], *, python, toolchain, cach
                     except (CommandFailed, BackendError) as error:
                         outcome.status = "failed"
                         failure = failure or error
+                        failures.append((step.component, error))
                         continue
                     label = f"[{index + 1}/{total} {step.component}]"
                     say(f"{label} {outcome.status} in {outcome.seconds / 60:.1f} min: "
@@ -314,11 +318,23 @@ def _run_steps(plan: Plan, results: list[StepResult], *, python, toolchain, cach
         except BaseException:
             stop_all()  # Ctrl-C: the builds run in their own sessions
             raise
-    return failure
+    return failures
 
 
-def _failed(result: BuildResult) -> str:
-    return next(s.component for s in result.steps if s.status == "failed")
+def _report_failures(failures: list[tuple[str, Exception]]) -> str:
+    """Each failed component's own log tail, then one line naming every failure with its own log."""
+    parts = []
+    for component, failure in failures:
+        if isinstance(failure, CommandFailed):
+            say("")
+            say(f"last lines of {failure.log} ({component}):")
+            for line in failure.tail[-25:]:
+                say(f"  | {line}")
+            hint = "; the compiler was killed (out of memory?): lower -C jobs" if failure.killed else ""
+            parts.append(f"{component} failed (exit {failure.returncode}); full log: {failure.log}{hint}")
+        else:
+            parts.append(f"{component} failed: {failure}")
+    return parts[0] + "".join(f"; also {p}" for p in parts[1:])
 
 
 def _build_step(plan, step, *, python, toolchain, cache, house, keys, label, cache_stats):

@@ -13,10 +13,17 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from pathlib import Path
+
+from ..errors import BackendError
 
 SKIP_TOP = frozenset({".git", "build", "dist", "_build", ".venv", "__pycache__"})
 MANIFEST = ".vllm-stack-snapshot.json"
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"))
 
 
 def _walk(root: Path):
@@ -28,7 +35,19 @@ def _walk(root: Path):
         for name in filenames:
             if name.endswith(".pyc"):
                 continue
+            _refuse_special(root, rel_dir / name)
             yield rel_dir / name
+
+
+def _refuse_special(root: Path, rel: Path) -> None:
+    """Reading a FIFO blocks for ever, a device can be endless: a source tree holds neither."""
+    mode = os.lstat(root / rel).st_mode
+    for test, kind in _SPECIAL:
+        if test(mode):
+            raise BackendError(
+                f"local source tree {root}: {rel.as_posix()} is {kind}; accepted: regular files, folders and "
+                "symlinks (remove it, or build from a clean checkout)"
+            )
 
 
 def tree_digest(root: Path) -> str:

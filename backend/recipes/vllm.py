@@ -45,8 +45,11 @@ def environment(ctx: BuildContext) -> dict[str, str]:
     }
     # Every FetchContent source is given below: a download attempt must fail, not go to the network.
     cmake_args = ["-DFETCHCONTENT_FULLY_DISCONNECTED=ON"]
+    # Paths go through the environment only: vLLM's setup.py splits CMAKE_ARGS on
+    # whitespace (str.split), so a path there with a space is cut in two and a
+    # crafted one adds -D arguments; CMakeLists.txt reads $ENV{VLLM_CUTLASS_SRC_DIR}
+    # itself (the same as -DFETCHCONTENT_SOURCE_DIR_CUTLASS).
     if CUTLASS in x:
-        cmake_args.append(f"-DFETCHCONTENT_SOURCE_DIR_CUTLASS={x[CUTLASS]}")
         env["VLLM_CUTLASS_SRC_DIR"] = str(x[CUTLASS])
     if FLASH_ATTN in x:
         env["VLLM_FLASH_ATTN_SRC_DIR"] = str(x[FLASH_ATTN])

@@ -112,7 +112,7 @@ def lock_main(settings: Settings, lock_path: Path | None = None, *, names: Seque
             scratch_root.mkdir(parents=True, exist_ok=True)
             scratch = Path(tempfile.mkdtemp(prefix=f"lock-{entry.name}-", dir=scratch_root))
             try:
-                extract(file, scratch / "tree", entry.strip)
+                extract(file, scratch / "tree", entry.strip, max_bytes=entry.max_unpacked_bytes)
                 value = nar_hash(scratch / "tree")
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)

@@ -5,8 +5,10 @@ Layout under ``<cache>/downloads/``:
 - ``<filename>``: a complete download (only ever renamed into place);
 - ``<filename>.part``: an interrupted one, resumed with an HTTP Range request;
 - ``<filename>.verified.json``: what was verified about the file (its
-  sha256, size, mtime, and the NAR hash of its unpacked tree when the lock
-  pins one), so a warm cache is not re-hashed on every build;
+  sha256, and the NAR hash of its unpacked tree when the lock pins one),
+  with the file's identity (device, inode, size, mtime and ctime), so a warm
+  cache is not re-hashed on every build; other bytes put in its place
+  cannot keep that identity (``os.utime`` sets mtime, never ctime);
 - ``<filename>.lock``: a file lock, so two builds never write one download.
 """
 
@@ -66,15 +68,22 @@ def read_marker(path: Path) -> dict:
         info = path.stat()
     except OSError:
         return {}
-    if data.get("size") != info.st_size or data.get("mtime_ns") != info.st_mtime_ns:
+    if any(data.get(key) != value for key, value in _identity(info).items()):
         return {}
     return data
 
 
+def _identity(info: os.stat_result) -> dict:
+    """What changes whenever the file's bytes are replaced, even with the old mtime put back."""
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "ctime_ns": info.st_ctime_ns,
+            "inode": info.st_ino, "device": info.st_dev}
+
+
 def write_marker(path: Path, **values) -> None:
     info = path.stat()
-    data = {k: v for k, v in read_marker(path).items() if k not in ("size", "mtime_ns")}
-    data.update(values, size=info.st_size, mtime_ns=info.st_mtime_ns)
+    identity = _identity(info)
+    data = {k: v for k, v in read_marker(path).items() if k not in identity}
+    data.update(values, **identity)
     tmp = _marker(path).with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     os.replace(tmp, _marker(path))
@@ -117,8 +126,19 @@ class _Progress:
             print(text, file=sys.stderr, flush=True)
 
 
-def download(url: str, dest: Path, *, label: str, attempts: int = 4, timeout: float = 60.0, progress: bool = True) -> None:
-    """Download ``url`` to ``dest``, resuming ``dest.part`` (HTTP Range) when it exists."""
+class TooLarge(BackendError):
+    """A server sent (or announced) more bytes than the entry's bound."""
+
+
+def download(
+    url: str, dest: Path, *, label: str, attempts: int = 4, timeout: float = 60.0, progress: bool = True,
+    max_bytes: int | None = None,
+) -> None:
+    """Download ``url`` to ``dest``, resuming ``dest.part`` (HTTP Range) when it exists.
+
+    ``max_bytes``: stop (and delete what was written) as soon as the file
+    would grow past it, or before writing when the server announces more.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -152,7 +172,10 @@ def download(url: str, dest: Path, *, label: str, attempts: int = 4, timeout: fl
             if not resumed:
                 have = 0
             length = response.headers.get("Content-Length")
-            total = int(length) + have if length and length.isdigit() else None
+            total = int(length) + have if length and length.isascii() and length.isdigit() else None
+            if max_bytes is not None and total is not None and total > max_bytes:
+                part.unlink(missing_ok=True)
+                raise _too_large(label, url, f"announces {total} bytes", max_bytes)
             bar = _Progress(label, total, have) if progress else None
             try:
                 with open(part, "ab" if resumed else "wb") as out:
@@ -160,6 +183,10 @@ def download(url: str, dest: Path, *, label: str, attempts: int = 4, timeout: fl
                         block = response.read(_BLOCK)
                         if not block:
                             break
+                        if max_bytes is not None and have + len(block) > max_bytes:
+                            out.close()
+                            part.unlink(missing_ok=True)
+                            raise _too_large(label, url, f"sent more than {max_bytes} bytes", max_bytes)
                         out.write(block)
                         have += len(block)
                         if bar:
@@ -180,6 +207,24 @@ def download(url: str, dest: Path, *, label: str, attempts: int = 4, timeout: fl
         f"download of {label} failed after {attempts} attempts ({last_error}); "
         f"{kept} bytes kept in {part}; run again to resume"
     )
+
+
+def _too_large(label: str, url: str, what: str, max_bytes: int) -> TooLarge:
+    return TooLarge(
+        f"download of {label} refused: {url} {what}, over the lock's bound of {max_bytes / 1e6:.0f} MB "
+        f"for it (max_mb); nothing was kept"
+    )
+
+
+def discard(entry: Entry, path: Path, why: str) -> BackendError:
+    """Move a cached file that failed a check aside (``.bad``), so the next run downloads it anew."""
+    bad = path.with_name(path.name + ".bad")
+    try:
+        os.replace(path, bad)
+    except FileNotFoundError:
+        pass
+    _marker(path).unlink(missing_ok=True)
+    return BackendError(f"source {entry.name} {entry.version}: {why}; moved aside to {bad}: the next run downloads it again")
 
 
 def trusted(entry: Entry, allow_unverified: Sequence[str]) -> bool:
@@ -232,18 +277,19 @@ def ensure(
         if not path.exists():
             if offline:
                 raise offline_missing(entry, path)
-            download(source_url(entry, base_url_override), path, label=f"{entry.name} {entry.version}", progress=progress)
+            download(source_url(entry, base_url_override), path, label=f"{entry.name} {entry.version}", progress=progress,
+                     max_bytes=entry.max_bytes)
+        if path.stat().st_size > entry.max_bytes:
+            raise discard(entry, path, f"{path.stat().st_size} bytes, over the lock's bound of "
+                                       f"{entry.max_bytes / 1e6:.0f} MB (max_mb)")
         digest = cached_sha256(path)
         if entry.sha256 and digest != entry.sha256:
-            bad = path.with_name(path.name + ".bad")
-            os.replace(path, bad)
-            _marker(path).unlink(missing_ok=True)
-            raise BackendError(
-                f"source {entry.name} {entry.version}: sha256 mismatch: the lock says {entry.sha256}, "
-                f"the download is {digest}; moved aside to {bad}"
-            )
+            raise discard(entry, path, f"sha256 mismatch: the lock says {entry.sha256}, the file is {digest}")
         if verify_tree and entry.nar and read_marker(path).get("nar") != entry.nar:
-            verify_nar_by_unpacking(entry, path, cache_dir)
+            try:
+                verify_nar_by_unpacking(entry, path, cache_dir)
+            except BackendError as error:
+                raise discard(entry, path, str(error).removeprefix(f"source {entry.name} {entry.version}: ")) from None
     return path
 
 
@@ -262,7 +308,7 @@ def check_nar(entry: Entry, path: Path, tree: Path) -> None:
     if got != entry.nar:
         raise BackendError(
             f"source {entry.name} {entry.version}: NAR hash mismatch: the lock says {entry.nar}, "
-            f"the unpacked tree is {got}; remove {path} to download it again"
+            f"the unpacked tree is {got}"
         )
     write_marker(path, nar=got)
 
@@ -275,7 +321,7 @@ def verify_nar_by_unpacking(entry: Entry, path: Path, cache_dir: Path) -> None:
     scratch = Path(tempfile.mkdtemp(prefix=f"verify-{entry.name}-", dir=scratch_root))
     try:
         tree = scratch / "tree"
-        extract(path, tree, entry.strip)
+        extract(path, tree, entry.strip, max_bytes=entry.max_unpacked_bytes)
         check_nar(entry, path, tree)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

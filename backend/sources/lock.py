@@ -12,6 +12,8 @@
     # dest = "flashmla/csrc/cutlass"   # placed inside another entry's tree
     # filename = "cutlass-v4.2.1.tar.gz"  # cache file name (entries may share one)
     # main = true                 # the tree that is built (default: name == component)
+    # max_mb = 100                # a download larger than this is refused (default 4096)
+    # max_unpacked_mb = 1000      # an unpacked tree larger than this is refused (default 16384)
     why = "..."                   # free text: where the pin comes from
 
 A test (or a mirror) uses its own lock file: ``load(path)``.
@@ -35,7 +37,14 @@ LOCK_FORMAT = 1
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _KNOWN_KEYS = {
     "component", "version", "url", "sha256", "nar", "strip", "dest", "filename", "main", "why",
+    "max_mb", "max_unpacked_mb",
 }
+# Generous ceilings for an entry that names none: larger than any source of the
+# stack (torch's release asset with its submodules is the largest), small
+# enough that a hostile mirror or archive cannot fill the disk.
+DEFAULT_MAX_MB = 4096
+DEFAULT_MAX_UNPACKED_MB = 16384
+MB = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +60,16 @@ class Entry:
     filename: str = ""
     main: bool = False
     why: str = ""
+    max_mb: int = DEFAULT_MAX_MB  # a larger download is refused
+    max_unpacked_mb: int = DEFAULT_MAX_UNPACKED_MB  # a larger unpacked tree is refused
+
+    @property
+    def max_bytes(self) -> int:
+        return self.max_mb * MB
+
+    @property
+    def max_unpacked_bytes(self) -> int:
+        return self.max_unpacked_mb * MB
 
     @property
     def verified(self) -> bool:
@@ -149,6 +168,12 @@ def _entry(path: Path, name: str, table: dict) -> Entry:
         if len(parts) < 2 or PurePosixPath(dest).is_absolute() or ".." in parts or "." in parts:
             raise _fail(path, f"source {name!r}: dest {dest!r} must be '<entry name>/<relative path>'")
         dest = "/".join(parts)
+    bounds = {}
+    for key, default in (("max_mb", DEFAULT_MAX_MB), ("max_unpacked_mb", DEFAULT_MAX_UNPACKED_MB)):
+        value = table.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise _fail(path, f"source {name!r}: {key} must be a whole number of MB >= 1, not {value!r}")
+        bounds[key] = value
     filename = table.get("filename") or _filename(name, table["version"], url)
     if "/" in filename or filename.startswith("."):
         raise _fail(path, f"source {name!r}: filename {filename!r} must be a plain file name")
@@ -164,6 +189,7 @@ def _entry(path: Path, name: str, table: dict) -> Entry:
         filename=filename,
         main=bool(table.get("main", False)),
         why=str(table.get("why", "")),
+        **bounds,
     )
 
 
@@ -206,4 +232,9 @@ def load(path: Path | None = None) -> Lock:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BackendError(f"source lock {path} does not exist") from None
+    except UnicodeDecodeError as error:
+        raise BackendError(f"source lock {path}: not UTF-8 text (byte {error.start}: {error.reason}); "
+                           "accepted: a TOML file in UTF-8") from None
+    except OSError as error:
+        raise BackendError(f"source lock {path}: cannot be read ({error.strerror or error})") from None
     return parse(text, path)

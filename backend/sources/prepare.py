@@ -84,8 +84,13 @@ def _unpack_entries(entries: list[Entry], files: dict[str, Path], workdir: Path)
         for entry in entries:
             tree = staging / entry.name
             print(f"unpack {entry.name} {entry.version}", file=sys.stderr, flush=True)
-            extract(files[entry.name], tree, entry.strip)
-            fetch_mod.check_nar(entry, files[entry.name], tree)
+            try:
+                extract(files[entry.name], tree, entry.strip, max_bytes=entry.max_unpacked_bytes)
+                fetch_mod.check_nar(entry, files[entry.name], tree)
+            except BackendError as error:
+                # A damaged or wrong cached file must not stay: every later run would hit it again.
+                why = str(error).removeprefix(f"source {entry.name} {entry.version}: ")
+                raise fetch_mod.discard(entry, files[entry.name], why) from None
             target = _placement(entry, workdir)
             if entry.dest:
                 parent_root = workdir / entry.parent

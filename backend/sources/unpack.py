@@ -2,8 +2,11 @@
 
 Refused (the whole archive, with a one-line BackendError): absolute member
 names, ``..`` components, symlinks whose target is absolute or leaves the
-tree, hard links to anything but an earlier regular member, device files,
-FIFOs, and writing through a symlink.  Owners, times and permission bits
+tree (also through a chain of links: each is resolved once all are in
+place), hard links to anything but an earlier regular member, device files,
+FIFOs, writing through a symlink, and more than ``max_bytes`` of file
+contents or ``MAX_MEMBERS`` members (checked from the archive's own listing
+before anything is written).  Owners, times and permission bits
 other than "executable" are not restored: a source tree needs none of them
 and the NAR hash counts only the owner's execute bit.
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 from ..errors import BackendError
 
 _BLOCK = 1 << 20
+MAX_MEMBERS = 2_000_000  # torch 2.9.1 with its submodules has about a tenth of that
 
 
 def _strip(name: str, strip: int) -> str | None:
@@ -69,8 +73,11 @@ class _Extractor:
             shutil.rmtree(path)
 
 
-def extract(archive: Path, dest: Path, strip: int = 1) -> None:
-    """Unpack ``archive`` (tar, tar.gz/xz/bz2 or zip) into the new folder ``dest``."""
+def extract(archive: Path, dest: Path, strip: int = 1, max_bytes: int | None = None) -> None:
+    """Unpack ``archive`` (tar, tar.gz/xz/bz2 or zip) into the new folder ``dest``.
+
+    ``max_bytes``: refuse, before writing anything, an archive whose files add up to more.
+    """
     archive = Path(archive)
     dest = Path(dest)
     if dest.exists():
@@ -78,12 +85,40 @@ def extract(archive: Path, dest: Path, strip: int = 1) -> None:
     dest.mkdir(parents=True)
     try:
         if zipfile.is_zipfile(archive):
-            _extract_zip(archive, dest, strip)
+            links = _extract_zip(archive, dest, strip, max_bytes)
         else:
-            _extract_tar(archive, dest, strip)
+            links = _extract_tar(archive, dest, strip, max_bytes)
+        _check_links_resolve_inside(archive, dest, links)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
+
+
+def _check_links_resolve_inside(archive: Path, dest: Path, links: list[tuple[str, str]]) -> None:
+    """Every symlink, followed through every other link of the tree, ends inside it.
+
+    Each link alone was checked lexically; a chain (``l2 -> l1/..`` with
+    ``l1 -> .``) can still climb out, which only resolving the placed links shows.
+    """
+    root = os.path.realpath(dest)
+    for rel, member in links:
+        resolved = os.path.realpath(os.path.join(root, rel))
+        if resolved != root and not resolved.startswith(root + os.sep):
+            raise BackendError(
+                f"unsafe archive {archive.name}: member {member!r}: symlink resolves to {resolved}, "
+                "outside the tree (through other links); nothing was extracted"
+            )
+
+
+def _check_size(ex: "_Extractor", total: int, count: int, max_bytes: int | None) -> None:
+    if count > MAX_MEMBERS:
+        raise BackendError(f"unsafe archive {ex.archive.name}: {count} members, over the bound of {MAX_MEMBERS}; "
+                           "nothing was extracted")
+    if max_bytes is not None and total > max_bytes:
+        raise BackendError(
+            f"unsafe archive {ex.archive.name}: its files add up to {total / 1e6:.0f} MB, over the lock's bound of "
+            f"{max_bytes / 1e6:.0f} MB (max_unpacked_mb); nothing was extracted"
+        )
 
 
 def _open_tar(archive: Path) -> tarfile.TarFile:
@@ -93,10 +128,11 @@ def _open_tar(archive: Path) -> tarfile.TarFile:
         raise BackendError(f"unpack {archive.name}: not a readable tar or zip archive ({exc})") from None
 
 
-def _plan_tar(archive: Path, tar: tarfile.TarFile, strip: int, ex: _Extractor):
+def _plan_tar(archive: Path, tar: tarfile.TarFile, strip: int, ex: _Extractor, max_bytes: int | None):
     """Check every member before writing anything."""
     plan = []
-    regular: set[str] = set()
+    regular: dict[str, int] = {}
+    total = 0
     for member in tar.getmembers():
         try:
             rel = _strip(member.name, strip)
@@ -118,19 +154,22 @@ def _plan_tar(archive: Path, tar: tarfile.TarFile, strip: int, ex: _Extractor):
                 raise ex.fail(member.name, f"hard link: {exc}") from None
             if link_rel is None or link_rel not in regular:
                 raise ex.fail(member.name, f"hard link to {member.linkname!r}, not an earlier file of the tree")
+            total += regular[link_rel]  # written as a copy
         elif not (member.isfile() or member.isdir()):
             raise ex.fail(member.name, "unsupported member type")
         if member.isfile():
-            regular.add(rel)
+            regular[rel] = member.size
+            total += member.size
         plan.append((member, rel))
+    _check_size(ex, total, len(plan), max_bytes)
     return plan
 
 
-def _extract_tar(archive: Path, dest: Path, strip: int) -> None:
+def _extract_tar(archive: Path, dest: Path, strip: int, max_bytes: int | None) -> list[tuple[str, str]]:
     ex = _Extractor(archive, dest)
     with _open_tar(archive) as tar:
         try:
-            plan = _plan_tar(archive, tar, strip, ex)
+            plan = _plan_tar(archive, tar, strip, ex, max_bytes)
             for member, rel in plan:
                 path = ex.target(rel, member.name)
                 if member.isdir():
@@ -153,13 +192,17 @@ def _extract_tar(archive: Path, dest: Path, strip: int) -> None:
                     os.chmod(path, 0o755 if member.mode & stat.S_IXUSR else 0o644)
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             raise BackendError(f"unpack {archive.name}: damaged archive ({exc})") from None
+    return [(rel, member.name) for member, rel in plan if member.issym()]
 
 
-def _extract_zip(archive: Path, dest: Path, strip: int) -> None:
+def _extract_zip(archive: Path, dest: Path, strip: int, max_bytes: int | None) -> list[tuple[str, str]]:
     ex = _Extractor(archive, dest)
     with zipfile.ZipFile(archive) as zf:
         plan = []
-        for info in zf.infolist():
+        infos = zf.infolist()
+        # zipfile never reads past a member's declared size, so the listing bounds what is written.
+        _check_size(ex, sum(i.file_size for i in infos), len(infos), max_bytes)
+        for info in infos:
             try:
                 rel = _strip(info.filename, strip)
             except ValueError as exc:
@@ -170,6 +213,8 @@ def _extract_zip(archive: Path, dest: Path, strip: int) -> None:
                     continue
                 raise ex.fail(info.filename, f"lies above the {strip} stripped folder level(s)")
             if stat.S_ISLNK(mode):
+                if info.file_size > 4096:
+                    raise ex.fail(info.filename, f"symlink target of {info.file_size} bytes")
                 target = zf.read(info).decode("utf-8", "surrogateescape")
                 if not _inside(rel, target):
                     raise ex.fail(info.filename, f"symlink to {target!r} points outside the tree")
@@ -196,3 +241,4 @@ def _extract_zip(archive: Path, dest: Path, strip: int) -> None:
                     os.chmod(path, 0o755 if extra else 0o644)
         except (zipfile.BadZipFile, OSError, zlib.error) as exc:
             raise BackendError(f"unpack {archive.name}: damaged archive ({exc})") from None
+    return [(rel, info.filename) for info, rel, kind, _extra in plan if kind == "link"]

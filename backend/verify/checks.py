@@ -329,6 +329,12 @@ def _check_metadata(entry: Entry, info: metadata.WheelInfo, others: list[metadat
     if expect.label and not metadata.label_matches(info.local, expect.label):
         entry.problems.append(Problem(
             ERROR, "metadata", f"version {info.version} does not carry the variant's label +{expect.label}"))
+    # A variant's component wheels (labelled) are built from a tree; only the
+    # returned stack wheel, unlabelled, is metadata alone by design.
+    if info.local and info.holds_only_metadata():
+        entry.problems.append(Problem(
+            ERROR, "content", f"holds nothing but {info.dist_info}: none of the files its build makes "
+            "(a build that packaged an empty tree)"))
     if info.name == metadata.TORCH:
         if expect.torch_version and not metadata._same_version(info.version, expect.torch_version):
             entry.problems.append(Problem(

@@ -9,6 +9,7 @@ import hashlib
 import io
 import re
 import zipfile
+import zlib
 from email.parser import HeaderParser
 from pathlib import Path
 
@@ -17,6 +18,27 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 TORCH = "torch"
+# What a wheel's metadata files may take in memory.  A hostile wheel can
+# declare (and inflate to) gigabytes; real ones are far below these
+# (torch 2.9.1: METADATA 5 kB, RECORD under 2 MB).
+MAX_METADATA_BYTES = 16 << 20
+MAX_RECORD_BYTES = 64 << 20
+
+
+class TooLarge(Exception):
+    pass
+
+
+def read_member(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """A member's bytes, never more than ``limit`` in memory (KeyError when absent)."""
+    info = archive.getinfo(name)
+    if info.file_size > limit:
+        raise TooLarge(f"{name} declares {info.file_size} bytes, over the bound of {limit}")
+    with archive.open(info) as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"{name} inflates past the bound of {limit} bytes")
+    return data
 
 
 @dataclasses.dataclass
@@ -39,6 +61,11 @@ class WheelInfo:
             return Version(self.version).local
         except InvalidVersion:
             return None
+
+    def holds_only_metadata(self) -> bool:
+        """No file outside the .dist-info folder: what a build that packaged an empty tree makes."""
+        return bool(self.dist_info) and not any(
+            not m.endswith("/") and m.split("/", 1)[0] != self.dist_info for m in self.members)
 
     def basenames(self) -> set[str]:
         return {m.rsplit("/", 1)[-1] for m in self.members if not m.endswith("/")}
@@ -70,16 +97,21 @@ def read_wheel(path: Path, check_record: bool = True) -> WheelInfo:
             if not dist_infos:
                 return info
         info.dist_info = dist_infos[0]
-        _read_metadata(archive, info, raw_version)
-        if check_record:
-            info.problems.extend(check_record_file(archive, info.dist_info))
+        try:
+            _read_metadata(archive, info, raw_version)
+            if check_record:
+                info.problems.extend(check_record_file(archive, info.dist_info))
+        except TooLarge as error:
+            info.problems.append(str(error))
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as error:
+            info.problems.append(f"damaged zip member: {type(error).__name__}: {error}")
     return info
 
 
 def _read_metadata(archive: zipfile.ZipFile, info: WheelInfo, raw_version: str) -> None:
     dist = info.dist_info
     try:
-        text = archive.read(f"{dist}/METADATA").decode("utf-8")
+        text = read_member(archive, f"{dist}/METADATA", MAX_METADATA_BYTES).decode("utf-8", "replace")
     except KeyError:
         info.problems.append(f"{dist}/METADATA is missing")
         return
@@ -100,7 +132,7 @@ def _read_metadata(archive: zipfile.ZipFile, info: WheelInfo, raw_version: str) 
     if stem_version is not None and not _same_version(stem_version, raw_version):
         info.problems.append(f"folder {dist} does not match the file name's version {raw_version!r}")
     try:
-        wheel_text = archive.read(f"{dist}/WHEEL").decode("utf-8")
+        wheel_text = read_member(archive, f"{dist}/WHEEL", MAX_METADATA_BYTES).decode("utf-8", "replace")
     except KeyError:
         info.problems.append(f"{dist}/WHEEL is missing")
         return
@@ -120,7 +152,7 @@ def check_record_file(archive: zipfile.ZipFile, dist_info: str) -> list[str]:
     """RECORD lists every file with its sha256 and size, and nothing else."""
     record_name = f"{dist_info}/RECORD"
     try:
-        text = archive.read(record_name).decode("utf-8")
+        text = read_member(archive, record_name, MAX_RECORD_BYTES).decode("utf-8", "replace")
     except KeyError:
         return [f"{record_name} is missing"]
     problems = []

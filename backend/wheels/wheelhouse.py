@@ -82,8 +82,7 @@ class Wheelhouse:
             raise BackendError(
                 f"{self.manifest_path}: unreadable ({error}); move it away to start the wheelhouse anew"
             ) from None
-        data.setdefault("wheels", {})
-        return data
+        return _checked(self.manifest_path, data)
 
     def wheels(self) -> list[Path]:
         """The wheels the manifest lists that exist, sorted by file name."""
@@ -140,33 +139,34 @@ class Wheelhouse:
         target = self.root / wheel.name
         if wheel.resolve() == target.resolve():
             raise BackendError(f"{wheel}: already in the wheelhouse; give a wheel from outside it")
+        try:
+            return self._add(wheel, distribution, version, target, record, move)
+        except OSError as error:
+            raise BackendError(
+                f"wheelhouse {self.root}: could not add {wheel.name} ({error.strerror or error}); "
+                "the wheelhouse is as it was before"
+            ) from None
+
+    def _add(self, wheel: Path, distribution, version, target: Path, record: Mapping[str, Any], move: bool) -> Path:
         temp, digest, size = self._stage(wheel, move)
         try:
             with self.lock():
                 manifest = self.manifest()
-                os.replace(temp, target)
-                fsync_dir(self.root)
-                replaced = [
-                    name
-                    for name in manifest["wheels"]
-                    if name != wheel.name and _distribution(name) == canonicalize_name(distribution)
-                ]
-                for name in replaced:
-                    del manifest["wheels"][name]
-                entry = {
-                    "distribution": str(distribution),
-                    "version": str(version),
-                    "size": size,
-                    "sha256": digest,
-                }
-                entry.update({key: record.get(key) for key in RECORD_KEYS})
-                entry.update({key: value for key, value in record.items() if key not in entry})
-                entry["added"] = _now()
-                manifest["wheels"][wheel.name] = entry
-                self._write(manifest)
-                for name in replaced:
-                    with contextlib.suppress(FileNotFoundError):
-                        (self.root / name).unlink()
+                previous = _keep_previous(target)
+                try:
+                    self._place(temp, target, manifest, wheel, distribution, version, size, digest, record)
+                except BaseException:
+                    # Put back what was there: a failed add (disk full...) changes nothing.
+                    if previous is not None:
+                        os.replace(previous, target)
+                    else:
+                        with contextlib.suppress(FileNotFoundError):
+                            target.unlink()
+                    raise
+                finally:
+                    if previous is not None:
+                        with contextlib.suppress(FileNotFoundError):
+                            previous.unlink()
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
@@ -183,8 +183,34 @@ class Wheelhouse:
                 manifest["wheels"].pop(name, None)
             self._write(manifest)
             for name in names:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.root / name).unlink()
+                if _plain_wheel_name(name):  # never a path outside the wheelhouse
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.root / name).unlink()
+
+    def _place(self, temp, target, manifest, wheel, distribution, version, size, digest, record) -> None:
+        os.replace(temp, target)
+        fsync_dir(self.root)
+        replaced = [
+            name
+            for name in manifest["wheels"]
+            if name != wheel.name and _distribution(name) == canonicalize_name(distribution)
+        ]
+        for name in replaced:
+            del manifest["wheels"][name]
+        entry = {
+            "distribution": str(distribution),
+            "version": str(version),
+            "size": size,
+            "sha256": digest,
+        }
+        entry.update({key: record.get(key) for key in RECORD_KEYS})
+        entry.update({key: value for key, value in record.items() if key not in entry})
+        entry["added"] = _now()
+        manifest["wheels"][wheel.name] = entry
+        self._write(manifest)
+        for name in replaced:
+            with contextlib.suppress(OSError):
+                (self.root / name).unlink()
 
     def _stage(self, wheel: Path, move: bool) -> tuple[Path, str, int]:
         """The wheel under a temporary name in the wheelhouse, fsynced; its sha256 and size."""
@@ -250,6 +276,45 @@ class Wheelhouse:
         write_atomic(self.manifest_path, text.encode("utf-8"))
         sums = "".join(f"{entry['sha256']}  {name}\n" for name, entry in top["wheels"].items())
         write_atomic(self.sums_path, sums.encode("utf-8"))
+
+
+def _checked(path: Path, data: Any) -> dict[str, Any]:
+    """The manifest, refused in one line unless every key names a wheel file lying in this folder."""
+    def refuse(why: str) -> BackendError:
+        return BackendError(f"{path}: {why}; it was not written by this backend: move it away to start the wheelhouse anew")
+
+    if not isinstance(data, dict):
+        raise refuse(f"holds {type(data).__name__} {json.dumps(data)[:40]}, not an object")
+    wheels = data.setdefault("wheels", {})
+    if not isinstance(wheels, dict):
+        raise refuse(f"'wheels' is {type(wheels).__name__}, not an object of file name -> entry")
+    for name, entry in wheels.items():
+        # A key is joined to the wheelhouse folder and may be deleted: only a plain file name is safe.
+        if not _plain_wheel_name(name):
+            raise refuse(f"wheel key {name!r} is not a plain wheel file name")
+        if not isinstance(entry, dict):
+            raise refuse(f"the entry of {name!r} is {type(entry).__name__}, not an object")
+    return data
+
+
+def _plain_wheel_name(name: Any) -> bool:
+    """A valid wheel file name and nothing else: no folder part, no '..', not hidden."""
+    return (isinstance(name, str) and name.endswith(".whl") and name == os.path.basename(name)
+            and "\\" not in name and not name.startswith(".") and _distribution(name) is not None)
+
+
+def _keep_previous(target: Path) -> Path | None:
+    """A second name for the wheel ``target`` replaces, so that a failed add can put it back."""
+    if not target.exists():
+        return None
+    keep = target.with_name(f".{target.name}.previous")
+    with contextlib.suppress(FileNotFoundError):
+        keep.unlink()
+    try:
+        os.link(target, keep)
+    except OSError:
+        return None
+    return keep
 
 
 def _distribution(file_name: str) -> str | None:

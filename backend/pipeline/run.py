@@ -170,20 +170,20 @@ def _expectation(plan: Plan, step: Step, toolchain):
 
 def build(plan: Plan) -> BuildResult:
     """Build the plan; a second build of the same variant waits for the first, then reuses its wheels."""
+    from ..settings import cache_dir, writable_folder
     from .variant_lock import hold
 
+    writable_folder("cache-dir", cache_dir(plan.settings))
+    writable_folder("wheelhouse", plan.layout.wheelhouse)
     with hold(plan.layout.variant_dir, say):
         return _build_locked(plan)
 
 
 def _build_locked(plan: Plan) -> BuildResult:
-    from ..settings import cache_dir, writable_folder
     from ..wheels.wheelhouse import Wheelhouse
 
     settings = plan.settings
     layout = plan.layout
-    writable_folder("cache-dir", cache_dir(settings))
-    writable_folder("wheelhouse", layout.wheelhouse)
     results = [StepResult(s.component, s.version, "not run") for s in plan.steps]
     result = BuildResult(plan=plan, steps=results, wheelhouse=layout.wheelhouse)
 

@@ -124,7 +124,7 @@ def _check_size(ex: "_Extractor", total: int, count: int, max_bytes: int | None)
 def _open_tar(archive: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(archive, "r:*")
-    except (tarfile.TarError, OSError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BackendError(f"unpack {archive.name}: not a readable tar or zip archive ({exc})") from None
 
 

@@ -1,0 +1,503 @@
+"""Hostile input and faults (issue 13): nothing lost, nothing tampered used, one clear line every time.
+
+Each test reproduces one attack with real files, real processes (``python -m
+backend``) and, for downloads, a real HTTP server on 127.0.0.1.  The builds
+use the stand-in trees of tests/fixtures/standins (they stand for torch and
+bitsandbytes: same build drivers, seconds instead of hours).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from backend.errors import BackendError
+from backend.sources import fetch, lock, prepare, unpack
+from backend.wheels.wheelhouse import Wheelhouse
+from standin_helpers import STANDINS, find_nvcc, host_isa
+from test_sources import Server, make_tar, sha, tree_nar, write_lock
+from test_wheels_support import make_wheel, record_hash
+
+ROOT = Path(__file__).resolve().parent.parent
+NVCC = find_nvcc()
+ISA = host_isa()
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason="needs a CUDA 13 nvcc (system /usr/local/cuda-13.0 or PyPI)")
+VARIANT = f"vllm-python{sys.version_info.major}{sys.version_info.minor}-cuda13_0-sm90-{ISA}"
+LABEL = f"cu130.sm90.{ISA}"
+
+
+def backend_env() -> dict[str, str]:
+    env = dict(os.environ)
+    if NVCC:
+        env["PATH"] = f"{Path(NVCC).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def backend(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=env or backend_env(), timeout=timeout)
+
+
+def build_args(tmp: Path, components: str, sources: dict[str, Path] | None = None, **extra: str | None) -> list[str]:
+    """-C pairs of a stand-in build; a None value leaves that key out."""
+    pairs = {
+        "sm": "90", "isa": ISA, "cuda": "13.0", "toolchain": "system", "components": components,
+        "cache-dir": str(tmp / "cache"), "wheelhouse": str(tmp / "wheelhouse"), "jobs": "1",
+        "compiler-cache": "none",
+        **{f"source.{c}": str((sources or {}).get(c, STANDINS / c)) for c in components.split(",")},
+        **extra,
+    }
+    return [arg for key, value in pairs.items() if value is not None for arg in ("-C", f"{key}={value}")]
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The run failed with an `error:` line and no traceback; that line."""
+    assert result.returncode != 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
+    assert len(lines) == 1, result.stderr[-3000:]
+    return lines[0]
+
+
+# --- 1. two builds of one variant at once --------------------------------------
+
+@needs_nvcc
+def test_two_builds_of_one_variant_take_turns_and_share_one_result(tmp_path):
+    args = ["build", *build_args(tmp_path, "bitsandbytes")]
+    first_log = tmp_path / "first.log"
+    with open(first_log, "w") as log:
+        first = subprocess.Popen([sys.executable, "-m", "backend", *args], cwd=ROOT, stdout=log, stderr=log,
+                                 env=backend_env())
+    try:
+        deadline = time.monotonic() + 240
+        while "preparing" not in first_log.read_text() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        second = backend(*args)
+    finally:
+        first.wait(timeout=300)
+    first_err = first_log.read_text()
+    assert first.returncode == 0, first_err[-3000:]
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"waiting: another build of {VARIANT} is running" in second.stderr
+    assert "[1/1 bitsandbytes] preparing" not in second.stderr.split("waiting:")[0]
+    row = next(l for l in second.stderr.splitlines() if l.startswith("bitsandbytes "))
+    assert " cached " in row, second.stderr[-2000:]
+    house = tmp_path / "wheelhouse" / VARIANT
+    wheels = sorted(house.glob("bitsandbytes-*.whl"))
+    assert len(wheels) == 1
+    checked = backend("verify", str(house), "-C", "sm=90", "-C", f"isa={ISA}", "-C", "cuda=13.0")
+    assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
+
+
+def test_verify_refuses_a_component_wheel_holding_only_its_dist_info(tmp_path):
+    wheel = tmp_path / f"torch-2.9.1+{LABEL}-cp311-cp311-linux_x86_64.whl"
+    dist = f"torch-2.9.1+{LABEL}.dist-info"
+    members = {
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: torch\nVersion: 2.9.1+{LABEL}\n".encode(),
+        f"{dist}/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: cp311-cp311-linux_x86_64\n",
+    }
+    record = "".join(f"{name},{record_hash(data)},{len(data)}\n" for name, data in members.items()) + f"{dist}/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+        archive.writestr(f"{dist}/RECORD", record)
+    result = backend("verify", str(wheel), "-C", "sm=90", "-C", f"isa={ISA}", "-C", "cuda=13.0", "--json")
+    assert result.returncode != 0
+    problems = [p["message"] for e in json.loads(result.stdout)["entries"] for p in e["problems"]]
+    assert any("holds nothing but" in p for p in problems), problems
+
+
+# --- 2. the download cache's verified mark ----------------------------------------
+
+def test_replaced_bytes_with_the_old_mtime_are_not_trusted(tmp_path):
+    server = Server()
+    try:
+        good = make_tar({"setup.py": b"print('the reviewed release')\n"})
+        server.files["/demo.tar.gz"] = good
+        lk = write_lock(tmp_path, {"demo": {"component": "demo", "version": "1", "url": server.url("/demo.tar.gz"),
+                                            "sha256": sha(good)}})
+        cache = tmp_path / "c"
+        (path,) = prepare.fetch_all(["demo"], cache_dir=cache, offline=False, lock=lk)
+    finally:
+        server.stop()
+    before = path.stat()
+    evil = make_tar({"setup.py": b"import os; os.system('evil')\n"})
+    evil = evil[: len(good)].ljust(len(good), b"\0")
+    assert len(evil) == len(good) and evil != good
+    path.write_bytes(evil)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_mtime_ns == before.st_mtime_ns and path.stat().st_size == before.st_size
+    with pytest.raises(BackendError, match="sha256 mismatch"):
+        prepare.fetch_all(["demo"], cache_dir=cache, offline=True, lock=lk)
+    assert not path.exists()  # moved aside, never built
+
+
+# --- 3. verify's memory on a decompression bomb -------------------------------------
+
+def write_metadata_bomb(path: Path, inflated: int) -> None:
+    """A wheel whose METADATA is ``inflated`` bytes of one letter (a few hundred kB deflated)."""
+    dist = f"demo-1.0+{LABEL}.dist-info"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("demo/__init__.py", "")
+        member = zipfile.ZipInfo(f"{dist}/METADATA")
+        member.compress_type = zipfile.ZIP_DEFLATED
+        with archive.open(member, "w", force_zip64=True) as out:
+            block = b"Name: demo\n" + b"A" * ((1 << 20) - 11)
+            for _ in range(inflated // len(block)):
+                out.write(block)
+        archive.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nTag: py3-none-any\n")
+        archive.writestr(f"{dist}/RECORD", "")
+
+
+def child_peak_mb(*args: str) -> tuple[float, subprocess.CompletedProcess]:
+    """Run ``python args...`` under a fresh interpreter that reports its child's peak RSS (getrusage)."""
+    script = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+              "sys.stderr.write(r.stderr); sys.stdout.write(r.stdout); "
+              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    run = subprocess.run([sys.executable, "-c", script, sys.executable, *args], cwd=ROOT, capture_output=True,
+                         text=True, env=backend_env(), timeout=300)
+    *out, peak_kb = run.stdout.strip().splitlines()
+    return int(peak_kb) / 1024, subprocess.CompletedProcess(args, run.returncode, "\n".join(out), run.stderr)
+
+
+def test_verify_reads_a_metadata_bomb_in_bounded_memory(tmp_path):
+    bomb = tmp_path / f"demo-1.0+{LABEL}-py3-none-any.whl"
+    write_metadata_bomb(bomb, 256 << 20)
+    assert bomb.stat().st_size < 2 << 20
+    plain = make_wheel(tmp_path / "plain", "demo", f"1.0+{LABEL}")
+    baseline, _ = child_peak_mb("-m", "backend", "verify", str(plain), "--json")
+    peak, run = child_peak_mb("-m", "backend", "verify", str(bomb), "--json")
+    assert peak < baseline + 48, (peak, baseline)
+    problems = [p["message"] for e in json.loads(run.stdout)["entries"] for p in e["problems"]]
+    assert any("METADATA" in p and "bound" in p for p in problems), problems
+
+
+# --- 4. bounded downloads and unpacking -------------------------------------------
+
+class StreamingServer:
+    """Serves ``size`` bytes of zeros per path, with or without Content-Length; counts what it sent."""
+
+    def __init__(self):
+        self.sizes: dict[str, tuple[int, bool]] = {}
+        self.sent: dict[str, int] = {}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                size, announce = outer.sizes[self.path]
+                self.send_response(200)
+                if announce:
+                    self.send_header("Content-Length", str(size))
+                self.end_headers()
+                block = b"\0" * (1 << 16)
+                outer.sent[self.path] = 0
+                try:
+                    while outer.sent[self.path] < size:
+                        self.wfile.write(block)
+                        outer.sent[self.path] += len(block)
+                except OSError:
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("announce", [True, False], ids=["content-length", "no-length"])
+def test_a_mirror_serving_too_much_is_cut_off_at_the_bound(tmp_path, announce):
+    server = StreamingServer()
+    try:
+        server.sizes["/big.tar.gz"] = (256 << 20, announce)
+        lk = write_lock(tmp_path, {"demo": {"component": "demo", "version": "1", "url": server.url("/big.tar.gz"),
+                                            "sha256": "0" * 64, "max_mb": 2}})
+        cache = tmp_path / "c"
+        with pytest.raises(BackendError, match="over the lock's bound of 2 MB"):
+            prepare.fetch_all(["demo"], cache_dir=cache, offline=False, lock=lk)
+        sent = server.sent.get("/big.tar.gz", 0)
+    finally:
+        server.stop()
+    downloads = cache / "downloads"
+    assert [p.name for p in downloads.iterdir() if not p.name.endswith(".lock")] == []
+    assert sent < 64 << 20  # the client stopped reading long before the 256 MB were out
+
+
+def _bomb_tar(size: int) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("pkg-1.0/zeros.bin")
+        info.size = size
+        tar.addfile(info, io.BytesIO(b"\0" * size))
+    return buf.getvalue()
+
+
+def _bomb_zip(size: int) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("pkg-1.0/zeros.bin", b"\0" * size)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_a_pinned_archive_bomb_is_refused_before_anything_is_written(tmp_path, kind):
+    data = _bomb_tar(64 << 20) if kind == "tar.gz" else _bomb_zip(64 << 20)
+    assert len(data) < 1 << 20
+    server = Server()
+    try:
+        server.files[f"/bomb.{kind}"] = data
+        lk = write_lock(tmp_path, {"bomb": {"component": "bomb", "version": "1", "url": server.url(f"/bomb.{kind}"),
+                                            "sha256": sha(data), "max_unpacked_mb": 16}})
+        work = tmp_path / "w"
+        with pytest.raises(BackendError, match="over the lock's bound of 16 MB"):
+            prepare.prepare("bomb", cache_dir=tmp_path / "c", workdir=work, lock=lk)
+    finally:
+        server.stop()
+    written = sum(p.stat().st_size for p in work.rglob("*") if p.is_file())
+    assert written == 0 and not (work / "bomb").exists()
+    assert not (tmp_path / "c" / "downloads" / f"bomb-1.{kind}").exists()  # moved aside, not reused
+
+
+# --- 5. a manifest key leaving the wheelhouse --------------------------------------
+
+def test_a_dotdot_manifest_key_never_deletes_outside_the_wheelhouse(tmp_path):
+    house_dir = tmp_path / "wheelhouse" / VARIANT
+    (house_dir / "torch-0.1-py3-none-any").mkdir(parents=True)
+    victim = tmp_path / "victim.whl"
+    victim.write_bytes(b"precious")
+    key = "torch-0.1-py3-none-any/../../../victim.whl"
+    assert (house_dir / key).resolve() == victim.resolve()
+    (house_dir / "manifest.json").write_text(json.dumps({"wheels": {key: {"sha256": "0" * 64, "size": 8}}}))
+    new = make_wheel(tmp_path / "new", "torch", f"2.9.1+{LABEL}")
+    with pytest.raises(BackendError, match=r"wheel key .*victim\.whl.* is not a plain wheel file name"):
+        Wheelhouse(house_dir).add(new, {"component": "torch", "build_key": "k"})
+    assert victim.read_bytes() == b"precious"
+    assert not (house_dir / new.name).exists()
+
+
+# --- 6. CMAKE_ARGS split on spaces ----------------------------------------------------
+
+def test_no_recipe_passes_a_path_through_cmake_args(tmp_path):
+    """vLLM's setup.py does ``cmake_args += os.environ["CMAKE_ARGS"].split()``: a path must never be in it."""
+    from backend import recipes
+    from backend.recipes import BuildContext
+    from backend.settings import Settings
+    from backend.variants import Variant
+
+    hostile = tmp_path / "my cache -DVLLM_EVIL=ON"
+    variant = Variant(sm="90", isa=ISA, cuda="13.0")
+    for name in ("torch", "torchvision", "torchaudio", "xformers", "flashinfer", "bitsandbytes", "vllm"):
+        recipe = recipes.get(name)
+        work = hostile / name
+        ctx = BuildContext(
+            variant=variant, settings=Settings(sm="90", isa=ISA, cuda="13.0"), source=work / recipe.sources[0],
+            extras={e: work / e for e in recipe.sources[1:]}, wheel_dir=work / "_wheels", build_dir=work / "_build",
+            python=str(hostile / "env" / "bin" / "python"), jobs=2, nvcc_threads=1,
+        )
+        env = recipe.environment(ctx)
+        args = env.get("CMAKE_ARGS", "").split()
+        assert all(a.startswith("-D") and "=" in a for a in args), (name, args)
+        assert not any("EVIL" in a or str(tmp_path) in a for a in args), (name, args)
+    env = recipes.get("vllm").environment(ctx)
+    assert env["VLLM_CUTLASS_SRC_DIR"] == str(hostile / "vllm" / "vllm-cutlass")
+
+
+# --- 7. a FIFO in a local source tree ----------------------------------------------------
+
+@needs_nvcc
+def test_a_fifo_in_a_local_tree_is_refused_in_one_line(tmp_path):
+    tree = tmp_path / "torch-tree"
+    shutil.copytree(STANDINS / "torch", tree)
+    os.mkfifo(tree / "torch" / "pipe")
+    result = backend("build", *build_args(tmp_path, "torch", {"torch": tree}), timeout=240)
+    line = one_line_error(result)
+    assert "torch/pipe is a FIFO" in line and str(tree) in line
+
+
+# --- 8. a truncated NAR-pinned download ---------------------------------------------------
+
+def test_a_truncated_nar_pinned_download_is_moved_aside_and_fetched_again(tmp_path):
+    files = {"setup.py": b"print('demo')\n" * 2000}
+    good = make_tar(files)
+    nar = tree_nar(files, tmp_path)
+    server = Server()
+    try:
+        server.files["/demo.tar.gz"] = good
+        lk = write_lock(tmp_path, {"demo": {"component": "demo", "version": "1", "url": server.url("/demo.tar.gz"),
+                                            "nar": nar}})
+        cache = tmp_path / "c"
+        cached = fetch.cache_path(lk.entries["demo"], cache)
+        cached.parent.mkdir(parents=True)
+        cached.write_bytes(good[: len(good) // 2])  # an earlier, cut-off copy
+        with pytest.raises(BackendError, match="damaged archive.*moved aside.*downloads it again"):
+            prepare.prepare("demo", cache_dir=cache, workdir=tmp_path / "w", lock=lk)
+        assert not cached.exists()
+        got = prepare.prepare("demo", cache_dir=cache, workdir=tmp_path / "w", lock=lk)
+        assert (got.root / "setup.py").read_bytes() == files["setup.py"]
+        # The same through `fetch` (which checks the tree's hash): moved aside, then fetched anew.
+        cached.write_bytes(good[: len(good) // 3])
+        fetch._marker(cached).unlink(missing_ok=True)
+        with pytest.raises(BackendError, match="moved aside"):
+            prepare.fetch_all(["demo"], cache_dir=cache, offline=False, lock=lk)
+        assert prepare.fetch_all(["demo"], cache_dir=cache, offline=False, lock=lk) == [cached]
+    finally:
+        server.stop()
+
+
+# --- 9. two side-by-side failures -----------------------------------------------------------
+
+@needs_nvcc
+def test_two_failures_side_by_side_each_name_their_own_log(tmp_path):
+    torch_tree = tmp_path / "torch-tree"
+    shutil.copytree(STANDINS / "torch", torch_tree)
+    setup = torch_tree / "setup.py"
+    setup.write_text("import time, sys\ntime.sleep(4)\nsys.exit('T0RCH-OWN-ERROR: deliberate')\n" + setup.read_text())
+    bnb_tree = tmp_path / "bnb-tree"
+    shutil.copytree(STANDINS / "bitsandbytes", bnb_tree)
+    cmake = bnb_tree / "CMakeLists.txt"
+    cmake.write_text('message(FATAL_ERROR "B1TS-OWN-ERROR: deliberate")\n' + cmake.read_text())
+    result = backend("build", *build_args(tmp_path, "torch,bitsandbytes", {"torch": torch_tree, "bitsandbytes": bnb_tree}),
+                     timeout=240)
+    line = one_line_error(result)
+    logs = tmp_path / "cache" / "work" / VARIANT / "logs"
+    assert f"torch failed (exit 1); full log: {logs / 'torch.log'}" in line, line
+    assert f"bitsandbytes failed (exit 1); full log: {logs / 'bitsandbytes.log'}" in line, line
+    # Each component's own log tail is shown under its own name, and comes from that log.
+    for component in ("torch", "bitsandbytes"):
+        log = logs / f"{component}.log"
+        header = f"last lines of {log} ({component}):"
+        assert header in result.stderr, result.stderr[-3000:]
+        block = result.stderr.split(header, 1)[1].splitlines()[1:]
+        shown = [l[4:] for l in block[: next((i for i, l in enumerate(block) if not l.startswith("  | ")), len(block))]]
+        content = log.read_text()
+        assert shown and all(l.strip() in content for l in shown), (component, shown)
+    assert "T0RCH-OWN-ERROR" in (logs / "torch.log").read_text()
+
+
+# --- 10. tracebacks instead of one line ---------------------------------------------------------
+
+@pytest.mark.parametrize("setting, named", [
+    ("jobs=²", "setting 'jobs': bad value '²'"),
+    ("nvcc-threads=²", "setting 'nvcc-threads': bad value '²'"),
+    ("components=", "setting 'components': bad value ''"),
+])
+def test_bad_numbers_and_empty_lists_are_one_line(setting, named):
+    line = one_line_error(backend("plan", "-C", "sm=90", "-C", f"isa={ISA}", "-C", setting))
+    assert named in line
+
+
+def test_a_file_as_cache_dir_or_wheelhouse_is_one_line_before_any_work(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for key in ("cache-dir", "wheelhouse"):
+        result = backend("build", *build_args(tmp_path, "bitsandbytes", **{key: str(a_file)}))
+        line = one_line_error(result)
+        assert f"setting '{key}'" in line and "it is a file" in line and "manifest" not in line
+        assert not (tmp_path / "cache" / "envs").exists()  # no build environment was set up
+    # A folder under a file cannot be created: also one line, naming the setting.
+    result = backend("build", *build_args(tmp_path, "bitsandbytes", **{"cache-dir": str(a_file / "sub")}))
+    line = one_line_error(result)
+    assert "setting 'cache-dir': cannot write into" in line
+
+
+def test_a_non_utf8_lock_is_one_line(tmp_path):
+    bad = tmp_path / "sources.lock"
+    bad.write_bytes(b'format = 1\n[source.demo]\nwhy = "caf\xe9"\n')
+    with pytest.raises(BackendError, match="not UTF-8 text"):
+        lock.load(bad)
+
+
+@pytest.mark.parametrize("text", ["[]", "null", '{"wheels": []}', '{"wheels": {"a.whl": 3}}', '"x"'])
+def test_a_malformed_manifest_is_one_line(tmp_path, text):
+    house = tmp_path / "wheelhouse" / VARIANT
+    house.mkdir(parents=True)
+    (house / "manifest.json").write_text(text)
+    with pytest.raises(BackendError, match="move it away to start the wheelhouse anew"):
+        Wheelhouse(house).manifest()
+    result = backend("verify", str(house))
+    assert "Traceback" not in result.stderr
+
+
+def test_a_full_wheelhouse_disk_is_one_line_and_changes_nothing(tmp_path):
+    """The file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) fails writes as a full disk does."""
+    house = tmp_path / "wheelhouse" / VARIANT
+    old = make_wheel(tmp_path / "old", "torch", f"2.9.1+{LABEL}")
+    Wheelhouse(house).add(old, {"component": "torch", "build_key": "k1"})
+    manifest_before = (house / "manifest.json").read_bytes()
+    new = make_wheel(tmp_path / "new", "torch", f"2.9.2+{LABEL}", files={"torch/blob.bin": os.urandom(3 << 20)})
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+        "from backend.wheels.wheelhouse import Wheelhouse\n"
+        "from backend import _one_line_errors\n"
+        "add = _one_line_errors(lambda: Wheelhouse(sys.argv[1]).add(sys.argv[2], {'component': 'torch', 'build_key': 'k2'}))\n"
+        "add()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(house), str(new)], cwd=ROOT, capture_output=True, text=True)
+    line = one_line_error(result)
+    assert "could not add" in line and "as it was before" in line
+    assert (house / "manifest.json").read_bytes() == manifest_before
+    assert sorted(p.name for p in house.iterdir() if p.suffix == ".whl") == [old.name]
+    assert [p.name for p in house.iterdir() if p.name.startswith(".") and p.name != ".wheelhouse.lock"] == []
+
+
+# --- 11. a ';' in cache-dir ----------------------------------------------------------------------
+
+def test_a_semicolon_in_cache_dir_is_refused_in_one_line(tmp_path):
+    line = one_line_error(backend("build", *build_args(tmp_path, "bitsandbytes", **{"cache-dir": str(tmp_path / "c;x")})))
+    assert "setting 'cache-dir'" in line and "';'" in line and "environment marker" in line
+    env = backend_env()
+    env["VLLM_STACK_CACHE_DIR"] = str(tmp_path / "c;x")
+    line = one_line_error(backend("build", *build_args(tmp_path, "bitsandbytes", **{"cache-dir": None}), env=env))
+    assert "VLLM_STACK_CACHE_DIR" in line and "';'" in line
+    assert not (tmp_path / "c;x").exists()
+
+
+# --- 12. chained symlinks -----------------------------------------------------------------------
+
+def test_chained_symlinks_that_climb_out_of_the_tree_are_refused(tmp_path):
+    members = []
+    for i in range(1, 11):
+        info = tarfile.TarInfo(f"pkg/l{i}")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "." if i == 1 else f"l{i - 1}/.."
+        members.append(info)
+    # Each link alone stays inside (l2 -> l1/.. is "." on paper); l1 -> . makes l2 the tree's parent,
+    # l10 nine levels up: the file system's root here.
+    info = tarfile.TarInfo("pkg/passwd")
+    info.type = tarfile.SYMTYPE
+    info.linkname = "l10/etc/passwd"
+    members.append(info)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for m in members:
+            tar.addfile(m)
+    archive = tmp_path / "chain.tar"
+    archive.write_bytes(buf.getvalue())
+    dest = tmp_path / "out"
+    with pytest.raises(BackendError, match="resolves to .* outside the tree"):
+        unpack.extract(archive, dest, 1)
+    assert not dest.exists()

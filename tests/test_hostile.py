@@ -55,7 +55,7 @@ def build_args(tmp: Path, components: str, sources: dict[str, Path] | None = Non
     pairs = {
         "sm": "90", "isa": ISA, "cuda": "13.0", "toolchain": "system", "components": components,
         "cache-dir": str(tmp / "cache"), "wheelhouse": str(tmp / "wheelhouse"), "jobs": "1",
-        "compiler-cache": "none",
+        "compiler-cache": "none", "runtime-deps": "none", "smoke": "off",  # the stack's own wheels only
         **{f"source.{c}": str((sources or {}).get(c, STANDINS / c)) for c in components.split(",")},
         **extra,
     }

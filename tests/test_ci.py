@@ -432,6 +432,14 @@ def test_build_script_passes_the_shared_cache_url_and_hides_its_password(tmp_pat
     assert "compiler-cache-url=redis://:***@cache:6379" in build
     assert "storage: Redis redis://:***@cache:6379 (-C compiler-cache-url)" in out.stdout
     assert "hunter2" not in out.stdout + out.stderr
+    # ccache reaches Redis too (the workflow's VLLM_STACK_COMPILER_CACHE), but not S3.
+    ccache = run(sys.executable, ROOT / "ci" / "build_variant.py", "--sm", "90", "--isa", "avx512", "--cuda", "13.0",
+                 "--out", tmp_path / "artifact", "--dry-run", env={"VLLM_STACK_COMPILER_CACHE": "ccache",
+                                                                    "VLLM_STACK_COMPILER_CACHE_URL": "redis://cache:6379"})
+    assert "compiler-cache=ccache" in ccache.stdout and "storage: Redis redis://cache:6379" in ccache.stdout
+    no_s3 = run(sys.executable, ROOT / "ci" / "build_variant.py", "--sm", "90", "--isa", "avx512", "--cuda", "13.0",
+                "--out", tmp_path / "artifact", "--dry-run", "--compiler-cache", "ccache", "--compiler-cache-url", "s3://b/p")
+    assert no_s3.returncode == 1 and "needs sccache" in no_s3.stderr
     # Storage chosen twice is refused before anything runs, in one line.
     clash = run(sys.executable, ROOT / "ci" / "build_variant.py", "--sm", "90", "--isa", "avx512", "--cuda", "13.0",
                 "--out", tmp_path / "artifact", "--dry-run", "--compiler-cache-url", "s3://bucket/ci",

@@ -167,7 +167,8 @@ def test_torchvision_torchaudio(tmp_path):
     assert tv == {"TORCH_CUDA_ARCH_LIST": "12.0", "FORCE_CUDA": "1", "BUILD_VERSION": "0.24.1+cu130.sm120.avx512"}
     ta = recipes.get("torchaudio").environment(ctx_for(recipes.get("torchaudio"), SM103, tmp_path))
     assert ta["TORCH_CUDA_ARCH_LIST"] == "10.3" and ta["BUILD_VERSION"] == "2.9.1+cu129.sm103.armv9"
-    assert ta["BUILD_SOX"] == ta["BUILD_KALDI"] == ta["BUILD_RNNT"] == ta["BUILD_CTC_DECODER"] == "0"
+    # what the 2.9.1 wheel ships (rnnt_loss, alignment, CUDA CTC decoder): nothing switched off
+    assert not [k for k in ta if k.startswith("BUILD_") and k != "BUILD_VERSION"]
 
 
 def test_xformers_arch(tmp_path):

@@ -1,4 +1,12 @@
-"""torchaudio 2.9.1 against the variant's torch; optional third-party parts off, as in nixpkgs."""
+"""torchaudio 2.9.1 against the variant's torch, with what upstream's 2.9.1 wheel ships.
+
+Its tools/setup_helpers/extension.py (a torch.utils.cpp_extension build since
+sox and ffmpeg left) reads BUILD_RNNT, BUILD_ALIGN and BUILD_CUDA_CTC_DECODER,
+all on by default (the last one with USE_CUDA): none is set here, so
+``rnnt_loss``, forced alignment and the CUDA CTC decoder are built, as in the
+PyPI wheel.  BUILD_SOX, BUILD_KALDI and BUILD_CTC_DECODER, which nixpkgs sets,
+are no longer read.
+"""
 
 from .base import BuildContext, Recipe, pip_wheel
 
@@ -11,10 +19,6 @@ def environment(ctx: BuildContext) -> dict[str, str]:
         "FORCE_CUDA": "1",
         "USE_CUDA": "1",
         "BUILD_VERSION": ctx.local_version(VERSION),
-        "BUILD_SOX": "0",
-        "BUILD_KALDI": "0",
-        "BUILD_RNNT": "0",
-        "BUILD_CTC_DECODER": "0",
     }
 
 
@@ -40,10 +44,10 @@ RECIPE = Recipe(
     sources=("torchaudio",),
     build_requires=("setuptools>=70.1.0", "wheel", "cmake>=3.27", "ninja"),
     mem_per_job_gb=2.0,
-    description="torchaudio's C++/CUDA extension (sox, kaldi, RNN-T, CTC decoder off)",
+    description="torchaudio's C++/CUDA extension (RNN-T loss, forced alignment, CUDA CTC decoder)",
     environment=environment,
     commands=lambda ctx: [pip_wheel(ctx)],
-    notes=lambda variant: ["torchaudio is built without sox, kaldi, RNN-T loss and the CTC decoder (as nixpkgs does)"],
+    notes=lambda variant: ["torchaudio is built with what its 2.9.1 wheel ships: RNN-T loss, forced alignment, CUDA CTC decoder"],
     smoke=SMOKE,
     smoke_gpu=SMOKE_GPU,
     disk_gb=2.0,

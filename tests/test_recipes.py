@@ -51,7 +51,7 @@ def test_the_variants_used_here_are_real_variants():
 def test_every_component_has_its_recipe_and_versions():
     got = {r.name: r.version for r in recipes.all_recipes()}
     assert got == {
-        "torch": "2.9.1", "torchvision": "0.24.1", "torchaudio": "2.9.1", "xformers": "0.0.30",
+        "torch": "2.9.1", "torchvision": "0.24.1", "torchaudio": "2.9.1", "xformers": "0.0.33.post2",
         "flashinfer": "0.6.1", "bitsandbytes": "0.49.1", "vllm": "0.15.1",
     }
     assert tuple(got) == COMPONENTS
@@ -175,11 +175,11 @@ def test_xformers_arch(tmp_path):
     xf = recipes.get("xformers")
     env90 = xf.environment(ctx_for(xf, SM90, tmp_path))
     assert env90["TORCH_CUDA_ARCH_LIST"] == "9.0a"  # FA3 (wgmma) needs sm_90a
-    assert env90["FORCE_CUDA"] == "1" and env90["BUILD_VERSION"] == "0.0.30+cu129.sm90.avx512"
+    assert env90["FORCE_CUDA"] == "1" and env90["BUILD_VERSION"] == "0.0.33.post2+cu129.sm90.avx512"
     assert any("FlashAttention-3 kernels" in n or "FlashAttention-3 (Hopper" in n for n in xf.notes(SM90))
     assert xf.environment(ctx_for(xf, SM120, tmp_path))["TORCH_CUDA_ARCH_LIST"] == "12.0"
     assert any("not built" in n for n in xf.notes(SM120))
-    assert any("FlashAttention-2 needs sm_80" in n for n in xf.notes(SM61))
+    assert any("own FlashAttention-2 is not compiled" in n for n in xf.notes(SM61))
 
 
 @pytest.mark.parametrize("variant,expected", [

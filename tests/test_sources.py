@@ -598,7 +598,7 @@ def test_real_pypi_sources_fetch_verify_and_prepare(tmp_path):
     """flashinfer and xformers come from PyPI: download, check the lock's sha256, unpack."""
     real = lock.load()
     paths = prepare.fetch_all(["flashinfer", "xformers"], cache_dir=tmp_path / "c", offline=False, lock=real)
-    assert sorted(p.name for p in paths) == ["flashinfer-0.6.1.tar.gz", "xformers-0.0.30.tar.gz"]
+    assert sorted(p.name for p in paths) == ["flashinfer-0.6.1.tar.gz", "xformers-0.0.33.post2.tar.gz"]
     got = prepare.prepare("flashinfer", cache_dir=tmp_path / "c", workdir=tmp_path / "w", lock=real, offline=True)
     assert (got.root / "pyproject.toml").exists() and (got.root / "3rdparty/cutlass").is_dir()
     assert got.source_hash == "sha256:" + real.entries["flashinfer"].sha256

@@ -1,15 +1,19 @@
-"""xformers 0.0.30 (PyPI sdist, bundles CUTLASS and flash-attention) against the variant's torch.
+"""xformers 0.0.33.post2 (PyPI sdist, bundles CUTLASS and flash-attention) against the variant's torch.
 
-setup.py (v0.0.30): nvcc always gets ``--threads 4`` (CUDA >= 11.2), so one
-compile job is four threads' worth of cores and memory.  Flash-attention 2
-is compiled for archs >= 8.0 of TORCH_CUDA_ARCH_LIST; flash-attention 3 only
-for 9.0, and FA3's Hopper kernels (wgmma) need the ``9.0a`` target, which
-setup.py emits only when the list says ``9.0a``.
+0.0.33.post2 is xformers' release for torch 2.9.1 (its PyPI wheels require
+``torch==2.9.1``; 0.0.30's require ``torch==2.7.0``), see the lock's ``why``.
+setup.py (read in the 0.0.33.post2 sdist): nvcc always gets ``--threads 4``
+(CUDA >= 11.2), so one compile job is four threads' worth of cores and
+memory.  Its own flash-attention 2 is off unless XFORMERS_DISABLE_FLASH_ATTN=0
+(``get_flash_attention2_nvcc_archs_flags`` defaults it to "1"): FA2 comes from
+torch's flash attention.  Flash-attention 3 is compiled only for 9.0, and its
+Hopper kernels (wgmma) need the ``9.0a`` target, which setup.py emits only
+when TORCH_CUDA_ARCH_LIST says ``9.0a``.
 """
 
 from .base import BuildContext, Recipe, pip_wheel
 
-VERSION = "0.0.30"
+VERSION = "0.0.33.post2"
 
 
 def arch_list(variant) -> str:
@@ -30,8 +34,7 @@ def notes(variant) -> list[str]:
         out.append("xformers gets TORCH_CUDA_ARCH_LIST=9.0a: FlashAttention-3 (Hopper only, wgmma) is built; its kernels are sm_90a")
     else:
         out.append("FlashAttention-3 is Hopper-only and is not built for this SM")
-    if int(variant.sm) < 80:
-        out.append(f"xformers' bundled FlashAttention-2 needs sm_80+: not built for sm_{variant.sm} (CUTLASS memory-efficient kernels only)")
+    out.append("xformers' own FlashAttention-2 is not compiled (0.0.33 default): its FA2 path calls torch's flash attention")
     return out
 
 

@@ -124,7 +124,7 @@ def test_the_pypi_toolchain_installs_only_what_the_steps_link(tmp_path):
 
 def test_python_vllm_cannot_build_is_refused_before_anything_runs(tmp_path):
     settings = resolve({"cache-dir": str(tmp_path), "sm": "90", "isa": "avx512"})
-    with pytest.raises(BackendError, match=r"^vllm 0\.15\.1 supports Python >=3\.10,<3\.14, and this build runs on "
+    with pytest.raises(BackendError, match=r"^vllm 0\.15\.1 supports Python 3\.10, 3\.11, 3\.12, 3\.13, and this build runs on "
                                            r"Python 3\.14: .* leave vllm out of -C components$"):
         make_plan(settings, Variant(sm="90", isa="avx512", cuda="12.9", python="314"), project_dir=tmp_path,
                   cores=8, memory_bytes=64 * GIB)
@@ -133,3 +133,16 @@ def test_python_vllm_cannot_build_is_refused_before_anything_runs(tmp_path):
                      cores=8, memory_bytes=64 * GIB)
     assert [s.component for s in plan.steps] == ["bitsandbytes"]
     assert plan_for(tmp_path).step("vllm")  # 3.13 is accepted
+
+
+def test_sm103_on_cuda_12_refuses_vllm_but_builds_the_rest(tmp_path):
+    """vLLM's CMake (0.16.0's cuda_archs_loose_intersection, run with CMake) gives sm_101a Blackwell kernels."""
+    settings = resolve({"cache-dir": str(tmp_path), "sm": "103", "isa": "avx512", "cuda": "12.9"})
+    with pytest.raises(BackendError, match=r"^vllm 0\.15\.1 cannot be built for sm=103 with cuda=12\.9: .*-C cuda=13\.0"):
+        make_plan(settings, Variant(sm="103", isa="avx512", cuda="12.9"), project_dir=tmp_path, cores=8, memory_bytes=64 * GIB)
+    rest = resolve({"cache-dir": str(tmp_path), "sm": "103", "isa": "avx512", "cuda": "12.9", "components": "torch,xformers"})
+    assert make_plan(rest, Variant(sm="103", isa="avx512", cuda="12.9"), project_dir=tmp_path, cores=8,
+                     memory_bytes=64 * GIB).step("xformers")
+    ok = resolve({"cache-dir": str(tmp_path), "sm": "103", "isa": "avx512", "cuda": "13.0"})
+    assert make_plan(ok, Variant(sm="103", isa="avx512", cuda="13.0"), project_dir=tmp_path, cores=8,
+                     memory_bytes=64 * GIB).step("vllm")

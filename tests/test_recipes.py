@@ -251,7 +251,9 @@ def test_vllm_notes():
     assert "6.1" in pascal and "cannot serve" in pascal
     assert not any("qutlass" in n for n in v.notes(SM61))
     n103 = " ".join(v.notes(SM103))
-    assert "10.0f" in n103 and "not built" in n103 and "sm_101" in n103
+    assert "sm_101a, which a B300 cannot load" in n103 and "generic kernels would be sm_101" in n103
+    assert v.variant_problem(SM103).startswith("vllm 0.15.1 cannot be built for sm=103 with cuda=12.9:")
+    assert v.variant_problem(SM103_13) is None and v.variant_problem(SM90) is None
     assert "builds its 10.0f" in " ".join(v.notes(SM103_13))
     assert any("qutlass" in n and "is built" in n for n in v.notes(SM120))
     assert any("9.0a" in n for n in v.notes(SM90))

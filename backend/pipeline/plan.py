@@ -147,7 +147,7 @@ def make_plan(
     selected = closure(settings)
     python = f"{variant.python[0]}.{variant.python[1:]}"
     for recipe in selected:
-        if problem := recipe.python_problem(python):
+        if problem := recipe.python_problem(python) or recipe.variant_problem(variant):
             raise BackendError(problem)
     if settings.torch == "existing":
         torch_version = existing_torch_version()

@@ -73,17 +73,15 @@ class Recipe:
     # Stack members its wheel requires although a patch removed them (added back, pinned to the wheelhouse's)
     stack_requires: tuple[str, ...] = ()
     features: Features | None = None  # optional libraries recorded in the manifest, promised ones checked
-    requires_python: str = ""  # the Pythons its build accepts (a PEP 440 specifier); "" = any
+    pythons: tuple[str, ...] = ()  # the Python versions its build accepts ("3.13"); () = any
+    # Why this recipe cannot build a working wheel for the variant (the plan refuses it), or None
+    variant_problem: Callable[[Variant], str | None] = lambda variant: None
 
     def python_problem(self, python: str) -> str | None:
         """Why a build run by Python ``python`` ("3.14") cannot build this recipe, or None."""
-        if not self.requires_python:
+        if not self.pythons or python in self.pythons:
             return None
-        from packaging.specifiers import SpecifierSet
-
-        if SpecifierSet(self.requires_python).contains(python):
-            return None
-        return (f"{self.name} {self.version} supports Python {self.requires_python}, and this build runs on "
+        return (f"{self.name} {self.version} supports Python {', '.join(self.pythons)}, and this build runs on "
                 f"Python {python}: build with a Python it accepts, or leave {self.name} out of -C components")
 
     def local_version(self, variant: Variant, tree_version: str | None = None) -> str:

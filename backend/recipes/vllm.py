@@ -63,6 +63,24 @@ def environment(ctx: BuildContext) -> dict[str, str]:
     return env
 
 
+def variant_problem(variant) -> str | None:
+    """SM103 with nvcc 12.x: the Blackwell CUTLASS kernels would be sm_101a cubins, which a B300 cannot load.
+
+    Worked out with vLLM's own cuda_archs_loose_intersection (cmake/utils.cmake, 0.16.0 sdist, run
+    with CMake): TORCH_CUDA_ARCH_LIST=10.3 keeps 10.1 of the CUDA-12 list, and the lists
+    "10.0a;10.1a;10.3a" (scaled_mm FP8, FP4, CUTLASS MoE), "10.0a;10.1a;10.3a;12.0a;12.1a" (CUTLASS MLA)
+    and "12.0a;10.0a;10.3a" (qutlass) then give 10.1a; FlashMLA ("10.0f") gives nothing.
+    """
+    if variant.sm == "103" and _cuda_key(variant.cuda) < (13, 0):
+        return (
+            f"vllm {VERSION} cannot be built for sm=103 with cuda={variant.cuda}: its CMake knows no 10.3 for "
+            "nvcc 12.x and compiles its Blackwell CUTLASS kernels (FP8/FP4 scaled_mm, MoE, MLA, qutlass) for "
+            "sm_101a, which a B300 cannot load, and FlashMLA not at all; use -C cuda=13.0, "
+            "or leave vllm out of -C components"
+        )
+    return None
+
+
 def notes(variant) -> list[str]:
     out = []
     kept = vllm_archs(variant)
@@ -78,13 +96,10 @@ def notes(variant) -> list[str]:
         out.append("vLLM upgrades 9.0 to the 9.0a kernels (CUTLASS scaled_mm, Machete, FlashMLA, flash-attention 3)")
     elif variant.sm == "103":
         if _cuda_key(variant.cuda) < (13, 0):
-            out.append(
-                f"CUDA {variant.cuda}: vLLM 0.15.1 lists no 10.3 for CUDA 12.x, so its generic kernels are built "
-                f"as sm_{''.join(kept[0].split('.'))} cubins (binary-compatible with 10.3) and the kernels it builds only for "
-                "10.0f (Blackwell CUTLASS scaled_mm/FP4/MLA/MoE) are not built; use CUDA 13.0 to get them"
-            )
+            out.append(variant_problem(variant) + f" (generic kernels would be sm_{''.join(kept[0].split('.'))})")
         else:
-            out.append("CUDA 13.0: vLLM treats 10.3 as 10.0 and builds its 10.0f (Blackwell family) kernels, which run on 10.3")
+            out.append("CUDA 13.0: vLLM treats 10.3 as 10.0 and builds its 10.0f (Blackwell family) kernels, "
+                       "FlashMLA and qutlass included, which run on 10.3")
     if variant.sm in ("100", "103", "120"):
         out.append("qutlass (Blackwell-only FP4 kernels) is built")
     elif variant.sm != "61":
@@ -118,7 +133,7 @@ RECIPE = Recipe(
     stack_requires=("torchvision", "torchaudio"),
     # Its CMakeLists.txt (PYTHON_SUPPORTED_VERSIONS "3.10" ... "3.13") stops on any other Python, which
     # would be found out only after torch had been built; its wheel says Requires-Python >=3.10,<3.14.
-    requires_python=">=3.10,<3.14",
+    pythons=("3.10", "3.11", "3.12", "3.13"),
     # pyproject.toml [build-system] (0.14.1: grpcio-tools>=1.76.0; 0.16.0: ==1.78.0), torch excepted
     build_requires=(
         "setuptools>=77.0.3,<81.0.0", "setuptools-scm>=8.0", "wheel", "cmake>=3.26.1", "ninja",
@@ -135,6 +150,7 @@ RECIPE = Recipe(
     environment=environment,
     commands=lambda ctx: [pip_wheel(ctx)],
     notes=notes,
+    variant_problem=variant_problem,
     smoke_gpu=SMOKE_GPU,
     disk_gb=12.0,
 )

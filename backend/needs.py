@@ -25,6 +25,8 @@ RUNTIME: tuple[tuple[str, str], ...] = (
     ("filelock", "filelock>=3.12"),
     ("elftools", "pyelftools>=0.31"),
     ("iced_x86", "iced-x86>=1.21"),
+    ("auditwheel", "auditwheel>=6.8,<7"),      # manylinux tags (backend/wheels/manylinux.py)
+    ("capstone", "capstone==6.0.0a11"),         # aarch64 code (backend/verify/isa_arm.py)
 )
 TOML = ("tomli", "tomli>=2; python_version < '3.11'")
 

@@ -34,6 +34,9 @@ COMPILER_CACHES = ("auto", "ccache", "sccache", "none")
 COMPILER_CACHE_URL_FORMS = ("redis://HOST[:PORT][/DB]", "rediss://HOST[:PORT][/DB]", "s3://BUCKET[/PREFIX]", "gha", "none")
 RUNTIME_DEPS = ("bundle", "none")
 SMOKE_MODES = ("auto", "cpu", "off")
+# manylinux_2_X policies of auditwheel's table on both x86_64 and aarch64 (tests/test_manylinux.py checks it).
+MANYLINUX_POLICIES = ("2_17", "2_24", "2_26", "2_27", "2_28", "2_31", "2_34", "2_35", "2_36", "2_37", "2_38",
+                      "2_39", "2_40", "2_41")
 DEFAULT_NIXPKGS = "github:NixOS/nixpkgs/0182a361324364ae3f436a63005877674cf45efb"
 
 
@@ -83,6 +86,8 @@ class Settings:
     """A folder of wheels: runtime dependencies come from it and the wheelhouse only (no index, no pip.conf)."""
     smoke: str = "auto"
     """auto: install the wheelhouse with --no-index into a fresh venv and run one op per component (CUDA ops and a Triton kernel too when a GPU is present); cpu: CPU ops only; off."""
+    manylinux: str | None = None
+    """Target manylinux policy (2_28 for manylinux_2_28); None: the best policy the wheels satisfy."""
 
     @property
     def selected_components(self) -> tuple[str, ...]:
@@ -111,6 +116,7 @@ KEYS: dict[str, str] = {
     "runtime-deps": "runtime_deps",
     "runtime-find-links": "runtime_find_links",
     "smoke": "smoke",
+    "manylinux": "manylinux",
 }
 SOURCE_PREFIX = "source."
 # Keys frontends add on their own; accepted and ignored.
@@ -351,12 +357,26 @@ def _parse(key: str, field: str, value: Any, base: Path) -> Any:
         if not path.is_dir():
             raise SettingError(key, str(value), "a folder of wheels")
         return path
+    if field == "manylinux":
+        return _manylinux(key, value)
     if field == "nixpkgs":
         text = str(value).strip()
         if not text:
             raise SettingError(key, text, "a flake reference such as github:NixOS/nixpkgs/<rev> or path:/dir")
         return text
     raise AssertionError(field)
+
+
+def _manylinux(key: str, value: Any) -> str | None:
+    """2_28, 2.28, manylinux_2_28 or manylinux2014 (the legacy name of 2_17); auto for none."""
+    text = str(value).strip()
+    legacy = {"manylinux2014": "2_17"}
+    short = legacy.get(text, text.removeprefix("manylinux_").removeprefix("manylinux").replace(".", "_"))
+    if text == "auto":
+        return None
+    if short in MANYLINUX_POLICIES:
+        return short
+    raise SettingError(key, text, MANYLINUX_POLICIES + ("auto",))
 
 
 def _flatten_table(table: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,8 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("ccache") is None, reason="needs ccache (apt-get install ccache)"),
 ]
 ISA = host_isa()
-BACKEND_NEEDS = ["packaging", "filelock", "platformdirs", "pyelftools", "iced-x86", "setuptools>=70", "wheel"]
+BACKEND_NEEDS = ["packaging", "filelock", "platformdirs", "pyelftools", "iced-x86", "auditwheel>=6.8,<7", "capstone==6.0.0a11",
+                 "setuptools>=70", "wheel"]
 
 
 def env() -> dict[str, str]:

@@ -21,6 +21,8 @@ from .. import recipes
 from ..errors import BackendError
 from ..recipes import BuildContext
 from ..report_table import table
+from ..toolchains import hostcc
+from ..wheels import manylinux
 from . import compiler_cache, environment
 from .buildkey import build_key
 from .plan import Plan, Step, common_env
@@ -165,6 +167,7 @@ def _expectation(plan: Plan, step: Step, toolchain):
         extra_allowed_libraries=(tuple(toolchain.runtime_libraries) if toolchain else ())
         + (existing_torch_libraries() if plan.settings.torch == "existing" else ()),
         by_design=recipes.get(step.component).gpu_code_by_design,
+        manylinux=plan.settings.manylinux,
     )
 
 
@@ -188,7 +191,8 @@ def _build_locked(plan: Plan) -> BuildResult:
     result = BuildResult(plan=plan, steps=results, wheelhouse=layout.wheelhouse)
 
     say(f"== {plan.variant.name}: {len(plan.steps)} component(s) -> {layout.wheelhouse}")
-    toolchain = resolve_toolchain(plan)
+    toolchain = hostcc.apply(resolve_toolchain(plan), say)
+    manylinux.check_host(settings.manylinux, plan.variant.platform)
     if toolchain is not None:
         say(f"   toolchain: {toolchain.provider}, CUDA {toolchain.version}, {toolchain.nvcc}")
         if not any(name.startswith("libcublas.so") for name in toolchain.runtime_libraries):
@@ -396,6 +400,7 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label, cac
                 add_requires=restored + _cuda_requirements(wheel, plan, toolchain, step.component))
         for wheel in built
     ]
+    staged = _platform_tags(plan, staged, house, toolchain, label)
     _verify(plan, step, staged, house, toolchain, label)
     features = check_features(recipe, plan.variant, staged, plan.settings.verify)
 
@@ -410,8 +415,16 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label, cac
             "build_key": key,
             "seconds": seconds,
             **({"features": features[wheel.name]} if wheel.name in features else {}),
+            **manylinux.manifest_record(wheel),
         }))
     return added, "built"
+
+
+def _platform_tags(plan: Plan, wheels: list[Path], house, toolchain, label: str) -> list[Path]:
+    """The manylinux tag auditwheel finds for each wheel; torch's, CUDA's and the wheelhouse's libraries stay external."""
+    exclude = manylinux.external_patterns(toolchain.runtime_libraries if toolchain else (), house.wheels())
+    return manylinux.tag_wheels(wheels, plan.variant.platform, plan.settings.manylinux, exclude,
+                                say=lambda line: say(f"{label} {line.strip()}"))
 
 
 def _labelled_version(wheel: Path, plan: Plan) -> str:

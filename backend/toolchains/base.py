@@ -42,6 +42,7 @@ class Toolchain:
     nvcc: Path
     runtime_libraries: tuple[str, ...] = ()
     requirements: tuple[str, ...] = ()
+    host_compiler: str | None = None   # the g++ nvcc uses (backend.toolchains.hostcc)
 
     @property
     def library_dirs(self) -> tuple[Path, ...]:
@@ -64,6 +65,9 @@ class Toolchain:
         env["CUDACXX"] = nvcc
         env["CUDA_NVCC_EXECUTABLE"] = nvcc
         env["PATH"] = _prepend(str(self.nvcc.parent), env.get("PATH"))
+        if self.host_compiler:
+            env["CUDAHOSTCXX"] = self.host_compiler   # CMake's CUDA host compiler
+            env["NVCC_CCBIN"] = self.host_compiler    # every other nvcc call
         for lib in reversed(self.library_dirs):
             env["LD_LIBRARY_PATH"] = _prepend(str(lib), env.get("LD_LIBRARY_PATH"))
         return env
@@ -77,6 +81,7 @@ class Toolchain:
             "nvcc": str(self.nvcc),
             "runtime_libraries": list(self.runtime_libraries),
             "requirements": list(self.requirements),
+            "host_compiler": self.host_compiler,
         }
 
 

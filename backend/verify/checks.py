@@ -14,7 +14,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..errors import BackendError
 from ..settings import ARM_ISAS, X86_ISAS
-from . import elf, isa as isa_scan, linkage, metadata
+from . import elf, isa as isa_scan, isa_arm, linkage, metadata, platform_tag
 from .report import ERROR, WARNING, Entry, ObjectEntry, Problem, Report
 
 # Members never worth opening to look for ELF magic.
@@ -32,6 +32,7 @@ class Expectation:
     torch_version: str | None = None  # exact torch version of the wheelhouse, "2.9.1+cu129.sm90.avx512"
     extra_allowed_libraries: tuple[str, ...] = ()   # sonames provided by the toolchain's declared requirements
     by_design: str = ""            # why PTX and lower-SM cubins are expected (the recipe's gpu_code_by_design)
+    manylinux: str | None = None   # target policy, "2_28"; None: the wheel's own tag is checked only
 
 
 # --- GPU targets --------------------------------------------------------------------------------------------------
@@ -149,8 +150,8 @@ def _check_cpu(obj: ObjectEntry, info: elf.ObjectInfo, expect: Expectation) -> N
                 obj.problems.append(Problem(
                     WARNING, "cpu", f"code beyond the variant's {expect.isa}: {shown}; fine when it sits behind "
                     "run-time dispatch (torch, oneDNN, FBGEMM), a crash on older CPUs when it does not", obj.path))
-    elif info.machine == "aarch64":
-        obj.isa_highest = "aarch64"
+    elif info.machine == "aarch64" and info.code_bytes:
+        isa_arm.check_object(obj, info, expect.isa)
     if expect.isa and info.machine in ("x86_64", "aarch64") and info.elf_type in ("ET_DYN", "ET_EXEC", "ET_REL"):
         platform = "aarch64" if expect.isa in ARM_ISAS else "x86_64"
         if info.machine != platform:
@@ -284,6 +285,7 @@ def verify_wheel(wheel: Path, expect: Expectation | None, companions: Sequence[P
     torch_version = expect.torch_version or (torch_wheel.version if torch_wheel else None)
 
     _check_metadata(entry, info, others, expect, torch_version, torch_wheel)
+    entry.problems.extend(platform_tag.check(wheel, expect.manylinux))
 
     if not info.members:
         return report

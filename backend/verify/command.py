@@ -22,6 +22,7 @@ def expectation(settings: Settings) -> Expectation:
         ptx=False,
         label=label,
         torch_version=None,  # taken from the torch wheel of each wheelhouse
+        manylinux=settings.manylinux,
     )
 
 

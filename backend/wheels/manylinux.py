@@ -1,0 +1,336 @@
+"""The manylinux policy a wheel's libraries really satisfy, the tag that says it, and the host check.
+
+auditwheel (PyPA's tool) decides: its policy table (``manylinux-policy.json``:
+the symbol versions and libraries each ``manylinux_2_X`` allows) and its
+wheel analysis, the one ``auditwheel show`` prints.  Libraries that other
+wheels provide stay external and are excluded from that analysis, as
+PyTorch's own wheels keep them: torch's (the wheelhouse's torch wheel), the
+CUDA libraries (the ``nvidia-*`` wheels every CUDA-using wheel requires) and
+the driver's ``libcuda.so.1``.  Nothing is grafted into a wheel.
+
+A wheel whose libraries need a library no policy allows and nobody else
+provides (``libgomp.so.1`` of the build host, say) keeps ``linux_<arch>``:
+pip installs it only where it was built for, which is honest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from email.parser import BytesParser
+from pathlib import Path
+
+from ..errors import BackendError
+
+# The symbol-version families the manifest records per library.
+FAMILIES = ("GLIBC", "GLIBCXX", "CXXABI", "GCC")
+# Provided by the NVIDIA driver, never by a wheel.
+DRIVER_LIBRARIES = ("libcuda.so.1", "libnvidia-ml.so.1")
+
+
+def _auditwheel():
+    try:
+        from auditwheel.architecture import Architecture
+        from auditwheel.libc import Libc
+        from auditwheel.policy import WheelPolicies
+    except ImportError as error:  # pragma: no cover - a declared requirement
+        raise BackendError("manylinux tags need auditwheel; install it: pip install 'auditwheel>=6.8,<7'") from error
+    return Architecture, Libc, WheelPolicies
+
+
+def policies(platform: str):
+    """auditwheel's glibc policies for ``x86_64`` or ``aarch64``, lowest priority (``linux``) first."""
+    Architecture, Libc, WheelPolicies = _auditwheel()
+    return WheelPolicies(libc=Libc.GLIBC, arch=Architecture(platform))
+
+
+def policy_names(platform: str) -> tuple[str, ...]:
+    """``2_17``, ``2_28``, ... for every manylinux policy auditwheel knows on ``platform``."""
+    return tuple(
+        p.name[len("manylinux_"):-len(platform) - 1] for p in policies(platform) if p.name.startswith("manylinux_")
+    )
+
+
+def policy(platform: str, target: str):
+    return policies(platform).get_policy_by_name(f"manylinux_{target}_{platform}")
+
+
+def _version_key(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", text))
+
+
+def highest(versions: Iterable[str]) -> dict[str, str]:
+    """``{'GLIBC': '2.34', 'GLIBCXX': '3.4.30', ...}`` from ``GLIBC_2.34``-style names (highest per family)."""
+    best: dict[str, str] = {}
+    for name in versions:
+        family, _, number = name.partition("_")
+        if family in FAMILIES and number and re.fullmatch(r"[\d.]+", number):
+            if family not in best or _version_key(number) > _version_key(best[family]):
+                best[family] = number
+    return {f: best[f] for f in FAMILIES if f in best}
+
+
+def object_symbol_versions(path: Path) -> set[str]:
+    """The versions (``GLIBC_2.34``, ``GLIBCXX_3.4.30``) an ELF object needs from other libraries."""
+    from auditwheel.elfutils import elf_find_versioned_symbols
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as handle:
+        return {version for _library, version in elf_find_versioned_symbols(ELFFile(handle))}
+
+
+def wheel_symbol_versions(wheel: Path) -> dict[str, set[str]]:
+    """Per ELF member of a wheel, the symbol versions it needs."""
+    found: dict[str, set[str]] = {}
+    with zipfile.ZipFile(wheel) as archive, tempfile.TemporaryDirectory(prefix="manylinux-") as tmp:
+        for item in archive.infolist():
+            if item.is_dir() or item.file_size < 64:
+                continue
+            with archive.open(item) as handle:
+                if handle.read(4) != b"\x7fELF":
+                    continue
+            target = Path(tmp) / "object"
+            with archive.open(item) as source, open(target, "wb") as sink:
+                shutil.copyfileobj(source, sink, 1 << 22)
+            try:
+                found[item.filename] = object_symbol_versions(target)
+            except Exception:  # a damaged object: verification's reader reports it
+                found[item.filename] = set()
+    return found
+
+
+def manifest_record(wheel: Path) -> dict:
+    """What the manifest keeps per wheel: its platform tags and each library's highest GLIBC/GLIBCXX/CXXABI."""
+    libraries = {name: highest(v) for name, v in sorted(wheel_symbol_versions(wheel).items())}
+    return {"platform": platform_tags(wheel.name), "symbol_versions": libraries} if libraries else {}
+
+
+def symbol_policy(versions: Iterable[str], platform: str):
+    """The most compatible policy whose symbol versions cover ``versions``."""
+    return policies(platform).versioned_symbols_policy({"all": set(versions)})
+
+
+def beyond_policy(versions: Iterable[str], target) -> list[str]:
+    """The needed versions a policy does not allow (``GLIBCXX_3.4.30`` for manylinux_2_28)."""
+    out = []
+    for name in sorted(set(versions), key=lambda n: (n.partition("_")[0], _version_key(n))):
+        family, _, number = name.partition("_")
+        allowed = target.symbol_versions.get(family)
+        if allowed is not None and number not in allowed:
+            out.append(name)
+    return out
+
+
+def platform_tags(wheel_name: str) -> list[str]:
+    return wheel_name[: -len(".whl")].rsplit("-", 1)[-1].split(".")
+
+
+def tag_policy_name(tag: str) -> str | None:
+    """``manylinux_2_28_x86_64`` (or a legacy alias, ``manylinux2014_aarch64``) as ``manylinux_2_X_<arch>``."""
+    legacy = {"manylinux1": "manylinux_2_5", "manylinux2010": "manylinux_2_12", "manylinux2014": "manylinux_2_17"}
+    for old, new in legacy.items():
+        if tag.startswith(old + "_"):
+            return new + tag[len(old):]
+    return tag if tag.startswith("manylinux_") else None
+
+
+# --- deciding a wheel's tag ------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    tag: str                      # manylinux_2_34_x86_64, or linux_x86_64
+    tags: tuple[str, ...]         # with the legacy alias where there is one
+    reason: str                   # one line, for the build log
+
+
+def external_patterns(toolchain_libraries: Sequence[str] = (), companions: Sequence[Path] = ()) -> frozenset[str]:
+    """Sonames other wheels (or the driver) provide: excluded from the analysis, never grafted."""
+    from ..toolchains.runtime import REQUIREMENT_LIBRARIES
+
+    patterns = {"libtorch*.so*", "libc10*.so*", "libshm.so*", *DRIVER_LIBRARIES, *toolchain_libraries}
+    for sonames in REQUIREMENT_LIBRARIES.values():
+        patterns.update(sonames)
+    for wheel in companions:
+        with zipfile.ZipFile(wheel) as archive:
+            patterns.update(n.rsplit("/", 1)[-1] for n in archive.namelist() if ".so" in n.rsplit("/", 1)[-1])
+    return frozenset(patterns)
+
+
+def decide(wheel: Path, platform: str, exclude: frozenset[str], target: str | None = None) -> Decision | None:
+    """The tag ``wheel`` earns; None for a wheel without ELF objects (it keeps its tag).
+
+    Without a target: the most compatible policy auditwheel finds.  With one
+    (``2_28``): that policy when the wheel satisfies it, as PyTorch tags all
+    its wheels ``manylinux_2_28``; else the policy it does satisfy, which
+    verification then refuses against the target.
+    """
+    from auditwheel.error import NonPlatformWheelError
+    from auditwheel.wheel_abi import analyze_wheel_abi, get_wheel_elfdata
+
+    Architecture, Libc, _ = _auditwheel()
+    get_wheel_elfdata.cache_clear()  # keyed by path: a rebuilt wheel at the same path must be read again
+    try:
+        info = analyze_wheel_abi(Libc.GLIBC, Architecture(platform), Path(wheel), exclude,
+                                 disable_isa_ext_check=True, allow_graft=False)
+    except NonPlatformWheelError:
+        return None
+    finally:
+        get_wheel_elfdata.cache_clear()
+    chosen = info.overall_policy
+    if chosen.priority == 0:
+        missing = sorted(info.external_refs[info.policies.highest.name].libs)
+        why = (f"needs {', '.join(missing)}, which no manylinux policy allows and no other wheel provides"
+               if missing else "its symbol versions fit no manylinux policy")
+        return Decision(chosen.name, (chosen.name,), f"stays {chosen.name}: {why}")
+    reason = f"{chosen.name}: its libraries need at most {_show(highest(set().union(*info.versioned_symbols.values())))}"
+    if target is not None:
+        wanted = policy(platform, target)
+        if chosen.priority >= wanted.priority:
+            chosen = wanted
+            reason += f"; tagged the -C manylinux={target} target"
+    return Decision(chosen.name, (chosen.name, *chosen.aliases), reason)
+
+
+def _show(versions: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}_{v}" for k, v in versions.items()) or "no versioned symbols"
+
+
+def retag(wheel: Path, decision: Decision) -> Path:
+    """``wheel`` with ``decision``'s platform tags in its file name and WHEEL file (others copied unchanged)."""
+    from .relabel import rewrite_wheel
+
+    wheel = Path(wheel)
+    current = platform_tags(wheel.name)
+    if list(decision.tags) == current:
+        return wheel
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/WHEEL"))
+        message = BytesParser().parsebytes(archive.read(name))
+    old_tags = message.get_all("Tag") or []
+    new_tags = []
+    for tag in old_tags:
+        interpreter, abi, _platform = tag.split("-", 2)
+        new_tags += [f"{interpreter}-{abi}-{p}" for p in decision.tags if f"{interpreter}-{abi}-{p}" not in new_tags]
+    del message["Tag"]
+    for tag in new_tags:
+        message["Tag"] = tag
+    text = message.as_bytes().replace(b"\r\n", b"\n")
+    with tempfile.TemporaryDirectory(prefix=".retag-", dir=wheel.parent) as tmp:
+        written = rewrite_wheel(wheel, Path(tmp), extra_files={"WHEEL": text})
+        head = wheel.name[: -len(".whl")].rsplit("-", 1)[0]
+        target = wheel.parent / f"{head}-{'.'.join(decision.tags)}.whl"
+        written.replace(target)
+    if target != wheel:
+        wheel.unlink()
+    return target
+
+
+def tag_wheels(wheels: Sequence[Path], platform: str, target: str | None, exclude: frozenset[str],
+               say=None) -> list[Path]:
+    """Each wheel with the tag auditwheel finds for it (see :func:`decide`)."""
+    out = []
+    for wheel in wheels:
+        decision = decide(wheel, platform, exclude, target)
+        if decision is None:
+            out.append(wheel)
+            continue
+        if say is not None:
+            say(f"   platform tag of {wheel.name.split('-')[0]}: {decision.reason}")
+        out.append(retag(wheel, decision))
+    return out
+
+
+# --- the host toolchain against a target policy ---------------------------------------------------------------------
+
+def _linked_library(compiler: str, name: str, shared: str) -> Path | None:
+    """The shared library ``compiler`` links for ``-l<name>``, following a linker script (gcc-toolset's libstdc++.so)."""
+    try:
+        printed = subprocess.run([compiler, f"-print-file-name={name}"], capture_output=True, text=True,
+                                 timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    path = Path(printed)
+    if not path.is_absolute() or not path.is_file():
+        return None
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head == b"\x7fELF":
+        return path.resolve()
+    text = path.read_text(errors="replace")
+    for token in re.findall(r"[^\s()]+", text):
+        if token.startswith("/") and Path(token).name.startswith(shared):
+            candidate = Path(token)
+            if candidate.is_file():
+                return candidate.resolve()
+            sysroot = subprocess.run([compiler, "-print-sysroot"], capture_output=True, text=True).stdout.strip()
+            if sysroot and (Path(sysroot) / token.lstrip("/")).is_file():
+                return (Path(sysroot) / token.lstrip("/")).resolve()
+    return None
+
+
+def defined_versions(library: Path) -> set[str]:
+    """The version names a shared library defines (``GLIBCXX_3.4.30``, ``GLIBC_2.36``)."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.gnuversions import GNUVerDefSection
+
+    with open(library, "rb") as handle:
+        elf = ELFFile(handle)
+        section = next((s for s in elf.iter_sections() if isinstance(s, GNUVerDefSection)), None)
+        if section is None:
+            return set()
+        return {next(aux).name for _verdef, aux in section.iter_versions()}
+
+
+@dataclasses.dataclass(frozen=True)
+class HostRuntime:
+    compiler: str
+    libstdcxx: Path | None
+    libc: Path | None
+    versions: dict[str, str]       # highest GLIBC, GLIBCXX, CXXABI these define
+
+
+def host_runtime(compiler: str) -> HostRuntime:
+    libstdcxx = _linked_library(compiler, "libstdc++.so", "libstdc++.so")
+    libc = _linked_library(compiler, "libc.so", "libc.so")
+    names: set[str] = set()
+    for library in (libstdcxx, libc):
+        if library is not None:
+            names |= defined_versions(library)
+    return HostRuntime(compiler, libstdcxx, libc, highest(names))
+
+
+def check_host(target: str | None, platform: str, compiler: str | None = None) -> None:
+    """Refuse, in one line, a host whose libstdc++ or glibc is newer than ``-C manylinux=<target>`` allows."""
+    if target is None:
+        return
+    import os
+
+    compiler = compiler or os.environ.get("CXX") or shutil.which("g++") or "g++"
+    runtime = host_runtime(compiler)
+    wanted = policy(platform, target)
+    limits = {family: max(versions, key=_version_key) for family, versions in wanted.symbol_versions.items() if versions}
+    over = [f"{family}_{runtime.versions[family]} ({path})"
+            for family, path in (("GLIBCXX", runtime.libstdcxx), ("GLIBC", runtime.libc))
+            if family in runtime.versions and family in limits
+            and _version_key(runtime.versions[family]) > _version_key(limits[family])]
+    if over:
+        fits = [n for n in policy_names(platform) if _fits(runtime.versions, policy(platform, n))]
+        raise BackendError(
+            f"setting 'manylinux': bad value {target!r} for this host: {compiler} links {' and '.join(over)}, "
+            f"newer than manylinux_{target} allows (GLIBCXX_{limits.get('GLIBCXX')}, GLIBC_{limits.get('GLIBC')}); "
+            f"build inside PyPA's manylinux_{target} image (docs/MANYLINUX.md), or accepted on this host: "
+            f"{', '.join(fits) or 'none'}"
+        )
+
+
+def _fits(versions: Mapping[str, str], candidate) -> bool:
+    for family in ("GLIBC", "GLIBCXX"):
+        allowed = candidate.symbol_versions.get(family)
+        if family in versions and allowed and _version_key(versions[family]) > max(_version_key(a) for a in allowed):
+            return False
+    return True

@@ -189,6 +189,10 @@ def flags_applied(record: str, isa: str) -> bool:
         march = marches[-1]
         if march == "native":
             return True
+        if march.startswith("armv"):
+            from .isa_arm import march_brings
+
+            return march_brings(march, wanted[0])
         level = MARCH_LEVEL.get(march)
         if level and isa in LEVEL_IMPLIES.get(level, ()):
             # an explicit -mno-<x> after it would still turn a feature off

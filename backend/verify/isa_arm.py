@@ -9,10 +9,12 @@ trace in ``.GCC.command.line``.  So every word of every executable section is
 decoded with Capstone (6.x: it names the feature each instruction needs) and
 classed by the extension that brings it.
 
-Code beyond the variant is an error, unless a compile record of the same
-object asks for that extension on the command line (``-march=armv8.2-a+sve``):
-that is how torch and oneDNN build kernels they pick at run time, so it is a
-warning then, as x86 code beyond the ISA is (backend/verify/isa.py).
+Code beyond the variant is an error, unless some compile records of the same
+object ask for that extension on the command line (``-march=armv8.2-a+sve``)
+and others do not: that is how torch and oneDNN build the kernels they pick
+at run time, so it is a warning then, as x86 code beyond the ISA is
+(backend/verify/isa.py).  An object all of whose compiles ask for it was
+built for another ISA: an error.
 """
 
 from __future__ import annotations
@@ -149,12 +151,59 @@ def check_object(obj, info: elf.ObjectInfo, isa: str | None) -> None:
     if isa not in ALLOWED:
         return
     obj.isa_beyond = scan.beyond(isa)
+    from .isa import is_compile_record
+
+    compiles = [r for r in info.compile_records if is_compile_record(r)]
     for extension, count in obj.isa_beyond.items():
-        deliberate = asked_for(info.compile_records, extension)
-        severity = WARNING if deliberate else ERROR
-        why = ("a compile record asks for it (kernels picked at run time, as torch's SVE ones)" if deliberate
-               else "no compile record asks for it (inline assembly or a target attribute?): SIGILL on "
-                    f"{isa} CPUs")
+        asking = [r for r in compiles if asked_for([r], extension)]
+        # Some compiles ask for it and others do not: kernels picked at run time.
+        deliberate = bool(asking) and len(asking) < len(compiles)
+        if deliberate:
+            why = (f"{len(asking)} of {len(compiles)} compile records ask for it (kernels picked at run time, "
+                   "as torch's SVE ones)")
+        elif asking:
+            why = f"every compile record asks for it: the whole object is built beyond {isa}; SIGILL on {isa} CPUs"
+        else:
+            why = ("no compile record asks for it (inline assembly or a target attribute?): SIGILL on "
+                   f"{isa} CPUs")
         obj.problems.append(Problem(
-            severity, "cpu", f"{count} {extension} instruction{'s' * (count != 1)}, beyond the variant's {isa}; {why}",
-            obj.path))
+            WARNING if deliberate else ERROR, "cpu",
+            f"{count} {extension} instruction{'s' * (count != 1)}, beyond the variant's {isa}; {why}", obj.path))
+
+
+# Extensions an architecture level makes mandatory, in Armv8 terms (Armv9.N
+# includes Armv8.(5+N)); SVE2 comes with Armv9 itself.
+_MANDATORY_FROM = {"dotprod": (8, 4), "bf16": (8, 6), "i8mm": (8, 6)}
+
+
+def _as_v8(level: tuple[int, int]) -> tuple[int, int]:
+    return level if level[0] == 8 else (8, 5 + level[1])
+
+
+def _parse_march(march: str) -> tuple[tuple[int, int], set[str]] | None:
+    """``armv8.2-a+fp16+dotprod`` -> ((8, 2), {'fp16', 'dotprod'}); None for what is not an Arm level."""
+    base, *extensions = march.removeprefix("-march=").split("+")
+    match = re.fullmatch(r"armv(\d+)(?:\.(\d+))?-a", base)
+    if not match:
+        return None
+    return (int(match.group(1)), int(match.group(2) or 0)), {e for e in extensions if not e.startswith("no")}
+
+
+def march_brings(march: str, wanted: str) -> bool:
+    """Whether a compile's last ``-march`` brings everything the variant's ``-march`` asks for.
+
+    GCC records only the last ``-march`` of a command line, so a unit built
+    with the variant's flags plus ``+sve`` shows ``-march=armv8.2-a+fp16+dotprod+sve``.
+    """
+    have, want = _parse_march(march), _parse_march(wanted)
+    if have is None or want is None:
+        return False
+    (level, extensions), (wanted_level, wanted_extensions) = have, want
+    if (wanted_level[0] >= 9 > level[0]) or _as_v8(level) < _as_v8(wanted_level):
+        return False
+    brought = set(extensions) | {e for e, since in _MANDATORY_FROM.items() if _as_v8(level) >= since}
+    if level[0] >= 9:
+        brought |= {"sve", "sve2"}
+    if brought & {"sve", "sve2"}:
+        brought.add("fp16")  # GCC: +sve implies +fp16
+    return wanted_extensions <= brought

@@ -161,6 +161,87 @@ def external_patterns(toolchain_libraries: Sequence[str] = (), companions: Seque
     return frozenset(patterns)
 
 
+# auditwheel's analysis changes the working directory (its temporary-folder
+# context does os.chdir), which components building side by side in threads
+# must never see: it runs in a child interpreter.
+_ANALYZE = """
+import json, sys
+from pathlib import Path
+from auditwheel.architecture import Architecture
+from auditwheel.error import NonPlatformWheelError
+from auditwheel.libc import Libc
+from auditwheel.wheel_abi import analyze_wheel_abi
+wheel, platform, exclude = sys.argv[1], sys.argv[2], frozenset(json.loads(sys.argv[3]))
+try:
+    info = analyze_wheel_abi(Libc.GLIBC, Architecture(platform), Path(wheel), exclude,
+                             disable_isa_ext_check=True, allow_graft=False)
+except NonPlatformWheelError:
+    print(json.dumps(None))
+    sys.exit(0)
+policy = info.overall_policy
+print(json.dumps({
+    "policy": policy.name, "aliases": list(policy.aliases), "priority": policy.priority,
+    "missing": sorted(info.external_refs[info.policies.highest.name].libs),
+    "versions": sorted(set().union(*info.versioned_symbols.values())),
+}))
+"""
+
+
+def analyze(wheel: Path, platform: str, exclude: frozenset[str]) -> dict | None:
+    """auditwheel's verdict on ``wheel`` (None: no ELF object of ``platform``), as ``auditwheel show`` reaches it."""
+    import json
+    import sys
+
+    _auditwheel()
+    result = subprocess.run([sys.executable, "-c", _ANALYZE, str(Path(wheel).resolve()), platform,
+                             json.dumps(sorted(exclude))], capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        if "platlib compliant" in tail:
+            # Shared objects under .data/purelib (flashinfer-jit-cache's setuptools layout):
+            # auditwheel's analysis refuses the layout; its policy table still decides.
+            return _table_verdict(Path(wheel), platform, exclude)
+        raise BackendError(f"auditwheel could not analyse {Path(wheel).name}: {tail}")
+    return json.loads(result.stdout)
+
+
+def _table_verdict(wheel: Path, platform: str, exclude: frozenset[str]) -> dict | None:
+    """What :func:`analyze` reports, from auditwheel's policy table: symbol versions and library whitelist."""
+    import fnmatch
+
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+
+    versions: set[str] = set()
+    needed: set[str] = set()
+    with zipfile.ZipFile(wheel) as archive, tempfile.TemporaryDirectory(prefix="manylinux-") as tmp:
+        inside = {n.rsplit("/", 1)[-1] for n in archive.namelist()}
+        for item in archive.infolist():
+            with archive.open(item) as handle:
+                if item.is_dir() or handle.read(4) != b"\x7fELF":
+                    continue
+            target = Path(tmp) / "object"
+            with archive.open(item) as source, open(target, "wb") as sink:
+                shutil.copyfileobj(source, sink, 1 << 22)
+            versions |= object_symbol_versions(target)
+            with open(target, "rb") as handle:
+                for section in ELFFile(handle).iter_sections():
+                    if isinstance(section, DynamicSection):
+                        needed |= {t.needed for t in section.iter_tags() if t.entry.d_tag == "DT_NEEDED"}
+    if not needed and not versions:
+        return None
+    external = {n for n in needed if n not in inside and not n.startswith(("ld-linux", "ld64.so"))  # the loader itself
+                and not any(fnmatch.fnmatchcase(n, p) for p in exclude)}
+    table = policies(platform)
+    best = table.linux
+    for candidate in sorted(table, key=lambda p: -p.priority):
+        if candidate.priority and external <= candidate.whitelist and not beyond_policy(versions, candidate):
+            best = candidate
+            break
+    return {"policy": best.name, "aliases": list(best.aliases), "priority": best.priority,
+            "missing": sorted(n for n in external if n not in table.lowest.whitelist), "versions": sorted(versions)}
+
+
 def decide(wheel: Path, platform: str, exclude: frozenset[str], target: str | None = None) -> Decision | None:
     """The tag ``wheel`` earns; None for a wheel without ELF objects (it keeps its tag).
 
@@ -169,31 +250,22 @@ def decide(wheel: Path, platform: str, exclude: frozenset[str], target: str | No
     its wheels ``manylinux_2_28``; else the policy it does satisfy, which
     verification then refuses against the target.
     """
-    from auditwheel.error import NonPlatformWheelError
-    from auditwheel.wheel_abi import analyze_wheel_abi, get_wheel_elfdata
-
-    Architecture, Libc, _ = _auditwheel()
-    get_wheel_elfdata.cache_clear()  # keyed by path: a rebuilt wheel at the same path must be read again
-    try:
-        info = analyze_wheel_abi(Libc.GLIBC, Architecture(platform), Path(wheel), exclude,
-                                 disable_isa_ext_check=True, allow_graft=False)
-    except NonPlatformWheelError:
+    found = analyze(wheel, platform, exclude)
+    if found is None:
         return None
-    finally:
-        get_wheel_elfdata.cache_clear()
-    chosen = info.overall_policy
-    if chosen.priority == 0:
-        missing = sorted(info.external_refs[info.policies.highest.name].libs)
-        why = (f"needs {', '.join(missing)}, which no manylinux policy allows and no other wheel provides"
-               if missing else "its symbol versions fit no manylinux policy")
-        return Decision(chosen.name, (chosen.name,), f"stays {chosen.name}: {why}")
-    reason = f"{chosen.name}: its libraries need at most {_show(highest(set().union(*info.versioned_symbols.values())))}"
+    name = found["policy"]
+    if found["priority"] == 0:
+        why = (f"needs {', '.join(found['missing'])}, which no manylinux policy allows and no other wheel provides"
+               if found["missing"] else "its symbol versions fit no manylinux policy")
+        return Decision(name, (name,), f"stays {name}: {why}")
+    reason = f"{name}: its libraries need at most {_show(highest(found['versions']))}"
+    tags = (name, *found["aliases"])
     if target is not None:
         wanted = policy(platform, target)
-        if chosen.priority >= wanted.priority:
-            chosen = wanted
+        if found["priority"] >= wanted.priority:
+            tags = (wanted.name, *wanted.aliases)
             reason += f"; tagged the -C manylinux={target} target"
-    return Decision(chosen.name, (chosen.name, *chosen.aliases), reason)
+    return Decision(tags[0], tags, reason)
 
 
 def _show(versions: Mapping[str, str]) -> str:

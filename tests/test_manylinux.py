@@ -1,0 +1,182 @@
+"""manylinux tags decided by auditwheel, the -C manylinux target and the host check, on libraries gcc builds here."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from backend.errors import BackendError
+from backend.settings import MANYLINUX_POLICIES, resolve
+from backend.verify import Expectation, verify_wheel
+from backend.wheels import manylinux
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).parent / "fixtures"
+sys.path.insert(0, str(FIXTURES / "verify"))
+from wheelmaker import make_wheel  # noqa: E402
+
+GCC, GXX = shutil.which("gcc"), shutil.which("g++")
+AUDITWHEEL = [sys.executable, "-m", "auditwheel"]
+pytestmark = pytest.mark.skipif(
+    GCC is None or GXX is None or __import__("platform").machine() != "x86_64", reason="needs gcc and g++ on x86_64")
+
+
+@pytest.fixture(scope="module")
+def libs(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("manylinux")
+    src = FIXTURES / "manylinux"
+    built = {"newcxx": out / "libnewcxx.so", "plain": out / "libplain.so", "user": out / "libuser.so",
+             "user_foo": out / "libuser_foo.so"}
+    subprocess.run([GXX, "-O2", "-fPIC", "-shared", "-o", str(built["newcxx"]), str(src / "newcxx.cpp")], check=True)
+    subprocess.run([GCC, "-O2", "-fPIC", "-shared", "-o", str(built["plain"]), str(src / "plain.c")], check=True)
+    deps = out / "deps"
+    deps.mkdir()
+    for soname, link in (("libcudart.so.13", "libcudart.so"), ("libtorch.so", "libtorch.so"), ("libfoo.so.1", "libfoo.so")):
+        subprocess.run([GCC, "-fPIC", "-shared", f"-Wl,-soname,{soname}", "-o", str(deps / link), str(src / "provider.c")],
+                       check=True)
+    subprocess.run([GCC, "-fPIC", "-shared", "-o", str(built["user"]), str(src / "user.c"), f"-L{deps}",
+                    "-Wl,--no-as-needed", "-lcudart", "-ltorch"], check=True)
+    subprocess.run([GCC, "-fPIC", "-shared", "-o", str(built["user_foo"]), str(src / "user.c"), f"-L{deps}",
+                    "-Wl,--no-as-needed", "-lfoo"], check=True)
+    return built
+
+
+def wheel_of(tmp: Path, lib: Path, tag: str = "cp311-cp311-linux_x86_64", name: str = "demo") -> Path:
+    return make_wheel(tmp, name, "1.0+cu130.sm90.avx512", {f"{name}/{lib.name}": lib, f"{name}/__init__.py": b""}, tag=tag)
+
+
+def show(wheel: Path) -> dict:
+    result = subprocess.run([*AUDITWHEEL, "show", "--json", "--disable-isa-ext-check", str(wheel)],
+                            capture_output=True, text=True)
+    return json.loads(result.stdout)
+
+
+def wheel_tags(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/WHEEL"))
+        return [line.split(": ", 1)[1] for line in archive.read(name).decode().splitlines() if line.startswith("Tag: ")]
+
+
+def test_the_settings_list_is_auditwheels():
+    assert set(MANYLINUX_POLICIES) == set(manylinux.policy_names("aarch64"))
+    assert set(MANYLINUX_POLICIES) <= set(manylinux.policy_names("x86_64"))
+
+
+@pytest.mark.parametrize("given, meant", [("2_28", "2_28"), ("2.28", "2_28"), ("manylinux_2_28", "2_28"),
+                                          ("manylinux2014", "2_17"), ("auto", None)])
+def test_setting_forms(given, meant):
+    assert resolve({"manylinux": given}).manylinux == meant
+
+
+def test_bad_setting_is_one_line_with_accepted_values():
+    with pytest.raises(BackendError) as error:
+        resolve({"manylinux": "2_29"})
+    message = str(error.value)
+    assert message.startswith("setting 'manylinux': bad value '2_29'") and "2_28" in message and "\n" not in message
+
+
+def test_tag_is_the_one_auditwheel_show_finds(libs, tmp_path):
+    wheel = wheel_of(tmp_path, libs["newcxx"])
+    [tagged] = manylinux.tag_wheels([wheel], "x86_64", None, manylinux.external_patterns())
+    assert tagged.name.endswith("-cp311-cp311-manylinux_2_34_x86_64.whl") and not wheel.exists()
+    assert wheel_tags(tagged) == ["cp311-cp311-manylinux_2_34_x86_64"]
+    shown = show(tagged)
+    assert shown["overall_tag"] == shown["sym_tag"] == "manylinux_2_34_x86_64"
+    assert verify_wheel(tagged, None).ok  # RECORD still matches
+
+
+def test_oldest_policy_with_its_legacy_alias_and_a_target(libs, tmp_path):
+    [best] = manylinux.tag_wheels([wheel_of(tmp_path, libs["plain"])], "x86_64", None, frozenset())
+    assert best.name.endswith("-manylinux_2_5_x86_64.manylinux1_x86_64.whl")
+    assert show(best)["overall_tag"] == "manylinux_2_5_x86_64"
+    (tmp_path / "again").mkdir()
+    [targeted] = manylinux.tag_wheels([wheel_of(tmp_path / "again", libs["plain"])], "x86_64", "2_28", frozenset())
+    assert targeted.name.endswith("-manylinux_2_28_x86_64.whl")
+
+
+def test_a_newer_libstdcxx_symbol_than_the_tag_allows_is_refused(libs, tmp_path):
+    lying = wheel_of(tmp_path, libs["newcxx"], tag="cp311-cp311-manylinux_2_28_x86_64")
+    report = verify_wheel(lying, None)
+    [problem] = [p for p in report.errors if p.check == "manylinux"]
+    assert "GLIBCXX_3.4.29" in problem.message and "manylinux_2_28_x86_64" in problem.message
+    assert problem.object == "demo/libnewcxx.so"
+    cli = subprocess.run([sys.executable, "-m", "backend", "verify", str(lying)], cwd=ROOT, capture_output=True, text=True)
+    assert cli.returncode == 1 and "GLIBCXX_3.4.29" in cli.stdout
+
+
+def test_a_target_the_libraries_do_not_meet_is_refused(libs, tmp_path):
+    [tagged] = manylinux.tag_wheels([wheel_of(tmp_path, libs["newcxx"])], "x86_64", "2_28", frozenset())
+    assert "manylinux_2_34_x86_64" in tagged.name  # the truth, not the target
+    assert verify_wheel(tagged, None).ok
+    report = verify_wheel(tagged, Expectation(manylinux="2_28"))
+    assert any("GLIBCXX_3.4.29" in p.message and "-C manylinux=2_28" in p.message for p in report.errors)
+    cli = subprocess.run([sys.executable, "-m", "backend", "verify", str(tagged), "-C", "manylinux=2_28"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert cli.returncode == 1
+
+
+def test_cuda_and_torch_libraries_stay_external(libs, tmp_path):
+    wheel = wheel_of(tmp_path, libs["user"])
+    unexcluded = manylinux.decide(wheel, "x86_64", frozenset())
+    assert unexcluded.tag == "linux_x86_64" and "libcudart.so.13" in unexcluded.reason and "libtorch.so" in unexcluded.reason
+    [tagged] = manylinux.tag_wheels([wheel], "x86_64", None, manylinux.external_patterns())
+    assert "-manylinux_" in tagged.name
+    with zipfile.ZipFile(tagged) as archive:
+        assert not [n for n in archive.namelist() if "cudart" in n or "libtorch" in n]  # nothing grafted
+
+
+def test_a_library_nobody_provides_keeps_linux(libs, tmp_path):
+    decision = manylinux.decide(wheel_of(tmp_path, libs["user_foo"]), "x86_64", manylinux.external_patterns())
+    assert decision.tag == "linux_x86_64" and "libfoo.so.1" in decision.reason
+
+
+def test_pure_python_wheels_keep_their_tag(tmp_path):
+    wheel = make_wheel(tmp_path, "pure", "1.0", {"pure/__init__.py": b""}, tag="py3-none-any")
+    assert manylinux.tag_wheels([wheel], "x86_64", "2_28", frozenset()) == [wheel]
+
+
+def test_manifest_records_each_librarys_highest_versions(libs, tmp_path):
+    record = manylinux.manifest_record(wheel_of(tmp_path, libs["newcxx"]))
+    assert record["platform"] == ["linux_x86_64"]
+    assert record["symbol_versions"]["demo/libnewcxx.so"] == {"GLIBCXX": "3.4.29", "CXXABI": "1.3.9"}
+
+
+def test_the_host_check_refuses_a_newer_libstdcxx_than_the_target():
+    runtime = manylinux.host_runtime(GXX)
+    assert runtime.libstdcxx is not None and runtime.libc is not None
+    newer = manylinux._version_key(runtime.versions["GLIBCXX"]) > (3, 4, 24)
+    if not newer:
+        pytest.skip("this host's libstdc++ fits manylinux_2_28")
+    with pytest.raises(BackendError) as error:
+        manylinux.check_host("2_28", "x86_64", GXX)
+    message = str(error.value)
+    assert message.startswith("setting 'manylinux': bad value '2_28' for this host")
+    assert f"GLIBCXX_{runtime.versions['GLIBCXX']}" in message and "manylinux_2_28 image" in message and "\n" not in message
+    accepted = message.rsplit("accepted on this host: ", 1)[1].split(", ")
+    manylinux.check_host(accepted[-1], "x86_64", GXX)  # the most compatible one this host can meet
+
+
+@pytest.mark.skipif(not Path("/usr/local/cuda-13.0/bin/nvcc").is_file() and shutil.which("nvcc") is None,
+                    reason="needs a CUDA 13 nvcc")
+def test_the_build_refuses_the_target_before_compiling(tmp_path):
+    if manylinux._version_key(manylinux.host_runtime(GXX).versions["GLIBCXX"]) <= (3, 4, 24):
+        pytest.skip("this host's libstdc++ fits manylinux_2_28")
+    env = dict(os.environ, PATH=f"/usr/local/cuda-13.0/bin{os.pathsep}{os.environ['PATH']}")
+    result = subprocess.run(
+        [sys.executable, "-m", "backend", "build", "-C", "sm=90", "-C", "isa=avx2", "-C", "cuda=13.0",
+         "-C", "components=bitsandbytes", "-C", "manylinux=2_28",
+         "-C", f"source.torch={FIXTURES / 'standins' / 'torch'}",
+         "-C", f"cache-dir={tmp_path / 'cache'}", "-C", f"wheelhouse={tmp_path / 'wh'}",
+         "-C", f"source.bitsandbytes={FIXTURES / 'standins' / 'bitsandbytes'}"],
+        cwd=ROOT, capture_output=True, text=True, env=env)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "setting 'manylinux': bad value '2_28' for this host" in last and "Traceback" not in result.stderr
+    assert not list((tmp_path / "cache").rglob("*.log"))  # nothing compiled

@@ -180,3 +180,24 @@ def test_the_build_refuses_the_target_before_compiling(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert "setting 'manylinux': bad value '2_28' for this host" in last and "Traceback" not in result.stderr
     assert not list((tmp_path / "cache").rglob("*.log"))  # nothing compiled
+
+
+def test_a_gcc_toolset_libstdcxx_is_judged_by_its_glibc_only(tmp_path):
+    """RHEL's gcc-toolset (PyPA's images) links libstdc++ through a script adding libstdc++_nonshared.a;
+    here g++ is given such a script (-B puts it first), as /opt/rh/gcc-toolset-N ships it."""
+    system = manylinux.host_runtime(GXX).libstdcxx
+    script_dir = tmp_path / "toolset"
+    script_dir.mkdir()
+    (script_dir / "libstdc++.so").write_text(f"/* GNU ld script */\nINPUT ( {system} -lstdc++_nonshared )\n")
+    wrapper = tmp_path / "g++"
+    wrapper.write_text(f"#!/bin/sh\nexec {GXX} -B{script_dir}/ \"$@\"\n")
+    wrapper.chmod(0o755)
+    runtime = manylinux.host_runtime(str(wrapper))
+    assert runtime.libstdcxx_nonshared and runtime.libstdcxx == system
+    host_glibc = manylinux._version_key(runtime.versions["GLIBC"])
+    if host_glibc <= (2, 28):
+        manylinux.check_host("2_28", "x86_64", str(wrapper))
+        return
+    with pytest.raises(BackendError) as error:
+        manylinux.check_host("2_28", "x86_64", str(wrapper))
+    assert "GLIBC_" in str(error.value) and "GLIBCXX_" not in str(error.value).split("allows")[0]

@@ -6,13 +6,15 @@ limit is read from the toolkit's own ``host_config.h`` (``#if __GNUC__ > N``),
 with a table of the releases the matrix uses as the fallback, and a supported
 g++ is chosen up front: ``CUDAHOSTCXX`` when set (the user's choice: checked,
 never replaced), else ``$CXX`` or ``g++`` when supported, else the newest
-supported ``g++-N`` on PATH.  The choice reaches CMake as ``CUDAHOSTCXX`` and
+supported ``g++-N`` on PATH, else the newest supported RHEL gcc-toolset
+(``/opt/rh/gcc-toolset-N``, as in PyPA's manylinux images).  The choice reaches CMake as ``CUDAHOSTCXX`` and
 every nvcc as ``NVCC_CCBIN``.  No minimum is enforced: the headers state none.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import re
 import shutil
@@ -74,6 +76,12 @@ def _candidates(env: dict[str, str]) -> list[str]:
             continue
         path = shutil.which(name, path=env.get("PATH"))
         if path and os.path.realpath(path) not in {os.path.realpath(f) for f in found}:
+            found.append(path)
+    # RHEL's gcc-toolset / devtoolset (PyPA's manylinux images, PyTorch's builders), newest first
+    toolsets = [p for pattern in ("/opt/rh/gcc-toolset-*/root/usr/bin/g++", "/opt/rh/devtoolset-*/root/usr/bin/g++")
+                for p in glob.glob(pattern)]
+    for path in sorted(toolsets, key=lambda p: -int(re.search(r"-(\d+)/root", p).group(1))):
+        if os.path.realpath(path) not in {os.path.realpath(f) for f in found}:
             found.append(path)
     return found
 

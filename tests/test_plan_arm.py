@@ -1,0 +1,87 @@
+"""The ARM rows of the matrix (GH200, GB200, GB300, Altra with A100/H100) against the seed's aarch64 table.
+
+Each plan is checked for the flags every component gets, the arch lists the
+GPU builds get, and what those flags really switch on in Debian's aarch64 cross
+compiler (its predefined __ARM_FEATURE_* macros), against the extensions the
+seed names for each ISA.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from backend import variants
+from backend.host import Host
+from backend.pipeline.plan import make_plan
+from backend.settings import resolve
+from backend.variants import ISA_FLAGS, Variant
+
+SEED = Path(__file__).resolve().parent / "data" / "seed_build_matrix.md"
+GIB = 1 << 30
+CC = shutil.which("aarch64-linux-gnu-gcc")
+GRACE_HOST = Host("aarch64", frozenset("fp asimd asimdhp asimddp sve sve2 svebf16 svei8mm".split()))
+# The seed README, "Choose your CPU ISA": armv9 "SVE2, BF16, I8MM"; armv8_2 "fp16, dotprod".
+SEED_EXTENSIONS = {
+    "armv9": {"__ARM_FEATURE_SVE2", "__ARM_FEATURE_BF16_VECTOR_ARITHMETIC",
+              "__ARM_FEATURE_SVE_MATMUL_INT8", "__ARM_FEATURE_MATMUL_INT8"},
+    "armv8_2": {"__ARM_FEATURE_FP16_VECTOR_ARITHMETIC", "__ARM_FEATURE_DOTPROD"},
+}
+
+
+def seed_arm_rows() -> list[tuple[str, str, str]]:
+    """(sm, isa, cuda) of every row of the seed's aarch64-linux table."""
+    arm = SEED.read_text().split("### aarch64-linux")[1].split("### Total")[0]
+    rows = []
+    for line in arm.splitlines():
+        found = re.findall(r"`sm(\d+)-(\w+)`", line)
+        if found:
+            sm, isa = found[0]
+            rows += [(sm, isa, cuda) for cuda in re.findall(r"12\.\d", line.split("|")[-2])]
+    return rows
+
+
+ROWS = seed_arm_rows()
+
+
+def test_the_seed_has_nine_arm_variants_and_the_matrix_has_them():
+    assert len(ROWS) == 9  # 2 CUDA releases for four rows, 12.9 only for SM103
+    ours = {(v.sm, v.isa, v.cuda) for v in variants.matrix(python="313") if v.platform == "aarch64" and v.seed}
+    assert ours == set(ROWS)
+
+
+@pytest.mark.parametrize("sm, isa, cuda", ROWS, ids=[f"sm{s}-{i}-{c}" for s, i, c in ROWS])
+def test_arm_plan(tmp_path, sm, isa, cuda):
+    settings = resolve({"cache-dir": str(tmp_path), "sm": sm, "isa": isa, "cuda": cuda})
+    assert variants.host_violation(isa, GRACE_HOST) is None
+    variant = Variant(sm=sm, isa=isa, cuda=cuda, python="313")
+    plan = make_plan(settings, variant, project_dir=tmp_path, cores=72, memory_bytes=480 * GIB)
+    assert plan.to_json()["platform"] == "aarch64"
+    assert plan.variant.name == f"vllm-python313-cuda{cuda.replace('.', '_')}-sm{sm}-{isa}"
+    arch = f"{sm[:-1]}.{sm[-1]}"
+    for step in plan.steps:
+        env = step.env
+        assert env["CFLAGS"] == env["CXXFLAGS"] == f"{ISA_FLAGS[isa][0]} -frecord-gcc-switches", step.component
+        assert not any(flag.startswith("-m") and not flag.startswith("-march") for flag in env["CXXFLAGS"].split())
+        assert env["TORCH_CUDA_ARCH_LIST"].rstrip("af") == arch  # vLLM's sm_90a / sm_100a kernels
+    torch = plan.step("torch").env
+    assert torch["TORCH_CUDA_ARCH_LIST"] == arch
+    assert torch["PYTORCH_BUILD_VERSION"] == f"2.9.1+cu{cuda.replace('.', '')}.sm{sm}.{isa}"
+    assert plan.step("bitsandbytes").env["CMAKE_ARGS"].endswith(f"-DCOMPUTE_CAPABILITY={sm}")
+    flashinfer = plan.step("flashinfer").env["FLASHINFER_CUDA_ARCH_LIST"]
+    assert flashinfer.rstrip("af") == arch
+
+
+@pytest.mark.skipif(CC is None, reason="needs g++-aarch64-linux-gnu (ci/apt/arm.txt)")
+@pytest.mark.parametrize("isa", ["armv8_2", "armv9"])
+def test_the_isa_flags_switch_on_what_the_seed_names(isa):
+    macros = subprocess.run([CC, *ISA_FLAGS[isa], "-E", "-dM", "-x", "c", "-"], input="", capture_output=True,
+                            text=True, check=True).stdout
+    defined = set(re.findall(r"#define (__ARM_FEATURE_\w+)", macros))
+    assert SEED_EXTENSIONS[isa] <= defined
+    if isa == "armv8_2":
+        assert not {m for m in defined if m.startswith("__ARM_FEATURE_SVE")}  # Altra has no SVE

@@ -7,6 +7,7 @@ components take hours; everything else is the real backend.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -165,6 +166,37 @@ def test_binaries_hold_only_the_variant(first_build):
         lib = archive.read("torch/lib/libtorch_cpu.so")
     isa_flag = {"avx512": b"-mavx512f", "avx2": b"-mavx2", "avx": b"-mavx"}[ISA]
     assert isa_flag in lib  # the compile record (.GCC.command.line) that -frecord-gcc-switches leaves
+
+
+def test_platform_tags_are_what_auditwheel_finds(first_build):
+    """Each wheel with ELF objects carries the manylinux tag auditwheel show gives it (torch's and CUDA's
+    libraries staying external); the manifest records each library's highest GLIBC/GLIBCXX/CXXABI."""
+    from backend.wheels import manylinux
+
+    tmp, house, _ = first_build
+    data = manifest(house)
+    tagged = 0
+    for wheel in sorted(house.glob("*.whl")):
+        entry = data["wheels"][wheel.name]
+        if wheel.name.endswith("-any.whl"):
+            assert "symbol_versions" not in entry
+            continue
+        platform_tag = wheel.name[:-len(".whl")].rsplit("-", 1)[1]
+        assert platform_tag.startswith("manylinux_") and platform_tag.endswith("_x86_64"), wheel.name
+        assert entry["platform"] == platform_tag.split(".") and entry["symbol_versions"]
+        shown = subprocess.run([sys.executable, "-m", "auditwheel", "show", "--json", "--disable-isa-ext-check",
+                                str(wheel)], capture_output=True, text=True)
+        if shown.returncode == 0:
+            report = json.loads(shown.stdout)
+            assert report["sym_tag"] == platform_tag.split(".")[0], (wheel.name, report)
+            left = set(report["external_libs"])  # what auditwheel would graft: only other wheels' libraries
+            assert all(any(fnmatch.fnmatchcase(lib, p) for p in manylinux.external_patterns()) for lib in left), left
+        else:  # flashinfer-jit-cache's .data/purelib layout, which auditwheel's analysis refuses
+            assert "platlib" in shown.stderr + shown.stdout
+            versions = set().union(*(set(f"{k}_{v}" for k, v in libs.items()) for libs in entry["symbol_versions"].values()))
+            assert manylinux.symbol_policy(versions, "x86_64").name == platform_tag.split(".")[0]
+        tagged += 1
+    assert tagged >= 5
 
 
 def test_second_run_rebuilds_nothing(first_build):

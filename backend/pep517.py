@@ -32,7 +32,7 @@ def build_requirements(config_settings: Mapping[str, Any] | None, editable: bool
     plan = _plan(config_settings)
     wanted: list[str] = list(BUILD_TOOLS)
     for step in plan.steps:
-        wanted.extend(recipes.get(step.component).build_requires)
+        wanted.extend(recipes.get(step.component).build_requirements(plan.variant))
     if any(step.uses_cuda for step in plan.steps):
         from . import toolchains
 

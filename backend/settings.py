@@ -78,6 +78,8 @@ class Settings:
     """Remote storage shared by machines: redis://, rediss://, s3://bucket/prefix or gha."""
     wheel_variants: bool = False
     """Also write PEP 825 (draft) variant-labelled wheels."""
+    flashinfer_aot: bool = True
+    """Build flashinfer-jit-cache, flashinfer's AOT kernels for the variant's SM (false: JIT only)."""
     allow_unverified: tuple[str, ...] = ()
     """Lock entries to use even though the lock has no hash for them."""
     runtime_deps: str = "bundle"
@@ -112,6 +114,7 @@ KEYS: dict[str, str] = {
     "compiler-cache": "compiler_cache",
     "compiler-cache-url": "compiler_cache_url",
     "wheel-variants": "wheel_variants",
+    "flashinfer-aot": "flashinfer_aot",
     "allow-unverified": "allow_unverified",
     "runtime-deps": "runtime_deps",
     "runtime-find-links": "runtime_find_links",
@@ -348,7 +351,7 @@ def _parse(key: str, field: str, value: Any, base: Path) -> Any:
         return _names(key, value)
     if field in ("jobs", "nvcc_threads"):
         return _positive_int(key, value)
-    if field in ("offline", "wheel_variants"):
+    if field in ("offline", "wheel_variants", "flashinfer_aot"):
         return _bool(key, value)
     if field in ("wheelhouse", "cache_dir"):
         return check_output_folder(key, _path(key, value, base), str(value))

@@ -6,6 +6,10 @@ Values asserted here were read from the upstream trees at the pinned tags
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
+import sys
+
 from pathlib import Path
 
 import pytest
@@ -114,7 +118,7 @@ def test_environment_and_commands_are_well_formed(name, variant, tmp_path):
     assert not {"CFLAGS", "CXXFLAGS", "MAX_JOBS", "CUDA_HOME", "CUDACXX", "PATH"} & set(env)
     cmds = recipe.commands(ctx)
     assert cmds and all(isinstance(c, list) and c and all(isinstance(a, str) for a in c) for c in cmds)
-    build = cmds[-1] if name != "flashinfer" else cmds[0]
+    build = cmds[-1] if name != "flashinfer" else [c for c in cmds if "wheel" in c][0]
     assert build[:4] == ["/env/bin/python", "-m", "pip", "wheel"]
     assert "--no-build-isolation" in build and build[build.index("-w") + 1] == str(ctx.wheel_dir)
     assert build[-1] == str(ctx.source)
@@ -183,7 +187,7 @@ def test_xformers_arch(tmp_path):
 
 
 @pytest.mark.parametrize("variant,expected", [
-    (SM90, "9.0a"), (SM103, "10.3a"), (SM103_13, "10.3a"), (SM120, "12.0f"),
+    (SM90, "9.0a"), (SM103, "10.0a 10.3a"), (SM103_13, "10.0a 10.3a"), (SM120, "12.0f"),
     (Variant(sm="120", isa="avx2", cuda="12.8"), "12.0a"), (Variant(sm="100", isa="avx2", cuda="12.8"), "10.0a"),
     (Variant(sm="89", isa="avx2", cuda="12.9"), "8.9"), (Variant(sm="75", isa="avx2", cuda="13.0"), "7.5"),
 ])
@@ -194,9 +198,10 @@ def test_flashinfer_arch_list(variant, expected, tmp_path):
     assert env["FLASHINFER_LOCAL_VERSION"] == variant.label
 
 
-def test_flashinfer_jit_cache_only_from_a_tree_that_has_it(tmp_path):
+def test_flashinfer_jit_cache_from_a_local_tree_only_when_it_has_it(tmp_path):
+    """A local tree (no lock tag entry prepared for it) gets the jit-cache wheel only if it has the folder."""
     fi = recipes.get("flashinfer")
-    ctx = ctx_for(fi, SM90, tmp_path)
+    ctx = dataclasses.replace(ctx_for(fi, SM90, tmp_path), extras={})
     assert len(fi.commands(ctx)) == 1  # PyPI sdist layout: no flashinfer-jit-cache/
     (ctx.source / flashinfer_recipe.JIT_CACHE_DIR).mkdir(parents=True)
     python_wheel, jit_cache = fi.commands(ctx)
@@ -263,3 +268,31 @@ def test_vllm_notes():
 def test_torch_avx_script_is_cmake():
     text = torch_recipe.avx_only_script()
     assert text.count("set(") == len(torch_recipe.AVX_ONLY_CACHE)
+
+
+def test_flashinfer_aot_from_the_lock_by_default(tmp_path):
+    """The sdist gets the tag's jit-cache packaging, then both wheels; -C flashinfer-aot=false and SM61: JIT only."""
+    fi = recipes.get("flashinfer")
+    ctx = ctx_for(fi, SM90, tmp_path)
+    overlay, python_wheel, jit_cache = fi.commands(ctx)
+    assert overlay[:2] == ["/env/bin/python", "-c"] and overlay[-2:] == [str(ctx.extras["flashinfer-tag"]), str(ctx.source)]
+    assert python_wheel[-1] == str(ctx.source) and jit_cache[-1] == str(ctx.source / "flashinfer-jit-cache")
+    off = dataclasses.replace(ctx, settings=Settings(sm="90", isa="avx512", cuda="12.9", flashinfer_aot=False))
+    assert fi.commands(off) == [python_wheel]
+    assert fi.commands(ctx_for(fi, SM61, tmp_path))[-1][-1] == str(ctx_for(fi, SM61, tmp_path).source)
+    assert len(fi.commands(ctx_for(fi, SM61, tmp_path))) == 1
+    assert fi.build_requirements(SM90)[-1] == "nvidia-nvshmem-cu12"
+    assert fi.build_requirements(SM120)[-1] == "nvidia-nvshmem-cu13==3.3.24"
+    assert not any("nvshmem" in r for r in fi.build_requirements(SM61))
+    # the overlay itself: copies the packaging folder and version.txt, leaves a tree that has them alone
+    tag, tree = tmp_path / "tag", tmp_path / "tree"
+    (tag / "flashinfer-jit-cache/flashinfer_jit_cache").mkdir(parents=True)
+    (tag / "flashinfer-jit-cache/build_backend.py").write_text("# backend\n")
+    (tag / "version.txt").write_text("0.6.1\n")
+    tree.mkdir()
+    subprocess.run([sys.executable, "-c", overlay[2], str(tag), str(tree)], check=True)
+    assert (tree / "flashinfer-jit-cache/build_backend.py").read_text() == "# backend\n"
+    assert (tree / "version.txt").read_text() == "0.6.1\n"
+    (tree / "version.txt").write_text("mine\n")
+    subprocess.run([sys.executable, "-c", overlay[2], str(tag), str(tree)], check=True)
+    assert (tree / "version.txt").read_text() == "mine\n"

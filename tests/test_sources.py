@@ -499,6 +499,27 @@ def test_entry_patches_apply_to_their_own_tree_and_change_the_build_key(server, 
         prepare.prepare("app", cache_dir=tmp_path / "c", workdir=tmp_path / "w3", lock=lk, patches_dir=pdir)
 
 
+def test_entries_that_complete_the_lock_tree_are_not_fetched_for_a_local_tree(server, tmp_path, quiet_patches):
+    """flashinfer's tag tree only completes the PyPI sdist: a local checkout neither needs nor downloads it."""
+    main = make_tar({"setup.py": b"x"})
+    tag = make_tar({"packaging/build_backend.py": b"# b\n"}, top="tag-1")
+    server.files["/main.tar.gz"] = main
+    server.files["/tag.tar.gz"] = tag
+    lk = write_lock(tmp_path, {
+        "app": {"component": "app", "version": "1", "url": server.url("/main.tar.gz"), "sha256": sha(main)},
+        "app-tag": {"component": "app", "version": "1", "url": server.url("/tag.tar.gz"), "sha256": sha(tag),
+                    "completes_main": True},
+    })
+    locked = prepare.prepare("app", cache_dir=tmp_path / "c", workdir=tmp_path / "w", lock=lk, patches_dir=quiet_patches)
+    assert (locked.extras["app-tag"] / "packaging/build_backend.py").exists()
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    server.requests.clear()
+    local = prepare.prepare("app", cache_dir=tmp_path / "c2", workdir=tmp_path / "w2", lock=lk, local=checkout,
+                            patches_dir=quiet_patches)
+    assert local.extras == {} and not server.requests
+
+
 def test_local_tree_is_used_in_place_without_patches(server, tmp_path, capsys):
     extra = make_tar({"include/x.h": b"x"})
     server.files["/extra.tar.gz"] = extra

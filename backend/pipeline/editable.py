@@ -89,7 +89,7 @@ def build_editable(wheel_directory: Path, settings: Settings, target_python: str
     editable_dir = layout.wheelhouse / "editable"
     editable_dir.mkdir(parents=True, exist_ok=True)
     editable_wheels = []
-    requirements = sorted({r for c in editable for r in recipes.get(c).build_requires})
+    requirements = sorted({r for c in editable for r in recipes.get(c).build_requirements(full_plan.variant)})
     with environment.borrowing(python, requirements, torch=settings.torch == "existing"):
         environment.install_requirements(python, requirements, offline=settings.offline)
         for component in editable:

@@ -214,7 +214,7 @@ def _build_locked(plan: Plan) -> BuildResult:
         },
     )
     python = environment.ensure(layout.env_dir)
-    requirements = sorted({r for s in plan.steps for r in recipes.get(s.component).build_requires})
+    requirements = sorted({r for s in plan.steps for r in recipes.get(s.component).build_requirements(plan.variant)})
     with environment.borrowing(python, requirements, torch=settings.torch == "existing"):
         environment.install_requirements(python, requirements, offline=settings.offline)
         failures = _run_steps(plan, results, python=python, toolchain=toolchain, cache=cache, house=house)

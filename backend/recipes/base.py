@@ -52,6 +52,8 @@ class Recipe:
     sources: tuple[str, ...]  # lock entry names; the first is the tree that is built
     depends: tuple[str, ...] = ("torch",)  # components installed in the build env first
     build_requires: tuple[str, ...] = ()  # pip requirements of its build (besides torch)
+    # further build requirements that depend on the variant (flashinfer: the nvshmem wheel of its CUDA major)
+    variant_build_requires: Callable[[Variant], tuple[str, ...]] = lambda variant: ()
     pins_torch: bool = True  # its wheels pin the exact torch (and every other member) of the wheelhouse
     uses_cuda: bool = True
     mem_per_job_gb: float = 2.0  # peak memory of one compile job
@@ -76,6 +78,10 @@ class Recipe:
     pythons: tuple[str, ...] = ()  # the Python versions its build accepts ("3.13"); () = any
     # Why this recipe cannot build a working wheel for the variant (the plan refuses it), or None
     variant_problem: Callable[[Variant], str | None] = lambda variant: None
+
+    def build_requirements(self, variant: Variant) -> tuple[str, ...]:
+        """Everything its build environment needs besides torch, for this variant."""
+        return self.build_requires + self.variant_build_requires(variant)
 
     def python_problem(self, python: str) -> str | None:
         """Why a build run by Python ``python`` ("3.14") cannot build this recipe, or None."""

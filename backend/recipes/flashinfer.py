@@ -8,15 +8,21 @@ flashinfer's own release scripts at v0.6.1
 ``a`` target, 12.0 gets ``12.0f`` from CUDA 12.9 on and ``12.0a`` on 12.8.
 
 flashinfer-jit-cache is built from the tree's ``flashinfer-jit-cache/``
-folder, which the GitHub tag has and the PyPI sdist the lock pins does not
-(checked: the 0.6.1 sdist has no flashinfer-jit-cache/ and no version.txt).
+folder, which the GitHub tag has and the PyPI sdist does not (checked: the
+0.6.1 sdist has no flashinfer-jit-cache/ and no version.txt, but complete
+csrc/, include/ and 3rdparty/, which the tag archive lacks).  The lock's
+``flashinfer-tag`` entry supplies those two pieces: the first command copies
+them into the sdist tree.  SM103 gets ``10.0a 10.3a``: flashinfer's release
+scripts always pair them, and ``aot.py`` enables its SM100 modules only for
+``compute_100``.  ``-C flashinfer-aot=false`` builds flashinfer-python alone.
 """
 
 from .base import BuildContext, Recipe, pip_wheel
 
 VERSION = "0.6.1"
-ARCH_SPECIFIC = {"90": "9.0a", "100": "10.0a", "103": "10.3a"}
+ARCH_SPECIFIC = {"90": "9.0a", "100": "10.0a", "103": "10.0a 10.3a"}
 JIT_CACHE_DIR = "flashinfer-jit-cache"
+TAG = "flashinfer-tag"  # lock entry: the v0.6.1 tag tree (packaging folder and version.txt only)
 
 
 def _cuda_key(cuda: str) -> tuple[int, ...]:
@@ -31,9 +37,27 @@ def arch_list(variant) -> str:
     return variant.arch
 
 
-def builds_jit_cache(variant) -> bool:
+def builds_jit_cache(variant, settings=None) -> bool:
     # flashinfer's releases start at 7.5; its kernels are not written for Pascal.
-    return variant.sm != "61"
+    return variant.sm != "61" and (settings is None or settings.flashinfer_aot)
+
+
+def nvshmem_requirement(variant) -> tuple[str, ...]:
+    """flashinfer/jit/env.py imports nvidia.nvshmem while the AOT modules compile (its headers and library)."""
+    if not builds_jit_cache(variant):
+        return ()
+    # CUDA 13: the version the pypi toolchain installs (backend/toolchains/pypi.py)
+    return ("nvidia-nvshmem-cu13==3.3.24",) if variant.cuda.startswith("13.") else ("nvidia-nvshmem-cu12",)
+
+
+OVERLAY = (
+    "import shutil, sys; from pathlib import Path\n"
+    "tag, tree = Path(sys.argv[1]), Path(sys.argv[2])\n"
+    "if not (tree / 'flashinfer-jit-cache').is_dir():\n"
+    "    shutil.copytree(tag / 'flashinfer-jit-cache', tree / 'flashinfer-jit-cache')\n"
+    "if not (tree / 'version.txt').is_file():\n"
+    "    shutil.copy2(tag / 'version.txt', tree / 'version.txt')\n"
+)
 
 
 def environment(ctx: BuildContext) -> dict[str, str]:
@@ -44,11 +68,14 @@ def environment(ctx: BuildContext) -> dict[str, str]:
 
 
 def commands(ctx: BuildContext) -> list[list[str]]:
-    steps = [pip_wheel(ctx)]
-    jit_cache = ctx.source / JIT_CACHE_DIR
-    if builds_jit_cache(ctx.variant) and jit_cache.is_dir():
-        steps.append(pip_wheel(ctx, jit_cache))
-    return steps
+    if not builds_jit_cache(ctx.variant, ctx.settings):
+        return [pip_wheel(ctx)]
+    steps = []
+    if ctx.tree_version is None and TAG in ctx.extras:  # the lock's sdist: add the tag's packaging folder
+        steps.append([ctx.python, "-c", OVERLAY, str(ctx.extras[TAG]), str(ctx.source)])
+    elif not (ctx.source / JIT_CACHE_DIR).is_dir():  # a local tree without it: JIT only
+        return [pip_wheel(ctx)]
+    return steps + [pip_wheel(ctx), pip_wheel(ctx, ctx.source / JIT_CACHE_DIR)]
 
 
 def notes(variant) -> list[str]:
@@ -58,9 +85,9 @@ def notes(variant) -> list[str]:
             "will not compile for a Pascal GPU at run time either"
         ]
     return [
-        f"AOT kernels (flashinfer-jit-cache) for FLASHINFER_CUDA_ARCH_LIST={arch_list(variant)} are built from the "
-        "tree's flashinfer-jit-cache/ folder; the PyPI sdist in the lock has none, so from the lock only "
-        "flashinfer-python is built and kernels compile at first use (JIT)"
+        f"AOT kernels (flashinfer-jit-cache) for FLASHINFER_CUDA_ARCH_LIST={arch_list(variant)}: the PyPI sdist "
+        "plus the v0.6.1 tag's flashinfer-jit-cache/ folder (lock entry flashinfer-tag); -C flashinfer-aot=false "
+        "builds flashinfer-python alone (kernels then compile at first use and need nvcc there)"
     ]
 
 
@@ -79,7 +106,8 @@ RECIPE = Recipe(
     name="flashinfer",
     version=VERSION,
     distributions=("flashinfer-python", "flashinfer-jit-cache"),
-    sources=("flashinfer",),
+    sources=("flashinfer", TAG),
+    variant_build_requires=nvshmem_requirement,
     build_requires=(
         # pyproject.toml [build-system] at v0.6.1
         "setuptools>=77", "packaging>=24", "apache-tvm-ffi>=0.1.6,!=0.1.8,!=0.1.8.post0,<0.2",

@@ -37,7 +37,7 @@ LOCK_FORMAT = 1
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _KNOWN_KEYS = {
     "component", "version", "url", "sha256", "nar", "strip", "dest", "filename", "main", "why",
-    "max_mb", "max_unpacked_mb",
+    "max_mb", "max_unpacked_mb", "completes_main",
 }
 # Generous ceilings for an entry that names none: larger than any source of the
 # stack (torch's release asset with its submodules is the largest), small
@@ -62,6 +62,7 @@ class Entry:
     why: str = ""
     max_mb: int = DEFAULT_MAX_MB  # a larger download is refused
     max_unpacked_mb: int = DEFAULT_MAX_UNPACKED_MB  # a larger unpacked tree is refused
+    completes_main: bool = False  # only completes the lock's main tree: not fetched for a local tree
 
     @property
     def max_bytes(self) -> int:
@@ -189,6 +190,7 @@ def _entry(path: Path, name: str, table: dict) -> Entry:
         filename=filename,
         main=bool(table.get("main", False)),
         why=str(table.get("why", "")),
+        completes_main=bool(table.get("completes_main", False)),
         **bounds,
     )
 

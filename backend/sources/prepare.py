@@ -134,7 +134,7 @@ def prepare(
     workdir = Path(workdir)
     main = lock.main_entry(component)
     entries = lock.for_component(component)
-    wanted = entries[1:] if local is not None else entries
+    wanted = [e for e in entries[1:] if not e.completes_main] if local is not None else entries
     if local is not None and any(e.parent == main.name for e in wanted):
         names = ", ".join(e.name for e in wanted if e.parent == main.name)
         raise BackendError(f"source.{component}: the lock places {names} inside {main.name}'s tree; "

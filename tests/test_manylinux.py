@@ -201,3 +201,38 @@ def test_a_gcc_toolset_libstdcxx_is_judged_by_its_glibc_only(tmp_path):
     with pytest.raises(BackendError) as error:
         manylinux.check_host("2_28", "x86_64", str(wrapper))
     assert "GLIBC_" in str(error.value) and "GLIBCXX_" not in str(error.value).split("allows")[0]
+
+
+def test_the_target_and_the_host_compiler_are_part_of_the_build_key():
+    from backend.toolchains.base import Toolchain
+
+    nvcc = Path("/usr/local/cuda-13.0/bin/nvcc")
+    toolchain = Toolchain("system", "13.0", "13.0.88", nvcc.parent.parent, nvcc, host_compiler=GXX)
+    parts = {manylinux.key_part(toolchain, "2_28"), manylinux.key_part(toolchain, None),
+             manylinux.key_part(None, None), manylinux.key_part(toolchain, "2_34")}
+    assert len(parts) == 4
+    assert os.path.realpath(GXX) in manylinux.key_part(toolchain, None)
+
+
+@pytest.mark.skipif(not Path("/usr/local/cuda-13.0/bin/nvcc").is_file(), reason="needs the CUDA 13.0 toolkit")
+def test_a_build_with_a_target_this_host_meets_is_tagged_with_it(tmp_path):
+    """The bitsandbytes stand-in through the pipeline: auto first, then the oldest target this host's g++ meets."""
+    runtime = manylinux.host_runtime(GXX)
+    target = [n for n in manylinux.policy_names("x86_64") if manylinux._fits(runtime.versions, manylinux.policy("x86_64", n))][-1]
+    env = dict(os.environ, PATH=f"/usr/local/cuda-13.0/bin{os.pathsep}{os.environ['PATH']}")
+    common = ["-C", "sm=90", "-C", "isa=avx2", "-C", "cuda=13.0", "-C", "components=bitsandbytes", "-C", "jobs=2",
+              "-C", "runtime-deps=none", "-C", "smoke=off",
+              "-C", f"cache-dir={tmp_path / 'cache'}", "-C", f"wheelhouse={tmp_path / 'wh'}",
+              "-C", f"source.bitsandbytes={FIXTURES / 'standins' / 'bitsandbytes'}"]
+    houses = []
+    for extra in ([], ["-C", f"manylinux={target}"]):
+        result = subprocess.run([sys.executable, "-m", "backend", "build", *common, *extra], cwd=ROOT, env=env,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        [house] = (tmp_path / "wh").iterdir()
+        houses.append(json.loads((house / "manifest.json").read_text()))
+    [(auto_name, auto)] = houses[0]["wheels"].items()
+    [(name, entry)] = houses[1]["wheels"].items()
+    assert entry["build_key"] != auto["build_key"]  # the target is part of the key: rebuilt, not reused
+    assert name.endswith(f"-manylinux_{target}_x86_64.whl") and entry["platform"] == [f"manylinux_{target}_x86_64"]
+    assert auto_name.endswith(f"-{auto['platform'][0]}.whl") and auto["platform"][0].startswith("manylinux_")

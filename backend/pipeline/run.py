@@ -355,6 +355,7 @@ def _build_step(plan, step, *, python, toolchain, cache, house, keys, label, cac
     env_vars.update(recipe.environment(ctx))
     commands = recipe.commands(ctx)
     toolchain_id = f"{toolchain.provider}:{toolchain.version}" if toolchain else "none"
+    toolchain_id += manylinux.key_part(toolchain, plan.settings.manylinux)  # host g++ and the tag target
     key = build_key(
         recipe=recipe, source_key=prepared.build_key, env=env_vars, commands=commands, toolchain=toolchain_id,
         dependency_keys={d: keys[d] for d in step.depends if d in keys}, torch_version=plan.torch_version,

@@ -317,6 +317,14 @@ def tag_wheels(wheels: Sequence[Path], platform: str, target: str | None, exclud
     return out
 
 
+def key_part(toolchain, target: str | None) -> str:
+    """What the build key must add: the g++ nvcc uses (resolved, so a new gcc behind g++ shows) and the target."""
+    import os
+
+    compiler = getattr(toolchain, "host_compiler", None)
+    return f":hostcc={os.path.realpath(compiler) if compiler else '-'}:manylinux={target or 'auto'}"
+
+
 # --- the host toolchain against a target policy ---------------------------------------------------------------------
 
 def _linked_library(compiler: str, name: str, shared: str) -> tuple[Path | None, bool]:

@@ -79,7 +79,7 @@ def test_arm_plan(tmp_path, sm, isa, cuda):
     assert torch["PYTORCH_BUILD_VERSION"] == f"2.9.1+cu{cuda.replace('.', '')}.sm{sm}.{isa}"
     assert plan.step("bitsandbytes").env["CMAKE_ARGS"].endswith(f"-DCOMPUTE_CAPABILITY={sm}")
     flashinfer = plan.step("flashinfer").env["FLASHINFER_CUDA_ARCH_LIST"]
-    assert flashinfer.rstrip("af") == arch
+    assert flashinfer.split()[-1].rstrip("af") == arch  # SM103 also gets 10.0a (flashinfer's own rule)
 
 
 @pytest.mark.skipif(CC is None, reason="needs g++-aarch64-linux-gnu (ci/apt/arm.txt)")

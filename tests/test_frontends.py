@@ -231,10 +231,14 @@ def test_real_xformers_sdist_for_one_sm(tmp_path):
     out = tmp_path / "dist"
     command = [sys.executable, "-m", "pip", "wheel", str(ROOT), "-w", str(out), "-v", "--no-build-isolation",
                *_settings(tmp_path, components=("xformers",), sources=False, torch="existing",
-                          **{"source.xformers": str(tree), "jobs": str(os.cpu_count() or 2)})]
+                          **{"source.xformers": str(tree), "jobs": str(os.cpu_count() or 2),
+                             # The compile is what this test is about; it runs on machines with no network
+                             # (the H200), where the runtime closure and the smoke install cannot resolve.
+                             "runtime-deps": "none", "smoke": "off"})]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
+    errors = [line for line in output.splitlines() if "error" in line.lower()]
+    assert result.returncode == 0, "\n".join(errors[-20:]) + output[-3000:]
     house = tmp_path / "wheelhouse" / VARIANT
     manifest = json.loads((house / "manifest.json").read_text())
     (name, entry), = manifest["wheels"].items()

@@ -90,7 +90,10 @@ class SmokeResult:
 
 def _clean_env() -> dict[str, str]:
     """The environment minus pip's configuration and anything that adds import paths."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))}
+    from ..pipeline.environment import FRONTEND_NAMES, FRONTEND_PREFIXES
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV", *FRONTEND_PREFIXES)) and k not in FRONTEND_NAMES}
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env

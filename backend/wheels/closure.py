@@ -56,8 +56,10 @@ class Resolved:
 
 
 def _pip(python: Path, args: Sequence[str], cwd: Path, *, isolated: bool = False) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
+    from ..pipeline.environment import clean_environ
+
+    # Without the frontend's hook variables: an sdist-only dependency is built by this pip.
+    env = clean_environ(python)
     if isolated:  # a given folder only: neither pip.conf nor PIP_* may add an index or links
         env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
         env["PIP_CONFIG_FILE"] = os.devnull

@@ -13,7 +13,7 @@ from .errors import BackendError, describe_os_error
 from .report_table import table
 from .settings import ISAS, SMS, Settings
 
-COMMANDS = ("matrix", "plan", "detect", "build", "fetch", "lock", "toolchain", "verify")
+COMMANDS = ("matrix", "plan", "detect", "build", "fetch", "lock", "toolchain", "verify", "clean")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     add("detect", "the variant that fits this host", settings=False)
     add("build", "build a variant's wheelhouse", as_json=False)
     add("fetch", "download every source a variant needs, ahead of time", as_json=False)
-    add("lock", "record hashes for lock entries that have none (needs network)", as_json=False)
+    lock = add("lock", "record hashes for lock entries that have none (needs network)", as_json=False)
+    lock.add_argument("--build-requirements", action="store_true",
+                      help="rewrite third_party/build-requirements.lock from the recipes (uv pip compile)")
+    clean = add("clean", "remove a variant's build trees and build environment (downloads are kept)", as_json=False)
+    clean.add_argument("--all", action="store_true", dest="everything", help="every variant's")
+    clean.add_argument("--downloads", action="store_true", help="the downloaded sources too")
     add("toolchain", "show the CUDA toolchain a variant would use")
     verify = add("verify", "check wheels, a wheelhouse or shared objects")
     verify.add_argument("paths", nargs="+", metavar="PATH")
@@ -96,7 +101,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "lock":
         from .sources import command as sources_command
 
+        if args.build_requirements:
+            from .sources import buildreqs
+
+            return buildreqs.write_lock()
         return sources_command.lock_main(settings)
+    if command == "clean":
+        from .pipeline import clean
+
+        return clean.clean(settings, everything=args.everything, downloads=args.downloads)
     if command == "toolchain":
         from .toolchains import command as toolchain_command
 

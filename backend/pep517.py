@@ -101,7 +101,8 @@ def build_editable(wheel_directory: str, config_settings) -> str:
     return editable.build_editable(Path(wheel_directory), project.load_settings(config_settings))
 
 
-SDIST_PARTS = ("pyproject.toml", "README.md", "backend", "patches", "third_party/sources.lock", "docs")
+SDIST_PARTS = ("pyproject.toml", "README.md", "backend", "patches", "third_party/sources.lock",
+               "third_party/build-requirements.lock", "docs")
 
 
 def build_sdist(sdist_directory: str, config_settings) -> str:

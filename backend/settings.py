@@ -33,6 +33,7 @@ COMPILER_CACHES = ("auto", "ccache", "sccache", "none")
 # Remote compiler-cache storage: a URL scheme, or a word for storage without one.
 COMPILER_CACHE_URL_FORMS = ("redis://HOST[:PORT][/DB]", "rediss://HOST[:PORT][/DB]", "s3://BUCKET[/PREFIX]", "gha", "none")
 RUNTIME_DEPS = ("bundle", "none")
+BUILD_REQUIREMENTS = ("locked", "ranges")
 SMOKE_MODES = ("auto", "cpu", "off")
 # manylinux_2_X policies of auditwheel's table on both x86_64 and aarch64 (tests/test_manylinux.py checks it).
 MANYLINUX_POLICIES = ("2_17", "2_24", "2_26", "2_27", "2_28", "2_31", "2_34", "2_35", "2_36", "2_37", "2_38",
@@ -84,6 +85,10 @@ class Settings:
     """Lock entries to use even though the lock has no hash for them."""
     runtime_deps: str = "bundle"
     """bundle: the wheelhouse also holds every runtime dependency (resolved, hash-pinned); none: built wheels only."""
+    build_requirements: str = "locked"
+    """locked: the build venv installs third_party/build-requirements.lock (hash-checked); ranges: the recipes' ranges, unpinned."""
+    free_disk_gb: float | None = None
+    """Free disk the build needs in the cache (GB); default: the planned components' estimate; 0: no check."""
     runtime_find_links: Path | None = None
     """A folder of wheels: runtime dependencies come from it and the wheelhouse only (no index, no pip.conf)."""
     smoke: str = "auto"
@@ -117,6 +122,8 @@ KEYS: dict[str, str] = {
     "flashinfer-aot": "flashinfer_aot",
     "allow-unverified": "allow_unverified",
     "runtime-deps": "runtime_deps",
+    "build-requirements": "build_requirements",
+    "free-disk-gb": "free_disk_gb",
     "runtime-find-links": "runtime_find_links",
     "smoke": "smoke",
     "manylinux": "manylinux",
@@ -343,6 +350,19 @@ def _parse(key: str, field: str, value: Any, base: Path) -> Any:
         return _compiler_cache_url(key, value)
     if field == "runtime_deps":
         return _choice(key, str(value), RUNTIME_DEPS)
+    if field == "build_requirements":
+        return _choice(key, str(value), BUILD_REQUIREMENTS)
+    if field == "free_disk_gb":
+        text = str(value).strip()
+        if text == "auto":
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            number = -1.0
+        if number < 0:
+            raise SettingError(key, text, "a number of GB >= 0 (0: no check), or auto")
+        return number
     if field == "smoke":
         return _choice(key, str(value), SMOKE_MODES)
     if field == "components":

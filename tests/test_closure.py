@@ -177,3 +177,17 @@ def test_manifest_lists_runtime_wheels_for_the_returned_wheel(index, tmp_path):
     assert pins == ["depa==1.0", "depb==2.0", "stackpkg==1.0+lbl"]
     data = json.loads((house.root / "manifest.json").read_text())
     assert {e["origin"] for e in data["wheels"].values() if e["distribution"] != "stackpkg"} == {"runtime"}
+
+
+@pytest.mark.slow
+def test_a_real_index_dependency_is_bundled_with_the_index_hash(tmp_path):
+    """Through pip's own configuration (the index this machine reaches): the URL and sha256 come from the index."""
+    built_dir = tmp_path / "built"
+    built_dir.mkdir()
+    built = make_wheel(built_dir, "stackpkg", "1.0+lbl", module("stackpkg"), requires=["idna==3.10"], tag="py3-none-any")
+    house = Wheelhouse(tmp_path / "wheelhouse" / "variant", variant="variant")
+    added = house.add(built, {"component": "stack", "build_key": "k"})
+    runtime = closure.close(house, [added], python=Path(sys.executable), offline=False, say=lambda _: None)
+    assert [p.name for p in runtime] == ["idna-3.10-py3-none-any.whl"]
+    entry = house.manifest()["wheels"]["idna-3.10-py3-none-any.whl"]
+    assert entry["source"].startswith(("https://", "file:")) and entry["source_hash"] == f"sha256:{entry['sha256']}"

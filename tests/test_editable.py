@@ -43,7 +43,8 @@ def target(tmp_path_factory):
               "-C", f"wheelhouse={tmp / 'wheelhouse'}"]
     links = runtime_links(tmp / "links", standin_runtime_requirements())  # torch's triton and nvidia-* pins, offline
     subprocess.run([sys.executable, "-m", "backend", "build", *common, "-C", "components=torch",
-                    "-C", f"source.torch={STANDINS / 'torch'}", "-C", f"runtime-find-links={links}", "-C", "smoke=cpu"],
+                    "-C", f"source.torch={STANDINS / 'torch'}", "-C", f"runtime-find-links={links}", "-C", "smoke=cpu",
+                    "-C", "build-requirements=ranges", "-C", "free-disk-gb=1"],
                    cwd=ROOT, env=env(), check=True, capture_output=True)
     torch_wheel = next((tmp / "wheelhouse").glob("*/torch-*.whl"))
     venv.EnvBuilder(with_pip=True).create(tmp / "venv")

@@ -593,7 +593,8 @@ def test_fetch_command_downloads_what_components_need(server, tmp_path, capsys):
         "bitsandbytes": {"component": "bitsandbytes", "version": "9", "url": server.url("/t.tar.gz"), "sha256": sha(data),
                          "filename": "torch-9.tar.gz"},
     })
-    settings = Settings(cache_dir=tmp_path / "c", components=("bitsandbytes",))
+    # build-requirements=ranges: the build-requirement lock's files are tests/test_buildreqs.py's (no index here)
+    settings = Settings(cache_dir=tmp_path / "c", components=("bitsandbytes",), build_requirements="ranges")
     assert command.fetch_main(settings, lock=lk) == 0
     out = capsys.readouterr().out
     assert "bitsandbytes" in out and "sha256" in out

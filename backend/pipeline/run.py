@@ -21,9 +21,10 @@ from .. import recipes
 from ..errors import BackendError
 from ..recipes import BuildContext
 from ..report_table import table
+from ..sources import buildreqs
 from ..toolchains import hostcc
 from ..wheels import manylinux
-from . import compiler_cache, environment
+from . import compiler_cache, disk, environment
 from .buildkey import build_key
 from .plan import Plan, Step, common_env
 from .runner import CommandFailed, run_logged
@@ -213,10 +214,11 @@ def _build_locked(plan: Plan) -> BuildResult:
             "TORCH_CUDA_ARCH_LIST": plan.variant.arch,
         },
     )
+    disk.check(plan, say)
     python = environment.ensure(layout.env_dir)
     requirements = sorted({r for s in plan.steps for r in recipes.get(s.component).build_requirements(plan.variant)})
     with environment.borrowing(python, requirements, torch=settings.torch == "existing"):
-        environment.install_requirements(python, requirements, offline=settings.offline)
+        buildreqs.install_for_build(python, requirements, settings, say)
         failures = _run_steps(plan, results, python=python, toolchain=toolchain, cache=cache, house=house)
 
     say("")

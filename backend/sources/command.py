@@ -57,6 +57,11 @@ def fetch_main(settings: Settings, *, lock: Lock | None = None) -> int:
             path = by_file[entry.filename]
             check = "nar+sha256" if entry.nar and entry.sha256 else "nar" if entry.nar else "sha256" if entry.sha256 else "UNVERIFIED"
             rows.append([entry.name, entry.version, check, _size(path), str(path)])
+    if settings.build_requirements == "locked" and not settings.offline:
+        from . import buildreqs
+
+        folder = buildreqs.fetch(cache)
+        rows.append(["build requirements", buildreqs.DEFAULT_LOCK.name, "sha256", "-", str(folder)])
     print(table(["source", "version", "verified", "size", "file"], rows))
     print(f"\n{len(paths)} file(s) in {fetch_mod.downloads_dir(cache)}; "
           f"copy that folder to the same place in the cache of an offline machine (docs/SOURCES.md).")

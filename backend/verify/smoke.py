@@ -13,6 +13,10 @@
 5. with ``-C smoke=auto`` on a machine with a GPU, ``Recipe.smoke_gpu`` too:
    one CUDA op per component and a Triton kernel.
 
+With ``torch=existing`` nothing is bundled: the venv sees the folder the
+existing torch lives in, and installs the built wheels with ``--no-index``
+from the wheelhouse (and ``-C runtime-find-links``, when given).
+
 A failure names the distribution, module or component, with the log's path.
 A passed check is not rerun for the same wheels (``<variant>/smoke/passed``).
 """
@@ -114,6 +118,7 @@ def run(
     work: Path,
     no_index: bool,
     see: Sequence[str] = (),
+    links: Sequence[Path] = (),
     pip_python: Path | str = sys.executable,
     say: Callable[[str], None] = print,
 ) -> SmokeResult:
@@ -149,7 +154,8 @@ def run(
         else:
             from ..wheels.meta import pins_for
 
-            install = [*(["--no-index"] if no_index else []), "--find-links", str(house), *pins_for(list(built) + list(runtime))]
+            install = [*(["--no-index"] if no_index else []), "--find-links", str(house),
+                       *[arg for link in links for arg in ("--find-links", str(link))], *pins_for(list(built) + list(runtime))]
         quiet = work / "cwd"
         quiet.mkdir(exist_ok=True)
         result = step("install", [str(pip_python), "-m", "pip", "--python", python, "install", "--no-cache-dir", *install], quiet)
@@ -230,8 +236,9 @@ def for_build(plan, result, say: Callable[[str], None]) -> None:
         return
     passed.unlink(missing_ok=True)
     say(f"smoke check: installing the wheelhouse into a fresh venv ({'CPU and GPU' if gpu else 'CPU'} checks)")
+    links = [settings.runtime_find_links] if settings.runtime_find_links else []
     outcome = run(result.wheelhouse, result.wheels(), result.runtime, checks, work=work, no_index=no_index, see=see,
-                  pip_python=plan.layout.python, say=say)
+                  links=links, pip_python=plan.layout.python, say=say)
     if outcome.ok:
         passed.write_text(key)
         say(f"smoke check: ok: {outcome.summary}; log: {outcome.log}")

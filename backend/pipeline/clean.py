@@ -1,0 +1,54 @@
+"""``python -m backend clean``: remove a variant's build trees and build environment (or every variant's).
+
+Downloads stay unless ``--downloads`` is given (they are what an offline
+build needs); the compiler cache and the wheelhouses are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ..settings import Settings, cache_dir
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def targets(settings: Settings, *, everything: bool, downloads: bool) -> list[Path]:
+    cache = cache_dir(settings)
+    if everything:
+        found = [cache / "work", cache / "envs"]
+    else:
+        from .. import project
+
+        plan = project.make_plan(settings)
+        found = [plan.layout.variant_dir, plan.layout.env_dir]
+    if downloads:
+        found.append(cache / "downloads")
+    return found
+
+
+def clean(settings: Settings, *, everything: bool, downloads: bool, say: Callable[[str], None] = print) -> int:
+    freed = 0
+    for path in targets(settings, everything=everything, downloads=downloads):
+        if not path.exists():
+            say(f"{path}: not there")
+            continue
+        size = _size(path)
+        shutil.rmtree(path)
+        freed += size
+        say(f"{path}: removed ({size / 1e9:.2f} GB)")
+    kept = "" if downloads else "; downloads kept (--downloads removes them)"
+    say(f"freed {freed / 1e9:.2f} GB{kept}")
+    return 0

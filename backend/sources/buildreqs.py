@@ -1,0 +1,195 @@
+"""The build-requirement lock: what the build venv installs, pinned by hash (``third_party/build-requirements.lock``).
+
+The recipes state ranges (``setuptools>=77.0.3,<81``, ``numpy``); the lock
+pins one version of each, and of what they need, for Python 3.10 to 3.13 on
+every platform (``uv pip compile --universal --generate-hashes``, run by
+``python -m backend lock --build-requirements``), so the numpy torch is built
+against (part of its ABI) and every other tool are the same on every build.
+The build venv installs it with pip's hash-checking mode (``--require-hashes
+--no-deps``: a file whose hash differs is refused); ``python -m backend
+fetch`` downloads its files into ``<cache>/downloads/build-requirements``, and
+an offline build installs from there alone.  A requirement the lock does not
+cover (a recipe changed since the lock was written) is installed unpinned,
+with a line saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from packaging.markers import default_environment
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from ..errors import BackendError
+from .lock import PROJECT_ROOT
+
+DEFAULT_LOCK = PROJECT_ROOT / "third_party" / "build-requirements.lock"
+PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+
+
+def downloads_dir(cache: Path) -> Path:
+    return Path(cache) / "downloads" / "build-requirements"
+
+
+def pins(lock: Path = DEFAULT_LOCK, environment: dict | None = None) -> dict[str, str]:
+    """Canonical name -> pinned version, for the lines whose marker holds in ``environment`` (this one)."""
+    found: dict[str, str] = {}
+    for requirement in _requirements(lock):
+        if requirement.marker and not requirement.marker.evaluate(environment or default_environment()):
+            continue
+        spec = next(iter(requirement.specifier))
+        found[canonicalize_name(requirement.name)] = spec.version
+    return found
+
+
+def _requirements(lock: Path) -> list[Requirement]:
+    try:
+        text = Path(lock).read_text()
+    except OSError as error:
+        raise BackendError(f"build-requirement lock {lock}: unreadable ({error})") from None
+    joined = text.replace("\\\n", " ")
+    out = []
+    for line in joined.splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        line = " ".join(part for part in line.split() if not part.startswith("--hash="))
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as error:
+            raise BackendError(f"build-requirement lock {lock}: bad line {line!r} ({error})") from None
+        if len(requirement.specifier) != 1 or next(iter(requirement.specifier)).operator != "==":
+            raise BackendError(f"build-requirement lock {lock}: {line!r} is not pinned with ==")
+        out.append(requirement)
+    return out
+
+
+def uncovered(requirements: Iterable[str], lock: Path = DEFAULT_LOCK, environment: dict | None = None) -> list[str]:
+    """The requirements the lock's pins (for ``environment``) do not satisfy."""
+    pinned = pins(lock, environment)
+    missing = []
+    for text in requirements:
+        requirement = Requirement(text)
+        version = pinned.get(canonicalize_name(requirement.name))
+        if version is None or not requirement.specifier.contains(version, prereleases=True):
+            missing.append(text)
+    return missing
+
+
+def _pip(python: Path, args: Sequence[str]) -> subprocess.CompletedProcess:
+    from ..pipeline.environment import clean_environ
+
+    env = clean_environ(python)  # the user's index settings, not the frontend's hook variables
+    env.pop("PYTHONPATH", None)
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return subprocess.run([str(python), "-m", "pip", *args], env=env, capture_output=True, text=True)
+
+
+def _error(result: subprocess.CompletedProcess) -> str:
+    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    if any("DO NOT MATCH THE HASHES" in line for line in lines):
+        bad = [line for line in lines if line.startswith(("Expected sha256", "Got")) or " from " in line]
+        names = [line.split(" from ")[0].strip() for line in lines if " from " in line and "==" in line.split(" from ")[0]]
+        return f"a file does not match its hash in the lock ({', '.join(names) or ' '.join(bad[:2])}): refused"
+    errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR:")]
+    return "; ".join(errors[:2]) or (lines[-1] if lines else f"pip exit {result.returncode}")
+
+
+def install(
+    python: Path,
+    requirements: Sequence[str],
+    *,
+    cache: Path,
+    offline: bool,
+    lock: Path = DEFAULT_LOCK,
+    say: Callable[[str], None] = print,
+) -> None:
+    """Put the locked build requirements into the venv of ``python`` (hash-checked), then any the lock lacks."""
+    from ..pipeline import environment
+
+    wanted = [f"{name}=={version}" for name, version in sorted(pins(lock).items())]
+    if environment.missing_requirements(python, wanted):
+        links = downloads_dir(cache)
+        args = ["install", "-q", "--require-hashes", "--no-deps", "-r", str(lock)]
+        if links.is_dir():
+            args += ["--find-links", str(links)]
+        if offline and not links.is_dir():
+            # What the environment has may still build; say what is not pinned and how to pin it.
+            say(f"offline build: the locked build requirements are not in {links} (python -m backend fetch "
+                "with network puts them there); using the environment's, unpinned")
+            environment.install_requirements(python, requirements, offline=True)
+            return
+        if offline:
+            args += ["--no-index"]
+        say(f"installing the locked build requirements ({lock.name}) into {python.parent.parent}")
+        result = _pip(python, args)
+        if result.returncode != 0:
+            raise BackendError(f"could not install the locked build requirements from {lock}: {_error(result)}")
+    rest = uncovered(requirements, lock)
+    if rest:
+        say(f"build requirements not in {lock.name} (installed unpinned; python -m backend lock --build-requirements "
+            f"records them): {', '.join(rest)}")
+        environment.install_requirements(python, rest, offline=offline)
+
+
+def fetch(cache: Path, *, lock: Path = DEFAULT_LOCK, python: str = sys.executable) -> Path:
+    """Download the lock's files for this Python and platform into the cache (hash-checked)."""
+    out = downloads_dir(cache)
+    out.mkdir(parents=True, exist_ok=True)
+    result = _pip(Path(python), ["download", "-q", "--require-hashes", "--no-deps", "-r", str(lock), "-d", str(out)])
+    if result.returncode != 0:
+        raise BackendError(f"could not download the locked build requirements: {_error(result)}")
+    return out
+
+
+def all_build_requirements() -> list[str]:
+    """What the lock must cover: every recipe's build requirements and the backend's build tools."""
+    from .. import recipes
+    from ..pep517 import BUILD_TOOLS
+
+    wanted: dict[str, None] = {}
+    for recipe in recipes.all_recipes():
+        for text in recipe.build_requires:
+            wanted.setdefault(text, None)
+    for text in BUILD_TOOLS:
+        wanted.setdefault(text, None)
+    return list(wanted)
+
+
+def write_lock(lock: Path = DEFAULT_LOCK, say: Callable[[str], None] = print) -> int:
+    """Resolve every build requirement for Python 3.10 to 3.13, every platform, with hashes (uv)."""
+    uv = shutil.which("uv")
+    if uv is None:
+        raise BackendError("lock --build-requirements needs uv on PATH (pip install uv)")
+    header = (
+        "# The build venv's requirements, pinned by hash for Python 3.10 to 3.13 (every platform).\n"
+        "# Written by: python -m backend lock --build-requirements (uv pip compile --universal --generate-hashes)\n"
+        "# from every recipe's build_requires; installed with pip --require-hashes --no-deps.\n"
+    )
+    result = subprocess.run(
+        [uv, "pip", "compile", "--universal", "--generate-hashes", "--no-header", "--python-version", PYTHONS[0], "-"],
+        input="\n".join(all_build_requirements()) + "\n", capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise BackendError(f"uv pip compile failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}")
+    body = result.stdout.replace("# via -r -", "# via a recipe").replace("-r -", "a recipe")
+    lock.write_text(header + body)
+    say(f"{lock}: {len(_requirements(lock))} pinned line(s)")
+    return 0
+
+
+def install_for_build(python: Path, requirements: Sequence[str], settings, say: Callable[[str], None]) -> None:
+    """The engine's call: the lock (``-C build-requirements=locked``), or the recipes' ranges as before."""
+    from ..pipeline import environment
+    from ..settings import cache_dir
+
+    if settings.build_requirements == "ranges":
+        environment.install_requirements(python, requirements, offline=settings.offline)
+        return
+    install(python, requirements, cache=cache_dir(settings), offline=settings.offline, say=say)

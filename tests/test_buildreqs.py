@@ -82,7 +82,7 @@ def test_the_lock_refuses_a_tampered_wheel(lockset):
     make_wheel(out, "lockedtool", "1.0", {"lockedtool/__init__.py": b"import os; VALUE = 'evil'\n"}, tag="py3-none-any")
     assert fetched.read_bytes() != wheel.read_bytes()
     with pytest.raises(BackendError) as error:
-        buildreqs.install(python, [], cache=cache, offline=True, lock=lock, say=lambda _: None)
+        buildreqs.install(python, ["lockedtool"], cache=cache, offline=True, lock=lock, say=lambda _: None)
     message = str(error.value)
     assert "does not match its hash" in message and "lockedtool" in message and "\n" not in message
     check = subprocess.run([str(python), "-c", "import lockedtool"], capture_output=True, text=True)
@@ -92,10 +92,21 @@ def test_the_lock_refuses_a_tampered_wheel(lockset):
 def test_offline_without_fetched_files_says_what_to_run(lockset):
     links, wheel, lock, python, cache = lockset
     lines: list[str] = []
-    buildreqs.install(python, [], cache=cache, offline=True, lock=lock, say=lines.append)
-    assert lines and "python -m backend fetch" in lines[0] and "unpinned" in lines[0]
     with pytest.raises(BackendError, match="offline build: the build environment lacks lockedtool>=1"):
-        buildreqs.install(python, ["lockedtool>=1"], cache=cache, offline=True, lock=lock, say=lambda _: None)
+        buildreqs.install(python, ["lockedtool>=1"], cache=cache, offline=True, lock=lock, say=lines.append)
+    assert lines and "python -m backend fetch" in lines[0] and "unpinned" in lines[0]
+
+
+def test_a_build_installs_only_the_lock_lines_its_requirements_need():
+    import re
+
+    def names(text):
+        return sorted(set(re.findall(r"^([a-z0-9_.-]+)==", text, re.M)))
+
+    assert names(buildreqs.subset(["ninja"])) == ["ninja"]
+    assert {"certifi", "idna", "urllib3", "charset-normalizer", "requests"} <= set(names(buildreqs.subset(["requests"])))
+    bnb = names(buildreqs.subset(["scikit-build-core", "cmake>=3.22.1"]))
+    assert "packaging" in bnb and "numpy" not in bnb and not [n for n in bnb if n.startswith("nvidia")]
 
 
 def test_a_requirement_the_lock_lacks_is_named(tmp_path):
@@ -109,12 +120,15 @@ def test_a_requirement_the_lock_lacks_is_named(tmp_path):
 
 @pytest.mark.slow
 def test_the_real_lock_installs_for_this_python_with_hash_checking(tmp_path):
-    """Downloads the locked build requirements (numpy, cmake, grpcio-tools ...) from the index."""
+    """Downloads torch's locked build requirements (numpy, cmake, setuptools ...) from the index."""
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
     lines: list[str] = []
-    buildreqs.install(python, buildreqs.all_build_requirements(), cache=tmp_path / "cache", offline=False, say=lines.append)
+    from backend import recipes
+
+    torch_needs = recipes.get("torch").build_requires  # numpy, cmake, setuptools ... (not the GPU wheels)
+    buildreqs.install(python, torch_needs, cache=tmp_path / "cache", offline=False, say=lines.append)
     assert not [line for line in lines if "not in" in line]
     pins = buildreqs.pins()
     script = "import numpy, setuptools, cmake; print(numpy.__version__, setuptools.__version__)"

@@ -5,8 +5,9 @@ pins one version of each, and of what they need, for Python 3.10 to 3.13 on
 every platform (``uv pip compile --universal --generate-hashes``, run by
 ``python -m backend lock --build-requirements``), so the numpy torch is built
 against (part of its ABI) and every other tool are the same on every build.
-The build venv installs it with pip's hash-checking mode (``--require-hashes
---no-deps``: a file whose hash differs is refused); ``python -m backend
+The build venv installs the part its components need (their lines and,
+through uv's ``# via`` notes, what those require) with pip's hash-checking
+mode (``--require-hashes --no-deps``: a file whose hash differs is refused); ``python -m backend
 fetch`` downloads its files into ``<cache>/downloads/build-requirements``, and
 an offline build installs from there alone.  A requirement the lock does not
 cover (a recipe changed since the lock was written) is installed unpinned,
@@ -70,6 +71,42 @@ def _requirements(lock: Path) -> list[Requirement]:
     return out
 
 
+def _blocks(lock: Path) -> list[tuple[str, str, set[str]]]:
+    """(canonical name, the block's text, the names it is required by) per pinned line, uv's ``# via`` read."""
+    blocks: list[list[str]] = []
+    for line in Path(lock).read_text().splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            blocks.append([line])
+        elif blocks and line.strip():
+            blocks[-1].append(line)
+    out = []
+    for block in blocks:
+        name = canonicalize_name(Requirement(block[0].split("==")[0].split(";")[0].strip()).name)
+        parents: set[str] = set()
+        comments = [l.strip().lstrip("#").strip() for l in block[1:] if l.strip().startswith("#")]
+        for text in comments:
+            text = text.removeprefix("via").strip()
+            if text and text != "a recipe" and not text.startswith("-r"):
+                parents.add(canonicalize_name(text.split()[0]))
+        code = [l for l in block if not l.strip().startswith("#")]
+        out.append((name, "\n".join(code).rstrip("\\ ") + "\n", parents))
+    return out
+
+
+def subset(requirements: Iterable[str], lock: Path = DEFAULT_LOCK) -> str:
+    """The lock's lines that ``requirements`` need: their own and, transitively, what those require."""
+    blocks = _blocks(lock)
+    chosen = {canonicalize_name(Requirement(text).name) for text in requirements}
+    changed = True
+    while changed:
+        changed = False
+        for name, _, parents in blocks:
+            if name not in chosen and parents & chosen:
+                chosen.add(name)
+                changed = True
+    return "".join(text for name, text, _ in blocks if name in chosen)
+
+
 def uncovered(requirements: Iterable[str], lock: Path = DEFAULT_LOCK, environment: dict | None = None) -> list[str]:
     """The requirements the lock's pins (for ``environment``) do not satisfy."""
     pinned = pins(lock, environment)
@@ -113,10 +150,15 @@ def install(
     """Put the locked build requirements into the venv of ``python`` (hash-checked), then any the lock lacks."""
     from ..pipeline import environment
 
-    wanted = [f"{name}=={version}" for name, version in sorted(pins(lock).items())]
-    if environment.missing_requirements(python, wanted):
+    needed = subset(requirements, lock)
+    chosen = {canonicalize_name(Requirement(line.split(" ")[0].split(";")[0]).name)
+              for line in needed.splitlines() if line and not line[0].isspace()}
+    wanted = [f"{name}=={version}" for name, version in sorted(pins(lock).items()) if name in chosen]
+    if wanted and environment.missing_requirements(python, wanted):
         links = downloads_dir(cache)
-        args = ["install", "-q", "--require-hashes", "--no-deps", "-r", str(lock)]
+        part = python.parent.parent / "build-requirements.txt"
+        part.write_text(needed)
+        args = ["install", "-q", "--require-hashes", "--no-deps", "-r", str(part)]
         if links.is_dir():
             args += ["--find-links", str(links)]
         if offline and not links.is_dir():
@@ -154,9 +196,15 @@ def all_build_requirements() -> list[str]:
     from ..pep517 import BUILD_TOOLS
 
     wanted: dict[str, None] = {}
+    from ..settings import CUDAS
+    from ..variants import Variant
+
     for recipe in recipes.all_recipes():
         for text in recipe.build_requires:
             wanted.setdefault(text, None)
+        for cuda in CUDAS:  # what a variant adds (flashinfer: nvshmem for its CUDA)
+            for text in recipe.variant_build_requires(Variant(sm="90", isa="avx512", cuda=cuda)):
+                wanted.setdefault(text, None)
     for text in BUILD_TOOLS:
         wanted.setdefault(text, None)
     return list(wanted)

@@ -8,6 +8,7 @@ bitsandbytes: same build drivers, seconds instead of hours).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -99,6 +100,23 @@ def test_two_builds_of_one_variant_take_turns_and_share_one_result(tmp_path):
     assert len(wheels) == 1
     checked = backend("verify", str(house), "-C", "sm=90", "-C", f"isa={ISA}", "-C", "cuda=13.0")
     assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
+
+    # What the unlocked race used to leave: the same wheel name, manifest entry and hash, only .dist-info inside.
+    (wheel,) = wheels
+    with zipfile.ZipFile(wheel) as archive:
+        kept = {n: archive.read(n) for n in archive.namelist() if n.split("/", 1)[0].endswith(".dist-info")}
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, data in kept.items():
+            archive.writestr(name, data)
+    manifest = json.loads((house / "manifest.json").read_text())
+    manifest["wheels"][wheel.name].update(size=wheel.stat().st_size, sha256=hashlib.sha256(wheel.read_bytes()).hexdigest())
+    (house / "manifest.json").write_text(json.dumps(manifest))
+    third = backend(*args)
+    assert third.returncode == 0, third.stderr[-3000:]
+    row = next(l for l in third.stderr.splitlines() if l.startswith("bitsandbytes "))
+    assert " built " in row, third.stderr[-2000:]
+    with zipfile.ZipFile(wheel) as archive:
+        assert any(n.startswith("bitsandbytes/") for n in archive.namelist())
 
 
 def test_verify_refuses_a_component_wheel_holding_only_its_dist_info(tmp_path):

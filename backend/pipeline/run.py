@@ -462,6 +462,7 @@ def existing_torch_libraries() -> tuple[str, ...]:
 
 def _lookup(house, step: Step, key: str) -> list[Path]:
     """Every wheel of the component with this build key, intact; else [] (rebuild)."""
+    from ..verify.metadata import read_wheel
     from ..wheels.files import sha256_file
 
     found = []
@@ -471,6 +472,8 @@ def _lookup(house, step: Step, key: str) -> list[Path]:
         path = house.root / name
         if not path.is_file() or sha256_file(path) != entry.get("sha256"):
             return []
+        if read_wheel(path, check_record=False).holds_only_metadata():
+            return []  # an empty wheel an older, unlocked race left behind: rebuild it
         found.append(path)
     return found
 

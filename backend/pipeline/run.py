@@ -28,6 +28,7 @@ from . import compiler_cache, disk, environment
 from .buildkey import build_key
 from .plan import Plan, Step, common_env
 from .runner import CommandFailed, run_logged
+from .sccache_server import CacheStats
 
 
 @dataclasses.dataclass
@@ -37,7 +38,7 @@ class StepResult:
     status: str  # built, cached, failed, not run
     seconds: float = 0.0
     wheels: list[Path] = dataclasses.field(default_factory=list)
-    cache: object = None  # compiler-cache hits and misses of this build (CacheStats), None when nothing ran
+    cache: CacheStats | None = None  # compiler-cache hits and lookups of this build; None when nothing compiled
 
     @property
     def size(self) -> int:

@@ -101,7 +101,8 @@ def stack_build(machine: Path, sm: str, isa: str, tool: str, url: str | None, nv
             hits, lookups = hits + int(found[2]), lookups + int(found[3])
     variant = next(p for p in (machine / "wheelhouse").iterdir() if f"sm{sm}-{isa}" in p.name)
     wheels = json.loads((variant / "manifest.json").read_text())["wheels"].values()
-    seconds = sum({w["component"]: w["seconds"] for w in wheels}.values())
+    # Only the stack's own wheels carry build seconds (runtime dependencies are downloaded, not built).
+    seconds = sum({w["component"]: w["seconds"] for w in wheels if w.get("seconds") is not None}.values())
     return seconds, hits, lookups
 
 

@@ -192,6 +192,8 @@ def test_real_flashinfer_from_the_lock(torch_python, tmp_path):
     with zipfile.ZipFile(house / name) as archive:
         names = archive.namelist()
     assert "flashinfer/__init__.py" in names
+    # JIT only: the tag tree the AOT kernels need is neither fetched nor unpacked.
+    assert [p.name for p in (tmp_path / "cache" / "downloads").glob("*.tar.gz")] == ["flashinfer-0.6.1.tar.gz"]
     assert any(n.startswith("flashinfer/") and n.endswith(".py") for n in names if n != "flashinfer/__init__.py")
 
 

@@ -121,17 +121,18 @@ def _prepare_source(plan: Plan, recipe: recipes.Recipe):
     layout = plan.layout
     workdir = layout.source_workdir(recipe)
     local = settings.sources.get(recipe.name)
+    unused = recipe.unused_sources(plan.variant, settings)
     if local is None:
         return sources_prepare.prepare(
             recipe.name, cache_dir=cache_dir(settings), workdir=workdir,
-            offline=settings.offline, allow_unverified=settings.allow_unverified,
+            offline=settings.offline, allow_unverified=settings.allow_unverified, unused=unused,
         )
     # Builds write into their tree and patches must not touch the checkout:
     # build a per-variant copy, with the component's patches applied to it.
     copy = workdir / "local-tree"
     prepared = sources_prepare.prepare(
         recipe.name, cache_dir=cache_dir(settings), workdir=workdir, offline=settings.offline,
-        allow_unverified=settings.allow_unverified, local=local, patch_local=True,
+        allow_unverified=settings.allow_unverified, local=local, patch_local=True, unused=unused,
     )
     snapshot.sync(local, copy)
     applied = patches.apply(copy, recipe.name)

@@ -6,6 +6,8 @@ reads these fields.  A recipe module defines one ``RECIPE``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -63,6 +65,9 @@ class Recipe:
     commands: Callable[[BuildContext], list[list[str]]] = lambda ctx: []
     notes: Callable[[Variant], list[str]] = lambda variant: []
     version_file: str | None = None  # where a checkout of it states its version (version.txt)
+    # lock entries of the component this variant and these settings do not use (flashinfer's tag tree
+    # without its AOT kernels): neither fetched nor unpacked
+    unused_sources: Callable[[Variant, Any], tuple[str, ...]] = lambda variant, settings: ()
     cuda_libraries: tuple[str, ...] | None = None  # CUDA libraries it links (pypi toolchain names); None: all
     # Why its build emits PTX and plain cubins of lower SMs on purpose (verification reports them, not fails)
     gpu_code_by_design: str = ""

@@ -102,6 +102,7 @@ assert torch.allclose(flashinfer.norm.rmsnorm(x, w).float(), ref, atol=2e-2), "f
 
 
 RECIPE = Recipe(
+    unused_sources=lambda variant, settings: () if builds_jit_cache(variant, settings) else (TAG,),
     version_file="version.txt",
     name="flashinfer",
     version=VERSION,

@@ -34,6 +34,16 @@ def _size(path: Path) -> str:
     return f"{path.stat().st_size / 1e6:.1f} MB"
 
 
+def _unused_sources(settings: Settings, components: list[str]) -> list[str]:
+    """Lock entries the chosen variant and settings do not build with (Recipe.unused_sources)."""
+    from .. import recipes, variants
+
+    if settings.sm is None or settings.isa is None:
+        return []  # no variant named: everything any variant could use
+    variant = variants.select(settings)
+    return [name for c in components for name in recipes.get(c).unused_sources(variant, settings)]
+
+
 def fetch_main(settings: Settings, *, lock: Lock | None = None) -> int:
     """Download and verify everything the chosen components need, into the cache."""
     from ..report_table import table
@@ -42,10 +52,11 @@ def fetch_main(settings: Settings, *, lock: Lock | None = None) -> int:
     lock = lock if lock is not None else load()
     components = needed_components(settings)
     skip = [lock.main_entry(c).name for c in components if c in settings.sources]
+    unused = _unused_sources(settings, components)
     cache = cache_dir(settings)
     paths = fetch_all(
         components, cache_dir=cache, offline=settings.offline, allow_unverified=settings.allow_unverified,
-        lock=lock, skip=skip,
+        lock=lock, skip=skip + unused,
     )
     by_file = {p.name: p for p in paths}
     rows = []
@@ -53,6 +64,9 @@ def fetch_main(settings: Settings, *, lock: Lock | None = None) -> int:
         for entry in lock.for_component(component):
             if entry.name in skip:
                 rows.append([entry.name, entry.version, "local tree", "-", "-"])
+                continue
+            if entry.name in unused:
+                rows.append([entry.name, entry.version, "not used by these settings", "-", "-"])
                 continue
             path = by_file[entry.filename]
             check = "nar+sha256" if entry.nar and entry.sha256 else "nar" if entry.nar else "sha256" if entry.sha256 else "UNVERIFIED"

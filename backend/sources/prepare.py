@@ -120,12 +120,14 @@ def prepare(
     base_url_override: str | None = None,
     patches_dir: Path | None = None,
     patch_local: bool = False,
+    unused: Sequence[str] = (),
 ) -> PreparedSource:
     """Fetch (or take from the cache), verify, unpack, place and patch a component's sources.
 
     ``local``: a tree to build in place (``-C source.<component>=PATH``); the
     lock's main entry is then not used and no patch is applied to it.  The
     other entries of the component (vLLM's CUTLASS...) still come from the lock.
+    ``unused``: entries this build does not use (``Recipe.unused_sources``).
     ``patch_local``: the caller applies the patches to ``local`` (a copy of
     the user's checkout), so no note is printed.
     """
@@ -135,6 +137,7 @@ def prepare(
     main = lock.main_entry(component)
     entries = lock.for_component(component)
     wanted = [e for e in entries[1:] if not e.completes_main] if local is not None else entries
+    wanted = [e for e in wanted if e.name not in unused]
     if local is not None and any(e.parent == main.name for e in wanted):
         names = ", ".join(e.name for e in wanted if e.parent == main.name)
         raise BackendError(f"source.{component}: the lock places {names} inside {main.name}'s tree; "

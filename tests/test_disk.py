@@ -39,6 +39,15 @@ def test_need_is_the_planned_components_less_those_already_built(tmp_path):
     assert disk.needed_gb(plan_for(tmp_path, components="torchvision", **{"free-disk-gb": "7.5"})) == 7.5
 
 
+def test_a_small_local_tree_needs_ten_times_its_size(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / ".git").mkdir(parents=True)
+    (tree / ".git" / "pack").write_bytes(b"x" * 10_000_000)  # history is not built
+    (tree / "setup.py").write_bytes(b"x" * 1_000_000)
+    plan = plan_for(tmp_path, components="torch", **{"source.torch": str(tree)})
+    assert disk.needed_gb(plan) == pytest.approx(0.01)
+
+
 def test_too_little_space_stops_with_one_line_naming_need_free_and_where(tmp_path):
     plan = plan_for(tmp_path, **{"free-disk-gb": "100000000"})
     with pytest.raises(BackendError) as error:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from standin_helpers import STANDINS, find_nvcc, host_isa
+from standin_helpers import STANDINS, find_nvcc, host_isa, runtime_links, standin_runtime_requirements
 
 ROOT = Path(__file__).resolve().parent.parent
 NVCC = find_nvcc()
@@ -96,7 +96,9 @@ def test_cold_build_under_every_frontend(frontend, isolated, frontend_venv, tmp_
     out = tmp_path / "dist"
     # The headline run keeps every default (runtime closure, smoke check); the others build
     # wheels only, which is what differs between frontends, and keeps the suite fast.
-    extra = {} if (frontend, isolated) == ("pip", True) else {"runtime-deps": "none", "smoke": "off"}
+    # The headline run resolves the stand-in torch's triton and nvidia-* pins from a stand-in index built here.
+    extra = ({"runtime-find-links": str(runtime_links(tmp_path / "links", standin_runtime_requirements()))}
+             if (frontend, isolated) == ("pip", True) else {"runtime-deps": "none", "smoke": "off"})
     result = subprocess.run(_command(frontend, frontend_venv, isolated, out, _settings(tmp_path, **extra)),
                             capture_output=True, text=True, env=_env(), cwd=tmp_path)
     output = result.stdout + result.stderr

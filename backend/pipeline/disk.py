@@ -2,7 +2,9 @@
 
 The need is the recipes' ``disk_gb`` (build tree plus wheels at their
 peak; torch's is the largest, the seed's whole variant takes about 30 GB) for
-each planned component without a wheel in the wheelhouse yet.
+each planned component without a wheel in the wheelhouse yet; for a
+``source.<component>`` tree, ten times the tree's size when that is less (a
+stand-in or a trimmed checkout is no 30 GB torch).
 ``-C free-disk-gb=N`` sets the need by hand (0: no check).
 """
 
@@ -32,7 +34,33 @@ def needed_gb(plan) -> float:
     if plan.settings.free_disk_gb is not None:
         return float(plan.settings.free_disk_gb)
     present = {entry.get("component") for entry in Wheelhouse(plan.layout.wheelhouse).manifest()["wheels"].values()}
-    return sum(recipes.get(step.component).disk_gb for step in plan.steps if step.component not in present)
+    total = 0.0
+    for step in plan.steps:
+        if step.component in present:
+            continue
+        estimate = recipes.get(step.component).disk_gb
+        local = plan.settings.sources.get(step.component)
+        if local is not None:  # a local tree: its build takes about ten times its sources, up to the real one's
+            estimate = min(estimate, LOCAL_TREE_FACTOR * _tree_bytes(Path(local)) / GB)
+        total += estimate
+    return total
+
+
+LOCAL_TREE_FACTOR = 10
+
+
+def _tree_bytes(root: Path) -> int:
+    import os
+
+    total = 0
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def check(plan, say: Callable[[str], None]) -> None:

@@ -259,9 +259,12 @@ _UNSAFE_PATH_CHARS = {";": "';' (pip reads it as an environment marker, CMake as
 def check_output_folder(key: str, path: Path, shown: str | None = None) -> Path:
     """A folder the build writes into: no character the tools it drives split on, not a file."""
     text = str(path)
-    for char, why in _UNSAFE_PATH_CHARS.items():
+    # Only the cache holds what goes on PATH (the build venv's bin): ':' matters there alone.
+    unsafe = {c: w for c, w in _UNSAFE_PATH_CHARS.items() if c != ":" or key in ("cache-dir", "VLLM_STACK_CACHE_DIR")}
+    for char, why in unsafe.items():
         if char in text:
-            raise SettingError(key, shown if shown is not None else text, "a folder path without ';', ':' or line breaks",
+            shown_chars = ", ".join(repr(c) for c in unsafe if c != "\n") + " or line breaks"
+            raise SettingError(key, shown if shown is not None else text, f"a folder path without {shown_chars}",
                                why=f"it holds {why}")
     if path.exists() and not path.is_dir():
         raise SettingError(key, shown if shown is not None else text, "a folder (or a path to create one at)",

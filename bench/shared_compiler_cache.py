@@ -87,6 +87,7 @@ def stack_build(machine: Path, sm: str, isa: str, tool: str, url: str | None, nv
     pairs = {"sm": sm, "isa": isa, "cuda": "13.0", "components": STACK, "jobs": "2",
              "cache-dir": str(machine / "cache"), "wheelhouse": str(machine / "wheelhouse"),
              "compiler-cache": tool, **({"compiler-cache-url": url} if url else {}),
+             "free-disk-gb": "0",  # the stand-ins need megabytes; the disk check plans for real trees
              **{f"source.{c}": str(STANDINS / c) for c in STACK.split(",")}}
     args = [a for k, v in pairs.items() for a in ("-C", f"{k}={v}")]
     env = {**os.environ, "PATH": f"{Path(nvcc).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -154,31 +155,26 @@ def tu_build(machine: Path, sm: str, isa: str, tool: str, url: str | None, nvcc:
 
 # -- the scenarios ------------------------------------------------------------------------------------
 
-def scenarios(build, work: Path, tool: str, url: str, isa: str) -> list[tuple[str, float, int, int, float]]:
-    """Rows (scenario, seconds, hits, lookups, peer seconds)."""
+def scenarios(build, work: Path, tool: str, url: str, isa: str, title: str) -> None:
+    """Each row (scenario, seconds, hits, lookups, peer seconds) printed as soon as it is measured."""
     lower = LOWER.get(isa)
     a, b, peer = work / f"{tool}-A", work / f"{tool}-B", work / f"{tool}-peer"
-    rows = []
-    first = build(a, "90", isa, tool, url)
-    rows.append(("first", *first, first[0]))
-    shutil.rmtree(a)
-    rows.append(("fresh runner", *build(a, "90", isa, tool, url), build(peer / "1", "90", isa, "none", None)[0]))
-    rows.append(("second machine", *build(b, "90", isa, tool, url), build(peer / "2", "90", isa, "none", None)[0]))
-    rows.append(("second SM", *build(b, "80", isa, tool, url), build(peer / "3", "80", isa, "none", None)[0]))
-    if lower:
-        rows.append(("second ISA", *build(b, "90", lower, tool, url), build(peer / "4", "90", lower, "none", None)[0]))
-    return rows
-
-
-def report(title: str, rows) -> None:
-    first = rows[0][1]
     print(f"\n{title}")
     print(f"  {'build':<15} {'seconds':>8} {'hits':>9} {'hit ratio':>9} {'cost/first':>10} {'peer s':>8} {'peer/first':>10} {'cost/peer':>9}")
-    for name, seconds, hits, lookups, peer in rows:
-        ratio = f"{hits / lookups:.1%}" if lookups else "-"
-        print(f"  {name:<15} {seconds:8.1f} {f'{hits}/{lookups}':>9} {ratio:>9} {seconds / first:10.2f} "
-              f"{peer:8.1f} {peer / first:10.2f} {seconds / peer:9.2f}")
-    sys.stdout.flush()
+    first = build(a, "90", isa, tool, url)
+    row("first", *first, first[0], first[0])
+    shutil.rmtree(a)
+    row("fresh runner", *build(a, "90", isa, tool, url), build(peer / "1", "90", isa, "none", None)[0], first[0])
+    row("second machine", *build(b, "90", isa, tool, url), build(peer / "2", "90", isa, "none", None)[0], first[0])
+    row("second SM", *build(b, "80", isa, tool, url), build(peer / "3", "80", isa, "none", None)[0], first[0])
+    if lower:
+        row("second ISA", *build(b, "90", lower, tool, url), build(peer / "4", "90", lower, "none", None)[0], first[0])
+
+
+def row(name: str, seconds: float, hits: int, lookups: int, peer: float, first: float) -> None:
+    ratio = f"{hits / lookups:.1%}" if lookups else "-"
+    print(f"  {name:<15} {seconds:8.1f} {f'{hits}/{lookups}':>9} {ratio:>9} {seconds / first:10.2f} "
+          f"{peer:8.1f} {peer / first:10.2f} {seconds / peer:9.2f}", flush=True)
 
 
 def main() -> int:
@@ -205,13 +201,13 @@ def main() -> int:
                     def tus(machine, sm, isa_, tool_, url_):
                         return tu_build(machine, sm, isa_, tool_, url_, nvcc, args.bitsandbytes.resolve(),
                                         [str(Path(i).resolve()) for i in args.cuda_include])
-                    report(f"{tool} + Redis: bitsandbytes 0.49.1, its 4 CUDA-library units (host ISA {isa})",
-                           scenarios(tus, work / "tu", tool, url, isa))
+                    scenarios(tus, work / "tu", tool, url, isa,
+                              f"{tool} + Redis: bitsandbytes 0.49.1, its 4 CUDA-library units (host ISA {isa})")
                 if not args.skip_stack:
                     def stack(machine, sm, isa_, tool_, url_):
                         return stack_build(machine, sm, isa_, tool_, url_, nvcc)
-                    report(f"{tool} + Redis: stand-in stack {STACK} through the pipeline (host ISA {isa})",
-                           scenarios(stack, work / "stack", tool, url, isa))
+                    scenarios(stack, work / "stack", tool, url, isa,
+                              f"{tool} + Redis: stand-in stack {STACK} through the pipeline (host ISA {isa})")
         finally:
             redis.terminate()
             redis.wait(timeout=10)

@@ -88,6 +88,7 @@ def stack_build(machine: Path, sm: str, isa: str, tool: str, url: str | None, nv
              "cache-dir": str(machine / "cache"), "wheelhouse": str(machine / "wheelhouse"),
              "compiler-cache": tool, **({"compiler-cache-url": url} if url else {}),
              "free-disk-gb": "0",  # the stand-ins need megabytes; the disk check plans for real trees
+             "runtime-deps": "none",  # downloads, not compiles
              **{f"source.{c}": str(STANDINS / c) for c in STACK.split(",")}}
     args = [a for k, v in pairs.items() for a in ("-C", f"{k}={v}")]
     env = {**os.environ, "PATH": f"{Path(nvcc).parent}{os.pathsep}{os.environ['PATH']}"}

@@ -245,7 +245,9 @@ def test_real_xformers_sdist_for_one_sm(tmp_path):
                           **{"source.xformers": str(tree), "jobs": str(os.cpu_count() or 2),
                              # The compile is what this test is about; it runs on machines with no network
                              # (the H200), where the runtime closure and the smoke install cannot resolve.
-                             "runtime-deps": "none", "smoke": "off"})]
+                             "runtime-deps": "none", "smoke": "off",
+                             # and the build requirements come from the environment (no index there either)
+                             "offline": "true"})]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     output = result.stdout + result.stderr
     errors = [line for line in output.splitlines() if "error" in line.lower()]

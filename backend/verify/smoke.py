@@ -178,8 +178,11 @@ def run(
             problems += data["problems"]
             imported = data["imported"]
 
-        for label, code in checks:
-            result = step(label, [python, "-c", code], quiet)
+        for index, (label, code) in enumerate(checks):
+            # From a file, not -c: triton.jit (and anything using inspect.getsource) needs the source.
+            script = work / f"check-{index}.py"
+            script.write_text(code)
+            result = step(label, [python, str(script)], quiet)
             if result.returncode != 0:
                 tail = [l for l in result.stderr.strip().splitlines() if l.strip()]
                 problems.append(f"{label}: {tail[-1].strip() if tail else f'exit {result.returncode}'}")

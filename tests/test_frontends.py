@@ -137,7 +137,7 @@ def test_component_environment_drops_frontend_variables(tmp_path):
 
     python = tmp_path / "env" / "bin" / "python"
     outer = {
-        "PATH": f"/tmp/pip-build-env-x/overlay/bin:/usr/bin",
+        "PATH": "/tmp/pip-build-env-x/overlay/bin:/usr/bin",
         "PEP517_BUILD_BACKEND": "backend", "PEP517_BACKEND_PATH": "/src",
         "_PYPROJECT_HOOKS_BUILD_BACKEND": "backend", "_PYPROJECT_HOOKS_BACKEND_PATH": "/src",
         "_PYPROJECT_HOOKS_BACKEND_PATH_JSON": '["/src"]', "UV_INTERNAL__BUILD_DIR": "/src",

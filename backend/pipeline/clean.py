@@ -6,7 +6,6 @@ build needs); the compiler cache and the wheelhouses are never touched.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -15,14 +14,9 @@ from ..settings import Settings, cache_dir
 
 
 def _size(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
+    from .disk import tree_bytes
+
+    return tree_bytes(path, skip=())
 
 
 def targets(settings: Settings, *, everything: bool, downloads: bool) -> list[Path]:

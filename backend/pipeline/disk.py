@@ -41,7 +41,7 @@ def needed_gb(plan) -> float:
         estimate = recipes.get(step.component).disk_gb
         local = plan.settings.sources.get(step.component)
         if local is not None:  # a local tree: its build takes about ten times its sources, up to the real one's
-            estimate = min(estimate, LOCAL_TREE_FACTOR * _tree_bytes(Path(local)) / GB)
+            estimate = min(estimate, LOCAL_TREE_FACTOR * tree_bytes(Path(local)) / GB)
         total += estimate
     return total
 
@@ -49,12 +49,13 @@ def needed_gb(plan) -> float:
 LOCAL_TREE_FACTOR = 10
 
 
-def _tree_bytes(root: Path) -> int:
+def tree_bytes(root: Path, skip: tuple[str, ...] = (".git",)) -> int:
+    """Bytes of the files below ``root`` (links not followed), leaving out folders named in ``skip``."""
     import os
 
     total = 0
     for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d != ".git"]
+        dirs[:] = [d for d in dirs if d not in skip]
         for name in files:
             try:
                 total += os.lstat(os.path.join(folder, name)).st_size

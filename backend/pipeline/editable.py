@@ -90,8 +90,7 @@ def build_editable(wheel_directory: Path, settings: Settings, target_python: str
     editable_dir.mkdir(parents=True, exist_ok=True)
     editable_wheels = []
     requirements = sorted({r for c in editable for r in recipes.get(c).build_requirements(full_plan.variant)})
-    with environment.borrowing(python, requirements, torch=settings.torch == "existing"):
-        environment.install_requirements(python, requirements, offline=settings.offline)
+    with run.build_environment(python, requirements, settings):
         for component in editable:
             step = full_plan.step(component)
             editable_wheels += _build_one(full_plan, step, python, toolchain, cache, editable_dir, relabel)

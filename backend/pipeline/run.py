@@ -8,6 +8,7 @@ a failed one keeps its build directory and log, and the next run continues.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -174,6 +175,15 @@ def _expectation(plan: Plan, step: Step, toolchain):
     )
 
 
+@contextlib.contextmanager
+def build_environment(python: Path, requirements: list[str], settings):
+    """The venv ready for one build: what it borrows from the frontend, and its build requirements
+    (the lock's, or the recipes' ranges). Stack builds and editable builds both go through here."""
+    with environment.borrowing(python, requirements, torch=settings.torch == "existing"):
+        buildreqs.install_for_build(python, requirements, settings, say)
+        yield
+
+
 def build(plan: Plan) -> BuildResult:
     """Build the plan; a second build of the same variant waits for the first, then reuses its wheels."""
     from ..settings import cache_dir, writable_folder
@@ -219,8 +229,7 @@ def _build_locked(plan: Plan) -> BuildResult:
     disk.check(plan, say)
     python = environment.ensure(layout.env_dir)
     requirements = sorted({r for s in plan.steps for r in recipes.get(s.component).build_requirements(plan.variant)})
-    with environment.borrowing(python, requirements, torch=settings.torch == "existing"):
-        buildreqs.install_for_build(python, requirements, settings, say)
+    with build_environment(python, requirements, settings):
         failures = _run_steps(plan, results, python=python, toolchain=toolchain, cache=cache, house=house)
 
     say("")

@@ -23,12 +23,8 @@ OUT=${OUT:-/tmp/device-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 XFORMERS_DISABLE_FLASH_ATTN=1
 status=0
-step() { echo; echo "### $*"; }
-
-step "machine"
-nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader
-nvcc --version | tail -1
-python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__)'
+source ci/device/lib.sh
+machine
 
 step "the user's environment: the image's own venv (its torch), plus what it lacks"
 PY=$(command -v python3)

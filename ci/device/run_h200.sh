@@ -21,12 +21,8 @@ if compgen -G ".whl/*.whl" >/dev/null; then
   export PYTHONPATH=/tmp/carried-site${PYTHONPATH:+:$PYTHONPATH}
 fi
 status=0
-step() { echo; echo "### $*"; }
-
-step "machine"
-nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader
-nvcc --version | tail -2
-python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)'
+source ci/device/lib.sh
+machine
 python3 -m backend detect | tee "$OUT/detect.txt"
 ISA=$(python3 -m backend detect --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["isa"])')
 COMMON=(-C sm=90 -C "isa=$ISA" -C cuda=13.0 -C toolchain=system -C torch=existing -C offline=true

@@ -14,6 +14,11 @@ Output: ``{"include": [row, ...]}``, each row the backend's fields (name,
 sm, isa, cuda, platform, python, label, seed) plus ``python_version``,
 ``toolchain`` and ``runner`` (a list of labels).  A bad filter value stops
 with one line naming the input, the value and the accepted values.
+
+Each job builds the full stack, so a row whose full stack the backend's plan
+refuses (its ``refused`` field: SM103 with CUDA 12.x, where vLLM would get
+sm_101a kernels) is never emitted: it drops out of every set and filter, and
+a filter that leaves only such rows stops with the backend's reason.
 """
 
 from __future__ import annotations
@@ -108,11 +113,14 @@ def select(rows: list[dict], sm: str | None, isa: str | None, cuda: str | None, 
             from_set = parse_filter(name, SETS[set_name][name], rows)
             if from_set is not None:
                 wanted[name] = from_set if wanted[name] is None else wanted[name] & from_set
-    picked = [r for r in rows if all(wanted[n] is None or str(r[n]) in wanted[n] for n in FILTERS)]
+    matched = [r for r in rows if all(wanted[n] is None or str(r[n]) in wanted[n] for n in FILTERS)]
+    picked = [{k: v for k, v in r.items() if k != "refused"} for r in matched if not r.get("refused")]
     if not picked:
         shown = " ".join(f"{n}={chosen[n] or 'all'}" for n in FILTERS)
         if set_name:
             shown += f" set={set_name}"
+        if matched:
+            raise MatrixError(f"no variant matches {shown} whose full stack the backend builds: {matched[0]['refused']}")
         raise MatrixError(
             f"no variant matches {shown}: the backend's rules exclude every such combination "
             "(python -m backend matrix lists the variants)"

@@ -131,12 +131,18 @@ def ci_rows(*args, env=None):
     return json.loads(out.stdout)["include"]
 
 
-def test_all_with_cuda_129_is_the_backends_47_rows():
+def test_all_with_cuda_129_is_the_backends_rows_whose_full_stack_builds():
     rows = ci_rows("--sm", "all", "--isa", "all", "--cuda", "12.9")
-    assert len(rows) == 47
     backend = backend_matrix("--python", "3.13", "--cuda", "12.9")
+    assert len(backend) == 47
+    # SM103 on CUDA 12.9: the plan refuses vLLM (sm_101a kernels), so no job could build the stack.
+    refused = [r["name"] for r in backend if r["refused"]]
+    assert refused and all("-sm103-" in name for name in refused)
+    assert all("sm=103" in r["refused"] and "cuda=13.0" in r["refused"] for r in backend if r["refused"])
+    assert len(rows) == 47 - len(refused)
     fields = ("name", "sm", "isa", "cuda", "platform", "python", "label", "seed")
-    assert [{k: r[k] for k in fields} for r in rows] == backend
+    assert [{k: r[k] for k in fields} for r in rows] == [
+        {k: r[k] for k in fields} for r in backend if not r["refused"]]
 
 
 def test_every_row_is_a_real_variant_and_filters_work():
@@ -146,7 +152,8 @@ def test_every_row_is_a_real_variant_and_filters_work():
     for row in rows:
         assert row["name"] in backend
         assert row["sm"] in ("90", "100") and row["isa"] in ("avx512", "armv9")
-    expected = [n for n, r in backend.items() if r["sm"] in ("90", "100") and r["isa"] in ("avx512", "armv9")]
+    expected = [n for n, r in backend.items()
+                if r["sm"] in ("90", "100") and r["isa"] in ("avx512", "armv9") and not r["refused"]]
     assert [r["name"] for r in rows] == expected
 
 
@@ -200,10 +207,26 @@ def test_sets_and_github_output(tmp_path):
     # Filters narrow a set further.
     assert [r["name"] for r in ci_rows("--set", "scheduled", "--sm", "90", "--isa", "avx512")] == [
         "vllm-python313-cuda12_9-sm90-avx512", "vllm-python313-cuda13_0-sm90-avx512"]
-    # Every set names only values the backend knows.
+    # Every set names only values the backend knows, and every row of it is a stack the plan builds.
     rows = backend_matrix("--python", "3.13")
     for name in ci_matrix.SETS:
         ci_matrix.select(rows, None, None, None, name)
+    scheduled = ci_matrix.select(rows, None, None, None, "scheduled")
+    assert {("103", "13.0")} == {(r["sm"], r["cuda"]) for r in scheduled if r["sm"] == "103"}
+    # The plan itself (x86_64 rows: this host plans only its own platform) builds each (sm, cuda) it schedules.
+    for sm, cuda in sorted({(r["sm"], r["cuda"]) for r in scheduled}):
+        plan = run(sys.executable, "-m", "backend", "plan", "-C", f"sm={sm}", "-C", "isa=avx512", "-C", f"cuda={cuda}")
+        assert plan.returncode == 0, (sm, cuda, plan.stderr)
+    refused = run(sys.executable, "-m", "backend", "plan", "-C", "sm=103", "-C", "isa=avx512", "-C", "cuda=12.9")
+    assert refused.returncode != 0 and "sm_101a" in refused.stderr
+
+
+def test_a_filter_of_refused_rows_only_stops_with_the_backends_reason():
+    out = run(sys.executable, ROOT / "ci" / "matrix.py", "--python", "3.13", "--sm", "103", "--cuda", "12.9")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no variant matches sm=103"), out.stderr
+    assert "sm_101a" in lines[0] and "cuda=13.0" in lines[0]
 
 
 # -- tiny real wheels -------------------------------------------------------------

@@ -16,12 +16,21 @@ from .settings import ISAS, SMS, Settings
 COMMANDS = ("matrix", "plan", "detect", "build", "fetch", "lock", "toolchain", "verify", "clean")
 
 
+def _settings_epilog() -> str:
+    from .settings import help_text
+
+    return "settings (-C KEY=VALUE, or [tool.vllm-stack] in pyproject.toml; -C wins):\n" + help_text()
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m backend", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m backend", description=__doc__, epilog=_settings_epilog(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str, settings: bool = True, as_json: bool = True) -> argparse.ArgumentParser:
-        command = sub.add_parser(name, help=help_text, description=help_text)
+        command = sub.add_parser(name, help=help_text, description=help_text,
+                                 epilog=_settings_epilog() if settings else None,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
         if settings:
             command.add_argument("-C", "--config-setting", dest="config", action="append", default=[],
                                  metavar="KEY=VALUE", help="a setting, as with pip's -C (repeatable)")

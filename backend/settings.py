@@ -5,6 +5,10 @@ Settings come from the ``[tool.vllm-stack]`` table of ``pyproject.toml``
 frontend, or ``-C`` of ``python -m backend``), the latter winning.  Every
 error is a :class:`~backend.errors.SettingError`: one line naming the
 setting, the bad value and the accepted values.
+
+A setting is one row of ``OPTIONS``: the ``Settings`` structure, the
+parser, the error, ``python -m backend --help`` and the README's settings
+table (``python -m backend.readme``) are all made from it.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,93 +45,6 @@ MANYLINUX_POLICIES = ("2_17", "2_24", "2_26", "2_27", "2_28", "2_31", "2_34", "2
 DEFAULT_NIXPKGS = "github:NixOS/nixpkgs/0182a361324364ae3f436a63005877674cf45efb"
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """What to build and how.  Field docs are the README's settings table."""
-
-    sm: str | None = None
-    """GPU architecture: 61, 75, 80, 86, 89, 90, 100, 103, 120 (also 9.0, sm90, sm_90)."""
-    isa: str | None = None
-    """CPU instruction set: avx, avx2, avx512, avx512bf16, avx512vnni, armv8_2, armv9."""
-    cuda: str = "12.9"
-    """CUDA toolkit version: 12.8, 12.9 or 13.0."""
-    toolchain: str = "auto"
-    """Where the CUDA toolkit comes from: auto, nix, system, pypi."""
-    components: tuple[str, ...] = COMPONENTS
-    """Comma-separated subset of the stack to build (dependencies are added)."""
-    torch: str = "source"
-    """source: build torch; existing: build the rest against the importable torch."""
-    wheelhouse: Path | None = None
-    """Output folder; wheels land in <wheelhouse>/<variant>/. Default: ./wheelhouse."""
-    cache_dir: Path | None = None
-    """Downloads, build trees, build environments and the compiler cache."""
-    jobs: int | None = None
-    """Parallel compile jobs; default: min(cores, free memory / memory per job)."""
-    nvcc_threads: int | None = None
-    """Threads per nvcc process (vLLM divides its jobs by this)."""
-    offline: bool = False
-    """Never touch the network; fail naming the missing source instead."""
-    sources: Mapping[str, Path] = dataclasses.field(default_factory=dict)
-    """source.<component>=PATH: build that component from a local tree."""
-    verify: str = "strict"
-    """strict: a failed check fails the component; warn: report only; off."""
-    nixpkgs: str = DEFAULT_NIXPKGS
-    """The flake reference Nix realises CUDA from (the seed's pinned revision)."""
-    compiler_cache: str = "auto"
-    """auto, ccache, sccache or none; shared across variants."""
-    compiler_cache_url: str | None = None
-    """Remote storage shared by machines: redis://, rediss://, s3://bucket/prefix or gha."""
-    wheel_variants: bool = False
-    """Also write PEP 825 (draft) variant-labelled wheels."""
-    flashinfer_aot: bool = True
-    """Build flashinfer-jit-cache, flashinfer's AOT kernels for the variant's SM (false: JIT only)."""
-    allow_unverified: tuple[str, ...] = ()
-    """Lock entries to use even though the lock has no hash for them."""
-    runtime_deps: str = "bundle"
-    """bundle: the wheelhouse also holds every runtime dependency (resolved, hash-pinned); none: built wheels only."""
-    build_requirements: str = "locked"
-    """locked: the build venv installs third_party/build-requirements.lock (hash-checked); ranges: the recipes' ranges, unpinned."""
-    free_disk_gb: float | None = None
-    """Free disk the build needs in the cache (GB); default: the planned components' estimate; 0: no check."""
-    runtime_find_links: Path | None = None
-    """A folder of wheels: runtime dependencies come from it and the wheelhouse only (no index, no pip.conf)."""
-    smoke: str = "auto"
-    """auto: install the wheelhouse with --no-index into a fresh venv and run one op per component (CUDA ops and a Triton kernel too when a GPU is present); cpu: CPU ops only; off."""
-    manylinux: str | None = None
-    """Target manylinux policy (2_28 for manylinux_2_28); None: the best policy the wheels satisfy."""
-
-    @property
-    def selected_components(self) -> tuple[str, ...]:
-        return tuple(c for c in COMPONENTS if c in self.components)
-
-
-# key as the user writes it -> field name
-KEYS: dict[str, str] = {
-    "sm": "sm",
-    "isa": "isa",
-    "cuda": "cuda",
-    "toolchain": "toolchain",
-    "components": "components",
-    "torch": "torch",
-    "wheelhouse": "wheelhouse",
-    "cache-dir": "cache_dir",
-    "jobs": "jobs",
-    "nvcc-threads": "nvcc_threads",
-    "offline": "offline",
-    "verify": "verify",
-    "nixpkgs": "nixpkgs",
-    "compiler-cache": "compiler_cache",
-    "compiler-cache-url": "compiler_cache_url",
-    "wheel-variants": "wheel_variants",
-    "flashinfer-aot": "flashinfer_aot",
-    "allow-unverified": "allow_unverified",
-    "runtime-deps": "runtime_deps",
-    "build-requirements": "build_requirements",
-    "free-disk-gb": "free_disk_gb",
-    "runtime-find-links": "runtime_find_links",
-    "smoke": "smoke",
-    "manylinux": "manylinux",
-}
 SOURCE_PREFIX = "source."
 # Keys frontends add on their own; accepted and ignored.
 FOREIGN_KEYS = frozenset({"--build-option", "--global-option", "editable_mode", "editable-mode"})
@@ -295,8 +212,184 @@ def _single(key: str, value: Any) -> Any:
     return value
 
 
+def _manylinux(key: str, value: Any) -> str | None:
+    """2_28, 2.28, manylinux_2_28 or manylinux2014 (the legacy name of 2_17); auto for none."""
+    text = str(value).strip()
+    legacy = {"manylinux2014": "2_17"}
+    short = legacy.get(text, text.removeprefix("manylinux_").removeprefix("manylinux").replace(".", "_"))
+    if text == "auto":
+        return None
+    if short in MANYLINUX_POLICIES:
+        return short
+    raise SettingError(key, text, MANYLINUX_POLICIES + ("auto",))
+
+
+def _free_disk_gb(key: str, value: Any) -> float | None:
+    text = str(value).strip()
+    if text == "auto":
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = -1.0
+    if number < 0:
+        raise SettingError(key, text, "a number of GB >= 0 (0: no check), or auto")
+    return number
+
+
+def _output_folder(key: str, value: Any, base: Path) -> Path:
+    return check_output_folder(key, _path(key, value, base), str(value))
+
+
+def _wheel_folder(key: str, value: Any, base: Path) -> Path:
+    path = _path(key, value, base)
+    if not path.is_dir():
+        raise SettingError(key, str(value), "a folder of wheels")
+    return path
+
+
+def _flake(key: str, value: Any) -> str:
+    text = str(value).strip()
+    if not text:
+        raise SettingError(key, text, "a flake reference such as github:NixOS/nixpkgs/<rev> or path:/dir")
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting: how it is written, parsed and documented (``--help`` and the README's table come from here)."""
+
+    key: str  # as written in -C and [tool.vllm-stack]
+    field: str  # the Settings attribute
+    help: str
+    default: Any = None
+    # the words it accepts (a callable: asked when needed, e.g. the registered components); checked by
+    # the default parser, shown by --help and the README
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
+    # (key, value, project folder) -> the typed value, raising SettingError; None: one of ``choices``
+    parse: Callable[[str, Any, Path], Any] | None = None
+    accepts: str = ""  # what it accepts when that is not a list of words
+    shown_default: str | None = None  # the default as people say it, where the value itself says nothing
+    many: bool = False  # a list: a TOML array, a comma list or -C given again
+    factory: Callable[[], Any] | None = None  # a default computed at use (components: every registered one)
+
+    def accepted(self) -> tuple[str, ...]:
+        return self.choices() if callable(self.choices) else self.choices
+
+    def value(self, value: Any, base: Path) -> Any:
+        """The typed value of ``value`` as given by the user, or a one-line SettingError."""
+        if self.parse is not None:
+            return self.parse(self.key, value, base)
+        return _choice(self.key, str(value), self.accepted())
+
+    def values_text(self) -> str:
+        """What it accepts and its default, as --help and the README show them."""
+        words = " ".join(self.accepted())
+        text = self.accepts or (f"comma list of {words}" if self.many else words)
+        default = self.shown_default if self.shown_default is not None else (
+            None if self.default is None or self.factory else str(self.default).lower()
+            if isinstance(self.default, bool) else str(self.default))
+        return f"{text} ({default})" if default else text
+
+
+def _registered_components() -> tuple[str, ...]:
+    return COMPONENTS
+
+
+def _per_component_source(key: str, value: Any, base: Path) -> Path:
+    return _source_path(key[len(SOURCE_PREFIX):], value, base)
+
+
+SOURCE_OPTION_KEY = SOURCE_PREFIX + "<component>"
+
+# Every setting, in the order --help and the README list them.
+OPTIONS: tuple[Option, ...] = (
+    Option("sm", "sm", "GPU architecture", choices=SMS, parse=lambda k, v, b: normalize_sm(str(v)),
+           accepts=" ".join(SMS) + " (also `9.0`, `sm90`, `sm_90`)"),
+    Option("isa", "isa", "CPU instruction set", choices=ISAS),
+    Option("cuda", "cuda", "CUDA toolkit version", default="12.9", choices=CUDAS),
+    Option("toolchain", "toolchain", "where CUDA comes from", default="auto", choices=TOOLCHAINS),
+    Option("components", "components", "what to build; dependencies are added", choices=_registered_components,
+           parse=lambda k, v, b: _components(k, v), many=True, factory=_registered_components, shown_default="all"),
+    Option("torch", "torch", "`existing`: build the rest against the torch importable in the build environment "
+           "(use `--no-build-isolation`)", default="source", choices=TORCH_MODES),
+    Option("wheelhouse", "wheelhouse", "wheels land in `<wheelhouse>/<variant>/`", parse=_output_folder,
+           accepts="folder", shown_default="`./wheelhouse`"),
+    Option("cache-dir", "cache_dir", "downloads, build trees, build environments, compiler cache",
+           parse=_output_folder, accepts="folder", shown_default="platform cache dir, or `$VLLM_STACK_CACHE_DIR`"),
+    Option("jobs", "jobs", "compile processes at once; auto: min(cores, free memory / memory per job)",
+           parse=lambda k, v, b: _positive_int(k, v), accepts="number or auto", shown_default="auto"),
+    Option("nvcc-threads", "nvcc_threads", "threads per nvcc (vLLM divides its jobs by this)",
+           parse=lambda k, v, b: _positive_int(k, v), accepts="number", shown_default="1"),
+    Option("offline", "offline", "never touch the network; fail naming the missing source instead", default=False,
+           parse=lambda k, v, b: _bool(k, v), accepts="true false"),
+    Option(SOURCE_OPTION_KEY, "sources", "build that component from a local tree", parse=_per_component_source,
+           accepts="folder", factory=dict),
+    Option("verify", "verify", "what a failed check does: `strict` fails the component, `warn` reports only",
+           default="strict", choices=VERIFY_MODES),
+    Option("nixpkgs", "nixpkgs", "where Nix takes CUDA from", default=DEFAULT_NIXPKGS,
+           parse=lambda k, v, b: _flake(k, v), accepts="flake reference",
+           shown_default="the seed's revision `" + DEFAULT_NIXPKGS.rsplit("/", 1)[1][:7] + "`"),
+    Option("compiler-cache", "compiler_cache", "compiler cache shared across variants", default="auto",
+           choices=COMPILER_CACHES),
+    Option("compiler-cache-url", "compiler_cache_url", "storage shared by machines; see "
+           "[Compiler cache](#one-compiler-cache-for-many-machines)",
+           parse=lambda k, v, b: _compiler_cache_url(k, v),
+           accepts="`redis://HOST[:PORT][/DB]`, `rediss://...`, `s3://BUCKET[/PREFIX]`, `gha`, none",
+           shown_default="none"),
+    Option("wheel-variants", "wheel_variants", "also write PEP 825 (draft) variant wheels", default=False,
+           parse=lambda k, v, b: _bool(k, v), accepts="true false"),
+    Option("flashinfer-aot", "flashinfer_aot", "build `flashinfer-jit-cache`, flashinfer's AOT kernels for the SM "
+           "(false: JIT at first use, which needs nvcc where vLLM runs)", default=True,
+           parse=lambda k, v, b: _bool(k, v), accepts="true false"),
+    Option("allow-unverified", "allow_unverified", "use them although the lock has no hash", default=(),
+           parse=lambda k, v, b: _names(k, v), accepts="comma list of lock entries", many=True, shown_default=""),
+    Option("runtime-deps", "runtime_deps", "`bundle`: the wheelhouse also holds every runtime dependency, "
+           "resolved by pip and pinned by hash; `none`: the built wheels only", default="bundle",
+           choices=RUNTIME_DEPS),
+    Option("build-requirements", "build_requirements", "`locked`: the build venv installs "
+           "`third_party/build-requirements.lock`, hash-checked; `ranges`: the recipes' ranges, unpinned",
+           default="locked", choices=BUILD_REQUIREMENTS),
+    Option("free-disk-gb", "free_disk_gb", "free disk the build needs in the cache; auto: the planned "
+           "components' estimate; 0: no check", parse=lambda k, v, b: _free_disk_gb(k, v),
+           accepts="number or auto", shown_default="auto"),
+    Option("runtime-find-links", "runtime_find_links", "take runtime dependencies from this folder of wheels "
+           "only (no index, no `pip.conf`)", parse=_wheel_folder, accepts="folder"),
+    Option("smoke", "smoke", "install the wheelhouse with `--no-index` into a fresh venv and run one op per "
+           "component (and CUDA ops plus a Triton kernel where a GPU is present; `cpu`: CPU ops only)",
+           default="auto", choices=SMOKE_MODES),
+    Option("manylinux", "manylinux", "target policy: refuse a host whose libstdc++/glibc is newer, tag wheels "
+           "`manylinux_<policy>` ([docs/MANYLINUX.md](docs/MANYLINUX.md))",
+           parse=lambda k, v, b: _manylinux(k, v), accepts="2_17 ... 2_41, auto", shown_default="auto"),
+)
+SOURCE_OPTION = next(o for o in OPTIONS if o.key == SOURCE_OPTION_KEY)
+OPTION_BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS if o.key != SOURCE_OPTION_KEY}
+# key as the user writes it -> field name
+KEYS: dict[str, str] = {key: option.field for key, option in OPTION_BY_KEY.items()}
+
+
+def _settings_field(option: Option) -> tuple[str, Any, Any]:
+    if option.factory is not None:
+        return option.field, Any, dataclasses.field(default_factory=option.factory)
+    return option.field, Any, dataclasses.field(default=option.default)
+
+
+def _selected_components(self) -> tuple[str, ...]:
+    """The chosen components in build order."""
+    return tuple(c for c in _registered_components() if c in self.components)
+
+
+# What to build and how: one attribute per option of OPTIONS, its default from there.
+Settings = dataclasses.make_dataclass(
+    "Settings", [_settings_field(o) for o in OPTIONS], frozen=True,
+    namespace={"__doc__": "What to build and how: one attribute per entry of ``OPTIONS``.",
+               "selected_components": property(_selected_components)},
+)
+Settings.__module__ = __name__
+
+
 def unknown_key_error(key: str) -> BackendError:
-    accepted = list(KEYS) + [SOURCE_PREFIX + "<component>"]
+    accepted = list(KEYS) + [SOURCE_OPTION_KEY]
     hint = suggest(key, list(KEYS))
     text = f"unknown setting {key!r}; accepted: {', '.join(accepted)}"
     if hint:
@@ -322,87 +415,36 @@ def resolve(
     sources: dict[str, Path] = {}
     for key, raw in merged.items():
         if key.startswith(SOURCE_PREFIX):
-            component = key[len(SOURCE_PREFIX):]
-            sources[component] = _source_path(component, _single(key, raw), base)
+            sources[key[len(SOURCE_PREFIX):]] = SOURCE_OPTION.parse(key, _single(key, raw), base)
             continue
-        if key not in KEYS:
+        option = OPTION_BY_KEY.get(key)
+        if option is None:
             raise unknown_key_error(key)
-        field = KEYS[key]
-        value = raw if field in ("components", "allow_unverified") else _single(key, raw)
-        values[field] = _parse(key, field, value, base)
+        values[option.field] = option.value(raw if option.many else _single(key, raw), base)
     values["sources"] = sources
     return Settings(**values)
 
 
-def _parse(key: str, field: str, value: Any, base: Path) -> Any:
-    if field == "sm":
-        return normalize_sm(str(value))
-    if field == "isa":
-        return _choice(key, str(value), ISAS)
-    if field == "cuda":
-        return _choice(key, str(value), CUDAS)
-    if field == "toolchain":
-        return _choice(key, str(value), TOOLCHAINS)
-    if field == "torch":
-        return _choice(key, str(value), TORCH_MODES)
-    if field == "verify":
-        return _choice(key, str(value), VERIFY_MODES)
-    if field == "compiler_cache":
-        return _choice(key, str(value), COMPILER_CACHES)
-    if field == "compiler_cache_url":
-        return _compiler_cache_url(key, value)
-    if field == "runtime_deps":
-        return _choice(key, str(value), RUNTIME_DEPS)
-    if field == "build_requirements":
-        return _choice(key, str(value), BUILD_REQUIREMENTS)
-    if field == "free_disk_gb":
-        text = str(value).strip()
-        if text == "auto":
-            return None
-        try:
-            number = float(text)
-        except ValueError:
-            number = -1.0
-        if number < 0:
-            raise SettingError(key, text, "a number of GB >= 0 (0: no check), or auto")
-        return number
-    if field == "smoke":
-        return _choice(key, str(value), SMOKE_MODES)
-    if field == "components":
-        return _components(key, value)
-    if field == "allow_unverified":
-        return _names(key, value)
-    if field in ("jobs", "nvcc_threads"):
-        return _positive_int(key, value)
-    if field in ("offline", "wheel_variants", "flashinfer_aot"):
-        return _bool(key, value)
-    if field in ("wheelhouse", "cache_dir"):
-        return check_output_folder(key, _path(key, value, base), str(value))
-    if field == "runtime_find_links":
-        path = _path(key, value, base)
-        if not path.is_dir():
-            raise SettingError(key, str(value), "a folder of wheels")
-        return path
-    if field == "manylinux":
-        return _manylinux(key, value)
-    if field == "nixpkgs":
-        text = str(value).strip()
-        if not text:
-            raise SettingError(key, text, "a flake reference such as github:NixOS/nixpkgs/<rev> or path:/dir")
-        return text
-    raise AssertionError(field)
+def help_text(width: int = 100) -> str:
+    """Every setting with what it accepts and its default, for ``python -m backend --help``."""
+    import textwrap
+
+    def plain(markdown: str) -> str:
+        return re.sub(r"\[([^]]+)\]\([^)]+\)", r"\1", markdown).replace("`", "")
+
+    lines = []
+    for option in OPTIONS:
+        lines.append(f"  {option.key}: {plain(option.values_text())}")
+        lines += textwrap.wrap(plain(option.help), width=width, initial_indent="      ",
+                               subsequent_indent="      ", break_on_hyphens=False)
+    return "\n".join(lines)
 
 
-def _manylinux(key: str, value: Any) -> str | None:
-    """2_28, 2.28, manylinux_2_28 or manylinux2014 (the legacy name of 2_17); auto for none."""
-    text = str(value).strip()
-    legacy = {"manylinux2014": "2_17"}
-    short = legacy.get(text, text.removeprefix("manylinux_").removeprefix("manylinux").replace(".", "_"))
-    if text == "auto":
-        return None
-    if short in MANYLINUX_POLICIES:
-        return short
-    raise SettingError(key, text, MANYLINUX_POLICIES + ("auto",))
+def markdown_table() -> str:
+    """The README's settings table (tests/test_settings.py fails when the README's differs)."""
+    rows = ["| key | values (default) | meaning |", "|---|---|---|"]
+    rows += [f"| `{o.key}` | {o.values_text()} | {o.help} |" for o in OPTIONS]
+    return "\n".join(rows)
 
 
 def _flatten_table(table: Mapping[str, Any]) -> dict[str, Any]:

@@ -109,3 +109,47 @@ def test_closure_and_smoke_settings(tmp_path):
         assert "setting 'runtime-find-links'" in str(error) and "a folder of wheels" in str(error)
     else:
         raise AssertionError("runtime-find-links")
+
+
+def test_settings_fields_and_defaults_come_from_the_table():
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(settings.Settings)}
+    assert list(fields) == [o.field for o in settings.OPTIONS]
+    defaults = settings.resolve({})
+    for option in settings.OPTIONS:
+        expected = option.factory() if option.factory else option.default
+        assert getattr(defaults, option.field) == expected, option.key
+    assert settings.KEYS == {o.key: o.field for o in settings.OPTIONS if o.key != "source.<component>"}
+
+
+@pytest.mark.parametrize("option", [o for o in settings.OPTIONS if o.choices], ids=lambda o: o.key)
+def test_every_choice_setting_refuses_a_near_miss_in_one_line(option):
+    accepted = option.accepted()
+    near_miss = accepted[0] + "x" if option.key != "sm" else "91"
+    with pytest.raises(BackendError) as info:
+        settings.resolve({option.key: near_miss})
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"setting {option.key!r}: bad value {near_miss!r}"), message
+    assert "accepted: " + ", ".join(accepted) in message, message
+    assert "did you mean" in message, message
+
+
+def test_every_setting_is_in_help_and_the_readme_table_is_the_generated_one():
+    import subprocess
+    import sys
+
+    from backend import readme
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-m", "backend", "build", "--help"], cwd=root, capture_output=True,
+                         text=True, check=True).stdout
+    for option in settings.OPTIONS:
+        assert f"  {option.key}: " in out, option.key
+    assert "comma list of " + " ".join(settings.COMPONENTS) in out
+    text = (root / "README.md").read_text()
+    assert readme.stale_parts(text) == [], "README.md's settings table differs: run python -m backend.readme"
+    # the check can fail: a README with one value changed is stale
+    assert readme.stale_parts(text.replace("| `cuda` | 12.8 12.9 13.0 (12.9) |", "| `cuda` | 12.8 (12.8) |")) == [
+        "settings"]

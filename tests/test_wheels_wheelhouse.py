@@ -90,22 +90,22 @@ def test_newer_wheel_replaces_older_only_when_complete(tmp_path, house, monkeypa
     house.add(new, record("torch", key="k2"))
     assert [p.name for p in house.root.glob("*.whl")] == [new.name]
     assert list(house.manifest()["wheels"]) == [new.name]
-    assert house.lookup("torch", "k2") == house.root / new.name
-    assert house.lookup("torch", "k1") is None
+    assert house.lookup("torch", "k2") == [house.root / new.name]
+    assert house.lookup("torch", "k1") == []
 
 
 def test_lookup_misses_when_the_wheel_changed_or_vanished(tmp_path, house):
     wheel = make_wheel(tmp_path / "a", "xformers", f"0.0.33+{LABEL}")
     path = house.add(wheel, record("xformers", key="abc"))
-    assert house.lookup("xformers", "abc") == path
-    assert house.lookup("xformers", "other") is None
-    assert house.lookup("vllm", "abc") is None
+    assert house.lookup("xformers", "abc") == [path]
+    assert house.lookup("xformers", "other") == []
+    assert house.lookup("vllm", "abc") == []
     data = bytearray(path.read_bytes())
     data[100] ^= 0xFF  # same size, different bytes
     path.write_bytes(bytes(data))
-    assert house.lookup("xformers", "abc") is None
+    assert house.lookup("xformers", "abc") == []
     path.unlink()
-    assert house.lookup("xformers", "abc") is None
+    assert house.lookup("xformers", "abc") == []
     assert house.wheels() == []
 
 

@@ -21,6 +21,16 @@ class JobChoice:
         return {"processes": self.processes, "nvcc_threads": self.nvcc_threads, "MAX_JOBS": self.max_jobs_env, "reason": self.reason}
 
 
+def memory_per_job_gb(recipe: Recipe, nvcc_threads: int) -> float:
+    """Peak memory of one compile job: each further nvcc thread adds a quarter of a single job's."""
+    return recipe.mem_per_job_gb * (1 + 0.25 * (nvcc_threads - 1))
+
+
+def memory_need_bytes(recipe: Recipe, jobs: JobChoice) -> float:
+    """What a build running ``jobs`` plans to use at its peak (the scheduler adds these up)."""
+    return jobs.processes * memory_per_job_gb(recipe, jobs.nvcc_threads) * GIB
+
+
 def choose_jobs(recipe: Recipe, settings: Settings, *, cores: int, memory_bytes: int) -> JobChoice:
     """jobs = min(cores / threads, memory / memory-per-job), unless -C jobs says otherwise.
 
@@ -29,7 +39,7 @@ def choose_jobs(recipe: Recipe, settings: Settings, *, cores: int, memory_bytes:
     and memory alike.
     """
     threads = recipe.fixed_nvcc_threads or settings.nvcc_threads or 1
-    per_job = recipe.mem_per_job_gb * (1 + 0.25 * (threads - 1))
+    per_job = memory_per_job_gb(recipe, threads)
     by_cores = max(1, cores // threads)
     by_memory = max(1, int(memory_bytes / GIB // per_job))
     if settings.jobs:

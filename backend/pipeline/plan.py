@@ -21,8 +21,6 @@ from ..variants import Variant
 from .layout import Layout
 from .parallelism import JobChoice, choose_jobs
 
-GIB = 1 << 30
-
 
 @dataclasses.dataclass(frozen=True)
 class Step:

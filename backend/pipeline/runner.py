@@ -18,6 +18,14 @@ NINJA_PROGRESS = re.compile(r"^\[(\d+)/(\d+)\]")
 _LIVE: set[subprocess.Popen] = set()
 _LIVE_LOCK = threading.Lock()
 _STOPPING = threading.Event()
+_SAY_LOCK = threading.Lock()
+
+
+def say(message: str) -> None:
+    """One whole line (or block) to stderr: components building side by side do not interleave mid-line."""
+    with _SAY_LOCK:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
 
 
 def allow_builds() -> None:

@@ -89,17 +89,21 @@ class Wheelhouse:
         names = sorted(self.manifest()["wheels"])
         return [self.root / name for name in names if (self.root / name).is_file()]
 
-    def lookup(self, component: str, build_key: str) -> Path | None:
-        """The wheel of ``component`` built with ``build_key``, when present and intact."""
+    def lookup(self, component: str, build_key: str) -> list[Path]:
+        """Every wheel of ``component`` built with ``build_key``, all present and intact; else [] (rebuild)."""
+        from ..verify.metadata import read_wheel
+
+        found = []
         for name, entry in sorted(self.manifest()["wheels"].items()):
             if entry.get("component") != component or entry.get("build_key") != build_key:
                 continue
             path = self.root / name
-            if not path.is_file() or path.stat().st_size != entry.get("size"):
-                continue
-            if sha256_file(path) == entry.get("sha256"):
-                return path
-        return None
+            if not path.is_file() or path.stat().st_size != entry.get("size") or sha256_file(path) != entry.get("sha256"):
+                return []
+            if read_wheel(path, check_record=False).holds_only_metadata():
+                return []  # an empty wheel an older, unlocked race left behind: rebuild it
+            found.append(path)
+        return found
 
     # -- writing ---------------------------------------------------------
 

@@ -1,0 +1,246 @@
+"""One step of a plan: its sources prepared, its commands run, its wheels relabelled, verified and added.
+
+A step whose wheels with the same build key are already in the wheelhouse
+is not rebuilt.  When the scheduler (``scheduler.py``) decides to run it
+does not matter here; a step failing raises, and its build directory and
+log stay for the next run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+from .. import recipes
+from ..errors import BackendError
+from ..recipes import BuildContext
+from ..wheels import manylinux
+from . import compiler_cache, environment
+from .buildkey import build_key
+from .plan import Plan, Step, common_env
+from .runner import run_logged, say
+
+
+@dataclasses.dataclass
+class StepExecutor:
+    """What every step of one build shares: the plan, the build venv, the toolchain, the compiler cache, the wheelhouse."""
+
+    plan: Plan
+    python: Path
+    toolchain: object | None
+    cache: compiler_cache.CompilerCache
+    house: object
+    keys: dict[str, str] = dataclasses.field(default_factory=dict)  # build key of each step run so far
+    cache_stats: dict[str, object] = dataclasses.field(default_factory=dict)  # compiler-cache session of each
+
+    def execute(self, step: Step, label: str) -> tuple[list[Path], str]:
+        """Build (or find built) one step's wheels; returns them and "built" or "cached"."""
+        from ..verify.features import check_features
+        from ..wheels.relabel import relabel
+        from .pins import restored_requirements, stack_pins
+
+        plan, toolchain, house = self.plan, self.toolchain, self.house
+        recipe = recipes.get(step.component)
+        layout = plan.layout
+        say(f"{label} preparing {step.component} {recipe.version} ({step.source})")
+        prepared = _prepare_source(plan, recipe)
+        ctx = _context(plan, step, prepared, self.python)
+        env_vars = common_env(plan.variant, step.jobs)
+        env_vars.update(recipe.environment(ctx))
+        commands = recipe.commands(ctx)
+        toolchain_id = f"{toolchain.provider}:{toolchain.version}" if toolchain else "none"
+        toolchain_id += manylinux.key_part(toolchain, plan.settings.manylinux)  # host g++ and the tag target
+        key = build_key(
+            recipe=recipe, source_key=prepared.build_key, env=env_vars, commands=commands, toolchain=toolchain_id,
+            dependency_keys={d: self.keys[d] for d in step.depends if d in self.keys}, torch_version=plan.torch_version,
+        )
+        self.keys[step.component] = key
+
+        cached = house.lookup(step.component, key)
+        if cached:
+            return cached, "cached"
+
+        full_env = environment.clean_environ(self.python, toolchain.env() if toolchain is not None else None)
+        full_env.update(self.cache.env(compiler_cache.base_dirs(layout), full_env["PATH"], nvcc=full_env.get("CUDACXX")))
+        full_env.update(env_vars)
+
+        say(f"{label} building with {step.jobs.processes} job(s) x {step.jobs.nvcc_threads} nvcc thread(s): {step.jobs.reason}")
+        say(f"{label} log: {layout.log_file(recipe)}")
+        wheel_dir = ctx.wheel_dir
+        if wheel_dir.exists():
+            shutil.rmtree(wheel_dir)
+        wheel_dir.mkdir(parents=True)
+        ctx.build_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        with self.cache.session(full_env, layout.log_file(recipe).with_suffix(".ccache-stats")) as session:
+            try:
+                for command in commands:
+                    run_logged(command, env={**full_env, **session.env}, cwd=ctx.source, log=layout.log_file(recipe), label=label)
+            finally:
+                self.cache_stats[step.component] = session
+
+        seconds = round(time.monotonic() - started, 1)
+        built = sorted(wheel_dir.glob("*.whl"))
+        if not built:
+            raise BackendError(f"the build of {step.component} produced no wheel in {wheel_dir}")
+
+        staged_dir = layout.variant_dir / step.component / "_staged"
+        if staged_dir.exists():
+            shutil.rmtree(staged_dir)
+        staged_dir.mkdir(parents=True)
+        pins = stack_pins(plan, house.wheels()) if step.pins_torch else {}
+        restored = restored_requirements(recipe.stack_requires, pins)
+        staged = [
+            relabel(wheel, staged_dir, version=_labelled_version(wheel, plan), pins=pins,
+                    add_requires=restored + _cuda_requirements(wheel, plan, toolchain, step.component))
+            for wheel in built
+        ]
+        staged = _platform_tags(plan, staged, house, toolchain, label)
+        _verify(plan, step, staged, house, toolchain, label)
+        features = check_features(recipe, plan.variant, staged, plan.settings.verify)
+
+        added = []
+        for wheel in staged:
+            added.append(house.add(wheel, {
+                "component": step.component,
+                "source": step.source if prepared.origin == "local" else f"lock:{recipe.sources[0]}",
+                "origin": prepared.origin,
+                "source_hash": prepared.source_hash,
+                "patches": [list(p) for p in prepared.patches],
+                "build_key": key,
+                "seconds": seconds,
+                **({"features": features[wheel.name]} if wheel.name in features else {}),
+                **manylinux.manifest_record(wheel),
+            }))
+        return added, "built"
+
+
+def _prepare_source(plan: Plan, recipe: recipes.Recipe):
+    from ..settings import cache_dir
+    from ..sources import patches
+    from ..sources import prepare as sources_prepare
+    from . import snapshot
+
+    settings = plan.settings
+    layout = plan.layout
+    workdir = layout.source_workdir(recipe)
+    local = settings.sources.get(recipe.name)
+    unused = recipe.unused_sources(plan.variant, settings)
+    if local is None:
+        return sources_prepare.prepare(
+            recipe.name, cache_dir=cache_dir(settings), workdir=workdir,
+            offline=settings.offline, allow_unverified=settings.allow_unverified, unused=unused,
+        )
+    # Builds write into their tree and patches must not touch the checkout:
+    # build a per-variant copy, with the component's patches applied to it.
+    copy = workdir / "local-tree"
+    prepared = sources_prepare.prepare(
+        recipe.name, cache_dir=cache_dir(settings), workdir=workdir, offline=settings.offline,
+        allow_unverified=settings.allow_unverified, local=local, patch_local=True, unused=unused,
+    )
+    snapshot.sync(local, copy)
+    applied = patches.apply(copy, recipe.name)
+    key = hashlib.sha256(json.dumps([prepared.build_key, applied]).encode()).hexdigest()[:32]
+    return dataclasses.replace(prepared, root=copy, patches=applied + prepared.patches, build_key=key)
+
+
+def _context(plan: Plan, step: Step, prepared, python: Path) -> BuildContext:
+    recipe = recipes.get(step.component)
+    layout = plan.layout
+    return BuildContext(
+        variant=plan.variant,
+        settings=plan.settings,
+        source=prepared.root,
+        extras=dict(prepared.extras),
+        wheel_dir=layout.wheel_dir(recipe),
+        build_dir=layout.build_dir(recipe),
+        python=str(python),
+        jobs=step.jobs.processes,
+        nvcc_threads=step.jobs.nvcc_threads,
+        tree_version=recipe.tree_version(prepared.root) if prepared.origin == "local" else None,
+    )
+
+
+def _expectation(plan: Plan, step: Step, toolchain):
+    from ..verify import Expectation
+
+    return Expectation(
+        sm=plan.variant.sm if step.uses_cuda else None,
+        isa=plan.variant.isa,
+        cuda=plan.variant.cuda,
+        ptx=False,
+        label=plan.variant.label,
+        torch_version=plan.torch_version,
+        extra_allowed_libraries=(tuple(toolchain.runtime_libraries) if toolchain else ())
+        + (existing_torch_libraries() if plan.settings.torch == "existing" else ()),
+        by_design=recipes.get(step.component).gpu_code_by_design,
+        manylinux=plan.settings.manylinux,
+    )
+
+
+def existing_torch_libraries() -> tuple[str, ...]:
+    """Sonames of the torch the build env imports (torch=existing): they satisfy torch's DT_NEEDED."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    lib = Path(list(spec.submodule_search_locations)[0]) / "lib"
+    return tuple(sorted(p.name for p in lib.glob("*.so*"))) if lib.is_dir() else ()
+
+
+def _platform_tags(plan: Plan, wheels: list[Path], house, toolchain, label: str) -> list[Path]:
+    """The manylinux tag auditwheel finds for each wheel; torch's, CUDA's and the wheelhouse's libraries stay external."""
+    exclude = manylinux.external_patterns(toolchain.runtime_libraries if toolchain else (), house.wheels())
+    return manylinux.tag_wheels(wheels, plan.variant.platform, plan.settings.manylinux, exclude,
+                                say=lambda line: say(f"{label} {line.strip()}"))
+
+
+def _labelled_version(wheel: Path, plan: Plan) -> str:
+    """The wheel's own public version plus the variant's label.
+
+    A local tree (a fork, a newer release) keeps its real version; only the
+    label is ours.
+    """
+    from packaging.version import Version
+
+    public = Version(wheel.name.split("-")[1]).public
+    return f"{public}+{plan.variant.label}"
+
+
+def _cuda_requirements(wheel: Path, plan: Plan, toolchain, component: str) -> list[str]:
+    """The nvidia-* wheels of the CUDA libraries this wheel links, and what its recipe declares (torch: triton)."""
+    from ..wheels.requires import declared_requirements
+
+    return declared_requirements(wheel, recipes.get(component), plan.variant, toolchain)
+
+
+def _verify(plan: Plan, step: Step, wheels: list[Path], house, toolchain, label: str) -> None:
+    mode = plan.settings.verify
+    if mode == "off":
+        return
+    from ..verify import verify_wheel
+
+    companions = [w for w in house.wheels() if not any(_same_dist(w, x) for x in wheels)] + wheels
+    expect = _expectation(plan, step, toolchain)
+    problems = []
+    for wheel in wheels:
+        report = verify_wheel(wheel, expect, companions=[c for c in companions if c != wheel])
+        say(report.format_table())
+        if not report.ok:
+            problems.append(wheel.name)
+    if problems and mode == "strict":
+        raise BackendError(
+            f"verification failed for {', '.join(problems)} (nothing was added to the wheelhouse; "
+            "see the report above, or -C verify=warn to keep going)"
+        )
+    if problems:
+        say(f"{label} verification problems (verify=warn): {', '.join(problems)}")
+
+
+def _same_dist(a: Path, b: Path) -> bool:
+    return a.name.split("-")[0].lower() == b.name.split("-")[0].lower()

@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from backend.wheels import names as wheel_names  # noqa: E402
 from backend.wheels.relabel import relabel  # noqa: E402
 
 
@@ -98,7 +99,7 @@ def main() -> int:
             pass
 
     out = Path(tempfile.mkdtemp(prefix="out-", dir=args.work))
-    name, version = wheel.name.split("-")[:2]
+    version = wheel_names.parse(wheel.name).version_text
     new_version = version + "+cu129.sm90.avx512" if "+" not in version else version + ".bench"
     tag_source = out / "tags-src" / wheel.name
     tag_source.parent.mkdir()

@@ -24,30 +24,27 @@ from __future__ import annotations
 import argparse
 import html
 import os
-import re
 import shutil
 import sys
 import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from backend.errors import BackendError  # noqa: E402
 from backend.hashing import sha256_file as sha256  # noqa: E402  (one helper for the repo)
+from backend.wheels import names as wheel_names  # noqa: E402
 
 
 class MergeError(Exception):
     pass
 
 
-def normalize(name: str) -> str:
-    """PEP 503 project name normalization."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def project_of(filename: str) -> str:
-    """The project a wheel belongs to: the first field of its file name (PEP 427)."""
-    if not filename.endswith(".whl") or filename.count("-") not in (4, 5):
-        raise MergeError(f"{filename}: not a wheel file name (name-version[-build]-python-abi-platform.whl)")
-    return normalize(filename.split("-", 1)[0])
+    """The project a wheel belongs to: its PEP 503 name."""
+    try:
+        return wheel_names.project(filename)
+    except BackendError as error:
+        raise MergeError(str(error)) from None
 
 
 def read_sums(folder: Path) -> dict[str, str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from .. import recipes, toml, variants
 from ..errors import BackendError
 from ..settings import Settings
+from ..wheels import names as wheel_names
 from . import compiler_cache, environment, run
 from .plan import Plan, make_plan
 from .runner import CommandFailed, run_logged
@@ -104,7 +105,7 @@ def build_editable(wheel_directory: Path, settings: Settings, target_python: str
 
 
 def _dist(wheel: Path) -> str:
-    return wheel.name.split("-")[0].lower().replace("_", "-")
+    return wheel_names.project(wheel.name)
 
 
 def _build_one(plan: Plan, step, python: Path, toolchain, cache, editable_dir: Path, relabel) -> list[Path]:

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import BackendError
+from ..wheels import names as wheel_names
 
 PTH_NAME = "_vllm_stack_borrowed.pth"
 BORROWED_SCRIPTS = "vllm-stack-borrowed-scripts.json"
@@ -254,9 +255,7 @@ def borrowing(python: Path, requirements: Sequence[str], *, torch: bool) -> Iter
             raise BackendError(f"could not remove {', '.join(shadowing)} from the build environment: "
                                f"{result.stderr.strip()[-300:]}")
         for name in shadowing:  # install_wheels must put our own wheel back later
-            for mark in (python.parent.parent / "installed-wheels").glob("*"):
-                if re.sub(r"[-_.]+", "-", mark.name).lower() == name:
-                    mark.unlink()
+            (python.parent.parent / "installed-wheels" / name).unlink(missing_ok=True)
     (own_site / PTH_NAME).write_text("".join(f"{p}\n" for p in folders))
     scripts = _write_launchers(python, sorted(borrowed))
     (python.parent.parent / BORROWED_SCRIPTS).write_text(json.dumps(scripts))
@@ -317,7 +316,7 @@ def install_wheels(python: Path, wheels: Sequence[Path]) -> None:
     pending = []
     for wheel in wheels:
         digest = sha256_file(Path(wheel))
-        mark = marks / Path(wheel).name.split("-")[0]
+        mark = marks / wheel_names.project(Path(wheel).name)
         if not (mark.exists() and mark.read_text() == digest):
             pending.append((wheel, mark, digest))
     if not pending:

@@ -19,6 +19,7 @@ from .. import recipes
 from ..errors import BackendError
 from ..recipes import BuildContext
 from ..wheels import manylinux
+from ..wheels import names as wheel_names
 from . import compiler_cache, environment
 from .buildkey import build_key
 from .plan import Plan, Step, common_env
@@ -206,9 +207,7 @@ def _labelled_version(wheel: Path, plan: Plan) -> str:
     A local tree (a fork, a newer release) keeps its real version; only the
     label is ours.
     """
-    from packaging.version import Version
-
-    public = Version(wheel.name.split("-")[1]).public
+    public = wheel_names.parse(wheel.name).version.public
     return f"{public}+{plan.variant.label}"
 
 
@@ -243,4 +242,4 @@ def _verify(plan: Plan, step: Step, wheels: list[Path], house, toolchain, label:
 
 
 def _same_dist(a: Path, b: Path) -> bool:
-    return a.name.split("-")[0].lower() == b.name.split("-")[0].lower()
+    return wheel_names.same_project(a.name, b.name)

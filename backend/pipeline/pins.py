@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name
+
+from ..wheels import names as wheel_names
 
 
 def stack_pins(plan, wheels: Iterable[Path]) -> dict[str, str]:
@@ -25,9 +27,9 @@ def stack_pins(plan, wheels: Iterable[Path]) -> dict[str, str]:
         for dist in step.distributions:
             pins[canonicalize_name(dist)] = step.version
     for wheel in wheels:  # the wheelhouse's runtime wheels (triton, nvidia-*) keep their own requirements
-        name, version, _, _ = parse_wheel_filename(Path(wheel).name)
-        if canonicalize_name(name) in members:
-            pins[canonicalize_name(name)] = str(version)
+        parsed = wheel_names.parse(Path(wheel).name)
+        if parsed.project in members:
+            pins[parsed.project] = str(parsed.version)
     pins["torch"] = plan.torch_version
     return pins
 

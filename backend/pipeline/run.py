@@ -20,6 +20,7 @@ from ..report_table import table
 from ..sources import buildreqs
 from ..toolchains import hostcc
 from ..wheels import manylinux
+from ..wheels import names as wheel_names
 from . import compiler_cache, disk, environment
 from .executor import StepExecutor
 from .plan import Plan, common_env
@@ -176,7 +177,7 @@ def _write_variant_wheels(result: BuildResult) -> None:
     out = result.wheelhouse / "variants"
     for wheel in result.wheels():
         written = variant_wheels.write_variant_wheel(wheel, out, result.plan.variant)
-        variant_wheels.write_index_variants_json(out, written.name.split("-")[0], [result.plan.variant])
+        variant_wheels.write_index_variants_json(out, wheel_names.parse(written.name).distribution, [result.plan.variant])
     say(f"variant wheels: {out}")
 
 

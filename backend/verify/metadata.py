@@ -14,8 +14,11 @@ from email.parser import HeaderParser
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
+
+from ..errors import BackendError
+from ..wheels import names
 
 TORCH = "torch"
 # What a wheel's metadata files may take in memory.  A hostile wheel can
@@ -75,15 +78,14 @@ def read_wheel(path: Path, check_record: bool = True) -> WheelInfo:
     """Read names and metadata; problems found on the way are on ``problems``."""
     path = Path(path)
     try:
-        name, version, _build, tags = parse_wheel_filename(path.name)
-        info = WheelInfo(path=path, name=str(name), version=str(version), tags=sorted(str(t) for t in tags), members=[])
-        raw_version = path.name.split("-")[1]
-    except (InvalidWheelFilename, InvalidVersion) as error:
-        parts = path.name.split("-")
-        info = WheelInfo(path=path, name=canonicalize_name(parts[0]), version=parts[1] if len(parts) > 1 else "",
-                         tags=[], members=[])
+        parsed = names.parse(path.name)
+        info = WheelInfo(path=path, name=str(parsed.project), version=str(parsed.version),
+                         tags=sorted(str(t) for t in parsed.tags), members=[])
+        raw_version = parsed.version_text
+    except BackendError as error:
+        name, raw_version = names.guess_name_and_version(path.name)
+        info = WheelInfo(path=path, name=name, version=raw_version, tags=[], members=[])
         info.problems.append(f"file name is not a valid wheel name: {error}")
-        raw_version = info.version
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as error:

@@ -30,11 +30,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name
 
 from ..errors import BackendError
 from ..hashing import sha256_file
-from . import meta
+from . import meta, names
 from .files import write_atomic
 
 ORIGIN = "runtime"
@@ -154,7 +154,7 @@ def close(
     ``links``: resolve from the wheelhouse and this folder only (``-C runtime-find-links``).
     """
     built = [Path(w) for w in built]
-    ours = {canonicalize_name(parse_wheel_filename(w.name)[0]) for w in built}
+    ours = {names.project(w.name) for w in built}
     state_path = house.root / STATE_FILE
     key = _inputs_key(built, offline, links)
     kept = _still_closed(house, state_path, key)
@@ -213,7 +213,7 @@ def _download(python: Path, items: Sequence[Resolved], house: Path, *, offline: 
                            "nothing of them was added")
     by_name = {}
     for wheel in out.glob("*.whl"):
-        by_name[canonicalize_name(parse_wheel_filename(wheel.name)[0])] = wheel
+        by_name[names.project(wheel.name)] = wheel
     pairs = []
     for item in items:
         wheel = by_name.get(canonicalize_name(item.name))

@@ -1,4 +1,4 @@
-"""Small file helpers shared by the wheel modules: hashes, atomic writes, wheel names."""
+"""Small file helpers shared by the wheel modules: hashes and atomic writes."""
 
 from __future__ import annotations
 
@@ -12,11 +12,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..hashing import sha256_file  # noqa: F401  (re-exported)
-from ..errors import BackendError
 
 CHUNK = 8 * 1024 * 1024
-
-
 
 
 def record_hash(data: bytes) -> str:
@@ -62,18 +59,3 @@ def atomic_output(target: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
 def write_atomic(target: Path, data: bytes, mode: int = 0o644) -> None:
     with atomic_output(target, mode) as handle:
         handle.write(data)
-
-
-def split_wheel_name(filename: str) -> tuple[str, str, str]:
-    """(name, version, rest) of a wheel file name: rest is ``[build-]py-abi-plat.whl``."""
-    if not filename.endswith(".whl"):
-        raise BackendError(f"{filename}: not a wheel file name (expected name-version-py-abi-platform.whl)")
-    parts = filename[: -len(".whl")].split("-")
-    if len(parts) not in (5, 6):
-        raise BackendError(f"{filename}: not a wheel file name (expected name-version-py-abi-platform.whl)")
-    return parts[0], parts[1], "-".join(parts[2:]) + ".whl"
-
-
-def escape_version(version: str) -> str:
-    """A version as a wheel file name or .dist-info folder writes it."""
-    return version.replace("-", "_")

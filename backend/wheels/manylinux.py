@@ -26,6 +26,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 from ..errors import BackendError
+from . import names
 
 # The symbol-version families the manifest records per library.
 FAMILIES = ("GLIBC", "GLIBCXX", "CXXABI", "GCC")
@@ -127,7 +128,7 @@ def beyond_policy(versions: Iterable[str], target) -> list[str]:
 
 
 def platform_tags(wheel_name: str) -> list[str]:
-    return wheel_name[: -len(".whl")].rsplit("-", 1)[-1].split(".")
+    return names.parse(wheel_name).platform_tags
 
 
 def tag_policy_name(tag: str) -> str | None:
@@ -294,8 +295,7 @@ def retag(wheel: Path, decision: Decision) -> Path:
     text = message.as_bytes().replace(b"\r\n", b"\n")
     with tempfile.TemporaryDirectory(prefix=".retag-", dir=wheel.parent) as tmp:
         written = rewrite_wheel(wheel, Path(tmp), extra_files={"WHEEL": text})
-        head = wheel.name[: -len(".whl")].rsplit("-", 1)[0]
-        target = wheel.parent / f"{head}-{'.'.join(decision.tags)}.whl"
+        target = wheel.parent / names.parse(wheel.name).renamed(platform_tags=list(decision.tags))
         written.replace(target)
     if target != wheel:
         wheel.unlink()
@@ -312,7 +312,7 @@ def tag_wheels(wheels: Sequence[Path], platform: str, target: str | None, exclud
             out.append(wheel)
             continue
         if say is not None:
-            say(f"   platform tag of {wheel.name.split('-')[0]}: {decision.reason}")
+            say(f"   platform tag of {names.parse(wheel.name).distribution}: {decision.reason}")
         out.append(retag(wheel, decision))
     return out
 

@@ -21,10 +21,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..errors import BackendError
+from . import names
 from .files import atomic_output, fsync_dir, record_hash
 from .rawzip import FIXED_DATE_TIME, RawZipWriter
 
@@ -32,11 +33,6 @@ DEFAULT_VERSION = "0.15.1"
 GENERATOR = "vllm-stack-backend"
 WHEEL_TEXT = f"Wheel-Version: 1.0\nGenerator: {GENERATOR}\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
 _NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
-
-
-def wheel_name_part(name: str) -> str:
-    """The name as wheel file names and .dist-info folders write it (PEP 491/503)."""
-    return re.sub(r"[-_.]+", "_", name).lower()
 
 
 def _check(name: str, version: str, requires: Sequence[str]) -> tuple[str, list[str]]:
@@ -80,11 +76,11 @@ def metadata_text(
 
 
 def dist_info_name(name: str, version: str = DEFAULT_VERSION) -> str:
-    return f"{wheel_name_part(name)}-{Version(version)}.dist-info"
+    return f"{names.name_part(name)}-{Version(version)}.dist-info"
 
 
 def wheel_file_name(name: str, version: str = DEFAULT_VERSION) -> str:
-    return f"{wheel_name_part(name)}-{Version(version)}-py3-none-any.whl"
+    return f"{names.name_part(name)}-{Version(version)}-py3-none-any.whl"
 
 
 def write_metadata_dir(
@@ -145,10 +141,8 @@ def pins_for(wheels: Iterable[Path]) -> list[str]:
     """``name==version`` for each wheel file (sorted by name): what the meta wheel requires."""
     pins = {}
     for wheel in wheels:
-        try:
-            dist, version, _build, _tags = parse_wheel_filename(Path(wheel).name)
-        except ValueError as error:
-            raise BackendError(f"{wheel}: {error}") from None
+        parsed = names.parse(Path(wheel).name)
+        dist, version = parsed.project, parsed.version
         if dist in pins and pins[dist] != f"{dist}=={version}":
             raise BackendError(f"two wheels of {dist} ({pins[dist]} and {version}); a variant holds one of each")
         pins[dist] = f"{dist}=={version}"

@@ -25,7 +25,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..errors import BackendError
-from .files import atomic_output, escape_version, record_hash, split_wheel_name
+from . import names
+from .files import atomic_output, record_hash
 from .rawzip import RawZipWriter
 
 SIGNATURES = ("RECORD.jws", "RECORD.p7s")
@@ -63,7 +64,7 @@ def rewrite_wheel(
     """:func:`relabel`, plus new dist-info files and a variant label in the file name."""
     wheel = Path(wheel)
     dest_dir = Path(dest_dir)
-    file_name, file_version, rest = split_wheel_name(wheel.name)
+    wheel_name = names.parse(wheel.name)
     new_version = _normalized(version, "version") if version is not None else None
     pin_map = {canonicalize_name(name): _normalized(pinned, f"pin of {name}") for name, pinned in pins.items()}
     added = [_requirement(text) for text in add_requires]
@@ -76,7 +77,7 @@ def rewrite_wheel(
         infos = source.infolist()
         dist_info = _dist_info_folder(wheel, infos)
         dist_name, old_dist_version = dist_info[: -len(".dist-info")].rsplit("-", 1)
-        target_version = escape_version(new_version) if new_version else old_dist_version
+        target_version = names.escape_version(new_version) if new_version else old_dist_version
         new_dist_info = f"{dist_name}-{target_version}.dist-info"
         old_data = f"{dist_name}-{old_dist_version}.data"
         new_data = f"{dist_name}-{target_version}.data"
@@ -98,8 +99,8 @@ def rewrite_wheel(
         dropped = {f"{dist_info}/{name}" for name in SIGNATURES} | {
             f"{dist_info}/{name}" for name in extra_files
         }
-        names = {info.filename for info in infos}
-        if record_name not in names:
+        members = {info.filename for info in infos}
+        if record_name not in members:
             raise BackendError(f"{wheel}: no {record_name} (not a valid wheel)")
         old_record = source.read(record_name)
         new_record = _edit_record(
@@ -111,11 +112,7 @@ def rewrite_wheel(
             record_path=f"{new_dist_info}/RECORD",
         )
 
-        out_version = escape_version(new_version) if new_version else file_version
-        if variant_label:
-            rest = rest[: -len(".whl")] + f"-{variant_label}.whl"
-        out_name = f"{file_name}-{out_version}-{rest}"
-        target = dest_dir / out_name
+        target = dest_dir / wheel_name.renamed(version=new_version, variant_label=variant_label or None)
         with atomic_output(target) as handle:
             writer = RawZipWriter(handle)
             for info in infos:

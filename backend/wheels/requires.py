@@ -20,6 +20,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from . import names
+
 
 def merge(toolchain_pins: Sequence[str], declared: Sequence[str], linked: Sequence[str]) -> list[str]:
     """One requirement per distribution, in the precedence above; declared order first."""
@@ -36,8 +38,6 @@ def merge(toolchain_pins: Sequence[str], declared: Sequence[str], linked: Sequen
 
 def declared_requirements(wheel: Path, recipe, variant, toolchain) -> list[str]:
     """The Requires-Dist lines the pipeline adds to ``wheel`` (a wheel of ``recipe``)."""
-    from packaging.utils import parse_wheel_filename
-
     linked: list[str] = []
     pins: Sequence[str] = ()
     if toolchain is not None:
@@ -46,6 +46,6 @@ def declared_requirements(wheel: Path, recipe, variant, toolchain) -> list[str]:
         pins = toolchain.requirements
         linked = requirements_for(needed_sonames(wheel), variant.cuda, pins)
     declared: Sequence[str] = ()
-    if canonicalize_name(parse_wheel_filename(wheel.name)[0]) == canonicalize_name(recipe.distributions[0]):
+    if names.project(wheel.name) == canonicalize_name(recipe.distributions[0]):
         declared = recipe.runtime_requires(variant)
     return merge(pins, declared, linked)

@@ -26,12 +26,14 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from ..errors import BackendError
 from ..settings import ARM_ISAS
 from ..variants import Variant
-from .files import split_wheel_name, write_atomic
+from . import names
+from .files import write_atomic
 from .relabel import _dist_info_folder, rewrite_wheel
 
 SCHEMA_URL = "https://variants-schema.wheelnext.dev/v0.2.0.json"
@@ -150,7 +152,7 @@ def write_variant_wheel(wheel: Path, dest_dir: Path, variant: Variant, *, public
 
     wheel = Path(wheel)
     label = variant_label(variant)
-    _name, file_version, _rest = split_wheel_name(wheel.name)
+    file_version = names.parse(wheel.name).version_text
     version = None
     pins: dict[str, str] = {}
     if public_version:
@@ -214,17 +216,15 @@ def write_index_variants_json(
     them; without a version in it or ``version=``, the version is read from
     the variant wheels of that name in ``dest_dir`` (they must agree).
     """
-    from packaging.utils import canonicalize_name
-
     dest_dir = Path(dest_dir)
     name, _, given = distribution.partition("-")
     given = version or given
     if not given:
         found = set()
         for path in dest_dir.glob("*.whl"):
-            parts = path.name[: -len(".whl")].split("-")
-            if len(parts) == 6 and canonicalize_name(parts[0]) == canonicalize_name(name):
-                found.add(parts[1])
+            wheel = names.parse(path.name)
+            if wheel.variant_label is not None and wheel.project == canonicalize_name(name):
+                found.add(wheel.version_text)
         if len(found) != 1:
             raise BackendError(
                 f"{dest_dir}: expected variant wheels of one version of {name}, found {sorted(found) or 'none'}"

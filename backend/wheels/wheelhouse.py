@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name
 
 from ..errors import BackendError
+from . import names
 from .files import CHUNK, fsync_dir, sha256_file, write_atomic
 
 MANIFEST = "manifest.json"
@@ -86,8 +87,8 @@ class Wheelhouse:
 
     def wheels(self) -> list[Path]:
         """The wheels the manifest lists that exist, sorted by file name."""
-        names = sorted(self.manifest()["wheels"])
-        return [self.root / name for name in names if (self.root / name).is_file()]
+        listed = sorted(self.manifest()["wheels"])
+        return [self.root / name for name in listed if (self.root / name).is_file()]
 
     def lookup(self, component: str, build_key: str) -> list[Path]:
         """Every wheel of ``component`` built with ``build_key``, all present and intact; else [] (rebuild)."""
@@ -135,10 +136,8 @@ class Wheelhouse:
         when it lies on the same file system (else copies, then removes it).
         """
         wheel = Path(wheel)
-        try:
-            distribution, version, _build, _tags = parse_wheel_filename(wheel.name)
-        except ValueError as error:
-            raise BackendError(f"{wheel}: {error}") from None
+        parsed = names.parse(wheel.name)
+        distribution, version = parsed.project, parsed.version
         self.root.mkdir(parents=True, exist_ok=True)
         target = self.root / wheel.name
         if wheel.resolve() == target.resolve():
@@ -323,8 +322,8 @@ def _keep_previous(target: Path) -> Path | None:
 
 def _distribution(file_name: str) -> str | None:
     try:
-        return str(parse_wheel_filename(file_name)[0])
-    except ValueError:
+        return names.project(file_name)
+    except BackendError:
         return None
 
 

@@ -37,6 +37,9 @@ from .sccache_server import CacheStats, SccacheServer
 
 MASQUERADE = ("gcc", "g++", "cc", "c++")
 ACCEPTED = "auto, ccache, sccache, none"
+RECORD_SWITCHES = "-frecord-gcc-switches"
+# A GCC specs file that turns RECORD_SWITCHES on in cc1/cc1plus; GCC finds it by name in LIBRARY_PATH.
+RECORD_SPECS = "vllm-stack-record-gcc-switches.specs"
 
 
 @dataclasses.dataclass
@@ -92,6 +95,34 @@ class CompilerCache:
             env["SCCACHE_BASEDIRS"] = os.pathsep.join(dict.fromkeys(ours + users))
             env["PATH"] = path
         return env
+
+    def flags(self, env: Mapping[str, str]) -> dict[str, str]:
+        """CFLAGS/CXXFLAGS (and LIBRARY_PATH) as this cache needs them, given the build's final ``env``.
+
+        ccache hashes the original, absolute command line of every compile that has
+        ``-frecord-gcc-switches`` (the object records the switches; GCC's record holds no
+        path, but ccache cannot know), so CMake's absolute source paths and its random
+        ``TryCompile-*``/``cmTC_*`` names miss on every other machine.  The switch therefore
+        reaches GCC through a specs file named relatively (found in LIBRARY_PATH), which ccache
+        hashes as a constant string: the record stays for verification, the paths go.
+        """
+        if self.tool != "ccache":
+            return {}
+        wanted = {k: env[k] for k in ("CFLAGS", "CXXFLAGS") if RECORD_SWITCHES in env.get(k, "").split()}
+        if not wanted:
+            return {}
+        specs_dir = self.directory / "specs"
+        specs_dir.mkdir(parents=True, exist_ok=True)
+        specs = specs_dir / RECORD_SPECS
+        text = f"*cc1_options:\n+ {RECORD_SWITCHES}\n\n"
+        if not specs.is_file() or specs.read_text() != text:
+            temporary = specs.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(text)
+            temporary.replace(specs)  # a build running beside this one reads a whole file
+        out = {k: " ".join(f"-specs={RECORD_SPECS}" if flag == RECORD_SWITCHES else flag for flag in v.split())
+               for k, v in wanted.items()}
+        out["LIBRARY_PATH"] = os.pathsep.join(p for p in (str(specs_dir), env.get("LIBRARY_PATH", "")) if p)
+        return out
 
     def describe(self) -> str:
         if self.tool == "none":

@@ -68,6 +68,7 @@ class StepExecutor:
         full_env = environment.clean_environ(self.python, toolchain.env() if toolchain is not None else None)
         full_env.update(self.cache.env(compiler_cache.base_dirs(layout), full_env["PATH"], nvcc=full_env.get("CUDACXX")))
         full_env.update(env_vars)
+        full_env.update(self.cache.flags(full_env))
 
         say(f"{label} building with {step.jobs.processes} job(s) x {step.jobs.nvcc_threads} nvcc thread(s): {step.jobs.reason}")
         say(f"{label} log: {layout.log_file(recipe)}")

@@ -19,8 +19,10 @@ def _defines(ctx: BuildContext) -> list[str]:
 
 
 def environment(ctx: BuildContext) -> dict[str, str]:
-    # scikit-build-core appends the CMAKE_ARGS environment variable to its CMake call.
-    return {"CMAKE_ARGS": " ".join(_defines(ctx))}
+    # scikit-build-core appends the CMAKE_ARGS environment variable to its CMake call.  Its build
+    # folder is otherwise a random one in /tmp, outside the compiler cache's base directories, so
+    # its compiles would name this machine's tree (../../<cache>/work/...) and miss on another.
+    return {"CMAKE_ARGS": " ".join(_defines(ctx)), "SKBUILD_BUILD_DIR": str(ctx.build_dir / "cmake")}
 
 
 def commands(ctx: BuildContext) -> list[list[str]]:

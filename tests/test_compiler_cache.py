@@ -125,6 +125,56 @@ def test_sccache_fresh_runner_is_all_hits_and_another_folder_hits_host_compiles(
         assert hits == lookups - 2  # the two C++ compiles miss
 
 
+def cmake_build_on(machine: Path, tool: str, url: str | None, *, isa: str = ISA):
+    """The bitsandbytes stand-in's own CMake build in ``machine``'s tree, with the variant's flags and the
+    environment the pipeline gives a component: absolute source paths, CMake's probe compiles in random
+    ``TryCompile-*`` folders, ``-frecord-gcc-switches``.  Returns (hits, lookups, the library)."""
+    import types
+
+    from backend.pipeline import compiler_cache
+
+    cache_root = machine / "cache"
+    layout = types.SimpleNamespace(variant_dir=cache_root / "work" / VARIANT, env_dir=cache_root / "envs" / VARIANT,
+                                   cache=cache_root)
+    tree = layout.variant_dir / "bitsandbytes" / "tree"
+    if not tree.exists():
+        shutil.copytree(STANDINS / "bitsandbytes", tree)
+    build = layout.variant_dir / "bitsandbytes" / "_build" / "cmake"
+    shutil.rmtree(build, ignore_errors=True)
+    cache = compiler_cache.choose(tool, cache_root / "compiler-cache", url=url)
+    flags = " ".join([*ISA_FLAGS[isa], "-frecord-gcc-switches"])  # as backend.pipeline.plan.common_env
+    env = {**os.environ, **cache.env(compiler_cache.base_dirs(layout), os.environ["PATH"], nvcc=NVCC),
+           "CFLAGS": flags, "CXXFLAGS": flags, "CUDACXX": NVCC}
+    env.update(cache.flags(env))
+    with cache.session(env, machine / "stats.log") as session:
+        for command in (["cmake", "-S", str(tree), "-B", str(build), "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
+                         "-DCOMPUTE_BACKEND=cuda", "-DCOMPUTE_CAPABILITY=90"], ["cmake", "--build", str(build)]):
+            done = subprocess.run(command, env={**env, **session.env}, capture_output=True, text=True)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return session.stats.hits, session.stats.lookups, next(build.glob("libbitsandbytes_cuda*.so"))
+
+
+@needs_build
+@needs_redis
+@pytest.mark.skipif(shutil.which("ccache") is None or shutil.which("ninja") is None, reason="needs ccache and ninja")
+def test_ccache_second_machine_hits_every_cmake_compile_and_keeps_the_switch_record(tmp_path, redis_url):
+    """CMake passes absolute paths and -frecord-gcc-switches reaches every C/C++ compile; ccache hashes
+    such a compile's whole original command line, so it would miss on every other machine.  Through
+    the pipeline's specs file the second machine is served every compile from Redis, CMake's probes
+    included, and the library still carries the record verification reads."""
+    from backend.verify import elf, isa
+
+    first_hits, lookups, _ = cmake_build_on(tmp_path / "one", "ccache", redis_url)
+    assert first_hits == 0 and lookups >= 4  # two units, CMake's C++ and CUDA ABI probes (and a try_compile)
+    hits, second_lookups, library = cmake_build_on(tmp_path / "two", "ccache", redis_url)
+    assert (hits, second_lookups) == (lookups, lookups)
+    records = elf.read_object(library, symbols=False, gpu=False).compile_records
+    assert isa.check_flags(records, ISA).records >= 1 and isa.check_flags(records, ISA).applied, records
+    if LOWER_ISA:
+        hits, lookups, _ = cmake_build_on(tmp_path / "two", "ccache", redis_url, isa=LOWER_ISA)
+        assert hits < lookups  # the C++ units (and the C++ probes) compile anew for other ISA flags
+
+
 # -- the whole pipeline (slow: a build venv per machine) ---------------------------------------------
 
 def build(machine: Path, *, isa: str = ISA, env: dict | None = None, **settings: str) -> subprocess.CompletedProcess:

@@ -217,7 +217,8 @@ def test_flashinfer_jit_cache_from_a_local_tree_only_when_it_has_it(tmp_path):
 def test_bitsandbytes_one_capability(tmp_path):
     bnb = recipes.get("bitsandbytes")
     ctx = ctx_for(bnb, SM103, tmp_path)
-    assert bnb.environment(ctx) == {"CMAKE_ARGS": "-DCOMPUTE_BACKEND=cuda -DCOMPUTE_CAPABILITY=103"}
+    assert bnb.environment(ctx) == {"CMAKE_ARGS": "-DCOMPUTE_BACKEND=cuda -DCOMPUTE_CAPABILITY=103",
+                                    "SKBUILD_BUILD_DIR": str(ctx.build_dir / "cmake")}  # under the cache's base dirs
     (cmd,) = bnb.commands(ctx)
     assert "cmake.define.COMPUTE_CAPABILITY=103" in cmd and "cmake.define.COMPUTE_BACKEND=cuda" in cmd
     assert cmd[cmd.index("cmake.define.COMPUTE_CAPABILITY=103") - 1] == "-C"

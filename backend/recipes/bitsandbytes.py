@@ -19,9 +19,11 @@ def _defines(ctx: BuildContext) -> list[str]:
 
 
 def environment(ctx: BuildContext) -> dict[str, str]:
-    # scikit-build-core appends the CMAKE_ARGS environment variable to its CMake call.  Its build
-    # folder is otherwise a random one in /tmp, outside the compiler cache's base directories, so
-    # its compiles would name this machine's tree (../../<cache>/work/...) and miss on another.
+    # scikit-build-core appends the CMAKE_ARGS environment variable to its CMake call.  Its plain
+    # backend (the stand-in's) builds in a random /tmp folder unless SKBUILD_BUILD_DIR names one:
+    # outside the compiler cache's base directories, its compiles would name this machine's tree
+    # (../../<cache>/work/...) and miss on every other.  The setuptools plugin of 0.49.1 ignores
+    # it and builds in setuptools' build_temp, inside the tree already.
     return {"CMAKE_ARGS": " ".join(_defines(ctx)), "SKBUILD_BUILD_DIR": str(ctx.build_dir / "cmake")}
 
 

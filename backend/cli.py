@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import host as host_info
-from . import needs, project, variants
+from . import needs, project, recipes, variants
 from .errors import BackendError, describe_os_error
 from .report_table import table
 from .settings import ISAS, SMS, Settings
@@ -145,11 +145,13 @@ def _matrix(args: argparse.Namespace) -> int:
         if cuda not in ("12.8", "12.9", "13.0"):
             raise BackendError(f"--cuda: bad value {cuda!r}; accepted: 12.8, 12.9, 13.0")
     rows = variants.matrix(python=_python_tag(args.python), cudas=cudas)
-    refused = {v.name: _stack_refusal(v) for v in rows}
+    problems = {v.name: _component_problems(v) for v in rows}
+    refused = {name: next(iter(found.values()), None) for name, found in problems.items()}
     if args.json:
         print(json.dumps([
             {"name": v.name, "sm": v.sm, "isa": v.isa, "cuda": v.cuda, "platform": v.platform,
-             "python": v.python, "label": v.label, "seed": v.seed, "refused": refused[v.name]}
+             "python": v.python, "label": v.label, "seed": v.seed, "refused": refused[v.name],
+             "components": [c for c in recipes.names() if c not in problems[v.name]]}
             for v in rows
         ], indent=2))
         return 0
@@ -157,27 +159,26 @@ def _matrix(args: argparse.Namespace) -> int:
         ["name", "sm", "isa", "cuda", "platform", ""],
         [[v.name, v.sm, v.isa, v.cuda, v.platform,
           "; ".join(filter(None, ["" if v.seed else "CUDA 13.0 (extension)",
-                                  "full stack refused" if refused[v.name] else ""]))] for v in rows],
+                                  f"full stack refused: no {', '.join(problems[v.name])}" if refused[v.name] else ""]))]
+         for v in rows],
     ))
     seed = sum(v.seed for v in rows)
     print(f"\n{len(rows)} variants: {seed} of the seed's matrix, {len(rows) - seed} CUDA 13.0 (our extension)")
+    print(f"components, in build order: {', '.join(recipes.names())}")
     if any(refused.values()):
         print(f"{sum(map(bool, refused.values()))} refuse the full stack (python -m backend plan says why); "
               "their other components build")
     return 0
 
 
-def _stack_refusal(variant) -> str | None:
-    """Why the plan refuses the variant's full stack (every component), or None: the rule make_plan applies."""
-    from . import recipes
-    from .settings import COMPONENTS
-
+def _component_problems(variant) -> dict[str, str]:
+    """Component -> why the plan refuses it for the variant (the rule make_plan applies), in build order."""
     python = f"{variant.python[0]}.{variant.python[1:]}"
-    for name in COMPONENTS:
-        recipe = recipes.get(name)
+    found = {}
+    for recipe in recipes.all_recipes():
         if problem := recipe.python_problem(python) or recipe.variant_problem(variant):
-            return problem
-    return None
+            found[recipe.name] = problem
+    return found
 
 
 ISA_PREFERENCE = ("avx512bf16", "avx512vnni", "avx512", "avx2", "avx", "armv9", "armv8_2")

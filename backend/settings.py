@@ -8,7 +8,7 @@ setting, the bad value and the accepted values.
 
 A setting is one row of ``OPTIONS``: the ``Settings`` structure, the
 parser, the error, ``python -m backend --help`` and the README's settings
-table (``python -m backend.readme``) are all made from it.
+table (``python -m backend.doc_tables``) are all made from it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ ARM_ISAS = ("armv8_2", "armv9")
 ISAS = X86_ISAS + ARM_ISAS
 CUDAS = ("12.8", "12.9", "13.0")
 TOOLCHAINS = ("auto", "nix", "system", "pypi")
-COMPONENTS = ("torch", "torchvision", "torchaudio", "xformers", "flashinfer", "bitsandbytes", "vllm")
 TORCH_MODES = ("source", "existing")
 VERIFY_MODES = ("strict", "warn", "off")
 COMPILER_CACHES = ("auto", "ccache", "sccache", "none")
@@ -101,13 +100,13 @@ def _components(key: str, value: Any) -> tuple[str, ...]:
     names = [str(i).strip() for i in items if str(i).strip()]
     if not names:
         raise SettingError(key, str(value) if not isinstance(value, (list, tuple)) else ",".join(map(str, value)),
-                           ("a comma list of " + " ".join(COMPONENTS), "all"), why="names no component")
+                           ("a comma list of " + " ".join(_registered_components()), "all"), why="names no component")
     if names == ["all"]:
-        return COMPONENTS
+        return _registered_components()
     for name in names:
-        if name not in COMPONENTS:
-            raise SettingError(key, name, COMPONENTS + ("all",))
-    return tuple(c for c in COMPONENTS if c in names)
+        if name not in _registered_components():
+            raise SettingError(key, name, _registered_components() + ("all",))
+    return tuple(c for c in _registered_components() if c in names)
 
 
 def _names(key: str, value: Any) -> tuple[str, ...]:
@@ -191,8 +190,8 @@ def check_output_folder(key: str, path: Path, shown: str | None = None) -> Path:
 
 def _source_path(component: str, value: Any, base: Path) -> Path:
     key = SOURCE_PREFIX + component
-    if component not in COMPONENTS:
-        raise SettingError("source.<component>", component, COMPONENTS)
+    if component not in _registered_components():
+        raise SettingError("source.<component>", component, _registered_components())
     path = _path(key, value, base).resolve()
     if not path.is_dir():
         raise BackendError(
@@ -293,7 +292,17 @@ class Option:
 
 
 def _registered_components() -> tuple[str, ...]:
-    return COMPONENTS
+    # Asked at use, not at import: backend/recipes/ imports this module.
+    from . import recipes
+
+    return recipes.names()
+
+
+def __getattr__(name: str) -> Any:
+    """``COMPONENTS``: every component, in build order, as backend/recipes/ holds them."""
+    if name == "COMPONENTS":
+        return _registered_components()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _per_component_source(key: str, value: Any, base: Path) -> Path:
@@ -441,7 +450,7 @@ def help_text(width: int = 100) -> str:
 
 
 def markdown_table() -> str:
-    """The README's settings table (tests/test_settings.py fails when the README's differs)."""
+    """The README's settings table (backend/doc_tables.py writes it there)."""
     rows = ["| key | values (default) | meaning |", "|---|---|---|"]
     rows += [f"| `{o.key}` | {o.values_text()} | {o.help} |" for o in OPTIONS]
     return "\n".join(rows)

@@ -53,12 +53,16 @@ def test_the_variants_used_here_are_real_variants():
 
 
 def test_every_component_has_its_recipe_and_versions():
+    from backend.sources import lock
+
+    locked = lock.load()
     got = {r.name: r.version for r in recipes.all_recipes()}
-    assert got == {
-        "torch": "2.9.1", "torchvision": "0.24.1", "torchaudio": "2.9.1", "xformers": "0.0.33.post2",
-        "flashinfer": "0.6.1", "bitsandbytes": "0.49.1", "vllm": "0.15.1",
-    }
+    # every component of the lock has its recipe and the other way round; a recipe builds its main tree's version
+    assert sorted(got) == sorted(locked.components)
+    assert got == {name: locked.main_entry(name).version for name in got}
     assert tuple(got) == COMPONENTS
+    # the stack this project pins (README): torch 2.9.1 and the vLLM built on it
+    assert (got["torch"], got["vllm"]) == ("2.9.1", "0.15.1")
 
 
 def test_dependencies_and_distributions():
@@ -91,6 +95,34 @@ def test_sources_are_lock_entries():
         assert recipe.sources[0] == recipe.name
     vllm_entries = {name for name, e in entries.items() if e.component == "vllm"}
     assert set(recipes.get("vllm").sources) == vllm_entries
+    # the tree that is built comes first, then the lock's order (vLLM's CMake sources, each CUTLASS after
+    # the tree it goes into)
+    assert recipes.get("vllm").sources == (
+        "vllm", "vllm-cutlass", "vllm-flash-attn", "vllm-flash-attn-cutlass", "flashmla", "flashmla-cutlass",
+        "qutlass", "triton-kernels")
+    assert recipes.get("flashinfer").sources == ("flashinfer", "flashinfer-tag")
+
+
+def test_build_order_comes_from_depends_with_the_lock_breaking_ties():
+    from backend.errors import BackendError
+
+    assert COMPONENTS == ("torch", "torchvision", "torchaudio", "xformers", "flashinfer", "bitsandbytes", "vllm")
+    r = {x.name: x for x in recipes.all_recipes()}
+    # depends wins over the preferred order: vllm first in it still comes after all it needs
+    assert recipes.build_order(r, ["vllm", "bitsandbytes"]) == (
+        "bitsandbytes", "torch", "flashinfer", "torchaudio", "torchvision", "vllm", "xformers")
+    assert recipes.build_order(r) == (
+        "bitsandbytes", "torch", "flashinfer", "torchaudio", "torchvision", "vllm", "xformers")
+    cyclic = {"a": dataclasses.replace(r["bitsandbytes"], name="a", depends=("b",)),
+              "b": dataclasses.replace(r["bitsandbytes"], name="b", depends=("a",)),
+              "c": dataclasses.replace(r["bitsandbytes"], name="c", depends=())}
+    with pytest.raises(BackendError, match=r"recipe dependency cycle: a -> b -> a"):
+        recipes.build_order(cyclic)
+    orphan = {"a": dataclasses.replace(r["bitsandbytes"], name="a", depends=("nothing",))}
+    with pytest.raises(BackendError, match=r"recipe 'a' depends on 'nothing', which has no recipe"):
+        recipes.build_order(orphan)
+    with pytest.raises(BackendError, match=r"no recipe for component 'base'"):
+        recipes.get("base")
 
 
 def test_build_requires_are_requirement_specifiers():
@@ -297,3 +329,27 @@ def test_flashinfer_aot_from_the_lock_by_default(tmp_path):
     (tree / "version.txt").write_text("mine\n")
     subprocess.run([sys.executable, "-c", overlay[2], str(tag), str(tree)], check=True)
     assert (tree / "version.txt").read_text() == "mine\n"
+
+
+def test_the_component_tables_of_the_docs_are_the_registry():
+    from backend import doc_tables
+
+    root = Path(__file__).resolve().parent.parent
+    for document in doc_tables.DOCUMENTS:
+        assert doc_tables.stale_tables(document, (root / document).read_text()) == [], (
+            f"{document}: run python -m backend.doc_tables")
+    assert [line.split(" | ")[0].lstrip("| ") for line in doc_tables.components_table().splitlines()[2:]] == list(
+        COMPONENTS)
+    # the hand-written per-component prose names registered components only, each with its recipe's version
+    readme = (root / "README.md").read_text()
+    prose = readme[readme.index("| component | targets from the variant |"):]
+    prose = prose[:prose.index("\n\n")].splitlines()[2:]
+    named = [n.strip().lower() for row in prose for n in row.split("|")[1].split(",")]
+    assert named and set(named) <= set(COMPONENTS), named
+    headings = [line[3:] for line in (root / "docs" / "COMPONENTS.md").read_text().splitlines()
+                if line.startswith("## ") and line[3:].split()[0].rstrip(",").lower() in COMPONENTS]
+    assert headings
+    for heading in headings:
+        for part in heading.split(" (")[0].split(", "):
+            name, version = part.split()[:2]
+            assert recipes.get(name.lower()).version == version, heading

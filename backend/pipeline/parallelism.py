@@ -34,9 +34,9 @@ def memory_need_bytes(recipe: Recipe, jobs: JobChoice) -> float:
 def choose_jobs(recipe: Recipe, settings: Settings, *, cores: int, memory_bytes: int) -> JobChoice:
     """jobs = min(cores / threads, memory / memory-per-job), unless -C jobs says otherwise.
 
-    vLLM divides MAX_JOBS by NVCC_THREADS, so MAX_JOBS is processes x threads
-    there; xformers always runs nvcc with 4 threads, which weighs on cores
-    and memory alike.
+    A build that divides MAX_JOBS by NVCC_THREADS (vLLM's) gets processes x
+    threads there; one that always runs nvcc with N threads (xformers: 4)
+    weighs on cores and memory alike.  Both are recipe fields.
     """
     threads = recipe.fixed_nvcc_threads or settings.nvcc_threads or 1
     per_job = memory_per_job_gb(recipe, threads)
@@ -54,8 +54,8 @@ def choose_jobs(recipe: Recipe, settings: Settings, *, cores: int, memory_bytes:
             f"{processes} = min({cores} cores / {threads} nvcc threads = {by_cores}, "
             f"{memory_bytes / GIB:.1f} GiB free / {per_job:.1f} GiB per job = {by_memory}); limited by {limit}"
         )
-    divides = recipe.name == "vllm"
+    divides = recipe.divides_max_jobs_by_nvcc_threads
     max_jobs = processes * threads if divides else processes
     if divides and threads > 1:
-        reason += f"; MAX_JOBS={max_jobs} because vLLM divides it by NVCC_THREADS={threads}"
+        reason += f"; MAX_JOBS={max_jobs} because {recipe.name} divides it by NVCC_THREADS={threads}"
     return JobChoice(processes=processes, nvcc_threads=threads, max_jobs_env=max_jobs, reason=reason)

@@ -1,21 +1,84 @@
-"""One module per component; each defines ``RECIPE``."""
+"""The component registry: every module in this folder (``base`` aside) is a component and defines ``RECIPE``.
+
+Adding a component is its recipe module here plus its entries in
+``third_party/sources.lock``; the settings, ``matrix``, ``plan``, the build
+and the README's tables read the list from here.  Build order: a component
+comes after everything it ``depends`` on; where that leaves a choice, the
+lock's order decides (its first entry naming the component), then the name.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
+from collections.abc import Mapping, Sequence
 
-from ..settings import COMPONENTS
+from ..errors import BackendError
 from .base import BuildContext, Recipe, pip_wheel
 
-__all__ = ["BuildContext", "Recipe", "pip_wheel", "get", "all_recipes"]
+__all__ = ["BuildContext", "Recipe", "pip_wheel", "get", "all_recipes", "names", "build_order"]
+
+# Modules of this folder that are not components.
+NOT_COMPONENTS = frozenset({"base"})
 
 
+@functools.cache
+def _module_names() -> tuple[str, ...]:
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
+                        if not m.ispkg and m.name not in NOT_COMPONENTS and not m.name.startswith("_")))
+
+
+@functools.cache
 def get(name: str) -> Recipe:
+    if name not in _module_names():
+        raise BackendError(f"no recipe for component {name!r}; components: {', '.join(_module_names())}")
     module = importlib.import_module(f"{__name__}.{name}")
-    recipe = module.RECIPE
-    assert recipe.name == name, (name, recipe.name)
+    recipe = getattr(module, "RECIPE", None)
+    if not isinstance(recipe, Recipe):
+        raise BackendError(f"{module.__file__}: defines no RECIPE = Recipe(...); every module of backend/recipes/ "
+                           "but base.py is a component")
+    if recipe.name != name:
+        raise BackendError(f"{module.__file__}: RECIPE.name is {recipe.name!r}; a recipe is named as its module")
     return recipe
 
 
+@functools.cache
+def names() -> tuple[str, ...]:
+    """Every component, in build order."""
+    from ..sources.lock import load
+
+    return build_order({name: get(name) for name in _module_names()}, load().components)
+
+
 def all_recipes() -> list[Recipe]:
-    return [get(name) for name in COMPONENTS]
+    return [get(name) for name in names()]
+
+
+def build_order(recipes: Mapping[str, Recipe], preferred: Sequence[str] = ()) -> tuple[str, ...]:
+    """The names of ``recipes``, each after its ``depends``; ties in the order of ``preferred``, then by name."""
+    for recipe in recipes.values():
+        for dep in recipe.depends:
+            if dep not in recipes:
+                raise BackendError(f"recipe {recipe.name!r} depends on {dep!r}, which has no recipe; "
+                                   f"components: {', '.join(sorted(recipes))}")
+    rank = {name: index for index, name in enumerate(preferred)}
+    waiting = sorted(recipes, key=lambda name: (rank.get(name, len(rank)), name))
+    ordered: list[str] = []
+    while waiting:
+        ready = next((n for n in waiting if all(d in ordered for d in recipes[n].depends)), None)
+        if ready is None:
+            raise BackendError(f"recipe dependency cycle: {' -> '.join(_cycle(recipes, waiting))}")
+        ordered.append(ready)
+        waiting.remove(ready)
+    return tuple(ordered)
+
+
+def _cycle(recipes: Mapping[str, Recipe], among: Sequence[str]) -> list[str]:
+    """One dependency cycle among the names ``among`` (every one of which waits on another of them)."""
+    path = [among[0]]
+    while True:
+        step = next(d for d in recipes[path[-1]].depends if d in among)
+        if step in path:
+            return path[path.index(step):] + [step]
+        path.append(step)

@@ -51,7 +51,6 @@ class Recipe:
     name: str  # component name, as in -C components=
     version: str
     distributions: tuple[str, ...]  # wheel distribution names it produces
-    sources: tuple[str, ...]  # lock entry names; the first is the tree that is built
     depends: tuple[str, ...] = ("torch",)  # components installed in the build env first
     build_requires: tuple[str, ...] = ()  # pip requirements of its build (besides torch)
     # further build requirements that depend on the variant (flashinfer: the nvshmem wheel of its CUDA major)
@@ -60,6 +59,8 @@ class Recipe:
     uses_cuda: bool = True
     mem_per_job_gb: float = 2.0  # peak memory of one compile job
     fixed_nvcc_threads: int | None = None  # a build that always runs nvcc with N threads
+    # its build runs MAX_JOBS / NVCC_THREADS compile processes (vLLM's setup.py), so MAX_JOBS is processes x threads
+    divides_max_jobs_by_nvcc_threads: bool = False
     description: str = ""
     environment: Callable[[BuildContext], dict[str, str]] = lambda ctx: {}
     commands: Callable[[BuildContext], list[list[str]]] = lambda ctx: []
@@ -83,6 +84,14 @@ class Recipe:
     pythons: tuple[str, ...] = ()  # the Python versions its build accepts ("3.13"); () = any
     # Why this recipe cannot build a working wheel for the variant (the plan refuses it), or None
     variant_problem: Callable[[Variant], str | None] = lambda variant: None
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Its lock entries (those of third_party/sources.lock naming it), the tree that is built first."""
+        from ..sources.lock import load
+
+        lock = load()
+        return tuple(entry.name for entry in lock.for_component(self.name)) or (lock.main_entry(self.name).name,)
 
     def build_requirements(self, variant: Variant) -> tuple[str, ...]:
         """Everything its build environment needs besides torch, for this variant."""

@@ -55,7 +55,6 @@ RECIPE = Recipe(
     name="bitsandbytes",
     version=VERSION,
     distributions=("bitsandbytes",),
-    sources=("bitsandbytes",),
     depends=(),
     cuda_libraries=("cublas", "cusparse"),  # CMakeLists: CUDA::cudart, CUDA::cublas(Lt), CUDA::cusparse
     # pyproject.toml [build-system] at 0.49.1, plus the CMake and Ninja it drives

@@ -107,7 +107,6 @@ RECIPE = Recipe(
     name="flashinfer",
     version=VERSION,
     distributions=("flashinfer-python", "flashinfer-jit-cache"),
-    sources=("flashinfer", TAG),
     variant_build_requires=nvshmem_requirement,
     build_requires=(
         # pyproject.toml [build-system] at v0.6.1

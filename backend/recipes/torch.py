@@ -161,7 +161,6 @@ RECIPE = Recipe(
     name="torch",
     version=VERSION,
     distributions=("torch",),
-    sources=("torch",),
     depends=(),
     build_requires=(
         # requirements-build.txt / pyproject [build-system] (see docs/COMPONENTS.md for the commit read)

@@ -41,7 +41,6 @@ RECIPE = Recipe(
     name="torchaudio",
     version=VERSION,
     distributions=("torchaudio",),
-    sources=("torchaudio",),
     build_requires=("setuptools>=70.1.0", "wheel", "cmake>=3.27", "ninja"),
     mem_per_job_gb=2.0,
     description="torchaudio's C++/CUDA extension (RNN-T loss, forced alignment, CUDA CTC decoder)",

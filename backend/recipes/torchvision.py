@@ -37,7 +37,6 @@ RECIPE = Recipe(
     name="torchvision",
     version=VERSION,
     distributions=("torchvision",),
-    sources=("torchvision",),
     build_requires=("setuptools>=70.1.0", "wheel"),
     mem_per_job_gb=2.0,
     description="torchvision's C++/CUDA ops (nms, roi_align, deform_conv2d ...)",

@@ -124,9 +124,6 @@ RECIPE = Recipe(
     name="vllm",
     version=VERSION,
     distributions=("vllm",),
-    sources=(
-        "vllm", CUTLASS, FLASH_ATTN, "vllm-flash-attn-cutlass", FLASHMLA, "flashmla-cutlass", QUTLASS, TRITON,
-    ),
     # torchvision and torchaudio are not needed to build vLLM, but its wheel requires them (0.15.1's
     # Requires-Dist: torchvision==0.24.1, torchaudio==2.9.1): built first, against the same torch.
     depends=("torch", "flashinfer", "torchvision", "torchaudio"),
@@ -142,6 +139,8 @@ RECIPE = Recipe(
     # Peak of one compile job, measured on the H200 (docs/VALIDATION.md section 4): a CUTLASS 3.x
     # scaled_mm sm90 unit 10.38 GiB, an FA3 hdim128 unit 5.9 GiB.
     mem_per_job_gb=10.5,
+    # setup.py: num_jobs = MAX_JOBS // NVCC_THREADS (vLLM splits its jobs between processes and nvcc threads)
+    divides_max_jobs_by_nvcc_threads=True,
     gpu_code_by_design=(
         "vLLM compiles flash-attention 2 and Marlin for 8.0+PTX and scaled_mm_c2x for 8.9+PTX "
         "(measured: configure for sm=90), so newer GPUs run them from the PTX"

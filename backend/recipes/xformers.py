@@ -53,7 +53,6 @@ RECIPE = Recipe(
     name="xformers",
     version=VERSION,
     distributions=("xformers",),
-    sources=("xformers",),
     build_requires=("setuptools>=70.1.0", "wheel", "ninja"),
     mem_per_job_gb=6.0,
     fixed_nvcc_threads=4,

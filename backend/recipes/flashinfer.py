@@ -46,8 +46,10 @@ def nvshmem_requirement(variant) -> tuple[str, ...]:
     """flashinfer/jit/env.py imports nvidia.nvshmem while the AOT modules compile (its headers and library)."""
     if not builds_jit_cache(variant):
         return ()
-    # CUDA 13: the version the pypi toolchain installs (backend/toolchains/pypi.py)
-    return ("nvidia-nvshmem-cu13==3.3.24",) if variant.cuda.startswith("13.") else ("nvidia-nvshmem-cu12",)
+    # CUDA 13: at least the version the pypi toolchain installs (backend/toolchains/pypi.py), which the
+    # build-requirement lock pins; a range, so that with torch=existing the environment's own nvshmem (the
+    # one its torch loads) is used instead of stopping an offline build for want of exactly 3.3.24.
+    return ("nvidia-nvshmem-cu13>=3.3.24,<4",) if variant.cuda.startswith("13.") else ("nvidia-nvshmem-cu12",)
 
 
 OVERLAY = (

@@ -7,11 +7,13 @@ import json
 import sys
 from collections.abc import Sequence
 
+from . import cpu_isa
 from . import host as host_info
 from . import needs, project, recipes, variants
 from .errors import BackendError, describe_os_error
 from .report_table import table
-from .settings import ISAS, SMS, Settings
+from .cpu_isa import ISAS
+from .settings import SMS, Settings
 
 COMMANDS = ("matrix", "plan", "detect", "build", "fetch", "lock", "toolchain", "verify", "clean")
 
@@ -181,9 +183,6 @@ def _component_problems(variant) -> dict[str, str]:
     return found
 
 
-ISA_PREFERENCE = ("avx512bf16", "avx512vnni", "avx512", "avx2", "avx", "armv9", "armv8_2")
-
-
 CUDA_PREFERENCE = ("12.9", "12.8", "13.0")  # the seed's default first
 
 
@@ -196,7 +195,7 @@ def detect_variant(host: host_info.Host, environ=None) -> tuple[str | None, str 
     from .toolchains.select import available
 
     remarks: list[str] = []
-    runnable = [i for i in ISA_PREFERENCE if variants.host_violation(i, host) is None]
+    runnable = [i for i in cpu_isa.preferred_first() if variants.host_violation(i, host) is None]
     sm = None
     if host.gpus:
         sms = sorted({g.sm for g in host.gpus})

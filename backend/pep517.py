@@ -12,7 +12,6 @@ from . import needs, project, recipes
 from .errors import BackendError
 from .pipeline.plan import Plan
 
-META_VERSION = "0.15.1"  # the returned wheel carries vLLM's version
 BUILD_TOOLS = ("cmake>=3.26", "ninja")
 
 
@@ -72,7 +71,7 @@ def prepare_metadata(metadata_directory: str, config_settings, editable: bool = 
 
     plan = _plan(config_settings)
     return meta.write_metadata_dir(
-        Path(metadata_directory), name=plan.variant.name, version=META_VERSION,
+        Path(metadata_directory), name=plan.variant.name, version=meta.stack_version(),
         requires=[], summary=_summary(plan),
     )
 
@@ -89,7 +88,7 @@ def build_wheel(wheel_directory: str, config_settings) -> str:
     if plan.settings.torch == "existing":
         requires.insert(0, f"torch=={plan.torch_version}")
     return meta.build(
-        Path(wheel_directory), name=plan.variant.name, version=META_VERSION,
+        Path(wheel_directory), name=plan.variant.name, version=meta.stack_version(),
         requires=requires, summary=_summary(plan),
     )
 
@@ -107,8 +106,11 @@ SDIST_PARTS = ("pyproject.toml", "README.md", "backend", "patches", "third_party
 
 def build_sdist(sdist_directory: str, config_settings) -> str:
     """The backend itself as an sdist (a build from it writes its wheelhouse in the unpacked tree)."""
+    from .wheels import meta
+
     root = project.PROJECT_DIR
-    base = f"vllm_stack-{META_VERSION}"
+    version = meta.stack_version()
+    base = f"vllm_stack-{version}"
     target = Path(sdist_directory) / f"{base}.tar.gz"
 
     def keep(info: tarfile.TarInfo):
@@ -123,7 +125,7 @@ def build_sdist(sdist_directory: str, config_settings) -> str:
             path = root / part
             if path.exists():
                 archive.add(path, arcname=f"{base}/{part}", filter=keep)
-        pkg_info = f"Metadata-Version: 2.1\nName: vllm-stack\nVersion: {META_VERSION}\n".encode()
+        pkg_info = f"Metadata-Version: 2.1\nName: vllm-stack\nVersion: {version}\n".encode()
         info = tarfile.TarInfo(f"{base}/PKG-INFO")
         info.size = len(pkg_info)
         import io

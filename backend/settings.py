@@ -20,14 +20,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .cpu_isa import ISAS
 from .errors import BackendError, SettingError, suggest
 
 TOOL_TABLE = "vllm-stack"
 
 SMS = ("61", "75", "80", "86", "89", "90", "100", "103", "120")
-X86_ISAS = ("avx", "avx2", "avx512", "avx512bf16", "avx512vnni")
-ARM_ISAS = ("armv8_2", "armv9")
-ISAS = X86_ISAS + ARM_ISAS
 CUDAS = ("12.8", "12.9", "13.0")
 TOOLCHAINS = ("auto", "nix", "system", "pypi")
 TORCH_MODES = ("source", "existing")

@@ -11,21 +11,11 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from . import cpu_isa
 from . import host as host_info
+from .cpu_isa import ARM_ISAS, ISAS, X86_ISAS, platform_of
 from .errors import BackendError
-from .settings import ARM_ISAS, CUDAS, ISAS, SMS, X86_ISAS, Settings
-
-SM_INFO = {
-    "61": ("Pascal", "P40, GTX 1080 Ti"),
-    "75": ("Turing", "T4, RTX 2080 Ti"),
-    "80": ("Ampere DC", "A100, A30"),
-    "86": ("Ampere", "RTX 3090, A40"),
-    "89": ("Ada Lovelace", "RTX 4090, L4, L40"),
-    "90": ("Hopper", "H100, H200, L40S, GH200"),
-    "100": ("Blackwell DC", "B100, B200, GB200"),
-    "103": ("Blackwell Ultra", "B300, GB300"),
-    "120": ("Blackwell", "RTX 5090, RTX PRO 6000"),
-}
+from .settings import CUDAS, SMS, Settings
 
 # Minimum CUDA for a real cubin of each SM (nvcc release notes; checked with NVRTC).
 SM_MIN_CUDA = {"100": "12.8", "120": "12.8", "103": "12.9"}
@@ -35,34 +25,10 @@ SM61_ISAS = ("avx", "avx2")
 ARM_PAIRS = {"armv8_2": ("80", "90"), "armv9": ("90", "100", "103")}
 SEED_CUDAS = ("12.9", "12.8")
 
-# Compiler flags per ISA (the seed's cpu-isa.nix).
-ISA_FLAGS = {
-    "avx": ("-mavx",),
-    "avx2": ("-mavx2", "-mfma", "-mf16c"),
-    "avx512": ("-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mfma"),
-    "avx512bf16": ("-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mfma", "-mavx512bf16"),
-    "avx512vnni": ("-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mfma", "-mavx512vnni"),
-    "armv8_2": ("-march=armv8.2-a+fp16+dotprod",),
-    "armv9": ("-march=armv9-a+sve2+bf16+i8mm",),
-}
-# /proc/cpuinfo flags a host needs to run code built with each ISA's flags.
-ISA_HOST_FEATURES = {
-    "avx": ("avx",),
-    "avx2": ("avx2", "fma", "f16c"),
-    "avx512": ("avx512f", "avx512dq", "avx512vl", "avx512bw", "fma"),
-    "avx512bf16": ("avx512f", "avx512dq", "avx512vl", "avx512bw", "fma", "avx512_bf16"),
-    "avx512vnni": ("avx512f", "avx512dq", "avx512vl", "avx512bw", "fma", "avx512_vnni"),
-    "armv8_2": ("asimdhp", "asimddp"),
-    "armv9": ("sve2", "svebf16", "svei8mm"),
-}
 
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
-
-
-def platform_of(isa: str) -> str:
-    return "aarch64" if isa in ARM_ISAS else "x86_64"
+def version_key(dotted: str) -> tuple[int, ...]:
+    """A CUDA release or an SM as torch writes it ("12.9", "10.3") as integers, for comparing."""
+    return tuple(int(part) for part in dotted.split("."))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +67,7 @@ class Variant:
 
     @property
     def isa_flags(self) -> tuple[str, ...]:
-        return ISA_FLAGS[self.isa]
+        return cpu_isa.get(self.isa).flags
 
     @property
     def uses_cudnn(self) -> bool:
@@ -111,11 +77,11 @@ class Variant:
 def rule_violation(sm: str, isa: str, cuda: str) -> str | None:
     """Why (sm, isa, cuda) is not a variant, or None when it is one."""
     minimum = SM_MIN_CUDA.get(sm)
-    if minimum and _version_key(cuda) < _version_key(minimum):
-        return f"setting 'cuda': bad value {cuda!r} for sm={sm} (nvcc {cuda} cannot compile sm_{sm}); accepted: {', '.join(c for c in CUDAS if _version_key(c) >= _version_key(minimum))}"
+    if minimum and version_key(cuda) < version_key(minimum):
+        return f"setting 'cuda': bad value {cuda!r} for sm={sm} (nvcc {cuda} cannot compile sm_{sm}); accepted: {', '.join(c for c in CUDAS if version_key(c) >= version_key(minimum))}"
     maximum = SM_MAX_CUDA.get(sm)
-    if maximum and _version_key(cuda) > _version_key(maximum):
-        return f"setting 'cuda': bad value {cuda!r} for sm={sm} (nvcc {cuda} dropped compute_{sm}); accepted: {', '.join(c for c in CUDAS if _version_key(c) <= _version_key(maximum))}"
+    if maximum and version_key(cuda) > version_key(maximum):
+        return f"setting 'cuda': bad value {cuda!r} for sm={sm} (nvcc {cuda} dropped compute_{sm}); accepted: {', '.join(c for c in CUDAS if version_key(c) <= version_key(maximum))}"
     if sm == "61" and isa not in SM61_ISAS:
         return f"setting 'isa': bad value {isa!r} for sm=61 (Pascal-era hosts predate AVX-512); accepted: {', '.join(SM61_ISAS)}"
     if isa in ARM_PAIRS and sm not in ARM_PAIRS[isa]:
@@ -145,9 +111,9 @@ def host_violation(isa: str, host: host_info.Host) -> str | None:
             f"setting 'isa': bad value {isa!r}: it is an {platform} ISA and this host is {host.machine}; "
             f"accepted here: {family}"
         )
-    missing = [f for f in ISA_HOST_FEATURES[isa] if f not in host.cpu_features]
+    missing = [f for f in cpu_isa.get(isa).host_features if f not in host.cpu_features]
     if missing:
-        runnable = [i for i in ISAS if platform_of(i) == host.machine and all(f in host.cpu_features for f in ISA_HOST_FEATURES[i])]
+        runnable = [i for i in ISAS if platform_of(i) == host.machine and all(f in host.cpu_features for f in cpu_isa.get(i).host_features)]
         return (
             f"setting 'isa': bad value {isa!r}: this host's CPU lacks {', '.join(missing)}, and torch's build "
             f"runs code it compiles; accepted here: {', '.join(runnable) or 'none'} (build {isa} on a host that has it)"

@@ -52,13 +52,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from backend import cpu_isa  # noqa: E402
 from backend.pipeline import compiler_cache  # noqa: E402
 from standin_helpers import STANDINS, find_nvcc, host_isa  # noqa: E402
 
 STACK = "torch,torchvision,xformers,flashinfer,bitsandbytes"
 LOWER = {"avx512": "avx2", "avx2": "avx"}
-ISA_FLAGS = {"avx512": ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mfma"],
-             "avx2": ["-mavx2", "-mfma", "-mf16c"], "avx": ["-mavx"]}
 
 
 def free_port() -> int:
@@ -136,7 +135,7 @@ def tu_build(machine: Path, sm: str, isa: str, tool: str, url: str | None, nvcc:
          f"-gencode=arch=compute_{sm},code=sm_{sm}", "-Xcompiler", "-fPIC",
          "-c", str(tree / "csrc" / f"{name}.cu"), "-o", str(build / f"{name}.o")] for name in ("kernels", "ops")
     ] + [
-        [*launcher, "g++", "-DBUILD_CUDA", "-O3", "-std=c++17", "-fPIC", *incs, *ISA_FLAGS[isa],
+        [*launcher, "g++", "-DBUILD_CUDA", "-O3", "-std=c++17", "-fPIC", *incs, *cpu_isa.get(isa).flags,
          "-c", str(tree / "csrc" / f"{name}.cpp"), "-o", str(build / f"{name}.o")] for name in ("cpu_ops", "pythonInterface")
     ]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from backend import cpu_isa
 from standin_helpers import STANDINS, find_nvcc, host_isa
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,8 +64,6 @@ def redis_url(tmp_path):
 # -- the compiles of one component, as the pipeline sets them up (seconds) ---------------------------
 
 VARIANT = "vllm-python3XX-cuda13_0-sm90-isa"
-ISA_FLAGS = {"avx512": ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mfma"],
-             "avx2": ["-mavx2", "-mfma", "-mf16c"], "avx": ["-mavx"]}
 
 
 def compile_on(machine: Path, tool: str, url: str | None, *, isa: str = ISA, environ: dict | None = None):
@@ -87,7 +86,7 @@ def compile_on(machine: Path, tool: str, url: str | None, *, isa: str = ISA, env
     launcher = shlex.split(env["CMAKE_CXX_COMPILER_LAUNCHER"])
     compiles = [
         [*launcher, "g++", "-c", f"csrc/{name}.cpp", "-o", f"out/{name}.o", "-O3", "-fPIC", "-std=c++17",
-         "-Itorch/include", *ISA_FLAGS[isa]] for name in ("c10", "torch_cpu")
+         "-Itorch/include", *cpu_isa.get(isa).flags] for name in ("c10", "torch_cpu")
     ] + [[*shlex.split(env["PYTORCH_NVCC"]), "-c", "csrc/torch_cuda.cu", "-o", "out/torch_cuda.o", "-O2",
           "-std=c++17", "-Xcompiler", "-fPIC", f"-I{tree / 'torch' / 'include'}", "-gencode=arch=compute_90,code=sm_90"]]
     with cache.session(env, machine / "stats.log") as session:

@@ -20,7 +20,8 @@ from backend.errors import BackendError
 from backend.host import Host
 from backend.pipeline.plan import make_plan
 from backend.settings import resolve
-from backend.variants import ISA_FLAGS, Variant
+from backend import cpu_isa
+from backend.variants import Variant
 
 SEED = Path(__file__).resolve().parent / "data" / "seed_build_matrix.md"
 GIB = 1 << 30
@@ -71,7 +72,7 @@ def test_arm_plan(tmp_path, sm, isa, cuda):
     arch = f"{sm[:-1]}.{sm[-1]}"
     for step in plan.steps:
         env = step.env
-        assert env["CFLAGS"] == env["CXXFLAGS"] == f"{ISA_FLAGS[isa][0]} -frecord-gcc-switches", step.component
+        assert env["CFLAGS"] == env["CXXFLAGS"] == f"{cpu_isa.get(isa).flags[0]} -frecord-gcc-switches", step.component
         assert not any(flag.startswith("-m") and not flag.startswith("-march") for flag in env["CXXFLAGS"].split())
         assert env["TORCH_CUDA_ARCH_LIST"].rstrip("af") == arch  # vLLM's sm_90a / sm_100a kernels
     torch = plan.step("torch").env
@@ -85,7 +86,7 @@ def test_arm_plan(tmp_path, sm, isa, cuda):
 @pytest.mark.skipif(CC is None, reason="needs g++-aarch64-linux-gnu (ci/apt/arm.txt)")
 @pytest.mark.parametrize("isa", ["armv8_2", "armv9"])
 def test_the_isa_flags_switch_on_what_the_seed_names(isa):
-    macros = subprocess.run([CC, *ISA_FLAGS[isa], "-E", "-dM", "-x", "c", "-"], input="", capture_output=True,
+    macros = subprocess.run([CC, *cpu_isa.get(isa).flags, "-E", "-dM", "-x", "c", "-"], input="", capture_output=True,
                             text=True, check=True).stdout
     defined = set(re.findall(r"#define (__ARM_FEATURE_\w+)", macros))
     assert SEED_EXTENSIONS[isa] <= defined

@@ -24,14 +24,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import standin_helpers as h  # noqa: E402
 
-from backend.variants import ISA_FLAGS  # noqa: E402
+from backend import cpu_isa  # noqa: E402
 
 NVCC = h.find_nvcc()
 pytestmark = pytest.mark.skipif(NVCC is None or shutil.which("g++") is None or shutil.which("readelf") is None,
                                 reason="needs nvcc (CUDA 13), g++ and readelf")
 
 ISA = h.host_isa()
-ISA_CFLAGS = " ".join(ISA_FLAGS[ISA])
+ISA_CFLAGS = " ".join(cpu_isa.get(ISA).flags)
 LABEL = f"cu130.sm90.{ISA}"
 TORCH_VERSION = f"2.9.1+{LABEL}"
 
@@ -131,7 +131,7 @@ def test_torch_cuda_lib_holds_only_the_requested_arch(torch_wheel, builder, cuob
 def test_torch_cpu_libs_compiled_with_isa_flags(torch_wheel, builder):
     for name in ("libc10.so", "libtorch_cpu.so"):
         recorded = h.gcc_command_line(builder.site("torch") / "lib" / name)
-        for flag in ISA_FLAGS[ISA]:
+        for flag in cpu_isa.get(ISA).flags:
             assert flag in recorded, (name, flag, recorded)
 
 
@@ -196,7 +196,7 @@ def test_downstream_wheel(name, downstream, builder, cuobjdump):
     ext = next((builder.site(name)).glob("_C*.so"))
     assert h.cuda_targets(cuobjdump, ext) == (["sm_90"], [])
     recorded = h.gcc_command_line(ext)
-    assert all(flag in recorded for flag in ISA_FLAGS[ISA]), recorded
+    assert all(flag in recorded for flag in cpu_isa.get(ISA).flags), recorded
     r = h.python_in(builder.python, f"import {name}, {name}._C as C; print(C.add_one(1), C.scaled_sum(8, 2.5), "
                     f"C.cuda_built(), {name}.__version__)", builder.work)
     assert r.returncode == 0, r.stderr
@@ -246,7 +246,7 @@ def test_bitsandbytes_compute_capability(builder, torch_wheel, cuobjdump, work):
     # every selected capability as a cubin, PTX for the highest only: the real CMakeLists' rule
     assert h.cuda_targets(cuobjdump, lib) == (["sm_80", "sm_90"], ["sm_90"])
     recorded = h.gcc_command_line(lib)
-    assert all(flag in recorded for flag in ISA_FLAGS[ISA]), recorded
+    assert all(flag in recorded for flag in cpu_isa.get(ISA).flags), recorded
     r = h.python_in(builder.python, "import bitsandbytes as b; print(b.quantize([1.0, -2.0, 0.5]), b.lib.cbackend_is_cuda())",
                     builder.work)
     assert r.stdout.strip() == "(2.0, [63, -127, 31]) 1", r.stderr
@@ -268,7 +268,7 @@ def test_vllm(builder, downstream, cuobjdump, work):
     ext = builder.site("vllm") / "_C.abi3.so"
     # plain 9.0 also gets vLLM's Hopper (9.0a) kernels
     assert h.cuda_targets(cuobjdump, ext) == (["sm_90", "sm_90a"], [])
-    assert all(flag in h.gcc_command_line(ext) for flag in ISA_FLAGS[ISA])
+    assert all(flag in h.gcc_command_line(ext) for flag in cpu_isa.get(ISA).flags)
     r = h.python_in(builder.python, "import vllm, json; i = vllm.build_info(); "
                     "print(vllm.__version__, vllm._C.add_one(2), vllm._C.scaled_sum(4, 0.5), json.dumps(i['external']))",
                     builder.work)

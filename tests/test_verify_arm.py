@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.variants import ISA_FLAGS
+from backend import cpu_isa
 from backend.verify import Expectation, verify_paths, verify_wheel
 from backend.verify import isa_arm
 from backend.wheels import manylinux
@@ -29,8 +29,8 @@ CC = shutil.which("aarch64-linux-gnu-gcc")
 CXX = shutil.which("aarch64-linux-gnu-g++")
 pytestmark = pytest.mark.skipif(CC is None or CXX is None, reason="needs g++-aarch64-linux-gnu (ci/apt/arm.txt)")
 
-ARMV8_2 = list(ISA_FLAGS["armv8_2"])
-ARMV9 = list(ISA_FLAGS["armv9"])
+ARMV8_2 = list(cpu_isa.get("armv8_2").flags)
+ARMV9 = list(cpu_isa.get("armv9").flags)
 
 
 def compile_lib(out: Path, name: str, *units: tuple[list[str], list[str]]) -> Path:
@@ -144,7 +144,7 @@ def build_standin(tmp: Path, flags: list[str]) -> Path:
 ])
 def test_standin_component_for_arm(tmp_path_factory, isa, extra, ok):
     tmp = tmp_path_factory.mktemp(f"standin-{isa}")
-    built = build_standin(tmp, list(ISA_FLAGS[isa]) + extra)
+    built = build_standin(tmp, list(cpu_isa.get(isa).flags) + extra)
     label = f"cu129.sm90.{isa}"
     staged = relabel(built, tmp / "staged", version=f"0.49.1+{label}")
     [tagged] = manylinux.tag_wheels([staged], "aarch64", None, manylinux.external_patterns())
@@ -171,4 +171,4 @@ def test_standin_component_for_arm(tmp_path_factory, isa, extra, ok):
     ("armv8.6-a+sve2", "armv9", False),                  # below armv9
 ])
 def test_arm_march_rules(march, isa, brings):
-    assert isa_arm.march_brings(march, ISA_FLAGS[isa][0]) is brings
+    assert isa_arm.march_brings(march, cpu_isa.get(isa).flags[0]) is brings

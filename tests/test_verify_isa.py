@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.variants import ISA_FLAGS
+from backend import cpu_isa
 from backend.verify import Expectation, verify_paths
 from backend.verify import isa
 
@@ -18,9 +18,9 @@ pytestmark = pytest.mark.skipif(GCC is None or __import__("platform").machine() 
 
 BUILDS = {
     "plain": [],
-    "avx2": list(ISA_FLAGS["avx2"]),
-    "avx512": list(ISA_FLAGS["avx512"]) + ["-DWITH_AVX512_INTRINSICS"],
-    "avx512bf16": list(ISA_FLAGS["avx512bf16"]) + ["-DWITH_BF16"],
+    "avx2": list(cpu_isa.get("avx2").flags),
+    "avx512": list(cpu_isa.get("avx512").flags) + ["-DWITH_AVX512_INTRINSICS"],
+    "avx512bf16": list(cpu_isa.get("avx512bf16").flags) + ["-DWITH_BF16"],
 }
 
 
@@ -87,7 +87,7 @@ def test_avx512_flags_mean_more_than_avx512f(cpu_objects):
 
 
 def test_compile_record_rules():
-    flags = " ".join(ISA_FLAGS["avx512"])
+    flags = " ".join(cpu_isa.get("avx512").flags)
     assert isa.flags_applied(f"GNU C17 12.2.0 {flags} -mtune=generic -march=x86-64 -O2", "avx512")
     assert not isa.flags_applied(f"GNU C17 12.2.0 {flags} -mno-avx512f -O2", "avx512")
     assert isa.flags_applied("GNU C++17 12.2.0 -march=sapphirerapids -O2", "avx512bf16")

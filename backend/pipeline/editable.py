@@ -99,7 +99,7 @@ def build_editable(wheel_directory: Path, settings: Settings, target_python: str
     target = target_python or sys.executable
     _install_into_target(target, stack_wheels, editable_wheels)
     return meta.build(
-        Path(wheel_directory), name=variant.name, version="0.15.1", requires=[],
+        Path(wheel_directory), name=variant.name, version=meta.stack_version(), requires=[],
         summary=f"Editable vLLM stack for {variant.name}: {', '.join(editable)} from local checkouts",
     )
 

@@ -17,6 +17,7 @@ scripts always pair them, and ``aot.py`` enables its SM100 modules only for
 ``compute_100``.  ``-C flashinfer-aot=false`` builds flashinfer-python alone.
 """
 
+from ..variants import version_key
 from .base import BuildContext, Recipe, pip_wheel
 
 VERSION = "0.6.1"
@@ -25,15 +26,11 @@ JIT_CACHE_DIR = "flashinfer-jit-cache"
 TAG = "flashinfer-tag"  # lock entry: the v0.6.1 tag tree (packaging folder and version.txt only)
 
 
-def _cuda_key(cuda: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in cuda.split("."))
-
-
 def arch_list(variant) -> str:
     if variant.sm in ARCH_SPECIFIC:
         return ARCH_SPECIFIC[variant.sm]
     if variant.sm == "120":
-        return "12.0f" if _cuda_key(variant.cuda) >= (12, 9) else "12.0a"
+        return "12.0f" if version_key(variant.cuda) >= (12, 9) else "12.0a"
     return variant.arch
 
 

@@ -7,6 +7,7 @@ variables below), so the configure step needs no network.  Lock entry
 names are those of third_party/sources.lock.
 """
 
+from ..variants import version_key
 from .base import BuildContext, Recipe, pip_wheel
 
 VERSION = "0.15.1"
@@ -22,16 +23,12 @@ SUPPORTED_ARCHS_CUDA12 = ("7.0", "7.2", "7.5", "8.0", "8.6", "8.7", "8.9", "9.0"
 SUPPORTED_ARCHS_CUDA13 = ("7.5", "8.0", "8.6", "8.7", "8.9", "9.0", "10.0", "11.0", "12.0")
 
 
-def _cuda_key(cuda: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in cuda.split("."))
-
-
 def vllm_archs(variant) -> list[str]:
     """What vLLM's cuda_archs_loose_intersection keeps of TORCH_CUDA_ARCH_LIST=<arch>."""
-    supported = SUPPORTED_ARCHS_CUDA13 if _cuda_key(variant.cuda) >= (13, 0) else SUPPORTED_ARCHS_CUDA12
-    target = _cuda_key(variant.arch)
-    same_major = [a for a in supported if _cuda_key(a)[0] == target[0] and _cuda_key(a) <= target]
-    return [max(same_major, key=_cuda_key)] if same_major else []
+    supported = SUPPORTED_ARCHS_CUDA13 if version_key(variant.cuda) >= (13, 0) else SUPPORTED_ARCHS_CUDA12
+    target = version_key(variant.arch)
+    same_major = [a for a in supported if version_key(a)[0] == target[0] and version_key(a) <= target]
+    return [max(same_major, key=version_key)] if same_major else []
 
 
 def environment(ctx: BuildContext) -> dict[str, str]:
@@ -71,7 +68,7 @@ def variant_problem(variant) -> str | None:
     "10.0a;10.1a;10.3a" (scaled_mm FP8, FP4, CUTLASS MoE), "10.0a;10.1a;10.3a;12.0a;12.1a" (CUTLASS MLA)
     and "12.0a;10.0a;10.3a" (qutlass) then give 10.1a; FlashMLA ("10.0f") gives nothing.
     """
-    if variant.sm == "103" and _cuda_key(variant.cuda) < (13, 0):
+    if variant.sm == "103" and version_key(variant.cuda) < (13, 0):
         return (
             f"vllm {VERSION} cannot be built for sm=103 with cuda={variant.cuda}: its CMake knows no 10.3 for "
             "nvcc 12.x and compiles its Blackwell CUTLASS kernels (FP8/FP4 scaled_mm, MoE, MLA, qutlass) for "
@@ -95,7 +92,7 @@ def notes(variant) -> list[str]:
     elif variant.sm == "90":
         out.append("vLLM upgrades 9.0 to the 9.0a kernels (CUTLASS scaled_mm, Machete, FlashMLA, flash-attention 3)")
     elif variant.sm == "103":
-        if _cuda_key(variant.cuda) < (13, 0):
+        if version_key(variant.cuda) < (13, 0):
             out.append(variant_problem(variant) + f" (generic kernels would be sm_{''.join(kept[0].split('.'))})")
         else:
             out.append("CUDA 13.0: vLLM treats 10.3 as 10.0 and builds its 10.0f (Blackwell family) kernels, "

@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..errors import BackendError
-from ..settings import ARM_ISAS, X86_ISAS
+from .. import cpu_isa
 from . import elf, isa as isa_scan, isa_arm, linkage, metadata, platform_tag
 from .report import ERROR, WARNING, Entry, ObjectEntry, Problem, Report
 
@@ -25,7 +25,7 @@ _TEXT_SUFFIXES = (".py", ".pyi", ".pyc", ".txt", ".md", ".json", ".h", ".hpp", "
 @dataclasses.dataclass(frozen=True)
 class Expectation:
     sm: str | None = None          # "90"; None = don't check GPU targets
-    isa: str | None = None         # "avx512" (backend.settings.ISAS); None = don't check
+    isa: str | None = None         # "avx512" (backend.cpu_isa.ISAS); None = don't check
     cuda: str | None = None        # "13.0"
     ptx: bool = False              # PTX asked for?
     label: str | None = None       # local version label, "cu129.sm90.avx512"
@@ -143,7 +143,7 @@ def _check_cpu(obj: ObjectEntry, info: elf.ObjectInfo, expect: Expectation) -> N
         obj.isa_highest = scan.highest
         obj.isa_features = dict(sorted(scan.features.items()))
         obj.instructions = scan.instructions
-        if expect.isa in X86_ISAS:
+        if expect.isa in cpu_isa.X86_ISAS:
             obj.isa_beyond = scan.beyond(expect.isa)
             if obj.isa_beyond:
                 shown = ", ".join(f"{f.lower()} ({n} instructions)" for f, n in obj.isa_beyond.items())
@@ -153,7 +153,7 @@ def _check_cpu(obj: ObjectEntry, info: elf.ObjectInfo, expect: Expectation) -> N
     elif info.machine == "aarch64" and info.code_bytes:
         isa_arm.check_object(obj, info, expect.isa)
     if expect.isa and info.machine in ("x86_64", "aarch64") and info.elf_type in ("ET_DYN", "ET_EXEC", "ET_REL"):
-        platform = "aarch64" if expect.isa in ARM_ISAS else "x86_64"
+        platform = cpu_isa.platform_of(expect.isa)
         if info.machine != platform:
             obj.problems.append(Problem(ERROR, "cpu", f"{info.machine} code; the variant's {expect.isa} is {platform}", obj.path))
     if info.has_record_section:
@@ -166,7 +166,7 @@ def _check_cpu(obj: ObjectEntry, info: elf.ObjectInfo, expect: Expectation) -> N
                 example = example if len(example) <= 160 else example[:157] + "..."
                 obj.problems.append(Problem(
                     ERROR, "flags", f"{len(check.lacking)} of {check.records} C/C++ compiles lack the {expect.isa} "
-                    f"flags ({' '.join(isa_scan.ISA_FLAGS[expect.isa])}), e.g. {example!r}", obj.path))
+                    f"flags ({' '.join(cpu_isa.get(expect.isa).flags)}), e.g. {example!r}", obj.path))
         else:
             obj.flag_records = sum(isa_scan.is_compile_record(r) for r in info.compile_records)
 

@@ -23,22 +23,17 @@ import shlex
 from pathlib import Path
 
 from ..errors import BackendError
-from ..variants import ISA_FLAGS
+from .. import cpu_isa
 from . import elf
 
-# x86 levels, lowest first; each names the CPUID features that bring it.
-LEVELS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("x86-64-v2", frozenset({"SSE3", "SSSE3", "SSE4_1", "SSE4_2", "POPCNT"})),
-    ("avx", frozenset({"AVX", "AES", "PCLMULQDQ"})),
-    ("avx2", frozenset({"AVX2", "FMA", "F16C", "BMI1", "BMI2", "LZCNT", "MOVBE"})),
-    ("avx512", frozenset({"AVX512F", "AVX512DQ", "AVX512VL", "AVX512BW", "AVX512CD"})),
-    ("avx512vnni", frozenset({"AVX512_VNNI"})),
-    ("avx512bf16", frozenset({"AVX512_BF16"})),
+# Every x86_64 variant runs on x86-64-v2 or better: its features are always allowed.
+BASELINE = ("x86-64-v2", frozenset({"SSE3", "SSSE3", "SSE4_1", "SSE4_2", "POPCNT"}))
+# x86 levels, lowest first (an ISA after those it includes); each names the CPUID features that bring it.
+LEVELS: tuple[tuple[str, frozenset[str]], ...] = (BASELINE,) + tuple(
+    (name, cpu_isa.get(name).code_features)
+    for name in sorted(cpu_isa.X86_ISAS, key=lambda n: len(cpu_isa.get(n).includes))
 )
 LEVEL_NAMES = ("x86-64",) + tuple(name for name, _ in LEVELS)
-# What each variant ISA may use without a warning.  Every CPU with AVX512_BF16
-# (Cooper Lake, Sapphire Rapids, Zen 4 and later) also has AVX512_VNNI.
-ALLOWED_LEVEL = {"avx": "avx", "avx2": "avx2", "avx512": "avx512", "avx512vnni": "avx512vnni", "avx512bf16": "avx512bf16"}
 # SIMD features beyond every variant of the matrix; reported, never a level.
 _BEYOND = re.compile(r"^(AVX|AMX|FMA4|XOP|SSE4A|VAES|VPCLMULQDQ|GFNI|SHA|AVX512)")
 # -march values that bring a variant's flags on their own.
@@ -50,11 +45,8 @@ MARCH_LEVEL = {
     "cascadelake": "avx512vnni", "cooperlake": "avx512bf16", "sapphirerapids": "avx512bf16",
     "emeraldrapids": "avx512bf16", "graniterapids": "avx512bf16", "znver4": "avx512bf16", "znver5": "avx512bf16",
 }
-LEVEL_IMPLIES = {  # a level -> the variant ISAs whose flags it brings
-    "x86-64-v2": (), "avx": ("avx",), "avx2": ("avx", "avx2"), "avx512": ("avx", "avx2", "avx512"),
-    "avx512vnni": ("avx", "avx2", "avx512", "avx512vnni"),
-    "avx512bf16": ("avx", "avx2", "avx512", "avx512vnni", "avx512bf16"),
-}
+# a level -> the variant ISAs whose flags it brings
+LEVEL_IMPLIES = {BASELINE[0]: (), **{n: (*cpu_isa.get(n).includes, n) for n in cpu_isa.X86_ISAS}}
 
 
 @dataclasses.dataclass
@@ -79,17 +71,10 @@ class IsaScan:
 
 
 def allowed_features(isa: str) -> frozenset[str]:
-    top = ALLOWED_LEVEL.get(isa)
-    if top is None:
+    """What an x86_64 variant's code may use without a warning (nothing for another ISA)."""
+    if isa not in cpu_isa.X86_ISAS:
         return frozenset()
-    allowed: set[str] = set()
-    for name, members in LEVELS:
-        allowed |= members
-        if name == top:
-            break
-    if isa == "avx512bf16":
-        allowed |= {"AVX512_VNNI"}
-    return frozenset(allowed)
+    return BASELINE[1] | cpu_isa.allowed_code_features(isa)
 
 
 def _iced():
@@ -181,7 +166,7 @@ def flags_applied(record: str, isa: str) -> bool:
         tokens = shlex.split(record)
     except ValueError:
         tokens = record.split()
-    wanted = ISA_FLAGS.get(isa, ())
+    wanted = cpu_isa.get(isa).flags if isa in cpu_isa.ISAS else ()
     if all(_last_sets(tokens, flag) for flag in wanted):
         return True
     marches = [t.split("=", 1)[1] for t in tokens if t.startswith("-march=")]

@@ -24,12 +24,12 @@ import dataclasses
 import re
 from pathlib import Path
 
+from .. import cpu_isa
 from ..errors import BackendError
 from . import elf
 
 # Extensions tracked, in the order a report lists them.
 EXTENSIONS = ("SVE", "SVE2", "SVE2-crypto", "SVE2.1", "SME")
-ALLOWED = {"armv8_2": frozenset(), "armv9": frozenset({"SVE", "SVE2"})}
 # A -march / -mcpu fragment in a compile record that asks for an extension on purpose.
 _ASKS = {
     "SVE": re.compile(r"\+sve\b|\+sve2|armv9|armv8\.[2-9]-a\+sve"),
@@ -79,7 +79,7 @@ class ArmScan:
         return used[-1].lower() if used else "armv8"
 
     def beyond(self, isa: str) -> dict[str, int]:
-        allowed = ALLOWED.get(isa, frozenset())
+        allowed = cpu_isa.allowed_code_features(isa) if isa in cpu_isa.ARM_ISAS else frozenset()
         return {e: n for e, n in self.extensions.items() if e not in allowed and n}
 
 
@@ -148,7 +148,7 @@ def check_object(obj, info: elf.ObjectInfo, isa: str | None) -> None:
     obj.isa_highest = scan.highest
     obj.isa_features = dict(sorted(scan.extensions.items()))
     obj.instructions = scan.instructions
-    if isa not in ALLOWED:
+    if isa not in cpu_isa.ARM_ISAS:
         return
     obj.isa_beyond = scan.beyond(isa)
     from .isa import is_compile_record

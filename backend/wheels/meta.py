@@ -29,10 +29,16 @@ from . import names
 from .files import atomic_output, fsync_dir, record_hash
 from .rawzip import FIXED_DATE_TIME, RawZipWriter
 
-DEFAULT_VERSION = "0.15.1"
 GENERATOR = "vllm-stack-backend"
 WHEEL_TEXT = f"Wheel-Version: 1.0\nGenerator: {GENERATOR}\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
 _NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+
+
+def stack_version() -> str:
+    """The version the returned wheel (and the sdist) carries: the vLLM recipe's."""
+    from .. import recipes
+
+    return recipes.get("vllm").version
 
 
 def _check(name: str, version: str, requires: Sequence[str]) -> tuple[str, list[str]]:
@@ -53,7 +59,7 @@ def _check(name: str, version: str, requires: Sequence[str]) -> tuple[str, list[
 
 def metadata_text(
     name: str,
-    version: str = DEFAULT_VERSION,
+    version: str,
     requires: Sequence[str] = (),
     summary: str = "",
     *,
@@ -75,18 +81,18 @@ def metadata_text(
     return "\n".join(lines)
 
 
-def dist_info_name(name: str, version: str = DEFAULT_VERSION) -> str:
+def dist_info_name(name: str, version: str) -> str:
     return f"{names.name_part(name)}-{Version(version)}.dist-info"
 
 
-def wheel_file_name(name: str, version: str = DEFAULT_VERSION) -> str:
+def wheel_file_name(name: str, version: str) -> str:
     return f"{names.name_part(name)}-{Version(version)}-py3-none-any.whl"
 
 
 def write_metadata_dir(
     directory: Path,
     name: str,
-    version: str = DEFAULT_VERSION,
+    version: str,
     requires: Sequence[str] = (),
     summary: str = "",
     *,
@@ -115,7 +121,7 @@ def write_metadata_dir(
 def build(
     directory: Path,
     name: str,
-    version: str = DEFAULT_VERSION,
+    version: str,
     requires: Sequence[str] = (),
     summary: str = "",
     *,

@@ -29,8 +29,8 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from .. import cpu_isa
 from ..errors import BackendError
-from ..settings import ARM_ISAS
 from ..variants import Variant
 from . import names
 from .files import write_atomic
@@ -46,21 +46,6 @@ PROVIDERS = {
     "aarch64": ("provider-variant-aarch64", "provider_variant_aarch64.plugin:AArch64Plugin"),
 }
 
-# Our ISA -> (x86_64 level, features beyond that level that the ISA's flags use).
-X86_PROPERTIES = {
-    "avx": ("v2", ("avx",)),
-    "avx2": ("v3", ()),
-    "avx512": ("v4", ()),
-    "avx512bf16": ("v4", ("avx512_bf16",)),
-    "avx512vnni": ("v4", ("avx512_vnni",)),
-}
-# Our ISA -> (aarch64 version, features its -march flags use; the provider's names).
-ARM_PROPERTIES = {
-    "armv8_2": ("8.2a", ("asimddp", "asimdhp")),
-    "armv9": ("9.0a", ("bf16", "i8mm", "sve2", "svebf16", "svei8mm")),
-}
-
-
 def properties(variant: Variant) -> dict[str, dict[str, list[str]]]:
     """The variant's properties as namespace -> feature -> [value] (sorted)."""
     result: dict[str, dict[str, list[str]]] = {
@@ -69,12 +54,9 @@ def properties(variant: Variant) -> dict[str, dict[str, list[str]]]:
             "sm_arch": [f"{variant.sm}_real"],
         }
     }
-    if variant.isa in ARM_ISAS:
-        version, features = ARM_PROPERTIES[variant.isa]
-        result["aarch64"] = {"version": [version], **{f: ["on"] for f in features}}
-    else:
-        level, features = X86_PROPERTIES[variant.isa]
-        result["x86_64"] = {"level": [level], **{f: ["on"] for f in features}}
+    isa = cpu_isa.get(variant.isa)
+    level_key = "version" if isa.platform == "aarch64" else "level"
+    result[isa.platform] = {level_key: [isa.variant_level], **{f: ["on"] for f in isa.variant_features}}
     return {ns: {f: values[f] for f in sorted(values)} for ns, values in sorted(result.items())}
 
 

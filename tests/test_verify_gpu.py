@@ -29,6 +29,9 @@ CASES = {
     "arch_a": ["-gencode", "arch=compute_90a,code=sm_90a"],
     "family_f": ["-gencode", "arch=compute_100f,code=sm_100f"],
     "rdc": ["-rdc=true", "-gencode", "arch=compute_90,code=[sm_90,compute_90]"],
+    "own_ptx_only": ["-gencode", "arch=compute_90,code=compute_90"],
+    "lower_ptx": ["-gencode", "arch=compute_90,code=sm_90", "-gencode", "arch=compute_80,code=compute_80"],
+    "higher_ptx": ["-gencode", "arch=compute_90,code=sm_90", "-gencode", "arch=compute_100,code=compute_100"],
 }
 
 
@@ -115,8 +118,20 @@ def test_variant_rules(cuda_objects):
     wrong = verify_paths([c["sm90"]], Expectation(sm="100", cuda="13.0"))
     assert not wrong.ok and any("no code for sm_100" in p.message for p in wrong.errors)
     multi = verify_paths([c["multi_ptx"]], Expectation(sm="90", cuda="13.0"))
-    messages = " | ".join(p.message for p in multi.errors)
-    assert "cubins for sm_80" in messages and "PTX for compute_90" in messages and "no code" not in messages
+    assert [p.message.split(":")[0] for p in multi.errors] == ["2 cubins for sm_80"]
+    # PTX for exactly the variant's SM runs there: unasked, a warning, not a refusal
+    assert [p.message.split(":")[0] for p in multi.warnings] == ["1 PTX for compute_90"]
+    own_only = verify_paths([c["own_ptx_only"]], Expectation(sm="90", cuda="13.0"))
+    assert own_only.ok, [p.message for p in own_only.errors]
+    assert [p.message.split(":")[0] for p in own_only.warnings] == ["1 PTX for compute_90"]
+    assert "own SM" in own_only.warnings[0].message
+    # any other GPU code stays an error: PTX of a lower or a higher SM, unasked
+    for case, target in (("lower_ptx", "compute_80"), ("higher_ptx", "compute_100")):
+        other = verify_paths([c[case]], Expectation(sm="90", cuda="13.0"))
+        assert [p.message.split(":")[0] for p in other.errors] == [f"1 PTX for {target}"], case
+        assert not other.warnings, case
+    # the own SM's PTX alone is not code for another SM
+    assert not verify_paths([c["own_ptx_only"]], Expectation(sm="100", cuda="13.0")).ok
     with_ptx = verify_paths([c["multi_ptx"]], Expectation(sm="90", cuda="13.0", ptx=True))
     assert [p.message.split(":")[0] for p in with_ptx.errors] == ["2 cubins for sm_80"]
     assert verify_paths([c["arch_a"]], Expectation(sm="90", cuda="13.0")).ok

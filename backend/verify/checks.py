@@ -67,6 +67,22 @@ def ptx_verdict(sm: str, suffix: str, variant: str, asked: bool) -> str | None:
     return None
 
 
+def _own_sm_ptx(entry, expect: Expectation) -> bool:
+    """PTX of exactly the variant's SM: it runs there (JIT-compiled by the driver), so unasked it is a warning.
+
+    It costs wheel size and, where no cubin fits, a first-launch compile; it
+    is never a wrong kernel.  PTX of any other SM stays an error.
+    """
+    return entry.kind == "ptx" and entry.sm == expect.sm
+
+
+def _runs_on_variant(entry, expect: Expectation) -> bool:
+    if entry.kind == "cubin":
+        return cubin_verdict(entry.sm, entry.suffix, expect.sm) is None
+    asked = expect.ptx or bool(expect.by_design)
+    return _own_sm_ptx(entry, expect) or ptx_verdict(entry.sm, entry.suffix, expect.sm, asked) is None
+
+
 def _by_design(entry, expect: Expectation) -> bool:
     """A plain target of the variant's SM or below that the component's build emits on purpose.
 
@@ -90,6 +106,7 @@ def _check_gpu(obj: ObjectEntry, expect: Expectation) -> None:
         severity = ERROR if main else WARNING
         bad: dict[str, tuple[int, str]] = {}
         designed: set[str] = set()
+        own_ptx: set[str] = set()
         for entry in section.entries:
             why = (cubin_verdict(entry.sm, entry.suffix, expect.sm) if entry.kind == "cubin"
                    else ptx_verdict(entry.sm, entry.suffix, expect.sm, expect.ptx))
@@ -98,19 +115,21 @@ def _check_gpu(obj: ObjectEntry, expect: Expectation) -> None:
                 bad[entry.target] = (count + 1, why)
                 if _by_design(entry, expect):
                     designed.add(entry.target)
+                elif _own_sm_ptx(entry, expect):
+                    own_ptx.add(entry.target)
         for target, (count, why) in bad.items():
             kind = "PTX" if target.startswith("compute") else "cubin" + "s" * (count != 1)
             where = "" if main else " in __nv_relfatbin (device-link input, not loaded at run time)"
-            level = WARNING if target in designed else severity
+            level = WARNING if target in designed or target in own_ptx else severity
             if target in designed:
                 why += f"; expected: {expect.by_design}"
+            elif target in own_ptx:
+                why += "; it is for the variant's own SM, so it runs there (JIT-compiled where no cubin fits)"
             obj.problems.append(Problem(
                 level, "gpu", f"{count} {kind} for {target}{where}: {why} (variant sm_{expect.sm})", obj.path))
     main = obj.section(".nv_fatbin")
     if main and main.entries:
-        usable = [e for e in main.entries if (
-            cubin_verdict(e.sm, e.suffix, expect.sm) if e.kind == "cubin"
-            else ptx_verdict(e.sm, e.suffix, expect.sm, expect.ptx or bool(expect.by_design))) is None]
+        usable = [e for e in main.entries if _runs_on_variant(e, expect)]
         if not usable:
             obj.problems.append(Problem(
                 ERROR, "gpu", f"uses CUDA but has no code for sm_{expect.sm} "

@@ -146,3 +146,28 @@ def test_sm103_on_cuda_12_refuses_vllm_but_builds_the_rest(tmp_path):
     ok = resolve({"cache-dir": str(tmp_path), "sm": "103", "isa": "avx512", "cuda": "13.0"})
     assert make_plan(ok, Variant(sm="103", isa="avx512", cuda="13.0"), project_dir=tmp_path, cores=8,
                      memory_bytes=64 * GIB).step("vllm")
+
+
+def test_a_local_tree_is_planned_as_the_copy_the_build_runs_in(tmp_path):
+    """plan -C source.xformers=DIR shows the per-variant copy that is built, not DIR; a lock tree its unpacked tree."""
+    tree = tmp_path / "xformers"
+    tree.mkdir()
+    (tree / "version.txt").write_text("0.0.34\n")
+    plan = plan_for(tmp_path, components="xformers", **{"source.xformers": str(tree)})
+    step = plan.step("xformers")
+    copy = plan.layout.source_workdir(recipes.get("xformers")) / "local-tree"
+    assert step.tree == step.cwd == copy and step.source == str(tree)
+    assert step.commands[-1][-1] == str(copy) and not any(str(tree) in part for c in step.commands for part in c)
+    assert step.commands[-1][0] == str(step.python) == str(plan.layout.python)
+    torch = plan.step("torch")
+    assert torch.tree == plan.layout.source_workdir(recipes.get("torch")) / "torch" and torch.source == "lock:torch"
+    data = plan.to_json()["steps"][1]
+    assert data["cwd"] == str(copy) and data["python"] == str(plan.layout.python) and data["patches"] == []
+
+
+def test_patch_conditions_are_pep440_or_an_exact_commit():
+    from backend.sources.patches import matches
+
+    assert matches("==0.49.1", "0.49.1") and not matches("==0.49.1", "0.50.0")
+    assert matches(">=0.15.1,<0.16", "0.15.2") and not matches(">=0.15.1,<0.16", "0.16.0")
+    assert matches("==188be165", "188be165") and not matches("==188be165", "188be166")

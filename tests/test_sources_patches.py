@@ -34,6 +34,21 @@ def test_every_patch_has_a_header_saying_why():
         assert len(header.strip().splitlines()) >= 3, path
 
 
+def test_every_patch_says_it_is_for_the_release_the_lock_pins():
+    """Each committed patch has its own When: line, and it names the locked release of the tree it patches."""
+    from backend.sources.lock import load
+
+    lock = load()
+    found = sorted((ROOT / "patches").glob("**/*.patch"))
+    assert found
+    for path in found:
+        component, *entry = path.relative_to(ROOT / "patches").parts[:-1]
+        tree = lock.entries[entry[0]] if entry else lock.main_entry(component)
+        when = patches.when_of(path)
+        assert when == f"=={tree.version}", (path, when, tree.version)
+        assert patches.matches(when, tree.version)
+
+
 def _sdist_tree(version: str, dest: Path) -> Path:
     url, _ = VLLM_SDISTS[version]
     data = urllib.request.urlopen(url, timeout=120).read()

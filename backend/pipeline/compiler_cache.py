@@ -96,6 +96,13 @@ class CompilerCache:
             env["PATH"] = path
         return env
 
+    def switch_flags(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The CFLAGS/CXXFLAGS of ``env`` this cache rewrites, rewritten (nothing is written: the plan shows these)."""
+        if self.tool != "ccache":
+            return {}
+        return {k: " ".join(f"-specs={RECORD_SPECS}" if flag == RECORD_SWITCHES else flag for flag in env[k].split())
+                for k in ("CFLAGS", "CXXFLAGS") if RECORD_SWITCHES in env.get(k, "").split()}
+
     def flags(self, env: Mapping[str, str]) -> dict[str, str]:
         """CFLAGS/CXXFLAGS (and LIBRARY_PATH) as this cache needs them, given the build's final ``env``.
 
@@ -106,10 +113,8 @@ class CompilerCache:
         reaches GCC through a specs file named relatively (found in LIBRARY_PATH), which ccache
         hashes as a constant string: the record stays for verification, the paths go.
         """
-        if self.tool != "ccache":
-            return {}
-        wanted = {k: env[k] for k in ("CFLAGS", "CXXFLAGS") if RECORD_SWITCHES in env.get(k, "").split()}
-        if not wanted:
+        out = self.switch_flags(env)
+        if not out:
             return {}
         specs_dir = self.directory / "specs"
         specs_dir.mkdir(parents=True, exist_ok=True)
@@ -119,8 +124,6 @@ class CompilerCache:
             temporary = specs.with_suffix(f".{os.getpid()}.tmp")
             temporary.write_text(text)
             temporary.replace(specs)  # a build running beside this one reads a whole file
-        out = {k: " ".join(f"-specs={RECORD_SPECS}" if flag == RECORD_SWITCHES else flag for flag in v.split())
-               for k, v in wanted.items()}
         out["LIBRARY_PATH"] = os.pathsep.join(p for p in (str(specs_dir), env.get("LIBRARY_PATH", "")) if p)
         return out
 

@@ -22,10 +22,13 @@ from ..errors import BackendError
 from ..settings import Settings
 from ..wheels import names as wheel_names
 from . import compiler_cache, environment, run
+from .executor import process_environment
 from .plan import Plan, make_plan
 from .runner import CommandFailed, run_logged
 
 DEFAULT_BACKEND = "setuptools.build_meta:__legacy__"
+# The switch record, as the plan sets it and as ccache passes it (a specs file)
+RECORD_FLAGS = (compiler_cache.RECORD_SWITCHES, f"-specs={compiler_cache.RECORD_SPECS}")
 
 
 def _backend_of(tree: Path) -> tuple[str, list[str]]:
@@ -86,7 +89,7 @@ def build_editable(wheel_directory: Path, settings: Settings, target_python: str
     python = environment.ensure(layout.env_dir)
     environment.install_wheels(python, [w for w in stack_wheels if _dist(w) == "torch"])
     toolchain = run.resolve_toolchain(full_plan)
-    cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir, url=settings.compiler_cache_url)
+    cache = full_plan.compiler_cache
     editable_dir = layout.wheelhouse / "editable"
     editable_dir.mkdir(parents=True, exist_ok=True)
     editable_wheels = []
@@ -114,14 +117,12 @@ def _build_one(plan: Plan, step, python: Path, toolchain, cache, editable_dir: P
     recipe = recipes.get(step.component)
     checkout = plan.settings.sources[step.component]
     layout = plan.layout
-    env = environment.clean_environ(python, toolchain.env() if toolchain is not None else None)
-    env.update(cache.env(checkout, env["PATH"], nvcc=env.get("CUDACXX")))
-    env.update(step.env)
+    env = process_environment(step, toolchain, cache, checkout)
     # In-place objects are not verified, and the switch record holds the -o
     # path, which setuptools' PEP 660 build draws anew each time: without it
     # a second install is all compiler-cache hits.
     for key in ("CFLAGS", "CXXFLAGS"):
-        env[key] = " ".join(flag for flag in env.get(key, "").split() if flag != "-frecord-gcc-switches")
+        env[key] = " ".join(flag for flag in env.get(key, "").split() if flag not in RECORD_FLAGS)
     wheel_dir = layout.variant_dir / step.component / "_editable"
     wheel_dir.mkdir(parents=True, exist_ok=True)
     for old in wheel_dir.glob("*.whl"):

@@ -9,20 +9,17 @@ log stay for the next run.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import shutil
 import time
 from pathlib import Path
 
 from .. import recipes
 from ..errors import BackendError
-from ..recipes import BuildContext
 from ..wheels import manylinux
 from ..wheels import names as wheel_names
 from . import compiler_cache, environment
 from .buildkey import build_key
-from .plan import Plan, Step, common_env
+from .plan import Plan, Step
 from .runner import run_logged, say
 
 
@@ -31,7 +28,6 @@ class StepExecutor:
     """What every step of one build shares: the plan, the build venv, the toolchain, the compiler cache, the wheelhouse."""
 
     plan: Plan
-    python: Path
     toolchain: object | None
     cache: compiler_cache.CompilerCache
     house: object
@@ -48,16 +44,14 @@ class StepExecutor:
         recipe = recipes.get(step.component)
         layout = plan.layout
         say(f"{label} preparing {step.component} {recipe.version} ({step.source})")
-        prepared = _prepare_source(plan, recipe)
-        ctx = _context(plan, step, prepared, self.python)
-        env_vars = common_env(plan.variant, step.jobs)
-        env_vars.update(recipe.environment(ctx))
-        commands = recipe.commands(ctx)
+        prepared = _prepare_source(plan, step)
+        # What runs is the plan's: its environment and commands, in its tree.
         toolchain_id = f"{toolchain.provider}:{toolchain.version}" if toolchain else "none"
         toolchain_id += manylinux.key_part(toolchain, plan.settings.manylinux)  # host g++ and the tag target
         key = build_key(
-            recipe=recipe, source_key=prepared.build_key, env=env_vars, commands=commands, toolchain=toolchain_id,
-            dependency_keys={d: self.keys[d] for d in step.depends if d in self.keys}, torch_version=plan.torch_version,
+            recipe=recipe, source_key=prepared.build_key, env=dict(step.env), commands=[list(c) for c in step.commands],
+            toolchain=toolchain_id, dependency_keys={d: self.keys[d] for d in step.depends if d in self.keys},
+            torch_version=plan.torch_version,
         )
         self.keys[step.component] = key
 
@@ -65,23 +59,19 @@ class StepExecutor:
         if cached:
             return cached, "cached"
 
-        full_env = environment.clean_environ(self.python, toolchain.env() if toolchain is not None else None)
-        full_env.update(self.cache.env(compiler_cache.base_dirs(layout), full_env["PATH"], nvcc=full_env.get("CUDACXX")))
-        full_env.update(env_vars)
-        full_env.update(self.cache.flags(full_env))
-
+        full_env = process_environment(step, toolchain, self.cache, compiler_cache.base_dirs(layout))
         say(f"{label} building with {step.jobs.processes} job(s) x {step.jobs.nvcc_threads} nvcc thread(s): {step.jobs.reason}")
         say(f"{label} log: {layout.log_file(recipe)}")
-        wheel_dir = ctx.wheel_dir
+        wheel_dir = layout.wheel_dir(recipe)
         if wheel_dir.exists():
             shutil.rmtree(wheel_dir)
         wheel_dir.mkdir(parents=True)
-        ctx.build_dir.mkdir(parents=True, exist_ok=True)
+        layout.build_dir(recipe).mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         with self.cache.session(full_env, layout.log_file(recipe).with_suffix(".ccache-stats")) as session:
             try:
-                for command in commands:
-                    run_logged(command, env={**full_env, **session.env}, cwd=ctx.source, log=layout.log_file(recipe), label=label)
+                for command in step.commands:
+                    run_logged(command, env={**full_env, **session.env}, cwd=step.cwd, log=layout.log_file(recipe), label=label)
             finally:
                 self.cache_stats[step.component] = session
 
@@ -109,10 +99,11 @@ class StepExecutor:
         for wheel in staged:
             added.append(house.add(wheel, {
                 "component": step.component,
-                "source": step.source if prepared.origin == "local" else f"lock:{recipe.sources[0]}",
+                "source": step.source,
                 "origin": prepared.origin,
                 "source_hash": prepared.source_hash,
                 "patches": [list(p) for p in prepared.patches],
+                "patches_not_applied": [[p.name, p.why] for p in step.patches if not p.applied],
                 "build_key": key,
                 "seconds": seconds,
                 **({"features": features[wheel.name]} if wheel.name in features else {}),
@@ -121,50 +112,35 @@ class StepExecutor:
         return added, "built"
 
 
-def _prepare_source(plan: Plan, recipe: recipes.Recipe):
+def process_environment(step: Step, toolchain, cache: compiler_cache.CompilerCache, base_dirs) -> dict[str, str]:
+    """The environment a step's commands run in: the clean process environment of its build venv, the
+    toolchain's and the compiler cache's variables, then the plan's (``step.env``, with the compiler
+    cache's CFLAGS/CXXFLAGS, ``step.compiler_flags``), which win.
+    Stack builds and editable builds both start their commands from here."""
+    env = environment.clean_environ(step.python, toolchain.env() if toolchain is not None else None)
+    env.update(cache.env(base_dirs, env["PATH"], nvcc=env.get("CUDACXX")))
+    env.update(step.env)
+    env.update(cache.flags(env))  # writes the specs file the plan's compiler_flags name, and finds it for GCC
+    env.update(step.compiler_flags)
+    return env
+
+
+def _prepare_source(plan: Plan, step: Step):
+    """The step's trees, exactly where the plan says, with exactly the patches it lists."""
     from ..settings import cache_dir
-    from ..sources import patches
     from ..sources import prepare as sources_prepare
-    from . import snapshot
 
     settings = plan.settings
-    layout = plan.layout
-    workdir = layout.source_workdir(recipe)
-    local = settings.sources.get(recipe.name)
-    unused = recipe.unused_sources(plan.variant, settings)
-    if local is None:
-        return sources_prepare.prepare(
-            recipe.name, cache_dir=cache_dir(settings), workdir=workdir,
-            offline=settings.offline, allow_unverified=settings.allow_unverified, unused=unused,
-        )
-    # Builds write into their tree and patches must not touch the checkout:
-    # build a per-variant copy, with the component's patches applied to it.
-    copy = workdir / "local-tree"
-    prepared = sources_prepare.prepare(
-        recipe.name, cache_dir=cache_dir(settings), workdir=workdir, offline=settings.offline,
-        allow_unverified=settings.allow_unverified, local=local, patch_local=True, unused=unused,
+    prepared = sources_prepare.prepare_for_build(
+        step.component, cache_dir=cache_dir(settings), workdir=plan.layout.source_workdir(recipes.get(step.component)),
+        patches=step.patches, local=settings.sources.get(step.component), offline=settings.offline,
+        allow_unverified=settings.allow_unverified, unused=step.unused_sources,
     )
-    snapshot.sync(local, copy)
-    applied = patches.apply(copy, recipe.name)
-    key = hashlib.sha256(json.dumps([prepared.build_key, applied]).encode()).hexdigest()[:32]
-    return dataclasses.replace(prepared, root=copy, patches=applied + prepared.patches, build_key=key)
-
-
-def _context(plan: Plan, step: Step, prepared, python: Path) -> BuildContext:
-    recipe = recipes.get(step.component)
-    layout = plan.layout
-    return BuildContext(
-        variant=plan.variant,
-        settings=plan.settings,
-        source=prepared.root,
-        extras=dict(prepared.extras),
-        wheel_dir=layout.wheel_dir(recipe),
-        build_dir=layout.build_dir(recipe),
-        python=str(python),
-        jobs=step.jobs.processes,
-        nvcc_threads=step.jobs.nvcc_threads,
-        tree_version=recipe.tree_version(prepared.root) if prepared.origin == "local" else None,
-    )
+    if prepared.root != step.tree or dict(prepared.extras) != dict(step.extras):
+        raise BackendError(f"{step.component}: the sources were prepared in {prepared.root} "
+                           f"({', '.join(map(str, prepared.extras.values())) or 'no further trees'}), "
+                           f"not where the plan builds them ({step.tree}); this is a bug in the backend")
+    return prepared
 
 
 def _expectation(plan: Plan, step: Step, toolchain):

@@ -45,17 +45,6 @@ class Layout:
     def source_workdir(self, recipe: Recipe) -> Path:
         return self.variant_dir / recipe.name
 
-    def source_dir(self, recipe: Recipe) -> Path:
-        return self.source_workdir(recipe) / recipe.sources[0]
-
-    def extra_dir(self, recipe: Recipe, entry: str) -> Path:
-        """Where the sources step places a further lock entry (inside another tree when the lock says so)."""
-        from ..sources.lock import load
-
-        found = load().entries.get(entry)
-        relative = found.dest if found is not None and found.dest else entry
-        return self.source_workdir(recipe) / relative
-
     def build_dir(self, recipe: Recipe) -> Path:
         return self.variant_dir / recipe.name / "_build"
 

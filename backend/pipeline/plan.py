@@ -1,8 +1,18 @@
 """The plan: the ordered build steps of one variant, before anything runs.
 
-The plan is pure data derived from settings, the variant, the recipes, the
-host's size and (optionally) the toolchain.  ``python -m backend plan``
-prints it; the runner executes it.
+The plan is the program.  Each step holds what its build runs, exactly: the
+tree that is built (the lock's unpacked tree, or the per-variant copy of a
+``source.<component>`` checkout) and the command's working folder, the
+further lock trees, the build venv's interpreter, the environment the plan
+sets (``common_env`` plus the recipe's), the commands, and every patch with
+whether it is applied and why.  ``python -m backend plan`` prints it; the
+engine (``run.py``, ``executor.py``) runs those commands with that
+environment in that folder and nothing else.  What is known only after
+preparing (a source hash, the build key) is computed when the step runs.
+
+The plan is data derived from settings, the variant, the recipes, the lock,
+the patches and the host's size; the only thing it runs is ``patch
+--dry-run`` on a local checkout (read only), to say which patches fit it.
 """
 
 from __future__ import annotations
@@ -17,7 +27,12 @@ from .. import recipes
 from ..errors import BackendError
 from ..recipes import BuildContext, Recipe
 from ..settings import Settings, cache_dir
+from ..sources import prepare as sources_prepare
+from ..sources.lock import load as load_lock
+from ..sources.patches import PatchDecision
 from ..variants import Variant
+from .compiler_cache import CompilerCache
+from . import compiler_cache
 from .layout import Layout
 from .parallelism import JobChoice, choose_jobs
 
@@ -29,12 +44,22 @@ class Step:
     distributions: tuple[str, ...]
     source: str  # "lock:<entry>" or the local path
     depends: tuple[str, ...]
-    env: Mapping[str, str]
+    env: Mapping[str, str]  # what the plan sets, over the clean process environment, toolchain and compiler cache
+    compiler_flags: Mapping[str, str]  # env's CFLAGS/CXXFLAGS as the compiler cache rewrites them (ccache: a specs file)
     commands: tuple[tuple[str, ...], ...]
     jobs: JobChoice
     notes: tuple[str, ...]
     pins_torch: bool
     uses_cuda: bool
+    tree: Path  # the tree that is built, and the commands' working folder
+    extras: Mapping[str, Path]  # the component's further lock trees, by entry name
+    python: Path  # the build venv's interpreter
+    patches: tuple[PatchDecision, ...]  # every patch it meets: applied or not, and why
+    unused_sources: tuple[str, ...]  # lock entries this build neither fetches nor unpacks
+
+    @property
+    def cwd(self) -> Path:
+        return self.tree
 
     def to_json(self) -> dict:
         return {
@@ -43,8 +68,14 @@ class Step:
             "distributions": list(self.distributions),
             "source": self.source,
             "depends": list(self.depends),
+            "tree": str(self.tree),
+            "extras": {name: str(path) for name, path in self.extras.items()},
+            "python": str(self.python),
+            "cwd": str(self.cwd),
             "env": dict(self.env),
+            "compiler_cache_env": dict(self.compiler_flags),
             "command": [list(c) for c in self.commands],
+            "patches": [p.to_json() for p in self.patches],
             "jobs": self.jobs.to_json(),
             "notes": list(self.notes),
         }
@@ -57,6 +88,7 @@ class Plan:
     layout: Layout
     steps: tuple[Step, ...]
     torch_version: str  # the exact torch every torch-dependent wheel pins
+    compiler_cache: CompilerCache  # the tool every step's compiles go through
 
     def step(self, component: str) -> Step:
         for step in self.steps:
@@ -73,6 +105,7 @@ class Plan:
             "platform": self.variant.platform,
             "label": self.variant.label,
             "torch": self.torch_version,
+            "compiler_cache": self.compiler_cache.tool,
             "steps": [s.to_json() for s in self.steps],
         }
 
@@ -154,40 +187,55 @@ def make_plan(
         local_torch = settings.sources.get("torch")
         torch_version = torch_recipe.local_version(variant, torch_recipe.tree_version(local_torch) if local_torch else None)
 
+    lock = load_lock()
+    cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir, url=settings.compiler_cache_url)
     steps = []
     for recipe in selected:
         jobs = choose_jobs(recipe, settings, cores=cores, memory_bytes=memory_bytes)
         local = settings.sources.get(recipe.name)
+        unused = tuple(recipe.unused_sources(variant, settings))
+        tree, extras = sources_prepare.planned_trees(
+            recipe.name, workdir=layout.source_workdir(recipe), local=local is not None, unused=unused, lock=lock)
+        tree_version = recipe.tree_version(local) if local else None
         ctx = BuildContext(
             variant=variant,
             settings=settings,
-            source=local or layout.source_dir(recipe),
-            extras={name: layout.extra_dir(recipe, name) for name in recipe.sources[1:]},
+            source=tree,
+            extras=extras,
             wheel_dir=layout.wheel_dir(recipe),
             build_dir=layout.build_dir(recipe),
             python=str(layout.python),
             jobs=jobs.processes,
             nvcc_threads=jobs.nvcc_threads,
-            tree_version=recipe.tree_version(local) if local else None,
+            tree_version=tree_version,
+            checkout=local,
         )
         env = common_env(variant, jobs)
         env.update(recipe.environment(ctx))
         steps.append(
             Step(
                 component=recipe.name,
-                version=recipe.local_version(variant, ctx.tree_version),
+                version=recipe.local_version(variant, tree_version),
                 distributions=recipe.distributions,
-                source=str(local) if local else f"lock:{recipe.sources[0]}",
+                source=str(local) if local else f"lock:{lock.main_entry(recipe.name).name}",
                 depends=tuple(d for d in recipe.depends if any(r.name == d for r in selected)),
                 env=env,
+                compiler_flags=cache.switch_flags(env),
                 commands=tuple(tuple(c) for c in recipe.commands(ctx)),
                 jobs=jobs,
                 notes=tuple(recipe.notes(variant)),
                 pins_torch=recipe.pins_torch,
                 uses_cuda=recipe.uses_cuda,
+                tree=tree,
+                extras=extras,
+                python=layout.python,
+                patches=tuple(sources_prepare.planned_patches(
+                    recipe.name, local=local, tree_version=tree_version, unused=unused, lock=lock)),
+                unused_sources=unused,
             )
         )
-    return Plan(variant=variant, settings=settings, layout=layout, steps=tuple(steps), torch_version=torch_version)
+    return Plan(variant=variant, settings=settings, layout=layout, steps=tuple(steps), torch_version=torch_version,
+                compiler_cache=cache)
 
 
 def format_plan(plan: Plan) -> str:
@@ -213,6 +261,11 @@ def format_plan(plan: Plan) -> str:
         keys = sorted(k for k in step.env if k not in ("PIP_NO_INPUT",))
         for key in keys:
             lines.append(f"  {key}={step.env[key]}")
+        for key, value in sorted(step.compiler_flags.items()):
+            lines.append(f"  {key}={value}  ({plan.compiler_cache.tool} records the switches through a specs file)")
+        for patch in step.patches:
+            lines.append(f"  patch {patch.name}: {'applied' if patch.applied else 'NOT applied'} ({patch.why})")
+        lines.append(f"  in {step.cwd}")
         for command in step.commands:
             lines.append("  $ " + " ".join(command))
         for note in step.notes:

@@ -21,7 +21,7 @@ from ..sources import buildreqs
 from ..toolchains import hostcc
 from ..wheels import manylinux
 from ..wheels import names as wheel_names
-from . import compiler_cache, disk, environment
+from . import disk, environment
 from .executor import StepExecutor
 from .plan import Plan, common_env
 from .runner import CommandFailed, say
@@ -133,7 +133,7 @@ def _build_locked(plan: Plan) -> BuildResult:
             say(f"   note: {toolchain.cuda_home} has nvcc but no cuBLAS; components that link CUDA libraries "
                 "(torch, bitsandbytes, vLLM) will fail to configure: install a complete toolkit"
                 + (", or use -C toolchain=pypi" if not settings.cuda.startswith("12.") else ""))
-    cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir, url=settings.compiler_cache_url)
+    cache = plan.compiler_cache
     say(f"   compiler cache: {cache.describe()}")
     house = Wheelhouse(
         layout.wheelhouse,
@@ -150,7 +150,7 @@ def _build_locked(plan: Plan) -> BuildResult:
     disk.check(plan, say)
     python = environment.ensure(layout.env_dir)
     requirements = sorted({r for s in plan.steps for r in recipes.get(s.component).build_requirements(plan.variant)})
-    executor = StepExecutor(plan, python=python, toolchain=toolchain, cache=cache, house=house)
+    executor = StepExecutor(plan, toolchain=toolchain, cache=cache, house=house)
     with build_environment(python, requirements, settings):
         failures = run_steps(plan, results, executor.execute, cache_stats=executor.cache_stats,
                              on_built=lambda step, wheels: environment.install_wheels(python, wheels))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -30,6 +31,9 @@ class BuildContext:
     jobs: int
     nvcc_threads: int
     tree_version: str | None = None  # a local tree's own version (its version file), else None
+    # A local tree's checkout: its files can be read while planning (``source``, its per-variant copy,
+    # is made when the step runs); None for a lock tree
+    checkout: Path | None = None
 
     def local_version(self, version: str) -> str:
         """The version the build must stamp: the recipe's pin, or a local tree's own, plus the label."""
@@ -113,9 +117,13 @@ class Recipe:
             return None
         path = Path(tree) / self.version_file
         try:
-            text = path.read_text().strip().splitlines()[0].strip()
-        except (OSError, IndexError):
+            content = path.read_text()
+        except OSError:
             return None
+        # version.txt holds the version on its first line; a Python module states ``__version__ = "..."``
+        stated = re.search(r"""^__version__\s*=\s*["']([^"']+)["']""", content, re.MULTILINE)
+        lines = content.strip().splitlines()
+        text = stated.group(1) if stated else (lines[0].strip() if lines else "")
         from packaging.version import InvalidVersion, Version
 
         try:

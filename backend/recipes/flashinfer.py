@@ -72,7 +72,7 @@ def commands(ctx: BuildContext) -> list[list[str]]:
     steps = []
     if ctx.tree_version is None and TAG in ctx.extras:  # the lock's sdist: add the tag's packaging folder
         steps.append([ctx.python, "-c", OVERLAY, str(ctx.extras[TAG]), str(ctx.source)])
-    elif not (ctx.source / JIT_CACHE_DIR).is_dir():  # a local tree without it: JIT only
+    elif not ((ctx.checkout or ctx.source) / JIT_CACHE_DIR).is_dir():  # a local tree without it: JIT only
         return [pip_wheel(ctx)]
     return steps + [pip_wheel(ctx), pip_wheel(ctx, ctx.source / JIT_CACHE_DIR)]
 

@@ -3,6 +3,16 @@
 ``patches/<component>/<lock entry>/*.patch`` apply to that lock entry's tree
 instead (vLLM's flash-attention, say, which is a tree of its own beside vLLM's).
 
+Each patch says which releases it is for, as Spack's ``patch(..., when="@0.49.1")``
+does: a ``When:`` line in its header holds a PEP 440 specifier set
+(``When: ==0.49.1``, ``When: >=0.15.1,<0.16``), or ``==<commit>`` for a tree
+the lock pins by commit.  A patch without one is for the release the lock
+pins.  A locked tree gets every patch, and one whose ``When:`` excludes the
+locked release is an error in the repository.  A local tree
+(``source.<component>``) gets a patch only when its own version matches and
+the patch fits (``decide_local``); otherwise the plan and the manifest say
+why not.
+
 Each patch is first tried with ``--dry-run`` and applied only when it fits
 exactly (``--fuzz=0``), so a failing patch leaves the tree as it was and the
 error names the patch file, the file it patches and the failing hunk.
@@ -10,6 +20,7 @@ error names the patch file, the file it patches and the failing hunk.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import shutil
@@ -20,6 +31,113 @@ from ..errors import BackendError
 from .lock import PROJECT_ROOT
 
 PATCHES_ROOT = PROJECT_ROOT / "patches"
+EXACT = re.compile(r"==\s*([0-9A-Za-z._+!-]+)")  # one release (or commit), exactly
+WHEN_LINE = re.compile(r"^When:[ \t]*(.*?)[ \t]*$", re.MULTILINE)
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchDecision:
+    """One patch of a step, whether it is applied and why: what the plan shows and the manifest keeps."""
+
+    name: str  # file name; "<entry>/<file name>" for a lock entry's tree
+    sha256: str
+    when: str  # the releases it is for, as its When: line says (or the locked release)
+    applied: bool
+    why: str
+    path: Path
+
+    def to_json(self) -> dict:
+        return {"patch": self.name, "sha256": self.sha256, "when": self.when, "applied": self.applied, "why": self.why}
+
+
+def when_of(path: Path) -> str | None:
+    """The ``When:`` of a patch's header (the text before its first ``--- ``), or None."""
+    text = path.read_text(errors="replace")
+    header = text.split("\n--- ", 1)[0] if not text.startswith("--- ") else ""
+    found = WHEN_LINE.findall(header)
+    if len(found) > 1:
+        raise BackendError(f"patch {_shown(path)} has {len(found)} When: lines; accepted: one")
+    if found and not found[0]:
+        raise BackendError(f"patch {_shown(path)}: an empty When: line; accepted: a PEP 440 specifier set such as ==0.49.1")
+    return found[0] if found else None
+
+
+def matches(when: str, version: str) -> bool:
+    """Whether ``version`` is one of the releases ``when`` names (a PEP 440 specifier set, or ``==<commit>``)."""
+    exact = EXACT.fullmatch(when)
+    if exact and exact.group(1) == version:  # the usual case, and no packaging needed (plan runs on a bare Python)
+        return True
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        wanted = SpecifierSet(when)
+        return wanted.contains(Version(version), prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return when.replace(" ", "") == f"=={version}"
+
+
+def _shown(path: Path) -> Path:
+    return path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+
+
+def _check_when(when: str, path: Path) -> None:
+    if EXACT.fullmatch(when):
+        return
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        SpecifierSet(when)
+    except InvalidSpecifier:
+        raise BackendError(
+            f"patch {_shown(path)}: When: {when!r} is not a release condition; accepted: a PEP 440 specifier "
+            "set such as ==0.49.1 or >=0.15.1,<0.16, or ==<commit>"
+        ) from None
+
+
+def decide_locked(component: str, locked_version: str, root: Path | None = None,
+                  entry: str | None = None) -> list[PatchDecision]:
+    """Every patch of a locked tree, applied: one written for another release is an error here, not a skip."""
+    decisions = []
+    for path, digest in collect(component, root, entry):
+        declared = when_of(path)
+        when = declared or f"=={locked_version}"
+        if declared is not None:
+            _check_when(declared, path)
+            if not matches(declared, locked_version):
+                raise BackendError(
+                    f"patch {_shown(path)} is for {entry or component} {declared}, but the lock pins "
+                    f"{locked_version}: update the patch and its When: line, or remove it"
+                )
+        name = f"{entry}/{path.name}" if entry else path.name
+        decisions.append(PatchDecision(name, digest, when, True, f"the locked release {locked_version}", path))
+    return decisions
+
+
+def decide_local(component: str, checkout: Path, tree_version: str | None, locked_version: str,
+                 root: Path | None = None) -> list[PatchDecision]:
+    """Which of the component's patches a local checkout gets: its version must match, the patch must fit.
+
+    The fit is tried with ``--dry-run`` on the checkout itself (nothing is
+    written); the engine applies the chosen ones to its per-variant copy.
+    """
+    decisions = []
+    for path, digest in collect(component, root):
+        declared = when_of(path)
+        if declared is not None:
+            _check_when(declared, path)
+        when = declared or f"=={locked_version}"
+        if tree_version is None:
+            applied, why = False, f"it is for {component} {when} and this tree states no version"
+        elif not matches(when, tree_version):
+            applied, why = False, f"it is for {component} {when} and this tree is {tree_version}"
+        else:
+            problem = _dry_run(path, checkout)
+            applied = problem is None
+            why = (f"it is for {component} {when}, this tree is {tree_version}, and it fits" if applied
+                   else f"this tree is {tree_version} but the patch does not fit it: {problem}")
+        decisions.append(PatchDecision(path.name, digest, when, applied, why, path))
+    return decisions
 
 
 def collect(component: str, root: Path | None = None, entry: str | None = None) -> list[tuple[Path, str]]:
@@ -79,22 +197,29 @@ def entry_folders(component: str, root: Path | None = None) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.patch")))
 
 
+def _patch_command(path: Path) -> list[str]:
+    return [_patch_program(), "-p1", "--forward", "--batch", "--fuzz=0", "--no-backup-if-mismatch", "-i", str(path)]
+
+
+def _dry_run(path: Path, tree: Path) -> str | None:
+    """Why the patch does not fit ``tree``, or None when it does."""
+    check = _run(_patch_command(path) + ["--dry-run"], tree)
+    return None if check.returncode == 0 else _describe_failure(check.stdout + check.stderr)
+
+
 def apply(tree: Path, component: str, root: Path | None = None, entry: str | None = None) -> list[tuple[str, str]]:
     """Apply the component's patches (or its lock ``entry``'s) to ``tree``; returns (file name, sha256) of each."""
+    return apply_files(tree, collect(component, root, entry), entry or component)
+
+
+def apply_files(tree: Path, patches: list[tuple[Path, str]], what: str) -> list[tuple[str, str]]:
+    """Apply these (patch file, sha256) in order; the first that does not fit stops with a one-line error."""
     applied = []
-    patches = collect(component, root, entry)
-    if not patches:
-        return applied
-    program = _patch_program()
     for path, digest in patches:
-        base = [program, "-p1", "--forward", "--batch", "--fuzz=0", "--no-backup-if-mismatch", "-i", str(path)]
-        check = _run(base + ["--dry-run"], tree)
-        if check.returncode != 0:
-            shown = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
-            raise BackendError(
-                f"patch {shown} does not apply to {entry or component}: {_describe_failure(check.stdout + check.stderr)}"
-            )
-        done = _run(base + ["--reject-file=-"], tree)
+        problem = _dry_run(path, tree)
+        if problem is not None:
+            raise BackendError(f"patch {_shown(path)} does not apply to {what}: {problem}")
+        done = _run(_patch_command(path) + ["--reject-file=-"], tree)
         if done.returncode != 0:
             raise BackendError(f"patch {path.name} failed after a clean dry run: {_describe_failure(done.stdout + done.stderr)}")
         applied.append((path.name, digest))

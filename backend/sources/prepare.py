@@ -5,10 +5,13 @@ Layout of ``workdir`` (the pipeline's ``Layout.source_workdir``)::
     <workdir>/<entry>/            one tree per lock entry of the component
     <workdir>/<entry>/<path>/     entries with ``dest`` are placed inside another's tree
     <workdir>/.vllm-stack-prepared.json   what was prepared (its key decides reuse)
+    <workdir>/local-tree/         a local checkout's per-variant copy (``prepare_for_build``)
 
-Anything else in ``workdir`` (the pipeline's ``_build``, ``_wheels``,
-``local-tree``) is left alone.  A workdir prepared with the same key is
-reused as is, so incremental builds keep their state in the trees.
+Anything else in ``workdir`` (the pipeline's ``_build``, ``_wheels``) is left
+alone.  A workdir prepared with the same key is reused as is, so incremental
+builds keep their state in the trees.  ``planned_trees`` and
+``planned_patches`` say beforehand where the trees will be and which patches
+they get; the plan shows that, and ``prepare_for_build`` does exactly that.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .lock import Entry, Lock, load
 from .unpack import extract
 
 STAMP = ".vllm-stack-prepared.json"
+LOCAL_TREE = "local-tree"  # where a local checkout's per-variant copy is built
 STAMP_FORMAT = 1
 
 
@@ -136,12 +140,7 @@ def prepare(
     workdir = Path(workdir)
     main = lock.main_entry(component)
     entries = lock.for_component(component)
-    wanted = [e for e in entries[1:] if not e.completes_main] if local is not None else entries
-    wanted = [e for e in wanted if e.name not in unused]
-    if local is not None and any(e.parent == main.name for e in wanted):
-        names = ", ".join(e.name for e in wanted if e.parent == main.name)
-        raise BackendError(f"source.{component}: the lock places {names} inside {main.name}'s tree; "
-                           f"put them into your local tree yourself and remove them from the lock")
+    wanted = _wanted(lock, component, local=local is not None, unused=unused)
 
     files: dict[str, Path] = {}
     identities = []
@@ -189,7 +188,7 @@ def prepare(
     (workdir / STAMP).unlink(missing_ok=True)
     previous = set(stamp.get("trees", [])) | {e.name for e in wanted if not e.dest}
     for name in previous:
-        if "/" not in name and not name.startswith((".", "_")) and name != "local-tree":
+        if "/" not in name and not name.startswith((".", "_")) and name != LOCAL_TREE:
             _remove(workdir / name)
 
     _unpack_entries(wanted, files, workdir)
@@ -210,6 +209,97 @@ def prepare(
         "build_key": build_key, "source_hash": source_hash,
     }, indent=1))
     return PreparedSource(component, root, extras, origin, source_hash, patch_list, build_key)
+
+
+def _wanted(lock: Lock, component: str, *, local: bool, unused: Sequence[str]) -> list[Entry]:
+    """The lock entries a build of the component prepares: a local tree replaces the main one and what completes it."""
+    main = lock.main_entry(component)
+    entries = lock.for_component(component)
+    wanted = [e for e in entries[1:] if not e.completes_main] if local else entries
+    wanted = [e for e in wanted if e.name not in unused]
+    if local and any(e.parent == main.name for e in wanted):
+        names = ", ".join(e.name for e in wanted if e.parent == main.name)
+        raise BackendError(f"source.{component}: the lock places {names} inside {main.name}'s tree; "
+                           f"put them into your local tree yourself and remove them from the lock")
+    return wanted
+
+
+def planned_trees(component: str, *, workdir: Path, local: bool, unused: Sequence[str] = (),
+                  lock: Lock | None = None) -> tuple[Path, dict[str, Path]]:
+    """Where ``prepare_for_build`` puts the tree that is built and the component's other lock entries.
+
+    A local tree is built from its per-variant copy (``<workdir>/local-tree``):
+    builds write into their tree, and patches must not touch the checkout.
+    """
+    lock = lock if lock is not None else load()
+    workdir = Path(workdir)
+    main = lock.main_entry(component)
+    root = workdir / LOCAL_TREE if local else _placement(main, workdir)
+    wanted = _wanted(lock, component, local=local, unused=unused)
+    return root, {e.name: _placement(e, workdir) for e in wanted if e is not main}
+
+
+def planned_patches(component: str, *, local: Path | None, tree_version: str | None, unused: Sequence[str] = (),
+                    lock: Lock | None = None, patches_dir: Path | None = None) -> list[patches_mod.PatchDecision]:
+    """Every patch a build of the component meets, whether it is applied and why (the plan shows these).
+
+    A locked tree and the lock entries beside a local tree get all of theirs;
+    a local tree those its version and its files take (``patches.decide_local``).
+    """
+    lock = lock if lock is not None else load()
+    main = lock.main_entry(component)
+    if local is None:
+        decisions = patches_mod.decide_locked(component, main.version, patches_dir)
+    else:
+        decisions = patches_mod.decide_local(component, Path(local), tree_version, main.version, patches_dir)
+    wanted = _wanted(lock, component, local=local is not None, unused=unused)
+    by_name = {e.name: e for e in wanted}
+    for name in _entry_patches(component, lock.for_component(component), wanted, patches_dir):
+        decisions += patches_mod.decide_locked(component, by_name[name].version, patches_dir, entry=name)
+    return decisions
+
+
+def prepare_for_build(
+    component: str,
+    *,
+    cache_dir: Path,
+    workdir: Path,
+    patches: Sequence[patches_mod.PatchDecision],
+    local: Path | None = None,
+    offline: bool = False,
+    allow_unverified: Sequence[str] = (),
+    unused: Sequence[str] = (),
+    patches_dir: Path | None = None,
+) -> PreparedSource:
+    """The trees of one planned build, with exactly the planned ``patches`` (``planned_patches``) applied.
+
+    A local checkout is copied to ``<workdir>/local-tree`` (``pipeline/snapshot.py``) and
+    the planned patches of its main tree are applied to the copy.  Patch files
+    that changed since the plan stop the build.
+    """
+    from ..pipeline import snapshot
+
+    planned = [(d.name, d.sha256) for d in patches if d.applied]
+    if local is None:
+        prepared = prepare(component, cache_dir=cache_dir, workdir=workdir, offline=offline,
+                           allow_unverified=allow_unverified, unused=unused, patches_dir=patches_dir)
+        if prepared.patches != planned:
+            raise BackendError(f"patches/{component} changed since the plan was made; run again")
+        return prepared
+    prepared = prepare(component, cache_dir=cache_dir, workdir=workdir, offline=offline,
+                       allow_unverified=allow_unverified, local=local, patch_local=True, unused=unused,
+                       patches_dir=patches_dir)
+    copy = Path(workdir) / LOCAL_TREE
+    snapshot.sync(Path(local), copy)
+    main_tree = [d for d in patches if d.applied and "/" not in d.name]
+    for decision in main_tree:
+        if not decision.path.is_file() or hashlib.sha256(decision.path.read_bytes()).hexdigest() != decision.sha256:
+            raise BackendError(f"patches/{component}/{decision.name} changed since the plan was made; run again")
+    applied = patches_mod.apply_files(copy, [(d.path, d.sha256) for d in main_tree], component)
+    if applied + prepared.patches != planned:
+        raise BackendError(f"patches/{component} changed since the plan was made; run again")
+    key = hashlib.sha256(json.dumps([prepared.build_key, applied]).encode()).hexdigest()[:32]
+    return dataclasses.replace(prepared, root=copy, patches=applied + prepared.patches, build_key=key)
 
 
 def _entry_patches(component: str, entries: list[Entry], wanted: list[Entry], patches_dir: Path | None) -> dict:

@@ -126,6 +126,9 @@ def tu_build(machine: Path, sm: str, isa: str, tool: str, url: str | None, nvcc:
     build.mkdir()
     cache = compiler_cache.choose(tool, cache_root / "compiler-cache", url=url)
     env = {**os.environ, **cache.env(compiler_cache.base_dirs(layout), os.environ["PATH"], nvcc=nvcc)}
+    # The flags every C/C++ compile of the pipeline gets (backend.pipeline.plan.common_env), as the cache takes them.
+    env["CXXFLAGS"] = " ".join([*cpu_isa.get(isa).flags, "-frecord-gcc-switches"])
+    env.update(cache.flags(env))
     # What CMake runs for bitsandbytes (absolute paths, the launcher in front), trimmed to what compiles here.
     launcher = shlex.split(env.get("CMAKE_CXX_COMPILER_LAUNCHER", ""))
     cuda_home = Path(nvcc).resolve().parent.parent
@@ -135,7 +138,7 @@ def tu_build(machine: Path, sm: str, isa: str, tool: str, url: str | None, nvcc:
          f"-gencode=arch=compute_{sm},code=sm_{sm}", "-Xcompiler", "-fPIC",
          "-c", str(tree / "csrc" / f"{name}.cu"), "-o", str(build / f"{name}.o")] for name in ("kernels", "ops")
     ] + [
-        [*launcher, "g++", "-DBUILD_CUDA", "-O3", "-std=c++17", "-fPIC", *incs, *cpu_isa.get(isa).flags,
+        [*launcher, "g++", "-DBUILD_CUDA", *shlex.split(env["CXXFLAGS"]), "-O3", "-std=c++17", "-fPIC", *incs,
          "-c", str(tree / "csrc" / f"{name}.cpp"), "-o", str(build / f"{name}.o")] for name in ("cpu_ops", "pythonInterface")
     ]
 
@@ -155,8 +158,9 @@ def tu_build(machine: Path, sm: str, isa: str, tool: str, url: str | None, nvcc:
 
 # -- the scenarios ------------------------------------------------------------------------------------
 
-def scenarios(build, work: Path, tool: str, url: str, isa: str, title: str) -> None:
-    """Each row (scenario, seconds, hits, lookups, peer seconds) printed as soon as it is measured."""
+def scenarios(build, work: Path, tool: str, url: str, isa: str, title: str) -> tuple[int, int]:
+    """Each row (scenario, seconds, hits, lookups, peer seconds) printed as soon as it is measured;
+    returns the second machine's (hits, lookups)."""
     lower = LOWER.get(isa)
     a, b, peer = work / f"{tool}-A", work / f"{tool}-B", work / f"{tool}-peer"
     print(f"\n{title}")
@@ -165,10 +169,12 @@ def scenarios(build, work: Path, tool: str, url: str, isa: str, title: str) -> N
     row("first", *first, first[0], first[0])
     shutil.rmtree(a)
     row("fresh runner", *build(a, "90", isa, tool, url), build(peer / "1", "90", isa, "none", None)[0], first[0])
-    row("second machine", *build(b, "90", isa, tool, url), build(peer / "2", "90", isa, "none", None)[0], first[0])
+    second = build(b, "90", isa, tool, url)
+    row("second machine", *second, build(peer / "2", "90", isa, "none", None)[0], first[0])
     row("second SM", *build(b, "80", isa, tool, url), build(peer / "3", "80", isa, "none", None)[0], first[0])
     if lower:
         row("second ISA", *build(b, "90", lower, tool, url), build(peer / "4", "90", lower, "none", None)[0], first[0])
+    return second[1], second[2]
 
 
 def row(name: str, seconds: float, hits: int, lookups: int, peer: float, first: float) -> None:
@@ -192,6 +198,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="shared-cache-bench-") as tmp:
         work = Path(tmp)
         redis, url = start_redis(work)
+        summary: dict[str, tuple[int, int]] = {}
         try:
             for tool in args.tools.split(","):
                 if shutil.which(tool) is None:
@@ -201,16 +208,21 @@ def main() -> int:
                     def tus(machine, sm, isa_, tool_, url_):
                         return tu_build(machine, sm, isa_, tool_, url_, nvcc, args.bitsandbytes.resolve(),
                                         [str(Path(i).resolve()) for i in args.cuda_include])
-                    scenarios(tus, work / "tu", tool, url, isa,
-                              f"{tool} + Redis: bitsandbytes 0.49.1, its 4 CUDA-library units (host ISA {isa})")
+                    summary[f"{tool}, bitsandbytes 0.49.1 units"] = scenarios(
+                        tus, work / "tu", tool, url, isa,
+                        f"{tool} + Redis: bitsandbytes 0.49.1, its 4 CUDA-library units (host ISA {isa})")
                 if not args.skip_stack:
                     def stack(machine, sm, isa_, tool_, url_):
                         return stack_build(machine, sm, isa_, tool_, url_, nvcc)
-                    scenarios(stack, work / "stack", tool, url, isa,
-                              f"{tool} + Redis: stand-in stack {STACK} through the pipeline (host ISA {isa})")
+                    summary[f"{tool}, stand-in stack"] = scenarios(
+                        stack, work / "stack", tool, url, isa,
+                        f"{tool} + Redis: stand-in stack {STACK} through the pipeline (host ISA {isa})")
         finally:
             redis.terminate()
             redis.wait(timeout=10)
+    print("\nsecond machine (another folder, same variant): compiles served from the shared cache (target 95%)")
+    for name, (hits, lookups) in summary.items():
+        print(f"  {name:<36} {hits}/{lookups} = {hits / lookups:.1%}" if lookups else f"  {name:<36} no lookups")
     return 0
 
 

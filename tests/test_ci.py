@@ -453,6 +453,7 @@ def test_build_script_passes_the_shared_cache_url_and_hides_its_password(tmp_pat
     assert out.returncode == 0, out.stderr
     build = next(l for l in out.stdout.splitlines() if l.startswith("$ ") and " build " in l)
     assert "compiler-cache-url=redis://:***@cache:6379" in build
+    assert "compiler-cache=ccache" in build  # auto: ccache shares nvcc objects across folders (docs/CI.md)
     assert "storage: Redis redis://:***@cache:6379 (-C compiler-cache-url)" in out.stdout
     assert "hunter2" not in out.stdout + out.stderr
     # ccache reaches Redis too (the workflow's VLLM_STACK_COMPILER_CACHE), but not S3.
@@ -460,6 +461,9 @@ def test_build_script_passes_the_shared_cache_url_and_hides_its_password(tmp_pat
                  "--out", tmp_path / "artifact", "--dry-run", env={"VLLM_STACK_COMPILER_CACHE": "ccache",
                                                                     "VLLM_STACK_COMPILER_CACHE_URL": "redis://cache:6379"})
     assert "compiler-cache=ccache" in ccache.stdout and "storage: Redis redis://cache:6379" in ccache.stdout
+    s3 = run(sys.executable, ROOT / "ci" / "build_variant.py", "--sm", "90", "--isa", "avx512", "--cuda", "13.0",
+             "--out", tmp_path / "artifact", "--dry-run", "--compiler-cache-url", "s3://b/p")
+    assert s3.returncode == 0 and "compiler-cache=sccache" in s3.stdout and "storage: S3 s3://b/p" in s3.stdout
     no_s3 = run(sys.executable, ROOT / "ci" / "build_variant.py", "--sm", "90", "--isa", "avx512", "--cuda", "13.0",
                 "--out", tmp_path / "artifact", "--dry-run", "--compiler-cache", "ccache", "--compiler-cache-url", "s3://b/p")
     assert no_s3.returncode == 1 and "needs sccache" in no_s3.stderr

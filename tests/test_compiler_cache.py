@@ -341,3 +341,15 @@ def test_storage_only_sccache_reaches_brings_sccache_into_an_isolated_build():
 
     settings = {"sm": "90", "isa": ISA, "cuda": "13.0", "components": "bitsandbytes", "compiler-cache-url": "s3://bucket/p"}
     assert "sccache>=0.14" in pep517.build_requirements(settings)
+
+
+def test_auto_takes_ccache_for_redis_and_sccache_for_storage_only_it_reaches():
+    from backend.pipeline.compiler_cache import tool_order
+
+    assert tool_order("auto", "redis://cache:6379", {}) == ("ccache", "sccache")
+    assert tool_order("auto", None, {}) == ("ccache", "sccache")
+    for url, environ in (("s3://b/p", {}), ("gha", {}), ("rediss://cache:6379", {}),
+                         (None, {"SCCACHE_BUCKET": "theirs"}), (None, {"SCCACHE_DIR": "/their/cache"})):
+        assert tool_order("auto", url, environ)[0] == "sccache", (url, environ)
+    assert tool_order("auto", None, {"SCCACHE_BUCKET": " "}) == ("ccache", "sccache")  # empty counts as unset
+    assert tool_order("sccache", "redis://cache:6379", {}) == ("sccache",)

@@ -87,6 +87,8 @@ class CompilerCache:
                 "CCACHE_COMPILERCHECK": "content",
                 "CCACHE_SLOPPINESS": "include_file_mtime,include_file_ctime,time_macros,pch_defines,file_stat_matches",
                 "CCACHE_MAXSIZE": os.environ.get("CCACHE_MAXSIZE", "50G"),
+                # vLLM's setup.py puts sccache in front of every compiler when sccache is on PATH.
+                "VLLM_DISABLE_SCCACHE": "1",
                 "PATH": f"{masquerade}{os.pathsep}{path}",
             })
         else:
@@ -176,6 +178,18 @@ def base_dirs(layout) -> tuple[Path, ...]:
     return (layout.variant_dir, layout.env_dir, layout.cache)
 
 
+def tool_order(setting: str, url: str | None, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The tools ``setting`` may use, preferred first (the first one on PATH is used)."""
+    if setting != "auto":
+        return (setting,)
+    # ccache first: its base_dir reaches nvcc's compiles too, where sccache hashes nvcc's absolute
+    # source path (docs/CI.md).  Storage only sccache reaches, or the user's own sccache setup
+    # (SCCACHE_* storage, SCCACHE_DIR), means sccache.
+    ccache_reaches = url is None or cache_storage.ccache_reaches(url)
+    users_sccache = bool(cache_storage.selected_storage(environ)) or bool(environ.get("SCCACHE_DIR", "").strip())
+    return ("sccache", "ccache") if not ccache_reaches or users_sccache else ("ccache", "sccache")
+
+
 def choose(setting: str, cache_root: Path, search_path: str | None = None, *,
            url: str | None = None, environ: Mapping[str, str] | None = None) -> CompilerCache:
     search_path = search_path if search_path is not None else os.environ.get("PATH", "")
@@ -185,15 +199,7 @@ def choose(setting: str, cache_root: Path, search_path: str | None = None, *,
             raise BackendError(f"setting 'compiler-cache-url': {cache_storage.redact_url(url)!r} given with "
                                f"-C compiler-cache=none; accepted: {ACCEPTED} (drop one of the two)")
         return CompilerCache("none", None, None)
-    if setting == "auto":
-        # ccache first: it makes nvcc's paths relative too (sccache 0.16 hashes cudafe++'s absolute
-        # source path).  Storage only sccache reaches, or the user's SCCACHE_* storage, means sccache.
-        ccache_reaches = url is None or cache_storage.ccache_reaches(url)
-        wants_sccache = not ccache_reaches or bool(cache_storage.selected_storage(environ))
-        tools = ("sccache", "ccache") if wants_sccache else ("ccache", "sccache")
-    else:
-        tools = (setting,)
-    for tool in tools:
+    for tool in tool_order(setting, url, environ):
         found = shutil.which(tool, path=search_path)
         if not found:
             continue

@@ -28,6 +28,7 @@ import dataclasses
 import os
 import shlex
 import shutil
+import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -100,8 +101,8 @@ class CompilerCache:
 
     def switch_flags(self, env: Mapping[str, str]) -> dict[str, str]:
         """The CFLAGS/CXXFLAGS of ``env`` this cache rewrites, rewritten (nothing is written: the plan shows these)."""
-        if self.tool != "ccache":
-            return {}
+        if self.tool != "ccache" or "clang" in env.get("CC", "") + env.get("CXX", ""):
+            return {}  # clang reads no specs file: ccache then hashes the command line (misses elsewhere, never wrong)
         return {k: " ".join(f"-specs={RECORD_SPECS}" if flag == RECORD_SWITCHES else flag for flag in env[k].split())
                 for k in ("CFLAGS", "CXXFLAGS") if RECORD_SWITCHES in env.get(k, "").split()}
 
@@ -126,7 +127,10 @@ class CompilerCache:
             temporary = specs.with_suffix(f".{os.getpid()}.tmp")
             temporary.write_text(text)
             temporary.replace(specs)  # a build running beside this one reads a whole file
-        out["LIBRARY_PATH"] = os.pathsep.join(p for p in (str(specs_dir), env.get("LIBRARY_PATH", "")) if p)
+        library_path = os.pathsep.join(p for p in (str(specs_dir), env.get("LIBRARY_PATH", "")) if p)
+        if not _compiler_reads_specs({**env, "LIBRARY_PATH": library_path}):
+            return {}  # as with clang: the switch stays, ccache hashes the command line (misses elsewhere)
+        out["LIBRARY_PATH"] = library_path
         return out
 
     def describe(self) -> str:
@@ -162,6 +166,17 @@ class CompilerCache:
                 session.stats = ccache_log_stats(stats_log)
         else:
             yield session
+
+
+def _compiler_reads_specs(env: Mapping[str, str]) -> bool:
+    """Whether the build's C compiler finds RECORD_SPECS through ``env``'s LIBRARY_PATH."""
+    compiler = shlex.split(env.get("CC", "")) or ["gcc"]
+    try:
+        probe = subprocess.run([*compiler, f"-specs={RECORD_SPECS}", "-E", "-x", "c", os.devnull],
+                               env={**env, "CCACHE_DISABLE": "1"}, capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
 
 
 def ccache_log_stats(log: Path) -> CacheStats | None:

@@ -25,11 +25,24 @@ Two workloads:
   nvidia-cusparse wheels).
 
 Hits are cache lookups served / lookups (sccache counts nvcc's cudafe++,
-cicc and ptxas steps apart).
+cicc, ptxas and host steps apart).  The last lines print the "second machine"
+ratio of each tool and workload against the issue's target (95%).
+
+What decides the second machine's ratio (docs/CI.md, "Why another folder
+missed"): ccache makes every path relative to its base_dir, nvcc's included;
+the C/C++ compiles get the pipeline's ``-frecord-gcc-switches`` through a
+GCC specs file, because with the switch on the command line ccache hashes the
+absolute command line (every CMake compile and CMake's probes would miss).
+sccache strips its base directories from preprocessed text only, and nvcc's
+cudafe++ and cicc steps carry the absolute source path as arguments, so its
+nvcc compiles miss in another folder whatever the settings.
 
     python bench/shared_compiler_cache.py [--tools sccache,ccache] [--bitsandbytes DIR --cuda-include DIR] [--skip-stack]
 
-Needs a CUDA 13 nvcc, redis-server, and the tools named.
+e.g. with bitsandbytes 0.49.1 unpacked by ``git archive 0.49.1 | tar -x -C
+third_party/downloads/bnb-0.49.1`` and the nvidia-cublas/nvidia-cusparse
+wheels' ``include/`` copied to third_party/downloads/cu13-include (both
+git-ignored).  Needs a CUDA 13 nvcc, redis-server, and the tools named.
 """
 
 from __future__ import annotations

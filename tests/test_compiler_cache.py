@@ -188,11 +188,27 @@ def build(machine: Path, *, isa: str = ISA, env: dict | None = None, **settings:
     return result
 
 
-def torch_cache_hits(result: subprocess.CompletedProcess) -> tuple[int, int]:
-    """(hits, lookups) from the summary table's 'cache hits' column of the torch row."""
-    row = next(line for line in result.stderr.splitlines() if line.startswith("torch ") and " built " in line)
+def torch_cache_hits(result: subprocess.CompletedProcess, component: str = "torch") -> tuple[int, int]:
+    """(hits, lookups) from the summary table's 'cache hits' column of the component's row."""
+    row = next(line for line in result.stderr.splitlines() if line.startswith(f"{component} ") and " built " in line)
     hits, lookups = re.search(r"(\d+)/(\d+)\s*$", row).groups()
     return int(hits), int(lookups)
+
+
+@pytest.mark.slow
+@needs_build
+@needs_redis
+@pytest.mark.skipif(shutil.which("ccache") is None, reason="needs ccache (ci/apt/core.txt)")
+def test_second_machine_builds_a_cmake_component_from_redis(tmp_path, redis_url):
+    """The bitsandbytes stand-in through the pipeline (scikit-build-core, CMake, its probes, the variant's
+    flags): a second cache folder is served every compile from Redis, and its wheel passes verification."""
+    settings = {"compiler-cache": "ccache", "compiler-cache-url": redis_url, "components": "bitsandbytes",
+                "source.bitsandbytes": str(STANDINS / "bitsandbytes")}
+    first = build(tmp_path / "one", **settings)
+    hits, lookups = torch_cache_hits(first, "bitsandbytes")
+    assert hits == 0 and lookups >= 4, first.stderr[-2000:]
+    second = build(tmp_path / "two", **settings)
+    assert torch_cache_hits(second, "bitsandbytes") == (lookups, lookups), second.stderr[-2000:]
 
 
 @pytest.mark.slow

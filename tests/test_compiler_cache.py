@@ -141,7 +141,7 @@ def cmake_build_on(machine: Path, tool: str, url: str | None, *, isa: str = ISA)
     build = layout.variant_dir / "bitsandbytes" / "_build" / "cmake"
     shutil.rmtree(build, ignore_errors=True)
     cache = compiler_cache.choose(tool, cache_root / "compiler-cache", url=url)
-    flags = " ".join([*ISA_FLAGS[isa], "-frecord-gcc-switches"])  # as backend.pipeline.plan.common_env
+    flags = " ".join([*cpu_isa.get(isa).flags, "-frecord-gcc-switches"])  # as backend.pipeline.plan.common_env
     env = {**os.environ, **cache.env(compiler_cache.base_dirs(layout), os.environ["PATH"], nvcc=NVCC),
            "CFLAGS": flags, "CXXFLAGS": flags, "CUDACXX": NVCC}
     env.update(cache.flags(env))

@@ -120,8 +120,10 @@ def process_environment(step: Step, toolchain, cache: compiler_cache.CompilerCac
     env = environment.clean_environ(step.python, toolchain.env() if toolchain is not None else None)
     env.update(cache.env(base_dirs, env["PATH"], nvcc=env.get("CUDACXX")))
     env.update(step.env)
-    env.update(cache.flags(env))  # writes the specs file the plan's compiler_flags name, and finds it for GCC
-    env.update(step.compiler_flags)
+    found = cache.flags(env)  # writes the specs file the plan's compiler_flags name, and finds it for GCC
+    if found:  # else the compiler cannot read it (probed): the switch stays as it was, the build goes on
+        env.update(found)
+        env.update(step.compiler_flags)
     return env
 
 

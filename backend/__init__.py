@@ -63,21 +63,21 @@ def get_requires_for_build_sdist(config_settings=None):
 def build_sdist(sdist_directory, config_settings=None):
     from . import pep517
 
-    return pep517.build_sdist(sdist_directory, config_settings)
+    return pep517.build_sdist(sdist_directory)
 
 
 @_one_line_errors
 def get_requires_for_build_editable(config_settings=None):
     from . import pep517
 
-    return pep517.build_requirements(config_settings, editable=True)
+    return pep517.build_requirements(config_settings)
 
 
 @_one_line_errors
 def prepare_metadata_for_build_editable(metadata_directory, config_settings=None):
     from . import pep517
 
-    return pep517.prepare_metadata(metadata_directory, config_settings, editable=True)
+    return pep517.prepare_metadata(metadata_directory, config_settings)
 
 
 @_one_line_errors

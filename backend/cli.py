@@ -15,9 +15,6 @@ from .report_table import table
 from .cpu_isa import ISAS
 from .settings import SMS, Settings
 
-COMMANDS = ("matrix", "plan", "detect", "build", "fetch", "lock", "toolchain", "verify", "clean")
-
-
 def _settings_epilog() -> str:
     from .settings import help_text
 
@@ -60,9 +57,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        return _dispatch(args)
+    try:  # the parser's help lists the recipes: a broken registry is a one-line error too
+        return _dispatch(_parser().parse_args(argv))
     except BackendError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """The CPU instruction sets of the matrix: one row per ISA, every fact about it.
 
 Each row is read by one consumer per column: ``flags`` by the plan (every
-compile's CFLAGS, the seed's ``cpu-isa.nix``) and by verification (a compile
+compile's CFLAGS, the seed project's flags) and by verification (a compile
 record lacking them); ``host_features`` by the host check (``/proc/cpuinfo``
 names: torch's build runs what it compiles); ``code_features`` and
 ``includes`` by the machine-code scan (what the disassembler may find without

@@ -27,7 +27,7 @@ def _plan(config_settings: Mapping[str, Any] | None) -> Plan:
     return project.make_plan(settings)
 
 
-def build_requirements(config_settings: Mapping[str, Any] | None, editable: bool = False) -> list[str]:
+def build_requirements(config_settings: Mapping[str, Any] | None) -> list[str]:
     plan = _plan(config_settings)
     wanted: list[str] = list(BUILD_TOOLS)
     for step in plan.steps:
@@ -58,7 +58,7 @@ def _summary(plan: Plan) -> str:
     )
 
 
-def prepare_metadata(metadata_directory: str, config_settings, editable: bool = False) -> str:
+def prepare_metadata(metadata_directory: str, config_settings) -> str:
     """Name and version without requirements.
 
     pip resolves the requirements of prepared metadata *before* it calls
@@ -104,7 +104,7 @@ SDIST_PARTS = ("pyproject.toml", "README.md", "backend", "patches", "third_party
                "third_party/build-requirements.lock", "docs")
 
 
-def build_sdist(sdist_directory: str, config_settings) -> str:
+def build_sdist(sdist_directory: str) -> str:
     """The backend itself as an sdist (a build from it writes its wheelhouse in the unpacked tree)."""
     from .wheels import meta
 

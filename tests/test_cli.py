@@ -199,3 +199,27 @@ def test_static_build_requirements_are_what_the_backend_checks():
     root = Path(__file__).resolve().parent.parent
     declared = loads((root / "pyproject.toml").read_text())["build-system"]["requires"]
     assert sorted(declared) == sorted(needs.requirements())
+
+
+def test_a_recipe_cycle_is_one_line_naming_it(tmp_path):
+    """In a copy of the project where torch and bitsandbytes depend on each other, each command says so in one line."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    project = tmp_path / "project"
+    for folder in ("backend", "third_party", "patches"):
+        shutil.copytree(root / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__", "downloads"))
+    shutil.copy(root / "pyproject.toml", project / "pyproject.toml")
+    for name, depends in (("torch", "bitsandbytes"), ("bitsandbytes", "torch")):
+        recipe = project / "backend" / "recipes" / f"{name}.py"
+        text = recipe.read_text()
+        assert text.count("    depends=(),\n") == 1, name
+        recipe.write_text(text.replace("    depends=(),\n", f"    depends=({depends!r},),\n"))
+    for command in (["fetch", "-C", "offline=true"], ["plan", "-C", "sm=90", "-C", "isa=avx2"]):
+        result = subprocess.run([sys.executable, "-m", "backend", *command, "-C", "components=bitsandbytes",
+                                 "-C", f"cache-dir={tmp_path / 'cache'}"], cwd=project, capture_output=True, text=True)
+        assert result.returncode != 0, command
+        assert result.stderr.strip().splitlines() == ["error: recipe dependency cycle: torch -> bitsandbytes -> torch"], \
+            (command, result.stderr[-2000:])

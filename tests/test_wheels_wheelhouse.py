@@ -137,10 +137,12 @@ def test_two_processes_adding_at_once_keep_every_wheel(tmp_path):
     assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=root).returncode == 0
 
 
-def test_describe_keeps_wheels_and_created(tmp_path, house):
+def test_a_new_header_keeps_wheels_and_created(tmp_path, house):
     house.add(make_wheel(tmp_path / "a", "torch", "2.9.1"), record("torch"))
     created = house.manifest()["created"]
-    Wheelhouse(house.root).describe(toolchain="pypi", toolchain_version="13.0.96")
+    later = Wheelhouse(house.root, toolchain="pypi", toolchain_version="13.0.96")  # flags not given: kept
+    later.add(make_wheel(tmp_path / "b", "xformers", "0.0.33"), record("xformers"))
     manifest = house.manifest()
-    assert manifest["toolchain"] == "pypi" and manifest["created"] == created
-    assert manifest["flags"] == ["-mavx512f"] and len(manifest["wheels"]) == 1
+    assert manifest["toolchain"] == "pypi" and manifest["toolchain_version"] == "13.0.96"
+    assert manifest["created"] == created
+    assert manifest["flags"] == ["-mavx512f"] and len(manifest["wheels"]) == 2

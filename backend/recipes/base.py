@@ -65,7 +65,6 @@ class Recipe:
     fixed_nvcc_threads: int | None = None  # a build that always runs nvcc with N threads
     # its build runs MAX_JOBS / NVCC_THREADS compile processes (vLLM's setup.py), so MAX_JOBS is processes x threads
     divides_max_jobs_by_nvcc_threads: bool = False
-    description: str = ""
     environment: Callable[[BuildContext], dict[str, str]] = lambda ctx: {}
     commands: Callable[[BuildContext], list[list[str]]] = lambda ctx: []
     notes: Callable[[Variant], list[str]] = lambda variant: []

@@ -61,7 +61,6 @@ RECIPE = Recipe(
     build_requires=("scikit-build-core", "setuptools>=77.0.3", "trove-classifiers>=2025.8.6.13", "cmake>=3.22.1", "ninja"),
     mem_per_job_gb=1.5,
     version_file="bitsandbytes/__init__.py",  # a checkout's own release (its static __version__): which patches fit it
-    description="k-bit quantization kernels for one compute capability",
     environment=environment,
     commands=commands,
     notes=lambda variant: [f"bitsandbytes holds sm_{variant.sm} cubins only (COMPUTE_CAPABILITY={variant.sm}), no PTX"],

@@ -114,7 +114,6 @@ RECIPE = Recipe(
         "wheel", "ninja", "requests", "numpy", "nvidia-ml-py",
     ),
     mem_per_job_gb=8.0,
-    description="flashinfer-python (JIT) and its AOT kernel cache for the variant's arch",
     environment=environment,
     commands=commands,
     notes=notes,

@@ -171,7 +171,6 @@ RECIPE = Recipe(
     ),
     pins_torch=False,
     mem_per_job_gb=3.0,
-    description="PyTorch from source for the variant's arch and ISA",
     environment=environment,
     commands=commands,
     notes=notes,

@@ -43,7 +43,6 @@ RECIPE = Recipe(
     distributions=("torchaudio",),
     build_requires=("setuptools>=70.1.0", "wheel", "cmake>=3.27", "ninja"),
     mem_per_job_gb=2.0,
-    description="torchaudio's C++/CUDA extension (RNN-T loss, forced alignment, CUDA CTC decoder)",
     environment=environment,
     commands=lambda ctx: [pip_wheel(ctx)],
     notes=lambda variant: ["torchaudio is built with what its 2.9.1 wheel ships: RNN-T loss, forced alignment, CUDA CTC decoder"],

@@ -39,7 +39,6 @@ RECIPE = Recipe(
     distributions=("torchvision",),
     build_requires=("setuptools>=70.1.0", "wheel"),
     mem_per_job_gb=2.0,
-    description="torchvision's C++/CUDA ops (nms, roi_align, deform_conv2d ...)",
     environment=environment,
     commands=lambda ctx: [pip_wheel(ctx)],
     smoke=SMOKE,

@@ -56,7 +56,6 @@ RECIPE = Recipe(
     build_requires=("setuptools>=70.1.0", "wheel", "ninja"),
     mem_per_job_gb=6.0,
     fixed_nvcc_threads=4,
-    description="memory-efficient attention kernels (CUTLASS, FlashAttention-2/3)",
     environment=environment,
     commands=lambda ctx: [pip_wheel(ctx)],
     notes=notes,

@@ -16,18 +16,10 @@ from .lock import Entry, Lock, load
 
 
 def needed_components(settings: Settings) -> list[str]:
-    """The selected components and what they depend on (the pipeline's closure when recipes exist)."""
-    try:
-        from ..pipeline.plan import closure
+    """The selected components and what they depend on, in build order (a recipe cycle is an error)."""
+    from ..pipeline.plan import closure
 
-        return [recipe.name for recipe in closure(settings)]
-    except (ImportError, AttributeError, BackendError):
-        names = list(settings.selected_components)
-        if settings.torch != "existing" and "torch" not in names and names:
-            names.insert(0, "torch")
-        if settings.torch == "existing":
-            names = [n for n in names if n != "torch"]
-        return names
+    return [recipe.name for recipe in closure(settings)]
 
 
 def _size(path: Path) -> str:

@@ -80,10 +80,6 @@ class Entry:
     def parent(self) -> str | None:
         return self.dest.split("/", 1)[0] if self.dest else None
 
-    @property
-    def dest_path(self) -> str | None:
-        return self.dest.split("/", 1)[1] if self.dest else None
-
     def describe(self) -> str:
         return f"{self.name} {self.version}"
 

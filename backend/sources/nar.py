@@ -82,23 +82,6 @@ def _node(sink, path: bytes) -> None:
     _str(sink, b")")
 
 
-class _Writer:
-    """Adapts a binary file to the ``update`` interface of a hash object."""
-
-    def __init__(self, handle):
-        self.handle = handle
-
-    def update(self, data: bytes) -> None:
-        self.handle.write(data)
-
-
-def dump(path: Path, handle) -> None:
-    """Write the NAR serialisation of ``path`` to a binary file (as ``nix-store --dump``)."""
-    writer = _Writer(handle)
-    _str(writer, b"nix-archive-1")
-    _node(writer, os.fsencode(path))
-
-
 def nar_digest(path: Path) -> bytes:
     """The raw SHA-256 of the NAR serialisation of ``path``."""
     sink = hashlib.sha256()

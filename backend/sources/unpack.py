@@ -128,7 +128,7 @@ def _open_tar(archive: Path) -> tarfile.TarFile:
         raise BackendError(f"unpack {archive.name}: not a readable tar or zip archive ({exc})") from None
 
 
-def _plan_tar(archive: Path, tar: tarfile.TarFile, strip: int, ex: _Extractor, max_bytes: int | None):
+def _plan_tar(tar: tarfile.TarFile, strip: int, ex: _Extractor, max_bytes: int | None):
     """Check every member before writing anything."""
     plan = []
     regular: dict[str, int] = {}
@@ -169,7 +169,7 @@ def _extract_tar(archive: Path, dest: Path, strip: int, max_bytes: int | None) -
     ex = _Extractor(archive, dest)
     with _open_tar(archive) as tar:
         try:
-            plan = _plan_tar(archive, tar, strip, ex, max_bytes)
+            plan = _plan_tar(tar, strip, ex, max_bytes)
             for member, rel in plan:
                 path = ex.target(rel, member.name)
                 if member.isdir():

@@ -1,7 +1,7 @@
 """The GPU code inside a CUDA object: the fatbins of its ``.nv_fatbin`` and ``__nv_relfatbin`` sections.
 
-Layout (UPSTREAM.md, "Reading what a binary contains"; confirmed here against
-cuobjdump 13 on nvcc 13 output): a section holds fatbins one after another,
+Layout (NVIDIA does not document it; read from the bytes and confirmed by
+tests/test_verify_gpu.py against cuobjdump 13 on nvcc 13 output): a section holds fatbins one after another,
 each 8-byte aligned::
 
     fatbin header   u32 magic 0xBA55ED50, u16 version 1, u16 header size (0x10), u64 size of its entries

@@ -95,7 +95,7 @@ def _decoder():
     return md, names
 
 
-def scan_bytes(data: bytes, address: int = 0, scan: ArmScan | None = None) -> ArmScan:
+def scan_bytes(data: bytes, scan: ArmScan | None = None) -> ArmScan:
     """Classify each 32-bit word; each distinct word is decoded once (A64 has one encoding per word)."""
     scan = scan or ArmScan()
     usable = len(data) - len(data) % 4
@@ -128,8 +128,8 @@ def scan_bytes(data: bytes, address: int = 0, scan: ArmScan | None = None) -> Ar
 
 def scan_object(path: Path) -> ArmScan:
     scan = ArmScan()
-    for _name, address, data in elf.code_sections(path):
-        scan_bytes(data, address, scan)
+    for _name, _address, data in elf.code_sections(path):
+        scan_bytes(data, scan)
     return scan
 
 

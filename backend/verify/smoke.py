@@ -194,7 +194,7 @@ def run(
     return SmokeResult(not problems, problems, log_path, summary)
 
 
-def _key(house: Path, built: Sequence[Path], runtime: Sequence[Path], checks, no_index: bool) -> str:
+def _key(built: Sequence[Path], runtime: Sequence[Path], checks, no_index: bool) -> str:
     digest = hashlib.sha256()
     for wheel in sorted(list(built) + list(runtime), key=lambda p: p.name):
         digest.update(f"{wheel.name}\0{wheel.stat().st_size}\0{wheel.stat().st_mtime_ns}\n".encode())
@@ -232,7 +232,7 @@ def for_build(plan, result, say: Callable[[str], None]) -> None:
     # Without bundled runtime dependencies the index must serve them (runtime-deps=none).
     no_index = settings.runtime_deps == "bundle" or settings.torch == "existing" or settings.offline
     work = plan.layout.variant_dir / "smoke"
-    key = _key(result.wheelhouse, result.wheels(), result.runtime, checks, no_index)
+    key = _key(result.wheels(), result.runtime, checks, no_index)
     passed = work / "passed"
     if passed.is_file() and passed.read_text() == key:
         say("smoke check: passed before for these wheels")

@@ -112,21 +112,6 @@ class Wheelhouse:
         self.root.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.root / LOCK), timeout=self.lock_timeout)
 
-    def describe(
-        self,
-        *,
-        toolchain: str | None = None,
-        toolchain_version: str | None = None,
-        flags: Sequence[str] | Mapping[str, Any] | None = None,
-    ) -> None:
-        """Set the manifest's top fields (toolchain, its version, flags) and write it."""
-        for key, value in (("toolchain", toolchain), ("toolchain_version", toolchain_version), ("flags", flags)):
-            if value is not None:
-                self._header[key] = value
-        with self.lock():
-            manifest = self.manifest()
-            self._write(manifest)
-
     def add(self, wheel: Path, record: Mapping[str, Any], *, move: bool = False) -> Path:
         """Put ``wheel`` into the wheelhouse (complete or not at all); return its new path.
 

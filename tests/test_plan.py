@@ -1,6 +1,8 @@
 """The plan: ordered steps with each component's environment, command and jobs."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,7 @@ from backend.settings import resolve
 from backend.variants import Variant
 
 GIB = 1 << 30
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def plan_for(tmp_path, **config):
@@ -171,3 +174,21 @@ def test_patch_conditions_are_pep440_or_an_exact_commit():
     assert matches("==0.49.1", "0.49.1") and not matches("==0.49.1", "0.50.0")
     assert matches(">=0.15.1,<0.16", "0.15.2") and not matches(">=0.15.1,<0.16", "0.16.0")
     assert matches("==188be165", "188be165") and not matches("==188be165", "188be166")
+
+
+def test_an_editable_step_is_planned_as_its_hook_in_the_checkout(tmp_path):
+    """pip install -e: the plan's step for the developed component is what editable.py runs, in the checkout."""
+    from backend.pipeline.editable import HOOK_SCRIPT
+
+    tree = tmp_path / "bitsandbytes"
+    shutil.copytree(ROOT / "tests/fixtures/standins/bitsandbytes", tree)
+    settings = resolve({"cache-dir": str(tmp_path / "cache"), "components": "bitsandbytes", "source.bitsandbytes": str(tree)})
+    plan = make_plan(settings, Variant(sm="90", isa="avx2", cuda="13.0"), project_dir=tmp_path, cores=8,
+                     memory_bytes=64 * GIB, in_place=("bitsandbytes",))
+    step = plan.step("bitsandbytes")
+    assert step.tree == step.cwd == tree and step.extras == {}
+    [command] = step.commands
+    assert command[:3] == (str(plan.layout.python), "-c", HOOK_SCRIPT) and command[3] == "scikit_build_core.build"
+    assert "-frecord-gcc-switches" not in step.env["CXXFLAGS"] and step.compiler_flags == {}
+    assert [(p.name, p.applied) for p in step.patches] == [("0001-real-cubins-only.patch", False)]
+    assert "never patched" in step.patches[0].why

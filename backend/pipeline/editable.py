@@ -27,8 +27,6 @@ from .plan import Plan, make_plan
 from .runner import CommandFailed, run_logged
 
 DEFAULT_BACKEND = "setuptools.build_meta:__legacy__"
-# The switch record, as the plan sets it and as ccache passes it (a specs file)
-RECORD_FLAGS = (compiler_cache.RECORD_SWITCHES, f"-specs={compiler_cache.RECORD_SPECS}")
 
 
 def _backend_of(tree: Path) -> tuple[str, list[str]]:
@@ -72,7 +70,7 @@ def build_editable(wheel_directory: Path, settings: Settings, target_python: str
     from .. import project
 
     variant = variants.select(settings)
-    full_plan = make_plan(settings, variant, project_dir=project.PROJECT_DIR)
+    full_plan = make_plan(settings, variant, project_dir=project.PROJECT_DIR, in_place=editable)
     stack_settings = dataclasses.replace(
         settings,
         components=tuple(c for c in settings.selected_components if c not in editable),
@@ -97,7 +95,7 @@ def build_editable(wheel_directory: Path, settings: Settings, target_python: str
     with run.build_environment(python, requirements, settings):
         for component in editable:
             step = full_plan.step(component)
-            editable_wheels += _build_one(full_plan, step, python, toolchain, cache, editable_dir, relabel)
+            editable_wheels += _build_one(full_plan, step, toolchain, cache, editable_dir, relabel)
 
     target = target_python or sys.executable
     _install_into_target(target, stack_wheels, editable_wheels)
@@ -111,29 +109,56 @@ def _dist(wheel: Path) -> str:
     return wheel_names.project(wheel.name)
 
 
-def _build_one(plan: Plan, step, python: Path, toolchain, cache, editable_dir: Path, relabel) -> list[Path]:
+def in_place_env(env: dict[str, str]) -> dict[str, str]:
+    """The plan's environment for an in-place build: no switch record.
+
+    In-place objects are not verified, and the switch record holds the -o
+    path, which setuptools' PEP 660 build draws anew each time: without it
+    a second install is all compiler-cache hits.
+    """
+    out = dict(env)
+    for key in ("CFLAGS", "CXXFLAGS"):
+        out[key] = " ".join(flag for flag in out.get(key, "").split() if flag != compiler_cache.RECORD_SWITCHES)
+    return out
+
+
+def editable_wheel_dir(layout, recipe) -> Path:
+    return layout.variant_dir / recipe.name / "_editable"
+
+
+def hook_command(layout, recipe, checkout: Path) -> list[str]:
+    """The build venv's python calling the checkout's own PEP 660 hook, in the checkout."""
     import json
 
+    backend, backend_path = _backend_of(checkout)
+    return [str(layout.python), "-c", HOOK_SCRIPT, backend, str(editable_wheel_dir(layout, recipe)), json.dumps({}),
+            json.dumps(backend_path)]
+
+
+def unapplied(component: str, checkout: Path, tree_version: str | None, lock) -> list:
+    """Every main-tree patch of the component, none applied: an editable build works in the checkout itself."""
+    import dataclasses as dc
+
+    from ..sources import patches
+
+    return [dc.replace(d, applied=False, why="an editable build works in your checkout itself, which is never patched")
+            for d in patches.decide_local(component, checkout, tree_version, lock.main_entry(component).version)]
+
+
+def _build_one(plan: Plan, step, toolchain, cache, editable_dir: Path, relabel) -> list[Path]:
     recipe = recipes.get(step.component)
-    checkout = plan.settings.sources[step.component]
     layout = plan.layout
-    env = process_environment(step, toolchain, cache, checkout)
-    # In-place objects are not verified, and the switch record holds the -o
-    # path, which setuptools' PEP 660 build draws anew each time: without it
-    # a second install is all compiler-cache hits.
-    for key in ("CFLAGS", "CXXFLAGS"):
-        env[key] = " ".join(flag for flag in env.get(key, "").split() if flag not in RECORD_FLAGS)
-    wheel_dir = layout.variant_dir / step.component / "_editable"
+    env = process_environment(step, toolchain, cache, step.tree)
+    wheel_dir = editable_wheel_dir(layout, recipe)
     wheel_dir.mkdir(parents=True, exist_ok=True)
     for old in wheel_dir.glob("*.whl"):
         old.unlink()
-    backend, backend_path = _backend_of(checkout)
-    command = [str(python), "-c", HOOK_SCRIPT, backend, str(wheel_dir), json.dumps({}), json.dumps(backend_path)]
     label = f"[editable {step.component}]"
-    print(f"{label} building in place in {checkout} (log: {layout.log_file(recipe)})", file=sys.stderr, flush=True)
+    print(f"{label} building in place in {step.tree} (log: {layout.log_file(recipe)})", file=sys.stderr, flush=True)
     try:
         with cache.session(env, layout.log_file(recipe).with_suffix(".ccache-stats")) as session:
-            run_logged(command, env={**env, **session.env}, cwd=checkout, log=layout.log_file(recipe), label=label)
+            for command in step.commands:
+                run_logged(command, env={**env, **session.env}, cwd=step.cwd, log=layout.log_file(recipe), label=label)
     except CommandFailed as error:
         tail = "\n".join(f"  | {line}" for line in error.tail[-20:])
         print(tail, file=sys.stderr)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from .. import host as host_info
@@ -171,7 +171,10 @@ def make_plan(
     project_dir: Path,
     cores: int | None = None,
     memory_bytes: int | None = None,
+    in_place: Collection[str] = (),
 ) -> Plan:
+    """The plan of a variant.  ``in_place``: components an editable install builds in their checkout
+    (``pipeline/editable.py``): their step is its PEP 660 hook, run there, with no patch applied."""
     layout = Layout(cache=cache_dir(settings), variant=variant, project_dir=Path(project_dir), settings=settings)
     cores = cores or host_info.cpu_count()
     memory_bytes = memory_bytes or host_info.available_memory_bytes()
@@ -194,8 +197,14 @@ def make_plan(
         jobs = choose_jobs(recipe, settings, cores=cores, memory_bytes=memory_bytes)
         local = settings.sources.get(recipe.name)
         unused = tuple(recipe.unused_sources(variant, settings))
-        tree, extras = sources_prepare.planned_trees(
-            recipe.name, workdir=layout.source_workdir(recipe), local=local is not None, unused=unused, lock=lock)
+        editable = recipe.name in in_place
+        if editable and local is None:
+            raise BackendError(f"an editable build of {recipe.name} needs -C source.{recipe.name}=PATH")
+        if editable:  # the checkout itself; the lock's further trees are not prepared for it
+            tree, extras = local, {}
+        else:
+            tree, extras = sources_prepare.planned_trees(
+                recipe.name, workdir=layout.source_workdir(recipe), local=local is not None, unused=unused, lock=lock)
         tree_version = recipe.tree_version(local) if local else None
         ctx = BuildContext(
             variant=variant,
@@ -212,6 +221,15 @@ def make_plan(
         )
         env = common_env(variant, jobs)
         env.update(recipe.environment(ctx))
+        commands = [tuple(c) for c in recipe.commands(ctx)]
+        patches = sources_prepare.planned_patches(
+            recipe.name, local=local, tree_version=tree_version, unused=unused, lock=lock) if not editable else []
+        if editable:
+            from . import editable as editable_builds
+
+            env = editable_builds.in_place_env(env)
+            commands = [tuple(editable_builds.hook_command(layout, recipe, local))]
+            patches = editable_builds.unapplied(recipe.name, local, tree_version, lock)
         steps.append(
             Step(
                 component=recipe.name,
@@ -221,7 +239,7 @@ def make_plan(
                 depends=tuple(d for d in recipe.depends if any(r.name == d for r in selected)),
                 env=env,
                 compiler_flags=cache.switch_flags(env),
-                commands=tuple(tuple(c) for c in recipe.commands(ctx)),
+                commands=tuple(commands),
                 jobs=jobs,
                 notes=tuple(recipe.notes(variant)),
                 pins_torch=recipe.pins_torch,
@@ -229,8 +247,7 @@ def make_plan(
                 tree=tree,
                 extras=extras,
                 python=layout.python,
-                patches=tuple(sources_prepare.planned_patches(
-                    recipe.name, local=local, tree_version=tree_version, unused=unused, lock=lock)),
+                patches=tuple(patches),
                 unused_sources=unused,
             )
         )

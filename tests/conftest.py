@@ -21,3 +21,72 @@ def run_backend(tmp_path):
         return subprocess.run([sys.executable, "-m", "backend", *args], cwd=cwd, capture_output=True, text=True, env=full_env)
 
     return run
+
+
+def record_hash(data: bytes) -> str:
+    """A RECORD line's hash: sha256=<urlsafe base64, no padding>."""
+    import base64
+    import hashlib
+
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def make_wheel(
+    directory: Path,
+    name: str,
+    version: str,
+    files: dict | None = None,
+    *,
+    requires=(),
+    data_files: dict | None = None,
+    tag: str = "py3-none-any",
+    description: str = "A tiny test wheel.\n\nWith a body line: Version: not-a-header\n",
+    big: int = 0,
+    corrupt: str | None = None,
+    metadata_version: str | None = None,
+) -> Path:
+    """A tiny but real wheel, members deflated, RECORD complete (as bdist_wheel makes it): the tests' one maker.
+
+    ``files`` (member -> bytes, or a Path to read) are its contents; without them it holds the package
+    ``<name>/__init__.py`` (``VERSION``, ``NAME``).  ``data_files`` go under ``<name>-<version>.data/``;
+    ``big`` adds that many bytes of compressible text; ``corrupt`` names a member whose RECORD hash is
+    written wrong; ``metadata_version`` is a METADATA Version other than the file name's.
+    """
+    import csv
+    import io
+    import zipfile
+
+    norm = name.replace("-", "_").lower()
+    dist_info = f"{norm}-{version}.dist-info"
+    members: dict[str, bytes] = {}
+    if files is None:
+        members[f"{norm}/__init__.py"] = f"VERSION = {version!r}\nNAME = {name!r}\n".encode()
+    for path, data in (files or {}).items():
+        members[path] = data.read_bytes() if isinstance(data, Path) else data
+    if big:
+        import random
+
+        rng = random.Random(1)
+        words = [bytes(rng.choices(b"abcdefghij", k=8)) for _ in range(1000)]
+        members[f"{norm}/blob.txt"] = b" ".join(rng.choices(words, k=big // 9))
+    for path, data in (data_files or {}).items():
+        members[f"{norm}-{version}.data/{path}"] = data
+    metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {metadata_version or version}", "Summary: tiny"]
+    metadata += [f"Requires-Dist: {r}" for r in requires]
+    metadata += ["Description-Content-Type: text/plain", "", description]
+    members[f"{dist_info}/METADATA"] = "\n".join(metadata).encode()
+    purelib = "true" if tag.endswith("-any") else "false"
+    members[f"{dist_info}/WHEEL"] = f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: {purelib}\nTag: {tag}\n".encode()
+    record_rows = [[path, record_hash(data + (b"tampered" if path == corrupt else b"")), str(len(data))]
+                   for path, data in members.items()]
+    record_rows.append([f"{dist_info}/RECORD", "", ""])
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(record_rows)
+    members[f"{dist_info}/RECORD"] = buffer.getvalue().encode()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{norm}-{version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for member, data in members.items():
+            archive.writestr(member, data)
+    return path

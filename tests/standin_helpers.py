@@ -129,8 +129,7 @@ def runtime_links(folder: Path, requirements) -> Path:
 
     from packaging.requirements import Requirement
 
-    sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "verify"))
-    from wheelmaker import make_wheel
+    from conftest import make_wheel
 
     folder.mkdir(parents=True, exist_ok=True)
     for text in requirements:

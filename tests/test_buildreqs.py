@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "verify"))
-from wheelmaker import make_wheel  # noqa: E402
+from conftest import make_wheel  # noqa: E402
 
 from standin_helpers import hermetic_pip_env  # noqa: E402
 

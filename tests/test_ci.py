@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -22,10 +21,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
+
+from conftest import make_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / ".github" / "workflows" / "build-variants.yml"
@@ -231,28 +231,6 @@ def test_a_filter_of_refused_rows_only_stops_with_the_backends_reason():
 
 # -- tiny real wheels -------------------------------------------------------------
 
-def make_wheel(folder: Path, name: str, version: str, payload: str = "X = 1\n") -> Path:
-    def record_hash(data: bytes) -> str:
-        return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-    module = name.replace("-", "_")
-    dist_info = f"{module}-{version}.dist-info"
-    files = {
-        f"{module}/__init__.py": payload.encode(),
-        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-        f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = "".join(f"{path},{record_hash(data)},{len(data)}\n" for path, data in files.items())
-    record += f"{dist_info}/RECORD,,\n"
-    folder.mkdir(parents=True, exist_ok=True)
-    wheel = folder / f"{module}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path, data in files.items():
-            archive.writestr(path, data)
-        archive.writestr(f"{dist_info}/RECORD", record)
-    return wheel
-
-
 def make_wheelhouse(folder: Path, label: str, names=("fake-torch", "fake_vllm")) -> Path:
     for name in names:
         make_wheel(folder, name, f"1.0+{label}")
@@ -304,8 +282,8 @@ def test_merge_gives_a_simple_index_and_a_find_links_folder(tmp_path):
 
 def test_merge_refuses_two_different_files_of_one_name(tmp_path):
     artifacts = tmp_path / "artifacts"
-    one = make_wheel(artifacts / "a" / "v1", "fake-torch", "1.0+cu129.sm90.avx512", "X = 1\n")
-    two = make_wheel(artifacts / "b" / "v2", "fake-torch", "1.0+cu129.sm90.avx512", "X = 2\n")
+    one = make_wheel(artifacts / "a" / "v1", "fake-torch", "1.0+cu129.sm90.avx512", {"fake_torch/__init__.py": b"X = 1\n"})
+    two = make_wheel(artifacts / "b" / "v2", "fake-torch", "1.0+cu129.sm90.avx512", {"fake_torch/__init__.py": b"X = 2\n"})
     assert one.name == two.name
     out = run(sys.executable, ROOT / "ci" / "merge_wheelhouses.py", artifacts, "--out", tmp_path / "index")
     assert out.returncode == 1
@@ -384,11 +362,10 @@ def build_job(tmp_path):
     return job
 
 
-needs_standins = pytest.mark.skipif(not (STANDINS / "bitsandbytes").is_dir() or not shutil.which("sccache"),
-                                    reason="needs tests/fixtures/standins and sccache")
+needs_sccache = pytest.mark.skipif(shutil.which("sccache") is None, reason="needs sccache")
 
 
-@needs_standins
+@needs_sccache
 def test_build_script_fetches_builds_verifies_and_packs(build_job, tmp_path):
     out, calls = build_job(more_env={"SCCACHE_BUCKET": "", "AWS_SECRET_ACCESS_KEY": "", "SCCACHE_S3_KEY_PREFIX": "ci/"})
     assert out.returncode == 0, out.stdout + out.stderr
@@ -420,7 +397,7 @@ def test_build_script_fetches_builds_verifies_and_packs(build_job, tmp_path):
     assert merged_out.returncode == 0, merged_out.stderr
 
 
-@needs_standins
+@needs_sccache
 def test_build_script_fails_when_verify_fails(build_job, tmp_path):
     out, calls = build_job("--jobs", "3", more_env={"STUB_LABEL": "cu130.sm100.avx512"})
     assert out.returncode == 1
@@ -475,13 +452,8 @@ def test_build_script_passes_the_shared_cache_url_and_hides_its_password(tmp_pat
     assert clash.stderr.startswith("error: setting 'compiler-cache-url'") and "SCCACHE_REDIS_ENDPOINT" in clash.stderr
 
 
-def _recipes_exist() -> bool:
-    return (ROOT / "backend" / "recipes" / "bitsandbytes.py").is_file() and (ROOT / "backend" / "recipes" / "torch.py").is_file()
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _recipes_exist() or not (STANDINS / "bitsandbytes").is_dir() or not shutil.which("nvcc"),
-                    reason="needs the backend's recipes, the stand-in trees and nvcc")
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
 def test_build_script_builds_the_standins_for_real(tmp_path):
     """The whole job with the real backend: stand-in torch and bitsandbytes compiled through sccache."""
     out = run(sys.executable, ROOT / "ci" / "build_variant.py", "--sm", "90", "--isa", "avx2", "--cuda", "13.0",

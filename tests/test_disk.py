@@ -30,10 +30,9 @@ def test_need_is_the_planned_components_less_those_already_built(tmp_path):
     plan = plan_for(tmp_path, components="torchvision")
     assert [s.component for s in plan.steps] == ["torch", "torchvision"]
     assert disk.needed_gb(plan) == 32.0
-    sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "verify"))
-    from wheelmaker import make_wheel
+    from conftest import make_wheel
 
-    wheel = make_wheel(tmp_path, "torch", "2.9.1", {"torch/__init__.py": b""})
+    wheel = make_wheel(tmp_path, "torch", "2.9.1", {"torch/__init__.py": b""}, tag="cp311-cp311-linux_x86_64")
     Wheelhouse(plan.layout.wheelhouse).add(wheel, {"component": "torch", "build_key": "k"})
     assert disk.needed_gb(plan) == 2.0
     assert disk.needed_gb(plan_for(tmp_path, components="torchvision", **{"free-disk-gb": "7.5"})) == 7.5

@@ -29,7 +29,7 @@ from backend.sources import fetch, lock, prepare, unpack
 from backend.wheels.wheelhouse import Wheelhouse
 from standin_helpers import STANDINS, find_nvcc, host_isa
 from test_sources import Server, make_tar, sha, tree_nar, write_lock
-from test_wheels_support import make_wheel, record_hash
+from conftest import make_wheel, record_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 NVCC = find_nvcc()

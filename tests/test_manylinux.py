@@ -19,8 +19,7 @@ from backend.wheels import manylinux
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
-sys.path.insert(0, str(FIXTURES / "verify"))
-from wheelmaker import make_wheel  # noqa: E402
+from conftest import make_wheel  # noqa: E402
 
 GCC, GXX = shutil.which("gcc"), shutil.which("g++")
 AUDITWHEEL = [sys.executable, "-m", "auditwheel"]

@@ -6,8 +6,7 @@ import sys
 import types
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "verify"))
-from wheelmaker import make_wheel  # noqa: E402
+from conftest import make_wheel  # noqa: E402
 
 from backend import recipes  # noqa: E402
 from backend.variants import Variant  # noqa: E402
@@ -41,8 +40,8 @@ def test_toolchain_pins_beat_declared_pins_which_beat_linked_bounds():
 
 
 def test_only_the_recipes_first_distribution_gets_its_declared_requirements(tmp_path):
-    torch = make_wheel(tmp_path, "torch", "2.9.1", {"torch/__init__.py": b""})
-    other = make_wheel(tmp_path, "torchgen-extra", "1.0", {"x/__init__.py": b""})
+    torch = make_wheel(tmp_path, "torch", "2.9.1", {"torch/__init__.py": b""}, tag="cp311-cp311-linux_x86_64")
+    other = make_wheel(tmp_path, "torchgen-extra", "1.0", {"x/__init__.py": b""}, tag="cp311-cp311-linux_x86_64")
     toolchain = types.SimpleNamespace(requirements=())
     variant = Variant(sm="90", isa="avx512", cuda="13.0")
     assert "triton==3.5.1" in declared_requirements(torch, recipes.get("torch"), variant, toolchain)

@@ -8,7 +8,7 @@ file").  A snippet that needs its own source stands in for it here.
 
 from __future__ import annotations
 
-from test_wheels_support import make_wheel
+from conftest import make_wheel
 
 from backend.verify import smoke
 

@@ -11,7 +11,8 @@ from backend.variants import Variant, matrix
 from backend.wheels import variant as variant_module
 from backend.wheels.relabel import relabel
 from backend.wheels.variant import properties, property_strings, write_index_variants_json, write_variant_wheel
-from test_wheels_support import check_record, make_wheel
+from conftest import make_wheel
+from test_wheels_support import check_record
 
 variantlib = pytest.importorskip("variantlib", reason="pip install -r ci/requirements/wheels.txt")
 from variantlib.constants import VALIDATION_WHEEL_NAME_REGEX  # noqa: E402

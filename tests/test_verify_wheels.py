@@ -12,10 +12,9 @@ import pytest
 
 from backend.verify import Expectation, verify_paths, verify_wheel
 from backend.verify import linkage, metadata
+from conftest import make_wheel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"
-sys.path.insert(0, str(FIXTURES))
-from wheelmaker import make_wheel  # noqa: E402
 
 GXX = shutil.which("g++")
 pytestmark = pytest.mark.skipif(GXX is None, reason="needs g++")
@@ -52,11 +51,11 @@ def libs(tmp_path_factory) -> dict[str, Path]:
 
 
 def _torch(folder: Path, lib: Path, version: str = TORCH_VERSION) -> Path:
-    return make_wheel(folder, "torch", version, {"torch/__init__.py": b"", "torch/lib/libtorch_cpu.so": lib})
+    return make_wheel(folder, "torch", version, {"torch/__init__.py": b"", "torch/lib/libtorch_cpu.so": lib}, tag="cp311-cp311-linux_x86_64")
 
 
 def _ext(folder: Path, lib: Path, requires=(f"torch=={TORCH_VERSION}",), version=f"1.0+{LABEL}", **kw) -> Path:
-    return make_wheel(folder, "ext-ops", version, {"ext_ops/__init__.py": b"", "ext_ops/_C.so": lib}, requires=list(requires), **kw)
+    return make_wheel(folder, "ext-ops", version, {"ext_ops/__init__.py": b"", "ext_ops/_C.so": lib}, requires=list(requires), **kw, tag="cp311-cp311-linux_x86_64")
 
 
 def _errors(report, check=None):
@@ -136,9 +135,9 @@ def test_metadata_disagreeing_with_the_file_name(tmp_path, libs):
 
 def test_requirement_on_another_wheel_of_the_house(tmp_path, libs):
     _torch(tmp_path, libs["torch"])
-    make_wheel(tmp_path, "torchvision", f"0.24.0+{LABEL}", {"torchvision/__init__.py": b""}, requires=[f"torch=={TORCH_VERSION}"])
+    make_wheel(tmp_path, "torchvision", f"0.24.0+{LABEL}", {"torchvision/__init__.py": b""}, requires=[f"torch=={TORCH_VERSION}"], tag="cp311-cp311-linux_x86_64")
     make_wheel(tmp_path, "vllm", f"0.15.1+{LABEL}", {"vllm/__init__.py": b""},
-               requires=[f"torch=={TORCH_VERSION}", "torchvision==0.24.1"])
+               requires=[f"torch=={TORCH_VERSION}", "torchvision==0.24.1"], tag="cp311-cp311-linux_x86_64")
     report = verify_paths([tmp_path], EXPECT)
     assert [p.message for p in report.errors] == [f"requires torchvision==0.24.1, the wheelhouse has torchvision 0.24.0+{LABEL}"]
 

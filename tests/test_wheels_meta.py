@@ -10,7 +10,8 @@ from backend.errors import BackendError
 from backend.variants import Variant
 from backend.wheels import meta
 from backend.wheels.relabel import relabel
-from test_wheels_support import check_record, installed, make_venv, make_wheel, pip_install
+from conftest import make_wheel
+from test_wheels_support import check_record, installed, make_venv, pip_install
 
 VARIANT = Variant(sm="90", isa="avx512", cuda="12.9", python="313")
 LABEL = VARIANT.label

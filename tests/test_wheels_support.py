@@ -15,56 +15,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-
-def record_hash(data: bytes) -> str:
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
-def make_wheel(
-    directory: Path,
-    name: str,
-    version: str,
-    *,
-    requires: tuple[str, ...] = (),
-    files: dict[str, bytes] | None = None,
-    data_files: dict[str, bytes] | None = None,
-    tag: str = "py3-none-any",
-    description: str = "A tiny test wheel.\n\nWith a body line: Version: not-a-header\n",
-    big: int = 0,
-) -> Path:
-    """A tiny but real wheel, members deflated, RECORD complete (like bdist_wheel makes)."""
-    norm = name.replace("-", "_").lower()
-    dist_info = f"{norm}-{version}.dist-info"
-    package = norm
-    members: dict[str, bytes] = {}
-    members[f"{package}/__init__.py"] = f"VERSION = {version!r}\nNAME = {name!r}\n".encode()
-    if big:
-        # Compressible but not trivial: a few MB of pseudo-random text.
-        import random
-
-        rng = random.Random(1)
-        words = [bytes(rng.choices(b"abcdefghij", k=8)) for _ in range(1000)]
-        members[f"{package}/blob.txt"] = b" ".join(rng.choices(words, k=big // 9))
-    for path, data in (files or {}).items():
-        members[path] = data
-    for path, data in (data_files or {}).items():
-        members[f"{norm}-{version}.data/{path}"] = data
-    metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", "Summary: tiny"]
-    metadata += [f"Requires-Dist: {r}" for r in requires]
-    metadata += ["Description-Content-Type: text/plain", "", description]
-    members[f"{dist_info}/METADATA"] = "\n".join(metadata).encode()
-    members[f"{dist_info}/WHEEL"] = f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: {tag}\n".encode()
-    record_rows = [[path, record_hash(data), str(len(data))] for path, data in members.items()]
-    record_rows.append([f"{dist_info}/RECORD", "", ""])
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(record_rows)
-    members[f"{dist_info}/RECORD"] = buffer.getvalue().encode()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{norm}-{version}-{tag}.whl"
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for member, data in members.items():
-            archive.writestr(member, data)
-    return path
+from conftest import make_wheel, record_hash
 
 
 def check_record(wheel: Path) -> dict[str, str]:

@@ -12,7 +12,7 @@ from backend.errors import BackendError
 
 from backend.wheels import wheelhouse as wheelhouse_module
 from backend.wheels.wheelhouse import Wheelhouse
-from test_wheels_support import make_wheel
+from conftest import make_wheel
 
 VARIANT = "vllm-python313-cuda12_9-sm90-avx512"
 LABEL = "cu129.sm90.avx512"

@@ -29,6 +29,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -124,7 +125,8 @@ class CompilerCache:
         specs = specs_dir / RECORD_SPECS
         text = f"*cc1_options:\n+ {RECORD_SWITCHES}\n\n"
         if not specs.is_file() or specs.read_text() != text:
-            temporary = specs.with_suffix(f".{os.getpid()}.tmp")
+            # one name per writer: the scheduler runs steps side by side in threads of one process
+            temporary = specs.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             temporary.write_text(text)
             temporary.replace(specs)  # a build running beside this one reads a whole file
         library_path = os.pathsep.join(p for p in (str(specs_dir), env.get("LIBRARY_PATH", "")) if p)

@@ -45,7 +45,9 @@ class Step:
     source: str  # "lock:<entry>" or the local path
     depends: tuple[str, ...]
     env: Mapping[str, str]  # what the plan sets, over the clean process environment, toolchain and compiler cache
-    compiler_flags: Mapping[str, str]  # env's CFLAGS/CXXFLAGS as the compiler cache rewrites them (ccache: a specs file)
+    # env's CFLAGS/CXXFLAGS as the compiler cache rewrites them (ccache: a specs file); they run where the
+    # step's compiler reads that file (probed when the step runs, executor.process_environment), else env's own do
+    compiler_flags: Mapping[str, str]
     commands: tuple[tuple[str, ...], ...]
     jobs: JobChoice
     notes: tuple[str, ...]

@@ -303,6 +303,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _flashinfer_aot_config(key: str, value: Any, base: Path) -> str | None:
+    from .recipes.flashinfer import aot_config  # the recipe knows flashinfer's config keys
+
+    return aot_config(key, value, base)
+
+
 def _per_component_source(key: str, value: Any, base: Path) -> Path:
     return _source_path(key[len(SOURCE_PREFIX):], value, base)
 
@@ -349,6 +355,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("flashinfer-aot", "flashinfer_aot", "build `flashinfer-jit-cache`, flashinfer's AOT kernels for the SM "
            "(false: JIT at first use, which needs nvcc where vLLM runs)", default=True,
            parse=lambda k, v, b: _bool(k, v), accepts="true false"),
+    Option("flashinfer-aot-config", "flashinfer_aot_config", "which AOT modules `flashinfer-jit-cache` holds: "
+           "JSON with keys of flashinfer 0.6.1's `aot.py` `get_default_config()` (e.g. "
+           "`{\"fa2_head_dim\": [[128, 128]], \"add_moe\": false}`), inline or a file; the rest compile at "
+           "first use ([docs/COMPONENTS.md](docs/COMPONENTS.md))", parse=_flashinfer_aot_config,
+           accepts="JSON, a JSON file, or all", shown_default="all"),
     Option("allow-unverified", "allow_unverified", "use them although the lock has no hash", default=(),
            parse=lambda k, v, b: _names(k, v), accepts="comma list of lock entries", many=True, shown_default=""),
     Option("runtime-deps", "runtime_deps", "`bundle`: the wheelhouse also holds every runtime dependency, "

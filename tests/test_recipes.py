@@ -356,3 +356,49 @@ def test_the_component_tables_of_the_docs_are_the_registry():
         for part in heading.split(" (")[0].split(", "):
             name, version = part.split()[:2]
             assert recipes.get(name.lower()).version == version, heading
+
+
+def test_flashinfer_aot_config_narrows_the_module_set_through_the_tag_patch(tmp_path):
+    """-C flashinfer-aot-config: checked, canonical JSON in FLASHINFER_AOT_CONFIG; the tag's build backend reads it."""
+    from backend.settings import resolve
+
+    fi = recipes.get("flashinfer")
+    wanted = '{"fa2_head_dim": [[128, 128]], "f16_dtype": ["float16"], "add_moe": false}'
+    settings = resolve({"sm": "90", "isa": "avx512", "flashinfer-aot-config": wanted})
+    ctx = dataclasses.replace(ctx_for(fi, SM90, tmp_path), settings=settings)
+    assert fi.environment(ctx)["FLASHINFER_AOT_CONFIG"] == '{"add_moe":false,"f16_dtype":["float16"],"fa2_head_dim":[[128,128]]}'
+    # a file works too, relative to the project; "all" (the default) sets nothing
+    (tmp_path / "aot.json").write_text(wanted)
+    from_file = resolve({"sm": "90", "isa": "avx512", "flashinfer-aot-config": "aot.json"}, base_dir=tmp_path)
+    assert from_file.flashinfer_aot_config == settings.flashinfer_aot_config
+    assert "FLASHINFER_AOT_CONFIG" not in fi.environment(ctx_for(fi, SM90, tmp_path))
+    assert resolve({"sm": "90", "isa": "avx512", "flashinfer-aot-config": "all"}).flashinfer_aot_config is None
+    # without the jit cache there is nothing to narrow
+    off = resolve({"sm": "90", "isa": "avx512", "flashinfer-aot": "false", "flashinfer-aot-config": wanted})
+    assert "FLASHINFER_AOT_CONFIG" not in fi.environment(dataclasses.replace(ctx, settings=off))
+    # upstream's build backend gets the reader (a patch of the lock's tag entry, applied at prepare)
+    patch = Path(__file__).resolve().parent.parent / "patches/flashinfer/flashinfer-tag/0001-aot-config-from-env.patch"
+    text = patch.read_text()
+    assert "+++ b/flashinfer-jit-cache/build_backend.py" in text and "FLASHINFER_AOT_CONFIG" in text
+    assert "-        config=None,  # Use default config" in text and "+        config=_config_from_env()," in text
+
+
+@pytest.mark.parametrize("value, words", [
+    ('{"fa2_headdim": [[128, 128]]}', ["'fa2_headdim'", "fa2_head_dim", "did you mean 'fa2_head_dim'"]),
+    ('{"f16_dtype": ["fp16"]}', ["f16_dtype=", "float16, bfloat16"]),
+    ('{"fa3_head_dim": [128]}', ["fa3_head_dim=[128]", "[qk, vo]"]),
+    ('{"add_moe": "no"}', ["add_moe=", "true or false"]),
+    ('{"f16_dtype": []}', ["at least one of float16"]),
+    ("[1, 2]", ["a JSON object"]),
+    ("{not json", ["not JSON"]),
+    ("missing.json", ["cannot read it"]),
+])
+def test_flashinfer_aot_config_bad_values_are_one_line(value, words, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "backend", "plan", "-C", "sm=90", "-C", "isa=avx512",
+                          "-C", f"flashinfer-aot-config={value}"], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: setting 'flashinfer-aot-config'"), out.stderr
+    for word in words:
+        assert word in lines[0], lines[0]

@@ -15,8 +15,20 @@ csrc/, include/ and 3rdparty/, which the tag archive lacks).  The lock's
 them into the sdist tree.  SM103 gets ``10.0a 10.3a``: flashinfer's release
 scripts always pair them, and ``aot.py`` enables its SM100 modules only for
 ``compute_100``.  ``-C flashinfer-aot=false`` builds flashinfer-python alone.
+
+``-C flashinfer-aot-config`` narrows the AOT module set: JSON (inline or a
+file) with the keys of v0.6.1 ``aot.py``'s ``get_default_config()``, the rest
+keeping flashinfer's defaults.  Upstream's jit-cache build backend always
+passes ``config=None`` (the full set: 695 modules for 9.0a, counted on the
+H200), so ``patches/flashinfer/flashinfer-tag/0001-aot-config-from-env.patch``
+makes it read ``FLASHINFER_AOT_CONFIG``, which the recipe sets.  A module
+left out compiles at first use (JIT), as without flashinfer-jit-cache.
 """
 
+import json
+from pathlib import Path
+
+from ..errors import SettingError
 from ..variants import version_key
 from .base import BuildContext, Recipe, pip_wheel
 
@@ -59,11 +71,64 @@ OVERLAY = (
 )
 
 
+# flashinfer/aot.py get_default_config() at v0.6.1: its keys, and what each takes.
+AOT_HEAD_DIMS = ("fa2_head_dim", "fa3_head_dim")
+AOT_DTYPES = {"f16_dtype": ("float16", "bfloat16"), "f8_dtype": ("float8_e4m3fn", "float8_e5m2")}
+AOT_BOOL_LISTS = ("use_sliding_window", "use_logits_soft_cap")
+AOT_SWITCHES = ("add_comm", "add_gemma", "add_oai_oss", "add_moe", "add_act", "add_misc", "add_xqa")
+AOT_KEYS = AOT_HEAD_DIMS + tuple(AOT_DTYPES) + AOT_BOOL_LISTS + AOT_SWITCHES
+
+
+def aot_config(key: str, value, base: Path) -> str | None:
+    """``-C flashinfer-aot-config``: inline JSON or a JSON file, checked, as canonical JSON (None: the full set)."""
+    text = str(value).strip()
+    if text.lower() in ("", "all", "default"):
+        return None
+    if not text.startswith(("{", "[")):  # inline JSON; anything else names a file
+        path = Path(text).expanduser()
+        path = path if path.is_absolute() else base / path
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise SettingError(key, str(value), "inline JSON ({...}), a JSON file, or all",
+                               why=f"cannot read it: {error.strerror or error}") from None
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise SettingError(key, str(value), "a JSON object", why=f"not JSON: {error}") from None
+    if not isinstance(config, dict):
+        raise SettingError(key, str(value), "a JSON object with keys of flashinfer's aot.py get_default_config()")
+    for name, item in config.items():
+        if name not in AOT_KEYS:
+            raise SettingError(key, name, AOT_KEYS, why="not a key of flashinfer 0.6.1's aot.py config")
+        if name in AOT_HEAD_DIMS:
+            good = isinstance(item, list) and all(
+                isinstance(p, list) and len(p) == 2 and all(type(d) is int and d > 0 for d in p) for p in item)
+            accepted = "a list of [qk, vo] head-dim pairs, e.g. [[128, 128]]"
+        elif name in AOT_DTYPES:
+            good = isinstance(item, list) and all(d in AOT_DTYPES[name] for d in item)
+            accepted = f"a list of {', '.join(AOT_DTYPES[name])}"
+        elif name in AOT_BOOL_LISTS:
+            good = isinstance(item, list) and item and all(type(b) is bool for b in item)
+            accepted = "a non-empty list of true/false"
+        else:
+            good = type(item) is bool
+            accepted = "true or false"
+        if not good:
+            raise SettingError(key, f"{name}={json.dumps(item)}", accepted)
+    if not config.get("f16_dtype", True):
+        raise SettingError(key, "f16_dtype=[]", "at least one of float16, bfloat16")
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+
+
 def environment(ctx: BuildContext) -> dict[str, str]:
-    return {
+    env = {
         "FLASHINFER_CUDA_ARCH_LIST": arch_list(ctx.variant),
         "FLASHINFER_LOCAL_VERSION": ctx.variant.label,
     }
+    if builds_jit_cache(ctx.variant, ctx.settings) and getattr(ctx.settings, "flashinfer_aot_config", None):
+        env["FLASHINFER_AOT_CONFIG"] = ctx.settings.flashinfer_aot_config  # read by the tag patch's build backend
+    return env
 
 
 def commands(ctx: BuildContext) -> list[list[str]]:
@@ -86,7 +151,8 @@ def notes(variant) -> list[str]:
     return [
         f"AOT kernels (flashinfer-jit-cache) for FLASHINFER_CUDA_ARCH_LIST={arch_list(variant)}: the PyPI sdist "
         "plus the v0.6.1 tag's flashinfer-jit-cache/ folder (lock entry flashinfer-tag); -C flashinfer-aot=false "
-        "builds flashinfer-python alone (kernels then compile at first use and need nvcc there)"
+        "builds flashinfer-python alone (kernels then compile at first use and need nvcc there); "
+        "-C flashinfer-aot-config narrows the module set (FLASHINFER_AOT_CONFIG in the plan's environment)"
     ]
 
 

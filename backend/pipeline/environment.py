@@ -176,7 +176,7 @@ def _venv_distributions(python: Path, env: Mapping[str, str]) -> dict[str, tuple
 
 
 def _write_launchers(python: Path, names: Iterable[str]) -> list[str]:
-    """Console-script launchers in the venv's bin for borrowed distributions (cmake, ninja, ...)."""
+    """Console-script launchers, and links to installed script files, in the venv's bin for borrowed distributions."""
     from importlib import metadata
 
     written = []
@@ -204,6 +204,20 @@ def _write_launchers(python: Path, names: Iterable[str]) -> list[str]:
             )
             target.chmod(0o755)
             written.append(entry.name)
+        # Scripts a wheel installs as files (its .data/scripts), not as entry points: the ninja and
+        # cmake wheels' native programs. The frontend's bin leaves PATH, so link them in.
+        for file in dist.files or ():
+            if file.parent.name not in ("bin", "Scripts") or not re.fullmatch(r"[\w.-]+", file.name):
+                continue
+            program = Path(str(dist.locate_file(file))).resolve()
+            target = bin_dir / file.name
+            if file.name in written or not program.is_file() or not os.access(program, os.X_OK):
+                continue
+            if (target.exists() or target.is_symlink()) and file.name not in _borrowed_scripts(python):
+                continue
+            target.unlink(missing_ok=True)
+            target.symlink_to(program)
+            written.append(file.name)
     return written
 
 

@@ -25,13 +25,13 @@ ISA=$(python3 -m backend detect --json | python3 -c 'import json,sys; print(json
 start=$(date +%s)
 python3 -m backend build -C sm=90 -C "isa=$ISA" -C cuda=13.0 -C toolchain=system -C torch=existing \
   -C offline=true -C components=flashinfer -C flashinfer-aot-config=ci/device/aot_subset_sm90.json \
-  -C smoke=off -C cache-dir=/tmp/aot-cache -C wheelhouse=/tmp/aot-wh > "$OUT/aot-pipeline.log" 2>&1 || status=1
+  -C smoke=off -C verify=warn -C cache-dir=/tmp/aot-cache -C wheelhouse=/tmp/aot-wh > "$OUT/aot-pipeline.log" 2>&1 || status=1
 echo "build: $(( $(date +%s) - start )) s, status $status"
 grep -E "^(==|\[|error|verification|component|flashinfer|  flashinfer)|AOT config from|Total ops|Successfully compiled" "$OUT/aot-pipeline.log" | tail -30
 ls -la /tmp/aot-wh/*/
 NINJA=$(find /tmp/aot-cache -name .ninja_log -path "*build/aot/*" | head -1)
 [ -n "$NINJA" ] && python3 ci/device/flashinfer_aot_modules.py report "$(dirname "$NINJA")" "$OUT/aot-pipeline-times.json"
-for w in /tmp/aot-wh/*/flashinfer_jit_cache-*.whl; do unzip -l "$w" | grep -c "\.so$" | sed "s|^|$(basename "$w"): .so files: |"; done
+python3 -c 'import sys, zipfile; [print(w.split("/")[-1], sum(n.endswith(".so") for n in zipfile.ZipFile(w).namelist()), "shared objects") for w in sys.argv[1:]]' /tmp/aot-wh/*/flashinfer*.whl
 
 step "installed into a fresh venv that sees the image's torch; checked with nvcc out of reach"
 python3 -m venv /tmp/aot-run

@@ -173,3 +173,18 @@ def test_label_rules():
     assert metadata.label_matches("post1.cu129.sm90.avx512", "cu129.sm90.avx512")
     assert not metadata.label_matches("cu129", "cu129.sm90.avx512")
     assert not metadata.label_matches(None, "cu129.sm90.avx512")
+
+
+def test_objects_deep_in_long_paths_are_checked(tmp_path, libs):
+    """flashinfer-jit-cache's modules sit at paths whose flattened form exceeds NAME_MAX (seen on the H200)."""
+    _torch(tmp_path, libs["torch"])
+    module = "batch_prefill_with_kv_cache_dtype_q_f16_dtype_kv_f16_dtype_o_f16_dtype_idx_i32_head_dim_qk_128_" \
+             "head_dim_vo_128_posenc_0_use_swa_False_use_logits_cap_False_f16qk_False_sm90"
+    inner = f"ext_ops/jit_cache/{module}/{module}.so"
+    assert len(inner.replace("/", "__")) > 255
+    make_wheel(tmp_path, "ext-ops", f"1.0+{LABEL}", {"ext_ops/__init__.py": b"", inner: libs["ext"]},
+               requires=[f"torch=={TORCH_VERSION}"])
+    report = verify_paths([tmp_path], EXPECT)
+    assert report.ok, report.format_table()
+    ext = next(e for e in report.entries if e.name == "ext-ops")
+    assert [o.path for o in ext.objects] == [inner]

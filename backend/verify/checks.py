@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 import tempfile
 import zipfile
@@ -252,7 +253,9 @@ def _elf_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
 
 
 def _extract(archive: zipfile.ZipFile, item: zipfile.ZipInfo, folder: Path) -> Path:
-    target = folder / item.filename.replace("/", "__")
+    # A name of its own, not the flattened path: flashinfer-jit-cache's module paths exceed NAME_MAX (255).
+    digest = hashlib.sha256(item.filename.encode()).hexdigest()[:16]
+    target = folder / f"{digest}-{item.filename.rsplit('/', 1)[-1][-100:]}"
     with archive.open(item) as source, open(target, "wb") as sink:
         shutil.copyfileobj(source, sink, 1 << 22)
     return target

@@ -10,7 +10,7 @@
 #                 downloads, as `python -m backend fetch` leaves them
 #   DIR/wheels/   what the backend and the builds need and the image lacks
 #   DIR/links/    flashinfer-python's runtime wheels the image lacks (-C runtime-find-links);
-#                 SPLIT.sha256: wheels too large for one call, carried in parts
+#                 SPLIT.sha256 (here or in a part folder): wheels too large for one call, carried in parts
 #   DIR/part*/    NAME.partN pieces of those, over consecutive calls on a warm machine
 # Everything carried is kept in /tmp/i12-keep for the next call while the machine stays warm.
 # aot-probe: also count flashinfer's default AOT modules for 9.0a and build a subset with
@@ -41,18 +41,18 @@ for d in dl wheels links partA partB partC partD; do
 done
 du -sh "$KEEP"/*
 mkdir -p /tmp/links && cp -n "$KEEP"/links/*.whl /tmp/links/
-if [ -f "$KEEP/links/SPLIT.sha256" ]; then
+if ls "$KEEP"/*/SPLIT.sha256 > /dev/null 2>&1; then
   while read -r sum name; do
     [ -f "/tmp/links/$name" ] && { echo "$name: whole"; continue; }
     parts=()
     for i in 1 2 3 4; do f=$(find "$KEEP" -name "$name.part$i" | head -1); [ -n "$f" ] && parts+=("$f"); done
-    cat "${parts[@]}" > "/tmp/$name.joined" 2>/dev/null
+    [ ${#parts[@]} -gt 0 ] && cat "${parts[@]}" > "/tmp/$name.joined" || : > "/tmp/$name.joined"
     if [ "$(sha256sum < "/tmp/$name.joined" | cut -d' ' -f1)" = "$sum" ]; then
       mv "/tmp/$name.joined" "/tmp/links/$name"; echo "$name: joined from ${#parts[@]} part(s), sha256 ok"
     else
       rm -f "/tmp/$name.joined"; echo "$name: only ${#parts[@]} part(s) here so far, not in the links"
     fi
-  done < "$KEEP/links/SPLIT.sha256"
+  done < <(cat "$KEEP"/*/SPLIT.sha256 | sort -u)
 fi
 ls /tmp/links
 

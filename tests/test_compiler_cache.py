@@ -370,3 +370,34 @@ def test_auto_takes_ccache_for_redis_and_sccache_for_storage_only_it_reaches():
         assert tool_order("auto", url, environ)[0] == "sccache", (url, environ)
     assert tool_order("auto", None, {"SCCACHE_BUCKET": " "}) == ("ccache", "sccache")  # empty counts as unset
     assert tool_order("sccache", "redis://cache:6379", {}) == ("sccache",)
+
+
+@pytest.mark.skipif(shutil.which("ccache") is None, reason="needs ccache (ci/apt/core.txt)")
+def test_components_built_side_by_side_write_the_specs_file_at_once(tmp_path):
+    """Parallel component builds run in one process: the specs file's temporary name is per thread
+    (seen in the pipeline suite: '...switches.<pid>.tmp -> ...specs: No such file or directory')."""
+    import threading
+
+    from backend.pipeline import compiler_cache
+
+    flags = "-O2 -frecord-gcc-switches"
+    env = {**os.environ, "CFLAGS": flags, "CXXFLAGS": flags}
+    errors = []
+    for round_ in range(5):
+        cache = compiler_cache.choose("ccache", tmp_path / f"cache{round_}", url=None)
+        start = threading.Barrier(8)
+
+        def write():
+            start.wait()
+            try:
+                cache.flags(dict(env))
+            except Exception as error:  # noqa: BLE001 - the test reports any
+                errors.append(error)
+
+        threads = [threading.Thread(target=write) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert (cache.directory / "specs" / compiler_cache.RECORD_SPECS).is_file()
+    assert not errors, errors

@@ -66,19 +66,26 @@ def redis_url(tmp_path):
 VARIANT = "vllm-python3XX-cuda13_0-sm90-isa"
 
 
-def compile_on(machine: Path, tool: str, url: str | None, *, isa: str = ISA, environ: dict | None = None):
-    """The torch stand-in's compiles in ``machine``'s own tree; returns the session's (hits, lookups)."""
-    import shlex
+def _machine(machine: Path, standin: str):
+    """One "machine": its own cache folder laid out as the pipeline's, with a copy of a stand-in tree."""
     import types
-
-    from backend.pipeline import compiler_cache
 
     cache_root = machine / "cache"
     layout = types.SimpleNamespace(variant_dir=cache_root / "work" / VARIANT, env_dir=cache_root / "envs" / VARIANT,
                                    cache=cache_root)
-    tree = layout.variant_dir / "torch" / "tree"
+    tree = layout.variant_dir / standin / "tree"
     if not tree.exists():
-        shutil.copytree(STANDINS / "torch", tree)
+        shutil.copytree(STANDINS / standin, tree)
+    return cache_root, layout, tree
+
+
+def compile_on(machine: Path, tool: str, url: str | None, *, isa: str = ISA, environ: dict | None = None):
+    """The torch stand-in's compiles in ``machine``'s own tree; returns the session's (hits, lookups)."""
+    import shlex
+
+    from backend.pipeline import compiler_cache
+
+    cache_root, layout, tree = _machine(machine, "torch")
     (tree / "out").mkdir(exist_ok=True)
     environ = {**os.environ, **(environ or {})}
     cache = compiler_cache.choose(tool, cache_root / "compiler-cache", url=url, environ=environ)
@@ -128,16 +135,9 @@ def cmake_build_on(machine: Path, tool: str, url: str | None, *, isa: str = ISA)
     """The bitsandbytes stand-in's own CMake build in ``machine``'s tree, with the variant's flags and the
     environment the pipeline gives a component: absolute source paths, CMake's probe compiles in random
     ``TryCompile-*`` folders, ``-frecord-gcc-switches``.  Returns (hits, lookups, the library)."""
-    import types
-
     from backend.pipeline import compiler_cache
 
-    cache_root = machine / "cache"
-    layout = types.SimpleNamespace(variant_dir=cache_root / "work" / VARIANT, env_dir=cache_root / "envs" / VARIANT,
-                                   cache=cache_root)
-    tree = layout.variant_dir / "bitsandbytes" / "tree"
-    if not tree.exists():
-        shutil.copytree(STANDINS / "bitsandbytes", tree)
+    cache_root, layout, tree = _machine(machine, "bitsandbytes")
     build = layout.variant_dir / "bitsandbytes" / "_build" / "cmake"
     shutil.rmtree(build, ignore_errors=True)
     cache = compiler_cache.choose(tool, cache_root / "compiler-cache", url=url)

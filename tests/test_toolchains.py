@@ -392,3 +392,65 @@ def test_nix_toolkit_without_nvcc(nix_flake, tmp_path):
     with pytest.raises(BackendError, match=r"realised from path:.*#cudaPackages_12_5 at .* has no bin/nvcc"):
         toolchains.resolve("12.5", "nix", cache_dir=tmp_path, nixpkgs=nix_flake, offline=True)
 
+
+
+def _plan(tmp_path, nixpkgs, **config):
+    from backend.pipeline.plan import make_plan
+    from backend.settings import resolve as resolve_settings
+    from backend.variants import Variant
+
+    settings = resolve_settings({"cache-dir": str(tmp_path / "cache"), "toolchain": "nix", "nixpkgs": nixpkgs,
+                                 "offline": "true", "cuda": "12.9", **config})
+    variant = Variant(sm="90", isa="avx512", cuda="12.9", python="313")
+    return make_plan(settings, variant, project_dir=tmp_path, cores=16, memory_bytes=64 << 30)
+
+
+def test_nix_realises_only_the_libraries_the_plan_links(nix_flake, tmp_path):
+    from backend.pipeline.run import resolve_toolchain
+
+    # In this copy of the stand-in flake, building cudnn, nccl or cuSPARSELt fails.
+    (Path(nix_flake.removeprefix("path:")) / "refuse-libraries").write_text("")
+    bitsandbytes = resolve_toolchain(_plan(tmp_path, nix_flake, components="bitsandbytes"))
+    home = bitsandbytes.cuda_home
+    assert bitsandbytes.version == "12.9.86" and bitsandbytes.runtime_libraries == ("libcudart.so.12",)
+    assert not any((home / "include" / h).exists() for h in ("cudnn.h", "nccl.h"))
+    sources = (home / ".sources").read_text().split()
+    assert len(sources) == 1 and sources[0].endswith("-cudatoolkit-12.9.86")
+    # A torch build asks for them, so here it fails on the first one.
+    with pytest.raises(BackendError) as info:
+        resolve_toolchain(_plan(tmp_path, nix_flake, components="torch"))
+    message = str(info.value)
+    assert "nix build of cudaPackages_12_9.{cudatoolkit,cudnn,nccl,libcusparse_lt}" in message
+    assert "-refused.drv' failed" in message and "\n" not in message
+
+
+def test_nix_torch_build_gets_every_library_and_not_a_smaller_farm(nix_flake, tmp_path):
+    from backend.pipeline.run import resolve_toolchain
+
+    smaller = resolve_toolchain(_plan(tmp_path, nix_flake, components="bitsandbytes"))
+    torch = resolve_toolchain(_plan(tmp_path, nix_flake, components="torch"))
+    assert torch.runtime_libraries == ("libcudart.so.12", "libcudnn.so.9", "libnccl.so.2", "libcusparseLt.so.0")
+    for header in ("cudnn.h", "nccl.h", "cuda_runtime.h"):
+        assert (torch.cuda_home / "include" / header).exists(), header
+    # Both farms sit side by side, each named by what it joins: the later torch build did not reuse the smaller one.
+    assert torch.cuda_home != smaller.cuda_home and smaller.runtime_libraries == ("libcudart.so.12",)
+    assert sorted(p.name for p in torch.cuda_home.parent.iterdir()) == sorted([torch.cuda_home.name, smaller.cuda_home.name])
+
+
+def test_nix_libraries_by_name(nix_flake, tmp_path):
+    # cuSPARSELt alone, under 12.8's older attribute name; asked in any order, one farm.
+    only = toolchains.resolve("12.8", "nix", cache_dir=tmp_path, nixpkgs=nix_flake, offline=True,
+                              libraries=("cusparselt", "cublas"))
+    assert only.runtime_libraries == ("libcudart.so.12", "libcusparseLt.so.0")
+    both = [toolchains.resolve("12.9", "nix", cache_dir=tmp_path, nixpkgs=nix_flake, offline=True, libraries=names)
+            for names in (("nccl", "cudnn"), ("cudnn", "nccl"))]
+    assert both[0] == both[1] and both[0].runtime_libraries == ("libcudart.so.12", "libcudnn.so.9", "libnccl.so.2")
+    with pytest.raises(BackendError) as info:  # the stand-in set has no cuFile
+        toolchains.resolve("12.9", "nix", cache_dir=tmp_path, nixpkgs=nix_flake, offline=True, libraries=("cufile",))
+    assert f"{nix_flake}#cudaPackages_12_9 has no libcufile; ways out:" in str(info.value)
+    with pytest.raises(BackendError, match=r"^toolchain 'nix': unknown CUDA library 'cudnn9'; accepted: cudart, "):
+        toolchains.resolve("12.9", "nix", cache_dir=tmp_path, nixpkgs=nix_flake, offline=True, libraries=("cudnn9",))
+
+
+def test_nix_knows_every_library_a_recipe_may_name():
+    assert list(nix_provider.LIBRARIES) == list(pypi_provider.LIBRARIES["13.0"])

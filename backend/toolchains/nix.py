@@ -1,9 +1,14 @@
 """``toolchain=nix``: CUDA from nixpkgs' ``cudaPackages_X_Y``, as the seed did.
 
-Realises the toolkit plus what torch links against (cuDNN, NCCL, cuSPARSELt)
-from the flake reference ``-C nixpkgs=`` (default: the seed's nixpkgs
-revision) and joins every output of those derivations into one CUDA_HOME: a
-symlink farm under the cache folder.
+Realises the toolkit (``cudatoolkit``: nvcc plus cuBLAS, cuSPARSE, cuFFT,
+cuRAND, cuSOLVER, NVRTC, CUPTI, NVTX, nvJitLink) and only those further
+libraries the build links (``libraries``, in the PyPI provider's names; see
+``LIBRARIES``): a bitsandbytes build realises no cuDNN, NCCL or cuSPARSELt, a
+torch build (``libraries=None``) realises all three.  They come from the flake
+reference ``-C nixpkgs=`` (default: the seed's nixpkgs revision); every output
+of those derivations is joined into one CUDA_HOME: a symlink farm under the
+cache folder, named by a hash of the store paths it joins (so a farm without
+cuDNN is never the one a build that needs cuDNN gets).
 
 Works with Debian's Nix 2.8 and newer Nix: ``nix build --no-link --json``
 (2.8 has no ``--print-out-paths``), flakes enabled per command with
@@ -21,7 +26,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..errors import BackendError
@@ -29,8 +34,22 @@ from .base import Toolchain, check_toolkit, run_tool, runtime_sonames
 
 NAME = "nix"
 FEATURES = ["--extra-experimental-features", "nix-command flakes"]
-# Package-set attributes realised: each entry is the alternatives, first present wins.
-PACKAGES = (("cudatoolkit",), ("cudnn",), ("nccl",), ("libcusparse_lt", "cusparselt"))
+# Package-set attributes, each as its alternatives (names moved between nixpkgs revisions; first present wins).
+TOOLKIT = ("cudatoolkit",)
+# CUDA library (the PyPI provider's name, as recipes declare it) -> the attribute that carries it;
+# () where nixpkgs' cudatoolkit (its redist-wrapper.nix symlinkJoin) already holds it.
+LIBRARIES: dict[str, tuple[str, ...]] = {
+    "cudart": (), "nvrtc": (), "cupti": (), "nvtx": (), "nvjitlink": (),
+    "cublas": (), "cufft": (), "curand": (), "cusolver": (), "cusparse": (),
+    "cufile": ("libcufile",),
+    "cudnn": ("cudnn",),
+    "nccl": ("nccl",),
+    "cusparselt": ("libcusparse_lt", "cusparselt"),
+    "nvshmem": ("libnvshmem",),
+}
+# What a build that links every library (libraries=None: torch) gets: the seed's set. cuFile and NVSHMEM
+# stay out as the seed left them (flashinfer installs the NVSHMEM wheel into its build environment).
+EVERY_LIBRARY = ("cudnn", "nccl", "cusparselt")
 
 
 def ways_out(cuda: str) -> str:
@@ -62,8 +81,22 @@ def _options(offline: bool) -> list[str]:
     return options
 
 
+def packages_for(libraries: Sequence[str] | None) -> list[tuple[str, ...]]:
+    """The attributes (each as its alternatives) to realise for these libraries; None: every library."""
+    names = EVERY_LIBRARY if libraries is None else libraries
+    unknown = [n for n in names if n not in LIBRARIES]
+    if unknown:
+        raise BackendError(
+            f"toolchain 'nix': unknown CUDA library {unknown[0]!r}; accepted: {', '.join(LIBRARIES)}"
+        )
+    # In the table's order, whatever order they were asked in: the same set joins into the same farm.
+    return list(dict.fromkeys([TOOLKIT, *(LIBRARIES[n] for n in LIBRARIES if n in names and LIBRARIES[n])]))
+
+
 def resolve(cuda: str, *, cache_dir: Path, nixpkgs: str, offline: bool = False,
-            environ: Mapping[str, str] | None = None) -> Toolchain:
+            environ: Mapping[str, str] | None = None, libraries: Sequence[str] | None = None) -> Toolchain:
+    """The toolkit plus the attributes ``libraries`` need (None: every library torch links)."""
+    packages = packages_for(libraries)
     environ = dict(os.environ if environ is None else environ)
     nix = find_nix(environ)
     if nix is None:
@@ -76,7 +109,7 @@ def resolve(cuda: str, *, cache_dir: Path, nixpkgs: str, offline: bool = False,
     options = _options(offline)
 
     # Which of the wanted attributes this package set has (names moved between nixpkgs revisions).
-    names = sorted({n for alternatives in PACKAGES for n in alternatives})
+    names = sorted({n for alternatives in packages for n in alternatives})
     apply = "p: builtins.filter (n: builtins.hasAttr n p) [ " + " ".join(json.dumps(n) for n in names) + " ]"
     result = _run([nix, "eval", *options, "--json", f"{nixpkgs}#{pset}", "--apply", apply],
                   what=f"toolchain 'nix': evaluating {pset} from {nixpkgs} failed", cuda=cuda, env=environ)
@@ -85,7 +118,7 @@ def resolve(cuda: str, *, cache_dir: Path, nixpkgs: str, offline: bool = False,
     except ValueError:
         raise BackendError(f"toolchain 'nix': nix eval printed no JSON list for {pset} from {nixpkgs}") from None
     attributes = []
-    for alternatives in PACKAGES:
+    for alternatives in packages:
         found = [n for n in alternatives if n in present]
         if not found:
             raise BackendError(

@@ -15,14 +15,17 @@ def resolve(cuda: str, provider: str = "auto", *, cache_dir: Path, nixpkgs: str,
             libraries: Sequence[str] | None = None) -> Toolchain:
     """The toolkit for CUDA ``cuda`` (major.minor) from ``provider``.
 
-    ``libraries`` narrows the PyPI provider's libraries (default: all a stack
-    build links, see ``pypi.LIBRARIES``); the other providers ignore it.
+    ``libraries`` names the CUDA libraries the build links beyond the compiler
+    (None: all a stack build links); the PyPI provider installs only their
+    wheels (``pypi.LIBRARIES``), the Nix provider realises only their
+    attributes (``nix.LIBRARIES``).  The system provider fetches nothing: it
+    takes the installed toolkit as it is.
     """
     cache_dir = Path(cache_dir)
     if provider == "system":
         return system.resolve(cuda)
     if provider == "nix":
-        return nix.resolve(cuda, cache_dir=cache_dir, nixpkgs=nixpkgs, offline=offline)
+        return nix.resolve(cuda, cache_dir=cache_dir, nixpkgs=nixpkgs, offline=offline, libraries=libraries)
     if provider == "pypi":
         return pypi.resolve(cuda, cache_dir=cache_dir, offline=offline, libraries=libraries)
     if provider != "auto":
@@ -35,7 +38,7 @@ def resolve(cuda: str, provider: str = "auto", *, cache_dir: Path, nixpkgs: str,
         tried.append(f"[system] {_short(error)}")
     if nix.find_nix() is not None:
         try:
-            return nix.resolve(cuda, cache_dir=cache_dir, nixpkgs=nixpkgs, offline=offline)
+            return nix.resolve(cuda, cache_dir=cache_dir, nixpkgs=nixpkgs, offline=offline, libraries=libraries)
         except BackendError as error:
             tried.append(f"[nix] {_short(error)}")
     else:

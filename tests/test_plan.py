@@ -118,11 +118,13 @@ def test_a_local_tree_keeps_its_own_version(tmp_path):
     assert plan.step("torch").version == "2.9.1+cu129.sm90.avx512"  # from the lock: the recipe's pin
 
 
-def test_the_pypi_toolchain_installs_only_what_the_steps_link(tmp_path):
-    from backend.pipeline.run import cuda_libraries
-
-    assert cuda_libraries(plan_for(tmp_path, components="bitsandbytes")) == ("cublas", "cusparse")
-    assert cuda_libraries(plan_for(tmp_path, components="bitsandbytes,torch")) is None  # torch links every library
+def test_the_toolchain_provides_only_what_the_steps_link(tmp_path, run_backend):
+    assert plan_for(tmp_path, components="bitsandbytes").cuda_libraries == ("cublas", "cusparse")
+    assert plan_for(tmp_path, components="bitsandbytes,torch").cuda_libraries is None  # torch links every library
+    shown = run_backend("plan", "-C", "sm=90", "-C", "isa=avx2", "-C", "components=bitsandbytes", "-C", "toolchain=nix")
+    assert "cuda     12.9 from -C toolchain=nix; libraries besides the compiler: cublas, cusparse\n" in shown.stdout
+    data = json.loads(run_backend("plan", "-C", "sm=90", "-C", "isa=avx2", "--json").stdout)
+    assert (data["toolchain"], data["cuda_libraries"]) == ("auto", None)
 
 
 def test_python_vllm_cannot_build_is_refused_before_anything_runs(tmp_path):

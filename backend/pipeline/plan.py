@@ -98,6 +98,20 @@ class Plan:
                 return step
         raise KeyError(component)
 
+    @property
+    def cuda_libraries(self) -> tuple[str, ...] | None:
+        """The CUDA libraries the toolchain must provide besides the compiler (the union of the steps'
+        ``Recipe.cuda_libraries``): None for every one (a step's recipe, torch's, declares none)."""
+        wanted: list[str] = []
+        for step in self.steps:
+            recipe = recipes.get(step.component)
+            if not recipe.uses_cuda:
+                continue
+            if recipe.cuda_libraries is None:
+                return None
+            wanted += [name for name in recipe.cuda_libraries if name not in wanted]
+        return tuple(wanted)
+
     def to_json(self) -> dict:
         return {
             "variant": self.variant.name,
@@ -108,6 +122,8 @@ class Plan:
             "label": self.variant.label,
             "torch": self.torch_version,
             "compiler_cache": self.compiler_cache.tool,
+            "toolchain": self.settings.toolchain,
+            "cuda_libraries": None if self.cuda_libraries is None else list(self.cuda_libraries),
             "steps": [s.to_json() for s in self.steps],
         }
 
@@ -263,6 +279,7 @@ def format_plan(plan: Plan) -> str:
     lines = [
         f"variant  {plan.variant.name}  (sm_{plan.variant.sm}, {plan.variant.isa}, CUDA {plan.variant.cuda}, {plan.variant.platform})",
         f"label    +{plan.variant.label}; every torch-dependent wheel pins torch=={plan.torch_version}",
+        f"cuda     {_cuda_line(plan)}",
         f"cache    {plan.layout.cache}",
         f"output   {plan.layout.wheelhouse}",
         "",
@@ -290,3 +307,13 @@ def format_plan(plan: Plan) -> str:
         for note in step.notes:
             lines.append(f"  note: {note}")
     return "\n".join(lines)
+
+
+def _cuda_line(plan: Plan) -> str:
+    """What the toolchain is asked for: the compiler and the libraries the steps link."""
+    if not any(step.uses_cuda for step in plan.steps):
+        return "not used (no step compiles CUDA code)"
+    wanted = plan.cuda_libraries
+    libraries = ("every library the stack links (a step's recipe names none)" if wanted is None
+                 else ", ".join(wanted) or "none")
+    return f"{plan.variant.cuda} from -C toolchain={plan.settings.toolchain}; libraries besides the compiler: {libraries}"

@@ -79,21 +79,8 @@ def resolve_toolchain(plan: Plan):
     settings = plan.settings
     return toolchains.resolve(
         settings.cuda, settings.toolchain, cache_dir=cache_dir(settings),
-        nixpkgs=settings.nixpkgs, offline=settings.offline, libraries=cuda_libraries(plan),
+        nixpkgs=settings.nixpkgs, offline=settings.offline, libraries=plan.cuda_libraries,
     )
-
-
-def cuda_libraries(plan: Plan) -> tuple[str, ...] | None:
-    """What the PyPI toolchain must install for these steps: None for everything (torch links it all)."""
-    wanted: list[str] = []
-    for step in plan.steps:
-        recipe = recipes.get(step.component)
-        if not recipe.uses_cuda:
-            continue
-        if recipe.cuda_libraries is None:
-            return None
-        wanted += [name for name in recipe.cuda_libraries if name not in wanted]
-    return tuple(wanted)
 
 
 @contextlib.contextmanager

@@ -6,39 +6,64 @@ frontend, or ``-C`` of ``python -m backend``), the latter winning.  Every
 error is a :class:`~backend.errors.SettingError`: one line naming the
 setting, the bad value and the accepted values.
 
-A setting is one row of ``OPTIONS``: the ``Settings`` structure, the
-parser, the error, ``python -m backend --help`` and the README's settings
-table (``python -m backend.doc_tables``) are all made from it.
+A setting is declared once, as one field of the ``Settings`` dataclass:
+its annotation is its type (``Literal`` of the words it accepts where it is
+a choice), and the ``setting(...)`` call that gives its default is its row
+of the table (key, parser, help, how --help shows it).  ``OPTIONS`` is read
+off the class; the parser, the errors, ``python -m backend --help`` and the
+README's settings table (``python -m backend.doc_tables``) are made from it.
+
+Why a written class and not one generated from a tuple of rows
+(``dataclasses.make_dataclass``, as before): a generated class carries its
+types at run time only; a type checker or an editor sees ``Settings`` as an
+unknown name unless a stub repeats every field, which is a second place per
+setting that can drift.  Written with ``field: Type = setting(...)``, the
+one declaration is both what a type checker reads and what builds the
+table.  tests/test_settings.py checks that every parser returns its field's
+type, for the default and for accepted values.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: dataclasses.fields(Settings) then hold the types, not their text.
 import dataclasses
 import os
 import re
+import types
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .cpu_isa import ISAS
 from .errors import BackendError, SettingError, suggest
 
 TOOL_TABLE = "vllm-stack"
 
-SMS = ("61", "75", "80", "86", "89", "90", "100", "103", "120")
-CUDAS = ("12.8", "12.9", "13.0")
-TOOLCHAINS = ("auto", "nix", "system", "pypi")
-TORCH_MODES = ("source", "existing")
-VERIFY_MODES = ("strict", "warn", "off")
-COMPILER_CACHES = ("auto", "ccache", "sccache", "none")
+# The words a setting accepts, as the type of its Settings field (a reader and a type checker see
+# them there) and as a tuple (the checks, messages and docs list them from it).
+Sm = Literal["61", "75", "80", "86", "89", "90", "100", "103", "120"]
+SMS: tuple[str, ...] = get_args(Sm)
+CudaRelease = Literal["12.8", "12.9", "13.0"]
+CUDAS: tuple[str, ...] = get_args(CudaRelease)
+ToolchainName = Literal["auto", "nix", "system", "pypi"]
+TOOLCHAINS: tuple[str, ...] = get_args(ToolchainName)
+TorchMode = Literal["source", "existing"]
+TORCH_MODES: tuple[str, ...] = get_args(TorchMode)
+VerifyMode = Literal["strict", "warn", "off"]
+VERIFY_MODES: tuple[str, ...] = get_args(VerifyMode)
+CompilerCache = Literal["auto", "ccache", "sccache", "none"]
+COMPILER_CACHES: tuple[str, ...] = get_args(CompilerCache)
 # Remote compiler-cache storage: a URL scheme, or a word for storage without one.
 COMPILER_CACHE_URL_FORMS = ("redis://HOST[:PORT][/DB]", "rediss://HOST[:PORT][/DB]", "s3://BUCKET[/PREFIX]", "gha", "none")
-RUNTIME_DEPS = ("bundle", "none")
-BUILD_REQUIREMENTS = ("locked", "ranges")
-SMOKE_MODES = ("auto", "cpu", "off")
+RuntimeDeps = Literal["bundle", "none"]
+RUNTIME_DEPS: tuple[str, ...] = get_args(RuntimeDeps)
+BuildRequirements = Literal["locked", "ranges"]
+BUILD_REQUIREMENTS: tuple[str, ...] = get_args(BuildRequirements)
+SmokeMode = Literal["auto", "cpu", "off"]
+SMOKE_MODES: tuple[str, ...] = get_args(SmokeMode)
 # manylinux_2_X policies of auditwheel's table on both x86_64 and aarch64 (tests/test_manylinux.py checks it).
-MANYLINUX_POLICIES = ("2_17", "2_24", "2_26", "2_27", "2_28", "2_31", "2_34", "2_35", "2_36", "2_37", "2_38",
-                      "2_39", "2_40", "2_41")
+ManylinuxPolicy = Literal["2_17", "2_24", "2_26", "2_27", "2_28", "2_31", "2_34", "2_35", "2_36", "2_37", "2_38",
+                          "2_39", "2_40", "2_41"]
+MANYLINUX_POLICIES: tuple[str, ...] = get_args(ManylinuxPolicy)
 DEFAULT_NIXPKGS = "github:NixOS/nixpkgs/0182a361324364ae3f436a63005877674cf45efb"
 
 
@@ -252,12 +277,41 @@ def _flake(key: str, value: Any) -> str:
     return text
 
 
+def _registered_components() -> tuple[str, ...]:
+    # Asked at use, not at import: backend/recipes/ imports this module.
+    from . import recipes
+
+    return recipes.names()
+
+
+def __getattr__(name: str) -> Any:
+    """``COMPONENTS``: every component, in build order, as backend/recipes/ holds them."""
+    if name == "COMPONENTS":
+        return _registered_components()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _flashinfer_aot_config(key: str, value: Any, base: Path) -> str | None:
+    from .recipes.flashinfer import aot_config  # the recipe knows flashinfer's config keys
+
+    return aot_config(key, value, base)
+
+
+def _per_component_source(key: str, value: Any, base: Path) -> dict[str, Path]:
+    """One ``source.<component>`` key: that component's tree (resolve() gathers them into one mapping)."""
+    return {key[len(SOURCE_PREFIX):]: _source_path(key[len(SOURCE_PREFIX):], value, base)}
+
+
+SOURCE_OPTION_KEY = SOURCE_PREFIX + "<component>"
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
-    """One setting: how it is written, parsed and documented (``--help`` and the README's table come from here)."""
+    """One setting: its ``Settings`` field and type, how it is written, parsed and documented."""
 
     key: str  # as written in -C and [tool.vllm-stack]
     field: str  # the Settings attribute
+    type: Any  # the field's annotation: what ``parse`` returns
     help: str
     default: Any = None
     # the words it accepts (a callable: asked when needed, e.g. the registered components); checked by
@@ -289,121 +343,148 @@ class Option:
         return f"{text} ({default})" if default else text
 
 
-def _registered_components() -> tuple[str, ...]:
-    # Asked at use, not at import: backend/recipes/ imports this module.
-    from . import recipes
+def setting(key: str, help: str, *, default: Any = None, factory: Callable[[], Any] | None = None,
+            choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = (),
+            parse: Callable[[str, Any, Path], Any] | None = None, accepts: str = "",
+            shown_default: str | None = None, many: bool = False) -> Any:
+    """A ``Settings`` field with its row of the table (see ``Option``): the one place a setting is declared.
 
-    return recipes.names()
-
-
-def __getattr__(name: str) -> Any:
-    """``COMPONENTS``: every component, in build order, as backend/recipes/ holds them."""
-    if name == "COMPONENTS":
-        return _registered_components()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _flashinfer_aot_config(key: str, value: Any, base: Path) -> str | None:
-    from .recipes.flashinfer import aot_config  # the recipe knows flashinfer's config keys
-
-    return aot_config(key, value, base)
+    ``choices`` is needed only where the field's type is not a ``Literal`` of the accepted words.
+    """
+    row = {"key": key, "help": help, "choices": choices, "parse": parse, "accepts": accepts,
+           "shown_default": shown_default, "many": many}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"option": row})
+    return dataclasses.field(default=default, metadata={"option": row})
 
 
-def _per_component_source(key: str, value: Any, base: Path) -> Path:
-    return _source_path(key[len(SOURCE_PREFIX):], value, base)
+def _on_off(key: str, value: Any, base: Path) -> bool:
+    return _bool(key, value)
 
 
-SOURCE_OPTION_KEY = SOURCE_PREFIX + "<component>"
+def _whole_number(key: str, value: Any, base: Path) -> int | None:
+    return _positive_int(key, value)
 
-# Every setting, in the order --help and the README list them.
-OPTIONS: tuple[Option, ...] = (
-    Option("sm", "sm", "GPU architecture", choices=SMS, parse=lambda k, v, b: normalize_sm(str(v)),
-           accepts=" ".join(SMS) + " (also `9.0`, `sm90`, `sm_90`)"),
-    Option("isa", "isa", "CPU instruction set", choices=ISAS),
-    Option("cuda", "cuda", "CUDA toolkit version", default="12.9", choices=CUDAS),
-    Option("toolchain", "toolchain", "where CUDA comes from", default="auto", choices=TOOLCHAINS),
-    Option("components", "components", "what to build; dependencies are added", choices=_registered_components,
-           parse=lambda k, v, b: _components(k, v), many=True, factory=_registered_components, shown_default="all"),
-    Option("torch", "torch", "`existing`: build the rest against the torch importable in the build environment "
-           "(use `--no-build-isolation`)", default="source", choices=TORCH_MODES),
-    Option("wheelhouse", "wheelhouse", "wheels land in `<wheelhouse>/<variant>/`", parse=_output_folder,
-           accepts="folder", shown_default="`./wheelhouse`"),
-    Option("cache-dir", "cache_dir", "downloads, build trees, build environments, compiler cache",
-           parse=_output_folder, accepts="folder", shown_default="platform cache dir, or `$VLLM_STACK_CACHE_DIR`"),
-    Option("jobs", "jobs", "compile processes at once; auto: min(cores, free memory / memory per job)",
-           parse=lambda k, v, b: _positive_int(k, v), accepts="number or auto", shown_default="auto"),
-    Option("nvcc-threads", "nvcc_threads", "threads per nvcc (vLLM divides its jobs by this)",
-           parse=lambda k, v, b: _positive_int(k, v), accepts="number", shown_default="1"),
-    Option("offline", "offline", "never touch the network; fail naming the missing source instead", default=False,
-           parse=lambda k, v, b: _bool(k, v), accepts="true false"),
-    Option(SOURCE_OPTION_KEY, "sources", "build that component from a local tree", parse=_per_component_source,
-           accepts="folder", factory=dict),
-    Option("verify", "verify", "what a failed check does: `strict` fails the component, `warn` reports only",
-           default="strict", choices=VERIFY_MODES),
-    Option("nixpkgs", "nixpkgs", "where Nix takes CUDA from", default=DEFAULT_NIXPKGS,
-           parse=lambda k, v, b: _flake(k, v), accepts="flake reference",
-           shown_default="the seed's revision `" + DEFAULT_NIXPKGS.rsplit("/", 1)[1][:7] + "`"),
-    Option("compiler-cache", "compiler_cache", "compiler cache shared across variants", default="auto",
-           choices=COMPILER_CACHES),
-    Option("compiler-cache-url", "compiler_cache_url", "storage shared by machines; see "
-           "[Compiler cache](#one-compiler-cache-for-many-machines)",
-           parse=lambda k, v, b: _compiler_cache_url(k, v),
-           accepts="`redis://HOST[:PORT][/DB]`, `rediss://...`, `s3://BUCKET[/PREFIX]`, `gha`, none",
-           shown_default="none"),
-    Option("wheel-variants", "wheel_variants", "also write PEP 825 (draft) variant wheels", default=False,
-           parse=lambda k, v, b: _bool(k, v), accepts="true false"),
-    Option("flashinfer-aot", "flashinfer_aot", "build `flashinfer-jit-cache`, flashinfer's AOT kernels for the SM "
-           "(false: JIT at first use, which needs nvcc where vLLM runs)", default=True,
-           parse=lambda k, v, b: _bool(k, v), accepts="true false"),
-    Option("flashinfer-aot-config", "flashinfer_aot_config", "which AOT modules `flashinfer-jit-cache` holds: "
-           "JSON with keys of flashinfer 0.6.1's `aot.py` `get_default_config()` (e.g. "
-           "`{\"fa2_head_dim\": [[128, 128]], \"add_moe\": false}`), inline or a file; the rest compile at "
-           "first use ([docs/COMPONENTS.md](docs/COMPONENTS.md))", parse=_flashinfer_aot_config,
-           accepts="JSON, a JSON file, or all", shown_default="all"),
-    Option("allow-unverified", "allow_unverified", "use them although the lock has no hash", default=(),
-           parse=lambda k, v, b: _names(k, v), accepts="comma list of lock entries", many=True, shown_default=""),
-    Option("runtime-deps", "runtime_deps", "`bundle`: the wheelhouse also holds every runtime dependency, "
-           "resolved by pip and pinned by hash; `none`: the built wheels only", default="bundle",
-           choices=RUNTIME_DEPS),
-    Option("build-requirements", "build_requirements", "`locked`: the build venv installs "
-           "`third_party/build-requirements.lock`, hash-checked; `ranges`: the recipes' ranges, unpinned",
-           default="locked", choices=BUILD_REQUIREMENTS),
-    Option("free-disk-gb", "free_disk_gb", "free disk the build needs in the cache; auto: the planned "
-           "components' estimate; 0: no check", parse=lambda k, v, b: _free_disk_gb(k, v),
-           accepts="number or auto", shown_default="auto"),
-    Option("runtime-find-links", "runtime_find_links", "take runtime dependencies from this folder of wheels "
-           "only (no index, no `pip.conf`)", parse=_wheel_folder, accepts="folder"),
-    Option("smoke", "smoke", "install the wheelhouse with `--no-index` into a fresh venv and run one op per "
-           "component (and CUDA ops plus a Triton kernel where a GPU is present; `cpu`: CPU ops only)",
-           default="auto", choices=SMOKE_MODES),
-    Option("manylinux", "manylinux", "target policy: refuse a host whose libstdc++/glibc is newer, tag wheels "
-           "`manylinux_<policy>` ([docs/MANYLINUX.md](docs/MANYLINUX.md))",
-           parse=lambda k, v, b: _manylinux(k, v), accepts="2_17 ... 2_41, auto", shown_default="auto"),
-)
-SOURCE_OPTION = next(o for o in OPTIONS if o.key == SOURCE_OPTION_KEY)
+
+# Every setting, in the order --help and the README list them: its type, default, key, parser and help.
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What to build and how: one field per setting, declared with its row of the settings table."""
+
+    sm: Sm | None = setting(
+        "sm", "GPU architecture", parse=lambda k, v, b: normalize_sm(str(v)),
+        accepts=" ".join(SMS) + " (also `9.0`, `sm90`, `sm_90`)")
+    isa: str | None = setting("isa", "CPU instruction set", choices=ISAS)  # cpu_isa.py's table names them
+    cuda: CudaRelease = setting("cuda", "CUDA toolkit version", default="12.9")
+    toolchain: ToolchainName = setting("toolchain", "where CUDA comes from", default="auto")
+    components: tuple[str, ...] = setting(
+        "components", "what to build; dependencies are added", choices=_registered_components,
+        parse=lambda k, v, b: _components(k, v), many=True, factory=_registered_components, shown_default="all")
+    torch: TorchMode = setting(
+        "torch", "`existing`: build the rest against the torch importable in the build environment "
+        "(use `--no-build-isolation`)", default="source")
+    wheelhouse: Path | None = setting(
+        "wheelhouse", "wheels land in `<wheelhouse>/<variant>/`", parse=_output_folder, accepts="folder",
+        shown_default="`./wheelhouse`")
+    cache_dir: Path | None = setting(
+        "cache-dir", "downloads, build trees, build environments, compiler cache", parse=_output_folder,
+        accepts="folder", shown_default="platform cache dir, or `$VLLM_STACK_CACHE_DIR`")
+    jobs: int | None = setting(
+        "jobs", "compile processes at once; auto: min(cores, free memory / memory per job)",
+        parse=_whole_number, accepts="number or auto", shown_default="auto")
+    nvcc_threads: int | None = setting(
+        "nvcc-threads", "threads per nvcc (vLLM divides its jobs by this)", parse=_whole_number,
+        accepts="number", shown_default="1")
+    offline: bool = setting(
+        "offline", "never touch the network; fail naming the missing source instead", default=False,
+        parse=_on_off, accepts="true false")
+    # component -> its local tree; each source.<component> key parses to one entry
+    sources: dict[str, Path] = setting(
+        SOURCE_OPTION_KEY, "build that component from a local tree", parse=_per_component_source,
+        accepts="folder", factory=dict)
+    verify: VerifyMode = setting(
+        "verify", "what a failed check does: `strict` fails the component, `warn` reports only",
+        default="strict")
+    nixpkgs: str = setting(
+        "nixpkgs", "where Nix takes CUDA from", default=DEFAULT_NIXPKGS, parse=lambda k, v, b: _flake(k, v),
+        accepts="flake reference",
+        shown_default="the seed's revision `" + DEFAULT_NIXPKGS.rsplit("/", 1)[1][:7] + "`")
+    compiler_cache: CompilerCache = setting(
+        "compiler-cache", "compiler cache shared across variants", default="auto")
+    compiler_cache_url: str | None = setting(
+        "compiler-cache-url", "storage shared by machines; see "
+        "[Compiler cache](#one-compiler-cache-for-many-machines)",
+        parse=lambda k, v, b: _compiler_cache_url(k, v),
+        accepts="`redis://HOST[:PORT][/DB]`, `rediss://...`, `s3://BUCKET[/PREFIX]`, `gha`, none",
+        shown_default="none")
+    wheel_variants: bool = setting(
+        "wheel-variants", "also write PEP 825 (draft) variant wheels", default=False, parse=_on_off,
+        accepts="true false")
+    flashinfer_aot: bool = setting(
+        "flashinfer-aot", "build `flashinfer-jit-cache`, flashinfer's AOT kernels for the SM "
+        "(false: JIT at first use, which needs nvcc where vLLM runs)", default=True, parse=_on_off,
+        accepts="true false")
+    # canonical JSON; None: the full set
+    flashinfer_aot_config: str | None = setting(
+        "flashinfer-aot-config", "which AOT modules `flashinfer-jit-cache` holds: "
+        "JSON with keys of flashinfer 0.6.1's `aot.py` `get_default_config()` (e.g. "
+        "`{\"fa2_head_dim\": [[128, 128]], \"add_moe\": false}`), inline or a file; the rest compile at "
+        "first use ([docs/COMPONENTS.md](docs/COMPONENTS.md))", parse=_flashinfer_aot_config,
+        accepts="JSON, a JSON file, or all", shown_default="all")
+    allow_unverified: tuple[str, ...] = setting(
+        "allow-unverified", "use them although the lock has no hash", default=(),
+        parse=lambda k, v, b: _names(k, v), accepts="comma list of lock entries", many=True, shown_default="")
+    runtime_deps: RuntimeDeps = setting(
+        "runtime-deps", "`bundle`: the wheelhouse also holds every runtime dependency, "
+        "resolved by pip and pinned by hash; `none`: the built wheels only", default="bundle")
+    build_requirements: BuildRequirements = setting(
+        "build-requirements", "`locked`: the build venv installs "
+        "`third_party/build-requirements.lock`, hash-checked; `ranges`: the recipes' ranges, unpinned",
+        default="locked")
+    free_disk_gb: float | None = setting(
+        "free-disk-gb", "free disk the build needs in the cache; auto: the planned "
+        "components' estimate; 0: no check", parse=lambda k, v, b: _free_disk_gb(k, v),
+        accepts="number or auto", shown_default="auto")
+    runtime_find_links: Path | None = setting(
+        "runtime-find-links", "take runtime dependencies from this folder of wheels "
+        "only (no index, no `pip.conf`)", parse=_wheel_folder, accepts="folder")
+    smoke: SmokeMode = setting(
+        "smoke", "install the wheelhouse with `--no-index` into a fresh venv and run one op per "
+        "component (and CUDA ops plus a Triton kernel where a GPU is present; `cpu`: CPU ops only)",
+        default="auto")
+    manylinux: ManylinuxPolicy | None = setting(
+        "manylinux", "target policy: refuse a host whose libstdc++/glibc is newer, tag wheels "
+        "`manylinux_<policy>` ([docs/MANYLINUX.md](docs/MANYLINUX.md))",
+        parse=lambda k, v, b: _manylinux(k, v), accepts="2_17 ... 2_41, auto", shown_default="auto")
+
+    @property
+    def selected_components(self) -> tuple[str, ...]:
+        """The chosen components in build order."""
+        return tuple(c for c in _registered_components() if c in self.components)
+
+
+def literal_words(annotation: Any) -> tuple[str, ...]:
+    """The words of a ``Literal[...]`` type, also inside ``... | None``; () for any other type."""
+    if typing.get_origin(annotation) is Literal:
+        return typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return tuple(word for arm in typing.get_args(annotation) for word in literal_words(arm))
+    return ()
+
+
+def _option(field: dataclasses.Field, annotation: Any) -> Option:
+    row = dict(field.metadata["option"])
+    row["choices"] = row["choices"] or literal_words(annotation)
+    factory = None if field.default_factory is dataclasses.MISSING else field.default_factory
+    default = None if field.default is dataclasses.MISSING else field.default
+    return Option(field=field.name, type=annotation, default=default, factory=factory, **row)
+
+
+_ANNOTATIONS = typing.get_type_hints(Settings)
+OPTIONS: tuple[Option, ...] = tuple(_option(f, _ANNOTATIONS[f.name]) for f in dataclasses.fields(Settings))
 OPTION_BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS if o.key != SOURCE_OPTION_KEY}
 # key as the user writes it -> field name
 KEYS: dict[str, str] = {key: option.field for key, option in OPTION_BY_KEY.items()}
-
-
-def _settings_field(option: Option) -> tuple[str, Any, Any]:
-    if option.factory is not None:
-        return option.field, Any, dataclasses.field(default_factory=option.factory)
-    return option.field, Any, dataclasses.field(default=option.default)
-
-
-def _selected_components(self) -> tuple[str, ...]:
-    """The chosen components in build order."""
-    return tuple(c for c in _registered_components() if c in self.components)
-
-
-# What to build and how: one attribute per option of OPTIONS, its default from there.
-Settings = dataclasses.make_dataclass(
-    "Settings", [_settings_field(o) for o in OPTIONS], frozen=True,
-    namespace={"__doc__": "What to build and how: one attribute per entry of ``OPTIONS``.",
-               "selected_components": property(_selected_components)},
-)
-Settings.__module__ = __name__
 
 
 def unknown_key_error(key: str) -> BackendError:
@@ -433,7 +514,7 @@ def resolve(
     sources: dict[str, Path] = {}
     for key, raw in merged.items():
         if key.startswith(SOURCE_PREFIX):
-            sources[key[len(SOURCE_PREFIX):]] = SOURCE_OPTION.parse(key, _single(key, raw), base)
+            sources.update(_per_component_source(key, _single(key, raw), base))
             continue
         option = OPTION_BY_KEY.get(key)
         if option is None:

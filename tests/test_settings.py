@@ -1,5 +1,8 @@
 """Settings: one structure, read from pyproject and -C, validated in one place."""
 
+import dataclasses
+import types
+import typing
 from pathlib import Path
 
 import pytest
@@ -112,10 +115,14 @@ def test_closure_and_smoke_settings(tmp_path):
 
 
 def test_settings_fields_and_defaults_come_from_the_table():
-    import dataclasses
-
     fields = {f.name: f for f in dataclasses.fields(settings.Settings)}
     assert list(fields) == [o.field for o in settings.OPTIONS]
+    # every field has its real type, for run time and for a type checker alike (no Any, no text)
+    hints = typing.get_type_hints(settings.Settings)
+    assert hints == {o.field: o.type for o in settings.OPTIONS}
+    assert all(f.type == hints[name] and f.type is not typing.Any for name, f in fields.items())
+    assert hints["sm"] == typing.Optional[typing.Literal["61", "75", "80", "86", "89", "90", "100", "103", "120"]]
+    assert (hints["jobs"], hints["offline"], hints["cache_dir"]) == (int | None, bool, Path | None)
     defaults = settings.resolve({})
     for option in settings.OPTIONS:
         expected = option.factory() if option.factory else option.default
@@ -153,3 +160,86 @@ def test_every_setting_is_in_help_and_the_readme_table_is_the_generated_one():
     # the check can fail: a README with one value changed is stale
     assert "settings" in doc_tables.stale_tables(
         "README.md", text.replace("| `cuda` | 12.8 12.9 13.0 (12.9) |", "| `cuda` | 12.8 (12.8) |"))
+
+
+def _conforms(value, annotation) -> bool:
+    """Whether ``value`` is of ``annotation``, for the kinds of type a setting has."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return any(type(value) is type(word) and value == word for word in args)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, arm) for arm in args)
+    if origin is tuple:  # tuple[X, ...]
+        return type(value) is tuple and all(_conforms(item, args[0]) for item in value)
+    if origin is dict:
+        return type(value) is dict and all(_conforms(k, args[0]) and _conforms(v, args[1]) for k, v in value.items())
+    if annotation in (int, float, str, bool):  # exactly: True is no int here, 1 no float
+        return type(value) is annotation
+    return isinstance(value, annotation)
+
+
+def test_the_type_check_of_these_tests_refuses_what_a_drifted_parser_would_return():
+    cuda = settings.OPTION_BY_KEY["cuda"].type
+    assert _conforms("12.9", cuda) and not _conforms("12.7", cuda) and not _conforms(None, cuda)
+    assert _conforms(None, int | None) and not _conforms("4", int | None) and not _conforms(True, int | None)
+    assert not _conforms(4, float | None) and not _conforms(["a"], tuple[str, ...])
+    assert not _conforms(("a", 1), tuple[str, ...]) and not _conforms({"vllm": "/x"}, dict[str, Path])
+    assert not _conforms("/x", Path | None) and _conforms(Path("/x"), Path | None)
+
+
+def _written(default) -> str:
+    """A default as a user would write it in -C."""
+    if isinstance(default, bool):
+        return str(default).lower()
+    return ",".join(default) if isinstance(default, tuple) else str(default)
+
+
+@pytest.mark.parametrize("option", settings.OPTIONS, ids=lambda o: o.key)
+def test_a_default_is_of_its_field_type_and_is_what_its_text_parses_to(option):
+    default = getattr(settings.Settings(), option.field)
+    assert _conforms(default, option.type), (option.key, default, option.type)
+    if default is None or option.key == settings.SOURCE_OPTION_KEY:  # not set; sources: no text of its own
+        return
+    text = "all" if option.key == "components" else _written(default)
+    assert getattr(settings.resolve({option.key: text}), option.field) == default, option.key
+
+
+def _valid_samples(tmp_path) -> dict[str, list[str]]:
+    """Values each setting accepts, as written in -C: besides every word of a choice setting."""
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "tree").mkdir()
+    return {
+        "sm": ["9.0", "sm_120"],
+        "components": ["all", "vllm,torch"],
+        "wheelhouse": ["out", str(tmp_path / "abs")],
+        "cache-dir": ["~/cache"],
+        "jobs": ["4", "auto"],
+        "nvcc-threads": ["2", ""],
+        "offline": ["yes", "0"],
+        "source.vllm": [str(tmp_path / "tree")],
+        "nixpkgs": ["path:/srv/nixpkgs"],
+        "compiler-cache-url": ["redis://127.0.0.1:6379/0", "s3://bucket/prefix", "gha", "none"],
+        "wheel-variants": ["on"],
+        "flashinfer-aot": ["false"],
+        "flashinfer-aot-config": ['{"add_moe": false}', "all"],
+        "allow-unverified": ["cutlass,flash-attention", ""],
+        "free-disk-gb": ["12.5", "0", "auto"],
+        "runtime-find-links": [str(tmp_path / "wheels")],
+        "manylinux": ["2_28", "manylinux2014", "2.34", "auto"],
+    }
+
+
+def test_every_parser_returns_its_field_type_for_valid_values(tmp_path):
+    samples = _valid_samples(tmp_path)
+    keyed = {("source.vllm" if o.key == settings.SOURCE_OPTION_KEY else o.key): o for o in settings.OPTIONS}
+    # a setting added without sample values, unless its choices list them, fails here
+    assert {k for k, o in keyed.items() if not o.accepted()} <= set(samples)
+    checked = 0
+    for key, option in keyed.items():
+        for text in samples.get(key, []) + list(option.accepted()):
+            value = getattr(settings.resolve({key: text}, base_dir=tmp_path), option.field)
+            assert _conforms(value, option.type), (key, text, value, option.type)
+            checked += 1
+    assert checked > 60

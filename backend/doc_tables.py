@@ -48,8 +48,9 @@ def recipes_table() -> str:
     from .sources.lock import load
 
     lock = load()
-    rows = ["| component | version, sources (lock entries) | depends | pins torch | mem/job | nvcc threads |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| component | version, sources (lock entries) | depends | pins torch | mem/job | nvcc threads | "
+            "a local tree's version |",
+            "|---|---|---|---|---|---|---|"]
     for recipe in recipes.all_recipes():
         main, *extras = recipe.sources
         sources = f"`{main}` ({_origin(lock.entries[main].url)})" + "".join(f", `{e}`" for e in extras)
@@ -57,8 +58,17 @@ def recipes_table() -> str:
                    "`NVCC_THREADS` (MAX_JOBS = jobs x threads)" if recipe.divides_max_jobs_by_nvcc_threads else
                    "engine")
         rows.append(f"| {recipe.name} | {recipe.version}, {sources} | {', '.join(recipe.depends) or '-'} | "
-                    f"{'(is torch)' if 'torch' in recipe.distributions else 'yes' if recipe.pins_torch else 'no'} | {recipe.mem_per_job_gb:g} GB | {threads} |")
+                    f"{'(is torch)' if 'torch' in recipe.distributions else 'yes' if recipe.pins_torch else 'no'} | {recipe.mem_per_job_gb:g} GB | {threads} | "
+                    f"{_stated_version(recipe)} |")
     return "\n".join(rows)
+
+
+def _stated_version(recipe) -> str:
+    """Where a source.<component> checkout states its version (backend/sources/checkout_version.py)."""
+    file = f"`{recipe.version_file}`" if recipe.version_file else ""
+    if recipe.version_from_git_tags:
+        return "git tags (setuptools-scm)" + (f", else {file}" if file else "")
+    return file or "not read"
 
 
 # document -> its generated tables: name -> what produces it

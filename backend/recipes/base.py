@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import dataclasses
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -68,7 +67,12 @@ class Recipe:
     environment: Callable[[BuildContext], dict[str, str]] = lambda ctx: {}
     commands: Callable[[BuildContext], list[list[str]]] = lambda ctx: []
     notes: Callable[[Variant], list[str]] = lambda variant: []
-    version_file: str | None = None  # where a checkout of it states its version (version.txt)
+    # where a checkout of it states its version: version.txt, a module assigning __version__, or the
+    # _version.py setuptools-scm writes (backend/sources/checkout_version.py)
+    version_file: str | None = None
+    # its version comes from setuptools-scm: a git checkout is the version its tags give, as
+    # setuptools-scm derives it (vLLM); a tree without .git (an sdist) states it in version_file
+    version_from_git_tags: bool = False
     # lock entries of the component this variant and these settings do not use (flashinfer's tag tree
     # without its AOT kernels): neither fetched nor unpacked
     unused_sources: Callable[[Variant, Any], tuple[str, ...]] = lambda variant, settings: ()
@@ -111,24 +115,10 @@ class Recipe:
         return f"{tree_version or self.version}+{variant.label}"
 
     def tree_version(self, tree: Path) -> str | None:
-        """A local checkout's own public version, so a fork or another release keeps it."""
-        if not self.version_file:
-            return None
-        path = Path(tree) / self.version_file
-        try:
-            content = path.read_text()
-        except OSError:
-            return None
-        # version.txt holds the version on its first line; a Python module states ``__version__ = "..."``
-        stated = re.search(r"""^__version__\s*=\s*["']([^"']+)["']""", content, re.MULTILINE)
-        lines = content.strip().splitlines()
-        text = stated.group(1) if stated else (lines[0].strip() if lines else "")
-        from packaging.version import InvalidVersion, Version
+        """A local checkout's own public version, so a fork or another release keeps it (and gets only its patches)."""
+        from ..sources import checkout_version
 
-        try:
-            return Version(text).public
-        except InvalidVersion:
-            return None
+        return checkout_version.read(tree, self.version_file, self.version_from_git_tags)
 
 
 def pip_wheel(ctx: BuildContext, tree: Path | None = None, *extra: str) -> list[str]:

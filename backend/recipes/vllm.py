@@ -148,4 +148,8 @@ RECIPE = Recipe(
     variant_problem=variant_problem,
     smoke_gpu=SMOKE_GPU,
     disk_gb=12.0,
+    # setuptools-scm versions it ([tool.setuptools_scm] in pyproject.toml, setup.py get_version): a git
+    # checkout is what its tags give (v0.15.1 -> 0.15.1); an sdist carries the _version.py it wrote
+    version_file="vllm/_version.py",
+    version_from_git_tags=True,
 )

@@ -1,0 +1,113 @@
+"""A local checkout's own version: its version file, or what setuptools-scm derives from its git tags.
+
+Which patches a ``source.<component>`` tree gets, and the version its wheel is
+stamped with, follow from this (``Recipe.tree_version``).  Two ways a
+checkout states its version, each a recipe field:
+
+* a **version file** (``version_file``): ``version.txt`` (the version on its
+  first line), or a Python module that assigns ``__version__``, including the
+  chained form setuptools-scm writes (``__version__ = version = '0.16.0'``,
+  vLLM's ``vllm/_version.py`` in its sdists and in a checkout built once);
+* **git tags, as setuptools-scm reads them** (``version_from_git_tags``): a
+  tree that is the top of a git work tree is described with setuptools-scm's
+  own command, ``git describe --dirty --tags --long --match *[0-9]*``, and the
+  result is turned into a version by its default ``guess-next-dev`` scheme: a
+  clean checkout at tag ``v0.15.1`` is ``0.15.1``; 5 commits later, or with
+  local changes to tracked files, it is ``0.15.2.dev5`` / ``0.15.2.dev0``.  The
+  local part (``+g<hash>.d<date>``) is dropped: the build stamps its own label.
+  In a git checkout the tags win over a ``_version.py`` left by an earlier
+  build, as with setuptools-scm.
+
+A checkout without release tags (a shallow clone of a branch) states no
+version here, where setuptools-scm would invent ``0.1.dev<N>``.  Version
+override variables (``SETUPTOOLS_SCM_PRETEND_VERSION``,
+``VLLM_VERSION_OVERRIDE``) are not read: the recipe sets them for the build
+from this answer, and the user's environment must not decide which patches a
+tree gets.  git runs with argument lists only, without optional locks (a plan
+never writes the user's index), and any repository-redirecting ``GIT_*``
+variable of the caller is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+# setuptools-scm's defaults (vcs_versioning's DEFAULT_DESCRIBE and DEFAULT_TAG_REGEX), which vLLM does not change
+DESCRIBE = ["describe", "--dirty", "--tags", "--long", "--abbrev=40", "--match", "*[0-9]*"]
+DESCRIBED = re.compile(r"^(?P<tag>.+)-(?P<distance>\d+)-g(?P<node>[0-9a-f]+)(?P<dirty>-dirty)?$")
+TAG_VERSION = re.compile(r"^(?:[\w-]+-)?(?P<version>[vV]?\d+(?:\.\d+){0,2}[^+]*)(?:\+.*)?$")
+# `__version__ = "1.2"`, and setuptools-scm's `__version__ = version = '0.16.0'`
+ASSIGNED = re.compile(r"""^__version__\s*=\s*(?:[A-Za-z_]\w*\s*=\s*)*["']([^"']+)["']""", re.MULTILINE)
+# Variables that would point git at another repository than the checkout's own
+GIT_REDIRECTS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+                 "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES")
+GIT_TIMEOUT_S = 30
+
+
+def read(tree: Path, version_file: str | None = None, from_git_tags: bool = False) -> str | None:
+    """The public version the checkout at ``tree`` states, or None."""
+    tree = Path(tree)
+    if from_git_tags and (tree / ".git").exists():  # the top of a work tree (a folder inside one is not described)
+        return from_git(tree)
+    if version_file:
+        return from_file(tree / version_file)
+    return None
+
+
+def from_file(path: Path) -> str | None:
+    """version.txt's first line, or the ``__version__`` a Python module assigns."""
+    try:
+        content = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    stated = ASSIGNED.search(content)
+    lines = content.strip().splitlines()
+    return _public(stated.group(1) if stated else (lines[0].strip() if lines else ""))
+
+
+def from_git(tree: Path) -> str | None:
+    """What setuptools-scm's default scheme makes of ``git describe``; None without git or a release tag."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    env = {k: v for k, v in os.environ.items() if k not in GIT_REDIRECTS}
+    try:
+        done = subprocess.run([git, "--no-optional-locks", "-C", str(tree), *DESCRIBE], capture_output=True,
+                              text=True, env=env, stdin=subprocess.DEVNULL, timeout=GIT_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return version_of_description(done.stdout.strip()) if done.returncode == 0 else None
+
+
+def version_of_description(described: str) -> str | None:
+    """``v0.15.1-0-g<node>`` -> 0.15.1; ``v0.15.1-5-g<node>`` -> 0.15.2.dev5; ``...-dirty`` is not exact."""
+    found = DESCRIBED.match(described)
+    tag = TAG_VERSION.match(found.group("tag")) if found else None
+    release = _public(tag.group("version")) if tag else None
+    if release is None:
+        return None
+    distance, dirty = int(found.group("distance")), bool(found.group("dirty"))
+    if distance == 0 and not dirty:
+        return release
+    return _public(f"{_next_release(release)}.dev{distance}")
+
+
+def _next_release(version: str) -> str:
+    """setuptools-scm's guess: a .dev0 tag is the release it leads to; otherwise its last number plus one."""
+    if ".dev" in version:
+        return version.rsplit(".dev", 1)[0]
+    prefix, last = re.match(r"(.*?)(\d+)$", version).groups()
+    return f"{prefix}{int(last) + 1}"
+
+
+def _public(text: str) -> str | None:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(text).public
+    except InvalidVersion:
+        return None

@@ -226,6 +226,22 @@ def test_a_vllm_checkout_of_another_release_is_planned_without_it_and_says_why(t
     assert (patch["applied"], patch["why"]) == (False, "it is for vllm ==0.15.1 and this tree is 0.15.2.dev1")
 
 
+def test_a_tree_that_states_no_version_is_planned_with_the_reason(tmp_path):
+    """A shallow clone of a branch has no tag; a copy of the files without .git no _version.py: the plan says which."""
+    untagged = vllm_checkout(tmp_path, None, name="untagged")
+    [patch] = [p for p in plan_json(tmp_path, untagged)["patches"] if p["patch"] == PATCH]
+    assert (patch["applied"], patch["why"]) == (
+        False, "it is for vllm ==0.15.1 and this tree states no version (its git history has no release tag: "
+               "a shallow clone needs git fetch --tags)")
+    files_only = tmp_path / "files-only"
+    shutil.copytree(untagged, files_only, ignore=shutil.ignore_patterns(".git"))
+    [patch] = [p for p in plan_json(tmp_path, files_only)["patches"] if p["patch"] == PATCH]
+    assert patch["why"] == "it is for vllm ==0.15.1 and this tree states no version (it has no vllm/_version.py)"
+    (files_only / "vllm/_version.py").write_text("__version__ = version = 'dev'\n")
+    assert checkout_version.stated(files_only, "vllm/_version.py").why_none == (
+        "vllm/_version.py states no version that PEP 440 reads ('dev')")
+
+
 # vLLM's sdists on PyPI (the same files tests/test_sources_patches.py reads); 0.15.1 has none
 SDISTS = {
     "0.14.1": "https://files.pythonhosted.org/packages/f0/67/ecb9458e58658b0ff47d6342265c3d46d7ba952c59bcffe50f19823be445/vllm-0.14.1.tar.gz",

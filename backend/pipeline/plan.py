@@ -223,7 +223,8 @@ def make_plan(
         else:
             tree, extras = sources_prepare.planned_trees(
                 recipe.name, workdir=layout.source_workdir(recipe), local=local is not None, unused=unused, lock=lock)
-        tree_version = recipe.tree_version(local) if local else None
+        stated = recipe.stated_version(local) if local else None
+        tree_version = stated.version if stated else None
         ctx = BuildContext(
             variant=variant,
             settings=settings,
@@ -241,7 +242,8 @@ def make_plan(
         env.update(recipe.environment(ctx))
         commands = [tuple(c) for c in recipe.commands(ctx)]
         patches = sources_prepare.planned_patches(
-            recipe.name, local=local, tree_version=tree_version, unused=unused, lock=lock) if not editable else []
+            recipe.name, local=local, tree_version=tree_version, unused=unused, lock=lock,
+            no_version_why=stated.why_none if stated else "") if not editable else []
         if editable:
             from . import editable as editable_builds
 

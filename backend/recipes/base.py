@@ -116,9 +116,13 @@ class Recipe:
 
     def tree_version(self, tree: Path) -> str | None:
         """A local checkout's own public version, so a fork or another release keeps it (and gets only its patches)."""
+        return self.stated_version(tree).version
+
+    def stated_version(self, tree: Path):
+        """A local checkout's own public version, or why it states none (``checkout_version.Stated``)."""
         from ..sources import checkout_version
 
-        return checkout_version.read(tree, self.version_file, self.version_from_git_tags)
+        return checkout_version.stated(tree, self.version_file, self.version_from_git_tags)
 
 
 def pip_wheel(ctx: BuildContext, tree: Path | None = None, *extra: str) -> list[str]:

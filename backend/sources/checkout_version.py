@@ -30,6 +30,7 @@ variable of the caller is dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -48,39 +49,67 @@ GIT_REDIRECTS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIREC
 GIT_TIMEOUT_S = 30
 
 
+@dataclasses.dataclass(frozen=True)
+class Stated:
+    """What a checkout says its version is: the public version, or None and why there is none."""
+
+    version: str | None
+    why_none: str = ""
+
+
 def read(tree: Path, version_file: str | None = None, from_git_tags: bool = False) -> str | None:
     """The public version the checkout at ``tree`` states, or None."""
+    return stated(tree, version_file, from_git_tags).version
+
+
+def stated(tree: Path, version_file: str | None = None, from_git_tags: bool = False) -> Stated:
+    """The public version the checkout at ``tree`` states, or why it states none (the plan shows that)."""
     tree = Path(tree)
     if from_git_tags and (tree / ".git").exists():  # the top of a work tree (a folder inside one is not described)
         return from_git(tree)
     if version_file:
-        return from_file(tree / version_file)
-    return None
+        return from_file(tree / version_file, version_file)
+    return Stated(None, "its recipe reads no version from a checkout")
 
 
-def from_file(path: Path) -> str | None:
+def from_file(path: Path, shown: str | None = None) -> Stated:
     """version.txt's first line, or the ``__version__`` a Python module assigns."""
+    shown = shown or path.name
     try:
         content = path.read_text()
-    except (OSError, UnicodeDecodeError):
-        return None
-    stated = ASSIGNED.search(content)
+    except FileNotFoundError:
+        return Stated(None, f"it has no {shown}")
+    except (OSError, UnicodeDecodeError) as exc:
+        return Stated(None, f"{shown} cannot be read: {exc.strerror or exc}" if isinstance(exc, OSError)
+                      else f"{shown} is not text")
+    assigned = ASSIGNED.search(content)
     lines = content.strip().splitlines()
-    return _public(stated.group(1) if stated else (lines[0].strip() if lines else ""))
+    text = assigned.group(1) if assigned else (lines[0].strip() if lines else "")
+    version = _public(text)
+    return Stated(version, "" if version else f"{shown} states no version that PEP 440 reads ({text[:40]!r})")
 
 
-def from_git(tree: Path) -> str | None:
+def from_git(tree: Path) -> Stated:
     """What setuptools-scm's default scheme makes of ``git describe``; None without git or a release tag."""
     git = shutil.which("git")
     if git is None:
-        return None
+        return Stated(None, "it is a git checkout, whose version its tags give, and git is not installed")
     env = {k: v for k, v in os.environ.items() if k not in GIT_REDIRECTS}
     try:
         done = subprocess.run([git, "--no-optional-locks", "-C", str(tree), *DESCRIBE], capture_output=True,
                               text=True, env=env, stdin=subprocess.DEVNULL, timeout=GIT_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return version_of_description(done.stdout.strip()) if done.returncode == 0 else None
+    except subprocess.TimeoutExpired:
+        return Stated(None, f"git describe took over {GIT_TIMEOUT_S} s")
+    except OSError as exc:
+        return Stated(None, f"git could not run: {exc}")
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        if any("No names found" in line or "No tags can describe" in line for line in lines):
+            return Stated(None, "its git history has no release tag: a shallow clone needs git fetch --tags")
+        return Stated(None, "git describe failed: " + (lines[-1].strip() if lines else f"exit {done.returncode}"))
+    described = done.stdout.strip()
+    version = version_of_description(described)
+    return Stated(version, "" if version else f"its nearest tag ({described}) is not a release version")
 
 
 def version_of_description(described: str) -> str | None:

@@ -115,11 +115,12 @@ def decide_locked(component: str, locked_version: str, root: Path | None = None,
 
 
 def decide_local(component: str, checkout: Path, tree_version: str | None, locked_version: str,
-                 root: Path | None = None) -> list[PatchDecision]:
+                 root: Path | None = None, no_version_why: str = "") -> list[PatchDecision]:
     """Which of the component's patches a local checkout gets: its version must match, the patch must fit.
 
     The fit is tried with ``--dry-run`` on the checkout itself (nothing is
     written); the engine applies the chosen ones to its per-variant copy.
+    ``no_version_why``: why the checkout states no version (the reason shown then).
     """
     decisions = []
     for path, digest in collect(component, root):
@@ -128,7 +129,8 @@ def decide_local(component: str, checkout: Path, tree_version: str | None, locke
             _check_when(declared, path)
         when = declared or f"=={locked_version}"
         if tree_version is None:
-            applied, why = False, f"it is for {component} {when} and this tree states no version"
+            applied, why = False, f"it is for {component} {when} and this tree states no version" + (
+                f" ({no_version_why})" if no_version_why else "")
         elif not matches(when, tree_version):
             applied, why = False, f"it is for {component} {when} and this tree is {tree_version}"
         else:

@@ -240,7 +240,8 @@ def planned_trees(component: str, *, workdir: Path, local: bool, unused: Sequenc
 
 
 def planned_patches(component: str, *, local: Path | None, tree_version: str | None, unused: Sequence[str] = (),
-                    lock: Lock | None = None, patches_dir: Path | None = None) -> list[patches_mod.PatchDecision]:
+                    lock: Lock | None = None, patches_dir: Path | None = None,
+                    no_version_why: str = "") -> list[patches_mod.PatchDecision]:
     """Every patch a build of the component meets, whether it is applied and why (the plan shows these).
 
     A locked tree and the lock entries beside a local tree get all of theirs;
@@ -251,7 +252,8 @@ def planned_patches(component: str, *, local: Path | None, tree_version: str | N
     if local is None:
         decisions = patches_mod.decide_locked(component, main.version, patches_dir)
     else:
-        decisions = patches_mod.decide_local(component, Path(local), tree_version, main.version, patches_dir)
+        decisions = patches_mod.decide_local(component, Path(local), tree_version, main.version, patches_dir,
+                                             no_version_why=no_version_why)
     wanted = _wanted(lock, component, local=local is not None, unused=unused)
     by_name = {e.name: e for e in wanted}
     for name in _entry_patches(component, lock.for_component(component), wanted, patches_dir):

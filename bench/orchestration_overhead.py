@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from backend.pipeline.snapshot import tree_digest  # noqa: E402
-from standin_helpers import STANDINS, find_nvcc, host_isa  # noqa: E402
+from standin_helpers import find_nvcc, host_isa, standin_tree  # noqa: E402
 
 COMPONENTS = ("torch", "torchvision", "bitsandbytes")
 
@@ -45,7 +45,7 @@ def main() -> int:
         command = [sys.executable, "-m", "backend", "build", "-C", "sm=90", "-C", f"isa={host_isa()}", "-C", "cuda=13.0",
                    "-C", f"components={','.join(COMPONENTS)}", "-C", f"cache-dir={tmp}/cache", "-C", f"wheelhouse={tmp}/wh"]
         for component in COMPONENTS:
-            command += ["-C", f"source.{component}={STANDINS / component}"]
+            command += ["-C", f"source.{component}={standin_tree(component)}"]
         subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)  # the real build, once
 
         def cached_run() -> float:
@@ -57,7 +57,7 @@ def main() -> int:
         def hash_inputs() -> float:
             start = time.perf_counter()
             for component in COMPONENTS:
-                tree_digest(STANDINS / component)
+                tree_digest(standin_tree(component))
             for wheel in Path(tmp, "wh").glob("*/*.whl"):
                 hashlib.sha256(wheel.read_bytes()).hexdigest()
             return time.perf_counter() - start

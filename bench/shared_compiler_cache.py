@@ -67,7 +67,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from backend import cpu_isa  # noqa: E402
 from backend.pipeline import compiler_cache  # noqa: E402
-from standin_helpers import STANDINS, find_nvcc, host_isa  # noqa: E402
+from standin_helpers import find_nvcc, host_isa, standin_tree  # noqa: E402
 
 STACK = "torch,torchvision,xformers,flashinfer,bitsandbytes"
 LOWER = {"avx512": "avx2", "avx2": "avx"}
@@ -101,7 +101,7 @@ def stack_build(machine: Path, sm: str, isa: str, tool: str, url: str | None, nv
              "compiler-cache": tool, **({"compiler-cache-url": url} if url else {}),
              "free-disk-gb": "0",  # the stand-ins need megabytes; the disk check plans for real trees
              "runtime-deps": "none",  # downloads, not compiles
-             **{f"source.{c}": str(STANDINS / c) for c in STACK.split(",")}}
+             **{f"source.{c}": str(standin_tree(c)) for c in STACK.split(",")}}
     args = [a for k, v in pairs.items() for a in ("-C", f"{k}={v}")]
     env = {**os.environ, "PATH": f"{Path(nvcc).parent}{os.pathsep}{os.environ['PATH']}"}
     out = subprocess.run([sys.executable, "-m", "backend", "build", *args], cwd=ROOT, env=env,

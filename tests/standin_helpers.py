@@ -1,26 +1,65 @@
 """Helpers to build and inspect the stand-in fixture trees (tests/fixtures/standins).
 
-Shared by tests/test_standins.py and usable by pipeline tests: where nvcc and
-cuobjdump are, which ISA this host can run, a build venv that has the
-stand-ins' build requirements, and readers for wheels and ELF sections.
+Shared by tests/test_standins.py and usable by pipeline tests: the stand-ins'
+complete source trees (``standin_tree``), where nvcc and cuobjdump are, which
+ISA this host can run, a build venv that has the stand-ins' build
+requirements, and readers for wheels and ELF sections.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 import zipfile
 from email.parser import Parser
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STANDINS = ROOT / "tests" / "fixtures" / "standins"
+STANDIN_PARTS = ROOT / "tests" / "fixtures" / "standins"
+# The C++/CUDA extension <name>._C that four stand-ins share, written once: the build names its symbols
+# (-DSTANDIN_NAME=<name>).  A tree cannot reach it by a relative path or link: a local tree is copied into
+# the cache with its symlinks as they are (backend/pipeline/snapshot.py), so anything out of the tree dangles.
+EXTENSION_TEMPLATE = STANDIN_PARTS / "_extension"
+EXTENSION_USERS = ("torchvision", "torchaudio", "xformers", "vllm")
 REQUIREMENTS = ROOT / "ci" / "requirements" / "standins.txt"
 BUILD_MODULES = ("setuptools", "wheel", "packaging", "cmake", "ninja", "scikit_build_core")
+
+
+def materialise_standins(dest: Path) -> Path:
+    """Every stand-in as a complete, self-contained source tree ``dest/<component>``, as a user's checkout is.
+
+    The checked-in trees of ``EXTENSION_USERS`` lack the extension they share: it is copied into each.
+    What building in place leaves behind (build/, *.so, *.egg-info) is not copied.
+    """
+    leftovers = shutil.ignore_patterns("build", "__pycache__", "*.egg-info", "*.so")
+    for part in sorted(STANDIN_PARTS.iterdir()):
+        if part.is_dir() and part != EXTENSION_TEMPLATE:
+            shutil.copytree(part, dest / part.name, ignore=leftovers)
+    for component in EXTENSION_USERS:
+        shutil.copytree(EXTENSION_TEMPLATE, dest / component, ignore=leftovers, dirs_exist_ok=True)
+    return dest
+
+
+@functools.cache
+def _materialised_standins() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="standins-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return materialise_standins(folder)
+
+
+def standin_tree(component: str) -> Path:
+    """The complete source tree of one stand-in, for ``-C source.<component>=``: materialised once per process.
+
+    Callers copy it before they change it: every test of the process shares it.
+    """
+    return _materialised_standins() / component
 
 
 def find_nvcc() -> str | None:

@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 
 from conftest import make_wheel
+from standin_helpers import standin_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / ".github" / "workflows" / "build-variants.yml"
-STANDINS = ROOT / "tests" / "fixtures" / "standins"
 
 
 def _load(name: str):
@@ -353,7 +353,7 @@ def build_job(tmp_path):
                 "--cache-dir", tmp_path / "cache", "--wheelhouse", tmp_path / "wheelhouse",
                 "--out", tmp_path / "artifact",
                 "-C", "components=bitsandbytes", "-C", "offline=true",
-                "-C", f"source.torch={STANDINS / 'torch'}", "-C", f"source.bitsandbytes={STANDINS / 'bitsandbytes'}",
+                "-C", f"source.torch={standin_tree('torch')}", "-C", f"source.bitsandbytes={standin_tree('bitsandbytes')}",
                 *extra]
         out = run(sys.executable, ROOT / "ci" / "build_variant.py", *args, env={**env, **(more_env or {})}, timeout=180)
         calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -459,7 +459,7 @@ def test_build_script_builds_the_standins_for_real(tmp_path):
     out = run(sys.executable, ROOT / "ci" / "build_variant.py", "--sm", "90", "--isa", "avx2", "--cuda", "13.0",
               "--cache-dir", tmp_path / "cache", "--wheelhouse", tmp_path / "wheelhouse", "--out", tmp_path / "artifact",
               "-C", "components=bitsandbytes", "-C", "offline=true",
-              "-C", f"source.torch={STANDINS / 'torch'}", "-C", f"source.bitsandbytes={STANDINS / 'bitsandbytes'}",
+              "-C", f"source.torch={standin_tree('torch')}", "-C", f"source.bitsandbytes={standin_tree('bitsandbytes')}",
               env={"SCCACHE_SERVER_PORT": str(free_port()), "SCCACHE_DIR": str(tmp_path / "sccache")}, timeout=1800)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert list((tmp_path / "artifact").glob("*/bitsandbytes-*.whl"))

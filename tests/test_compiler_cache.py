@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from backend import cpu_isa
-from standin_helpers import STANDINS, find_nvcc, host_isa
+from standin_helpers import find_nvcc, host_isa, standin_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 NVCC = find_nvcc()
@@ -75,7 +75,7 @@ def _machine(machine: Path, standin: str):
                                    cache=cache_root)
     tree = layout.variant_dir / standin / "tree"
     if not tree.exists():
-        shutil.copytree(STANDINS / standin, tree)
+        shutil.copytree(standin_tree(standin), tree)
     return cache_root, layout, tree
 
 
@@ -179,7 +179,7 @@ def test_ccache_second_machine_hits_every_cmake_compile_and_keeps_the_switch_rec
 def build(machine: Path, *, isa: str = ISA, env: dict | None = None, **settings: str) -> subprocess.CompletedProcess:
     pairs = {"sm": "90", "isa": isa, "cuda": "13.0", "components": "torch", "jobs": "2",
              "cache-dir": str(machine / "cache"), "wheelhouse": str(machine / "wheelhouse"),
-             "source.torch": str(STANDINS / "torch"), **settings}
+             "source.torch": str(standin_tree("torch")), **settings}
     args = [a for k, v in pairs.items() for a in ("-C", f"{k}={v}")]
     full = {**os.environ, "PATH": f"{Path(NVCC).parent}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     result = subprocess.run([sys.executable, "-m", "backend", "build", *args], cwd=ROOT, env=full,
@@ -203,7 +203,7 @@ def test_second_machine_builds_a_cmake_component_from_redis(tmp_path, redis_url)
     """The bitsandbytes stand-in through the pipeline (scikit-build-core, CMake, its probes, the variant's
     flags): a second cache folder is served every compile from Redis, and its wheel passes verification."""
     settings = {"compiler-cache": "ccache", "compiler-cache-url": redis_url, "components": "bitsandbytes",
-                "source.bitsandbytes": str(STANDINS / "bitsandbytes"),
+                "source.bitsandbytes": str(standin_tree("bitsandbytes")),
                 "runtime-deps": "none", "smoke": "off"}  # it requires torch, which is not built here
     first = build(tmp_path / "one", **settings)
     hits, lookups = torch_cache_hits(first, "bitsandbytes")
@@ -334,7 +334,7 @@ def test_storage_maps_to_the_tools_own_variables(tmp_path):
 def test_conflicting_storage_is_one_line_naming_both(tmp_path):
     out = run_backend("build", "-C", "sm=90", "-C", f"isa={ISA}", "-C", "cuda=13.0", "-C", "components=torch",
                       "-C", f"cache-dir={tmp_path / 'cache'}", "-C", f"wheelhouse={tmp_path / 'wh'}",
-                      "-C", f"source.torch={STANDINS / 'torch'}", "-C", "offline=true", "-C", "toolchain=system",
+                      "-C", f"source.torch={standin_tree('torch')}", "-C", "offline=true", "-C", "toolchain=system",
                       "-C", "compiler-cache=sccache", "-C", "compiler-cache-url=redis://127.0.0.1:1",
                       env={"SCCACHE_BUCKET": "theirs", "PATH": f"{Path(NVCC).parent}{os.pathsep}{os.environ['PATH']}"})
     assert out.returncode != 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from standin_helpers import STANDINS, find_nvcc, host_isa, runtime_links, standin_runtime_requirements
+from standin_helpers import find_nvcc, host_isa, runtime_links, standin_runtime_requirements, standin_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 NVCC = find_nvcc()
@@ -43,7 +43,7 @@ def target(tmp_path_factory):
               "-C", f"wheelhouse={tmp / 'wheelhouse'}"]
     links = runtime_links(tmp / "links", standin_runtime_requirements())  # torch's triton and nvidia-* pins, offline
     subprocess.run([sys.executable, "-m", "backend", "build", *common, "-C", "components=torch",
-                    "-C", f"source.torch={STANDINS / 'torch'}", "-C", f"runtime-find-links={links}", "-C", "smoke=cpu",
+                    "-C", f"source.torch={standin_tree('torch')}", "-C", f"runtime-find-links={links}", "-C", "smoke=cpu",
                     "-C", "build-requirements=ranges", "-C", "free-disk-gb=1"],
                    cwd=ROOT, env=env(), check=True, capture_output=True)
     torch_wheel = next((tmp / "wheelhouse").glob("*/torch-*.whl"))
@@ -52,7 +52,7 @@ def target(tmp_path_factory):
     subprocess.run([python, "-m", "pip", "install", "-q", *BACKEND_NEEDS], check=True, capture_output=True)
     subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", str(torch_wheel)], check=True, capture_output=True)
     checkout = tmp / "checkout"
-    shutil.copytree(STANDINS / "torchvision", checkout, ignore=shutil.ignore_patterns("build", "*.so", "version.py"))
+    shutil.copytree(standin_tree("torchvision"), checkout, ignore=shutil.ignore_patterns("build", "*.so", "version.py"))
     args = [python, "-m", "pip", "install", "--no-build-isolation", "-e", str(ROOT), *common,
             "-C", "torch=existing", "-C", "components=torchvision", "-C", f"source.torchvision={checkout}"]
     return python, checkout, args

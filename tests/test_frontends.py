@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from standin_helpers import STANDINS, find_nvcc, host_isa, runtime_links, standin_runtime_requirements
+from standin_helpers import find_nvcc, host_isa, runtime_links, standin_runtime_requirements, standin_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 NVCC = find_nvcc()
@@ -47,7 +47,7 @@ def _settings(tmp: Path, components=COMPONENTS, sources=True, **extra: str) -> l
     pairs = {
         "sm": "90", "isa": ISA, "cuda": "13.0", "toolchain": "system", "components": ",".join(components),
         "cache-dir": str(tmp / "cache"), "wheelhouse": str(tmp / "wheelhouse"), "jobs": "2",
-        **({f"source.{c}": str(STANDINS / c) for c in components} if sources else {}),
+        **({f"source.{c}": str(standin_tree(c)) for c in components} if sources else {}),
         **extra,
     }
     return [arg for key, value in pairs.items() for arg in ("-C", f"{key}={value}")]

@@ -15,6 +15,7 @@ import pytest
 from backend.errors import BackendError
 from backend.toolchains import hostcc
 from backend.toolchains.base import Toolchain, nvcc_version
+from standin_helpers import standin_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 GXX = shutil.which("g++")
@@ -120,8 +121,8 @@ def test_the_build_refuses_before_anything_compiles(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "backend", "build", "-C", "sm=90", "-C", "isa=avx2", "-C", "cuda=13.0",
          "-C", "components=bitsandbytes", "-C", f"cache-dir={tmp_path / 'cache'}", "-C", f"wheelhouse={tmp_path / 'wh'}",
-         "-C", f"source.torch={ROOT / 'tests' / 'fixtures' / 'standins' / 'torch'}",
-         "-C", f"source.bitsandbytes={ROOT / 'tests' / 'fixtures' / 'standins' / 'bitsandbytes'}"],
+         "-C", f"source.torch={standin_tree('torch')}",
+         "-C", f"source.bitsandbytes={standin_tree('bitsandbytes')}"],
         cwd=ROOT, capture_output=True, text=True, env=env)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "host compiler: CUDAHOSTCXX=/bin/true is not a GNU C++ compiler" in result.stderr.strip().splitlines()[-1]

@@ -27,7 +27,7 @@ import pytest
 from backend.errors import BackendError
 from backend.sources import fetch, lock, prepare, unpack
 from backend.wheels.wheelhouse import Wheelhouse
-from standin_helpers import STANDINS, find_nvcc, host_isa
+from standin_helpers import find_nvcc, host_isa, standin_tree
 from test_sources import Server, make_tar, sha, tree_nar, write_lock
 from conftest import make_wheel, record_hash
 
@@ -57,7 +57,7 @@ def build_args(tmp: Path, components: str, sources: dict[str, Path] | None = Non
         "sm": "90", "isa": ISA, "cuda": "13.0", "toolchain": "system", "components": components,
         "cache-dir": str(tmp / "cache"), "wheelhouse": str(tmp / "wheelhouse"), "jobs": "1",
         "compiler-cache": "none", "runtime-deps": "none", "smoke": "off",  # the stack's own wheels only
-        **{f"source.{c}": str((sources or {}).get(c, STANDINS / c)) for c in components.split(",")},
+        **{f"source.{c}": str((sources or {}).get(c, standin_tree(c))) for c in components.split(",")},
         **extra,
     }
     return [arg for key, value in pairs.items() if value is not None for arg in ("-C", f"{key}={value}")]
@@ -347,7 +347,7 @@ def test_no_recipe_passes_a_path_through_cmake_args(tmp_path):
 @needs_nvcc
 def test_a_fifo_in_a_local_tree_is_refused_in_one_line(tmp_path):
     tree = tmp_path / "torch-tree"
-    shutil.copytree(STANDINS / "torch", tree)
+    shutil.copytree(standin_tree("torch"), tree)
     os.mkfifo(tree / "torch" / "pipe")
     result = backend("build", *build_args(tmp_path, "torch", {"torch": tree}), timeout=240)
     line = one_line_error(result)
@@ -389,11 +389,11 @@ def test_a_truncated_nar_pinned_download_is_moved_aside_and_fetched_again(tmp_pa
 @needs_nvcc
 def test_two_failures_side_by_side_each_name_their_own_log(tmp_path):
     torch_tree = tmp_path / "torch-tree"
-    shutil.copytree(STANDINS / "torch", torch_tree)
+    shutil.copytree(standin_tree("torch"), torch_tree)
     setup = torch_tree / "setup.py"
     setup.write_text("import time, sys\ntime.sleep(4)\nsys.exit('T0RCH-OWN-ERROR: deliberate')\n" + setup.read_text())
     bnb_tree = tmp_path / "bnb-tree"
-    shutil.copytree(STANDINS / "bitsandbytes", bnb_tree)
+    shutil.copytree(standin_tree("bitsandbytes"), bnb_tree)
     cmake = bnb_tree / "CMakeLists.txt"
     cmake.write_text('message(FATAL_ERROR "B1TS-OWN-ERROR: deliberate")\n' + cmake.read_text())
     result = backend("build", *build_args(tmp_path, "torch,bitsandbytes", {"torch": torch_tree, "bitsandbytes": bnb_tree}),

@@ -20,6 +20,7 @@ from backend.wheels import manylinux
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 from conftest import make_wheel  # noqa: E402
+from standin_helpers import standin_tree  # noqa: E402
 
 GCC, GXX = shutil.which("gcc"), shutil.which("g++")
 AUDITWHEEL = [sys.executable, "-m", "auditwheel"]
@@ -171,9 +172,9 @@ def test_the_build_refuses_the_target_before_compiling(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "backend", "build", "-C", "sm=90", "-C", "isa=avx2", "-C", "cuda=13.0",
          "-C", "components=bitsandbytes", "-C", "manylinux=2_28",
-         "-C", f"source.torch={FIXTURES / 'standins' / 'torch'}",
+         "-C", f"source.torch={standin_tree('torch')}",
          "-C", f"cache-dir={tmp_path / 'cache'}", "-C", f"wheelhouse={tmp_path / 'wh'}",
-         "-C", f"source.bitsandbytes={FIXTURES / 'standins' / 'bitsandbytes'}"],
+         "-C", f"source.bitsandbytes={standin_tree('bitsandbytes')}"],
         cwd=ROOT, capture_output=True, text=True, env=env)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
@@ -222,7 +223,7 @@ def test_a_build_with_a_target_this_host_meets_is_tagged_with_it(tmp_path):
     common = ["-C", "sm=90", "-C", "isa=avx2", "-C", "cuda=13.0", "-C", "components=bitsandbytes", "-C", "jobs=2",
               "-C", "runtime-deps=none", "-C", "smoke=off",
               "-C", f"cache-dir={tmp_path / 'cache'}", "-C", f"wheelhouse={tmp_path / 'wh'}",
-              "-C", f"source.bitsandbytes={FIXTURES / 'standins' / 'bitsandbytes'}"]
+              "-C", f"source.bitsandbytes={standin_tree('bitsandbytes')}"]
     houses = []
     for extra in ([], ["-C", f"manylinux={target}"]):
         result = subprocess.run([sys.executable, "-m", "backend", "build", *common, *extra], cwd=ROOT, env=env,

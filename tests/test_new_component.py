@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from standin_helpers import STANDINS, find_nvcc, host_isa
+from standin_helpers import find_nvcc, host_isa, standin_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 NVCC = find_nvcc()
@@ -56,7 +56,7 @@ def project(tmp_path_factory):
         shutil.copytree(ROOT / folder, project / folder, ignore=ignore)
     shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
     tree = tmp / "src" / NAME
-    copy_renamed(STANDINS / COPIED, tree)
+    copy_renamed(standin_tree(COPIED), tree)
     # Patches are per component and the new one has none: its own tree is the stand-in as patches/bitsandbytes
     # leaves it (real cubins only: the unpatched CMakeLists also embeds compute_90 PTX, which verification
     # reports), so the new component's wheel is what bitsandbytes' is.

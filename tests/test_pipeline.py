@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from standin_helpers import STANDINS, find_nvcc, hermetic_pip_env, host_isa, runtime_links, standin_runtime_requirements
+from standin_helpers import find_nvcc, hermetic_pip_env, host_isa, runtime_links, standin_runtime_requirements, standin_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 NVCC = find_nvcc()
@@ -41,7 +41,7 @@ def settings(tmp: Path, sm: str = "90", components: str = COMPONENTS, **extra: s
         # The stand-ins build in seconds from what the test environment has: the recipes' ranges, not the
         # real lock (tests/test_buildreqs.py), and megabytes of disk, not the real components' estimate.
         "build-requirements": "ranges", "free-disk-gb": "1",
-        **{f"source.{c}": str(STANDINS / c) for c in components.split(",")},
+        **{f"source.{c}": str(standin_tree(c)) for c in components.split(",")},
         **extra,
     }
     args = []
@@ -290,7 +290,7 @@ def test_changed_patch_rebuilds_that_component_and_its_dependents(first_build, t
     project = copy_project(tmp_path / "project")
     patch_dir = project / "patches" / "torch"
     patch_dir.mkdir(parents=True, exist_ok=True)
-    original = (STANDINS / "torch" / "csrc" / "c10.cpp").read_text().splitlines(keepends=True)
+    original = (standin_tree("torch") / "csrc" / "c10.cpp").read_text().splitlines(keepends=True)
     patch = [
         "A test patch: adds a comment to the stand-in's c10.cpp.\n",
         "--- a/csrc/c10.cpp\n", "+++ b/csrc/c10.cpp\n",
@@ -315,11 +315,11 @@ def test_failing_component_leaves_the_wheelhouse_as_it_was(first_build, tmp_path
     backend("build", *settings(tmp, components="torch,torchvision", wheelhouse=str(wheelhouse)))
     before = {p.name: p.read_bytes() for p in house.iterdir() if p.is_file() and p.suffix != ".lock"}
     broken = tmp_path / "torchvision"
-    shutil.copytree(STANDINS / "torchvision", broken)
+    shutil.copytree(standin_tree("torchvision"), broken)
     cpp = next(broken.rglob("*.cpp"))
     cpp.write_text(cpp.read_text() + "\nthis is not C++;\n")
     args = settings(tmp, components="torch,torchvision", wheelhouse=str(wheelhouse))
-    args[args.index(f"source.torchvision={STANDINS / 'torchvision'}")] = f"source.torchvision={broken}"
+    args[args.index(f"source.torchvision={standin_tree('torchvision')}")] = f"source.torchvision={broken}"
     result = backend("build", *args, check=False)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]

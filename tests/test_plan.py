@@ -12,6 +12,7 @@ from backend.pipeline.parallelism import choose_jobs
 from backend.pipeline.plan import closure, make_plan
 from backend.settings import resolve
 from backend.variants import Variant
+from standin_helpers import standin_tree
 
 GIB = 1 << 30
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,7 +184,7 @@ def test_an_editable_step_is_planned_as_its_hook_in_the_checkout(tmp_path):
     from backend.pipeline.editable import HOOK_SCRIPT
 
     tree = tmp_path / "bitsandbytes"
-    shutil.copytree(ROOT / "tests/fixtures/standins/bitsandbytes", tree)
+    shutil.copytree(standin_tree("bitsandbytes"), tree)
     settings = resolve({"cache-dir": str(tmp_path / "cache"), "components": "bitsandbytes", "source.bitsandbytes": str(tree)})
     plan = make_plan(settings, Variant(sm="90", isa="avx2", cuda="13.0"), project_dir=tmp_path, cores=8,
                      memory_bytes=64 * GIB, in_place=("bitsandbytes",))

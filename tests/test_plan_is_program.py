@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from standin_helpers import STANDINS, find_nvcc, host_isa
+from standin_helpers import find_nvcc, host_isa, standin_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 NVCC = find_nvcc()
@@ -57,7 +57,7 @@ def settings(tmp: Path, tree: Path, **extra: str) -> list[str]:
 def fork(tmp: Path, version: str | None = None, cmake_edit: tuple[str, str] | None = None) -> Path:
     """A copy of the stand-in: another release, or the same release with other CMake lines."""
     tree = tmp / "fork"
-    shutil.copytree(STANDINS / "bitsandbytes", tree, ignore=shutil.ignore_patterns("build", "*.so", "__pycache__"))
+    shutil.copytree(standin_tree("bitsandbytes"), tree, ignore=shutil.ignore_patterns("build", "*.so", "__pycache__"))
     if version:
         init = tree / "bitsandbytes" / "__init__.py"
         init.write_text(init.read_text().replace('__version__ = "0.49.1"', f'__version__ = "{version}"'))
@@ -77,7 +77,7 @@ def manifest_entry(tmp: Path) -> dict:
 
 @pytest.mark.skipif(NVCC is None, reason="needs a CUDA 13 nvcc (system /usr/local/cuda-13.0 or PyPI)")
 def test_the_build_runs_exactly_the_planned_commands_environment_and_folder(tmp_path):
-    args = settings(tmp_path, STANDINS / "bitsandbytes")
+    args = settings(tmp_path, standin_tree("bitsandbytes"))
     step = json.loads(backend("plan", *args, "--json").stdout)["steps"][0]
     python = Path(step["python"])
     assert step["cwd"] == step["tree"] and step["tree"].endswith("/bitsandbytes/local-tree")  # the copy, not the checkout
@@ -101,7 +101,7 @@ def test_the_build_runs_exactly_the_planned_commands_environment_and_folder(tmp_
     # the planned patch is what the copy got, and what the manifest records; the checkout is untouched
     patched = "list(APPEND CMAKE_CUDA_ARCHITECTURES ${_LATEST_CAPABILITY}-real)"
     assert patched in (Path(step["tree"]) / "CMakeLists.txt").read_text()
-    assert patched not in (STANDINS / "bitsandbytes" / "CMakeLists.txt").read_text()
+    assert patched not in (standin_tree("bitsandbytes") / "CMakeLists.txt").read_text()
     entry = manifest_entry(tmp_path)
     assert entry["patches"] == [[PATCH, step["patches"][0]["sha256"]]] and entry["patches_not_applied"] == []
 
@@ -139,9 +139,9 @@ def test_a_tree_of_the_release_gets_the_patch_only_when_it_fits(tmp_path):
                          memory_bytes=16 << 30)
         return [(p.name, p.applied, p.why) for p in plan.step("bitsandbytes").patches]
 
-    assert patches_for(STANDINS / "bitsandbytes") == [
+    assert patches_for(standin_tree("bitsandbytes")) == [
         (PATCH, True, "it is for bitsandbytes ==0.49.1, this tree is 0.49.1, and it fits")]
-    cmake = (STANDINS / "bitsandbytes" / "CMakeLists.txt").read_text()
+    cmake = (standin_tree("bitsandbytes") / "CMakeLists.txt").read_text()
     patched_line = next(line[1:] for line in (ROOT / "patches/bitsandbytes" / PATCH).read_text().splitlines()
                         if line.startswith("-") and not line.startswith("---"))
     assert patched_line in cmake

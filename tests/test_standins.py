@@ -82,7 +82,7 @@ class Builder:
         """Copy the stand-in to a fresh tree, build it; returns (wheels, pip result)."""
         self.count += 1
         tree = self.work / f"{component}-{self.count}"
-        shutil.copytree(h.STANDINS / component, tree)
+        shutil.copytree(h.standin_tree(component), tree)
         out = self.work / f"wheels-{self.count}"
         result = h.pip_wheel(self.python, tree / subdir if subdir else tree, out, {**self.env, **(env or {})}, *extra)
         if expect_ok:

@@ -21,9 +21,9 @@ from backend.verify import Expectation, verify_paths, verify_wheel
 from backend.verify import isa_arm
 from backend.wheels import manylinux
 from backend.wheels.relabel import relabel
+from standin_helpers import standin_tree
 
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"
-STANDINS = Path(__file__).parent / "fixtures" / "standins"
 ROOT = Path(__file__).resolve().parent.parent
 CC = shutil.which("aarch64-linux-gnu-gcc")
 CXX = shutil.which("aarch64-linux-gnu-g++")
@@ -120,12 +120,12 @@ def test_extension_names():
 
 def build_standin(tmp: Path, flags: list[str]) -> Path:
     """The bitsandbytes stand-in (CPU backend) built by pip and CMake with the cross compiler: linux_aarch64."""
-    from standin_helpers import make_build_venv, pip_wheel
+    from standin_helpers import make_build_venv, pip_wheel, standin_tree
 
     python = make_build_venv(tmp.parent / "venv") if not (tmp.parent / "venv" / "bin" / "python").exists() \
         else tmp.parent / "venv" / "bin" / "python"
     tree = tmp / "src"
-    shutil.copytree(STANDINS / "bitsandbytes", tree, ignore=shutil.ignore_patterns("build", "*.so"))
+    shutil.copytree(standin_tree("bitsandbytes"), tree, ignore=shutil.ignore_patterns("build", "*.so"))
     env = dict(os.environ, CXX=CXX, CXXFLAGS=" ".join(flags + ["-frecord-gcc-switches"]),
                _PYTHON_HOST_PLATFORM="linux-aarch64")
     out = tmp / "dist"

@@ -23,11 +23,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN_PARTS = ROOT / "tests" / "fixtures" / "standins"
-# The C++/CUDA extension <name>._C that four stand-ins share, written once: the build names its symbols
-# (-DSTANDIN_NAME=<name>).  A tree cannot reach it by a relative path or link: a local tree is copied into
-# the cache with its symlinks as they are (backend/pipeline/snapshot.py), so anything out of the tree dangles.
-EXTENSION_TEMPLATE = STANDIN_PARTS / "_extension"
-EXTENSION_USERS = ("torchvision", "torchaudio", "xformers", "vllm")
+# What several stand-ins share, written once (a folder of STANDIN_PARTS), and the stand-ins it completes:
+# the C++/CUDA extension <name>._C (its build names the symbols: -DSTANDIN_NAME=<name>), and the setup.py
+# helper of the three setuptools ones.  A tree cannot reach a shared part by a relative path or a link: a
+# local tree is copied into the cache with its symlinks as they are (backend/pipeline/snapshot.py), so
+# anything out of the tree would dangle.
+SHARED_PARTS = {
+    "_extension": ("torchvision", "torchaudio", "xformers", "vllm"),
+    "_setup": ("torchvision", "torchaudio", "xformers"),
+}
 REQUIREMENTS = ROOT / "ci" / "requirements" / "standins.txt"
 BUILD_MODULES = ("setuptools", "wheel", "packaging", "cmake", "ninja", "scikit_build_core")
 
@@ -35,15 +39,16 @@ BUILD_MODULES = ("setuptools", "wheel", "packaging", "cmake", "ninja", "scikit_b
 def materialise_standins(dest: Path) -> Path:
     """Every stand-in as a complete, self-contained source tree ``dest/<component>``, as a user's checkout is.
 
-    The checked-in trees of ``EXTENSION_USERS`` lack the extension they share: it is copied into each.
-    What building in place leaves behind (build/, *.so, *.egg-info) is not copied.
+    Each checked-in tree gets the ``SHARED_PARTS`` it uses copied in.  What building in place leaves
+    behind (build/, *.so, *.egg-info) is not copied.
     """
     leftovers = shutil.ignore_patterns("build", "__pycache__", "*.egg-info", "*.so")
     for part in sorted(STANDIN_PARTS.iterdir()):
-        if part.is_dir() and part != EXTENSION_TEMPLATE:
+        if part.is_dir() and part.name not in SHARED_PARTS:
             shutil.copytree(part, dest / part.name, ignore=leftovers)
-    for component in EXTENSION_USERS:
-        shutil.copytree(EXTENSION_TEMPLATE, dest / component, ignore=leftovers, dirs_exist_ok=True)
+    for shared, components in SHARED_PARTS.items():
+        for component in components:
+            shutil.copytree(STANDIN_PARTS / shared, dest / component, ignore=leftovers, dirs_exist_ok=True)
     return dest
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from backend.errors import BackendError
 from backend.settings import DEFAULT_NIXPKGS
 from backend.toolchains import nix as nix_provider
 from backend.toolchains import pypi as pypi_provider
+from conftest import make_wheel
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NIX_CONFIG = "sandbox = false\nbuild-users-group =\n"
@@ -101,14 +103,20 @@ def test_pypi_toolchain_compiles_sm90_only(pypi13, cmake, cuobjdump, tmp_path):
     assert pypi13.provider == "pypi"
     assert pypi13.version.startswith("13.0.")
     library = compile_hello(pypi13, cmake, tmp_path / "build")
+    # CMake found the toolkit at the farm, and nothing in the shared install root behind it.
+    cache = (tmp_path / "build" / "CMakeCache.txt").read_text()
+    assert f"CUDA_cudart_LIBRARY:FILEPATH={pypi13.cuda_home}/lib/libcudart.so\n" in cache
+    assert f"{pypi_provider.root_for(pypi13.cuda_home.parent.parent, '13.0')}/" not in cache
     cubins, ptxs = device_code(cuobjdump, library)
     assert len(cubins) == 1 and cubins[0].endswith(".sm_90.cubin"), cubins
     assert ptxs == []
 
 
-def test_pypi_toolchain_layout_and_env(pypi13):
+def test_pypi_toolchain_layout_and_env(pypi13, pypi_cache):
     home = pypi13.cuda_home
-    assert home.name == "cu13" and (home / "bin" / "nvcc") == pypi13.nvcc
+    # Not the shared install root but the farm of this library set, next to it.
+    assert home.parent == pypi_cache / "toolchains" and home.name.startswith("pypi-cu130-")
+    assert (home / "bin" / "nvcc") == pypi13.nvcc and pypi13.nvcc.is_symlink()
     assert (home / "lib64").is_symlink() and os.readlink(home / "lib64") == "lib"
     assert (home / "lib" / "libcudart.so").resolve() == (home / "lib" / "libcudart.so.13").resolve()
     assert (home / "nvvm" / "bin" / "cicc").is_file()
@@ -129,6 +137,95 @@ def test_pypi_toolchain_is_reused_from_the_cache(pypi13, pypi_cache):
     again = toolchains.resolve("13.0", "pypi", cache_dir=pypi_cache, nixpkgs=DEFAULT_NIXPKGS, offline=True,
                                libraries=())
     assert again == pypi13
+
+
+CUDNN = pypi_provider.LIBRARIES["13.0"]["cudnn"]
+NVTX = pypi_provider.LIBRARIES["13.0"]["nvtx"]
+RUNTIME_VERSION = """#include <cstdio>
+#include <cuda_runtime.h>
+__global__ void scale(float *data, float factor) { data[threadIdx.x] *= factor; }
+int main() {
+  int version = 0;
+  cudaError_t status = cudaRuntimeGetVersion(&version);
+  std::printf("runtime %d\\n", version);
+  return status == cudaSuccess ? 0 : 1;
+}
+"""
+
+
+@pytest.fixture
+def pypi_root_and_links(pypi13, pypi_cache, tmp_path, monkeypatch):
+    """A cache whose PyPI root is the session's (hard links), and pip pointed at small stand-in wheels only.
+
+    The stand-ins are real wheels of the pinned cuDNN and NVTX names, laid out as NVIDIA's are: cuDNN in
+    its own ``nvidia/cudnn``, NVTX into ``nvidia/cu13`` beside nvcc.  pip installs them: no network.
+    """
+    cache = tmp_path / "cache"
+    shutil.copytree(pypi_provider.root_for(pypi_cache, "13.0"), pypi_provider.root_for(cache, "13.0"),
+                    symlinks=True, copy_function=os.link, ignore=shutil.ignore_patterns(".lock"))
+    links = tmp_path / "links"
+    name, version = CUDNN.split("==")
+    make_wheel(links, name, version, {"nvidia/cudnn/__init__.py": b"",
+                                      "nvidia/cudnn/include/cudnn.h": b"#define CUDNN_MAJOR 9\n",
+                                      "nvidia/cudnn/lib/libcudnn.so.9": b"stand-in"})
+    name, version = NVTX.split("==")
+    make_wheel(links, name, version, {"nvidia/cu13/include/nvtx3/nvToolsExt.h": b"#define NVTX_VERSION 3\n"})
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
+    return cache
+
+
+def nvcc_run(toolchain, folder: Path, source: str, *args: str) -> subprocess.CompletedProcess:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "main.cu").write_text(source)
+    return subprocess.run([str(toolchain.nvcc), *args, "main.cu"], cwd=folder, env=toolchain.env(),
+                          capture_output=True, text=True)
+
+
+def test_pypi_each_library_set_gets_a_cuda_home_of_exactly_its_wheels(pypi_root_and_links, tmp_path):
+    cache = pypi_root_and_links
+    root = pypi_provider.root_for(cache, "13.0")
+    larger = toolchains.resolve("13.0", "pypi", cache_dir=cache, nixpkgs=DEFAULT_NIXPKGS, libraries=("nvtx", "cudnn"))
+    # Installed once, into the shared root: nvtx into nvidia/cu13 where nvcc lives.
+    assert {CUDNN, NVTX} <= set(json.loads((root / "installed.json").read_text()))
+    assert (root / "site" / "nvidia" / "cu13" / "include" / "nvtx3" / "nvToolsExt.h").is_file()
+    home = larger.cuda_home
+    assert (home / "include" / "cudnn.h").is_file() and (home / "include" / "nvtx3" / "nvToolsExt.h").is_file()
+    assert os.readlink(home / "lib" / "libcudnn.so") == "libcudnn.so.9"
+    assert "libcudnn.so.9" in larger.runtime_libraries and CUDNN in larger.requirements
+
+    # The compiler alone, after the larger set went into the same root: none of its files.
+    smaller = toolchains.resolve("13.0", "pypi", cache_dir=cache, nixpkgs=DEFAULT_NIXPKGS, offline=True, libraries=())
+    assert smaller.cuda_home != home and smaller.cuda_home.parent == home.parent
+    assert not [p for p in smaller.cuda_home.rglob("*")
+                if p.name.startswith("libcudnn") or p.name in ("cudnn.h", "nvtx3", "nvToolsExt.h")]
+    assert smaller.runtime_libraries == ("libcudart.so.13",)
+    for toolchain, found in ((smaller, False), (larger, True)):
+        # nvcc started through the farm takes its headers from the farm, not from the shared root.
+        result = nvcc_run(toolchain, tmp_path / toolchain.cuda_home.name, "#include <nvtx3/nvToolsExt.h>\n"
+                          "#include <cudnn.h>\n", "-E", "-o", "/dev/null")
+        assert (result.returncode == 0) == found, result.stderr[-2000:]
+        if not found:
+            assert "nvToolsExt.h: No such file" in result.stderr
+
+    # Offline, in any order, each set finds its own farm again.
+    again = toolchains.resolve("13.0", "pypi", cache_dir=cache, nixpkgs=DEFAULT_NIXPKGS, offline=True,
+                               libraries=("cudnn", "nvtx"))
+    assert again == larger
+
+
+def test_pypi_nvcc_compiles_and_links_cudart_through_the_farm(pypi13, tmp_path):
+    home = pypi13.cuda_home
+    dryrun = nvcc_run(pypi13, tmp_path, RUNTIME_VERSION, "--dryrun", "-arch=sm_90", "-o", "prog")
+    assert f"#$ TOP={home}/bin/.." in dryrun.stderr  # nvcc's own paths (nvcc.profile, cicc, crt) start at the farm
+    built = nvcc_run(pypi13, tmp_path, RUNTIME_VERSION, "-arch=sm_90", "-cudart", "shared", "-o", "prog")
+    assert built.returncode == 0, built.stderr[-3000:]
+    ldd = subprocess.run(["ldd", str(tmp_path / "prog")], env=pypi13.env(), capture_output=True, text=True)
+    farm_cudart = rf"libcudart\.so\.13 => {re.escape(str(home))}/lib(64)?/libcudart\.so\.13 "
+    assert re.search(farm_cudart, ldd.stdout), ldd.stdout
+    # cudaRuntimeGetVersion needs no GPU: the program runs against the farm's libcudart.
+    ran = subprocess.run([str(tmp_path / "prog")], env=pypi13.env(), capture_output=True, text=True)
+    assert (ran.returncode, ran.stdout) == (0, "runtime 13000\n"), ran.stderr
 
 
 def test_pypi_offline_without_cache_names_the_missing_wheels(tmp_path):
@@ -303,6 +400,25 @@ def test_cli_pypi_full_stack_set(run_backend, tmp_path, cmake, cuobjdump):
     for header in ("cublas_v2.h", "cudnn.h", "nccl.h", "cusparseLt.h"):
         assert (home / "include" / header).exists(), header
     assert set(data["requirements"]) == set(pypi_provider.requirements_for("13.0")[1])
+
+    # A bitsandbytes build's set after it, offline from the same root: cuBLAS, no cuDNN, NCCL or cuSPARSELt.
+    cache = tmp_path / "cache"
+    small = toolchains.resolve("13.0", "pypi", cache_dir=cache, nixpkgs=DEFAULT_NIXPKGS, offline=True,
+                               libraries=("cublas", "cusparse"))
+    assert small.cuda_home != home and (small.cuda_home / "include" / "cublas_v2.h").exists()
+    for header in ("cudnn.h", "nccl.h", "cusparseLt.h"):
+        assert not (small.cuda_home / "include" / header).exists(), header
+    optional = ("libcudnn", "libnccl", "libcusparseLt")
+    assert not [p.name for p in (small.cuda_home / "lib").iterdir() if p.name.startswith(optional)]
+    assert not [s for s in small.runtime_libraries if s.startswith(optional)]
+    # The full set, offline, is the same farm with every library still there.
+    full = toolchains.resolve("13.0", "pypi", cache_dir=cache, nixpkgs=DEFAULT_NIXPKGS, offline=True)
+    assert full.cuda_home == home and "libcudnn.so.9" in full.runtime_libraries
+    # nvcc through each farm: cuDNN compiles and links through the full one only.
+    source = "#include <cudnn.h>\n#include <cublas_v2.h>\nint main() { return cudnnGetVersion() > 0 ? 0 : 1; }\n"
+    for toolchain, found in ((full, True), (small, False)):
+        result = nvcc_run(toolchain, tmp_path / toolchain.cuda_home.name, source, "-lcudnn", "-lcublas", "-o", "prog")
+        assert (result.returncode == 0) == found, result.stderr[-2000:]
 
 
 # ---------------------------------------------------------------- nix

@@ -20,17 +20,16 @@ for all its outputs (headers live in ``dev``, libraries in ``lib``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..errors import BackendError
 from .base import Toolchain, check_toolkit, run_tool, runtime_sonames
+from .farm import farm, link
 
 NAME = "nix"
 FEATURES = ["--extra-experimental-features", "nix-command flakes"]
@@ -136,7 +135,8 @@ def resolve(cuda: str, *, cache_dir: Path, nixpkgs: str, offline: bool = False,
         built = _build(nix, options, [d + all_outputs for d in drvs], environ, cuda=cuda,
                        what=f"toolchain 'nix': building every output of {pset} failed")
     paths = _store_paths(built, order=drvs)
-    home = farm(Path(cache_dir) / "toolchains", f"nix-cu{cuda.replace('.', '')}", paths)
+    home = farm(Path(cache_dir) / "toolchains", f"nix-cu{cuda.replace('.', '')}", [str(p) for p in paths],
+                lambda folder: _join_all(paths, folder))
     nvcc, version = check_toolkit(home, cuda, provider=NAME,
                                   origin=f"the toolkit realised from {nixpkgs}#{pset} at", ways_out=ways_out(cuda))
     return Toolchain(provider=NAME, cuda=cuda, version=version, cuda_home=home, nvcc=nvcc,
@@ -177,29 +177,9 @@ def _store_paths(built: list[dict], order: list[str]) -> list[Path]:
     return paths
 
 
-def farm(parent: Path, prefix: str, paths: list[Path]) -> Path:
-    """One folder joining ``paths`` (first one wins on a clash), reused when it exists."""
-    digest = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:16]
-    home = parent / f"{prefix}-{digest}"
-    if (home / ".complete").is_file():
-        return home
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{prefix}-", dir=parent))
-    try:
-        for store_path in paths:
-            _join(store_path, staging)
-        (staging / ".sources").write_text("".join(f"{p}\n" for p in paths))
-        (staging / ".complete").write_text("")
-        staging.chmod(0o755)
-        try:
-            os.rename(staging, home)
-        except OSError:
-            if not (home / ".complete").is_file():
-                shutil.rmtree(home, ignore_errors=True)
-                os.rename(staging, home)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return home
+def _join_all(paths: list[Path], target: Path) -> None:
+    for store_path in paths:
+        _join(store_path, target)
 
 
 def _join(source: Path, target: Path) -> None:
@@ -218,10 +198,6 @@ def _join(source: Path, target: Path) -> None:
                 inside = Path(os.path.realpath(path))
                 if inside.is_relative_to(os.path.realpath(source)):
                     dirs.remove(name)
-                    link = target / relative / name
-                    if not os.path.lexists(link):
-                        os.symlink(os.readlink(path), link)
+                    link(target / relative / name, os.readlink(path))
         for name in files:
-            link = target / relative / name
-            if not os.path.lexists(link):
-                os.symlink(Path(folder) / name, link)
+            link(target / relative / name, Path(folder) / name)

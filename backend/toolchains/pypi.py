@@ -1,11 +1,21 @@
 """``toolchain=pypi``: CUDA 13.x assembled from NVIDIA's PyPI wheels.
 
-The cu13 wheels install into ``<target>/nvidia/cu13`` (bin/nvcc, nvvm/bin/cicc,
-include, lib).  That folder becomes CUDA_HOME after three fixes CMake needs
-(measured, see docs/TOOLCHAINS.md): a ``lib64 -> lib`` link, unversioned
-``lib*.so`` links next to the versioned ones, and nvcc named through
-``CUDACXX`` (``Toolchain.env``).  Libraries installed elsewhere under
-``nvidia/`` (cuDNN, NCCL, cuSPARSELt) are linked into its include/ and lib/.
+Every wheel is installed once, into one shared root per CUDA release
+(``<cache>/toolchains/pypi-cu130/site``, ``pip install --target``, under a
+file lock): the cuDNN wheel alone is 700 MB.  The CUDA_HOME a build gets is
+not that root but a symlink farm for exactly its library set,
+``<cache>/toolchains/pypi-cu130-<hash>`` (hash of the pinned requirements,
+``farm.py``), joined from the files each of the set's wheels installed (their
+``*.dist-info/RECORD``): ``nvidia/cu13/...`` and ``nvidia/<library>/...``
+(cuDNN, NCCL, cuSPARSELt, NVSHMEM) both land at the farm's top.  A
+bitsandbytes build after a torch build therefore finds no cuDNN, NCCL or
+cuSPARSELt, whatever the shared root holds.  The farm gets the fixes CMake
+needs (measured, see docs/TOOLCHAINS.md): a ``lib64 -> lib`` link and
+unversioned ``lib*.so`` links next to the versioned ones; nvcc is named
+through ``CUDACXX`` (``Toolchain.env``).  nvcc finds ``nvcc.profile``, cicc
+and its headers from the path it was started as (``_HERE_`` is argv[0]'s
+folder, not the symlink's target), so compiles through the farm see the
+farm's include/ and lib/ only.
 
 CUDA 12.x cannot come from PyPI: the cu12 wheels have ptxas and headers but
 no nvcc, cicc, fatbinary or nvlink.
@@ -25,6 +35,7 @@ from pathlib import Path
 
 from ..errors import BackendError
 from .base import Toolchain, check_toolkit, last_error_line, runtime_sonames
+from .farm import farm, link
 
 NAME = "pypi"
 
@@ -84,7 +95,8 @@ def requirements_for(cuda: str, libraries: Sequence[str] | None = None) -> tuple
     unknown = [n for n in names if n not in table]
     if unknown:
         raise BackendError(f"toolchain 'pypi': unknown CUDA library {unknown[0]!r}; accepted: {', '.join(table)}")
-    runtime = list(dict.fromkeys(table[n] for n in names))
+    # In the table's order, whatever order they were asked in: the same set is the same farm.
+    runtime = list(dict.fromkeys(table[n] for n in table if n in names))
     everything = list(dict.fromkeys([*COMPILER[cuda], *runtime]))
     return everything, runtime
 
@@ -111,16 +123,71 @@ def resolve(cuda: str, *, cache_dir: Path, offline: bool = False,
                 )
             _pip_install(root, missing)
             _write_installed(root, sorted(set(installed) | set(missing)))
-        home = root / "site" / "nvidia" / f"cu{cuda.split('.')[0]}"
-        _arrange(home)
+        files = installed_files(root / "site", everything)
+        home = farm(root.parent, root.name, everything, lambda folder: _fill(folder, files, root))
     nvcc, version = check_toolkit(
-        home, cuda, provider=NAME, origin="the PyPI wheels installed at",
-        ways_out=f"remove {root} and run again",
+        home, cuda, provider=NAME, origin="the PyPI wheels joined at",
+        ways_out=f"remove {root} and {home} and run again",
     )
     return Toolchain(
         provider=NAME, cuda=cuda, version=version, cuda_home=home, nvcc=nvcc,
         runtime_libraries=runtime_sonames(home), requirements=tuple(runtime),
     )
+
+
+def installed_files(site: Path, requirements: Sequence[str]) -> list[tuple[Path, Path]]:
+    """(place in CUDA_HOME, installed file) for every toolkit file the wheels pinned by ``requirements`` installed.
+
+    Read from each wheel's ``*.dist-info/RECORD``; ``nvidia/<folder>/<path>`` becomes ``<path>``
+    (``nvidia/cu13/bin/nvcc`` -> ``bin/nvcc``, ``nvidia/cudnn/include/cudnn.h`` -> ``include/cudnn.h``);
+    the Python package files (``__init__.py``, caches) stay out.
+    """
+    from importlib.metadata import distributions
+
+    from packaging.utils import canonicalize_name
+
+    found = {(canonicalize_name(d.metadata["Name"] or ""), d.version): d for d in distributions(path=[str(site)])}
+    files: list[tuple[Path, Path]] = []
+    for requirement in requirements:
+        name, _, version = requirement.partition("==")
+        distribution = found.get((canonicalize_name(name), version))
+        if distribution is None or distribution.files is None:
+            raise BackendError(
+                f"toolchain 'pypi': {requirement} is listed as installed in {site.parent} but its "
+                f"dist-info/RECORD is not there; remove {site.parent} and run again"
+            )
+        for entry in distribution.files:
+            parts = entry.parts
+            if len(parts) < 3 or parts[0] != "nvidia" or parts[-1] == "__init__.py" or "__pycache__" in parts:
+                continue
+            files.append((Path(*parts[2:]), site / entry))
+    return files
+
+
+_VERSIONED = re.compile(r"^(lib[\w+-]+?\.so)\.\d+(\.\d+)*$")
+
+
+def _fill(home: Path, files: list[tuple[Path, Path]], root: Path) -> None:
+    """Link the wheels' files into ``home`` (the first wheel wins a clash) and make it a CUDA_HOME CMake accepts."""
+    for relative, installed in files:
+        if not installed.is_file():
+            raise BackendError(
+                f"toolchain 'pypi': {installed} is in its wheel's RECORD but not installed; "
+                f"remove {root} and run again"
+            )
+        link(home / relative, installed)
+    lib = home / "lib"
+    if not lib.is_dir():
+        return
+    link(home / "lib64", "lib")
+    # Unversioned links: libcudart.so -> libcudart.so.13, picking the shortest versioned name.
+    versioned: dict[str, str] = {}
+    for entry in sorted(lib.iterdir(), key=lambda p: (len(p.name), p.name)):
+        match = _VERSIONED.match(entry.name)
+        if match and match.group(1) not in versioned:
+            versioned[match.group(1)] = entry.name
+    for plain, target in versioned.items():
+        link(lib / plain, target)
 
 
 def _installed(root: Path) -> list[str]:
@@ -176,41 +243,3 @@ def _merge(source: Path, target: Path) -> None:
             destination = target / relative / name
             if not os.path.lexists(destination):
                 os.replace(Path(folder) / name, destination)
-
-
-_VERSIONED = re.compile(r"^(lib[\w+-]+?\.so)\.\d+(\.\d+)*$")
-
-
-def _arrange(home: Path) -> None:
-    """Make the wheel tree a CUDA_HOME that CMake's CUDA support accepts."""
-    lib = home / "lib"
-    include = home / "include"
-    if not lib.is_dir():
-        return
-    _link(home / "lib64", Path("lib"))
-    # Libraries the cu13 wheels put in nvidia/<name>/ (cudnn, nccl, cusparselt ...).
-    for other in sorted(home.parent.iterdir()):
-        if other == home or not other.is_dir():
-            continue
-        for sub, into in (("lib", lib), ("include", include)):
-            folder = other / sub
-            if folder.is_dir():
-                for entry in sorted(folder.iterdir()):
-                    if entry.name != "__init__.py" and entry.name != "__pycache__":
-                        _link(into / entry.name, Path(os.path.relpath(entry, into)))
-    # Unversioned links: libcudart.so -> libcudart.so.13, picking the shortest versioned name.
-    versioned: dict[str, str] = {}
-    for entry in sorted(lib.iterdir(), key=lambda p: len(p.name)):
-        match = _VERSIONED.match(entry.name)
-        if match and match.group(1) not in versioned:
-            versioned[match.group(1)] = entry.name
-    for plain, target in versioned.items():
-        _link(lib / plain, Path(target))
-
-
-def _link(path: Path, target: Path) -> None:
-    if not os.path.lexists(path):
-        try:
-            os.symlink(target, path)
-        except FileExistsError:
-            pass

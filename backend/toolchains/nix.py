@@ -7,7 +7,7 @@ libraries the build links (``libraries``, in the PyPI provider's names; see
 torch build (``libraries=None``) realises all three.  They come from the flake
 reference ``-C nixpkgs=`` (default: the seed's nixpkgs revision); every output
 of those derivations is joined into one CUDA_HOME: a symlink farm under the
-cache folder, named by a hash of the store paths it joins (so a farm without
+cache folder (``farm.py``), named by a hash of the store paths it joins (so a farm without
 cuDNN is never the one a build that needs cuDNN gets).
 
 Works with Debian's Nix 2.8 and newer Nix: ``nix build --no-link --json``

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,41 @@ def run_backend(tmp_path):
         return subprocess.run([sys.executable, "-m", "backend", *args], cwd=cwd, capture_output=True, text=True, env=full_env)
 
     return run
+
+
+def _tree_state(folder: Path, ignore: tuple[str, ...]) -> dict[str, tuple]:
+    """Every entry under ``folder``: its kind, and for a file its size and modification time.
+
+    Bytecode caches (``__pycache__``), which running Python writes beside what it imports, and names
+    matching ``ignore`` are left out; a folder counts by its entries, not by its own time.
+    """
+    import fnmatch
+    import stat
+
+    state: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__" and not any(fnmatch.fnmatch(d, p) for p in ignore)]
+        for name in dirnames + [f for f in filenames if not any(fnmatch.fnmatch(f, p) for p in ignore)]:
+            path = Path(dirpath) / name
+            info = path.lstat()
+            kind = stat.S_IFMT(info.st_mode)
+            state[str(path.relative_to(folder))] = (kind,) if stat.S_ISDIR(info.st_mode) else (
+                kind, info.st_size, info.st_mtime_ns)
+    return state
+
+
+@contextlib.contextmanager
+def kept_unchanged(*folders: Path, ignore: tuple[str, ...] = ()):
+    """Around the ``yield`` of a fixture that several tests share: its teardown fails, naming the paths,
+    when a test added, removed or rewrote anything under ``folders`` (a test that changes them must work on
+    a copy).  Read-only permissions would not catch it: the suite runs as root on CI."""
+    before = [(folder, _tree_state(folder, ignore)) for folder in folders]
+    yield
+    for folder, old in before:
+        new = _tree_state(folder, ignore)
+        changed = sorted(path for path in old.keys() | new.keys() if old.get(path) != new.get(path))
+        assert not changed, (f"a test changed the shared fixture tree {folder} ({len(changed)} paths, e.g. "
+                             f"{', '.join(changed[:5])}): work on a copy")
 
 
 def record_hash(data: bytes) -> str:

@@ -157,9 +157,12 @@ def bare_python(tmp_path_factory):
     """An interpreter with nothing installed: a venv without pip, not seeing the system site-packages."""
     import venv
 
+    from conftest import kept_unchanged
+
     path = tmp_path_factory.mktemp("bare") / "venv"
     venv.EnvBuilder(with_pip=False, system_site_packages=False).create(path)
-    return path / "bin" / "python"
+    with kept_unchanged(path):
+        yield path / "bin" / "python"
 
 
 def _run_bare(python, tmp_path, *args):

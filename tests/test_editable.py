@@ -35,10 +35,12 @@ def env() -> dict[str, str]:
     return e
 
 
-@pytest.fixture(scope="module")
-def target(tmp_path_factory):
-    """A developer's venv with the stack's torch installed, and a checkout of torchvision."""
-    tmp = tmp_path_factory.mktemp("editable")
+@pytest.fixture
+def target(tmp_path):
+    """A developer's venv with the stack's torch installed, and a checkout of torchvision.
+
+    Per test: the test edits the checkout and installs into the venv."""
+    tmp = tmp_path
     common = ["-C", "compiler-cache=ccache", "-C", "sm=90", "-C", f"isa={ISA}", "-C", "cuda=13.0", "-C", f"cache-dir={tmp / 'cache'}",
               "-C", f"wheelhouse={tmp / 'wheelhouse'}"]
     links = runtime_links(tmp / "links", standin_runtime_requirements())  # torch's triton and nvidia-* pins, offline

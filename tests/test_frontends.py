@@ -64,9 +64,12 @@ def _env() -> dict[str, str]:
 def frontend_venv(tmp_path_factory) -> Path:
     """The user's environment: a venv of this interpreter (its pip from ensurepip), seeing the
     system site-packages (build, cmake, scikit-build-core, ... for --no-build-isolation)."""
+    from conftest import kept_unchanged
+
     path = tmp_path_factory.mktemp("frontend") / "venv"
     venv.EnvBuilder(with_pip=True, system_site_packages=True, clear=True).create(path)
-    return path / "bin" / "python"
+    with kept_unchanged(path):  # every frontend's build must leave the user's environment as it was
+        yield path / "bin" / "python"
 
 
 def _command(frontend: str, python: Path, isolated: bool, out: Path, settings: list[str]) -> list[str]:
@@ -165,13 +168,16 @@ def torch_python() -> Path:
     """
     from platformdirs import user_cache_dir
 
+    from conftest import kept_unchanged
+
     path = Path(user_cache_dir("vllm-stack-tests")) / f"torch-venv-py{sys.version_info.major}{sys.version_info.minor}"
     python = path / "bin" / "python"
     probe = [str(python), "-c", "import torch, pip"]
     if not (python.exists() and subprocess.run(probe, capture_output=True).returncode == 0):
         venv.EnvBuilder(with_pip=True, system_site_packages=True, clear=True).create(path)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0"], check=True)
-    return python
+    with kept_unchanged(path):  # kept between runs: a change would outlive this one
+        yield python
 
 
 def test_real_flashinfer_from_the_lock(torch_python, tmp_path):

@@ -8,7 +8,9 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -29,7 +31,9 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def libs(tmp_path_factory) -> dict[str, Path]:
+def libs(tmp_path_factory) -> Mapping[str, Path]:
+    from conftest import kept_unchanged
+
     out = tmp_path_factory.mktemp("manylinux")
     src = FIXTURES / "manylinux"
     built = {"newcxx": out / "libnewcxx.so", "plain": out / "libplain.so", "user": out / "libuser.so",
@@ -45,7 +49,8 @@ def libs(tmp_path_factory) -> dict[str, Path]:
                     "-Wl,--no-as-needed", "-lcudart", "-ltorch"], check=True)
     subprocess.run([GCC, "-fPIC", "-shared", "-o", str(built["user_foo"]), str(src / "user.c"), f"-L{deps}",
                     "-Wl,--no-as-needed", "-lfoo"], check=True)
-    return built
+    with kept_unchanged(out):
+        yield MappingProxyType(built)
 
 
 def wheel_of(tmp: Path, lib: Path, tag: str = "cp311-cp311-linux_x86_64", name: str = "demo") -> Path:

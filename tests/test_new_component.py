@@ -49,6 +49,8 @@ def tree_files(folder: Path) -> dict[Path, bytes]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """(a copy of the project with the new component, its local tree)."""
+    from conftest import kept_unchanged
+
     tmp = tmp_path_factory.mktemp("new-component")
     project = tmp / "project"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "downloads")
@@ -78,7 +80,8 @@ def project(tmp_path_factory):
         Path("recipes") / f"{NAME}.py": renamed(recipe).encode()} and before.keys() <= after.keys()
     assert (project / "third_party" / "sources.lock").read_text().startswith(
         (ROOT / "third_party" / "sources.lock").read_text())
-    return project, tree
+    with kept_unchanged(tmp):  # the project copy, the local tree and its archive: builds run on snapshots
+        yield project, tree
 
 
 def backend(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -71,7 +72,7 @@ def base_env(build_python):
         "MAX_JOBS": "2",
         "PIP_NO_INDEX": "1",
     })
-    return env
+    return MappingProxyType(env)  # every build's base: a test that needs another environment passes its own
 
 
 class Builder:
@@ -157,15 +158,12 @@ def test_torch_arch_list_suffixes_ptx_and_several(builder, cuobjdump, work):
 @pytest.mark.parametrize("arch_list, message", [(None, "TORCH_CUDA_ARCH_LIST is not set"),
                                                 ("10.0f", "Unknown CUDA arch (10.0f)")])
 def test_torch_rejects_missing_or_unknown_arch_list(builder, arch_list, message):
-    env = dict(builder.env)
-    env.pop("TORCH_CUDA_ARCH_LIST")
+    env = {key: value for key, value in builder.env.items() if key != "TORCH_CUDA_ARCH_LIST"}
     if arch_list:
         env["TORCH_CUDA_ARCH_LIST"] = arch_list
-    saved, builder.env = builder.env, env
-    try:
-        _, result = builder.build("torch", expect_ok=False)
-    finally:
-        builder.env = saved
+    # a builder of its own (own folder, own environment): the shared one stays as the other tests see it
+    own = Builder(builder.work / f"arch-list-{arch_list or 'unset'}", builder.python, env)
+    _, result = own.build("torch", expect_ok=False)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
 

@@ -38,12 +38,16 @@ def pypi_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def pypi13(pypi_cache):
     """The PyPI CUDA 13.0 compiler (nvcc, nvvm, crt, cccl, cudart), installed once."""
+    from conftest import kept_unchanged
+
     try:
-        return toolchains.resolve("13.0", "pypi", cache_dir=pypi_cache, nixpkgs=DEFAULT_NIXPKGS, libraries=())
+        toolchain = toolchains.resolve("13.0", "pypi", cache_dir=pypi_cache, nixpkgs=DEFAULT_NIXPKGS, libraries=())
     except BackendError as error:
         if "pip could not install" in str(error):
             pytest.skip(f"PyPI unreachable: {error}")
         raise
+    with kept_unchanged(toolchain.cuda_home):  # CUDA_HOME of many tests; the CLI's offline run shares the cache
+        yield toolchain
 
 
 @pytest.fixture(scope="session")

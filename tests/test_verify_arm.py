@@ -12,7 +12,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -47,9 +49,11 @@ def compile_lib(out: Path, name: str, *units: tuple[list[str], list[str]]) -> Pa
 
 
 @pytest.fixture(scope="module")
-def libs(tmp_path_factory) -> dict[str, Path]:
+def libs(tmp_path_factory) -> Mapping[str, Path]:
+    from conftest import kept_unchanged
+
     out = tmp_path_factory.mktemp("arm")
-    return {
+    built = {
         "armv8_2": compile_lib(out, "armv8_2", (ARMV8_2, [])),
         "armv9": compile_lib(out, "armv9", (ARMV9, [])),
         "armv8_2_sve2_asm": compile_lib(out, "armv8_2_sve2_asm", (ARMV8_2, ["-DWITH_SVE2_ASM"])),
@@ -59,6 +63,8 @@ def libs(tmp_path_factory) -> dict[str, Path]:
         # every unit overridden to armv9 after the variant's flags
         "armv8_2_overridden": compile_lib(out, "armv8_2_overridden", (ARMV8_2 + ARMV9, [])),
     }
+    with kept_unchanged(out):
+        yield MappingProxyType(built)
 
 
 def errors(report, check: str) -> list[str]:

@@ -8,7 +8,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -36,7 +38,9 @@ CASES = {
 
 
 @pytest.fixture(scope="session")
-def cuda_objects(tmp_path_factory) -> dict[str, Path]:
+def cuda_objects(tmp_path_factory) -> Mapping[str, Path]:
+    from conftest import kept_unchanged
+
     if not NVCC.exists():
         pytest.skip(f"nvcc not found at {NVCC} (set NVCC=...); the GPU listing tests need CUDA 13")
     out = tmp_path_factory.mktemp("cuda")
@@ -48,7 +52,9 @@ def cuda_objects(tmp_path_factory) -> dict[str, Path]:
         return target
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        return dict(zip(CASES, pool.map(build, CASES)))
+        built = dict(zip(CASES, pool.map(build, CASES)))
+    with kept_unchanged(out):
+        yield MappingProxyType(built)
 
 
 def _sections(path: Path) -> dict[str, fatbin.Section]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -25,7 +27,9 @@ BUILDS = {
 
 
 @pytest.fixture(scope="session")
-def cpu_objects(tmp_path_factory) -> dict[str, Path]:
+def cpu_objects(tmp_path_factory) -> Mapping[str, Path]:
+    from conftest import kept_unchanged
+
     out = tmp_path_factory.mktemp("cpu")
     built = {}
     for name, flags in BUILDS.items():
@@ -41,7 +45,8 @@ def cpu_objects(tmp_path_factory) -> dict[str, Path]:
     subprocess.run([GCC, "-shared", "-o", str(built["mixed"]), str(obj_a), str(obj_b)], check=True)
     built["unrecorded"] = out / "libunrecorded.so"
     subprocess.run([GCC, "-O3", "-fPIC", "-shared", "-mavx2", "-o", str(built["unrecorded"]), str(FIXTURES / "simd.c")], check=True)
-    return built
+    with kept_unchanged(out):
+        yield MappingProxyType(built)
 
 
 def test_highest_isa(cpu_objects):

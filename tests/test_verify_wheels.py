@@ -6,7 +6,9 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -25,7 +27,9 @@ FLAGS = ["-mavx2", "-mfma", "-mf16c", "-frecord-gcc-switches"]
 
 
 @pytest.fixture(scope="session")
-def libs(tmp_path_factory) -> dict[str, Path]:
+def libs(tmp_path_factory) -> Mapping[str, Path]:
+    from conftest import kept_unchanged
+
     out = tmp_path_factory.mktemp("libs")
     full, short = out / "full", out / "short"
     full.mkdir()
@@ -46,8 +50,10 @@ def libs(tmp_path_factory) -> dict[str, Path]:
     cxx("-shared", "-Wl,-soname,libcudart.so.13", "-o", out / "rt" / "libcudart.so", FIXTURES / "torch_stub.cpp")
     cxx("-shared", "-o", out / "_needs_cudart.so", FIXTURES / "downstream.cpp", f"-L{full}", "-ltorch_cpu",
         f"-L{out / 'rt'}", "-Wl,--no-as-needed", "-lcudart")
-    return {"torch": full / "libtorch_cpu.so", "torch_short": short / "libtorch_cpu.so", "ext": out / "_C.so",
-            "needs_gone": out / "_needs_gone.so", "needs_cudart": out / "_needs_cudart.so"}
+    with kept_unchanged(out):
+        yield MappingProxyType({"torch": full / "libtorch_cpu.so", "torch_short": short / "libtorch_cpu.so",
+                                "ext": out / "_C.so", "needs_gone": out / "_needs_gone.so",
+                                "needs_cudart": out / "_needs_cudart.so"})
 
 
 def _torch(folder: Path, lib: Path, version: str = TORCH_VERSION) -> Path:

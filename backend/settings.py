@@ -314,8 +314,8 @@ class Option:
     type: Any  # the field's annotation: what ``parse`` returns
     help: str
     default: Any = None
-    # the words it accepts (a callable: asked when needed, e.g. the registered components); checked by
-    # the default parser, shown by --help and the README
+    # the words it accepts: its Literal type's, or given (a callable: asked when needed, e.g. the registered
+    # components); checked by the default parser, shown by --help and the README
     choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
     # (key, value, project folder) -> the typed value, raising SettingError; None: one of ``choices``
     parse: Callable[[str, Any, Path], Any] | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -209,6 +210,18 @@ def test_a_vllm_checkout_tagged_v0_15_1_gets_the_unpin_patch(tmp_path):
     assert patch["why"] == "it is for vllm ==0.15.1, this tree is 0.15.1, and it fits"
     assert step["env"]["VLLM_VERSION_OVERRIDE"].startswith("0.15.1+cu130.sm90.")
     assert not git(tree, "status", "--porcelain")  # the dry run left the checkout as it was
+    # what the engine then does to its per-variant copy (prepare_for_build, without the lock's extras)
+    from backend.pipeline import snapshot
+    from backend.sources import patches
+
+    copy = tmp_path / "local-tree"
+    snapshot.sync(tree, copy)
+    assert patches.apply_files(copy, [(ROOT / "patches/vllm" / PATCH, patch["sha256"])], "vllm") == [
+        (PATCH, patch["sha256"])]
+    for name in ("requirements/cuda.txt", "requirements/build.txt", "pyproject.toml"):
+        pins = [line for line in (copy / name).read_text().splitlines() if re.match(r'\s*"?torch(vision|audio)?\s*==', line)]
+        assert pins == [], name
+    assert "flashinfer-python==0.6.1" in (copy / "requirements/cuda.txt").read_text()
 
 
 def test_a_vllm_checkout_of_another_release_is_planned_without_it_and_says_why(tmp_path):

@@ -23,7 +23,7 @@ import pytest
 
 from backend import recipes
 from backend.sources import checkout_version
-from standin_helpers import STANDINS
+from standin_helpers import standin_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 PATCH = "0001-unpin-torch.patch"
@@ -102,7 +102,7 @@ def git_checkout(tree: Path, tag: str | None = None) -> Path:
 def vllm_checkout(tmp: Path, tag: str | None, name: str = "vllm") -> Path:
     """A git checkout of the vLLM stand-in whose requirement files are laid out as vLLM 0.15.1's."""
     tree = tmp / name
-    shutil.copytree(STANDINS / "vllm", tree, ignore=shutil.ignore_patterns("build", "*.so", "__pycache__", "_version.py"))
+    shutil.copytree(standin_tree("vllm"), tree, ignore=shutil.ignore_patterns("build", "*.so", "__pycache__", "_version.py"))
     (tree / "requirements/cuda.txt").write_text(VLLM_CUDA_TXT)
     (tree / "requirements/build.txt").write_text(VLLM_BUILD_TXT)
     pyproject = tree / "pyproject.toml"

@@ -173,6 +173,21 @@ def test_a_git_checkout_is_the_version_its_tags_give(tmp_path):
     assert recipes.get("xformers").tree_version(tree) is None
 
 
+def test_the_callers_git_variables_do_not_redirect_the_reading(tmp_path, monkeypatch):
+    """GIT_DIR of the shell that runs the build (a git hook, say) must not make another repository's tags count."""
+    other, tree = tmp_path / "other", tmp_path / "tree"
+    for folder, tag in ((other, "v9.9.9"), (tree, "v0.15.1")):
+        folder.mkdir()
+        (folder / "f").write_text(tag)
+        git_checkout(folder, tag)
+    monkeypatch.setenv("GIT_DIR", str(other / ".git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(other))
+    assert VLLM.tree_version(tree) == "0.15.1"
+    monkeypatch.setenv("PATH", str(tmp_path / "no-such-bin"))
+    assert VLLM.stated_version(tree) == checkout_version.Stated(
+        None, "it is a git checkout, whose version its tags give, and git is not installed")
+
+
 def test_the_git_reading_agrees_with_setuptools_scm(tmp_path):
     """setuptools-scm itself (the referee) on the same checkouts: the public part of its version."""
     setuptools_scm = pytest.importorskip("setuptools_scm")

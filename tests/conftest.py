@@ -59,6 +59,16 @@ def kept_unchanged(*folders: Path, ignore: tuple[str, ...] = ()):
                              f"{', '.join(changed[:5])}): work on a copy")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def standin_trees_kept_unchanged():
+    """The stand-ins' trees (standin_helpers.standin_tree) are shared by every test of the session: its end
+    fails, naming the paths, when a test changed them."""
+    from standin_helpers import standin_trees
+
+    with kept_unchanged(standin_trees()):
+        yield
+
+
 def record_hash(data: bytes) -> str:
     """A RECORD line's hash: sha256=<urlsafe base64, no padding>."""
     import base64

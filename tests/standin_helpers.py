@@ -53,18 +53,19 @@ def materialise_standins(dest: Path) -> Path:
 
 
 @functools.cache
-def _materialised_standins() -> Path:
+def standin_trees() -> Path:
+    """The folder of every stand-in's complete tree: materialised once per process, removed at its exit.
+
+    Every test of the process shares it (conftest.py guards it): a caller that changes a tree works on a copy.
+    """
     folder = Path(tempfile.mkdtemp(prefix="standins-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return materialise_standins(folder)
 
 
 def standin_tree(component: str) -> Path:
-    """The complete source tree of one stand-in, for ``-C source.<component>=``: materialised once per process.
-
-    Callers copy it before they change it: every test of the process shares it.
-    """
-    return _materialised_standins() / component
+    """The complete source tree of one stand-in, for ``-C source.<component>=`` (in ``standin_trees()``)."""
+    return standin_trees() / component
 
 
 def find_nvcc() -> str | None:

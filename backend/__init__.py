@@ -18,17 +18,22 @@ __version__ = "0.1.0"
 def _one_line_errors(hook):
     @functools.wraps(hook)
     def wrapper(*args, **kwargs):
+        from .interrupts import sigterm_interrupts
+
         try:
-            return hook(*args, **kwargs)
+            with sigterm_interrupts():
+                return hook(*args, **kwargs)
         except BackendError as error:
             print(f"error: {error}", file=sys.stderr, flush=True)
             raise SystemExit(1) from None
         except OSError as error:
             print(f"error: {describe_os_error(error)}", file=sys.stderr, flush=True)
             raise SystemExit(1) from None
-        except KeyboardInterrupt:
-            print("interrupted; finished work is kept and the next run resumes", file=sys.stderr, flush=True)
-            raise SystemExit(130) from None
+        except KeyboardInterrupt as interrupt:
+            from .interrupts import describe, exit_status
+
+            print(describe(interrupt), file=sys.stderr, flush=True)
+            raise SystemExit(exit_status(interrupt)) from None
 
     return wrapper
 

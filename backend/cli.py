@@ -11,6 +11,7 @@ from . import cpu_isa
 from . import host as host_info
 from . import needs, project, recipes, variants
 from .errors import BackendError, describe_os_error
+from .interrupts import describe, exit_status, sigterm_interrupts
 from .report_table import table
 from .cpu_isa import ISAS
 from .settings import SMS, Settings
@@ -58,16 +59,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:  # the parser's help lists the recipes: a broken registry is a one-line error too
-        return _dispatch(_parser().parse_args(argv))
+        with sigterm_interrupts():
+            return _dispatch(_parser().parse_args(argv))
     except BackendError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
         print(f"error: {describe_os_error(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished work is kept and the next run resumes", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        print(describe(interrupt), file=sys.stderr)
+        return exit_status(interrupt)
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     clean = add("clean", "remove a variant's build trees and build environment (downloads are kept)", as_json=False)
     clean.add_argument("--all", action="store_true", dest="everything", help="every variant's")
     clean.add_argument("--downloads", action="store_true", help="the downloaded sources too")
+    clean.add_argument("--toolchains", action="store_true",
+                       help="the CUDA toolchains under the cache too (PyPI install roots, symlink farms and the Nix "
+                            "GC roots in them; the Nix store is not touched: nix-collect-garbage then frees it)")
     add("toolchain", "show the CUDA toolchain a variant would use")
     verify = add("verify", "check wheels, a wheelhouse or shared objects")
     verify.add_argument("paths", nargs="+", metavar="PATH")
@@ -118,7 +121,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "clean":
         from .pipeline import clean
 
-        return clean.clean(settings, everything=args.everything, downloads=args.downloads)
+        return clean.clean(settings, everything=args.everything, downloads=args.downloads,
+                           toolchains=args.toolchains)
     if command == "toolchain":
         from .toolchains import command as toolchain_command
 

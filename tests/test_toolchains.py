@@ -574,3 +574,123 @@ def test_nix_libraries_by_name(nix_flake, tmp_path):
 
 def test_nix_knows_every_library_a_recipe_may_name():
     assert list(nix_provider.LIBRARIES) == list(pypi_provider.LIBRARIES["13.0"])
+
+
+# ---------------------------------------------------------------- farms: GC roots, staleness, layout, cleaning
+
+def _nix_store(*args: str) -> subprocess.CompletedProcess:
+    """Read-only garbage-collector queries (``--print-roots``, ``--print-dead``): nothing is deleted."""
+    result = subprocess.run(["nix-store", *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def _roots() -> dict[str, str]:
+    """Root link -> store path, as the garbage collector sees them now."""
+    lines = _nix_store("--gc", "--print-roots").stdout.splitlines()
+    return dict(line.split(" -> ", 1) for line in lines if " -> " in line)
+
+
+def _dead() -> set[str]:
+    return set(_nix_store("--gc", "--print-dead").stdout.split())
+
+
+@pytest.fixture
+def salted_flake(nix_flake, tmp_path):
+    """The stand-in flake with store paths of this test alone: no other farm on the machine roots them."""
+    (Path(nix_flake.removeprefix("path:")) / "salt").write_text(str(tmp_path))
+    return nix_flake
+
+
+def _delete_own_paths(paths) -> None:
+    """Delete this test's salted store paths (dead by then): the machine's store is not collected."""
+    subprocess.run(["nix-store", "--delete", *map(str, paths)], capture_output=True, text=True)
+
+
+def test_nix_farm_roots_its_store_paths_for_as_long_as_it_lives(salted_flake, tmp_path):
+    from backend.toolchains import farm as farm_module
+
+    toolchain = toolchains.resolve("12.9", "nix", cache_dir=tmp_path / "cache", nixpkgs=salted_flake, offline=True)
+    home = toolchain.cuda_home
+    paths = (home / ".sources").read_text().split()
+    assert len(paths) == 6 and all(p.startswith("/nix/store/") for p in paths)  # toolkit, cudnn x3, nccl, cusparselt
+    # Every store path the farm joins is a root through a link inside the farm, so not garbage.
+    roots = _roots()
+    rooted = {target for link, target in roots.items() if link.startswith(f"{home}/.gcroots/")}
+    assert rooted == set(paths), roots
+    assert not set(paths) & _dead()
+    # Reused, the farm registers its roots again (one nix-store call) and stays the same folder.
+    shutil.rmtree(home / ".gcroots")
+    assert set(paths) <= _dead()  # without the roots, the next nix-collect-garbage would delete them
+    again = toolchains.resolve("12.9", "nix", cache_dir=tmp_path / "cache", nixpkgs=salted_flake, offline=True)
+    assert again == toolchain and not set(paths) & _dead()
+
+    # A farm whose store paths are gone is stale: not whole, so never reused as it is.
+    shutil.rmtree(home / ".gcroots")
+    _delete_own_paths(paths)
+    assert not any(os.path.exists(p) for p in paths)
+    assert not farm_module.is_whole(home)
+    rebuilt = toolchains.resolve("12.9", "nix", cache_dir=tmp_path / "cache", nixpkgs=salted_flake, offline=True)
+    assert rebuilt == toolchain and farm_module.is_whole(home) and os.path.exists(rebuilt.nvcc)
+    shutil.rmtree(home / ".gcroots")
+    _delete_own_paths(paths)
+
+
+def test_clean_toolchains_removes_farms_and_their_gc_roots(salted_flake, tmp_path, run_backend):
+    cache = tmp_path / "cache"
+    toolchain = toolchains.resolve("12.9", "nix", cache_dir=cache, nixpkgs=salted_flake, offline=True)
+    paths = (toolchain.cuda_home / ".sources").read_text().split()
+    root = pypi_provider.root_for(cache, "13.0") / "site"
+    root.mkdir(parents=True)
+    (root / "wheel-file").write_bytes(b"x" * 2_000_000)
+    assert not set(paths) & _dead()
+
+    kept = run_backend("clean", "--all", "-C", f"cache-dir={cache}")
+    assert kept.returncode == 0, kept.stderr
+    assert "CUDA toolchains kept (--toolchains removes them)" in kept.stdout and toolchain.cuda_home.is_dir()
+
+    result = run_backend("clean", "--all", "--toolchains", "-C", f"cache-dir={cache}")
+    assert result.returncode == 0, result.stderr
+    assert f"{cache / 'toolchains'}: removed (0.00 GB)" in result.stdout
+    assert "nix-collect-garbage frees the Nix store paths" in result.stdout
+    assert not (cache / "toolchains").exists()
+    # The store is untouched, its paths no longer rooted: the next nix-collect-garbage may take them.
+    assert all(os.path.exists(p) for p in paths) and set(paths) <= _dead()
+    _delete_own_paths(paths)
+    help_text = run_backend("clean", "--help").stdout
+    assert "--toolchains" in help_text and "nix-collect-garbage" in help_text
+
+
+def test_pypi_farm_of_a_moved_cache_is_made_again(pypi13, pypi_cache, tmp_path):
+    """A farm whose install root is gone (here: the cache moved) is rebuilt, not reused with dangling links."""
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    shutil.copytree(pypi_provider.root_for(pypi_cache, "13.0"), pypi_provider.root_for(first, "13.0"),
+                    symlinks=True, copy_function=os.link, ignore=shutil.ignore_patterns(".lock"))
+    before = toolchains.resolve("13.0", "pypi", cache_dir=first, nixpkgs=DEFAULT_NIXPKGS, offline=True, libraries=())
+    assert os.path.realpath(before.nvcc).startswith(f"{first}/")
+    os.rename(first, moved)
+    after = toolchains.resolve("13.0", "pypi", cache_dir=moved, nixpkgs=DEFAULT_NIXPKGS, offline=True, libraries=())
+    assert after.cuda_home.name == before.cuda_home.name and after.version == pypi13.version
+    assert os.path.realpath(after.nvcc).startswith(f"{moved}/")
+    assert not [p for p in after.cuda_home.rglob("*") if p.is_symlink() and not p.exists()]
+
+
+def test_farm_layout_version_makes_new_farms(tmp_path, monkeypatch):
+    from backend.toolchains import farm as farm_module
+
+    filled: list[Path] = []
+
+    def fill(folder: Path) -> None:
+        filled.append(folder)
+        farm_module.link(folder / "target", tmp_path)
+
+    first = farm_module.farm(tmp_path / "farms", "t", ["a"], fill, needs=[tmp_path])
+    assert farm_module.farm(tmp_path / "farms", "t", ["a"], fill, needs=[tmp_path]) == first and len(filled) == 1
+    monkeypatch.setattr(farm_module, "LAYOUT", farm_module.LAYOUT + 1)
+    second = farm_module.farm(tmp_path / "farms", "t", ["a"], fill, needs=[tmp_path])
+    assert second != first and len(filled) == 2 and first.is_dir()
+    # A need gone: the farm of the same name is made again in place.
+    (second / ".needs").write_text(f"{tmp_path / 'gone'}\n")
+    assert farm_module.farm(tmp_path / "farms", "t", ["a"], fill, needs=[tmp_path]) == second and len(filled) == 3
+    assert farm_module.is_whole(second)
+    assert sorted(p.name for p in (tmp_path / "farms").iterdir()) == sorted([first.name, second.name])

@@ -1,7 +1,11 @@
 """``python -m backend clean``: remove a variant's build trees and build environment (or every variant's).
 
 Downloads stay unless ``--downloads`` is given (they are what an offline
-build needs); the compiler cache and the wheelhouses are never touched.
+build needs), the CUDA toolchains unless ``--toolchains`` is given (the PyPI
+install roots and every symlink farm under ``<cache>/toolchains``, with the
+Nix garbage-collector roots inside the farms: the Nix store itself is never
+touched, ``nix-collect-garbage`` then frees its paths); the compiler cache and
+the wheelhouses are never touched.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ def _size(path: Path) -> int:
     return tree_bytes(path, skip=())
 
 
-def targets(settings: Settings, *, everything: bool, downloads: bool) -> list[Path]:
+def targets(settings: Settings, *, everything: bool, downloads: bool, toolchains: bool = False) -> list[Path]:
     cache = cache_dir(settings)
     if everything:
         found = [cache / "work", cache / "envs"]
@@ -30,12 +34,15 @@ def targets(settings: Settings, *, everything: bool, downloads: bool) -> list[Pa
         found = [plan.layout.variant_dir, plan.layout.env_dir]
     if downloads:
         found.append(cache / "downloads")
+    if toolchains:
+        found.append(cache / "toolchains")
     return found
 
 
-def clean(settings: Settings, *, everything: bool, downloads: bool, say: Callable[[str], None] = print) -> int:
+def clean(settings: Settings, *, everything: bool, downloads: bool, toolchains: bool = False,
+          say: Callable[[str], None] = print) -> int:
     freed = 0
-    for path in targets(settings, everything=everything, downloads=downloads):
+    for path in targets(settings, everything=everything, downloads=downloads, toolchains=toolchains):
         if not path.exists():
             say(f"{path}: not there")
             continue
@@ -44,5 +51,7 @@ def clean(settings: Settings, *, everything: bool, downloads: bool, say: Callabl
         freed += size
         say(f"{path}: removed ({size / 1e9:.2f} GB)")
     kept = "" if downloads else "; downloads kept (--downloads removes them)"
+    kept += ("; toolchain farms and their Nix GC roots removed: nix-collect-garbage frees the Nix store paths"
+             if toolchains else "; CUDA toolchains kept (--toolchains removes them)")
     say(f"freed {freed / 1e9:.2f} GB{kept}")
     return 0

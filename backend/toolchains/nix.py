@@ -136,11 +136,34 @@ def resolve(cuda: str, *, cache_dir: Path, nixpkgs: str, offline: bool = False,
                        what=f"toolchain 'nix': building every output of {pset} failed")
     paths = _store_paths(built, order=drvs)
     home = farm(Path(cache_dir) / "toolchains", f"nix-cu{cuda.replace('.', '')}", [str(p) for p in paths],
-                lambda folder: _join_all(paths, folder))
+                lambda folder: _join_all(paths, folder), needs=paths)
+    add_gc_roots(nix, home, paths, environ)
     nvcc, version = check_toolkit(home, cuda, provider=NAME,
                                   origin=f"the toolkit realised from {nixpkgs}#{pset} at", ways_out=ways_out(cuda))
     return Toolchain(provider=NAME, cuda=cuda, version=version, cuda_home=home, nvcc=nvcc,
                      runtime_libraries=runtime_sonames(home), requirements=())
+
+
+def gc_roots(home: Path) -> Path:
+    return home / ".gcroots"
+
+
+def add_gc_roots(nix: str, home: Path, paths: Sequence[Path], environ: Mapping[str, str]) -> None:
+    """Keep the farm's store paths alive as long as the farm: indirect GC roots inside it.
+
+    ``nix build --no-link`` leaves no root, so ``nix-collect-garbage`` could delete a toolkit a farm
+    (or a build running with it) points into.  ``nix-store --add-root <farm>/.gcroots/root --realise
+    PATH...`` (Nix 2.8 and newer; roots outside the store's gcroots folder are indirect, linked from
+    ``/nix/var/nix/gcroots/auto``) makes ``root``, ``root-2`` ... in the farm: removing the farm
+    (``python -m backend clean --toolchains``) releases them, and the next ``nix-collect-garbage``
+    deletes the store paths.  Run on every resolve, also of a reused farm (one call, no build).
+    """
+    nix_store = shutil.which("nix-store", path=environ.get("PATH")) or str(Path(nix).with_name("nix-store"))
+    folder = gc_roots(home)
+    folder.mkdir(exist_ok=True)
+    run_tool([nix_store, "--add-root", str(folder / "root"), "--realise", *map(str, paths)],
+             what=f"toolchain 'nix': registering the store paths of {home} as garbage-collector roots failed",
+             env=dict(environ), timeout=600)
 
 
 def _run(argv: list[str], *, what: str, cuda: str, env: dict[str, str]):

@@ -124,7 +124,8 @@ def resolve(cuda: str, *, cache_dir: Path, offline: bool = False,
             _pip_install(root, missing)
             _write_installed(root, sorted(set(installed) | set(missing)))
         files = installed_files(root / "site", everything)
-        home = farm(root.parent, root.name, everything, lambda folder: _fill(folder, files, root))
+        home = farm(root.parent, root.name, everything, lambda folder: _fill(folder, files, root),
+                    needs=linked_folders(root / "site", files))
     nvcc, version = check_toolkit(
         home, cuda, provider=NAME, origin="the PyPI wheels joined at",
         ways_out=f"remove {root} and {home} and run again",
@@ -162,6 +163,11 @@ def installed_files(site: Path, requirements: Sequence[str]) -> list[tuple[Path,
                 continue
             files.append((Path(*parts[2:]), site / entry))
     return files
+
+
+def linked_folders(site: Path, files: list[tuple[Path, Path]]) -> list[Path]:
+    """The ``nvidia/<folder>`` folders a farm of these files links into: gone (the root removed), it is stale."""
+    return sorted({site.joinpath(*installed.relative_to(site).parts[:2]) for _, installed in files})
 
 
 _VERSIONED = re.compile(r"^(lib[\w+-]+?\.so)\.\d+(\.\d+)*$")

@@ -95,4 +95,4 @@ def test_clean_removes_a_variants_trees_then_all_keeping_downloads(tmp_path):
     assert (cache / "downloads").exists() and (cache / "compiler-cache" / "file").exists()
     result = run_clean("--all", "--downloads", *common)
     assert not (cache / "downloads").exists() and (cache / "compiler-cache" / "file").exists()
-    assert result.stdout.strip().splitlines()[-1] == "freed 0.00 GB"
+    assert result.stdout.strip().splitlines()[-1] == "freed 0.00 GB; CUDA toolchains kept (--toolchains removes them)"

@@ -8,7 +8,8 @@ torch build (``libraries=None``) realises all three.  They come from the flake
 reference ``-C nixpkgs=`` (default: the seed's nixpkgs revision); every output
 of those derivations is joined into one CUDA_HOME: a symlink farm under the
 cache folder (``farm.py``), named by a hash of the store paths it joins (so a farm without
-cuDNN is never the one a build that needs cuDNN gets).
+cuDNN is never the one a build that needs cuDNN gets), which holds its store
+paths as garbage-collector roots (``add_gc_roots``).
 
 Works with Debian's Nix 2.8 and newer Nix: ``nix build --no-link --json``
 (2.8 has no ``--print-out-paths``), flakes enabled per command with

@@ -352,7 +352,8 @@ def build_job(tmp_path):
         args = ["--sm", "90", "--isa", "avx512", "--cuda", "12.9", "--toolchain", "nix",
                 "--cache-dir", tmp_path / "cache", "--wheelhouse", tmp_path / "wheelhouse",
                 "--out", tmp_path / "artifact",
-                "-C", "components=bitsandbytes", "-C", "offline=true",
+                # offline, with no index to bundle the runtime dependencies from: the built wheels only
+              "-C", "components=torch,bitsandbytes", "-C", "offline=true", "-C", "runtime-deps=none",
                 "-C", f"source.torch={standin_tree('torch')}", "-C", f"source.bitsandbytes={standin_tree('bitsandbytes')}",
                 *extra]
         out = run(sys.executable, ROOT / "ci" / "build_variant.py", *args, env={**env, **(more_env or {})}, timeout=180)
@@ -458,7 +459,8 @@ def test_build_script_builds_the_standins_for_real(tmp_path):
     """The whole job with the real backend: stand-in torch and bitsandbytes compiled through sccache."""
     out = run(sys.executable, ROOT / "ci" / "build_variant.py", "--sm", "90", "--isa", "avx2", "--cuda", "13.0",
               "--cache-dir", tmp_path / "cache", "--wheelhouse", tmp_path / "wheelhouse", "--out", tmp_path / "artifact",
-              "-C", "components=bitsandbytes", "-C", "offline=true",
+              # offline, with no index to bundle the runtime dependencies from: the built wheels only
+              "-C", "components=torch,bitsandbytes", "-C", "offline=true", "-C", "runtime-deps=none",
               "-C", f"source.torch={standin_tree('torch')}", "-C", f"source.bitsandbytes={standin_tree('bitsandbytes')}",
               env={"SCCACHE_SERVER_PORT": str(free_port()), "SCCACHE_DIR": str(tmp_path / "sccache")}, timeout=1800)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]

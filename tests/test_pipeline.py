@@ -384,6 +384,14 @@ def test_interrupted_build_resumes_and_finishes(tmp_path, stop):
     assert " cached " in rows["torch"] and " built " in rows["torchvision"]
 
 
+def test_offline_build_without_runtime_dependencies_skips_the_smoke_check_and_says_why(tmp_path):
+    """offline + runtime-deps=none: nothing serves torch's runtime dependencies, so the check is skipped, not failed."""
+    pairs = settings(tmp_path, components="torch", offline="true", **{"runtime-deps": "none"})[1::2]
+    result = backend("build", *[x for pair in pairs if not pair.startswith("runtime-find-links=") for x in ("-C", pair)])
+    assert "smoke check: skipped (offline with runtime-deps=none" in result.stderr
+    assert list((tmp_path / "wheelhouse" / variant_name()).glob("torch-*.whl"))
+
+
 @pytest.mark.skipif(shutil.which("ccache") is None, reason="needs ccache (apt-get install ccache)")
 def test_second_sm_with_same_isa_hits_the_compiler_cache(tmp_path):
     backend("build", *settings(tmp_path, sm="90", components="torch", **{"compiler-cache": "ccache"}))

@@ -211,6 +211,12 @@ def for_build(plan, result, say: Callable[[str], None]) -> None:
     if settings.smoke == "off" or settings.verify == "off":
         say(f"smoke check: off ({'smoke' if settings.smoke == 'off' else 'verify'}=off)")
         return
+    if (settings.offline and settings.runtime_deps == "none" and not settings.runtime_find_links
+            and settings.torch != "existing"):
+        # Nothing could serve the runtime dependencies to the fresh venv: the check could only fail.
+        say("smoke check: skipped (offline with runtime-deps=none: no index and no bundled runtime dependencies "
+            "to install the wheelhouse with; -C runtime-find-links=DIR or -C runtime-deps=bundle enables it)")
+        return
     see: list[str] = []
     if settings.torch == "existing":
         import importlib.util

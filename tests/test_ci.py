@@ -352,8 +352,7 @@ def build_job(tmp_path):
         args = ["--sm", "90", "--isa", "avx512", "--cuda", "12.9", "--toolchain", "nix",
                 "--cache-dir", tmp_path / "cache", "--wheelhouse", tmp_path / "wheelhouse",
                 "--out", tmp_path / "artifact",
-                # offline, with no index to bundle the runtime dependencies from: the built wheels only
-              "-C", "components=torch,bitsandbytes", "-C", "offline=true", "-C", "runtime-deps=none",
+                "-C", "components=bitsandbytes", "-C", "offline=true",
                 "-C", f"source.torch={standin_tree('torch')}", "-C", f"source.bitsandbytes={standin_tree('bitsandbytes')}",
                 *extra]
         out = run(sys.executable, ROOT / "ci" / "build_variant.py", *args, env={**env, **(more_env or {})}, timeout=180)

@@ -134,6 +134,36 @@ def test_cold_build_under_every_frontend(frontend, isolated, frontend_venv, tmp_
         assert _pip_version(frontend_venv) == _pip_version(env_dir / "bin" / "python")
 
 
+@pytest.mark.slow
+def test_headline_command_with_cuda_from_pypi(frontend_venv, tmp_path):
+    """The README's first command as written (-C toolchain=pypi): pip wheel . on an empty backend cache.
+
+    CUDA 13.0 comes from NVIDIA's wheels (about 3 GB; pip's own download cache may hold them), joined into
+    the library set's CUDA_HOME farm, and the three build kinds compile with that nvcc, not the system's.
+    """
+    out = tmp_path / "dist"
+    # The built wheels require the toolchain's own CUDA wheels (the releases they were compiled with).
+    from backend.toolchains import pypi
+
+    wanted = standin_runtime_requirements() + pypi.requirements_for("13.0")[1]
+    settings = _settings(tmp_path, toolchain="pypi", **{"runtime-find-links": str(runtime_links(tmp_path / "links", wanted))})
+    env = _env()
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not (Path(p) / "nvcc").exists())
+    result = subprocess.run(_command("pip", frontend_venv, True, out, settings),
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "Traceback" not in output
+    farms = [p for p in (tmp_path / "cache" / "toolchains").glob("pypi-cu130-*") if (p / ".complete").is_file()]
+    assert len(farms) == 1 and (farms[0] / "bin" / "nvcc").is_symlink()
+    house = tmp_path / "wheelhouse" / VARIANT
+    manifest = json.loads((house / "manifest.json").read_text())
+    assert {e["component"] for e in manifest["wheels"].values() if e.get("origin") != "runtime"} == set(COMPONENTS)
+    logs = tmp_path / "cache" / "work" / VARIANT / "logs"
+    bitsandbytes_log = (logs / "bitsandbytes.log").read_text()
+    assert str(farms[0]) in bitsandbytes_log, "bitsandbytes did not compile with the farm's nvcc"
+
+
 def test_component_environment_drops_frontend_variables(tmp_path):
     """What each frontend sets for its hook process (read off pip 23.2, pip 25, build 1.x and uv 0.9)."""
     from backend.pipeline.environment import clean_environ

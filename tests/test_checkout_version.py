@@ -132,11 +132,11 @@ def test_the_version_file_setuptools_scm_writes_is_read(tmp_path):
     assert VLLM.tree_version(tmp_path) == "0.15.2.dev5"  # the public part: the build adds its own label
     # the forms other recipes' version files use are read as before
     (tmp_path / "version.txt").write_text("2.9.1a0\n")
-    assert checkout_version.read(tmp_path, "version.txt") == "2.9.1a0"
+    assert checkout_version.stated(tmp_path, "version.txt").version == "2.9.1a0"
     (tmp_path / "mod.py").write_text('"""doc"""\n__version__ = "0.49.1"\n')
-    assert checkout_version.read(tmp_path, "mod.py") == "0.49.1"
+    assert checkout_version.stated(tmp_path, "mod.py").version == "0.49.1"
     (tmp_path / "mod.py").write_text("__version__ = get_version()\n")
-    assert checkout_version.read(tmp_path, "mod.py") is None
+    assert checkout_version.stated(tmp_path, "mod.py").version is None
     assert VLLM.tree_version(tmp_path / "missing") is None
 
 

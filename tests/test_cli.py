@@ -8,6 +8,7 @@ import pytest
 
 from backend.cli import detect_variant
 from backend.host import Gpu, Host
+from conftest import kept_unchanged
 
 
 def test_matrix_with_python_313_lists_the_seed_names(run_backend):
@@ -156,8 +157,6 @@ def test_detect_command_names_the_cuda_it_chose(run_backend, tmp_path):
 def bare_python(tmp_path_factory):
     """An interpreter with nothing installed: a venv without pip, not seeing the system site-packages."""
     import venv
-
-    from conftest import kept_unchanged
 
     path = tmp_path_factory.mktemp("bare") / "venv"
     venv.EnvBuilder(with_pip=False, system_site_packages=False).create(path)

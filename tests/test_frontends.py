@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from standin_helpers import find_nvcc, host_isa, runtime_links, standin_runtime_requirements, standin_tree
+from conftest import kept_unchanged
 
 ROOT = Path(__file__).resolve().parent.parent
 NVCC = find_nvcc()
@@ -64,8 +65,6 @@ def _env() -> dict[str, str]:
 def frontend_venv(tmp_path_factory) -> Path:
     """The user's environment: a venv of this interpreter (its pip from ensurepip), seeing the
     system site-packages (build, cmake, scikit-build-core, ... for --no-build-isolation)."""
-    from conftest import kept_unchanged
-
     path = tmp_path_factory.mktemp("frontend") / "venv"
     venv.EnvBuilder(with_pip=True, system_site_packages=True, clear=True).create(path)
     with kept_unchanged(path):  # every frontend's build must leave the user's environment as it was
@@ -197,8 +196,6 @@ def torch_python() -> Path:
     the backend's cache, which every test starts empty.
     """
     from platformdirs import user_cache_dir
-
-    from conftest import kept_unchanged
 
     path = Path(user_cache_dir("vllm-stack-tests")) / f"torch-venv-py{sys.version_info.major}{sys.version_info.minor}"
     python = path / "bin" / "python"

@@ -21,7 +21,7 @@ from backend.wheels import manylinux
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
-from conftest import make_wheel  # noqa: E402
+from conftest import kept_unchanged, make_wheel  # noqa: E402
 from standin_helpers import standin_tree  # noqa: E402
 
 GCC, GXX = shutil.which("gcc"), shutil.which("g++")
@@ -32,8 +32,6 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def libs(tmp_path_factory) -> Mapping[str, Path]:
-    from conftest import kept_unchanged
-
     out = tmp_path_factory.mktemp("manylinux")
     src = FIXTURES / "manylinux"
     built = {"newcxx": out / "libnewcxx.so", "plain": out / "libplain.so", "user": out / "libuser.so",

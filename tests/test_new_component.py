@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from standin_helpers import find_nvcc, host_isa, standin_tree
+from conftest import kept_unchanged
 
 ROOT = Path(__file__).resolve().parent.parent
 NVCC = find_nvcc()
@@ -49,8 +50,6 @@ def tree_files(folder: Path) -> dict[Path, bytes]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """(a copy of the project with the new component, its local tree)."""
-    from conftest import kept_unchanged
-
     tmp = tmp_path_factory.mktemp("new-component")
     project = tmp / "project"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "downloads")

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from standin_helpers import find_nvcc, hermetic_pip_env, host_isa, runtime_links, standin_runtime_requirements, standin_tree
+from conftest import kept_unchanged
 
 ROOT = Path(__file__).resolve().parent.parent
 NVCC = find_nvcc()
@@ -89,8 +90,6 @@ def metadata(wheel: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def first_build(tmp_path_factory):
-    from conftest import kept_unchanged
-
     tmp = tmp_path_factory.mktemp("pipeline")
     result = backend("build", *settings(tmp))
     house = tmp / "wheelhouse" / variant_name()

@@ -22,7 +22,7 @@ from backend.errors import BackendError
 from backend.settings import DEFAULT_NIXPKGS
 from backend.toolchains import nix as nix_provider
 from backend.toolchains import pypi as pypi_provider
-from conftest import make_wheel
+from conftest import kept_unchanged, make_wheel
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NIX_CONFIG = "sandbox = false\nbuild-users-group =\n"
@@ -38,8 +38,6 @@ def pypi_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def pypi13(pypi_cache):
     """The PyPI CUDA 13.0 compiler (nvcc, nvvm, crt, cccl, cudart), installed once."""
-    from conftest import kept_unchanged
-
     try:
         toolchain = toolchains.resolve("13.0", "pypi", cache_dir=pypi_cache, nixpkgs=DEFAULT_NIXPKGS, libraries=())
     except BackendError as error:

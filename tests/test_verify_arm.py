@@ -24,6 +24,7 @@ from backend.verify import isa_arm
 from backend.wheels import manylinux
 from backend.wheels.relabel import relabel
 from standin_helpers import standin_tree
+from conftest import kept_unchanged
 
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,8 +51,6 @@ def compile_lib(out: Path, name: str, *units: tuple[list[str], list[str]]) -> Pa
 
 @pytest.fixture(scope="module")
 def libs(tmp_path_factory) -> Mapping[str, Path]:
-    from conftest import kept_unchanged
-
     out = tmp_path_factory.mktemp("arm")
     built = {
         "armv8_2": compile_lib(out, "armv8_2", (ARMV8_2, [])),

@@ -18,6 +18,7 @@ from backend.verify import Expectation, verify_paths
 from backend.verify import elf, fatbin
 from standin_helpers import find_cuobjdump
 from backend.verify.checks import cubin_verdict, ptx_verdict
+from conftest import kept_unchanged
 
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"
 NVCC = Path(os.environ.get("NVCC", "/usr/local/cuda-13.0/bin/nvcc"))
@@ -39,8 +40,6 @@ CASES = {
 
 @pytest.fixture(scope="session")
 def cuda_objects(tmp_path_factory) -> Mapping[str, Path]:
-    from conftest import kept_unchanged
-
     if not NVCC.exists():
         pytest.skip(f"nvcc not found at {NVCC} (set NVCC=...); the GPU listing tests need CUDA 13")
     out = tmp_path_factory.mktemp("cuda")

@@ -13,6 +13,7 @@ import pytest
 from backend import cpu_isa
 from backend.verify import Expectation, verify_paths
 from backend.verify import isa
+from conftest import kept_unchanged
 
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"
 GCC = shutil.which("gcc")
@@ -28,8 +29,6 @@ BUILDS = {
 
 @pytest.fixture(scope="session")
 def cpu_objects(tmp_path_factory) -> Mapping[str, Path]:
-    from conftest import kept_unchanged
-
     out = tmp_path_factory.mktemp("cpu")
     built = {}
     for name, flags in BUILDS.items():

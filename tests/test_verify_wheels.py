@@ -14,7 +14,7 @@ import pytest
 
 from backend.verify import Expectation, verify_paths, verify_wheel
 from backend.verify import linkage, metadata
-from conftest import make_wheel
+from conftest import kept_unchanged, make_wheel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"
 
@@ -28,8 +28,6 @@ FLAGS = ["-mavx2", "-mfma", "-mf16c", "-frecord-gcc-switches"]
 
 @pytest.fixture(scope="session")
 def libs(tmp_path_factory) -> Mapping[str, Path]:
-    from conftest import kept_unchanged
-
     out = tmp_path_factory.mktemp("libs")
     full, short = out / "full", out / "short"
     full.mkdir()

@@ -57,11 +57,6 @@ class Stated:
     why_none: str = ""
 
 
-def read(tree: Path, version_file: str | None = None, from_git_tags: bool = False) -> str | None:
-    """The public version the checkout at ``tree`` states, or None."""
-    return stated(tree, version_file, from_git_tags).version
-
-
 def stated(tree: Path, version_file: str | None = None, from_git_tags: bool = False) -> Stated:
     """The public version the checkout at ``tree`` states, or why it states none (the plan shows that)."""
     tree = Path(tree)

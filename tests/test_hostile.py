@@ -519,3 +519,52 @@ def test_chained_symlinks_that_climb_out_of_the_tree_are_refused(tmp_path):
     with pytest.raises(BackendError, match="resolves to .* outside the tree"):
         unpack.extract(archive, dest, 1)
     assert not dest.exists()
+
+
+# === issue 29, defects 9 to 16 (helper hostB) ==========================================================
+
+def _git(tree: Path, *args: str) -> None:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "-C", str(tree), *args], check=True, capture_output=True, env=env)
+
+
+def _tagged_checkout(tree: Path, tag: str) -> None:
+    tree.mkdir(parents=True)
+    (tree / "f.txt").write_text(tag)
+    _git(tree, "init", "-q")
+    _git(tree, "add", ".")
+    _git(tree, "commit", "-q", "-m", "1")
+    _git(tree, "tag", tag)
+
+
+# --- 29.10: plan reads a checkout's version without running code of the tree ----------------------------
+
+def test_plan_runs_no_code_of_the_tree_and_reads_only_its_own_git(tmp_path):
+    tree, ran = tmp_path / "vllm", tmp_path / "ran"
+    _tagged_checkout(tree, "v0.15.1")
+    (tree / ".gitattributes").write_text("*.txt filter=evil\n")
+    _git(tree, "add", ".gitattributes")
+    _git(tree, "commit", "-q", "-m", "2")
+    _git(tree, "tag", "-f", "v0.15.1")
+    # Code the tree's own config names: an fsmonitor hook and a clean filter (both run on an index refresh).
+    _git(tree, "config", "core.fsmonitor", f"touch {ran}-fsmonitor; echo")
+    _git(tree, "config", "filter.evil.clean", f"touch {ran}-filter; cat")
+    _git(tree, "config", "trace2.eventTarget", str(tmp_path / "written-by-trace2"))
+    os.utime(tree / "f.txt", (1, 1))  # a changed stat makes describe --dirty re-read (and filter) the file
+
+    def planned_version(checkout: Path) -> str:
+        done = backend("plan", "-C", "sm=90", "-C", "isa=avx512", "-C", "cuda=13.0", "-C", "components=vllm",
+                       "-C", f"source.vllm={checkout}", "-C", f"cache-dir={tmp_path / 'cache'}", "--json", timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return next(s for s in json.loads(done.stdout)["steps"] if s["component"] == "vllm")["version"]
+
+    assert planned_version(tree).startswith("0.15.1+")
+    assert not list(tmp_path.glob("ran-*")) and not (tmp_path / "written-by-trace2").exists()
+
+    # A .git file pointing at another repository: that repository's tags do not decide the version.
+    other, fake = tmp_path / "other", tmp_path / "fake"
+    _tagged_checkout(other, "v9.9.9")
+    shutil.copytree(tree, fake, ignore=shutil.ignore_patterns(".git"))
+    (fake / ".git").write_text(f"gitdir: {other / '.git'}\n")
+    assert not planned_version(fake).startswith("9.9.9")

@@ -26,6 +26,17 @@ from this answer, and the user's environment must not decide which patches a
 tree gets.  git runs with argument lists only, without optional locks (a plan
 never writes the user's index), and any repository-redirecting ``GIT_*``
 variable of the caller is dropped.
+
+Reading a version never runs code of the tree (issue 29): git is pointed at
+the tree's own ``.git`` folder and work tree explicitly (a ``.git`` *file*,
+``gitdir: elsewhere``, or a ``commondir`` would let another repository decide
+the version and the patches, so such a tree states no version from git), no
+``GIT_*`` variable of the caller and no system or global config is read, and
+every configuration that makes ``git describe --dirty`` start a program or
+write a file is overridden on its command line: ``core.fsmonitor`` (a hook
+run on every index refresh), each filter driver the repository's config
+names (``filter.<driver>.clean``/``process``, run on files whose stat
+changed), hooks and trace2 targets.
 """
 
 from __future__ import annotations
@@ -47,6 +58,9 @@ ASSIGNED = re.compile(r"""^__version__\s*=\s*(?:[A-Za-z_]\w*\s*=\s*)*["']([^"']+
 GIT_REDIRECTS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
                  "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES")
 GIT_TIMEOUT_S = 30
+# Overrides on git's command line (they win over the repository's config): nothing of the tree runs.
+GIT_SAFE = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "core.untrackedCache=false",
+            "-c", "trace2.normalTarget=", "-c", "trace2.perfTarget=", "-c", "trace2.eventTarget=")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +74,12 @@ class Stated:
 def stated(tree: Path, version_file: str | None = None, from_git_tags: bool = False) -> Stated:
     """The public version the checkout at ``tree`` states, or why it states none (the plan shows that)."""
     tree = Path(tree)
-    if from_git_tags and (tree / ".git").exists():  # the top of a work tree (a folder inside one is not described)
+    dot_git = tree / ".git"
+    if from_git_tags and dot_git.is_dir() and not dot_git.is_symlink():  # the top of a work tree, its own repository
         return from_git(tree)
+    if from_git_tags and (dot_git.exists() or dot_git.is_symlink()) and not version_file:
+        return Stated(None, "its .git is not a folder of its own (a link, or a file naming another repository): "
+                      "its version is not read from git")
     if version_file:
         return from_file(tree / version_file, version_file)
     return Stated(None, "its recipe reads no version from a checkout")
@@ -89,9 +107,15 @@ def from_git(tree: Path) -> Stated:
     git = shutil.which("git")
     if git is None:
         return Stated(None, "it is a git checkout, whose version its tags give, and git is not installed")
-    env = {k: v for k, v in os.environ.items() if k not in GIT_REDIRECTS}
+    dot_git = tree / ".git"
+    if (dot_git / "commondir").exists():
+        return Stated(None, "its .git names another repository (a commondir file): its version is not read from git")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0")
+    base = [git, "--no-optional-locks", f"--git-dir={dot_git}", f"--work-tree={tree}", *GIT_SAFE]
     try:
-        done = subprocess.run([git, "--no-optional-locks", "-C", str(tree), *DESCRIBE], capture_output=True,
+        filters = _filter_overrides(base, env)
+        done = subprocess.run([*base, *filters, *DESCRIBE], capture_output=True,
                               text=True, env=env, stdin=subprocess.DEVNULL, timeout=GIT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return Stated(None, f"git describe took over {GIT_TIMEOUT_S} s")
@@ -105,6 +129,18 @@ def from_git(tree: Path) -> Stated:
     described = done.stdout.strip()
     version = version_of_description(described)
     return Stated(version, "" if version else f"its nearest tag ({described}) is not a release version")
+
+
+def _filter_overrides(base: list[str], env: dict[str, str]) -> list[str]:
+    """``-c filter.<driver>.clean=`` (and process, smudge) for every driver the repository's config names:
+    an empty command is no filter, so describe's index refresh hashes the files as they are."""
+    listed = subprocess.run([*base, "config", "--null", "--name-only", "--includes", "--list"], capture_output=True,
+                            env=env, stdin=subprocess.DEVNULL, timeout=GIT_TIMEOUT_S)
+    drivers = sorted({name.rsplit(".", 1)[0] for name in listed.stdout.decode(errors="replace").split("\0")
+                      if name.lower().startswith("filter.") and name.count(".") >= 2})
+    return [arg for driver in drivers for key in ("clean", "smudge", "process")
+            for arg in ("-c", f"{driver}.{key}=")] + [
+            arg for driver in drivers for arg in ("-c", f"{driver}.required=false")]
 
 
 def version_of_description(described: str) -> str | None:

@@ -10,7 +10,16 @@ from __future__ import annotations
 import functools
 import sys
 
-from .errors import BackendError, describe_os_error
+# Before anything that needs newer syntax (settings.py's ``X | None`` at run time): one line, not a traceback.
+SUPPORTED_PYTHON = ((3, 10), (3, 13))
+if sys.version_info[:2] < SUPPORTED_PYTHON[0]:
+    raise SystemExit(
+        f"error: the vllm-stack backend needs Python {'.'.join(map(str, SUPPORTED_PYTHON[0]))} to "
+        f"{'.'.join(map(str, SUPPORTED_PYTHON[1]))}; this is Python {'.'.join(map(str, sys.version_info[:3]))} "
+        f"({sys.executable}): run it with a newer interpreter"
+    )
+
+from .errors import BackendError, describe_os_error  # noqa: E402 (after the version guard)
 
 __version__ = "0.1.0"
 
@@ -18,10 +27,13 @@ __version__ = "0.1.0"
 def _one_line_errors(hook):
     @functools.wraps(hook)
     def wrapper(*args, **kwargs):
+        from . import needs
         from .interrupts import sigterm_interrupts
 
         try:
             with sigterm_interrupts():
+                # Every hook, not only build_wheel: under --no-build-isolation nobody installed them.
+                needs.require(f"the PEP 517 hook {hook.__name__}")
                 return hook(*args, **kwargs)
         except BackendError as error:
             print(f"error: {error}", file=sys.stderr, flush=True)

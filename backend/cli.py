@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -63,7 +65,14 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:  # the parser's help lists the recipes: a broken registry is a one-line error too
         with sigterm_interrupts():
-            return _dispatch(_parser().parse_args(argv))
+            status = _dispatch(_parser().parse_args(argv))
+            sys.stdout.flush()  # here, where a closed pipe is caught, not at interpreter exit
+            return status
+    except BrokenPipeError:
+        # The reader stopped (``| head``): end quietly with SIGPIPE's status, as Unix tools do.  Later
+        # writes (the interpreter's own flush at exit) go to /dev/null instead of raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except BackendError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -21,6 +21,13 @@ def settings_table() -> str:
     return markdown_table()
 
 
+def backend_needs() -> str:
+    """The indented command that installs what build, fetch, lock and verify import (backend/needs.py)."""
+    from .needs import install_command
+
+    return "    " + install_command()
+
+
 def components_table() -> str:
     from . import recipes
 
@@ -73,7 +80,7 @@ def _stated_version(recipe) -> str:
 
 # document -> its generated tables: name -> what produces it
 DOCUMENTS: dict[str, dict[str, Callable[[], str]]] = {
-    "README.md": {"settings": settings_table, "components": components_table},
+    "README.md": {"settings": settings_table, "components": components_table, "backend-needs": backend_needs},
     "docs/COMPONENTS.md": {"recipes": recipes_table},
 }
 

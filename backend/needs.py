@@ -29,10 +29,20 @@ RUNTIME: tuple[tuple[str, str], ...] = (
     ("capstone", "capstone==6.0.0a11"),         # aarch64 code (backend/verify/isa_arm.py)
 )
 TOML = ("tomli", "tomli>=2; python_version < '3.11'")
+# On an older Python the frontend installs none of them (instead of a wall of Requires-Python refusals) and
+# the backend's own guard (backend/__init__.py) says in one line which Python it needs.
+SUPPORTED_PYTHON = "python_version >= '3.10'"
 
 
 def requirements() -> list[str]:
-    return [req for _, req in RUNTIME] + [TOML[1]]
+    """``pyproject.toml``'s ``[build-system] requires``, exactly."""
+    return [f"{req}; {SUPPORTED_PYTHON}" for _, req in RUNTIME] + [f"{TOML[1]} and {SUPPORTED_PYTHON}"]
+
+
+def install_command() -> str:
+    """The README's line that installs them into an interpreter by hand (python -m backend.doc_tables)."""
+    # The marker's single quotes read better inside double quotes than shlex's '"'"' splicing.
+    return shlex.join(["python3", "-m", "pip", "install", *(req for _, req in RUNTIME)]) + f' "{TOML[1]}"'
 
 
 def missing() -> list[str]:

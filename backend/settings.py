@@ -188,23 +188,52 @@ def _path(key: str, value: Any, base: Path) -> Path:
     return path if path.is_absolute() else (base / path)
 
 
-# pip reads "path;x" as a requirement with an environment marker and CMake
-# splits lists on ';'; PATH-like variables split on ':'; a newline ends a .pth line.
+# Every path the build is given reaches tools that interpret characters: nvcc runs its steps through
+# a shell inside double quotes (`...`, $(...), $VAR, \ and " act there), make and CMake read # as a
+# comment and \ as an escape, ninja reads $ as its escape, pip reads "path;x" as a requirement with an
+# environment marker, CMake splits lists on ';', nvcc's -Xcompiler splits on ',', PATH-like variables
+# split on ':', a line break (or CR) ends a .pth or response-file line.  So a path holds only what
+# none of them interprets: letters, digits, spaces and the marks below; anything else is refused
+# before anything runs.
+_PATH_MARKS = "/._-+@=~ "
+# Why the common refused characters are refused (others: "a shell or build tool interprets it").
 _UNSAFE_PATH_CHARS = {";": "';' (pip reads it as an environment marker, CMake as a list separator)",
                       ":": "':' (it separates PATH entries)",
-                      "\n": "a line break"}
+                      "`": "'`' (nvcc's shell would run what it encloses)",
+                      "$": "'$' (nvcc's shell expands it, ninja reads it as an escape)",
+                      "\\": "'\\' (shells, make and CMake read it as an escape)",
+                      '"': "'\"' (it ends the quotes nvcc puts around a path)",
+                      "'": "a quote (shells read it as one)",
+                      "#": "'#' (make and CMake read it as a comment)",
+                      ",": "',' (nvcc's -Xcompiler splits on it)",
+                      "\n": "a line break", "\r": "a carriage return"}
+# Keys whose folder holds what goes on PATH (the build venv's bin): ':' is refused there alone.
+_PATH_ON_PATH_KEYS = ("cache-dir", "VLLM_STACK_CACHE_DIR", "CUDA_HOME", "CUDA_PATH")
+
+
+def path_characters_refusal(text: str, *, colon: bool = False) -> str | None:
+    """Why ``text`` cannot be a path the build hands to its tools, or None when it can."""
+    for char in text:
+        if char.isalnum() or char in _PATH_MARKS or (colon and char == ":"):
+            continue
+        return "it holds " + _UNSAFE_PATH_CHARS.get(char, f"{char!r} (a shell or build tool interprets it)")
+    return None
+
+
+def check_path_characters(key: str, text: str, shown: str | None = None) -> None:
+    """Stop in one line when a path setting (or variable) holds a character a tool of the build interprets."""
+    colon = not key.startswith(_PATH_ON_PATH_KEYS)
+    why = path_characters_refusal(text, colon=colon)
+    if why:
+        marks = " ".join(_PATH_MARKS.strip()) + (" :" if colon else "")
+        raise SettingError(key, shown if shown is not None else text,
+                           f"a path of letters, digits, spaces and {marks}", why=why)
 
 
 def check_output_folder(key: str, path: Path, shown: str | None = None) -> Path:
-    """A folder the build writes into: no character the tools it drives split on, not a file."""
+    """A folder the build writes into: no character the tools it drives interpret, not a file."""
     text = str(path)
-    # Only the cache holds what goes on PATH (the build venv's bin): ':' matters there alone.
-    unsafe = {c: w for c, w in _UNSAFE_PATH_CHARS.items() if c != ":" or key in ("cache-dir", "VLLM_STACK_CACHE_DIR")}
-    for char, why in unsafe.items():
-        if char in text:
-            shown_chars = ", ".join(repr(c) for c in unsafe if c != "\n") + " or line breaks"
-            raise SettingError(key, shown if shown is not None else text, f"a folder path without {shown_chars}",
-                               why=f"it holds {why}")
+    check_path_characters(key, text, shown)
     if path.exists() and not path.is_dir():
         raise SettingError(key, shown if shown is not None else text, "a folder (or a path to create one at)",
                            why="it is a file")
@@ -216,6 +245,7 @@ def _source_path(component: str, value: Any, base: Path) -> Path:
     if component not in _registered_components():
         raise SettingError("source.<component>", component, _registered_components())
     path = _path(key, value, base).resolve()
+    check_path_characters(key, str(path), str(value))  # an editable build compiles in place
     if not path.is_dir():
         raise BackendError(
             f"setting '{key}': path {str(value)!r} does not exist or is not a folder; "
@@ -265,6 +295,7 @@ def _output_folder(key: str, value: Any, base: Path) -> Path:
 
 def _wheel_folder(key: str, value: Any, base: Path) -> Path:
     path = _path(key, value, base)
+    check_path_characters(key, str(path), str(value))
     if not path.is_dir():
         raise SettingError(key, str(value), "a folder of wheels")
     return path
@@ -591,8 +622,12 @@ def default_cache_dir() -> Path:
     try:
         import platformdirs
     except ImportError:  # pragma: no cover - platformdirs is a build requirement
-        return Path.home() / ".cache" / "vllm-stack"
-    return Path(platformdirs.user_cache_dir("vllm-stack"))
+        found = Path.home() / ".cache" / "vllm-stack"
+    else:
+        found = Path(platformdirs.user_cache_dir("vllm-stack"))
+    # The default comes from HOME (or XDG_CACHE_HOME): the same characters are refused there.
+    origin = "XDG_CACHE_HOME" if os.environ.get("XDG_CACHE_HOME") else "HOME"
+    return check_output_folder(f"cache-dir (default, from {origin})", found)
 
 
 def cache_dir(settings: Settings) -> Path:
@@ -617,4 +652,6 @@ def writable_folder(key: str, path: Path) -> Path:
 
 
 def wheelhouse_root(settings: Settings, project_dir: Path) -> Path:
-    return settings.wheelhouse or (Path(project_dir) / "wheelhouse")
+    if settings.wheelhouse:
+        return settings.wheelhouse
+    return check_output_folder("wheelhouse (default, in the project folder)", Path(project_dir) / "wheelhouse")

@@ -521,6 +521,40 @@ def test_chained_symlinks_that_climb_out_of_the_tree_are_refused(tmp_path):
     assert not dest.exists()
 
 
+# ==== Issue 29, defects 1-8 (round 3) ============================================================
+
+# --- 29.2 a path setting that a tool of the build interprets ---------------------------------------
+
+# Each character reaches a tool that acts on it: nvcc runs its steps through a shell in double quotes.
+INTERPRETED = ["`", "$", "\\", '"', "'", "#", "\r", ",", "*", "&", "|", "(", "<"]
+
+
+@pytest.mark.parametrize("char", INTERPRETED, ids=[f"u{ord(c):02x}" for c in INTERPRETED])
+def test_every_interpreted_character_in_every_path_setting_is_refused(tmp_path, char):
+    from backend.project import load_settings
+
+    folder = tmp_path / f"c{char}x"
+    folder.mkdir()
+    for key in ("cache-dir", "wheelhouse", "runtime-find-links", "source.bitsandbytes"):
+        with pytest.raises(BackendError, match=f"^setting '{key}': bad value .*; accepted: a path of letters") as caught:
+            load_settings({key: str(folder)})
+        assert "\n" not in str(caught.value)
+
+
+def test_a_command_in_a_path_setting_or_variable_runs_nothing(tmp_path):
+    proof = tmp_path / "ran"
+    hostile = f"{tmp_path}/c`touch {proof}`$(touch {proof})"
+    line = one_line_error(backend("build", *build_args(tmp_path, "bitsandbytes", **{"cache-dir": hostile})))
+    assert line.startswith("error: setting 'cache-dir': bad value") and "'`'" in line
+    for variable in ("VLLM_STACK_CACHE_DIR", "CUDA_HOME", "HOME"):
+        env = {**backend_env(), variable: hostile}
+        env.pop("XDG_CACHE_HOME", None)
+        line = one_line_error(backend("build", *build_args(tmp_path, "bitsandbytes", **{"cache-dir": None}), env=env))
+        assert variable in line and "nvcc's shell" in line, line
+    assert not proof.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["wheelhouse"])  # no cache, no build tree
+
+
 # === issue 29, defects 9 to 16 (helper hostB) ==========================================================
 
 def _git(tree: Path, *args: str) -> None:

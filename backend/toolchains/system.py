@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import BackendError
+from ..settings import check_path_characters
 from .base import Toolchain, check_toolkit, find_nvcc, major_minor, nvcc_version, runtime_sonames
 
 NAME = "system"
@@ -51,6 +52,7 @@ def candidates(cuda: str, environ: Mapping[str, str] | None = None) -> list[tupl
     environ = os.environ if environ is None else environ
     for key in ("CUDA_HOME", "CUDA_PATH"):
         if environ.get(key):
+            check_path_characters(key, environ[key])  # nvcc's shell steps name the toolkit's folder
             return [(key, Path(environ[key]))]
     found: list[tuple[str, Path]] = []
     nvcc = shutil.which("nvcc", path=environ.get("PATH"))

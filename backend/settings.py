@@ -138,45 +138,62 @@ def _names(key: str, value: Any) -> tuple[str, ...]:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced, for messages and logs."""
-    from urllib.parse import urlsplit, urlunsplit
+    """The URL with its credentials replaced, for every message and record that shows one.
 
-    try:
-        parts = urlsplit(url)
-    except ValueError:
+    By position, never by parsing: everything between ``://`` (or the start) and the last ``@`` is
+    the user information, whatever it holds. A URL parser cuts a password holding ``#``, ``/`` or
+    ``?`` short (it reads a fragment, a path or a query there) and would show the rest; a URL it
+    cannot parse at all would be shown whole. The user name before the first ``:`` stays (it says
+    whose), the rest is replaced; user information without ``:`` (a token) is replaced whole.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    at = rest.rfind("@")
+    if at < 0:
         return url
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    user, colon, _secret = rest[:at].partition(":")
+    return f"{scheme}{sep}{user + ':***' if colon else '***'}{rest[at:]}"
 
 
 def _compiler_cache_url(key: str, value: Any) -> str | None:
-    """Only the form is checked here; backend/pipeline/cache_storage.py maps it to the tool's variables."""
+    """Only the form is checked here; backend/pipeline/cache_storage.py maps it to the tool's variables.
+
+    The URL as given is checked; every message shows it redacted (``redact_url``), and says why
+    without quoting the parser, whose messages quote parts of the URL.
+    """
     from urllib.parse import urlsplit
 
     raw = str(value).strip()
-    text = raw
-    if text.lower() in ("", "none"):
+    if raw.lower() in ("", "none"):
         return None
-    if text.lower() == "gha":
+    if raw.lower() == "gha":
         return "gha"
-    text = redact_url(raw)  # what the messages below show
-    scheme, sep, _ = text.partition("://")
+    shown = redact_url(raw)  # what the messages below show
+    scheme, sep, rest = raw.partition("://")
     if not sep:
-        raise SettingError(key, text, COMPILER_CACHE_URL_FORMS, "not a URL")
+        raise SettingError(key, shown, COMPILER_CACHE_URL_FORMS, "not a URL")
     if scheme.lower() not in ("redis", "rediss", "s3"):
-        raise SettingError(key, text, COMPILER_CACHE_URL_FORMS, f"unknown scheme {scheme!r}")
+        raise SettingError(key, shown, COMPILER_CACHE_URL_FORMS, f"unknown scheme {redact_url(scheme)!r}")
+    if scheme.lower() == "s3" and "@" in rest:
+        raise SettingError(key, shown, COMPILER_CACHE_URL_FORMS,
+                           "credentials in an s3:// URL: sccache reads them from AWS_ACCESS_KEY_ID and "
+                           "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), set them there")
     try:
-        parts = urlsplit(text)
+        parts = urlsplit(raw)
         parts.port  # noqa: B018 (raises on a bad port)
-    except ValueError as error:
-        raise SettingError(key, text, COMPILER_CACHE_URL_FORMS, str(error)) from None
-    if not parts.hostname:
-        raise SettingError(key, text, COMPILER_CACHE_URL_FORMS, "no host" if scheme != "s3" else "no bucket")
+    except ValueError:
+        raise SettingError(key, shown, COMPILER_CACHE_URL_FORMS,
+                           "a bad port or host (a password holding / ? # @ or : is written %-encoded)") from None
+    if not parts.hostname or (parts.fragment or parts.query):
+        why = "no host" if scheme.lower() != "s3" else "no bucket"
+        if parts.fragment or parts.query:
+            why = "a query or fragment (a password holding / ? # is written %-encoded)"
+        raise SettingError(key, shown, COMPILER_CACHE_URL_FORMS, why)
     if scheme.lower() != "s3" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
-        raise SettingError(key, text, COMPILER_CACHE_URL_FORMS, "the path of a Redis URL is the database number")
+        raise SettingError(key, shown, COMPILER_CACHE_URL_FORMS,
+                           "the path of a Redis URL is the database number (a password holding / ? # is "
+                           "written %-encoded)")
     return raw
 
 

@@ -555,6 +555,58 @@ def test_a_command_in_a_path_setting_or_variable_runs_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["wheelhouse"])  # no cache, no build tree
 
 
+# --- 29.8 secrets in URLs -----------------------------------------------------------------------------
+
+SECRET = "S3CR#T/PW?Z@x"  # '#', '/', '?' and '@' make a URL parser cut the password short
+
+
+@pytest.mark.parametrize("url", [
+    f"redis://:{SECRET}@127.0.0.1:99999",  # the bad-port error
+    f"redis://me:{SECRET}@cache.local:6379/0",  # read as a fragment/path: not a host
+    f"rediss://me:{SECRET}@cache.local:x1",
+    f"s3://AKIAKEY:{SECRET}@bucket/prefix",  # credentials belong in AWS_* variables
+])
+def test_a_password_in_a_url_is_never_printed(url):
+    out = subprocess.run([sys.executable, "-m", "backend", "plan", "-C", "sm=90", "-C", "isa=avx2",
+                          "-C", "compiler-cache=sccache", "-C", f"compiler-cache-url={url}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    line = one_line_error(out)
+    assert "setting 'compiler-cache-url'" in line
+    for piece in ("S3CR", "PW?Z", "T/PW"):
+        assert piece not in out.stderr + out.stdout, line
+    if url.startswith("s3://"):
+        assert "AWS_ACCESS_KEY_ID" in line
+
+
+def test_redaction_is_by_position_whatever_the_url_holds():
+    from backend.settings import redact_url
+
+    assert redact_url(f"redis://me:{SECRET}@h:1/0") == "redis://me:***@h:1/0"
+    assert redact_url(f"https://{SECRET}@mirror.example/p") == "https://***@mirror.example/p"  # a token
+    assert redact_url(f"me:{SECRET}@h") == "me:***@h"  # not even a URL
+    assert redact_url("https://mirror.example/p") == "https://mirror.example/p"
+    # Written %-encoded, such a password reaches sccache as it is.
+    from backend.pipeline import cache_storage
+
+    redis = cache_storage.for_sccache("redis://me:S3CR%23T%2FPW%3FZ%40x@cache.local:6379/0", {}, Path("/c"))
+    assert redis.variables["SCCACHE_REDIS_PASSWORD"] == SECRET and "S3CR" not in redis.describe()
+
+
+def test_a_mirror_password_is_refused_before_any_request_and_never_printed(tmp_path):
+    entry = lock.Entry(name="x", component="bitsandbytes", version="1", url="https://example.invalid/x.tar.gz",
+                       filename="x.tar.gz", sha256="0" * 64)
+    server = Server()
+    try:
+        mirror = server.url("").replace("http://", f"http://me:{SECRET}@")
+        with pytest.raises(BackendError) as caught:
+            fetch.ensure(entry, cache_dir=tmp_path, base_url_override=mirror, progress=False)
+    finally:
+        server.stop()
+    message = str(caught.value)
+    assert message.startswith("VLLM_STACK_SOURCE_MIRROR: bad value 'http://me:***@127.0.0.1:")
+    assert "S3CR" not in message and "PW?Z" not in message and server.requests == []
+
+
 # === issue 29, defects 9 to 16 (helper hostB) ==========================================================
 
 def _git(tree: Path, *args: str) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..errors import BackendError
 from ..settings import redact_url
@@ -119,10 +119,11 @@ def _sccache_remote(url: str) -> Storage:
     # Redis: sccache takes the endpoint, and the credentials and database apart.
     endpoint = f"{scheme}://{parts.hostname}:{parts.port or 6379}"
     variables = {"SCCACHE_REDIS_ENDPOINT": endpoint}
+    # A password holding / ? # @ : is written %-encoded in the URL; the tool gets it as it is.
     if parts.username:
-        variables["SCCACHE_REDIS_USERNAME"] = parts.username
+        variables["SCCACHE_REDIS_USERNAME"] = unquote(parts.username)
     if parts.password:
-        variables["SCCACHE_REDIS_PASSWORD"] = parts.password
+        variables["SCCACHE_REDIS_PASSWORD"] = unquote(parts.password)
     if parts.path.strip("/"):
         variables["SCCACHE_REDIS_DB"] = parts.path.strip("/")
     return Storage("Redis", redact_url(url), origin, variables)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ..hashing import sha256_file
 from ..errors import BackendError
+from ..settings import redact_url
 from .lock import Entry
 
 _BLOCK = 1 << 20
@@ -47,6 +48,11 @@ def cache_path(entry: Entry, cache_dir: Path) -> Path:
 def source_url(entry: Entry, base_url_override: str | None = None) -> str:
     """The URL to download from: the lock's, or ``<mirror>/<filename>``."""
     base = base_url_override if base_url_override is not None else os.environ.get(MIRROR_ENV) or None
+    if base and "@" in base.partition("://")[2]:
+        # urllib sends no credentials from a URL: it reads them as part of the host, and its errors then
+        # quote pieces of the password. Refused by position, before any request.
+        raise BackendError(f"{MIRROR_ENV}: bad value {redact_url(base)!r} (credentials in the URL are never "
+                           "sent); accepted: http(s)://HOST[/PATH] of a mirror that needs none")
     if base:
         return base.rstrip("/") + "/" + entry.filename
     return entry.url
@@ -157,7 +163,7 @@ def download(
                 part.unlink()  # the partial file is not a prefix of this resource: start over
                 last_error = "HTTP 416 on resume"
                 continue
-            raise BackendError(f"download of {label} failed: {url} answered HTTP {exc.code} {exc.reason}") from None
+            raise BackendError(f"download of {label} failed: {redact_url(url)} answered HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             last_error = f"{type(exc).__name__}: {reason}"
@@ -211,7 +217,7 @@ def download(
 
 def _too_large(label: str, url: str, what: str, max_bytes: int) -> TooLarge:
     return TooLarge(
-        f"download of {label} refused: {url} {what}, over the lock's bound of {max_bytes / 1e6:.0f} MB "
+        f"download of {label} refused: {redact_url(url)} {what}, over the lock's bound of {max_bytes / 1e6:.0f} MB "
         f"for it (max_mb); nothing was kept"
     )
 
@@ -247,7 +253,7 @@ def refuse_unverified(entry: Entry, allow_unverified: Sequence[str]) -> None:
 
 def offline_missing(entry: Entry, path: Path) -> BackendError:
     return BackendError(
-        f"offline: source {entry.name} {entry.version} is not in the cache; download {entry.url} "
+        f"offline: source {entry.name} {entry.version} is not in the cache; download {redact_url(entry.url)} "
         f"and save it as {path} (or run `python -m backend fetch` on a machine with network and copy "
         f"its cache's downloads/ folder)"
     )

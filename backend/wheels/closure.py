@@ -34,6 +34,7 @@ from packaging.utils import canonicalize_name
 
 from ..errors import BackendError
 from ..hashing import sha256_file
+from ..settings import redact_url
 from . import meta, names
 from .files import write_atomic
 
@@ -180,7 +181,7 @@ def close(
             added.append(house.add(wheel, {
                 "component": None,
                 "origin": ORIGIN,
-                "source": source or item.url,
+                "source": source or redact_url(item.url),  # an index URL may hold credentials
                 "source_hash": f"sha256:{item.sha256}",
                 "build_key": None,
                 "seconds": None,

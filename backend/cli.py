@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from . import cpu_isa
 from . import host as host_info
-from . import needs, project, recipes, variants
+from . import cuda_driver, needs, project, recipes, variants
 from .errors import BackendError, describe_os_error
 from .interrupts import describe, exit_status, sigterm_interrupts
 from .report_table import table
@@ -44,7 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     matrix.add_argument("--python", help="Python version for the names, e.g. 3.13 (default: this interpreter)")
     matrix.add_argument("--cuda", action="append", help="only these CUDA versions (repeatable)")
     add("plan", "show the build steps of a variant")
-    add("detect", "the variant that fits this host", settings=False)
+    detect = add("detect", "the variant that fits this host", settings=False)
+    detect.add_argument("--driver", metavar="VERSION",
+                        help="choose the CUDA release for a host with this NVIDIA driver (e.g. 550.54.15), "
+                             "not this host's")
     add("build", "build a variant's wheelhouse", as_json=False)
     add("fetch", "download every source a variant needs, ahead of time", as_json=False)
     lock = add("lock", "record hashes for lock entries that have none (needs network)", as_json=False)
@@ -197,11 +200,38 @@ def _component_problems(variant) -> dict[str, str]:
 CUDA_PREFERENCE = ("12.9", "12.8", "13.0")  # the seed's default first
 
 
-def detect_variant(host: host_info.Host, environ=None) -> tuple[str | None, str | None, list[str], str | None, str | None]:
+def _driver_order(sm: str | None, driver: str | None, remarks: list[str]) -> tuple[str, ...]:
+    """The CUDA releases to try, in order: with a known driver, those it runs for the stack, newest first."""
+    if driver is None:
+        return CUDA_PREFERENCE
+    if sm is None:  # no GPU here: judge for the newest GPU of the matrix without a driver floor of its own
+        remarks.append(f"no GPU here: the driver {driver} is judged for sm_90, whose GPUs JIT the stack's PTX")
+        sm = "90"
+    # A recipe's "8.0+PTX" kernels carry the sm_80 cubin too: GPUs of the same major run that, later ones JIT.
+    ptx = tuple(r.name for r in recipes.all_recipes()
+                if cuda_driver.jits_ptx(r.ptx_by_design, sm, [t.replace("compute_", "sm_") for t in r.ptx_by_design]))
+    runs = cuda_driver.releases_for(driver, sm, CUDA_PREFERENCE, ptx)
+    refused = [c for c in sorted(CUDA_PREFERENCE, key=variants.version_key, reverse=True) if c not in runs]
+    for cuda in refused:
+        why = cuda_driver.need(cuda, sm, ptx).problem(driver)
+        remarks.append(f"not CUDA {cuda}: {why}")
+    if runs:
+        remarks.append(f"CUDA {runs[0]}: the newest release NVIDIA driver {driver} runs for sm_{sm}"
+                       + (f" (with {', '.join(ptx)}, whose PTX this GPU JIT-compiles)" if ptx else ""))
+    else:
+        remarks.append(f"NVIDIA driver {driver} runs no CUDA release of this stack for sm_{sm}: update the driver "
+                       f"(R580 runs them all)")
+    return tuple(runs)
+
+
+def detect_variant(host: host_info.Host, environ=None, driver: str | None = None
+                   ) -> tuple[str | None, str | None, list[str], str | None, str | None]:
     """(sm, isa, remarks, cuda, toolchain) for this host; sm is None without a supported GPU.
 
-    The CUDA release is the first of 12.9, 12.8, 13.0 that the variant allows
-    and a toolchain here can provide (``toolchains.available``); None when none can.
+    With a known NVIDIA driver (``driver``, else the host's), the CUDA release is the newest
+    the driver runs for the stack (``backend/cuda_driver.py``) that a toolchain here can
+    provide; without one, the first of 12.9, 12.8, 13.0 that the variant allows and a
+    toolchain here can provide (``toolchains.available``); None when none can.
     """
     from .toolchains.select import available
 
@@ -227,7 +257,8 @@ def detect_variant(host: host_info.Host, environ=None) -> tuple[str | None, str 
         remarks.append(f"this CPU runs none of the ISAs {', '.join(ISAS)}")
     cuda = toolchain = None
     missing = []
-    for candidate in CUDA_PREFERENCE:
+    order = _driver_order(sm, driver or host.driver, remarks)
+    for candidate in order:
         if sm is not None and isa is not None and variants.rule_violation(sm, isa, candidate) is not None:
             continue
         provider, why = available(candidate, environ)
@@ -238,7 +269,7 @@ def detect_variant(host: host_info.Host, environ=None) -> tuple[str | None, str 
         if missing:
             remarks.append(f"CUDA {candidate} ({why}) because " + "; ".join(missing))
         break
-    if cuda is None:
+    if cuda is None and order:
         remarks.append("no CUDA toolchain can be had here: " + "; ".join(missing)
                        + "; install a CUDA 12.8/12.9 toolkit (CUDA_HOME) or Nix")
     return sm, isa, remarks, cuda, toolchain
@@ -246,7 +277,9 @@ def detect_variant(host: host_info.Host, environ=None) -> tuple[str | None, str 
 
 def _detect(args: argparse.Namespace) -> int:
     host = host_info.current()
-    sm, isa, remarks, cuda, toolchain = detect_variant(host)
+    if args.driver is not None and not cuda_driver.is_driver_version(args.driver):
+        raise BackendError(f"--driver: bad value {args.driver!r}; accepted: an NVIDIA driver version such as 575.57.08")
+    sm, isa, remarks, cuda, toolchain = detect_variant(host, driver=args.driver)
     command = ["pip", "wheel", ".", "-C", f"sm={sm or '<SM>'}", "-C", f"isa={isa or '<ISA>'}"]
     if cuda is not None and cuda != "12.9":
         command += ["-C", f"cuda={cuda}"]
@@ -256,11 +289,15 @@ def _detect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "machine": host.machine, "cpu": host.cpu_name, "gpus": [g.__dict__ for g in host.gpus],
+            "driver": args.driver or host.driver, "driver_cuda": None if args.driver else host.driver_cuda,
             "sm": sm, "isa": isa, "cuda": cuda, "toolchain": toolchain, "remarks": remarks, "command": command,
         }, indent=2))
         return 0
     print(f"cpu      {host.cpu_name} ({host.machine})")
     print("gpu      " + (", ".join(f"{g.name} (sm_{g.sm})" for g in host.gpus) or "none"))
+    if args.driver or host.driver:
+        print(f"driver   {args.driver or host.driver}" + (" (--driver)" if args.driver else
+                                                          f" (CUDA {host.driver_cuda})" if host.driver_cuda else ""))
     print(f"sm       {sm or '-'}")
     print(f"isa      {isa or '-'}")
     print(f"cuda     {cuda or '-'}" + (f" ({toolchain})" if toolchain else ""))

@@ -23,6 +23,8 @@ class Host:
     cpu_name: str = ""
     gpus: tuple[Gpu, ...] = ()
     gpu_probe: str = ""  # how GPUs were looked for, and what was found
+    driver: str | None = None  # the NVIDIA driver's version ("575.57.08"), where a GPU was found
+    driver_cuda: str | None = None  # the newest CUDA release that driver knows ("12.9"), from NVML
 
 
 def _cpuinfo() -> tuple[frozenset[str], str]:
@@ -49,7 +51,19 @@ def _cpuinfo() -> tuple[frozenset[str], str]:
     return frozenset(features), name
 
 
-def _gpus() -> tuple[tuple[Gpu, ...], str]:
+@dataclasses.dataclass(frozen=True)
+class _GpuProbe:
+    gpus: tuple[Gpu, ...]
+    how: str
+    driver: str | None = None
+    driver_cuda: str | None = None
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _gpus() -> _GpuProbe:
     try:
         import pynvml  # type: ignore[import-not-found]
 
@@ -58,36 +72,41 @@ def _gpus() -> tuple[tuple[Gpu, ...], str]:
         for index in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
-            name = pynvml.nvmlDeviceGetName(handle)
-            found.append(Gpu(name=name.decode() if isinstance(name, bytes) else name, sm=f"{major}{minor}"))
-        return tuple(found), "NVML"
+            found.append(Gpu(name=_text(pynvml.nvmlDeviceGetName(handle)), sm=f"{major}{minor}"))
+        cuda = pynvml.nvmlSystemGetCudaDriverVersion()  # 12090 for 12.9
+        return _GpuProbe(tuple(found), "NVML", _text(pynvml.nvmlSystemGetDriverVersion()),
+                         f"{cuda // 1000}.{cuda % 1000 // 10}")
     except Exception:
         pass
     smi = shutil.which("nvidia-smi")
     if not smi:
-        return (), "no NVML library and no nvidia-smi on PATH"
+        return _GpuProbe((), "no NVML library and no nvidia-smi on PATH")
     try:
         out = subprocess.run(
-            [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            [smi, "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
             capture_output=True, text=True, timeout=20, check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError) as error:
-        return (), f"nvidia-smi failed: {error}"
+        return _GpuProbe((), f"nvidia-smi failed: {error}")
     found = []
+    driver = None
     for line in out.splitlines():
-        name, _, cap = line.rpartition(",")
-        if cap.strip():
-            found.append(Gpu(name=name.strip(), sm=cap.strip().replace(".", "")))
-    return tuple(found), "nvidia-smi"
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) < 3 or not fields[1]:
+            continue
+        found.append(Gpu(name=",".join(fields[:-2]), sm=fields[-2].replace(".", "")))
+        driver = driver or fields[-1]
+    return _GpuProbe(tuple(found), "nvidia-smi", driver)
 
 
 @functools.lru_cache(maxsize=1)
 def current() -> Host:
     features, name = _cpuinfo()
-    gpus, probe = _gpus()
+    probe = _gpus()
     machine = platform.machine().lower()
     machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
-    return Host(machine=machine, cpu_features=features, cpu_name=name, gpus=gpus, gpu_probe=probe)
+    return Host(machine=machine, cpu_features=features, cpu_name=name, gpus=probe.gpus, gpu_probe=probe.how,
+                driver=probe.driver, driver_cuda=probe.driver_cuda)
 
 
 def cpu_count() -> int:

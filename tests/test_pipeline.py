@@ -145,6 +145,24 @@ def test_the_wheelhouse_is_closed_and_passes_its_smoke_check(first_build):
     assert "--no-index" in log and "== torchvision (CPU)" in log and "== bitsandbytes (CPU)" in log
 
 
+def test_the_wheelhouse_states_the_driver_and_host_it_needs(first_build):
+    """The manifest records the oldest NVIDIA driver (from the PTX each wheel holds, read by verification),
+    and DEPLOY.md tells an operator what a host needs before and at first use."""
+    tmp, house, result = first_build
+    data = manifest(house)
+    built = {n: e for n, e in data["wheels"].items() if e.get("origin") != "runtime"}
+    assert all(isinstance(e["ptx_jit"], list) for e in built.values()), built
+    # The stand-ins' cubins are sm_90 only: CUDA 13 code under minor-version compatibility.
+    assert data["driver"]["minimum"] == "580.65.06", data["driver"]
+    assert "minor-version compatibility" in data["driver"]["reasons"][0]
+    assert "the wheelhouse needs NVIDIA driver 580.65.06+" in result.stderr
+    deploy = (house / "DEPLOY.md").read_text()
+    assert f"# Deploying {variant_name()}" in deploy
+    assert "NVIDIA driver 580.65.06 or newer" in deploy
+    assert "A C compiler and Python's headers" in deploy and "flashinfer" in deploy
+    assert "requirements.txt" in deploy  # the closure was bundled
+
+
 def test_a_missing_runtime_dependency_fails_the_build_not_the_install(first_build, tmp_path):
     tmp, house, _ = first_build
     links = tmp_path / "links"

@@ -92,7 +92,7 @@ class StepExecutor:
             for wheel in built
         ]
         staged = _platform_tags(plan, staged, house, toolchain, label)
-        _verify(plan, step, staged, house, toolchain, label)
+        ptx_jit = _verify(plan, step, staged, house, toolchain, label)
         features = check_features(recipe, plan.variant, staged, plan.settings.verify)
 
         added = []
@@ -107,6 +107,7 @@ class StepExecutor:
                 "build_key": key,
                 "seconds": seconds,
                 **({"features": features[wheel.name]} if wheel.name in features else {}),
+                **({"ptx_jit": ptx_jit[wheel.name]} if wheel.name in ptx_jit else {}),
                 **manylinux.manifest_record(wheel),
             }))
         return added, "built"
@@ -197,18 +198,22 @@ def _cuda_requirements(wheel: Path, plan: Plan, toolchain, component: str) -> li
     return declared_requirements(wheel, recipes.get(component), plan.variant, toolchain)
 
 
-def _verify(plan: Plan, step: Step, wheels: list[Path], house, toolchain, label: str) -> None:
+def _verify(plan: Plan, step: Step, wheels: list[Path], house, toolchain, label: str) -> dict[str, list[str]]:
+    """Verify the staged wheels; return, per wheel, its objects whose PTX the variant's GPU JIT-compiles
+    (the manifest's ``ptx_jit``: they need the toolkit's own driver, backend/cuda_driver.py)."""
     mode = plan.settings.verify
     if mode == "off":
-        return
+        return {}
     from ..verify import verify_wheel
 
     companions = [w for w in house.wheels() if not any(_same_dist(w, x) for x in wheels)] + wheels
     expect = _expectation(plan, step, toolchain)
     problems = []
+    ptx_jit = {}
     for wheel in wheels:
         report = verify_wheel(wheel, expect, companions=[c for c in companions if c != wheel])
         say(report.format_table())
+        ptx_jit[wheel.name] = report.ptx_jit(plan.variant.sm)
         if not report.ok:
             problems.append(wheel.name)
     if problems and mode == "strict":
@@ -218,6 +223,7 @@ def _verify(plan: Plan, step: Step, wheels: list[Path], house, toolchain, label:
         )
     if problems:
         say(f"{label} verification problems (verify=warn): {', '.join(problems)}")
+    return ptx_jit
 
 
 def _same_dist(a: Path, b: Path) -> bool:

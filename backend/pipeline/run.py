@@ -14,12 +14,12 @@ import contextlib
 import dataclasses
 from pathlib import Path
 
-from .. import recipes
+from .. import cuda_driver, recipes
 from ..errors import BackendError
 from ..report_table import table
 from ..sources import buildreqs
 from ..toolchains import hostcc
-from ..wheels import manylinux
+from ..wheels import deploy_notes, manylinux
 from ..wheels import names as wheel_names
 from . import disk, environment
 from .executor import StepExecutor
@@ -146,10 +146,16 @@ def _build_locked(plan: Plan) -> BuildResult:
     say(summary(result))
     if failures:
         raise BackendError(_report_failures(failures))
+    driver = cuda_driver.driver_need(plan.variant.cuda, plan.variant.sm, house.manifest())
+    house.record_driver(driver.to_json())
+    say(f"driver: the wheelhouse needs NVIDIA driver {driver.minimum}+ ({driver.reasons[-1]})")
     from ..verify import smoke
     from ..wheels import closure
 
     result.runtime = closure.for_build(plan, result, python, say)
+    notes = deploy_notes.write(layout.wheelhouse, plan.variant, [s.component for s in plan.steps], house.manifest(),
+                               f"{plan.variant.python[0]}.{plan.variant.python[1:]}")
+    say(f"host requirements: {notes}")
     smoke.for_build(plan, result, say)
     if settings.wheel_variants:
         _write_variant_wheels(result)

@@ -79,6 +79,9 @@ class Recipe:
     cuda_libraries: tuple[str, ...] | None = None  # CUDA libraries it links (pypi toolchain names); None: all
     # Why its build emits PTX and plain cubins of lower SMs on purpose (verification reports them, not fails)
     gpu_code_by_design: str = ""
+    # The PTX targets it emits on purpose ("compute_80"): a GPU of a later major architecture runs them by
+    # JIT, which needs the driver of the toolkit that built them (backend/cuda_driver.py)
+    ptx_by_design: tuple[str, ...] = ()
     # Requirements its first distribution's wheel declares besides the CUDA libraries it links
     # (torch: triton and PyTorch's own nvidia-* pins); see backend/wheels/requires.py.
     runtime_requires: Callable[[Variant], tuple[str, ...]] = lambda variant: ()

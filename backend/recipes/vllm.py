@@ -142,6 +142,7 @@ RECIPE = Recipe(
         "vLLM compiles flash-attention 2 and Marlin for 8.0+PTX and scaled_mm_c2x for 8.9+PTX "
         "(measured: configure for sm=90), so newer GPUs run them from the PTX"
     ),
+    ptx_by_design=("compute_80", "compute_89"),
     environment=environment,
     commands=lambda ctx: [pip_wheel(ctx)],
     notes=notes,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import host as host_info
+from ..cuda_driver import check_driver, read_manifest
 from ..settings import Settings
 from ..variants import Variant
 from . import Expectation, verify_paths
@@ -27,6 +29,11 @@ def expectation(settings: Settings) -> Expectation:
 
 
 def main(paths: list[str], settings: Settings, as_json: bool) -> int:
+    host = host_info.current()
+    if host.gpus:  # a wheelhouse this host's driver cannot run stops here, in one line
+        for path in map(Path, paths):
+            if path.is_dir():
+                check_driver(read_manifest(path), host.driver, f"verify {path}")
     report = verify_paths([Path(p) for p in paths], expectation(settings))
     if as_json:
         print(json.dumps(report.to_json(), indent=2))

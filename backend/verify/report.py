@@ -6,6 +6,7 @@ import collections
 import dataclasses
 from typing import Any
 
+from ..cuda_driver import jits_ptx
 from ..report_table import table
 from . import fatbin
 
@@ -129,6 +130,17 @@ class Report:
     @property
     def warnings(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == WARNING]
+
+    def ptx_jit(self, sm: str) -> list[str]:
+        """The objects some of whose code a GPU of ``sm`` runs by JIT-compiling their PTX."""
+        found = []
+        for entry in self.entries:
+            for obj in entry.objects:
+                ptx = [e.target for s in obj.gpu for e in s.ptx]
+                cubins = [e.target for s in obj.gpu for e in s.cubins]
+                if jits_ptx(ptx, sm, cubins):
+                    found.append(obj.path)
+        return sorted(found)
 
     def extend(self, other: Report) -> None:
         self.entries.extend(other.entries)

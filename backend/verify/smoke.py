@@ -34,6 +34,7 @@ import venv
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..cuda_driver import check_driver, read_manifest
 from ..errors import BackendError
 
 IMPORT_SCRIPT = r'''
@@ -226,7 +227,10 @@ def for_build(plan, result, say: Callable[[str], None]) -> None:
             say("smoke check: skipped (torch=existing, but this interpreter imports no torch)")
             return
         see = [str(Path(list(spec.submodule_search_locations)[0]).parent)]
-    gpu = settings.smoke == "auto" and bool(host_info.current().gpus)
+    host = host_info.current()
+    gpu = settings.smoke == "auto" and bool(host.gpus)
+    if gpu:
+        check_driver(read_manifest(result.wheelhouse), host.driver, "smoke check")
     checks: list[tuple[str, str]] = []
     components = [s.component for s in plan.steps]
     for component in (["torch"] if "torch" not in components else []) + components:

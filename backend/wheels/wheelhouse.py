@@ -108,6 +108,13 @@ class Wheelhouse:
 
     # -- writing ---------------------------------------------------------
 
+    def record_driver(self, driver: Mapping[str, Any]) -> None:
+        """Store the oldest NVIDIA driver the wheelhouse runs on, and why (``backend/cuda_driver.py``)."""
+        with self.lock():
+            manifest = self.manifest()
+            manifest["driver"] = _jsonable(driver)
+            self._write(manifest)
+
     def lock(self) -> FileLock:
         self.root.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.root / LOCK), timeout=self.lock_timeout)
@@ -256,6 +263,7 @@ class Wheelhouse:
             if self._header["toolchain_version"] is not None
             else manifest.get("toolchain_version"),
             "flags": _jsonable(self._header["flags"]) if self._header["flags"] is not None else manifest.get("flags"),
+            **({"driver": manifest["driver"]} if "driver" in manifest else {}),
             "created": manifest.get("created") or _now(),
             "updated": _now(),
             "wheels": {name: manifest["wheels"][name] for name in sorted(manifest["wheels"])},

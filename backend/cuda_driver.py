@@ -1,0 +1,156 @@
+"""Which NVIDIA driver a wheelhouse needs: NVIDIA's tables, and the rule that combines them.
+
+Three facts decide it, each from NVIDIA's own documentation:
+
+* **Minor-version compatibility** (CUDA Compatibility guide, "Minor Version
+  Compatibility", table "CUDA Toolkit 11.x, 12.x, and 13.x Driver Version
+  Ranges"): code built by any CUDA 12.x toolkit runs on a driver of 525.60.13
+  or later, code built by 13.x on 580 or later, as long as it needs no PTX JIT
+  (and no API the older driver lacks: such calls return
+  ``cudaErrorCallRequiresNewerDriver``).
+* **PTX needs the toolkit's own driver.** The driver JIT-compiles PTX, and a
+  driver older than the toolkit rejects its PTX ISA
+  (``CUDA_ERROR_UNSUPPORTED_PTX_VERSION``).  So a wheel whose GPU runs a
+  kernel from PTX needs the driver that shipped with the toolkit that built it
+  (release notes, table "CUDA Toolkit and Corresponding Driver Versions": 12.8
+  GA >= 570.26, 12.9 GA >= 575.51.03, 13.0 GA >= 580.65.06, Linux x86_64).
+* **A GPU needs a driver that knows it.** Blackwell came with CUDA 12.8
+  (sm_100, sm_120) and 12.9 (sm_103, sm_121): no driver older than that
+  toolkit's drives those GPUs at all.
+
+The variant's cubins are per-SM and carry no PTX by default, so most of a
+wheelhouse runs under minor-version compatibility; a recipe that emits PTX on
+purpose (vLLM's ``8.0+PTX`` kernels on sm_90 and newer) raises the floor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import BackendError
+from .variants import SM_MIN_CUDA, version_key
+
+# Driver that ships with each toolkit's GA release (Linux x86_64; CUDA release notes, Table 3).
+TOOLKIT_DRIVER = {"12.8": "570.26", "12.9": "575.51.03", "13.0": "580.65.06"}
+# Oldest driver that runs code of the CUDA major release under minor-version compatibility.
+MINOR_VERSION_DRIVER = {"12": "525.60.13", "13": "580.65.06"}
+
+
+def driver_key(version: str) -> tuple[int, ...]:
+    """A driver version ("575.51.03") as integers, for comparing."""
+    return tuple(int(part) for part in version.split("."))
+
+
+def is_driver_version(text: str) -> bool:
+    parts = text.split(".")
+    return 1 <= len(parts) <= 3 and all(p.isdigit() and len(p) <= 4 for p in parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class DriverNeed:
+    """The oldest driver a wheelhouse runs on, and why (each reason names its rule)."""
+
+    minimum: str
+    reasons: tuple[str, ...]
+
+    def problem(self, driver: str) -> str | None:
+        """Why ``driver`` cannot run it, or None."""
+        if driver_key(driver) >= driver_key(self.minimum):
+            return None
+        return f"NVIDIA driver {driver} is older than {self.minimum}, which this needs: {self.reasons[-1]}"
+
+    def to_json(self) -> dict:
+        return {"minimum": self.minimum, "reasons": list(self.reasons)}
+
+
+def need(cuda: str, sm: str, ptx: tuple[str, ...] = ()) -> DriverNeed:
+    """The driver a build of ``cuda`` for ``sm`` needs; ``ptx``: the objects whose kernels this GPU JIT-compiles."""
+    major = cuda.split(".")[0]
+    minimum = MINOR_VERSION_DRIVER[major]
+    reasons = [f"CUDA {major}.x code runs on {minimum}+ (NVIDIA's minor-version compatibility)"]
+
+    def raise_to(driver: str, why: str) -> None:
+        nonlocal minimum
+        if driver_key(driver) > driver_key(minimum):
+            minimum = driver
+            reasons.append(why)
+
+    first = SM_MIN_CUDA.get(sm)
+    if first is not None:
+        raise_to(TOOLKIT_DRIVER[first], f"sm_{sm} GPUs are driven from the CUDA {first} driver ({TOOLKIT_DRIVER[first]}+)")
+    if ptx:
+        shown = ", ".join(ptx[:3]) + (f" and {len(ptx) - 3} more" if len(ptx) > 3 else "")
+        raise_to(TOOLKIT_DRIVER[cuda], f"the driver JIT-compiles the PTX in {shown}, which needs the CUDA {cuda} "
+                                       f"driver ({TOOLKIT_DRIVER[cuda]}+)")
+    return DriverNeed(minimum=minimum, reasons=tuple(reasons))
+
+
+def _arch(target: str) -> tuple[int, int] | None:
+    """compute_80 / sm_90a -> (8, 0) / (9, 0); None for what is not a target."""
+    digits = target.partition("_")[2].rstrip("af")
+    return (int(digits[:-1]), int(digits[-1])) if digits.isdigit() and len(digits) >= 2 else None
+
+
+def jits_ptx(ptx: list[str] | tuple[str, ...], sm: str, cubins: list[str] | tuple[str, ...] = ()) -> bool:
+    """Whether a GPU of ``sm`` runs some of an object's code by JIT-compiling its PTX.
+
+    A cubin runs on GPUs of its own major architecture from its minor on (sm_80 on sm_86), so
+    ``8.0+PTX`` on an sm_86 runs the cubin; on an sm_90 only the PTX can run.  Kernels are not
+    told apart: PTX for this SM's major beside a cubin that runs here is taken as that cubin's.
+    """
+    own = _arch(f"sm_{sm}")
+    runnable = [a for a in map(_arch, cubins) if a and a[0] == own[0] and a[1] <= own[1]]
+    for target in ptx:
+        arch = _arch(target)
+        if arch and arch <= own and (arch[0] < own[0] or not runnable):
+            return True
+    return False
+
+
+def releases_for(driver: str, sm: str, cudas: tuple[str, ...], ptx: tuple[str, ...] = ()) -> list[str]:
+    """The CUDA releases (of ``cudas``, newest first) whose build for ``sm`` the driver runs; ``ptx``:
+    what holds PTX this GPU JIT-compiles."""
+    runnable = [c for c in cudas if need(c, sm, ptx).problem(driver) is None]
+    return sorted(runnable, key=version_key, reverse=True)
+
+
+def driver_need(cuda: str, sm: str, manifest: dict[str, Any]) -> DriverNeed:
+    """The driver the built wheels need: minor-version compatibility, raised by the GPU and by any object
+    whose PTX the GPU JIT-compiles (each wheel's ``ptx_jit``, recorded by verification).  A built wheel
+    that was not verified may hold PTX: it is counted as if it did."""
+    jitted: list[str] = []
+    for name, entry in sorted(manifest["wheels"].items()):
+        if not entry.get("component"):
+            continue  # a runtime dependency: its own build's business, e.g. the nvidia-* wheels (no PTX JIT)
+        if "ptx_jit" not in entry:
+            jitted.append(f"{name} (not verified: its PTX is unknown)")
+        else:
+            jitted += [f"{name}:{path}" for path in entry["ptx_jit"]]
+    return need(cuda, sm, tuple(jitted))
+
+
+def check_driver(manifest: dict[str, Any], driver: str | None, where: str) -> None:
+    """Stop in one line when this host's driver is older than the wheelhouse's recorded minimum."""
+    stored = manifest.get("driver")
+    if driver is None or not isinstance(stored, dict) or not isinstance(stored.get("minimum"), str):
+        return
+    recorded = DriverNeed(stored["minimum"], tuple(str(r) for r in stored.get("reasons") or ("recorded",)))
+    if not is_driver_version(recorded.minimum) or not is_driver_version(driver):
+        return
+    problem = recorded.problem(driver)
+    if problem:
+        raise BackendError(f"{where}: {problem}; update the driver, or build the variant for an older CUDA "
+                           f"(python -m backend detect --driver {driver} says which)")
+
+
+def read_manifest(wheelhouse: Path) -> dict[str, Any]:
+    """A wheelhouse's manifest.json for its driver record; {} where there is none or it cannot be read
+    (the wheelhouse's own reader refuses a bad one with the reason)."""
+    try:
+        data = json.loads((wheelhouse / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,71 @@
+"""``DEPLOY.md`` beside a wheelhouse: what a host needs before the stack is installed on it.
+
+An operator reads this before installing on a fleet.  Everything in it comes from the manifest
+(the driver record, each wheel's platform tags) and the plan (variant, components); the
+first-use needs (compilers, headers) are the upstream projects' own behaviour:
+
+* Triton compiles a small launcher module with the host C compiler and Python's headers
+  the first time a kernel runs (``triton/runtime/build.py``: ``cc``/``gcc``/``clang``,
+  ``Python.h`` from ``sysconfig``); torch.compile's Inductor does the same for its CPU
+  kernels with a C++ compiler.
+* flashinfer compiles any kernel outside its AOT set (``flashinfer-jit-cache``) with nvcc
+  and ninja at the first call (``flashinfer/jit/core.py``), and downloads Blackwell cubins
+  that ``flashinfer-cubin`` does not hold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .files import write_atomic
+from .names import parse
+
+DEPLOY = "DEPLOY.md"
+
+
+def _manylinux(manifest: dict[str, Any]) -> str | None:
+    """The newest glibc any wheel's platform tag asks for, as its tag (manylinux_2_34_x86_64)."""
+    best: tuple[tuple[int, int], str] | None = None
+    for name in manifest.get("wheels", {}):
+        for tag in parse(name).platform_tags:
+            if tag.startswith("manylinux_"):
+                major, minor = tag.split("_")[1:3]
+                key = (int(major), int(minor))
+                if best is None or key > best[0]:
+                    best = (key, tag)
+    return best[1] if best else None
+
+
+def text(variant, components: list[str], manifest: dict[str, Any], python: str, pinned: bool) -> str:
+    driver = manifest.get("driver") or {}
+    lines = [f"# Deploying {variant.name}", "",
+             "What a host needs before `pip install --no-index --find-links` of this folder:", "",
+             f"- **GPU**: compute capability {variant.arch} (sm_{variant.sm}); the wheels hold code for that GPU only.",
+             f"- **NVIDIA driver {driver.get('minimum', 'unknown')} or newer**"
+             + "".join(f"\n  - {reason}" for reason in driver.get("reasons", []))
+             + "\n  - `python -m backend detect --driver VERSION` tells which CUDA release a driver runs.",
+             f"- **CPU**: {variant.isa} ({variant.platform}); the compiled CPU code uses its instructions.",
+             f"- **Python {python}**."]
+    glibc = _manylinux(manifest)
+    if glibc:
+        lines.append(f"- **glibc**: the wheels are tagged up to `{glibc}`; pip refuses them on an older glibc.")
+    lines += ["", "## At first use, not at install", "",
+              "- **A C compiler and Python's headers** (`gcc`, `python3-dev` or the same from your distribution): "
+              "Triton builds a small launcher with them the first time a GPU kernel runs, and torch.compile "
+              "needs a C++ compiler for its CPU kernels. Without them the first kernel fails, not the install."]
+    if "flashinfer" in components:
+        lines.append("- **flashinfer**: kernels outside its ahead-of-time set (`flashinfer-jit-cache`) are compiled "
+                     "at their first call with nvcc and ninja; a host without them fails at that call. "
+                     "The set built here is listed in the build's plan (`-C flashinfer-aot-config`).")
+    lines += ["", "Every wheel is listed, with its sha256, in `manifest.json`"
+              + (" and, with the runtime dependencies, in `requirements.txt`" if pinned else "")
+              + "; `sha256sum -c SHA256SUMS` checks the folder.", ""]
+    return "\n".join(lines)
+
+
+def write(wheelhouse: Path, variant, components: list[str], manifest: dict[str, Any], python: str) -> Path:
+    path = wheelhouse / DEPLOY
+    pinned = (wheelhouse / "requirements.txt").is_file()
+    write_atomic(path, text(variant, components, manifest, python, pinned).encode("utf-8"))
+    return path

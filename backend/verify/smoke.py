@@ -6,8 +6,9 @@
    requirements.txt`` (every wheel, pinned by hash; without bundled runtime
    dependencies: the built wheels' pins, with the index);
 3. every distribution of the wheelhouse imported (its top-level modules,
-   from its installed RECORD), and every compiled extension of the built
-   wheels loaded;
+   from its installed RECORD), and every compiled extension and generated
+   protobuf / gRPC module (``*_pb2.py``, ``*_pb2_grpc.py``: they check the
+   installed protobuf and grpcio when imported) of the built wheels loaded;
 4. each component's recipe snippet (``Recipe.smoke``): one CPU op of its
    compiled code; torch's prints ``torch.__config__.show()``;
 5. with ``-C smoke=auto`` on a machine with a GPU, ``Recipe.smoke_gpu`` too:
@@ -62,6 +63,10 @@ def modules(dist, is_ours):
         if is_ours and len(parts) > 1 and f.name.endswith(ext):
             stem = f.name[: -len(next(s for s in ext if f.name.endswith(s)))]
             found.append(".".join(parts[:-1] + (stem,)))
+        # Generated protobuf / gRPC modules check the installed runtime's version on import
+        # (vLLM's vllm/grpc/vllm_engine_pb2*.py): nothing imports them until a gRPC server starts.
+        if is_ours and len(parts) > 1 and f.name.endswith(("_pb2.py", "_pb2_grpc.py")):
+            found.append(".".join(parts[:-1] + (f.name[:-3],)))
     # Top-level single-file modules count when the distribution has no package (six, typing_extensions);
     # beside a package they are build helpers and the like (an in-tree build_backend.py).
     if not any("." not in m for m in found):

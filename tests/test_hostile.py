@@ -607,6 +607,61 @@ def test_a_mirror_password_is_refused_before_any_request_and_never_printed(tmp_p
     assert "S3CR" not in message and "PW?Z" not in message and server.requests == []
 
 
+# --- 29.1 clean deletes only a cache the backend created ----------------------------------------------
+
+def _clean_all(cache: Path) -> subprocess.CompletedProcess:
+    return backend("clean", "--all", "--downloads", "--toolchains", "-C", "sm=90", "-C", "isa=avx2",
+                   "-C", f"cache-dir={cache}", timeout=60)
+
+
+def _tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_clean_all_refuses_a_folder_that_is_not_a_cache(tmp_path):
+    home = tmp_path / "home"  # cache-dir=~ : the user's own work, envs, downloads and toolchains
+    for name in ("work/thesis.tex", "envs/py/bin/python", "downloads/photo.jpg", "toolchains/gcc/README", ".bashrc"):
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).write_text(name)
+    before = _tree(home)
+    line = one_line_error(_clean_all(home))
+    assert "not a cache the backend created" in line and ".bashrc" in line and "nothing was removed" in line
+    assert _tree(home) == before
+    # Without a stray file, the user's folders are still not the backend's layout.
+    (home / ".bashrc").unlink()
+    line = one_line_error(_clean_all(home))
+    assert "work/thesis.tex" in line and (home / "work" / "thesis.tex").is_file()
+    env = {**backend_env(), "VLLM_STACK_CACHE_DIR": str(home)}
+    out = backend("clean", "--all", "--downloads", "-C", "sm=90", "-C", "isa=avx2", env=env, timeout=60)
+    assert "not a cache the backend created" in one_line_error(out) and (home / "downloads" / "photo.jpg").is_file()
+
+
+def test_clean_adopts_an_unmarked_cache_of_the_backends_own_layout(tmp_path):
+    cache = tmp_path / "old-cache"  # written by a version before the marker
+    for name in (f"work/{VARIANT}/bitsandbytes/x.o", f"work/{VARIANT}.lock", f"envs/{VARIANT}/bin/python",
+                 "downloads/torch-2.9.1.tar.gz", "toolchains/pypi-cu130/x", "compiler-cache/ccache/x"):
+        (cache / name).parent.mkdir(parents=True, exist_ok=True)
+        (cache / name).write_text("x")
+    out = _clean_all(cache)
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in cache.iterdir()) == [".vllm-stack-cache", "compiler-cache"]
+
+
+def test_a_cache_the_backend_created_is_cleaned_and_a_link_in_it_is_never_followed(tmp_path):
+    cache = tmp_path / "cache"
+    out = backend("toolchain", "-C", "sm=90", "-C", "isa=avx2", "-C", "cuda=13.0", "-C", f"cache-dir={cache}",
+                  timeout=120)
+    assert (cache / ".vllm-stack-cache").is_file(), out.stderr  # created by the backend: marked
+    outside = tmp_path / "precious"
+    (outside / "keep").mkdir(parents=True)
+    (cache / "work").mkdir(exist_ok=True)
+    (cache / "work" / "anything").write_text("the backend's folder: cleaned whatever it holds")
+    (cache / "envs").symlink_to(outside)
+    out = _clean_all(cache)
+    assert out.returncode == 0, out.stderr
+    assert not (cache / "work").exists() and not (cache / "envs").is_symlink() and (outside / "keep").is_dir()
+
+
 # === issue 29, defects 9 to 16 (helper hostB) ==========================================================
 
 def _git(tree: Path, *args: str) -> None:

@@ -6,6 +6,10 @@ install roots and every symlink farm under ``<cache>/toolchains``, with the
 Nix garbage-collector roots inside the farms: the Nix store itself is never
 touched, ``nix-collect-garbage`` then frees its paths); the compiler cache and
 the wheelhouses are never touched.
+
+Nothing is removed from a folder that is not a cache the backend created (its marker,
+``backend/cache_marker.py``): ``-C cache-dir=~`` is refused in one line. A link where
+a cache folder should be is removed as a link, never followed.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import cache_marker
 from ..settings import Settings, cache_dir
 
 
@@ -41,8 +46,16 @@ def targets(settings: Settings, *, everything: bool, downloads: bool, toolchains
 
 def clean(settings: Settings, *, everything: bool, downloads: bool, toolchains: bool = False,
           say: Callable[[str], None] = print) -> int:
+    cache = cache_dir(settings)
+    found = targets(settings, everything=everything, downloads=downloads, toolchains=toolchains)
+    if cache.is_dir():
+        cache_marker.require_owned(cache, "clean")  # before anything is deleted
     freed = 0
-    for path in targets(settings, everything=everything, downloads=downloads, toolchains=toolchains):
+    for path in found:
+        if path.is_symlink():
+            path.unlink()
+            say(f"{path}: a link, removed (what it points to is kept)")
+            continue
         if not path.exists():
             say(f"{path}: not there")
             continue

@@ -21,6 +21,7 @@ from ..sources import buildreqs
 from ..toolchains import hostcc
 from ..wheels import deploy_notes, manylinux
 from ..wheels import names as wheel_names
+from .. import cache_marker
 from . import disk, environment
 from .executor import StepExecutor
 from .plan import Plan, common_env
@@ -98,6 +99,9 @@ def build(plan: Plan) -> BuildResult:
     from .variant_lock import hold
 
     writable_folder("cache-dir", cache_dir(plan.settings))
+    if not cache_marker.claim(cache_dir(plan.settings)):
+        say(f"cache: {cache_dir(plan.settings)} holds what the backend did not put there; builds write only "
+            "their own folders in it, and clean refuses it (a cache-dir of its own avoids both)")
     writable_folder("wheelhouse", plan.layout.wheelhouse)
     with hold(plan.layout.variant_dir, say):
         return _build_locked(plan)

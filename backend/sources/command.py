@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import cache_marker
 from ..errors import BackendError
 from ..settings import Settings, cache_dir
 from . import fetch as fetch_mod
@@ -46,6 +47,7 @@ def fetch_main(settings: Settings, *, lock: Lock | None = None) -> int:
     skip = [lock.main_entry(c).name for c in components if c in settings.sources]
     unused = _unused_sources(settings, components)
     cache = cache_dir(settings)
+    cache_marker.claim(cache)  # a cache the backend creates carries its marker (clean checks it)
     paths = fetch_all(
         components, cache_dir=cache, offline=settings.offline, allow_unverified=settings.allow_unverified,
         lock=lock, skip=skip + unused,
@@ -112,6 +114,7 @@ def lock_main(settings: Settings, lock_path: Path | None = None, *, names: Seque
         raise BackendError(f"lock: {len(todo)} source(s) without a hash ({', '.join(e.name for e in todo)}); "
                            f"recording them downloads them, which offline=true forbids")
     cache = cache_dir(settings)
+    cache_marker.claim(cache)  # a cache the backend creates carries its marker (clean checks it)
     text = path.read_text(encoding="utf-8")
     for entry in todo:
         file = fetch_mod.ensure(entry, cache_dir=cache, offline=False, allow_unverified=[entry.name], verify_tree=False)

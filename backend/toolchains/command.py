@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+from .. import cache_marker
 from .. import settings as settings_mod
 from ..settings import Settings
 from . import resolve
 
 
 def main(settings: Settings, as_json: bool) -> int:
+    cache_marker.claim(settings_mod.cache_dir(settings))  # the farms go there; clean checks the marker
     toolchain = resolve(
         settings.cuda, settings.toolchain,
         cache_dir=settings_mod.cache_dir(settings), nixpkgs=settings.nixpkgs, offline=settings.offline,

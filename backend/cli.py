@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     add("toolchain", "show the CUDA toolchain a variant would use")
     verify = add("verify", "check wheels, a wheelhouse or shared objects")
     verify.add_argument("paths", nargs="+", metavar="PATH")
+    verify.add_argument("--emulate", action="store_true",
+                        help="also load every shared object under QEMU as the -C isa CPU (docs/VERIFY.md)")
     return parser
 
 
@@ -142,7 +144,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "verify":
         from .verify import command as verify_command
 
-        return verify_command.main(args.paths, settings, args.json)
+        return verify_command.main(args.paths, settings, args.json, emulate=args.emulate)
     raise AssertionError(command)
 
 

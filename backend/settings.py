@@ -58,7 +58,7 @@ RuntimeDeps = Literal["bundle", "none"]
 RUNTIME_DEPS: tuple[str, ...] = get_args(RuntimeDeps)
 BuildRequirements = Literal["locked", "ranges"]
 BUILD_REQUIREMENTS: tuple[str, ...] = get_args(BuildRequirements)
-SmokeMode = Literal["auto", "cpu", "off"]
+SmokeMode = Literal["auto", "cpu", "emulate", "off"]
 SMOKE_MODES: tuple[str, ...] = get_args(SmokeMode)
 # manylinux_2_X policies of auditwheel's table on both x86_64 and aarch64 (tests/test_manylinux.py checks it).
 ManylinuxPolicy = Literal["2_17", "2_24", "2_26", "2_27", "2_28", "2_31", "2_34", "2_35", "2_36", "2_37", "2_38",
@@ -310,6 +310,13 @@ def _output_folder(key: str, value: Any, base: Path) -> Path:
     return check_output_folder(key, _path(key, value, base), str(value))
 
 
+def _folder(key: str, value: Any, base: Path) -> Path:
+    path = _path(key, value, base)
+    if not path.is_dir():
+        raise SettingError(key, str(value), "an existing folder")
+    return path
+
+
 def _wheel_folder(key: str, value: Any, base: Path) -> Path:
     path = _path(key, value, base)
     check_path_characters(key, str(path), str(value))
@@ -498,8 +505,13 @@ class Settings:
         "only (no index, no `pip.conf`)", parse=_wheel_folder, accepts="folder")
     smoke: SmokeMode = setting(
         "smoke", "install the wheelhouse with `--no-index` into a fresh venv and run one op per "
-        "component (and CUDA ops plus a Triton kernel where a GPU is present; `cpu`: CPU ops only)",
+        "component (and CUDA ops plus a Triton kernel where a GPU is present; `cpu`: CPU ops only; "
+        "`emulate`: CPU ops run under QEMU as the variant's CPU, [docs/VERIFY.md](docs/VERIFY.md))",
         default="auto")
+    emulate_sysroot: Path | None = setting(
+        "emulate-sysroot", "an aarch64 root filesystem with Python 3 for `verify --emulate` and "
+        "`smoke=emulate` of ARM variants on an x86-64 host (`ci/setup/aarch64_sysroot.sh` makes one)",
+        parse=_folder, accepts="folder")
     manylinux: ManylinuxPolicy | None = setting(
         "manylinux", "target policy: refuse a host whose libstdc++/glibc is newer, tag wheels "
         "`manylinux_<policy>` ([docs/MANYLINUX.md](docs/MANYLINUX.md))",

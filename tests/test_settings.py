@@ -99,7 +99,7 @@ def test_closure_and_smoke_settings(tmp_path):
     assert (chosen.runtime_deps, chosen.smoke, chosen.runtime_find_links) == ("none", "cpu", tmp_path)
     assert (resolve({}).runtime_deps, resolve({}).smoke) == ("bundle", "auto")
     for key, value, accepted in (("runtime-deps", "bundel", "bundle, none; did you mean 'bundle'?"),
-                                 ("smoke", "of", "auto, cpu, off")):
+                                 ("smoke", "of", "auto, cpu, emulate, off")):
         try:
             resolve({key: value})
         except BackendError as error:
@@ -227,6 +227,7 @@ def _valid_samples(tmp_path) -> dict[str, list[str]]:
         "allow-unverified": ["cutlass,flash-attention", ""],
         "free-disk-gb": ["12.5", "0", "auto"],
         "runtime-find-links": [str(tmp_path / "wheels")],
+        "emulate-sysroot": [str(tmp_path / "tree"), "tree"],
         "manylinux": ["2_28", "manylinux2014", "2.34", "auto"],
     }
 

@@ -1,4 +1,4 @@
-"""``python -m backend verify PATH... [-C sm=..] [-C isa=..] [-C cuda=..] [--json]``."""
+"""``python -m backend verify PATH... [-C sm=..] [-C isa=..] [-C cuda=..] [--emulate] [--json]``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from pathlib import Path
 
 from .. import host as host_info
 from ..cuda_driver import check_driver, read_manifest
+from ..errors import BackendError
 from ..settings import Settings
 from ..variants import Variant
-from . import Expectation, verify_paths
+from . import Expectation, emulate as emulation, verify_paths
 
 
 def expectation(settings: Settings) -> Expectation:
@@ -28,15 +29,25 @@ def expectation(settings: Settings) -> Expectation:
     )
 
 
-def main(paths: list[str], settings: Settings, as_json: bool) -> int:
+def main(paths: list[str], settings: Settings, as_json: bool, emulate: bool = False) -> int:
+    if emulate and not settings.isa:
+        raise BackendError("--emulate needs the variant's CPU: pass -C isa=...")
     host = host_info.current()
     if host.gpus:  # a wheelhouse this host's driver cannot run stops here, in one line
         for path in map(Path, paths):
             if path.is_dir():
                 check_driver(read_manifest(path), host.driver, f"verify {path}")
     report = verify_paths([Path(p) for p in paths], expectation(settings))
+    executed = (emulation.verify([Path(p) for p in paths], settings.isa, sysroot=settings.emulate_sysroot)
+                if emulate else None)
     if as_json:
-        print(json.dumps(report.to_json(), indent=2))
+        data = report.to_json()
+        if executed is not None:
+            data["emulate"] = executed.to_json()
+            data["ok"] = data["ok"] and executed.ok
+        print(json.dumps(data, indent=2))
     else:
         print(report.format_table())
-    return 0 if report.ok else 1
+        if executed is not None:
+            print("\n".join(executed.lines()))
+    return 0 if report.ok and (executed is None or executed.ok) else 1

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -37,6 +38,7 @@ from pathlib import Path
 
 from ..cuda_driver import check_driver, read_manifest
 from ..errors import BackendError
+from . import emulate
 
 IMPORT_SCRIPT = r'''
 import importlib, importlib.machinery, importlib.metadata as md, json, sys, traceback
@@ -127,17 +129,34 @@ def run(
     links: Sequence[Path] = (),
     pip_python: Path | str = sys.executable,
     say: Callable[[str], None] = print,
+    emulation: Callable[[Path, str, dict[str, str]], emulate.Launch] | None = None,
 ) -> SmokeResult:
-    """Install ``house`` into a fresh venv under ``work`` and run the checks; ``checks``: (label, code)."""
+    """Install ``house`` into a fresh venv under ``work`` and run the checks; ``checks``: (label, code).
+
+    With ``emulation`` (``-C smoke=emulate``: ``emulate.smoke_launcher``) the imports and the checks run
+    under QEMU as the variant's CPU, and one that dies of an illegal instruction is named with it."""
     work.mkdir(parents=True, exist_ok=True)
     log_path = work / "smoke.log"
     env = _clean_env()
     problems: list[str] = []
     with log_path.open("w") as log:
-        def step(label: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        faults: dict[str, str] = {}   # step label -> the illegal instruction it died of (emulated)
+        emulated_steps = itertools.count()
+        shutil.rmtree(work / "emulate", ignore_errors=True)
+
+        def step(label: str, argv: list[str], cwd: Path, emulated: bool = False) -> subprocess.CompletedProcess:
+            launched = None
+            if emulated and emulation is not None:
+                launched = emulation(work / "emulate" / f"step-{next(emulated_steps)}", argv[0], env)
+                argv = [*launched.argv, *argv[1:]]
             log.write(f"\n== {label}\n$ {' '.join(argv)}\n")
             log.flush()
-            result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+            if launched is not None:
+                result = launched.run(argv[len(launched.argv):], cwd)
+                if (fault := launched.explain(result.returncode)) is not None:
+                    faults[label] = emulate.fault_text(launched.model, fault)
+            else:
+                result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
             log.write(result.stdout + result.stderr)
             log.flush()
             return result
@@ -172,12 +191,14 @@ def run(
             return SmokeResult(False, [f"the wheelhouse does not install {how}: {why}"], log_path, "install failed")
 
         names = [_dist_name(w) for w in list(built) + list(runtime)]
-        result = step("imports", [python, "-c", IMPORT_SCRIPT, json.dumps(names), json.dumps([_dist_name(w) for w in built])], quiet)
+        result = step("imports", [python, "-c", IMPORT_SCRIPT, json.dumps(names), json.dumps([_dist_name(w) for w in built])],
+                      quiet, emulated=True)
         marker = next((l for l in result.stdout.splitlines() if l.startswith("SMOKE-RESULT ")), None)
         if marker is None:
             last = [l for l in result.stdout.splitlines() if l.startswith("import ")]
-            problems.append(f"the import check crashed (exit {result.returncode})"
-                            + (f" at {last[-1].removeprefix('import ')}" if last else ""))
+            at = f" at {last[-1].removeprefix('import ')}" if last else ""
+            problems.append(f"the import check died{at}: {faults['imports']}" if "imports" in faults
+                            else f"the import check crashed (exit {result.returncode}){at}")
             imported = 0
         else:
             data = json.loads(marker.removeprefix("SMOKE-RESULT "))
@@ -188,8 +209,10 @@ def run(
             # From a file, not -c: triton.jit (and anything using inspect.getsource) needs the source.
             script = work / f"check-{index}.py"
             script.write_text(code)
-            result = step(label, [python, str(script)], quiet)
-            if result.returncode != 0:
+            result = step(label, [python, str(script)], quiet, emulated=True)
+            if label in faults:
+                problems.append(f"{label}: {faults[label]}")
+            elif result.returncode != 0:
                 tail = [l for l in result.stderr.strip().splitlines() if l.strip()]
                 problems.append(f"{label}: {tail[-1].strip() if tail else f'exit {result.returncode}'}")
             elif result.stdout.strip():
@@ -236,6 +259,13 @@ def for_build(plan, result, say: Callable[[str], None]) -> None:
     gpu = settings.smoke == "auto" and bool(host.gpus)
     if gpu:
         check_driver(read_manifest(result.wheelhouse), host.driver, "smoke check")
+    emulation = None
+    if settings.smoke == "emulate":
+        model = emulate.model_for(plan.variant.isa)
+        if model.unavailable:
+            say(f"smoke check: {plan.variant.isa}: {model.unavailable}; the CPU checks run natively")
+        else:
+            emulation = emulate.smoke_launcher(plan.variant.isa, settings.emulate_sysroot)
     checks: list[tuple[str, str]] = []
     components = [s.component for s in plan.steps]
     for component in (["torch"] if "torch" not in components else []) + components:
@@ -247,16 +277,17 @@ def for_build(plan, result, say: Callable[[str], None]) -> None:
     # Without bundled runtime dependencies the index must serve them (runtime-deps=none).
     no_index = settings.runtime_deps == "bundle" or settings.torch == "existing" or settings.offline
     work = plan.layout.variant_dir / "smoke"
-    key = _key(result.wheels(), result.runtime, checks, no_index)
+    key = _key(result.wheels(), result.runtime, checks + ([("emulate", plan.variant.isa)] if emulation else []), no_index)
     passed = work / "passed"
     if passed.is_file() and passed.read_text() == key:
         say("smoke check: passed before for these wheels")
         return
     passed.unlink(missing_ok=True)
-    say(f"smoke check: installing the wheelhouse into a fresh venv ({'CPU and GPU' if gpu else 'CPU'} checks)")
+    where = f" under QEMU as {emulate.model_for(plan.variant.isa).cpu}" if emulation else ""
+    say(f"smoke check: installing the wheelhouse into a fresh venv ({'CPU and GPU' if gpu else 'CPU'} checks{where})")
     links = [settings.runtime_find_links] if settings.runtime_find_links else []
     outcome = run(result.wheelhouse, result.wheels(), result.runtime, checks, work=work, no_index=no_index, see=see,
-                  links=links, pip_python=plan.layout.python, say=say)
+                  links=links, pip_python=plan.layout.python, say=say, emulation=emulation)
     if outcome.ok:
         passed.write_text(key)
         say(f"smoke check: ok: {outcome.summary}; log: {outcome.log}")

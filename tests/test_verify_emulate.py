@@ -1,0 +1,255 @@
+"""The ISA promise proved by execution: libraries loaded under QEMU as exactly the variant's CPU.
+
+Real QEMU user mode (Debian's qemu-user, ci/apt/emulate.txt), real gcc and Debian's aarch64 cross
+compiler build the stand-ins of tests/fixtures/emulate/; the ARM rows run an aarch64 Python from Debian's
+arm64 packages (ci/setup/aarch64_sysroot.sh) on this x86-64 host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from backend.verify import emulate
+
+FIXTURES = Path(__file__).parent / "fixtures" / "emulate"
+QEMU_X86 = shutil.which("qemu-x86_64")
+QEMU_ARM = shutil.which("qemu-aarch64")
+CROSS_CC = shutil.which("aarch64-linux-gnu-gcc")
+SYSROOT = Path(os.environ.get("VLLM_STACK_AARCH64_SYSROOT", "/opt/vllm-stack/aarch64-sysroot"))
+pytestmark = pytest.mark.skipif(QEMU_X86 is None, reason="needs qemu-user (ci/apt/emulate.txt)")
+needs_arm = pytest.mark.skipif(
+    QEMU_ARM is None or CROSS_CC is None or not (SYSROOT / "usr" / "bin").is_dir(),
+    reason="needs qemu-aarch64, g++-aarch64-linux-gnu and the aarch64 sysroot (ci/setup/aarch64_sysroot.sh)")
+
+
+def symbol_address(library: Path, name: str) -> int:
+    from elftools.elf.elffile import ELFFile
+
+    with library.open("rb") as handle:
+        symbols = ELFFile(handle).get_section_by_name(".symtab")
+        return next(s["st_value"] for s in symbols.iter_symbols() if s.name == name)
+
+
+@pytest.fixture(scope="module")
+def x86_libs(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("x86")
+    libs = {}
+    for name, defines in (("normal", ["-DNORMAL_PATH"]), ("dispatched", [])):
+        libs[name] = out / f"lib{name}.so"
+        subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-mavx", *defines, "-o", str(libs[name]),
+                        str(FIXTURES / "x86_kernels.c")], check=True)
+    return libs
+
+
+@pytest.fixture(scope="module")
+def arm_libs(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("arm")
+    armv8_2 = "-march=armv8.2-a+fp16+dotprod"
+    kernel = out / "sve2.o"
+    subprocess.run([CROSS_CC, "-O2", "-fPIC", "-c", "-frecord-gcc-switches", f"{armv8_2}+sve2", "-DSVE2_UNIT",
+                    "-o", str(kernel), str(FIXTURES / "arm_dispatch.c")], check=True)
+    libs = {}
+    for name, defines in (("normal", ["-DNORMAL_PATH"]), ("dispatched", [])):
+        libs[name] = out / f"lib{name}.so"
+        subprocess.run([CROSS_CC, "-O2", "-shared", "-fPIC", "-frecord-gcc-switches", armv8_2, *defines,
+                        "-o", str(libs[name]), str(FIXTURES / "arm_dispatch.c"), str(kernel)], check=True)
+    return libs
+
+
+def emulate_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stdout.splitlines() if line.startswith("emulate: ")]
+
+
+def chosen(isa: str, library: Path, work: Path, sysroot: Path | None = None) -> str:
+    """Which kernel the library's load-time dispatch ran on the ISA's emulated CPU."""
+    work.mkdir(parents=True, exist_ok=True)
+    python = emulate.emulated_python(isa, work, sysroot)
+    code = f"import ctypes; print(ctypes.c_char_p.in_dll(ctypes.CDLL({str(library)!r}), 'chosen_kernel').value.decode())"
+    result = python.run(["-I", "-S", "-c", code], cwd=work)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+# ---- x86: avx and avx2 ----------------------------------------------------------------------------------
+
+def test_avx_library_with_avx2_on_its_normal_path_fails(run_backend, x86_libs):
+    result = run_backend("verify", "--emulate", str(x86_libs["normal"]), "-C", "isa=avx")
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = emulate_lines(result)
+    assert lines[0].startswith("emulate: avx on QEMU's SandyBridge: 0/1 libraries loaded, 1 failed"), lines
+    address = symbol_address(x86_libs["normal"], "kernel_avx2")
+    assert lines[1] == (f"emulate: FAIL: libnormal.so: illegal instruction on QEMU's SandyBridge (avx): "
+                        f"vpaddd ymm0,ymm0,ymm0 (AVX2) at libnormal.so+{address:#x}"), lines
+    assert "Traceback" not in result.stderr
+    assert "verification: 1 checked, 0 errors, 1 warning -> ok" in result.stdout   # the scan alone only warns
+
+
+def test_avx_library_with_avx2_behind_cpuid_passes(run_backend, x86_libs, tmp_path):
+    result = run_backend("verify", "--emulate", str(x86_libs["dispatched"]), "-C", "isa=avx")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert emulate_lines(result)[0].startswith("emulate: avx on QEMU's SandyBridge: 1/1 libraries loaded, 0 failed")
+    # the scan alone cannot tell: it sees the AVX2 kernel and can only warn
+    assert "code beyond the variant's avx: avx2" in result.stdout
+    # the pass is not vacuous: the library asked cpuid and took its AVX kernel there, its AVX2 one on Haswell
+    assert chosen("avx", x86_libs["dispatched"], tmp_path / "sandy") == "avx"
+    assert chosen("avx2", x86_libs["dispatched"], tmp_path / "haswell") == "avx2"
+
+
+def test_avx2_runs_on_haswell(x86_libs):
+    outcome = emulate.verify([x86_libs["normal"], x86_libs["dispatched"]], "avx2")
+    assert outcome.ok and outcome.loaded == 2 and outcome.model.cpu == "Haswell-noTSX", outcome.lines()
+
+
+@pytest.mark.parametrize("isa", ["avx", "avx2"])
+def test_cpuid_and_proc_cpuinfo_agree_under_emulation(isa, x86_libs, tmp_path):
+    """What detection code reads: cpuid (emulated by QEMU) and /proc/cpuinfo (the host's in QEMU 7.2 user
+    mode, replaced through the -L prefix) say the same CPU, and it is the model's, not this host's."""
+    python = emulate.emulated_python(isa, tmp_path)
+    code = (f"import ctypes; lib = ctypes.CDLL({str(x86_libs['dispatched'])!r}); lib.cpu_features.restype = ctypes.c_char_p;"
+            "print(lib.cpu_features().decode());"
+            "print(next(l for l in open('/proc/cpuinfo') if l.startswith('flags')).split(':', 1)[1].strip())")
+    result = python.run(["-I", "-S", "-c", code], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    cpuid, cpuinfo = (set(line.split()) for line in result.stdout.splitlines())
+    tracked = {"sse4_2", "popcnt", "aes", "pclmulqdq", "avx", "f16c", "fma", "avx2", "bmi1", "bmi2", "movbe", "avx512f"}
+    assert cpuid == cpuinfo & tracked, (cpuid, cpuinfo)
+    assert ("avx2" in cpuid) == (isa == "avx2") and "avx" in cpuid and "avx512f" not in cpuid
+
+
+def test_failure_names_the_wheel_and_its_library(run_backend, x86_libs, tmp_path):
+    wheel = tmp_path / "standin_kernels-1.0+cu130.sm90.avx-cp311-cp311-linux_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.write(x86_libs["dispatched"], "standin_kernels/libdispatched.so")
+        archive.write(x86_libs["normal"], "standin_kernels/lib/libnormal.so")
+    result = run_backend("verify", "--emulate", str(wheel), "-C", "isa=avx", "--json")
+    assert result.returncode == 1, result.stderr
+    data = json.loads(result.stdout)["emulate"]
+    assert data["libraries"] == 2 and data["loaded"] == 1 and not data["ok"], data
+    [finding] = data["findings"]
+    assert finding["wheel"] == wheel.name and finding["library"] == "standin_kernels/lib/libnormal.so"
+    assert finding["text"].startswith(f"{wheel.name}: standin_kernels/lib/libnormal.so: illegal instruction"), finding
+
+
+# ---- aarch64: armv8_2 on this x86-64 host -----------------------------------------------------------------
+
+@needs_arm
+def test_armv8_2_library_with_sve2_on_its_normal_path_fails(run_backend, arm_libs):
+    result = run_backend("verify", "--emulate", str(arm_libs["normal"]), "-C", "isa=armv8_2",
+                         "-C", f"emulate-sysroot={SYSROOT}")
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = emulate_lines(result)
+    address = symbol_address(arm_libs["normal"], "kernel_sve2")
+    assert lines[1] == (f"emulate: FAIL: libnormal.so: illegal instruction on QEMU's neoverse-n1 (armv8_2): "
+                        f"sqrdmlah z0.s, z1.s, z2.s (SVE2) at libnormal.so+{address:#x}"), lines
+    # the scan alone passes it (a compile record asks for SVE2: a dispatched kernel, as far as it can tell)
+    assert "verification: 1 checked, 0 errors, 1 warning -> ok" in result.stdout, result.stdout
+
+
+@needs_arm
+def test_armv8_2_library_with_sve2_behind_hwcap_passes(run_backend, arm_libs, tmp_path):
+    result = run_backend("verify", "--emulate", str(arm_libs["dispatched"]), "-C", "isa=armv8_2",
+                         "-C", f"emulate-sysroot={SYSROOT}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert emulate_lines(result)[0].startswith("emulate: armv8_2 on QEMU's neoverse-n1: 1/1 libraries loaded, 0 failed")
+    # the scan sees the same SVE2 kernel and compile records as in the failing library: it can only warn
+    assert "SVE2" in result.stdout and "warning cpu" in result.stdout
+    assert chosen("armv8_2", arm_libs["dispatched"], tmp_path, SYSROOT) == "neon"
+
+
+@needs_arm
+def test_hwcaps_and_proc_cpuinfo_agree_under_emulation(tmp_path):
+    """aarch64 detection reads getauxval(AT_HWCAP/AT_HWCAP2) (QEMU's model) and /proc/cpuinfo (the -L prefix's)."""
+    python = emulate.emulated_python("armv8_2", tmp_path, SYSROOT)
+    code = ("import ctypes, platform; libc = ctypes.CDLL(None); libc.getauxval.restype = ctypes.c_ulong;"
+            "print(platform.machine(), libc.getauxval(16), libc.getauxval(26));"
+            "print(next(l for l in open('/proc/cpuinfo') if l.startswith('Features')).split(':', 1)[1].strip())")
+    result = python.run(["-I", "-S", "-c", code], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    first, features = result.stdout.splitlines()
+    machine, hwcap, hwcap2 = first.split()
+    assert machine == "aarch64"
+    # bits of Linux's arch/arm64/include/uapi/asm/hwcap.h
+    bits = {"fp": 0, "asimd": 1, "aes": 3, "pmull": 4, "sha1": 5, "sha2": 6, "crc32": 7, "atomics": 8, "fphp": 9,
+            "asimdhp": 10, "cpuid": 11, "asimdrdm": 12, "lrcpc": 15, "dcpop": 16, "asimddp": 20, "sve": 22, "ssbs": 28}
+    from_hwcap = {name for name, bit in bits.items() if int(hwcap) >> bit & 1}
+    assert from_hwcap == set(features.split()) & bits.keys(), (from_hwcap, features)
+    assert {"asimddp", "asimdhp"} <= from_hwcap and "sve" not in from_hwcap and int(hwcap2) & 2 == 0
+
+
+# ---- what is not emulated, and bad input: one line each --------------------------------------------------
+
+@pytest.mark.parametrize("isa, line", [
+    ("avx512", "emulate: avx512: QEMU cannot emulate AVX-512 (its TCG does not execute it), the scan's verdict stands"),
+    ("avx512bf16", "emulate: avx512bf16: QEMU cannot emulate AVX-512 (its TCG does not execute it), the scan's verdict stands"),
+    ("armv9", "emulate: armv9: QEMU 7.2 has no Armv9-exact CPU model (only max, a superset with SME and more), "
+              "the scan's verdict stands"),
+])
+def test_isas_qemu_cannot_emulate_say_so_in_one_line(run_backend, x86_libs, isa, line):
+    result = run_backend("verify", "--emulate", str(x86_libs["normal"]), "-C", f"isa={isa}")
+    assert emulate_lines(result) == [line], result.stdout
+    assert result.returncode in (0, 1) and "Traceback" not in result.stderr
+
+
+def test_without_qemu_emulate_says_how_to_install_it(x86_libs, tmp_path):
+    env = dict(os.environ, PATH=str(tmp_path))   # no qemu-x86_64 anywhere on PATH
+    result = subprocess.run([sys.executable, "-m", "backend", "verify", "--emulate", str(x86_libs["normal"]),
+                             "-C", "isa=avx"], cwd=Path(__file__).resolve().parent.parent, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr == ("error: --emulate needs qemu-x86_64, which is not installed: install QEMU's user-mode "
+                             "emulation: apt-get install qemu-user (Debian, Ubuntu), dnf install qemu-user (Fedora)\n")
+
+
+def test_emulate_needs_an_isa_and_arm_needs_a_sysroot(run_backend, x86_libs, tmp_path):
+    result = run_backend("verify", "--emulate", str(x86_libs["normal"]))
+    assert result.returncode == 2 and result.stderr == "error: --emulate needs the variant's CPU: pass -C isa=...\n"
+    result = run_backend("verify", "--emulate", str(x86_libs["normal"]), "-C", "isa=armv8_2")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: setting 'emulate-sysroot': --emulate for armv8_2 needs an aarch64 root")
+    result = run_backend("verify", "--emulate", str(x86_libs["normal"]), "-C", "isa=armv8_2",
+                         "-C", f"emulate-sysroot={tmp_path}")
+    assert result.returncode == 2 and result.stderr.startswith(
+        f"error: setting 'emulate-sysroot': bad value '{tmp_path}'; accepted: an aarch64 root filesystem"), result.stderr
+
+
+# ---- -C smoke=emulate: the smoke check's interpreter runs as the variant's CPU -----------------------------
+
+def kernels_wheel(house: Path, library: Path) -> Path:
+    """A wheel whose package loads its CPU library with ctypes at import, as bitsandbytes' cextension does."""
+    from conftest import make_wheel
+
+    init = (b"import ctypes, pathlib\n"
+            b"LIB = ctypes.CDLL(str(pathlib.Path(__file__).parent / 'libkernels.so'))\n"
+            b"def chosen():\n    return ctypes.c_char_p.in_dll(LIB, 'chosen_kernel').value.decode()\n")
+    return make_wheel(house, "standin-kernels", "1.0", {"standin_kernels/__init__.py": init,
+                                                        "standin_kernels/libkernels.so": library.read_bytes()})
+
+
+@pytest.mark.parametrize("kind", ["normal", "dispatched"])
+def test_smoke_emulate_runs_the_checks_on_the_variants_cpu(kind, x86_libs, tmp_path):
+    from backend.verify import smoke
+
+    house = tmp_path / "house"
+    house.mkdir()
+    wheel = kernels_wheel(house, x86_libs[kind])
+    check = ("standin-kernels (CPU)", "import standin_kernels\nprint(standin_kernels.chosen())\n")
+    said: list[str] = []
+    result = smoke.run(house, [wheel], [], [check], work=tmp_path / "smoke", no_index=True, say=said.append,
+                       emulation=emulate.smoke_launcher("avx"))
+    if kind == "dispatched":
+        assert result.ok, result.problems
+        assert said == ["   smoke | standin-kernels (CPU): avx"]   # the AVX kernel: cpuid said SandyBridge
+        return
+    address = symbol_address(x86_libs["normal"], "kernel_avx2")
+    instruction = f"illegal instruction on QEMU's SandyBridge (avx): vpaddd ymm0,ymm0,ymm0 (AVX2) at libkernels.so+{address:#x}"
+    assert result.problems == [f"the import check died at standin_kernels (standin-kernels): {instruction}",
+                               f"standin-kernels (CPU): {instruction}"], result.problems

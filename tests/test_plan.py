@@ -1,6 +1,7 @@
 """The plan: ordered steps with each component's environment, command and jobs."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -71,6 +72,24 @@ def test_avx_torch_really_runs_on_avx_only_cpus(tmp_path):
     writer = next(c for c in step.commands if script in c)
     text = writer[-1]
     assert "set(CXX_AVX2_FOUND FALSE" in text and "set(CAFFE2_COMPILER_SUPPORTS_AVX512_EXTENSIONS OFF" in text
+
+
+def test_avx_plan_says_exactly_what_the_avx_promise_is(tmp_path):
+    """Issue 22.7: the note said an avx torch carries no AVX2/AVX-512 kernels, while XNNPACK (never turned off)
+    carries them behind cpuinfo dispatch.  The note must name every library the environment leaves on with
+    dispatched kernels, every one it turns off, and the promise itself."""
+    step = plan_for(tmp_path, sm="80", isa="avx").step("torch")
+    note = next(n for n in step.notes if "isa=avx" in n)
+    assert "no instruction beyond AVX on any code path an AVX-only CPU runs" in note
+    assert "must not carry" not in note and "no AVX2" not in note
+    library_switch = {"FBGEMM": "USE_FBGEMM", "oneDNN": "USE_MKLDNN", "NNPACK": "USE_NNPACK", "XNNPACK": "USE_XNNPACK"}
+    for library, switch in library_switch.items():
+        off = step.env.get(switch) == "0"
+        said = re.search(rf"\b{library}\b[^;]*", note)
+        assert said, f"the avx note does not say what becomes of {library}"
+        if not off:  # left on: its AVX2/AVX-512 code must be named as dispatched
+            assert "dispatch" in note.split(library, 1)[1], f"{library} stays on; the note must say it dispatches"
+    assert "sleef" in note
 
 
 def test_commands_are_argument_lists(tmp_path):

@@ -13,10 +13,16 @@ from .base import BuildContext, Features, Recipe, pip_wheel
 
 VERSION = "2.9.1"
 
-# An avx torch must not carry AVX2/AVX-512 kernels the host can't run
-# (the seed's build-pytorch avx variants).  FindAVX.cmake's CHECK_SSE only
-# ever *adds* a cache entry (set(... CACHE BOOL) without FORCE), so a FALSE
-# seeded before project() stays FALSE.
+# What isa=avx promises (docs/VERIFY.md, "What isa=avx promises"): no instruction beyond AVX on any code
+# path that runs on an AVX-only CPU.  Code for AVX2/AVX-512 may sit in the binary behind a run-time CPU
+# check that never picks it there, and an avx torch has such code: XNNPACK (on, as in every torch build)
+# compiles its AVX2/AVX-512/VNNI microkernels and selects them through cpuinfo, and sleef's dispatchers
+# pick their AVX2/AVX-512 variants by cpuid.  What this cache removes is the one dispatch that compiles
+# *aten's* kernels for AVX2 and AVX-512 (cmake/Codegen.cmake's CPU_CAPABILITY list, from FindAVX.cmake),
+# as the seed's build-pytorch avx variants do: aten's DEFAULT kernels, compiled with -mavx, are all that
+# remains.  FindAVX.cmake's CHECK_SSE only ever *adds* a cache entry (set(... CACHE BOOL) without FORCE),
+# so a FALSE seeded before project() stays FALSE.  Verification's scan cannot tell dispatched code from
+# the rest, so it warns; execution on an emulated AVX-only CPU is what proves the promise.
 AVX_ONLY_CACHE = {
     "CXX_AVX2_FOUND": "FALSE", "C_AVX2_FOUND": "FALSE",
     "CXX_AVX512_FOUND": "FALSE", "C_AVX512_FOUND": "FALSE",
@@ -129,8 +135,10 @@ def notes(variant) -> list[str]:
         out.append("torch is built without cuDNN (USE_CUDNN=0): cuDNN 9.11+ dropped compute capability < 7.5")
     if variant.isa == "avx":
         out.append(
-            "AVX-only torch: AVX2/AVX-512 CPU kernels, FBGEMM, oneDNN and NNPACK are off, "
-            "so it runs on AVX-only CPUs (slower CPU ops than an avx2 build)"
+            "isa=avx promises no instruction beyond AVX on any code path an AVX-only CPU runs: aten's "
+            "AVX2/AVX-512 kernels, FBGEMM, oneDNN and NNPACK are off; XNNPACK's AVX2/AVX-512/VNNI microkernels "
+            "(cpuinfo) and sleef's AVX2/AVX-512 variants (cpuid) stay in the binary behind run-time dispatch "
+            "that never picks them on an AVX-only CPU (slower CPU ops than an avx2 build)"
         )
     elif variant.platform == "x86_64":
         out.append(

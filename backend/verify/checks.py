@@ -169,7 +169,9 @@ def _check_cpu(obj: ObjectEntry, info: elf.ObjectInfo, expect: Expectation) -> N
                 shown = ", ".join(f"{f.lower()} ({n} instructions)" for f, n in obj.isa_beyond.items())
                 obj.problems.append(Problem(
                     WARNING, "cpu", f"code beyond the variant's {expect.isa}: {shown}; fine when it sits behind "
-                    "run-time dispatch (torch, oneDNN, FBGEMM), a crash on older CPUs when it does not", obj.path))
+                    "run-time dispatch (torch's CPU_CAPABILITY, XNNPACK's cpuinfo, sleef, oneDNN, FBGEMM) that never picks it on "
+                    f"a CPU without it (what isa={expect.isa} promises, docs/VERIFY.md), a crash on older CPUs when "
+                    "it does not", obj.path))
     elif info.machine == "aarch64" and info.code_bytes:
         isa_arm.check_object(obj, info, expect.isa)
     if expect.isa and info.machine in ("x86_64", "aarch64") and info.elf_type in ("ET_DYN", "ET_EXEC", "ET_REL"):

@@ -662,6 +662,33 @@ def test_a_cache_the_backend_created_is_cleaned_and_a_link_in_it_is_never_follow
     assert not (cache / "work").exists() and not (cache / "envs").is_symlink() and (outside / "keep").is_dir()
 
 
+# --- 29.5 a hard link to a name that became a symlink --------------------------------------------------
+
+def test_a_hard_link_to_a_symlink_of_a_files_name_never_leaves_the_tree(tmp_path):
+    """The file a/b/x, then a/b/x -> ../.. (inside: the tree's top), then y, a hard link to a/b/x.
+
+    Laid out naively, y becomes a copy of the symlink at the top, where ../.. is two folders
+    above the tree (Python 3.11.7's ``tarfile`` ``data`` filter lets it through too).
+    """
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("pkg/a/b/x")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+        info = tarfile.TarInfo("pkg/a/b/x")
+        info.type, info.linkname = tarfile.SYMTYPE, "../.."
+        tar.addfile(info)
+        info = tarfile.TarInfo("pkg/y")
+        info.type, info.linkname = tarfile.LNKTYPE, "pkg/a/b/x"
+        tar.addfile(info)
+    archive = tmp_path / "hardlink.tar"
+    archive.write_bytes(buf.getvalue())
+    dest = tmp_path / "deep" / "out"
+    with pytest.raises(BackendError, match="^unsafe archive hardlink.tar: .*nothing was extracted$"):
+        unpack.extract(archive, dest, 1)
+    assert not dest.exists()
+
+
 # === issue 29, defects 9 to 16 (helper hostB) ==========================================================
 
 def _git(tree: Path, *args: str) -> None:

@@ -2,8 +2,9 @@
 
 Refused (the whole archive, with a one-line BackendError): absolute member
 names, ``..`` components, symlinks whose target is absolute or leaves the
-tree (also through a chain of links: each is resolved once all are in
-place), hard links to anything but an earlier regular member, device files,
+tree (also through a chain of links, or as a hard link's copy of a symlink:
+every link in the laid-out tree is resolved once all are in place), hard
+links to anything but an earlier regular member (the latest of its name), device files,
 FIFOs, writing through a symlink, and more than ``max_bytes`` of file
 contents or ``MAX_MEMBERS`` members (checked from the archive's own listing
 before anything is written).  Owners, times and permission bits
@@ -89,6 +90,7 @@ def extract(archive: Path, dest: Path, strip: int = 1, max_bytes: int | None = N
         else:
             links = _extract_tar(archive, dest, strip, max_bytes)
         _check_links_resolve_inside(archive, dest, links)
+        _check_every_link_in_the_tree(archive, dest)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
@@ -108,6 +110,29 @@ def _check_links_resolve_inside(archive: Path, dest: Path, links: list[tuple[str
                 f"unsafe archive {archive.name}: member {member!r}: symlink resolves to {resolved}, "
                 "outside the tree (through other links); nothing was extracted"
             )
+
+
+def _check_every_link_in_the_tree(archive: Path, dest: Path) -> None:
+    """Every link lying in the tree once the whole archive is laid out resolves inside it.
+
+    The members' own checks cannot see every link that ends up in the tree: a hard link
+    to a name that a later member turned into a symlink is copied as that symlink, at
+    another depth (``a/x -> ..`` is inside; its copy at the top, ``y -> ..``, is not).
+    So the laid-out tree itself is walked, whatever made each link.
+    """
+    root = os.path.realpath(dest)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                continue
+            resolved = os.path.realpath(path)
+            if resolved != root and not resolved.startswith(root + os.sep):
+                rel = os.path.relpath(path, root)
+                raise BackendError(
+                    f"unsafe archive {archive.name}: {rel!r} is a link resolving to {resolved}, outside the "
+                    "tree (made by a hard link or through other links); nothing was extracted"
+                )
 
 
 def _check_size(ex: "_Extractor", total: int, count: int, max_bytes: int | None) -> None:
@@ -160,6 +185,8 @@ def _plan_tar(tar: tarfile.TarFile, strip: int, ex: _Extractor, max_bytes: int |
         if member.isfile():
             regular[rel] = member.size
             total += member.size
+        else:
+            regular.pop(rel, None)  # a later member of the same name replaces the file: no hard link to it
         plan.append((member, rel))
     _check_size(ex, total, len(plan), max_bytes)
     return plan

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,10 +51,14 @@ def build_requirements(config_settings: Mapping[str, Any] | None) -> list[str]:
 
 
 def _summary(plan: Plan) -> str:
-    return (
-        f"The vLLM stack for sm_{plan.variant.sm}, {plan.variant.isa}, CUDA {plan.variant.cuda} "
-        f"(variant {plan.variant.name}): pins every wheel of its wheelhouse."
-    )
+    """The returned wheel's Summary: it carries the variant's name, so it says what it pins when that is no vLLM."""
+    target = f"sm_{plan.variant.sm}, {plan.variant.isa}, CUDA {plan.variant.cuda} (variant {plan.variant.name})"
+    components = [step.component for step in plan.steps]
+    if "vllm" in components:
+        return f"The vLLM stack for {target}: pins every wheel of its wheelhouse."
+    torch = f", against the existing torch {plan.torch_version}" if plan.settings.torch == "existing" else ""
+    return (f"Part of the vLLM stack, without vLLM: {', '.join(components)} for {target}{torch}; "
+            f"pins the wheels of these components (components={','.join(plan.settings.selected_components)}).")
 
 
 def prepare_metadata(metadata_directory: str, config_settings) -> str:
@@ -83,7 +86,6 @@ def build_wheel(wheel_directory: str, config_settings) -> str:
     from .wheels import meta
 
     result = run.build(plan)
-    print(f"install: pip install --find-links {plan.layout.wheelhouse} <the returned wheel>", file=sys.stderr)
     requires = meta.pins_for(result.wheels() + result.runtime)
     if plan.settings.torch == "existing":
         requires.insert(0, f"torch=={plan.torch_version}")

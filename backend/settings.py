@@ -47,6 +47,8 @@ CUDAS: tuple[str, ...] = get_args(CudaRelease)
 ToolchainName = Literal["auto", "nix", "system", "pypi"]
 TOOLCHAINS: tuple[str, ...] = get_args(ToolchainName)
 TorchMode = Literal["source", "existing"]
+# torch=existing: stop before compiling when the importable torch does not fit the variant, or go on with a warning
+ExistingTorch = Literal["match", "accept"]
 TORCH_MODES: tuple[str, ...] = get_args(TorchMode)
 VerifyMode = Literal["strict", "warn", "off"]
 VERIFY_MODES: tuple[str, ...] = get_args(VerifyMode)
@@ -438,6 +440,10 @@ class Settings:
     torch: TorchMode = setting(
         "torch", "`existing`: build the rest against the torch importable in the build environment "
         "(use `--no-build-isolation`)", default="source")
+    existing_torch: ExistingTorch = setting(
+        "existing-torch", "with `torch=existing`: `match` stops before compiling when that torch's version, "
+        "CUDA release or GPU code does not fit the variant; `accept` warns and builds against it",
+        default="match")
     wheelhouse: Path | None = setting(
         "wheelhouse", "wheels land in `<wheelhouse>/<variant>/`", parse=_output_folder, accepts="folder",
         shown_default="`./wheelhouse`")

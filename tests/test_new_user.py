@@ -76,13 +76,12 @@ def test_every_hook_on_a_bare_interpreter_is_one_line(bare_python, tmp_path, hoo
     assert not list(out.iterdir())
 
 
-def test_pip_wheel_without_build_isolation_on_a_bare_venv_is_one_line(tmp_path):
-    """The user's path: a venv with pip only, ``pip wheel . --no-build-isolation``."""
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
-    python = env_dir / "bin" / "python"
-    result = subprocess.run([str(python), "-m", "pip", "wheel", str(ROOT), "--no-build-isolation", "--no-deps",
-                             "-C", "sm=90", "-C", "isa=avx512", "-w", str(tmp_path / "dist")],
+def test_pip_wheel_without_build_isolation_on_a_bare_venv_is_one_line(bare_python, tmp_path):
+    """The user's path: ``pip wheel . --no-build-isolation`` with an interpreter that has nothing installed
+    (pip runs with it through ``--python``, as it would from inside the venv)."""
+    result = subprocess.run([sys.executable, "-m", "pip", "--python", str(bare_python), "wheel", str(ROOT),
+                             "--no-build-isolation", "--no-deps", "-C", "sm=90", "-C", "isa=avx512",
+                             "-w", str(tmp_path / "dist")],
                             capture_output=True, text=True, env={**_bare_env(tmp_path), "PIP_NO_INDEX": "1"})
     output = result.stdout + result.stderr
     assert result.returncode != 0
@@ -129,3 +128,178 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     _, err = process.communicate(timeout=60)
     assert err == "", err
     assert process.returncode == 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
+
+
+# Items 3 to 6 meet torch=existing: a torch installed outside the backend, here a small stand-in of its
+# installed layout: torch/version.py with the ``cuda = ...`` line torch's setup.py writes, its dist-info,
+# and (optionally) torch/lib/libtorch_cuda.so with GPU code for given SMs.
+
+def fake_torch(site: Path, version: str, cuda: str | None, sms: tuple[str, ...] = ()) -> Path:
+    package = site / "torch"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(f"__version__ = {version!r}\n")
+    (package / "version.py").write_text(f"__version__ = {version!r}\ndebug = False\ncuda = {cuda!r}\n")
+    info = site / f"torch-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n")
+    if sms:
+        from standin_helpers import find_nvcc
+
+        (package / "lib").mkdir()
+        source = site / "kernel.cu"
+        source.write_text("__global__ void one(float *x) { *x = 1.0f; }\n")
+        gencode = [arg for sm in sms for arg in ("-gencode", f"arch=compute_{sm},code=sm_{sm}")]
+        subprocess.run([find_nvcc(), "-shared", "-Xcompiler", "-fPIC", *gencode, "-o",
+                        str(package / "lib" / "libtorch_cuda.so"), str(source)], check=True, capture_output=True)
+    return site
+
+
+def _host_isa() -> str:
+    from standin_helpers import host_isa
+
+    return host_isa()
+
+
+def _build_existing(run_backend, tmp_path, site: Path, sm: str = "90", *extra: str):
+    return run_backend("build", "-C", f"sm={sm}", "-C", f"isa={_host_isa()}", "-C", "cuda=13.0",
+                       "-C", "components=flashinfer", "-C", "torch=existing", "-C", "offline=true",
+                       "-C", f"wheelhouse={tmp_path / 'wheelhouse'}", *extra, env={"PYTHONPATH": str(site)})
+
+
+# 5. An existing torch that does not fit the variant stops the build before anything is fetched or compiled.
+
+def test_a_cpu_torch_of_another_release_stops_the_build_in_one_line(run_backend, tmp_path):
+    site = fake_torch(tmp_path / "site", "2.13.0+cpu", None)
+    out = _build_existing(run_backend, tmp_path, site)
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert "Traceback" not in out.stderr and len([l for l in lines if l.startswith("error:")]) == 1, out.stderr
+    error = lines[-1]
+    assert "torch 2.13.0+cpu" in error and "the stack's torch is 2.9.1" in error, error
+    assert "it is a CPU build (the variant is CUDA 13.0)" in error and "-C existing-torch=accept" in error
+    assert not (tmp_path / "cache" / "downloads").exists() and not (tmp_path / "cache" / "work").exists()
+
+
+def _plan_like(tmp_path, sm: str, mode: str):
+    from types import SimpleNamespace
+
+    from backend.variants import Variant
+
+    return SimpleNamespace(settings=SimpleNamespace(torch="existing", existing_torch=mode),
+                           variant=Variant(sm=sm, isa=_host_isa(), cuda="13.0"),
+                           steps=[SimpleNamespace(component="flashinfer")])
+
+
+def test_existing_torch_accept_warns_and_goes_on(tmp_path, monkeypatch):
+    from backend.pipeline import existing_torch
+
+    monkeypatch.syspath_prepend(str(fake_torch(tmp_path / "site", "2.13.0+cpu", None)))
+    said = []
+    existing_torch.check(_plan_like(tmp_path, "90", "accept"), said.append)
+    assert len(said) == 1 and said[0].startswith("   warning: torch=existing: torch 2.13.0+cpu")
+    assert "it is a CPU build" in said[0] and "existing-torch=accept" in said[0]
+
+
+@pytest.mark.skipif(not __import__("standin_helpers").find_nvcc(), reason="needs a CUDA 13 nvcc")
+def test_existing_torch_without_code_for_the_sm_stops(tmp_path, monkeypatch):
+    """GPU code for sm_80 only: an sm_86 GPU runs it (same major), sm_90 does not."""
+    from backend.errors import BackendError
+    from backend.pipeline import existing_torch
+
+    monkeypatch.syspath_prepend(str(fake_torch(tmp_path / "site", "2.9.1+cu130", "13.0", sms=("80",))))
+    with pytest.raises(BackendError, match=r"its libtorch_cuda.so has no code for sm_90 \(cubins: sm_80\)"):
+        existing_torch.check(_plan_like(tmp_path, "90", "match"), print)
+    said = []
+    existing_torch.check(_plan_like(tmp_path, "86", "match"), said.append)
+    assert said and "fits" in said[0]
+
+
+# 6. The wheel pip returns for a build without vLLM says so, and what it pins.
+
+def test_the_returned_wheel_of_a_partial_build_says_it_holds_no_vllm(tmp_path):
+    import backend
+
+    partial = backend.prepare_metadata_for_build_wheel(str(tmp_path), {"sm": "90", "isa": "avx2",
+                                                                       "components": "bitsandbytes"})
+    summary = next(l for l in (tmp_path / partial / "METADATA").read_text().splitlines() if l.startswith("Summary:"))
+    assert "without vLLM: bitsandbytes for sm_90" in summary and "components=bitsandbytes" in summary
+    full = backend.prepare_metadata_for_build_wheel(str(tmp_path / "full"), {"sm": "90", "isa": "avx2"})
+    summary = next(l for l in (tmp_path / "full" / full / "METADATA").read_text().splitlines()
+                   if l.startswith("Summary:"))
+    assert summary.startswith("Summary: The vLLM stack for sm_90") and "without" not in summary
+
+
+# 3. With torch=existing the smoke venv sees the environment the build ran in, not only torch's folder.
+
+SMOKE_SCRIPT = r'''
+import json, sys
+from pathlib import Path
+from backend.verify import smoke
+torch_site, house, work = map(Path, sys.argv[1:4])
+wheel = next(house.glob("*.whl"))
+see = smoke.existing_environment(torch_site)
+outcomes = {}
+for name, folders in (("build environment", see), ("torch's folder only", [str(torch_site)])):
+    result = smoke.run(house, [wheel], [], [], work=work / name.replace(" ", "-"), no_index=True, see=folders)
+    outcomes[name] = [result.ok, result.problems]
+print(json.dumps({"see": see, "outcomes": outcomes}))
+'''
+
+
+def test_smoke_check_with_existing_torch_sees_the_requirements_beside_it(tmp_path):
+    """flashinfer's apache-tvm-ffi importable in the build's environment, but in another folder than torch."""
+    import json
+
+    from conftest import make_wheel
+
+    torch_site = fake_torch(tmp_path / "torch-site", "2.13.0+cpu", None)
+    other = tmp_path / "other-site"
+    (other / "tvm_ffi").mkdir(parents=True)
+    (other / "tvm_ffi" / "__init__.py").write_text("")
+    (other / "apache_tvm_ffi-0.1.6.dist-info").mkdir()
+    (other / "apache_tvm_ffi-0.1.6.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: apache-tvm-ffi\nVersion: 0.1.6\n")
+    house = tmp_path / "house"
+    house.mkdir()
+    make_wheel(house, "flashinfer-python", "0.6.1+cu130.sm90.avx2", requires=["torch==2.13.0+cpu", "apache-tvm-ffi"])
+    env = {**os.environ, "PYTHONPATH": f"{torch_site}{os.pathsep}{other}{os.pathsep}{ROOT}"}
+    result = subprocess.run([sys.executable, "-c", SMOKE_SCRIPT, str(torch_site), str(house), str(tmp_path / "work")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert str(other) in report["see"] and str(ROOT) not in report["see"]
+    assert report["outcomes"]["build environment"] == [True, []]
+    ok, problems = report["outcomes"]["torch's folder only"]  # what the smoke check did before: it could only fail
+    assert not ok and "apache-tvm-ffi" in problems[0]
+
+
+# 4. A wheelhouse without its runtime dependencies has a requirements.txt, and the printed command installs it.
+
+def test_a_torch_existing_wheelhouse_installs_with_the_printed_command(tmp_path):
+    from conftest import make_wheel
+
+    from backend.wheels import closure
+    from backend.wheels.wheelhouse import Wheelhouse
+
+    built = make_wheel(tmp_path / "built", "flashinfer-python", "0.6.1+cu130.sm90.avx2", requires=["torch==2.13.0"])
+    house = Wheelhouse(tmp_path / "wheelhouse" / "vllm-python311-cuda13_0-sm90-avx2")
+    house.add(built, {"component": "flashinfer", "source": "test", "source_hash": None, "build_key": "k",
+                      "seconds": 1.0})
+    closure.write_built_requirements(house)
+    lines = [l for l in (house.root / "requirements.txt").read_text().splitlines() if not l.startswith("#")]
+    assert lines == ["flashinfer-python==0.6.1+cu130.sm90.avx2"]
+    command = closure.install_command(house.root, bundled=False, torch_existing="2.13.0")
+    assert "torch 2.13.0" in command
+    # The user's environment: a venv holding the torch the build used (pip runs in it through --python).
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    pip = [sys.executable, "-m", "pip", "--python", str(env_dir / "bin" / "python")]
+    torch_wheel = make_wheel(tmp_path / "torch", "torch", "2.13.0")
+    pip_env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": os.devnull}
+    subprocess.run([*pip, "install", "-q", str(torch_wheel)], check=True, env=pip_env)
+    argv = command.split(" (")[0].split()
+    assert argv[:2] == ["pip", "install"]
+    result = subprocess.run([*pip, *argv[1:]], capture_output=True, text=True, env=pip_env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = subprocess.run([*pip, "show", "flashinfer-python"], capture_output=True, text=True, env=pip_env)
+    assert "Version: 0.6.1+cu130.sm90.avx2" in shown.stdout

@@ -22,7 +22,7 @@ from ..toolchains import hostcc
 from ..wheels import deploy_notes, manylinux
 from ..wheels import names as wheel_names
 from .. import cache_marker
-from . import disk, environment
+from . import disk, environment, existing_torch
 from .executor import StepExecutor
 from .plan import Plan, common_env
 from .runner import CommandFailed, say
@@ -103,6 +103,7 @@ def build(plan: Plan) -> BuildResult:
         say(f"cache: {cache_dir(plan.settings)} holds what the backend did not put there; builds write only "
             "their own folders in it, and clean refuses it (a cache-dir of its own avoids both)")
     writable_folder("wheelhouse", plan.layout.wheelhouse)
+    existing_torch.check(plan, say)  # before anything is downloaded or compiled
     with hold(plan.layout.variant_dir, say):
         return _build_locked(plan)
 
@@ -164,6 +165,9 @@ def _build_locked(plan: Plan) -> BuildResult:
     if settings.wheel_variants:
         _write_variant_wheels(result)
     say(f"wheelhouse: {layout.wheelhouse}")
+    say("install: " + closure.install_command(
+        layout.wheelhouse, bundled=settings.runtime_deps == "bundle" and settings.torch != "existing",
+        torch_existing=plan.torch_version if settings.torch == "existing" else None))
     return result
 
 

@@ -14,9 +14,11 @@
 5. with ``-C smoke=auto`` on a machine with a GPU, ``Recipe.smoke_gpu`` too:
    one CUDA op per component and a Triton kernel.
 
-With ``torch=existing`` nothing is bundled: the venv sees the folder the
-existing torch lives in, and installs the built wheels with ``--no-index``
-from the wheelhouse (and ``-C runtime-find-links``, when given).
+With ``torch=existing`` nothing is bundled: the venv sees the environment
+the build ran in (every folder of its import path that holds installed
+distributions: torch's, and those of the built wheels' other requirements,
+wherever they live), and installs the built wheels with ``--no-index`` from
+the wheelhouse (and ``-C runtime-find-links``, when given).
 
 A failure names the distribution, module or component, with the log's path.
 A passed check is not rerun for the same wheels (``<variant>/smoke/passed``).
@@ -32,6 +34,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import venv
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,6 +42,8 @@ from pathlib import Path
 from ..cuda_driver import check_driver, read_manifest
 from ..errors import BackendError
 from . import emulate
+
+BACKEND_PROJECT = Path(__file__).resolve().parents[2]  # backend-path ".": on sys.path inside the hooks
 
 IMPORT_SCRIPT = r'''
 import importlib, importlib.machinery, importlib.metadata as md, json, sys, traceback
@@ -223,6 +228,22 @@ def run(
     return SmokeResult(not problems, problems, log_path, summary)
 
 
+def existing_environment(torch_folder: Path) -> list[str]:
+    """The folders of this interpreter's import path that hold installed distributions (torch's first).
+
+    The built wheels' requirements (flashinfer's ``apache-tvm-ffi``) may live beside torch or in another
+    site folder (a venv over the system's, the user site, ``PYTHONPATH``); the standard library and the
+    project itself are left out.
+    """
+    skip = {Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "platstdlib")} | {BACKEND_PROJECT}
+    folders = [str(torch_folder)]
+    for entry in sys.path:
+        path = Path(entry or ".").resolve()
+        if path.is_dir() and path not in skip and str(path) not in folders and any(path.glob("*.dist-info")):
+            folders.append(str(path))
+    return folders
+
+
 def _key(built: Sequence[Path], runtime: Sequence[Path], checks, no_index: bool) -> str:
     digest = hashlib.sha256()
     for wheel in sorted(list(built) + list(runtime), key=lambda p: p.name):
@@ -254,7 +275,7 @@ def for_build(plan, result, say: Callable[[str], None]) -> None:
         if spec is None or not spec.submodule_search_locations:
             say("smoke check: skipped (torch=existing, but this interpreter imports no torch)")
             return
-        see = [str(Path(list(spec.submodule_search_locations)[0]).parent)]
+        see = existing_environment(Path(list(spec.submodule_search_locations)[0]).parent)
     host = host_info.current()
     gpu = settings.smoke == "auto" and bool(host.gpus)
     if gpu:

@@ -224,6 +224,35 @@ def _download(python: Path, items: Sequence[Resolved], house: Path, *, offline: 
     return pairs
 
 
+def install_command(wheelhouse: Path, *, bundled: bool, torch_existing: str | None = None) -> str:
+    """The command that installs a wheelhouse, as its build wrote it (printed at the end of every build)."""
+    lock = Path(wheelhouse) / LOCK_FILE
+    if bundled:
+        return f"pip install --no-index --find-links {wheelhouse} --require-hashes -r {lock}"
+    command = f"pip install --find-links {wheelhouse} -r {lock}"
+    if torch_existing:
+        return (f"{command} (into an environment with torch {torch_existing}, the one the build used: "
+                "torch and the other dependencies come from there and from the index)")
+    return f"{command} (runtime-deps=none: the index serves the dependencies)"
+
+
+def write_built_requirements(house) -> None:
+    """``requirements.txt`` of a wheelhouse without its runtime dependencies: the built wheels, pinned by version.
+
+    No hashes: pip's hash-checking mode would then demand a hash for every dependency the index serves.
+    ``SHA256SUMS`` still holds each wheel's hash.
+    """
+    lines = [
+        "# The wheels built here, pinned (written by the vllm-stack backend); their dependencies are not in this",
+        "# folder (torch=existing or runtime-deps=none). Install into the environment the build used with:",
+        "#   pip install --find-links . -r requirements.txt",
+    ]
+    built = [entry for entry in house.manifest()["wheels"].values() if entry.get("origin") != ORIGIN]
+    for entry in sorted(built, key=lambda e: canonicalize_name(e["distribution"])):
+        lines.append(f"{entry['distribution']}=={entry['version']}")
+    write_atomic(house.root / LOCK_FILE, ("\n".join(lines) + "\n").encode())
+
+
 def _write_lock(house) -> None:
     """``requirements.txt``: every wheel of the wheelhouse, pinned with its sha256 (pip --require-hashes)."""
     lines = [
@@ -242,9 +271,11 @@ def for_build(plan, result, python: Path, say: Callable[[str], None]) -> list[Pa
     settings = plan.settings
     house = Wheelhouse(result.wheelhouse, variant=plan.variant.name)
     if settings.runtime_deps == "none":
+        write_built_requirements(house)
         say("runtime dependencies: not bundled (runtime-deps=none); installing needs an index")
         return []
     if settings.torch == "existing":
+        write_built_requirements(house)
         say("runtime dependencies: not bundled (torch=existing: torch and its dependencies are your environment's)")
         return []
     # Every built wheel of the wheelhouse, not only this build's: the folder stays installable as a whole.

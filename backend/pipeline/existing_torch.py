@@ -1,0 +1,110 @@
+"""``torch=existing``: does the importable torch fit the variant?  Judged before anything compiles.
+
+Read without importing torch (seconds, and a CUDA torch may not load on a
+build host): its version from its metadata, its CUDA release from the
+``cuda = ...`` line of ``torch/version.py`` (written by torch's setup.py;
+``None`` for a CPU build), its GPU code from the fatbin of
+``torch/lib/libtorch_cuda.so`` when there is one.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from ..errors import BackendError
+
+
+def _cuda_release(version_py: Path) -> tuple[bool, str | None]:
+    """(found, release) from torch/version.py's ``cuda = ...``."""
+    try:
+        tree = ast.parse(version_py.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return False, None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "cuda" for t in node.targets):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                return False, None
+            return True, value if isinstance(value, str) else None
+    return False, None
+
+
+def _gpu_targets(library: Path) -> tuple[set[str], set[str]]:
+    """(cubin SMs, PTX SMs) in a CUDA library's fatbin, e.g. ({"90", "100a"}, {"90"})."""
+    from ..verify.elf import read_object
+
+    info = read_object(library, symbols=False)
+    cubins = {f"{e.sm}{e.suffix}" for section in info.gpu for e in section.cubins}
+    ptx = {f"{e.sm}{e.suffix}" for section in info.gpu for e in section.ptx}
+    return cubins, ptx
+
+
+def _runs_on(sm: str, cubins: set[str], ptx: set[str]) -> bool:
+    """Whether a GPU of ``sm`` runs this code: a cubin of the same major and a minor not above its own
+    (arch-specific ``a``/``f`` cubins only on their exact SM), or PTX of an SM not above it, which the driver
+    compiles."""
+    number = int(sm)
+    for cubin in cubins:
+        base = cubin.rstrip("af")
+        if base == sm or (base == cubin and int(base) // 10 == number // 10 and int(base) <= number):
+            return True
+    return any(int(p.rstrip("af")) <= number for p in ptx if p == p.rstrip("af"))
+
+
+def problems(variant, stack_torch: str) -> tuple[str, list[str]]:
+    """(what the importable torch is, why it does not fit ``variant``); no problems: it fits."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return "no torch", ["no torch is importable"]
+    folder = Path(list(spec.submodule_search_locations)[0])
+    version = importlib.metadata.version("torch")
+    found: list[str] = []
+    try:
+        if Version(version).base_version != Version(stack_torch).base_version:
+            found.append(f"it is torch {Version(version).base_version}, the stack's torch is {stack_torch}")
+    except InvalidVersion:
+        found.append(f"its version {version!r} is not a version")
+    known, cuda = _cuda_release(folder / "version.py")
+    if known and cuda is None:
+        found.append(f"it is a CPU build (the variant is CUDA {variant.cuda})")
+    elif known and ".".join(cuda.split(".")[:2]) != variant.cuda:
+        found.append(f"it is built for CUDA {cuda}, the variant for CUDA {variant.cuda}")
+    library = folder / "lib" / "libtorch_cuda.so"
+    if library.is_file():
+        cubins, ptx = _gpu_targets(library)
+        if not _runs_on(variant.sm, cubins, ptx):
+            shown = ", ".join(f"sm_{c}" for c in sorted(cubins)) or "none"
+            found.append(f"its libtorch_cuda.so has no code for sm_{variant.sm} (cubins: {shown})")
+    return f"torch {version} ({folder})", found
+
+
+def check(plan, say: Callable[[str], None]) -> None:
+    """Stop (``existing-torch=match``) or warn (``accept``) when the existing torch does not fit."""
+    settings = plan.settings
+    if settings.torch != "existing":
+        return
+    from .. import recipes
+
+    if not any("torch" in recipes.get(step.component).depends for step in plan.steps):
+        return  # nothing planned builds against torch (components=bitsandbytes)
+
+    what, found = problems(plan.variant, recipes.get("torch").version)
+    if not found:
+        say(f"   torch=existing: {what} fits {plan.variant.name}")
+        return
+    why = "; ".join(found)
+    if settings.existing_torch == "accept":
+        say(f"   warning: torch=existing: {what} does not fit {plan.variant.name}: {why} "
+            "(existing-torch=accept: building against it anyway)")
+        return
+    raise BackendError(
+        f"torch=existing: {what} does not fit {plan.variant.name}: {why}; install a torch that fits, "
+        "build torch from source (-C torch=source), or -C existing-torch=accept to build against it anyway"
+    )

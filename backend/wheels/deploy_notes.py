@@ -66,6 +66,8 @@ def text(variant, components: list[str], manifest: dict[str, Any], python: str, 
 
 def write(wheelhouse: Path, variant, components: list[str], manifest: dict[str, Any], python: str) -> Path:
     path = wheelhouse / DEPLOY
-    pinned = (wheelhouse / "requirements.txt").is_file()
+    lock = wheelhouse / "requirements.txt"
+    # Hash-pinned only when the runtime dependencies are bundled (closure.write_built_requirements has no hashes).
+    pinned = lock.is_file() and "--hash=sha256:" in lock.read_text()
     write_atomic(path, text(variant, components, manifest, python, pinned).encode("utf-8"))
     return path

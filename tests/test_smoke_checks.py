@@ -29,3 +29,54 @@ def test_a_check_that_reads_its_own_source_runs(tmp_path):
                        no_index=True, say=said.append)
     assert result.ok, result.problems
     assert "   smoke | demo (CPU): def kernel():" in said
+
+
+# What a first kernel does on a deployment host, by upstream's own behaviour: Triton builds its launcher with
+# the host C compiler (triton/runtime/build.py looks up cc/gcc/clang on PATH, or $CC); flashinfer compiles a
+# kernel outside its AOT set with nvcc and ninja (flashinfer/jit/core.py).  Each stand-in check does the same
+# lookup and compiles a one-line program with what it finds.
+LIKE_TRITON = (
+    "import os, shutil, subprocess, sys, tempfile\n"
+    "cc = os.environ.get('CC') or next(filter(None, map(shutil.which, ('cc', 'gcc', 'clang'))), None)\n"
+    "if cc is None: sys.exit('RuntimeError: Failed to find C compiler. Please specify via CC environment variable.')\n"
+    "d = tempfile.mkdtemp(); open(d + '/l.c', 'w').write('int f(void) { return 1; }\\n')\n"
+    "subprocess.run([cc, '-shared', '-fPIC', '-o', d + '/l.so', d + '/l.c'], check=True)\n"
+)
+LIKE_FLASHINFER_JIT = (
+    "import shutil, sys\n"
+    "if shutil.which('nvcc') is None: sys.exit('RuntimeError: Could not find nvcc and default cuda_home')\n"
+)
+
+
+def test_checks_run_without_compilers_and_report_what_they_needed(tmp_path, monkeypatch):
+    """A check needing only a C compiler passes with the need named; one needing nvcc fails in one line."""
+    nvcc_dir = tmp_path / "cuda" / "bin"
+    nvcc_dir.mkdir(parents=True)
+    (nvcc_dir / "nvcc").write_text("#!/bin/sh\nexit 0\n")
+    (nvcc_dir / "nvcc").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{nvcc_dir}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("CUDA_HOME", str(nvcc_dir.parent))
+    house = tmp_path / "house"
+    house.mkdir()
+    wheel = make_wheel(house, "demo", "1.0")
+    said = []
+    result = smoke.run(house, [wheel], [], [("triton-like (GPU)", LIKE_TRITON),
+                                            ("flashinfer-like (GPU)", LIKE_FLASHINFER_JIT)],
+                       work=tmp_path / "smoke", no_index=True, say=said.append)
+    assert result.needs == ["triton-like (GPU): a C compiler at first use (RuntimeError: Failed to find C compiler. "
+                            "Please specify via CC environment variable.)"]
+    assert result.problems == ["flashinfer-like (GPU): needs the build host's tools at first use (nvcc, ninja or a C++ "
+                               "compiler; a deployment host has none): RuntimeError: Could not find nvcc and default cuda_home"]
+    assert not result.ok
+    assert any(line.startswith("   smoke | needs triton-like (GPU): a C compiler") for line in said)
+    log = result.log.read_text()
+    assert "== triton-like (GPU), no compilers" in log and "== triton-like (GPU), a C compiler only" in log
+
+
+def test_a_check_that_needs_no_compiler_runs_once(tmp_path):
+    house = tmp_path / "house"
+    house.mkdir()
+    wheel = make_wheel(house, "demo", "1.0")
+    result = smoke.run(house, [wheel], [], [("plain (CPU)", "print(1 + 1)")], work=tmp_path / "smoke", no_index=True)
+    assert result.ok and result.needs == []
+    assert result.log.read_text().count("== plain (CPU)") == 1

@@ -103,6 +103,7 @@ class SmokeResult:
     problems: list[str]
     log: Path
     summary: str
+    needs: list[str] = dataclasses.field(default_factory=list)  # accepted first-use needs (a C compiler)
 
 
 def _clean_env() -> dict[str, str]:
@@ -114,6 +115,35 @@ def _clean_env() -> dict[str, str]:
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env
+
+
+# What points a process at a compiler or a CUDA toolkit; a deployment host has none of them.
+TOOLCHAIN_VARIABLES = ("CC", "CXX", "CUDAHOSTCXX", "CUDACXX", "CUDA_HOME", "CUDA_PATH", "CUDA_ROOT", "NVCC")
+# A C compiler as a distribution installs it: the driver and the assembler and linker it runs (binutils).
+C_COMPILERS = ("cc", "gcc", "clang", "as", "ld", "ld.bfd", "ld.gold")
+
+
+def _deploy_env(env: dict[str, str], venv_dir: Path, tools: Path | None) -> dict[str, str]:
+    """``env`` as a deployment host has it: PATH holds the venv's bin (and ``tools``) only."""
+    out = {k: v for k, v in env.items() if k not in TOOLCHAIN_VARIABLES}
+    out["PATH"] = os.pathsep.join([str(venv_dir / "bin"), *([str(tools)] if tools else [])])
+    return out
+
+
+def _c_compiler_only(folder: Path, path: str) -> Path:
+    """A folder holding links to the C compilers found on ``path`` and nothing else."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in C_COMPILERS:
+        found = shutil.which(name, path=path)
+        link = folder / name
+        if found and not link.exists():
+            link.symlink_to(found)
+    return folder
+
+
+def _last_line(result: subprocess.CompletedProcess) -> str:
+    tail = [l for l in result.stderr.strip().splitlines() if l.strip()]
+    return tail[-1].strip() if tail else f"exit {result.returncode}"
 
 
 def _dist_name(wheel: Path) -> str:
@@ -144,15 +174,17 @@ def run(
     log_path = work / "smoke.log"
     env = _clean_env()
     problems: list[str] = []
+    needs: list[str] = []
     with log_path.open("w") as log:
         faults: dict[str, str] = {}   # step label -> the illegal instruction it died of (emulated)
         emulated_steps = itertools.count()
         shutil.rmtree(work / "emulate", ignore_errors=True)
 
-        def step(label: str, argv: list[str], cwd: Path, emulated: bool = False) -> subprocess.CompletedProcess:
+        def step(label: str, argv: list[str], cwd: Path, emulated: bool = False,
+                 run_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
             launched = None
             if emulated and emulation is not None:
-                launched = emulation(work / "emulate" / f"step-{next(emulated_steps)}", argv[0], env)
+                launched = emulation(work / "emulate" / f"step-{next(emulated_steps)}", argv[0], run_env or env)
                 argv = [*launched.argv, *argv[1:]]
             log.write(f"\n== {label}\n$ {' '.join(argv)}\n")
             log.flush()
@@ -161,7 +193,7 @@ def run(
                 if (fault := launched.explain(result.returncode)) is not None:
                     faults[label] = emulate.fault_text(launched.model, fault)
             else:
-                result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+                result = subprocess.run(argv, cwd=cwd, env=run_env or env, capture_output=True, text=True)
             log.write(result.stdout + result.stderr)
             log.flush()
             return result
@@ -210,22 +242,41 @@ def run(
             problems += data["problems"]
             imported = data["imported"]
 
+        c_only = _c_compiler_only(work / "c-compiler", env.get("PATH", ""))
         for index, (label, code) in enumerate(checks):
             # From a file, not -c: triton.jit (and anything using inspect.getsource) needs the source.
             script = work / f"check-{index}.py"
             script.write_text(code)
-            result = step(label, [python, str(script)], quiet, emulated=True)
-            if label in faults:
-                problems.append(f"{label}: {faults[label]}")
+            # As on a deployment host: no compiler and no CUDA bin on PATH.  Where that fails, once more with
+            # a C compiler only (Triton's launcher: a need DEPLOY.md names), then with the build's PATH.
+            stage = f"{label}, no compilers"
+            result = step(stage, [python, str(script)], quiet, emulated=True, run_env=_deploy_env(env, env_dir, None))
+            if result.returncode != 0 and stage not in faults:
+                bare = result
+                stage = f"{label}, a C compiler only"
+                result = step(stage, [python, str(script)], quiet, emulated=True,
+                              run_env=_deploy_env(env, env_dir, c_only))
+                if result.returncode == 0:
+                    needs.append(f"{label}: a C compiler at first use ({_last_line(bare)})")
+                elif stage not in faults:
+                    stage = f"{label}, the build's PATH"
+                    result = step(stage, [python, str(script)], quiet, emulated=True)
+                    if result.returncode == 0:
+                        problems.append(f"{label}: needs the build host's tools at first use (nvcc, ninja or a "
+                                        f"C++ compiler; a deployment host has none): {_last_line(bare)}")
+                        continue
+            if stage in faults:
+                problems.append(f"{label}: {faults[stage]}")
             elif result.returncode != 0:
-                tail = [l for l in result.stderr.strip().splitlines() if l.strip()]
-                problems.append(f"{label}: {tail[-1].strip() if tail else f'exit {result.returncode}'}")
+                problems.append(f"{label}: {_last_line(result)}")
             elif result.stdout.strip():
                 for line in result.stdout.strip().splitlines():
                     say(f"   smoke | {label}: {line}")
+        for need in needs:
+            say(f"   smoke | needs {need}")
     summary = (f"{len(names)} distribution(s) installed {'with --no-index ' if no_index else ''}into a fresh venv, "
-               f"{imported} module(s) imported, {len(checks)} check(s) run")
-    return SmokeResult(not problems, problems, log_path, summary)
+               f"{imported} module(s) imported, {len(checks)} check(s) run without compilers or CUDA's bin on PATH")
+    return SmokeResult(not problems, problems, log_path, summary, needs)
 
 
 def existing_environment(torch_folder: Path) -> list[str]:

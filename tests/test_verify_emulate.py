@@ -253,3 +253,84 @@ def test_smoke_emulate_runs_the_checks_on_the_variants_cpu(kind, x86_libs, tmp_p
     instruction = f"illegal instruction on QEMU's SandyBridge (avx): vpaddd ymm0,ymm0,ymm0 (AVX2) at libkernels.so+{address:#x}"
     assert result.problems == [f"the import check died at standin_kernels (standin-kernels): {instruction}",
                                f"standin-kernels (CPU): {instruction}"], result.problems
+
+
+# ---- real code: bitsandbytes 0.49.1's CPU library ------------------------------------------------------
+
+BNB_MIRROR = Path("/work/.mirror/bitsandbytes-foundation+bitsandbytes/repo")   # as tests/test_nar.py
+
+
+def build_bitsandbytes_cpu(tree: Path, work: Path, flags: list[str], *, cross: bool = False,
+                           patch: bool = False) -> Path:
+    """libbitsandbytes_cpu.so of the 0.49.1 tree (COMPUTE_BACKEND=cpu), compiled with ``flags``."""
+    source = work / "src"
+    shutil.copytree(tree, source)
+    if patch:
+        subprocess.run(["patch", "-p1", "-s", "-d", str(source), "-i",
+                        str(FIXTURES / "bitsandbytes-cpu-variant-isa.patch")], check=True)
+    cross_args = (["-DCMAKE_SYSTEM_NAME=Linux", "-DCMAKE_SYSTEM_PROCESSOR=aarch64",
+                   f"-DCMAKE_C_COMPILER={CROSS_CC}", "-DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++"] if cross else [])
+    subprocess.run(["cmake", "-S", str(source), "-B", str(work / "build"), "-G", "Ninja", "-DCOMPUTE_BACKEND=cpu",
+                    f"-DCMAKE_CXX_FLAGS={' '.join(flags)} -frecord-gcc-switches", *cross_args],
+                   check=True, capture_output=True)
+    subprocess.run(["ninja", "-C", str(work / "build")], check=True, capture_output=True)
+    return source / "bitsandbytes" / "libbitsandbytes_cpu.so"
+
+
+@pytest.fixture(scope="module")
+def bnb_tree(tmp_path_factory) -> Path:
+    if not (BNB_MIRROR / "HEAD").is_file():
+        pytest.skip("no local git mirror of bitsandbytes (fetch github:bitsandbytes-foundation/bitsandbytes)")
+    tree = tmp_path_factory.mktemp("bnb") / "bitsandbytes-0.49.1"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(BNB_MIRROR), "archive", "0.49.1"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+def blockwise_op(isa: str, library: Path, work: Path, sysroot: Path | None = None) -> str:
+    """bitsandbytes' CPU smoke op on the ISA's emulated CPU: its output, or the one-line illegal instruction."""
+    work.mkdir(parents=True, exist_ok=True)
+    python = emulate.emulated_python(isa, work, sysroot)
+    result = python.run(["-I", "-S", str(FIXTURES / "bnb_blockwise.py"), str(library)], cwd=work)
+    if (fault := python.explain(result.returncode)) is not None:
+        return emulate.fault_text(python.model, fault)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isa", ["avx", "avx2"])
+def test_bitsandbytes_cpu_library_runs_on_its_isa(isa, bnb_tree, tmp_path):
+    from backend import cpu_isa
+
+    flags = list(cpu_isa.get(isa).flags)
+    library = build_bitsandbytes_cpu(bnb_tree, tmp_path / "patched", flags, patch=True)
+    outcome = emulate.verify([library], isa)
+    assert outcome.ok and outcome.loaded == 1, outcome.lines()
+    assert blockwise_op(isa, library, tmp_path / "op").startswith("blockwise 8-bit round trip, max error")
+
+
+@pytest.mark.slow
+def test_bitsandbytes_cpu_library_as_upstream_builds_it_dies_on_avx(bnb_tree, tmp_path):
+    """Upstream's CMakeLists adds -mavx2 -mfma ... to the CPU backend: it loads on a Sandy Bridge (nothing runs
+    at load), the scan only warns, and its quantization dies of an AVX2 instruction: the op-level check finds it."""
+    library = build_bitsandbytes_cpu(bnb_tree, tmp_path / "upstream", ["-mavx"])
+    assert emulate.verify([library], "avx").ok
+    said = blockwise_op("avx", library, tmp_path / "op")
+    assert re.fullmatch(r"illegal instruction on QEMU's SandyBridge \(avx\): \S.* \((AVX2|FMA|BMI1|BMI2|AVX512\w*)\) "
+                        r"at libbitsandbytes_cpu\.so\+0x[0-9a-f]+", said), said
+    # and as upstream builds it for avx2 (its own flags are AVX2 ones; AVX-512 only behind has_avx512f()) it runs
+    upstream_avx2 = build_bitsandbytes_cpu(bnb_tree, tmp_path / "upstream-avx2", ["-mavx2", "-mfma", "-mf16c"])
+    assert blockwise_op("avx2", upstream_avx2, tmp_path / "op2").startswith("blockwise 8-bit round trip")
+
+
+@pytest.mark.slow
+@needs_arm
+def test_bitsandbytes_cpu_library_cross_built_for_armv8_2_runs_on_neoverse_n1(bnb_tree, tmp_path):
+    from backend import cpu_isa
+
+    library = build_bitsandbytes_cpu(bnb_tree, tmp_path / "arm", list(cpu_isa.get("armv8_2").flags), cross=True)
+    outcome = emulate.verify([library], "armv8_2", sysroot=SYSROOT)
+    assert outcome.ok and outcome.loaded == 1, outcome.lines()
+    assert blockwise_op("armv8_2", library, tmp_path / "op", SYSROOT).startswith("blockwise 8-bit round trip")

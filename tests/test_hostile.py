@@ -13,12 +13,15 @@ import io
 import json
 import os
 import shutil
+import resource
+import struct
 import subprocess
 import sys
 import tarfile
 import threading
 import time
 import zipfile
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -687,6 +690,88 @@ def test_a_hard_link_to_a_symlink_of_a_files_name_never_leaves_the_tree(tmp_path
     with pytest.raises(BackendError, match="^unsafe archive hardlink.tar: .*nothing was extracted$"):
         unpack.extract(archive, dest, 1)
     assert not dest.exists()
+
+
+# --- 29.7 verify inflates no fatbin payload without a bound -------------------------------------------
+
+def _zstd_bomb(inflated: int) -> bytes:
+    """A zstd frame of RLE blocks, no declared content size: 4 bytes per 128 KiB of zeros."""
+    block = 128 << 10
+    frame = bytearray(struct.pack("<I", 0xFD2FB528) + bytes([0x00, (17 - 10) << 3]))  # window 128 KiB
+    count = inflated // block
+    for n in range(count):
+        frame += ((block << 3) | (1 << 1) | (n == count - 1)).to_bytes(3, "little") + b"\0"  # RLE block
+    return bytes(frame)
+
+
+def _fatbin_with_zstd_cubin(payload: bytes) -> bytes:
+    """One fatbin, one cubin entry for sm_90 flagged zstd (layout: backend/verify/fatbin.py's docstring)."""
+    entry = bytearray(0x40)
+    struct.pack_into("<HHIQ", entry, 0, 2, 0x101, 0x40, len(payload))
+    struct.pack_into("<I", entry, 0x10, len(payload))
+    struct.pack_into("<HHI", entry, 0x18, 8, 1, 90)
+    struct.pack_into("<Q", entry, 0x28, 0x8000)  # zstd
+    struct.pack_into("<Q", entry, 0x38, 1 << 62)  # the declared size: the file's word
+    body = bytes(entry) + payload
+    return struct.pack("<IHHQ", 0xBA55ED50, 1, 0x10, len(body)) + body
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("objcopy") is None, reason="needs gcc and objcopy")
+def test_verify_inflates_a_fatbin_bomb_in_bounded_memory(tmp_path):
+    (tmp_path / "x.c").write_text("int demo_x(void) { return 1; }\n")
+    library = tmp_path / "libdemo.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(tmp_path / "x.c")], check=True, timeout=60)
+    section = tmp_path / "fatbin.bin"
+    section.write_bytes(_fatbin_with_zstd_cubin(_zstd_bomb(4 << 30)))  # 4 GiB of zeros in 128 KiB
+    subprocess.run(["objcopy", "--add-section", f".nv_fatbin={section}", str(library)], check=True, timeout=60)
+    wheel = make_wheel(tmp_path / "w", "demo", f"1.0+{LABEL}", {"demo/__init__.py": b"", "demo/libdemo.so": library})
+    assert wheel.stat().st_size < 64 << 10
+    # The child runs under an address-space limit: before the bound it could not exhaust the machine.
+    script = ("import resource, subprocess, sys; "
+              "limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+              "r = subprocess.run(sys.argv[1:], capture_output=True, text=True, preexec_fn=limit, timeout=120); "
+              "sys.stderr.write(r.stderr); sys.stdout.write(r.stdout); "
+              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", script, sys.executable, "-m", "backend", "verify", str(wheel),
+                          "--json"], cwd=ROOT, capture_output=True, text=True, env=backend_env(), timeout=180)
+    seconds = time.monotonic() - started
+    *out, peak_kb = run.stdout.strip().splitlines()
+    assert "Traceback" not in run.stderr and "MemoryError" not in run.stderr, run.stderr[-2000:]
+    report = json.loads("\n".join(out))
+    [gpu] = [o["gpu"][".nv_fatbin"] for entry in report["entries"] for o in entry["objects"] if o["gpu"]]
+    assert gpu["cubins"] == {"sm_90": 1} and gpu["compressed"] == ["zstd"]  # listed; its release stays unknown
+    assert int(peak_kb) < 400 << 10, f"verify peaked at {int(peak_kb) >> 10} MB"
+    assert seconds < 60, seconds
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("objcopy") is None, reason="needs gcc and objcopy")
+def test_verify_refuses_a_compressed_elf_section_declaring_too_much(tmp_path):
+    """The compile record (.GCC.command.line) as an SHF_COMPRESSED section declaring 2**62 bytes."""
+    from elftools.elf.elffile import ELFFile
+
+    (tmp_path / "x.c").write_text("int demo_x(void) { return 1; }\n")
+    library = tmp_path / "libdemo.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(tmp_path / "x.c")], check=True, timeout=60)
+    section = tmp_path / "record.bin"
+    section.write_bytes(struct.pack("<IIQQ", 1, 0, 1 << 62, 1) + zlib.compress(b"\0" * (1 << 20)))  # Elf64_Chdr
+    subprocess.run(["objcopy", "--add-section", f".GCC.command.line={section}", str(library)], check=True, timeout=60)
+    with open(library, "r+b") as handle:
+        elf = ELFFile(handle)
+        index = next(n for n, s in enumerate(elf.iter_sections()) if s.name == ".GCC.command.line")
+        flags_at = elf["e_shoff"] + index * elf["e_shentsize"] + 8  # Elf64_Shdr.sh_flags
+        handle.seek(flags_at)
+        flags = struct.unpack("<Q", handle.read(8))[0]
+        handle.seek(flags_at)
+        handle.write(struct.pack("<Q", flags | 0x800))  # SHF_COMPRESSED
+    wheel = make_wheel(tmp_path / "w", "demo", f"1.0+{LABEL}", {"demo/__init__.py": b"", "demo/libdemo.so": library})
+    run = subprocess.run([sys.executable, "-m", "backend", "verify", str(wheel), "--json"], cwd=ROOT,
+                         capture_output=True, text=True, env=backend_env(), timeout=120,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)))
+    assert "Traceback" not in run.stderr, run.stderr[-2000:]
+    problems = [p["message"] for e in json.loads(run.stdout)["entries"] for o in e["objects"] for p in o["problems"]]
+    problems += [p["message"] for e in json.loads(run.stdout)["entries"] for p in e["problems"]]
+    assert any("compressed and declares" in p and "bound" in p for p in problems), problems
 
 
 # === issue 29, defects 9 to 16 (helper hostB) ==========================================================

@@ -49,6 +49,11 @@ class ObjectInfo:
     code_bytes: int = 0             # bytes in executable sections
 
 
+# What verification inflates of one compressed ELF section at most (it reads fatbins, the compile
+# record and code; no toolchain compresses them).
+INFLATED_SECTION_BOUND = 256 << 20
+
+
 def read_object(path: Path, symbols: bool = True, gpu: bool = True) -> ObjectInfo:
     elffile, sections, dynamic = _elftools()
     path = Path(path)
@@ -78,14 +83,28 @@ def read_object(path: Path, symbols: bool = True, gpu: bool = True) -> ObjectInf
             elif symbols and section.name == ".dynsym" and isinstance(section, sections.SymbolTableSection):
                 _symbols(section, info)
             elif gpu and name in fatbin.SECTIONS and section["sh_type"] != "SHT_NOBITS":
-                fat[name] = section.data()
+                fat[name] = _section_bytes(section)
             elif name == RECORD_SECTION:
                 info.has_record_section = True
                 info.compile_records = [
-                    s.decode("utf-8", "replace").strip() for s in section.data().split(b"\0") if s.strip()
+                    s.decode("utf-8", "replace").strip() for s in _section_bytes(section).split(b"\0") if s.strip()
                 ]
         info.gpu = fatbin.parse_elf_sections(fat) if fat else []
     return info
+
+
+def _section_bytes(section) -> bytes:
+    """A section's bytes, never more than the file holds unless inflating stays under the bound.
+
+    pyelftools takes the size a compressed (SHF_COMPRESSED) section declares, or an empty
+    (NOBITS) one's ``sh_size``, as given: a few bytes could ask for gigabytes.
+    """
+    if section["sh_type"] == "SHT_NOBITS":
+        return b""
+    if section.compressed and section.data_size > INFLATED_SECTION_BOUND:
+        raise ValueError(f"section {section.name} is compressed and declares {section.data_size} bytes, over the "
+                         f"bound of {INFLATED_SECTION_BOUND >> 20} MiB for what verification reads")
+    return section.data()
 
 
 def _symbols(section, info: ObjectInfo) -> None:
@@ -111,7 +130,7 @@ def code_sections(path: Path) -> Iterator[tuple[str, int, bytes]]:
         elf = elffile.ELFFile(handle)
         for section in elf.iter_sections():
             if section["sh_flags"] & 0x4 and section["sh_type"] != "SHT_NOBITS" and section["sh_size"]:
-                yield section.name, section["sh_addr"], section.data()
+                yield section.name, section["sh_addr"], _section_bytes(section)
 
 
 def exported_symbols(path: Path) -> set[str]:

@@ -36,6 +36,12 @@ FLAG_FAMILY = 0x200000
 _HEADER = struct.Struct("<IHHQ")
 _ENTRY = struct.Struct("<HHIQ")
 _RELEASE = re.compile(rb"Cuda compilation tools, release (\d+\.\d+), V(\d+(?:\.\d+)*)")
+# The release note lies near a cubin's start (after its string and symbol tables: 1 KB into a small
+# one), so a cubin is inflated only until it shows, never past HEAD_BOUND; a section's cubins together
+# never past SECTION_BUDGET (one fatbin per nvcc invocation: torch's thousands stop after a few KB each).
+HEAD_BOUND = 64 << 20
+SECTION_BUDGET = 256 << 20
+_CHUNK = 1 << 20
 
 
 class FatbinError(ValueError):
@@ -81,6 +87,7 @@ class Section:
 def parse_section(name: str, data: bytes, read_release: bool = True) -> Section:
     """Every fatbin of one section's bytes."""
     section = Section(name=name, size=len(data))
+    budget = [SECTION_BUDGET]
     try:
         for entries in _fatbins(data):
             section.fatbins += 1
@@ -88,7 +95,7 @@ def parse_section(name: str, data: bytes, read_release: bool = True) -> Section:
             for entry, payload in entries:
                 if read_release and entry.kind == "cubin" and first_cubin:
                     first_cubin = False
-                    entry = _with_release(entry, payload)
+                    entry = _with_release(entry, payload, budget)
                 section.entries.append(entry)
     except FatbinError as error:
         section.error = str(error)
@@ -134,8 +141,8 @@ def _fatbins(data: bytes) -> Iterator[list[tuple[Entry, memoryview]]]:
         offset = (stop + 7) & ~7
 
 
-def _with_release(entry: Entry, payload: memoryview) -> Entry:
-    head = _cubin_head(entry, payload)
+def _with_release(entry: Entry, payload: memoryview, budget: list[int]) -> Entry:
+    head = _cubin_head(entry, payload, budget)
     if head is None:
         return entry
     abi = head[8] if head[:4] == b"\x7fELF" and len(head) > 8 else None
@@ -143,22 +150,48 @@ def _with_release(entry: Entry, payload: memoryview) -> Entry:
     return dataclasses.replace(entry, release=match.group(1).decode() if match else None, abi=abi)
 
 
-def _cubin_head(entry: Entry, payload: memoryview) -> bytes | None:
-    """The cubin's bytes, decompressed when needed (None when the codec is not installed)."""
+def _cubin_head(entry: Entry, payload: memoryview, budget: list[int]) -> bytes | None:
+    """The cubin's first bytes, up to its release note, decompressed when needed (None: codec missing).
+
+    A payload's sizes are the file's word (a 3 KB zstd frame inflates to gigabytes): never more than
+    HEAD_BOUND is inflated per cubin, nor more than ``budget[0]`` for the whole section, whatever the
+    entry header declares; past either the release stays unknown.
+    """
     if not entry.compressed:
-        return bytes(payload)
+        return bytes(payload[:HEAD_BOUND])
+    bound = min(HEAD_BOUND, budget[0])
+    if bound <= 0:
+        return None
     try:
         if entry.compressed == "zstd":
-            import zstandard
+            head = _zstd_head(bytes(payload), bound)
+        else:
+            import lz4.block
 
-            return zstandard.ZstdDecompressor().decompressobj().decompress(bytes(payload))
-        import lz4.block
-
-        return lz4.block.decompress(bytes(payload), uncompressed_size=entry.uncompressed_size or (len(payload) * 255))
+            # LZ4 inflates at most 255-fold: a block that fits the bound comes out whole, a larger one fails.
+            head = lz4.block.decompress(bytes(payload), uncompressed_size=min(bound, len(payload) * 255))
+        budget[0] -= len(head)
+        return head
     except ImportError:
         return None
     except Exception:  # a damaged payload: the listing stands, the release stays unknown
         return None
+
+
+def _zstd_head(data: bytes, bound: int) -> bytes:
+    """Inflate a zstd frame in blocks until the release note shows up, never past ``bound`` bytes."""
+    import zstandard
+
+    head = bytearray()
+    with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+        while len(head) < bound:
+            block = reader.read(min(_CHUNK, bound - len(head)))
+            if not block:
+                break
+            head += block
+            if _RELEASE.search(head, max(0, len(head) - len(block) - 128)):
+                break
+    return bytes(head)
 
 
 def parse_elf_sections(sections: dict[str, bytes], read_release: bool = True) -> list[Section]:

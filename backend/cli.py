@@ -59,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     clean.add_argument("--toolchains", action="store_true",
                        help="the CUDA toolchains under the cache too (PyPI install roots, symlink farms and the Nix "
                             "GC roots in them; the Nix store is not touched: nix-collect-garbage then frees it)")
-    add("toolchain", "show the CUDA toolchain a variant would use")
+    toolchain = add("toolchain", "show the CUDA toolchain a variant would use (installs nothing unless --install)")
+    toolchain.add_argument("--install", action="store_true",
+                           help="install or realise it now (PyPI wheels into the cache, nixpkgs into the Nix store), "
+                                "as a build would first")
     verify = add("verify", "check wheels, a wheelhouse or shared objects")
     verify.add_argument("paths", nargs="+", metavar="PATH")
     verify.add_argument("--emulate", action="store_true",
@@ -140,7 +143,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "toolchain":
         from .toolchains import command as toolchain_command
 
-        return toolchain_command.main(settings, args.json)
+        return toolchain_command.main(settings, args.json, install=args.install)
     if command == "verify":
         from .verify import command as verify_command
 
@@ -226,14 +229,16 @@ def _driver_order(sm: str | None, driver: str | None, remarks: list[str]) -> tup
     return tuple(runs)
 
 
-def detect_variant(host: host_info.Host, environ=None, driver: str | None = None
+def detect_variant(host: host_info.Host, environ=None, driver: str | None = None, nixpkgs: str | None = None
                    ) -> tuple[str | None, str | None, list[str], str | None, str | None]:
     """(sm, isa, remarks, cuda, toolchain) for this host; sm is None without a supported GPU.
 
     With a known NVIDIA driver (``driver``, else the host's), the CUDA release is the newest
     the driver runs for the stack (``backend/cuda_driver.py``) that a toolchain here can
     provide; without one, the first of 12.9, 12.8, 13.0 that the variant allows and a
-    toolchain here can provide (``toolchains.available``); None when none can.
+    toolchain here can provide (``toolchains.available``, the judgement ``toolchain`` and
+    the build show too); None when none can.  Each release passed over, and each installed
+    toolkit passed over, is a remark saying why.
     """
     from .toolchains.select import available
 
@@ -263,13 +268,14 @@ def detect_variant(host: host_info.Host, environ=None, driver: str | None = None
     for candidate in order:
         if sm is not None and isa is not None and variants.rule_violation(sm, isa, candidate) is not None:
             continue
-        provider, why = available(candidate, environ)
+        provider, why = available(candidate, environ, *([nixpkgs] if nixpkgs else []))
         if provider is None:
             missing.append(f"CUDA {candidate}: {why}")
             continue
         cuda, toolchain = candidate, provider
-        if missing:
-            remarks.append(f"CUDA {candidate} ({why}) because " + "; ".join(missing))
+        remarks += [f"not {m}" for m in missing]
+        if missing or provider != "system":
+            remarks.append(f"CUDA {candidate} from {provider}: {why}")
         break
     if cuda is None and order:
         remarks.append("no CUDA toolchain can be had here: " + "; ".join(missing)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,6 +48,9 @@ def build_requirements(config_settings: Mapping[str, Any] | None) -> list[str]:
     seen: dict[str, None] = {}
     for item in wanted:
         seen.setdefault(item, None)
+    # The frontend installs these before the build prints its first line (pip shows this with -v).
+    print(f"vllm-stack: the frontend installs {len(seen)} build requirement(s) first: {', '.join(seen)}",
+          file=sys.stderr, flush=True)
     return list(seen)
 
 

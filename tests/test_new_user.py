@@ -6,6 +6,7 @@ hooks in a bare interpreter) the way the README tells a user to.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -303,3 +304,93 @@ def test_a_torch_existing_wheelhouse_installs_with_the_printed_command(tmp_path)
     assert result.returncode == 0, result.stderr
     shown = subprocess.run([*pip, "show", "flashinfer-python"], capture_output=True, text=True, env=pip_env)
     assert "Version: 0.6.1+cu130.sm90.avx2" in shown.stdout
+
+
+# 7. Heavy work is announced: ``toolchain`` shows without installing; an install names each wheel as it comes.
+
+def _pip_offline(links: Path | None = None) -> dict[str, str]:
+    env = {"PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": os.devnull, "CUDA_HOME": "/nonexistent", "PATH": "/usr/bin:/bin"}
+    if links is not None:
+        env["PIP_FIND_LINKS"] = str(links)
+    return env
+
+
+def test_toolchain_shows_what_it_would_install_without_installing(run_backend, tmp_path):
+    cache = tmp_path / "cache"
+    out = run_backend("toolchain", "-C", "cuda=13.0", "-C", "toolchain=pypi", "-C", f"cache-dir={cache}",
+                      env=_pip_offline())
+    assert out.returncode == 0, out.stderr
+    assert "not yet" in out.stdout and "nvidia-cuda-nvcc==13.0.88" in out.stdout and "--install" in out.stdout
+    assert not (cache / "toolchains" / "pypi-cu130" / "site").exists()
+    data = json.loads(run_backend("toolchain", "-C", "cuda=13.0", "-C", "toolchain=pypi", "-C", f"cache-dir={cache}",
+                                  "--json", env=_pip_offline()).stdout)
+    assert data["installed"] is False and "nvidia-cudnn-cu13==9.13.0.50" in data["requirements"]
+
+
+def test_toolchain_install_announces_each_wheel(run_backend, tmp_path):
+    """--install with the wheels served from a local folder (tiny stand-ins named as the pinned wheels): the
+    install is announced with what it takes before pip starts, and pip's line for each wheel is shown."""
+    from conftest import make_wheel
+
+    from backend.toolchains import pypi
+
+    links = tmp_path / "links"
+    everything, _ = pypi.requirements_for("13.0")
+    for requirement in everything:
+        name, _, version = requirement.partition("==")
+        make_wheel(links, name, version)
+    out = run_backend("toolchain", "-C", "cuda=13.0", "-C", "toolchain=pypi", "-C", f"cache-dir={tmp_path / 'c'}",
+                      "--install", env=_pip_offline(links))
+    lines = out.stderr.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith(f"toolchain 'pypi': installing {len(everything)} CUDA"))
+    assert "about 3 GB" in lines[start] and "nvidia-cudnn-cu13==9.13.0.50" in lines[start]
+    shown = [l for l in lines[start + 1:] if l.startswith("   pip | ")]
+    assert any("nvidia_cudnn_cu13-9.13.0.50" in l for l in shown), out.stderr
+    # The stand-ins hold no nvcc: it stops after the install, in one line.
+    assert out.returncode == 2 and lines[-1].startswith("error: ") and "Traceback" not in out.stderr
+
+
+# 11. One judgement of a toolchain, shown the same way by detect, toolchain and the build.
+
+def _toolkit_without_cublas(root: Path) -> Path:
+    """A CUDA 13.0 toolkit folder with nvcc (a script printing the release line real nvcc prints), no cuBLAS."""
+    home = root / "cuda-13.0"
+    for folder in ("bin", "lib64", "include"):
+        (home / folder).mkdir(parents=True)
+    (home / "include" / "cuda_runtime.h").write_text("")
+    (home / "bin" / "nvcc").write_text("#!/bin/sh\necho 'Cuda compilation tools, release 13.0, V13.0.88'\n")
+    (home / "bin" / "nvcc").chmod(0o755)
+    (home / "lib64" / "libcudart.so.13").write_text("")
+    return home
+
+
+def test_toolchain_says_the_toolkit_lacks_cublas_as_the_build_does(run_backend, tmp_path):
+    home = _toolkit_without_cublas(tmp_path)
+    out = run_backend("toolchain", "-C", "cuda=13.0", "-C", "toolchain=system", env={"CUDA_HOME": str(home)})
+    assert out.returncode == 0, out.stderr
+    note = next(l for l in out.stdout.splitlines() if l.startswith("note"))
+    assert f"the CUDA 13.0.88 toolkit at {home} has nvcc but no cuBLAS" in note and "toolchain=pypi" in note
+
+
+def test_detect_passes_over_nix_when_nixpkgs_cannot_be_had(tmp_path):
+    """Nix installed, its nixpkgs neither in the store nor reachable: detect recommends no Nix build, says why,
+    and names the installed toolkit it passes over."""
+    from backend.cli import detect_variant
+    from backend.host import Gpu, Host
+
+    nixdir = tmp_path / "nixbin"
+    nixdir.mkdir()
+    (nixdir / "nix").write_text("#!/bin/sh\necho 'error: cannot fetch in offline mode' >&2\nexit 1\n")
+    (nixdir / "nix").chmod(0o755)
+    h100 = Host("x86_64", frozenset("avx avx2 fma f16c avx512f avx512dq avx512vl avx512bw".split()),
+                gpus=(Gpu("NVIDIA H100", "90"),))
+    environ = {"PATH": str(nixdir), "CUDA_HOME": str(_toolkit_without_cublas(tmp_path))}
+    sm, isa, remarks, cuda, toolchain = detect_variant(h100, environ, nixpkgs="git+https://127.0.0.1:9/nixpkgs")
+    assert (cuda, toolchain) == ("13.0", "pypi"), remarks
+    assert any(r.startswith("not CUDA 12.9") and "nix on PATH, but nixpkgs git+https://127.0.0.1:9/nixpkgs" in r
+               and "127.0.0.1:9" in r for r in remarks), remarks
+    assert any("has nvcc but no cuBLAS" in r and r.startswith("CUDA 13.0 from pypi") for r in remarks), remarks
+    # A local nixpkgs checkout that exists can be had.
+    local = tmp_path / "nixpkgs"
+    local.mkdir()
+    assert detect_variant(h100, environ, nixpkgs=f"path:{local}")[3:] == ("12.9", "nix")

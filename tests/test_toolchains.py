@@ -391,7 +391,7 @@ def test_cli_error_is_one_line(run_backend):
 @pytest.mark.slow
 def test_cli_pypi_full_stack_set(run_backend, tmp_path, cmake, cuobjdump):
     """Every library a stack build links (about 3 GB): installs, arranges and compiles."""
-    result = run_backend("toolchain", "-C", "cuda=13.0", "-C", "toolchain=pypi", "--json",
+    result = run_backend("toolchain", "-C", "cuda=13.0", "-C", "toolchain=pypi", "--json", "--install",
                          "-C", f"cache-dir={tmp_path / 'cache'}")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)

@@ -19,6 +19,7 @@ from ..errors import BackendError
 from ..report_table import table
 from ..sources import buildreqs
 from ..toolchains import hostcc
+from ..toolchains.select import incomplete_note
 from ..wheels import deploy_notes, manylinux
 from ..wheels import names as wheel_names
 from .. import cache_marker
@@ -121,10 +122,8 @@ def _build_locked(plan: Plan) -> BuildResult:
     manylinux.check_host(settings.manylinux, plan.variant.platform)
     if toolchain is not None:
         say(f"   toolchain: {toolchain.provider}, CUDA {toolchain.version}, {toolchain.nvcc}")
-        if not any(name.startswith("libcublas.so") for name in toolchain.runtime_libraries):
-            say(f"   note: {toolchain.cuda_home} has nvcc but no cuBLAS; components that link CUDA libraries "
-                "(torch, bitsandbytes, vLLM) will fail to configure: install a complete toolkit"
-                + (", or use -C toolchain=pypi" if not settings.cuda.startswith("12.") else ""))
+        if note := incomplete_note(toolchain):
+            say(f"   note: {note}")
     cache = plan.compiler_cache
     say(f"   compiler cache: {cache.describe()}")
     house = Wheelhouse(

@@ -6,18 +6,32 @@ import json
 
 from .. import cache_marker
 from .. import settings as settings_mod
+from ..errors import BackendError
 from ..settings import Settings
-from . import resolve
+from . import nix, pypi, resolve, system
+from .select import incomplete_note
 
 
-def main(settings: Settings, as_json: bool) -> int:
+def main(settings: Settings, as_json: bool, install: bool = False) -> int:
     cache_marker.claim(settings_mod.cache_dir(settings))  # the farms go there; clean checks the marker
+    pending = None if install or settings.offline else _pending(settings)
+    if pending is not None:
+        if as_json:
+            print(json.dumps({"installed": False, **pending}, indent=2))
+            return 0
+        print(f"provider  {pending['provider']}" + (" (chosen by toolchain=auto)" if settings.toolchain == "auto" else ""))
+        print(f"cuda      {settings.cuda}")
+        print(f"not yet   {pending['what']}")
+        print(f"into      {pending['into']}")
+        print("install   a build does it first; --install does it now")
+        return 0
     toolchain = resolve(
         settings.cuda, settings.toolchain,
         cache_dir=settings_mod.cache_dir(settings), nixpkgs=settings.nixpkgs, offline=settings.offline,
     )
+    note = incomplete_note(toolchain)
     if as_json:
-        print(json.dumps(toolchain.to_json(), indent=2))
+        print(json.dumps({**toolchain.to_json(), "note": note}, indent=2))
         return 0
     rows = [
         ("provider", toolchain.provider + (" (chosen by toolchain=auto)" if settings.toolchain == "auto" else "")),
@@ -29,7 +43,36 @@ def main(settings: Settings, as_json: bool) -> int:
         ("runtime requirements", ", ".join(toolchain.requirements)
          or "(none: the host provides the CUDA libraries)"),
     ]
+    if note:
+        rows.append(("note", note))  # the same judgement detect and the build show
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+def _pending(settings: Settings) -> dict | None:
+    """What resolving would download or realise, when it would (None: nothing, or it would fail anyway).
+
+    The same order as ``toolchain=auto``: an installed toolkit, else Nix, else PyPI for 13.x.
+    """
+    cuda, provider = settings.cuda, settings.toolchain
+    if provider in ("auto", "system"):
+        try:
+            system.resolve(cuda)
+            return None
+        except BackendError:
+            if provider == "system":
+                return None  # resolve says why, in one line
+    if provider == "nix" or (provider == "auto" and nix.find_nix() is not None):
+        return {"provider": "nix", "what": f"{nix.attribute_set(cuda)} from {settings.nixpkgs}, realised into the "
+                                           "Nix store (several GB from cache.nixos.org unless the store has it)",
+                "into": "/nix/store", "requirements": []}
+    if cuda.startswith("12."):
+        return None  # resolve refuses, in one line
+    missing = pypi.missing(cuda, settings_mod.cache_dir(settings))
+    if not missing:
+        return None
+    return {"provider": "pypi", "what": f"{len(missing)} CUDA {cuda} wheels from PyPI (about 3 GB for the full "
+                                        f"set: cuDNN alone is 700 MB): {', '.join(missing)}",
+            "into": str(pypi.root_for(settings_mod.cache_dir(settings), cuda)), "requirements": missing}

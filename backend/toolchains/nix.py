@@ -25,8 +25,11 @@ import json
 import os
 import re
 import shutil
+import socket
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..errors import BackendError
 from .base import Toolchain, check_toolkit, run_tool, runtime_sonames
@@ -66,6 +69,44 @@ def attribute_set(cuda: str) -> str:
 def find_nix(environ: Mapping[str, str] | None = None) -> str | None:
     environ = os.environ if environ is None else environ
     return shutil.which("nix", path=environ.get("PATH"))
+
+
+def _endpoint(nixpkgs: str) -> tuple[str, int] | None:
+    """The (host, port) a flake reference is fetched from; None for a local one (path:, /dir)."""
+    kind, _, rest = nixpkgs.partition(":")
+    if kind in ("github", "gitlab", "sourcehut"):
+        return {"github": "github.com", "gitlab": "gitlab.com", "sourcehut": "git.sr.ht"}[kind], 443
+    if kind in ("path", "git+file", "file") or nixpkgs.startswith("/"):
+        return None
+    parsed = urlsplit(nixpkgs.split("+", 1)[1] if "+" in kind else nixpkgs)
+    if parsed.hostname is None:
+        return None
+    return parsed.hostname, parsed.port or (80 if parsed.scheme in ("http", "git") else 443)
+
+
+def nixpkgs_unreachable(nix: str, nixpkgs: str, environ: Mapping[str, str] | None = None,
+                        timeout: float = 3.0) -> str | None:
+    """Why ``nixpkgs`` cannot be had here, or None: a local tree that exists, a flake Nix already has
+    (``nix flake metadata --offline``), or a host that accepts a connection.  Nothing is downloaded."""
+    endpoint = _endpoint(nixpkgs)
+    if endpoint is None:
+        local = Path(nixpkgs.split(":", 1)[1] if ":" in nixpkgs else nixpkgs).expanduser()
+        return None if local.exists() else f"nixpkgs {nixpkgs}: {local} does not exist"
+    try:
+        socket.create_connection(endpoint, timeout=timeout).close()
+        return None
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+    env = dict(os.environ if environ is None else environ)
+    try:
+        cached = subprocess.run([nix, "flake", "metadata", *FEATURES, "--offline", "--json", nixpkgs],
+                                capture_output=True, text=True, env=env, timeout=30)
+        if cached.returncode == 0:
+            return None
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return (f"nixpkgs {nixpkgs} is neither in the Nix store nor reachable ({endpoint[0]}:{endpoint[1]}: {reason}); "
+            "-C nixpkgs= names a mirror or a local checkout")
 
 
 def nix_version(nix: str) -> tuple[int, ...]:

@@ -105,6 +105,13 @@ def root_for(cache_dir: Path, cuda: str) -> Path:
     return Path(cache_dir) / "toolchains" / f"pypi-cu{cuda.replace('.', '')}"
 
 
+def missing(cuda: str, cache_dir: Path, libraries: Sequence[str] | None = None) -> list[str]:
+    """The pinned wheels ``resolve`` would install for this set (none: it only arranges the farm)."""
+    everything, _ = requirements_for(cuda, libraries)
+    installed = set(_installed(root_for(cache_dir, cuda)))
+    return [r for r in everything if r not in installed]
+
+
 def resolve(cuda: str, *, cache_dir: Path, offline: bool = False,
             libraries: Sequence[str] | None = None) -> Toolchain:
     everything, runtime = requirements_for(cuda, libraries)
@@ -225,16 +232,35 @@ def pip_command() -> list[str]:
         ) from None
 
 
+def _announce(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def _pip_install(root: Path, requirements: list[str]) -> None:
+    """pip install --target, announced: the wheels are GBs, and a build or ``toolchain --install`` waits for them.
+    pip's lines naming each download and its size are shown as they come."""
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
     try:
-        argv = [*pip_command(), "--no-deps", "--only-binary", ":all:", "--target", str(staging), *requirements]
-        result = subprocess.run(argv, capture_output=True, text=True)
-        if result.returncode != 0:
+        _announce(f"toolchain 'pypi': installing {len(requirements)} CUDA wheel(s) from PyPI into {root} (once per "
+                  "cache; the full set is about 3 GB, cuDNN alone 700 MB): " + ", ".join(requirements))
+        argv = [*pip_command(), "--no-deps", "--only-binary", ":all:", "--target", str(staging),
+                "--progress-bar", "off", *requirements]
+        if "uv" in Path(argv[0]).name:
+            argv.remove("--progress-bar")
+            argv.remove("off")
+        output: list[str] = []
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                output.append(line)
+                if line.lstrip().startswith(("Downloading", "Using cached", "Processing", "Installing collected")):
+                    _announce(f"   pip | {line.strip()}")
+        if process.returncode != 0:
             raise BackendError(
                 f"toolchain 'pypi': pip could not install {' '.join(requirements)}: "
-                f"{last_error_line(result.stderr or result.stdout)}"
+                f"{last_error_line(''.join(output))}"
             )
+        _announce(f"toolchain 'pypi': installed {len(requirements)} wheel(s)")
         _merge(staging, root / "site")
     finally:
         shutil.rmtree(staging, ignore_errors=True)

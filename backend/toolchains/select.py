@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..errors import BackendError, SettingError
-from ..settings import TOOLCHAINS
+from ..settings import DEFAULT_NIXPKGS, TOOLCHAINS
 from . import nix, pypi, system
 from .base import Toolchain
 
@@ -78,22 +78,45 @@ def build_requirements(cuda: str, provider: str) -> list[str]:
     return []
 
 
-def available(cuda: str, environ: Mapping[str, str] | None = None) -> tuple[str | None, str]:
+def incomplete(toolchain: Toolchain) -> str | None:
+    """Why a toolkit cannot build the stack although it has nvcc (no cuBLAS), or None: one judgement, said
+    the same way by detect, toolchain and the build."""
+    if any(name.startswith("libcublas.so") for name in toolchain.runtime_libraries):
+        return None
+    return f"the CUDA {toolchain.version} toolkit at {toolchain.cuda_home} has nvcc but no cuBLAS"
+
+
+def incomplete_note(toolchain: Toolchain) -> str | None:
+    """``incomplete`` with its consequence and the way out, for toolchain and the build."""
+    why = incomplete(toolchain)
+    if why is None:
+        return None
+    return (f"{why}; components that link CUDA libraries (torch, bitsandbytes, vLLM) will fail to configure: "
+            "install a complete toolkit" + ("" if toolchain.cuda.startswith("12.") else ", or use -C toolchain=pypi"))
+
+
+def available(cuda: str, environ: Mapping[str, str] | None = None,
+              nixpkgs: str = DEFAULT_NIXPKGS) -> tuple[str | None, str]:
     """(provider, why) that could give CUDA ``cuda`` on this machine, without downloading anything.
 
-    A system toolkit counts only when it is complete (nvcc and cuBLAS); Nix
-    counts for 12.x when ``nix`` is on PATH; PyPI always counts for 13.x.
-    ``why`` says what was found or missing.
+    A system toolkit counts only when it is complete (``incomplete``); Nix
+    counts for 12.x when ``nix`` is on PATH and ``nixpkgs`` can be had
+    (``nix.nixpkgs_unreachable``); PyPI always counts for 13.x.  ``why`` says
+    what was found or missing, the toolkits passed over included.
     """
     try:
         toolkit = system.resolve(cuda, environ)
     except BackendError:
         toolkit = None
-    if toolkit is not None and any(n.startswith("libcublas.so") for n in toolkit.runtime_libraries):
+    if toolkit is not None and incomplete(toolkit) is None:
         return "system", f"CUDA {toolkit.version} at {toolkit.cuda_home}"
-    incomplete = f"the CUDA {toolkit.version} toolkit at {toolkit.cuda_home} has no cuBLAS; " if toolkit else ""
+    passed_over = f"{incomplete(toolkit)}; " if toolkit else ""
     if cuda.startswith("12."):
-        if nix.find_nix(environ) is not None:
-            return "nix", f"{incomplete}CUDA {cuda} from nixpkgs (nix on PATH)"
-        return None, f"{incomplete or f'no CUDA {cuda} toolkit installed; '}no nix on PATH"
-    return "pypi", f"{incomplete}CUDA {cuda} from PyPI"
+        found = nix.find_nix(environ)
+        if found is None:
+            return None, f"{passed_over or f'no CUDA {cuda} toolkit installed; '}no nix on PATH"
+        unreachable = nix.nixpkgs_unreachable(found, nixpkgs, environ)
+        if unreachable:
+            return None, f"{passed_over or f'no CUDA {cuda} toolkit installed; '}nix on PATH, but {unreachable}"
+        return "nix", f"{passed_over}CUDA {cuda} from nixpkgs (nix on PATH)"
+    return "pypi", f"{passed_over}CUDA {cuda} from PyPI"

@@ -29,9 +29,12 @@ import pytest
 
 from backend.errors import BackendError
 from backend.sources import fetch, lock, prepare, unpack
+from backend.verify import smoke
+from backend.wheels import closure
 from backend.wheels.wheelhouse import Wheelhouse
 from standin_helpers import find_nvcc, host_isa, standin_tree
 from test_sources import Server, make_tar, sha, tree_nar, write_lock
+from test_closure import index  # noqa: F401 (the closure's stand-in index, a fixture)
 from conftest import make_wheel, record_hash
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -772,6 +775,56 @@ def test_verify_refuses_a_compressed_elf_section_declaring_too_much(tmp_path):
     problems = [p["message"] for e in json.loads(run.stdout)["entries"] for o in e["objects"] for p in o["problems"]]
     problems += [p["message"] for e in json.loads(run.stdout)["entries"] for p in e["problems"]]
     assert any("compressed and declares" in p and "bound" in p for p in problems), problems
+
+
+# --- 29.3 / 29.6 the runtime closure adopts nothing foreign, trusts no size and mtime ------------------
+
+def _close(house, built, lines=None):
+    return closure.close(house, [built], python=Path(sys.executable), offline=False,
+                         say=(lines.append if lines is not None else lambda _: None))
+
+
+def test_a_wheel_dropped_into_the_wheelhouse_is_never_adopted(index):
+    """links/ (standing in for the index) serves depb 2.0; a hand-placed depb 99.0 lies in the wheelhouse."""
+    _links, house, built = index
+    make_wheel(house.root, "depb", "99.0", {"depb/__init__.py": b"raise SystemExit('foreign code ran')\n"})
+    runtime = _close(house, built)
+    assert sorted(p.name for p in runtime) == ["depa-1.0-py3-none-any.whl", "depb-2.0-py3-none-any.whl"]
+    listed = house.manifest()["wheels"]
+    assert "depb-99.0-py3-none-any.whl" not in listed
+    assert "depb==99.0" not in (house.root / closure.LOCK_FILE).read_text()
+    # A build after it resolves the same: the loose file is still not a source.
+    again = _close(house, built)
+    assert sorted(p.name for p in again) == sorted(p.name for p in runtime)
+
+
+def _tamper_keeping_size_and_mtime(wheel: Path) -> None:
+    stat = wheel.stat()
+    data = bytearray(wheel.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # one byte of a member's contents
+    wheel.write_bytes(bytes(data))
+    os.utime(wheel, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert wheel.stat().st_size == stat.st_size and wheel.stat().st_mtime_ns == stat.st_mtime_ns
+
+
+def test_a_tampered_runtime_wheel_of_the_same_size_and_mtime_is_not_unchanged(index):
+    _links, house, built = index
+    runtime = _close(house, built)
+    depa = next(p for p in runtime if p.name.startswith("depa-"))
+    pinned = house.manifest()["wheels"][depa.name]["sha256"]
+    smoke_key = smoke._key([built], runtime, [("depa", "import depa")], True)
+    _tamper_keeping_size_and_mtime(depa)
+    assert smoke._key([built], runtime, [("depa", "import depa")], True) != smoke_key  # no "passed before"
+    lines: list[str] = []
+    again = _close(house, built, lines)
+    assert not any("unchanged" in line for line in lines), lines
+    # The pinned bytes are back (downloaded again), and what is listed is what lies there.
+    assert hashlib.sha256(depa.read_bytes()).hexdigest() == pinned and depa in again
+    _tamper_keeping_size_and_mtime(built)  # a built wheel: not the manifest's bytes, so not a source either
+    lines.clear()
+    with pytest.raises(BackendError, match="cannot be resolved"):
+        _close(house, built, lines)
+    assert not any("unchanged" in line for line in lines), lines
 
 
 # === issue 29, defects 9 to 16 (helper hostB) ==========================================================

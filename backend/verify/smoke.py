@@ -41,6 +41,7 @@ from pathlib import Path
 
 from ..cuda_driver import check_driver, read_manifest
 from ..errors import BackendError
+from ..hashing import sha256_file
 from . import emulate
 
 BACKEND_PROJECT = Path(__file__).resolve().parents[2]  # backend-path ".": on sys.path inside the hooks
@@ -297,8 +298,9 @@ def existing_environment(torch_folder: Path) -> list[str]:
 
 def _key(built: Sequence[Path], runtime: Sequence[Path], checks, no_index: bool) -> str:
     digest = hashlib.sha256()
+    # Content, not size and mtime: bytes swapped in place keep both (os.utime restores the mtime).
     for wheel in sorted(list(built) + list(runtime), key=lambda p: p.name):
-        digest.update(f"{wheel.name}\0{wheel.stat().st_size}\0{wheel.stat().st_mtime_ns}\n".encode())
+        digest.update(f"{wheel.name}\0{sha256_file(wheel)}\n".encode())
     digest.update(json.dumps([list(checks), no_index]).encode())
     return digest.hexdigest()
 

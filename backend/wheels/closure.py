@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
@@ -113,9 +114,10 @@ def resolve(python: Path, pins: Sequence[str], house: Path, *, offline: bool, sc
 
 
 def _inputs_key(built: Sequence[Path], offline: bool, links: Path | None) -> str:
+    # Content, not size and mtime: bytes swapped in place keep both (os.utime restores the mtime).
     digest = hashlib.sha256()
     for wheel in sorted(built, key=lambda p: p.name):
-        digest.update(f"{wheel.name}\0{wheel.stat().st_size}\0{wheel.stat().st_mtime_ns}\n".encode())
+        digest.update(f"{wheel.name}\0{sha256_file(wheel)}\n".encode())
     digest.update(f"{offline}\0{links}".encode())
     return digest.hexdigest()
 
@@ -133,12 +135,32 @@ def _still_closed(house, state_path: Path, key: str) -> list[Path] | None:
     for name in state.get("wheels", []):
         path = house.root / name
         entry = entries.get(name)
-        if entry is None or not path.is_file() or path.stat().st_size != entry.get("size"):
-            return None
+        if entry is None or not path.is_file() or sha256_file(path) != entry.get("sha256"):
+            return None  # gone, or not the bytes the manifest pinned
         paths.append(path)
     if not (house.root / LOCK_FILE).is_file():
         return None
     return paths
+
+
+def _listed_wheels(house, folder: Path) -> Path:
+    """A folder only the backend writes: the wheelhouse's wheels its manifest lists, with the listed bytes.
+
+    pip is never pointed at the wheelhouse itself: a wheel dropped there by hand (an unlisted
+    ``packaging-99.0``) would win the resolution, be pinned and imported by the smoke check. A listed
+    wheel whose bytes are not the manifest's sha256 is left out too (it is downloaded again, or the
+    resolution names it missing).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, entry in house.manifest()["wheels"].items():
+        path = house.root / name
+        if not path.is_file() or path.is_symlink() or "/" in name:
+            continue
+        # A copy, hashed after copying: a hard link would share later writes to the wheelhouse's file.
+        shutil.copyfile(path, folder / name)
+        if sha256_file(folder / name) != entry.get("sha256"):
+            (folder / name).unlink()
+    return folder
 
 
 def close(
@@ -168,13 +190,16 @@ def close(
     with tempfile.TemporaryDirectory(prefix=f"{house.root.name}-", dir=cache_root) as tmp:
         scratch = Path(tmp)
         say(f"runtime dependencies: resolving {len(pins)} built wheel(s) with pip")
-        resolved = resolve(python, pins, house.root, offline=offline, scratch=scratch, links=links)
+        listed = _listed_wheels(house, scratch / "listed")
+        resolved = resolve(python, pins, listed, offline=offline, scratch=scratch, links=links)
         foreign = [r for r in resolved if canonicalize_name(r.name) not in ours]
         previous = house.manifest()["wheels"]
-        wanted = _download(python, foreign, house.root, offline=offline, scratch=scratch, links=links)
+        wanted = _download(python, foreign, listed, offline=offline, scratch=scratch, links=links)
         added = []
         for item, wheel in wanted:
-            if (house.root / wheel.name).is_file() and previous.get(wheel.name, {}).get("sha256") == sha256_file(wheel):
+            pinned = previous.get(wheel.name, {}).get("sha256")
+            kept = house.root / wheel.name
+            if kept.is_file() and pinned == sha256_file(wheel) == sha256_file(kept):
                 added.append(house.root / wheel.name)
                 continue
             source = previous.get(wheel.name, {}).get("source") if item.url.startswith("file:") else None

@@ -394,3 +394,35 @@ def test_detect_passes_over_nix_when_nixpkgs_cannot_be_had(tmp_path):
     local = tmp_path / "nixpkgs"
     local.mkdir()
     assert detect_variant(h100, environ, nixpkgs=f"path:{local}")[3:] == ("12.9", "nix")
+
+
+# 8. A network failure: everything reachable is fetched, then one error lists each missing source, its URL
+#    and the ways out.
+
+def test_fetch_gets_what_it_can_and_lists_what_it_cannot(tmp_path):
+    from test_sources import Server, make_tar, sha, write_lock
+
+    from backend.errors import BackendError
+    from backend.sources import prepare
+
+    server = Server()
+    try:
+        data = make_tar({"setup.py": "print('demo')\n"})
+        server.files["/demo.tar.gz"] = data
+        dead = "http://127.0.0.1:9/demo-extra-1.0.tar.gz"  # nothing listens: refused at once
+        lk = write_lock(tmp_path, {
+            "demo-extra": {"component": "demo", "version": "1.0", "url": dead, "sha256": "0" * 64},
+            "demo": {"component": "demo", "version": "1.0", "url": server.url("/demo.tar.gz"), "sha256": sha(data)},
+        })
+        cache = tmp_path / "c"
+        with pytest.raises(BackendError) as error:
+            prepare.fetch_all(["demo"], cache_dir=cache, offline=False, lock=lk, keep_going=True)
+    finally:
+        server.stop()
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("fetch: 1 of 2 source(s) could not be downloaded: demo-extra 1.0 (from " + dead)
+    assert "host 127.0.0.1" in message and "the other 1 are verified in" in message
+    for way_out in ("run again", "VLLM_STACK_SOURCE_MIRROR=", "-C offline=true", "docs/SOURCES.md"):
+        assert way_out in message, way_out
+    assert (cache / "downloads" / "demo-1.0.tar.gz").read_bytes() == data  # fetched although listed second

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import cache_marker
 from ..errors import BackendError
-from ..settings import Settings, cache_dir
+from ..settings import Settings, cache_dir, redact_url
 from . import fetch as fetch_mod
 from .lock import Entry, Lock, load
 
@@ -40,7 +40,7 @@ def _unused_sources(settings: Settings, components: list[str]) -> list[str]:
 def fetch_main(settings: Settings, *, lock: Lock | None = None) -> int:
     """Download and verify everything the chosen components need, into the cache."""
     from ..report_table import table
-    from .prepare import fetch_all
+    from .prepare import FetchIncomplete, fetch_all
 
     lock = lock if lock is not None else load()
     components = needed_components(settings)
@@ -48,10 +48,14 @@ def fetch_main(settings: Settings, *, lock: Lock | None = None) -> int:
     unused = _unused_sources(settings, components)
     cache = cache_dir(settings)
     cache_marker.claim(cache)  # a cache the backend creates carries its marker (clean checks it)
-    paths = fetch_all(
-        components, cache_dir=cache, offline=settings.offline, allow_unverified=settings.allow_unverified,
-        lock=lock, skip=skip + unused,
-    )
+    incomplete = None
+    try:  # everything reachable is fetched; what is not is listed at the end, with the ways out
+        paths = fetch_all(
+            components, cache_dir=cache, offline=settings.offline, allow_unverified=settings.allow_unverified,
+            lock=lock, skip=skip + unused, keep_going=True,
+        )
+    except FetchIncomplete as error:
+        incomplete, paths = error, error.paths
     by_file = {p.name: p for p in paths}
     rows = []
     for component in components:
@@ -62,9 +66,15 @@ def fetch_main(settings: Settings, *, lock: Lock | None = None) -> int:
             if entry.name in unused:
                 rows.append([entry.name, entry.version, "not used by these settings", "-", "-"])
                 continue
-            path = by_file[entry.filename]
+            path = by_file.get(entry.filename)
+            if path is None:
+                rows.append([entry.name, entry.version, "NOT FETCHED", "-", redact_url(entry.url)])
+                continue
             check = "nar+sha256" if entry.nar and entry.sha256 else "nar" if entry.nar else "sha256" if entry.sha256 else "UNVERIFIED"
             rows.append([entry.name, entry.version, check, _size(path), str(path)])
+    if incomplete is not None:
+        print(table(["source", "version", "verified", "size", "file"], rows))
+        raise incomplete
     if settings.build_requirements == "locked" and not settings.offline:
         from . import buildreqs
 

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +36,18 @@ from .lock import Entry
 _BLOCK = 1 << 20
 USER_AGENT = "vllm-stack-backend (sources)"
 MIRROR_ENV = "VLLM_STACK_SOURCE_MIRROR"
+
+
+class Unreachable(BackendError):
+    """A download the network did not give (no answer, refused, an HTTP error): other sources may still come."""
+
+
+def ways_out(cache_dir: Path | None = None) -> str:
+    """What to do when sources cannot be downloaded here (named by every such error)."""
+    where = f" to {downloads_dir(cache_dir)}" if cache_dir is not None else ""
+    return (f"ways out: run again (downloads resume); set {MIRROR_ENV}=http(s)://HOST/PATH to fetch the same "
+            f"files from a mirror; or run `python -m backend fetch` on a machine with network, copy its cache's "
+            f"downloads/{where} and build with -C offline=true (docs/SOURCES.md, 'Air-gapped builds')")
 
 
 def downloads_dir(cache_dir: Path) -> Path:
@@ -163,7 +176,8 @@ def download(
                 part.unlink()  # the partial file is not a prefix of this resource: start over
                 last_error = "HTTP 416 on resume"
                 continue
-            raise BackendError(f"download of {label} failed: {redact_url(url)} answered HTTP {exc.code} {exc.reason}") from None
+            raise Unreachable(f"download of {label} failed: {redact_url(url)} answered HTTP {exc.code} {exc.reason}; "
+                              f"{ways_out()}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             last_error = f"{type(exc).__name__}: {reason}"
@@ -209,9 +223,10 @@ def download(
         os.replace(part, dest)
         return
     kept = part.stat().st_size if part.exists() else 0
-    raise BackendError(
-        f"download of {label} failed after {attempts} attempts ({last_error}); "
-        f"{kept} bytes kept in {part}; run again to resume"
+    host = urllib.parse.urlsplit(url).hostname or "?"
+    raise Unreachable(
+        f"download of {label} from {redact_url(url)} failed after {attempts} attempts (host {host}: {last_error}); "
+        f"{kept} bytes kept in {part}; {ways_out()}"
     )
 
 

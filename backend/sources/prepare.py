@@ -324,6 +324,14 @@ def patch_files_exist(component: str, patches_dir: Path | None = None) -> bool:
     return bool(patches_mod.collect(component, patches_dir))
 
 
+class FetchIncomplete(BackendError):
+    """``fetch_all(keep_going=True)``: what could not be downloaded (the message), what could (``paths``)."""
+
+    def __init__(self, message: str, paths: list[Path]):
+        super().__init__(message)
+        self.paths = paths
+
+
 def fetch_all(
     components: Sequence[str],
     *,
@@ -333,16 +341,20 @@ def fetch_all(
     lock: Lock | None = None,
     base_url_override: str | None = None,
     skip: Sequence[str] = (),
+    keep_going: bool = False,
 ) -> list[Path]:
     """Download and verify (file hash and NAR hash) every source the components need.
 
     ``skip``: entry names not to fetch (the main entry of a component built from a local tree).
-    Offline, this checks that everything is already in the cache.
+    Offline, this checks that everything is already in the cache.  ``keep_going`` (``python -m backend
+    fetch``): a source the network does not give does not stop the others; at the end one error lists
+    every one of them with its URL, and the ways out.
     """
     lock = lock if lock is not None else load()
     paths: list[Path] = []
     seen: set[str] = set()
     missing: list[str] = []
+    unreachable: list[str] = []
     for component in components:
         entries = lock.for_component(component)
         if not entries:
@@ -356,11 +368,22 @@ def fetch_all(
                     entry, cache_dir=Path(cache_dir), offline=offline, allow_unverified=allow_unverified,
                     base_url_override=base_url_override, verify_tree=True,
                 ))
+            except fetch_mod.Unreachable as exc:
+                if not keep_going:
+                    raise
+                why = str(exc).split("; ")[0].removeprefix(f"download of {entry.name} {entry.version} ")
+                unreachable.append(f"{entry.name} {entry.version} ({why})")
+                print(f"   not fetched: {entry.name} {entry.version}: {why}", file=sys.stderr, flush=True)
             except BackendError as exc:
                 if offline and str(exc).startswith("offline:"):
                     missing.append(entry.name)
                     continue
                 raise
+    if unreachable:
+        raise FetchIncomplete(
+            f"fetch: {len(unreachable)} of {len(seen)} source(s) could not be downloaded: {'; '.join(unreachable)}; "
+            f"the other {len(paths)} are verified in {fetch_mod.downloads_dir(Path(cache_dir))}; "
+            f"{fetch_mod.ways_out(Path(cache_dir))}", paths)
     if missing:
         where = fetch_mod.downloads_dir(Path(cache_dir))
         raise BackendError(

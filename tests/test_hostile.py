@@ -827,6 +827,53 @@ def test_a_tampered_runtime_wheel_of_the_same_size_and_mtime_is_not_unchanged(in
     assert not any("unchanged" in line for line in lines), lines
 
 
+# --- 29.4 the snapshot record writes and deletes nothing outside the copy --------------------------------
+
+def test_the_snapshot_record_never_writes_or_deletes_through_a_link(tmp_path):
+    from backend.pipeline import snapshot
+
+    checkout = tmp_path / "checkout"
+    (checkout / "pkg").mkdir(parents=True)
+    (checkout / "setup.py").write_text("# the user's file\n")
+    (checkout / "pkg" / "__init__.py").write_text("")
+    victim = tmp_path / "victim.txt"  # anywhere the user can write: another project, their checkout
+    victim.write_text("precious\n")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("also precious\n")
+    (checkout / snapshot.MANIFEST).symlink_to(victim)
+    copy = tmp_path / "cache" / "work" / "local-tree"
+    snapshot.sync(checkout, copy)
+    assert victim.read_text() == "precious\n"  # the record was not written through the link
+    # The link now says the last copy held a file two folders above the copy: a later sync must not delete it.
+    victim.write_text(json.dumps({"checkout": str(checkout), "files": ["../../../outside.txt", str(outside)]}))
+    snapshot.sync(checkout, copy)
+    assert outside.read_text() == "also precious\n" and (checkout / "setup.py").is_file()
+    assert (copy / "setup.py").read_text() == "# the user's file\n" and (copy / snapshot.MANIFEST).is_symlink()
+    record = snapshot.record_path(copy)
+    assert record.parent == copy.parent and json.loads(record.read_text())["checkout"] == str(checkout)
+    # A record cut short (power loss in an older version's write) reads as none: the copy is made anew.
+    record.write_text('{"checkout": "')
+    snapshot.sync(checkout, copy)
+    assert json.loads(record.read_text())["files"] == sorted([snapshot.MANIFEST, "pkg/__init__.py", "setup.py"])
+
+
+def test_a_link_left_in_the_copy_is_never_written_through(tmp_path):
+    from backend.pipeline import snapshot
+
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    (checkout / "sub").symlink_to(elsewhere)  # a dangling link (copied as a link) in one state of the checkout ...
+    copy = tmp_path / "copy"
+    snapshot.sync(checkout, copy)
+    elsewhere.mkdir()  # ... whose target appears
+    (checkout / "sub").unlink()
+    (checkout / "sub").mkdir()  # ... a real folder in the next
+    (checkout / "sub" / "f.py").write_text("x = 1\n")
+    snapshot.sync(checkout, copy)
+    assert list(elsewhere.iterdir()) == [] and (copy / "sub" / "f.py").is_file() and not (copy / "sub").is_symlink()
+
+
 # === issue 29, defects 9 to 16 (helper hostB) ==========================================================
 
 def _git(tree: Path, *args: str) -> None:

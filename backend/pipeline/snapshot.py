@@ -67,22 +67,82 @@ def tree_digest(root: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def record_path(copy: Path) -> Path:
+    """Where the copy's record lies: beside it, outside the copied tree (a tree's own file is never it)."""
+    return copy.with_name(f".{copy.name}.snapshot.json")
+
+
+def _read_record(copy: Path) -> dict:
+    """The last sync's record: {"checkout": str, "files": [str]}; anything else reads as none."""
+    for path in (record_path(copy), copy / MANIFEST):  # the second: where versions before issue 29 kept it
+        try:
+            if path.is_symlink() or not path.is_file():
+                continue
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # unreadable or truncated: start anew
+        if isinstance(record, dict) and isinstance(record.get("files", []), list):
+            if path.name == MANIFEST:
+                record["legacy"] = True
+            return record
+    return {}
+
+
+def _write_record(copy: Path, record: dict) -> None:
+    """Written whole or not at all (a temporary file renamed over it, never written through a link)."""
+    path = record_path(copy)
+    staged = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    staged.unlink(missing_ok=True)
+    with open(staged, "x") as handle:
+        json.dump(record, handle)
+    os.replace(staged, path)
+
+
+def _inside(copy: Path, rel: str) -> bool:
+    """``rel`` names a path in ``copy`` reached through no link (nothing outside can be touched)."""
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or ".." in parts:
+        return False
+    parent = copy
+    for part in parts[:-1]:
+        parent = parent / part
+        if parent.is_symlink() or not parent.is_dir():
+            return False
+    return True
+
+
+def _real_folder(copy: Path, rel_dir: Path) -> Path:
+    """``copy/rel_dir`` as a real folder: a link or file left there by an earlier state is removed, not followed."""
+    folder = copy
+    for part in rel_dir.parts:
+        folder = folder / part
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            folder.unlink()
+        folder.mkdir(exist_ok=True)
+    return folder
+
+
 def sync(checkout: Path, copy: Path) -> None:
-    manifest = copy / MANIFEST
-    record = json.loads(manifest.read_text()) if manifest.exists() else {}
-    if not isinstance(record, dict):  # an older format: start anew
-        record = {}
-    if record.get("checkout") != str(checkout) and copy.exists():
+    """Make ``copy`` the checkout's files, writing and deleting only inside ``copy``, never through a link.
+
+    The record of what was copied lies outside the copy (``record_path``): a checkout holding a file
+    (or a link) of the record's name cannot make the backend write or delete anything elsewhere.
+    """
+    record = _read_record(copy)
+    if record.get("checkout") != str(checkout) and (copy.exists() or copy.is_symlink()):
         # Another checkout's build outputs (setuptools' build/lib ...) would leak into this one's wheel.
-        shutil.rmtree(copy)
+        if copy.is_symlink() or not copy.is_dir():
+            copy.unlink()
+        else:
+            shutil.rmtree(copy)
         record = {}
     copy.mkdir(parents=True, exist_ok=True)
-    previous = set(record.get("files", []))
+    previous = {f for f in record.get("files", []) if isinstance(f, str)}
     current = set()
     for rel in _walk(checkout):
-        source, target = checkout / rel, copy / rel
+        source = checkout / rel
         current.add(rel.as_posix())
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target = _real_folder(copy, rel.parent) / rel.name
         if target.is_symlink() or (target.exists() and target.is_dir()):
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
@@ -94,5 +154,9 @@ def sync(checkout: Path, copy: Path) -> None:
         else:
             shutil.copy2(source, target)
     for gone in previous - current:
-        (copy / gone).unlink(missing_ok=True)
-    manifest.write_text(json.dumps({"checkout": str(checkout), "files": sorted(current)}))
+        path = copy / gone
+        if _inside(copy, gone) and (path.is_symlink() or path.is_file()):  # a folder now: its files were synced
+            path.unlink()
+    if record.get("legacy") and MANIFEST not in current and not (copy / MANIFEST).is_symlink():
+        (copy / MANIFEST).unlink(missing_ok=True)  # the record's old place, inside the tree
+    _write_record(copy, {"checkout": str(checkout), "files": sorted(current)})

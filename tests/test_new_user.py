@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import venv
@@ -426,3 +427,43 @@ def test_fetch_gets_what_it_can_and_lists_what_it_cannot(tmp_path):
     for way_out in ("run again", "VLLM_STACK_SOURCE_MIRROR=", "-C offline=true", "docs/SOURCES.md"):
         assert way_out in message, way_out
     assert (cache / "downloads" / "demo-1.0.tar.gz").read_bytes() == data  # fetched although listed second
+
+
+# 12. The test command keeps its caches and temporary files under one folder, and removes it at its end.
+
+WRITES = r'''
+import json, subprocess, sys, tempfile
+from pathlib import Path
+import platformdirs
+cache = Path(platformdirs.user_cache_dir("vllm-stack-tests"))  # tests/test_frontends.py's torch venv
+cache.mkdir(parents=True)
+pip = subprocess.run([sys.executable, "-m", "pip", "cache", "dir"], capture_output=True, text=True).stdout.strip()
+uv = subprocess.run(["uv", "cache", "dir"], capture_output=True, text=True).stdout.strip()
+print(json.dumps({"platformdirs": str(cache), "tempfile": tempfile.mkdtemp(), "pip": pip, "uv": uv}))
+'''
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["default", "VLLM_STACK_TEST_DIR set"])
+def test_the_test_run_writes_under_one_folder_and_removes_it(tmp_path, kept):
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    folder = tmp_path / "mine" if kept else tmp / "vllm-stack-tests"
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "TMPDIR": str(tmp),
+           **({"VLLM_STACK_TEST_DIR": str(folder)} if kept else {})}
+    script = f"source ci/test_folder.sh; {shlex.join([sys.executable, '-c', WRITES])}; exit 3"
+    result = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 3, result.stderr  # the command's status, whatever the cleanup does
+    wrote = json.loads(next(l for l in result.stdout.splitlines() if l.startswith("{")))
+    for what, path in wrote.items():
+        assert Path(path).is_relative_to(folder), (what, path)
+    assert list(home.iterdir()) == []
+    assert folder.exists() == kept
+    assert f"{'kept' if kept else 'removed'} {folder}" in result.stdout
+
+
+def test_ci_run_moves_the_caches_before_it_installs_anything():
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    first = lambda text: next(i for i, line in enumerate(lines) if line.startswith(text))  # noqa: E731
+    assert first("source ci/test_folder.sh") < first("for pkg in") < first("python3 -m pip install")
+    assert "VLLM_STACK_TEST_DIR" in README.read_text()

@@ -100,7 +100,7 @@ def test_sources_are_lock_entries():
     assert recipes.get("vllm").sources == (
         "vllm", "vllm-cutlass", "vllm-flash-attn", "vllm-flash-attn-cutlass", "flashmla", "flashmla-cutlass",
         "qutlass", "triton-kernels")
-    assert recipes.get("flashinfer").sources == ("flashinfer", "flashinfer-tag")
+    assert recipes.get("flashinfer").sources == ("flashinfer", "flashinfer-tag", "flashinfer-cubin")
 
 
 def test_build_order_comes_from_depends_with_the_lock_breaking_ties():
@@ -219,7 +219,7 @@ def test_xformers_arch(tmp_path):
 
 
 @pytest.mark.parametrize("variant,expected", [
-    (SM90, "9.0a"), (SM103, "10.0a 10.3a"), (SM103_13, "10.0a 10.3a"), (SM120, "12.0f"),
+    (SM90, "9.0a"), (SM103, "10.3a"), (SM103_13, "10.3a"), (SM120, "12.0f"),
     (Variant(sm="120", isa="avx2", cuda="12.8"), "12.0a"), (Variant(sm="100", isa="avx2", cuda="12.8"), "10.0a"),
     (Variant(sm="89", isa="avx2", cuda="12.9"), "8.9"), (Variant(sm="75", isa="avx2", cuda="13.0"), "7.5"),
 ])

@@ -92,7 +92,8 @@ class StepExecutor:
             for wheel in built
         ]
         staged = _platform_tags(plan, staged, house, toolchain, label)
-        ptx_jit = _verify(plan, step, staged, house, toolchain, label)
+        bundled = [_stage_bundled(plan, name, staged_dir) for name in recipe.bundled_wheels(plan.variant, plan.settings)]
+        ptx_jit, cubin_sources = _verify(plan, step, staged, house, toolchain, label, bundled)
         features = check_features(recipe, plan.variant, staged, plan.settings.verify)
 
         added = []
@@ -108,9 +109,31 @@ class StepExecutor:
                 "seconds": seconds,
                 **({"features": features[wheel.name]} if wheel.name in features else {}),
                 **({"ptx_jit": ptx_jit[wheel.name]} if wheel.name in ptx_jit else {}),
+                # where its kernels' run-time cubins come from (a wheel of the wheelhouse; None: a download)
+                **({"cubins": cubin_sources[wheel.name]} if cubin_sources.get(wheel.name) else {}),
                 **manylinux.manifest_record(wheel),
             }))
+        for wheel, entry in bundled:
+            added.append(house.add(wheel, {
+                "component": step.component, "source": entry.url, "origin": BUNDLED,
+                "source_hash": f"sha256:{entry.sha256}", "patches": [], "build_key": key, "seconds": 0.0,
+            }, move=True))
         return added, "built"
+
+
+BUNDLED = "lock-wheel"  # manifest origin of an upstream wheel the lock pins, added unchanged
+
+
+def _stage_bundled(plan: Plan, name: str, staged_dir: Path):
+    """The lock's wheel ``name`` (fetched and sha256-checked when the step's sources were prepared), unchanged,
+    copied beside the step's staged wheels; returns it and its lock entry."""
+    from ..settings import cache_dir
+    from ..sources import fetch, lock
+
+    entry = lock.load().entries[name]
+    copy = staged_dir / entry.filename  # the wheel's own file name (the lock entry's filename)
+    shutil.copyfile(fetch.cache_path(entry, cache_dir(plan.settings)), copy)
+    return copy, entry
 
 
 def process_environment(step: Step, toolchain, cache: compiler_cache.CompilerCache, base_dirs) -> dict[str, str]:
@@ -198,22 +221,27 @@ def _cuda_requirements(wheel: Path, plan: Plan, toolchain, component: str) -> li
     return declared_requirements(wheel, recipes.get(component), plan.variant, toolchain)
 
 
-def _verify(plan: Plan, step: Step, wheels: list[Path], house, toolchain, label: str) -> dict[str, list[str]]:
-    """Verify the staged wheels; return, per wheel, its objects whose PTX the variant's GPU JIT-compiles
-    (the manifest's ``ptx_jit``: they need the toolkit's own driver, backend/cuda_driver.py)."""
+def _verify(plan: Plan, step: Step, wheels: list[Path], house, toolchain, label: str,
+            bundled: list = ()) -> tuple[dict[str, list[str]], dict[str, dict]]:
+    """Verify the staged wheels, beside the wheelhouse's and the step's bundled upstream wheels (not checked
+    themselves); return, per wheel, its objects whose PTX the variant's GPU JIT-compiles (the manifest's
+    ``ptx_jit``: they need the toolkit's own driver, backend/cuda_driver.py) and where its kernels' run-time
+    cubins come from (the manifest's ``cubins``)."""
     mode = plan.settings.verify
     if mode == "off":
-        return {}
+        return {}, {}
     from ..verify import verify_wheel
 
-    companions = [w for w in house.wheels() if not any(_same_dist(w, x) for x in wheels)] + wheels
+    mine = wheels + [wheel for wheel, _entry in bundled]
+    companions = [w for w in house.wheels() if not any(_same_dist(w, x) for x in mine)] + mine
     expect = _expectation(plan, step, toolchain)
     problems = []
-    ptx_jit = {}
+    ptx_jit, cubin_sources = {}, {}
     for wheel in wheels:
         report = verify_wheel(wheel, expect, companions=[c for c in companions if c != wheel])
         say(report.format_table())
         ptx_jit[wheel.name] = report.ptx_jit(plan.variant.sm)
+        cubin_sources[wheel.name] = report.entries[0].cubins
         if not report.ok:
             problems.append(wheel.name)
     if problems and mode == "strict":
@@ -223,7 +251,7 @@ def _verify(plan: Plan, step: Step, wheels: list[Path], house, toolchain, label:
         )
     if problems:
         say(f"{label} verification problems (verify=warn): {', '.join(problems)}")
-    return ptx_jit
+    return ptx_jit, cubin_sources
 
 
 def _same_dist(a: Path, b: Path) -> bool:

@@ -94,6 +94,22 @@ def build_environment(python: Path, requirements: list[str], settings):
         yield
 
 
+def check_offline_sources(plan: Plan) -> None:
+    """offline=true: every source a step would prepare is in the cache already, checked before anything compiles
+    (else the build would stop at the first component whose source is missing, after hours of the others)."""
+    from ..settings import cache_dir
+    from ..sources import fetch, prepare
+
+    cache = cache_dir(plan.settings)
+    missing = [entry for step in plan.steps for entry in prepare.missing_offline(
+        step.component, cache_dir=cache, local=step.component in plan.settings.sources, unused=step.unused_sources)]
+    if missing:
+        error = fetch.offline_missing(missing[0], fetch.cache_path(missing[0], cache))
+        if missing[1:]:
+            error.args = (f"{error}; also missing: {', '.join(e.name for e in missing[1:])}",)
+        raise error
+
+
 def build(plan: Plan) -> BuildResult:
     """Build the plan; a second build of the same variant waits for the first, then reuses its wheels."""
     from ..settings import cache_dir, writable_folder
@@ -139,6 +155,8 @@ def _build_locked(plan: Plan) -> BuildResult:
         },
     )
     disk.check(plan, say)
+    if settings.offline:
+        check_offline_sources(plan)
     python = environment.ensure(layout.env_dir)
     requirements = sorted({r for s in plan.steps for r in recipes.get(s.component).build_requirements(plan.variant)})
     executor = StepExecutor(plan, toolchain=toolchain, cache=cache, house=house)

@@ -76,6 +76,9 @@ class Recipe:
     # lock entries of the component this variant and these settings do not use (flashinfer's tag tree
     # without its AOT kernels): neither fetched nor unpacked
     unused_sources: Callable[[Variant, Any], tuple[str, ...]] = lambda variant, settings: ()
+    # lock entries that are upstream's own wheels, put into the wheelhouse unchanged beside the built ones
+    # (flashinfer-cubin on Blackwell): sha256-checked by the lock, neither relabelled nor verified as ours
+    bundled_wheels: Callable[[Variant, Any], tuple[str, ...]] = lambda variant, settings: ()
     cuda_libraries: tuple[str, ...] | None = None  # CUDA libraries it links (pypi toolchain names); None: all
     # Why its build emits PTX and plain cubins of lower SMs on purpose (verification reports them, not fails)
     gpu_code_by_design: str = ""

@@ -7,14 +7,24 @@ flashinfer's own release scripts at v0.6.1
 .github/workflows/release.yml): Hopper/Blackwell get the arch-specific
 ``a`` target, 12.0 gets ``12.0f`` from CUDA 12.9 on and ``12.0a`` on 12.8.
 
+SM103 gets ``10.3a`` alone, not the ``10.0a 10.3a`` pair of upstream's
+multi-arch release wheel (.github/workflows/release.yml:185 at v0.6.1): a
+single-SM wheel must hold only code that loads on sm_103.  With ``10.0a`` in
+the list every ordinary module also carries sm_100a cubins
+(compilation_context.py:65-68 emits one -gencode per listed arch), and the
+modules ``aot.py`` adds when ``compute_100`` is targeted (aot.py:326-362,
+480-496, 525-528; detect_sm_capabilities, aot.py:745-756) include sm_100a-only ones
+(fp4 quantization: jit/fp4_quantization.py:63-64 with
+jit/core.py:129 ``sm100a_nvcc_flags``), which does not load on sm_103.
+``10.3a`` turns those off in upstream's own selection; they compile at
+first use (JIT) on the user's GPU, and the plan names them.
+
 flashinfer-jit-cache is built from the tree's ``flashinfer-jit-cache/``
 folder, which the GitHub tag has and the PyPI sdist does not (checked: the
 0.6.1 sdist has no flashinfer-jit-cache/ and no version.txt, but complete
 csrc/, include/ and 3rdparty/, which the tag archive lacks).  The lock's
 ``flashinfer-tag`` entry supplies those two pieces: the first command copies
-them into the sdist tree.  SM103 gets ``10.0a 10.3a``: flashinfer's release
-scripts always pair them, and ``aot.py`` enables its SM100 modules only for
-``compute_100``.  ``-C flashinfer-aot=false`` builds flashinfer-python alone.
+them into the sdist tree.  ``-C flashinfer-aot=false`` builds flashinfer-python alone.
 
 ``-C flashinfer-aot-config`` narrows the AOT module set: JSON (inline or a
 file) with the keys of v0.6.1 ``aot.py``'s ``get_default_config()``, the rest
@@ -33,9 +43,28 @@ from ..variants import version_key
 from .base import BuildContext, Recipe, pip_wheel
 
 VERSION = "0.6.1"
-ARCH_SPECIFIC = {"90": "9.0a", "100": "10.0a", "103": "10.0a 10.3a"}
+ARCH_SPECIFIC = {"90": "9.0a", "100": "10.0a", "103": "10.3a"}
+# What aot.py v0.6.1 adds only when compute_100 is targeted (aot.py:326-362 attention, 480-496 MoE/GEMM,
+# 525-528 comm; XQA, aot.py:378-379, needs sm90/sm100/sm120/sm121 in the list): left out of an sm103
+# jit-cache, compiled at first use.
+SM100_ONLY_MODULES = (
+    "fmha_cutlass_sm100a (CUTLASS FMHA)", "fmha_gen (trtllm-gen FMHA)", "the SM100 MLA module",
+    "fp4_quantization_100, cutlass_fused_moe_sm100, the SM100 GEMMs (CUTLASS fp4/fp8, TGV, trtllm-gen, "
+    "low-latency), mxfp8 quantization, trtllm-gen fused MoE (add_moe)",
+    "trtllm_comm, trtllm_mnnvl_comm, moe_alltoall (add_comm)", "XQA (add_xqa)",
+)
 JIT_CACHE_DIR = "flashinfer-jit-cache"
 TAG = "flashinfer-tag"  # lock entry: the v0.6.1 tag tree (packaging folder and version.txt only)
+CUBIN = "flashinfer-cubin"  # lock entry: upstream's wheel of the trtllm-gen / DeepGEMM cubins
+CUBIN_DIR = "flashinfer_cubin/cubins"  # inside that wheel (flashinfer-cubin/flashinfer_cubin/__init__.py:21)
+# The artifact-server folders whose checksums.txt and flashinferMetaInfo.h the SM100 AOT modules read at
+# build time through get_cubin() (jit/attention/modules.py:1763-1796 trtllm-gen FMHA, jit/fused_moe.py:214-263
+# trtllm-gen MoE, jit/gemm/core.py:405-434 and 556-570 trtllm-gen GEMM; paths: artifacts.py:90-96).
+CUBIN_HEADERS = {
+    "75d477a640f268ea9ad117cc596eb39245713b9e/fmha/trtllm-gen": "flashInferMetaInfo.h",
+    "ccae3ed120a12a2c6922b458086b460413dbf731/batched_gemm-0d275a2-9936841": "flashinferMetaInfo.h",
+    "1fddc48b7b48af33914d040051b3e2ee9ba4701e/gemm-145d1b1-9b113e3": "flashinferMetaInfo.h",
+}
 
 
 def arch_list(variant) -> str:
@@ -44,6 +73,15 @@ def arch_list(variant) -> str:
     if variant.sm == "120":
         return "12.0f" if version_key(variant.cuda) >= (12, 9) else "12.0a"
     return variant.arch
+
+
+def uses_cubins(variant) -> bool:
+    """Blackwell (SM100/SM103): flashinfer's trtllm-gen and DeepGEMM kernels load cubins at run time.
+
+    The cubins are sm100a/sm100f/sm103a only (flashinfer-cubin 0.6.1: 198 Sm100a, 3,286 Sm100f, 670 Sm103a
+    FMHA kernels; the GEMMs sm100f); other SMs never load them.
+    """
+    return variant.sm in ("100", "103")
 
 
 def builds_jit_cache(variant, settings=None) -> bool:
@@ -126,15 +164,39 @@ def environment(ctx: BuildContext) -> dict[str, str]:
         "FLASHINFER_CUDA_ARCH_LIST": arch_list(ctx.variant),
         "FLASHINFER_LOCAL_VERSION": ctx.variant.label,
     }
+    if uses_cubins(ctx.variant) and CUBIN in ctx.extras:
+        # get_cubin() reads FLASHINFER_CUBIN_DIR (jit/env.py:86-88, used by jit/cubin_loader.py:202) and fetches
+        # what is missing from FLASHINFER_CUBINS_REPOSITORY (cubin_loader.py:32-35, 208-211; a local path is
+        # copied, cubin_loader.py:85-94): both name the lock's wheel, so the build never reaches NVIDIA's server.
+        cubins = str(ctx.extras[CUBIN] / CUBIN_DIR)
+        env["FLASHINFER_CUBIN_DIR"] = cubins
+        env["FLASHINFER_CUBINS_REPOSITORY"] = cubins
     if builds_jit_cache(ctx.variant, ctx.settings) and getattr(ctx.settings, "flashinfer_aot_config", None):
         env["FLASHINFER_AOT_CONFIG"] = ctx.settings.flashinfer_aot_config  # read by the tag patch's build backend
     return env
 
 
+# Before anything compiles: the headers and checksums the AOT modules read must be in the lock's wheel.
+CHECK_CUBINS = (
+    "import sys; from pathlib import Path\n"
+    "root = Path(sys.argv[1])\n"
+    "missing = [f for d, h in zip(sys.argv[2::2], sys.argv[3::2]) for f in (d + '/checksums.txt', d + '/include/' + h)\n"
+    "           if not (root / f).is_file()]\n"
+    "if missing:\n"
+    "    sys.exit(f'flashinfer-cubin: {root} lacks {missing[0]}' + (f' and {len(missing) - 1} more' if missing[1:] else '')\n"
+    "             + ': the SM100 AOT modules read it at build time, else from the artifact server')\n"
+)
+
+
+def check_cubins_command(ctx: BuildContext) -> list[str]:
+    pairs = [part for folder, header in CUBIN_HEADERS.items() for part in (folder, header)]
+    return [ctx.python, "-c", CHECK_CUBINS, str(ctx.extras[CUBIN] / CUBIN_DIR), *pairs]
+
+
 def commands(ctx: BuildContext) -> list[list[str]]:
     if not builds_jit_cache(ctx.variant, ctx.settings):
         return [pip_wheel(ctx)]
-    steps = []
+    steps = [check_cubins_command(ctx)] if uses_cubins(ctx.variant) and CUBIN in ctx.extras else []
     if ctx.tree_version is None and TAG in ctx.extras:  # the lock's sdist: add the tag's packaging folder
         steps.append([ctx.python, "-c", OVERLAY, str(ctx.extras[TAG]), str(ctx.source)])
     elif not ((ctx.checkout or ctx.source) / JIT_CACHE_DIR).is_dir():  # a local tree without it: JIT only
@@ -148,12 +210,23 @@ def notes(variant) -> list[str]:
             "flashinfer has no kernels for sm_61: only flashinfer-python (JIT) is built, and its kernels "
             "will not compile for a Pascal GPU at run time either"
         ]
-    return [
+    notes = [
         f"AOT kernels (flashinfer-jit-cache) for FLASHINFER_CUDA_ARCH_LIST={arch_list(variant)}: the PyPI sdist "
         "plus the v0.6.1 tag's flashinfer-jit-cache/ folder (lock entry flashinfer-tag); -C flashinfer-aot=false "
         "builds flashinfer-python alone (kernels then compile at first use and need nvcc there); "
         "-C flashinfer-aot-config narrows the module set (FLASHINFER_AOT_CONFIG in the plan's environment)"
     ]
+    if variant.sm == "103":
+        notes.append("sm103: the jit-cache holds sm_103a code only; compiled at first use instead (JIT, needs nvcc "
+                     "there), as upstream builds them only with 10.0a in the list, some for sm_100a alone: "
+                     + "; ".join(SM100_ONLY_MODULES))
+    if uses_cubins(variant):
+        notes.append("flashinfer-cubin 0.6.1 (lock entry flashinfer-cubin, PyPI wheel) goes into the wheelhouse "
+                     "unchanged: the trtllm-gen and DeepGEMM kernels load their cubins from it, not from NVIDIA's "
+                     "artifact server; the AOT build reads its checksums and headers (FLASHINFER_CUBIN_DIR). "
+                     "The cuDNN SDPA cubins of the cudnn backend (artifacts.py:97) are in no PyPI wheel: "
+                     "that opt-in backend still downloads them at first use")
+    return notes
 
 
 # What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
@@ -166,8 +239,24 @@ assert torch.allclose(flashinfer.norm.rmsnorm(x, w).float(), ref, atol=2e-2), "f
 """
 
 
+def unused_sources(variant, settings) -> tuple[str, ...]:
+    unused = () if builds_jit_cache(variant, settings) else (TAG,)
+    return unused + (() if uses_cubins(variant) else (CUBIN,))
+
+
+def bundled_wheels(variant, settings) -> tuple[str, ...]:
+    return (CUBIN,) if uses_cubins(variant) else ()
+
+
+def runtime_requires(variant) -> tuple[str, ...]:
+    # flashinfer-python finds the installed flashinfer_cubin package first (jit/env.py:66-83; versions must match)
+    return (f"flashinfer-cubin=={VERSION}",) if uses_cubins(variant) else ()
+
+
 RECIPE = Recipe(
-    unused_sources=lambda variant, settings: () if builds_jit_cache(variant, settings) else (TAG,),
+    unused_sources=unused_sources,
+    bundled_wheels=bundled_wheels,
+    runtime_requires=runtime_requires,
     version_file="version.txt",
     name="flashinfer",
     version=VERSION,

@@ -324,6 +324,14 @@ def patch_files_exist(component: str, patches_dir: Path | None = None) -> bool:
     return bool(patches_mod.collect(component, patches_dir))
 
 
+def missing_offline(component: str, *, cache_dir: Path, local: bool, unused: Sequence[str] = (),
+                    lock: Lock | None = None) -> list[Entry]:
+    """The lock entries a build of ``component`` would prepare that are not in the cache's downloads/."""
+    lock = lock if lock is not None else load()
+    return [e for e in _wanted(lock, component, local=local, unused=unused)
+            if not fetch_mod.cache_path(e, Path(cache_dir)).is_file()]
+
+
 class FetchIncomplete(BackendError):
     """``fetch_all(keep_going=True)``: what could not be downloaded (the message), what could (``paths``)."""
 

@@ -15,7 +15,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..errors import BackendError
 from .. import cpu_isa
-from . import elf, isa as isa_scan, isa_arm, linkage, metadata, platform_tag
+from . import cubins, elf, isa as isa_scan, isa_arm, linkage, metadata, platform_tag
 from .report import ERROR, WARNING, Entry, ObjectEntry, Problem, Report
 
 # Members never worth opening to look for ELF magic.
@@ -326,8 +326,11 @@ def verify_wheel(wheel: Path, expect: Expectation | None, companions: Sequence[P
     with zipfile.ZipFile(wheel) as archive, tempfile.TemporaryDirectory(prefix="verify-") as tmp:
         members = _elf_members(archive)
         infos: list[tuple[str, elf.ObjectInfo]] = []
+        named: dict[str, str] = {}  # cubin folder -> the first member naming it
         for item in members:
             path = _extract(archive, item, Path(tmp))
+            for folder in cubins.folders_in_file(path):
+                named.setdefault(folder, item.filename)
             read, problem = _read(path, item.filename)
             if problem:
                 entry.problems.append(problem)
@@ -341,6 +344,8 @@ def verify_wheel(wheel: Path, expect: Expectation | None, companions: Sequence[P
         for name, read in infos:
             entry.objects.append(_object(read, name, context))
             read.path.unlink()
+    if named:
+        _check_cubins(entry, named, [wheel, *companions], expect)
     if not is_torch and torch_version is not None and not any(
         canonicalize_name(r.name) == metadata.TORCH for r in info.requires if metadata.is_active(r)
     ):
@@ -348,6 +353,24 @@ def verify_wheel(wheel: Path, expect: Expectation | None, companions: Sequence[P
         if needs_torch:
             entry.problems.append(Problem(ERROR, "metadata", f"links torch's libraries but does not require torch=={torch_version}"))
     return report
+
+
+def _check_cubins(entry: Entry, named: dict[str, str], wheels: Sequence[Path], expect: Expectation) -> None:
+    """Kernels whose cubins no wheel of the wheelhouse holds would download them at their first call."""
+    entry.cubins = cubins.sources(set(named), wheels)
+    for folder, served in entry.cubins.items():
+        if served is not None:
+            continue
+        if folder in cubins.UNPACKAGED:
+            if expect.sm in (None, "100", "103"):  # its cubins are sm100 only: elsewhere never loaded
+                entry.problems.append(Problem(
+                    WARNING, "cubins", f"{named[folder]} loads {cubins.UNPACKAGED[folder]} from {folder} at its "
+                    "first call, which no wheel on PyPI holds: downloaded from NVIDIA's artifact server then"))
+            continue
+        entry.problems.append(Problem(
+            ERROR, "cubins", f"{named[folder]} loads its cubins from {folder} at its first call, and no wheel of "
+            "the wheelhouse holds cubins/" + folder + "/checksums.txt (flashinfer-cubin): they would download "
+            "from NVIDIA's artifact server, so the wheelhouse does not install and run without network"))
 
 
 def _check_metadata(entry: Entry, info: metadata.WheelInfo, others: list[metadata.WheelInfo], expect: Expectation,
@@ -414,15 +437,20 @@ def verify_objects(paths: Sequence[Path], expect: Expectation | None) -> Report:
     return report
 
 
+# Manifest origins of upstream's wheels in a wheelhouse: the runtime closure's, and the lock's wheels a recipe
+# bundles unchanged (backend/pipeline/executor.py BUNDLED: flashinfer-cubin).
+_UPSTREAM_ORIGINS = ("runtime", "lock-wheel")
+
+
 def _runtime_wheels(folder: Path) -> set[str]:
-    """The wheelhouse's bundled third-party wheels (manifest origin ``runtime``): upstream's, not checked."""
+    """The wheelhouse's bundled third-party wheels (``_UPSTREAM_ORIGINS``): upstream's, not checked."""
     import json
 
     try:
         entries = json.loads((folder / "manifest.json").read_text())["wheels"]
     except (OSError, ValueError, KeyError, TypeError):
         return set()
-    return {name for name, entry in entries.items() if isinstance(entry, dict) and entry.get("origin") == "runtime"}
+    return {name for name, entry in entries.items() if isinstance(entry, dict) and entry.get("origin") in _UPSTREAM_ORIGINS}
 
 
 def verify_paths(paths: Sequence[Path], expect: Expectation | None = None) -> Report:

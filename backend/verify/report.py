@@ -93,6 +93,8 @@ class Entry:
     version: str | None = None
     objects: list[ObjectEntry] = dataclasses.field(default_factory=list)
     problems: list[Problem] = dataclasses.field(default_factory=list)
+    # artifact folder its kernels load cubins from at run time -> the wheel serving it, None: downloaded
+    cubins: dict[str, str | None] = dataclasses.field(default_factory=dict)
 
     @property
     def all_problems(self) -> list[Problem]:
@@ -107,6 +109,7 @@ class Entry:
             "path": self.path, "kind": self.kind, "size": self.size, "name": self.name, "version": self.version,
             "ok": self.ok, "problems": [p.to_json() for p in self.problems],
             "objects": [o.to_json() for o in self.objects],
+            **({"cubins": dict(self.cubins)} if self.cubins else {}),
         }
 
 

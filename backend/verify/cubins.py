@@ -1,0 +1,63 @@
+"""Kernels that load their cubins at run time: is each one's cubin folder in a wheel of the wheelhouse?
+
+flashinfer's trtllm-gen kernels (FMHA, batched GEMM, GEMM) and its cuDNN SDPA
+kernels are compiled with the artifact folder of their cubins as a string
+(``-DTLLM_GEN_FMHA_CUBIN_PATH="75d477a6.../fmha/trtllm-gen/"``,
+flashinfer/jit/attention/modules.py:1793 at v0.6.1; jit/fused_moe.py:261,
+jit/gemm/core.py:432, jit/attention/modules.py:1897).  At the first call they
+ask ``get_cubin()`` (flashinfer/jit/cubin_loader.py:192-211) for
+``<folder>/<kernel>.cubin``: from the installed ``flashinfer_cubin`` package
+(flashinfer/jit/env.py:59-91), else downloaded from NVIDIA's artifact server.
+So a module whose object names such a folder works offline only when some
+wheel of the wheelhouse holds ``cubins/<folder>/checksums.txt``.
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+# A commit-addressed artifact folder as flashinfer's artifacts.py:90-99 spells them, NUL-terminated in .rodata.
+_FOLDER = re.compile(rb"([0-9a-f]{40}/[A-Za-z0-9._/-]{1,200})\x00")
+# Folders that flashinfer-cubin 0.6.1 does not package (its build downloads only artifacts.py:149-154's four):
+# the cuDNN SDPA cubins (artifacts.py:97) of the opt-in cudnn backend. No PyPI wheel has them: reported, not
+# refused, and the plan says so (backend/recipes/flashinfer.py notes).
+UNPACKAGED = {"a72d85b019dc125b9f711300cb989430f762f5a6/fmha/cudnn": "flashinfer's cuDNN SDPA cubins (backend='cudnn')"}
+
+
+def folders_named(data) -> set[str]:
+    """The artifact folders an object's bytes name (trailing '/' dropped)."""
+    return {m.group(1).decode().rstrip("/") for m in _FOLDER.finditer(data)}
+
+
+def folders_in_file(path: Path) -> set[str]:
+    """``folders_named`` of a file, mapped rather than read (torch's libraries are a gigabyte)."""
+    with open(path, "rb") as handle:
+        if Path(path).stat().st_size == 0:
+            return set()
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return folders_named(data)
+
+
+def packaged_folders(wheels: Sequence[Path]) -> dict[str, str]:
+    """Artifact folder -> the wheel holding its ``cubins/<folder>/checksums.txt``."""
+    found: dict[str, str] = {}
+    for wheel in wheels:
+        try:
+            with zipfile.ZipFile(wheel) as archive:
+                for name in archive.namelist():
+                    head, sep, _ = name.partition("/cubins/")
+                    if sep and name.endswith("/checksums.txt"):
+                        found.setdefault(name[len(head) + len(sep):-len("/checksums.txt")], Path(wheel).name)
+        except (OSError, zipfile.BadZipFile):
+            continue
+    return found
+
+
+def sources(named: set[str], wheels: Sequence[Path]) -> dict[str, str | None]:
+    """For each folder the wheel's kernels load cubins from: the wheel that serves it, or None (a download)."""
+    served = packaged_folders(wheels)
+    return {folder: served.get(folder) for folder in sorted(named)}

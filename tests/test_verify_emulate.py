@@ -334,3 +334,41 @@ def test_bitsandbytes_cpu_library_cross_built_for_armv8_2_runs_on_neoverse_n1(bn
     outcome = emulate.verify([library], "armv8_2", sysroot=SYSROOT)
     assert outcome.ok and outcome.loaded == 1, outcome.lines()
     assert blockwise_op("armv8_2", library, tmp_path / "op", SYSROOT).startswith("blockwise 8-bit round trip")
+
+
+# ---- the stand-in stack, for every ISA QEMU emulates on this host ------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isa", ["avx", "avx2"])
+def test_standin_stack_passes_on_the_emulated_cpu_of_its_isa(isa, tmp_path):
+    """torch, torchvision, torchaudio, xformers, flashinfer and bitsandbytes stand-ins built for the ISA through
+    the pipeline: -C smoke=emulate runs the imports and every component's CPU op under QEMU as the ISA's CPU,
+    and verify --emulate loads every library of the wheelhouse there."""
+    import tempfile
+
+    from standin_helpers import find_nvcc, runtime_links, standin_runtime_requirements, standin_tree
+
+    nvcc = find_nvcc()
+    if nvcc is None:
+        pytest.skip("needs a CUDA 13 nvcc")
+    links = runtime_links(Path(tempfile.mkdtemp(prefix="standin-links-", dir=tmp_path)), standin_runtime_requirements())
+    components = "torch,torchvision,torchaudio,xformers,flashinfer,bitsandbytes"
+    pairs = {"sm": "90", "isa": isa, "cuda": "13.0", "components": components, "cache-dir": str(tmp_path / "cache"),
+             "wheelhouse": str(tmp_path / "wheelhouse"), "jobs": "2", "runtime-find-links": str(links),
+             "smoke": "emulate", "build-requirements": "ranges", "free-disk-gb": "1",
+             **{f"source.{c}": str(standin_tree(c)) for c in components.split(",")}}
+    args = [arg for key, value in pairs.items() for arg in ("-C", f"{key}={value}")]
+    env = dict(os.environ, PATH=f"{Path(nvcc).parent}{os.pathsep}{os.environ['PATH']}")
+    root = Path(__file__).resolve().parent.parent
+    built = subprocess.run([sys.executable, "-m", "backend", "build", *args], cwd=root, env=env,
+                           capture_output=True, text=True, timeout=900)
+    assert built.returncode == 0, built.stderr[-3000:]
+    cpu = emulate.model_for(isa).cpu
+    assert f"CPU checks under QEMU as {cpu})" in built.stderr and "smoke check: ok" in built.stderr, built.stderr[-3000:]
+    [house] = (tmp_path / "wheelhouse").glob("vllm-*")
+    checked = subprocess.run([sys.executable, "-m", "backend", "verify", "--emulate", str(house), "-C", f"isa={isa}",
+                              "-C", "sm=90", "-C", "cuda=13.0"], cwd=root, env=env, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-2000:]
+    [summary] = [line for line in checked.stdout.splitlines() if line.startswith(f"emulate: {isa} on")]
+    loaded, total = re.search(r"(\d+)/(\d+) libraries loaded, 0 failed", summary).groups()
+    assert loaded == total and int(total) >= 6, summary

@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -44,7 +45,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import BackendError
-from . import elf
+from . import elf, isa_arm
+from . import isa as isa_x86
 
 # Linux's /proc/cpuinfo flag names (x86 "flags", aarch64 "Features") of each model, as the kernel prints them
 # for the real CPU; tests/test_verify_emulate.py checks them against what cpuid/hwcaps say under QEMU.
@@ -240,8 +242,6 @@ class Launch:
 
 def _no_core_files() -> None:
     # QEMU writes the guest's core (qemu_<prog>_<time>.core, as large as the process) when the limit allows.
-    import resource
-
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
@@ -359,25 +359,21 @@ def locate(address: int, libraries: Sequence[Mapping]) -> Fault:
 def describe_instruction(code: bytes, address: int, machine: str) -> str:
     """'vpaddd ymm0,ymm0,ymm0 (AVX2)' for the first instruction of ``code``."""
     if machine == "EM_AARCH64":
-        from .isa_arm import _capstone, extension_of
-
-        capstone, aarch64 = _capstone()
+        capstone, aarch64 = isa_arm._capstone()
         md = capstone.Cs(capstone.CS_ARCH_AARCH64, capstone.CS_MODE_ARM)
         md.detail = True
         names = {getattr(aarch64, n): n for n in dir(aarch64) if n.startswith("AARCH64_FEATURE_")}
         for insn in md.disasm(code[:4], address):
-            extensions = sorted({e for g in insn.groups if (e := extension_of(names.get(g, "")))})
+            extensions = sorted({e for g in insn.groups if (e := isa_arm.extension_of(names.get(g, "")))})
             needs = f" ({', '.join(extensions)})" if extensions else ""
             return f"{insn.mnemonic} {insn.op_str}".strip() + needs
         return f"undecodable word {code[:4].hex()}"
-    from .isa import _feature_names, _iced
-
-    iced = _iced()
+    iced = isa_x86._iced()
     instruction = next(iter(iced.Decoder(64, code, ip=address)))
     if instruction.code == iced.Code.INVALID:
         return f"undecodable bytes {code[:8].hex()}"
     formatter = iced.Formatter(iced.FormatterSyntax.INTEL)
-    names = _feature_names()
+    names = isa_x86._feature_names()
     features = [names[f] for f in instruction.cpuid_features()]
     return formatter.format(instruction) + (f" ({', '.join(features)})" if features else "")
 
@@ -490,7 +486,7 @@ def run_libraries(libraries: Sequence[Library], isa: str, *, sysroot: Path | Non
                     done = event["index"]
                 elif event["event"] == "unloadable":
                     done = event["index"]
-                    why = event["why"].split(": ", 1)[-1]
+                    why = event["why"].removeprefix(f"{pending[done].path}: ")   # dlerror: "libcudart.so.12: cannot ..."
                     outcome.findings.append(Finding("unloadable", pending[done],
                                                     f"{pending[done].label}: not loaded here ({why})"))
             current = next((e["index"] for e in reversed(events) if e["event"] == "load"), None)

@@ -25,6 +25,7 @@ type, for the default and for accepted values.
 
 # No ``from __future__ import annotations``: dataclasses.fields(Settings) then hold the types, not their text.
 import dataclasses
+import math
 import os
 import re
 import types
@@ -83,7 +84,7 @@ def normalize_sm(value: str) -> str:
     if text in SMS:
         return text
     near = None
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and len(text) <= 6:  # int() refuses over 4,300 digits
         near = min(SMS, key=lambda s: abs(int(s) - int(text)))
     message_hint = f"; did you mean {near!r}?" if near else ""
     raise BackendError(
@@ -99,14 +100,21 @@ def _choice(key: str, value: str, accepted: tuple[str, ...]) -> str:
     raise SettingError(key, text, accepted)
 
 
+# The most a whole-number setting takes: more compile processes or nvcc threads than any machine runs
+# is a typo (jobs=10**30), not a wish.
+WHOLE_NUMBER_MAX = {"jobs": 4096, "nvcc-threads": 256}
+
+
 def _positive_int(key: str, value: str) -> int | None:
     text = str(value).strip()
     if text in ("", "auto"):
         return None
-    # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
-    if re.fullmatch(r"[0-9]+", text) and int(text) >= 1:
+    most = WHOLE_NUMBER_MAX.get(key, 1 << 20)
+    # ASCII digits only: str.isdigit() also accepts '²', which int() refuses; a bounded length, because
+    # int() refuses strings of over 4,300 digits.
+    if re.fullmatch(r"[0-9]{1,9}", text) and 1 <= int(text) <= most:
         return int(text)
-    raise SettingError(key, text, "a whole number >= 1, or auto")
+    raise SettingError(key, text if len(text) <= 40 else text[:40] + "...", f"a whole number from 1 to {most}, or auto")
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -303,7 +311,7 @@ def _free_disk_gb(key: str, value: Any) -> float | None:
         number = float(text)
     except ValueError:
         number = -1.0
-    if number < 0:
+    if not math.isfinite(number) or number < 0:  # nan compares false with everything: it would disable the check
         raise SettingError(key, text, "a number of GB >= 0 (0: no check), or auto")
     return number
 

@@ -921,3 +921,306 @@ def test_plan_runs_no_code_of_the_tree_and_reads_only_its_own_git(tmp_path):
     shutil.copytree(tree, fake, ignore=shutil.ignore_patterns(".git"))
     (fake / ".git").write_text(f"gitdir: {other / '.git'}\n")
     assert not planned_version(fake).startswith("9.9.9")
+
+
+# --- 29.9: the caller's environment: an allow-list, keyed; verify refuses a RUNPATH outside -------------
+
+def _runpaths(wheel: Path, tmp: Path) -> list[str]:
+    from backend.verify import elf
+
+    found = []
+    with zipfile.ZipFile(wheel) as archive:
+        for item in archive.infolist():
+            if ".so" in item.filename:
+                target = tmp / "so" / item.filename
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.read(item))
+                found += elf.read_object(target).runpath
+    return found
+
+
+def test_a_steps_process_environment_keeps_only_the_allowed_caller_variables(tmp_path, monkeypatch):
+    """Fast: the real plan step of a stand-in and the environment its commands run in (process_environment)."""
+    from backend import project
+    from backend.pipeline import environment
+    from backend.pipeline.executor import process_environment
+
+    for key, value in {"LDFLAGS": "-Wl,-rpath,/tmp/evil", "NVCC_APPEND_FLAGS": "-include evil.h",
+                       "CPPFLAGS": "-DEVIL", "LD_LIBRARY_PATH": "/tmp/evil", "CMAKE_ARGS": "-DEVIL=1",
+                       "PYTORCH_NVCC": "/tmp/evil/nvcc", "HTTPS_PROXY": "http://proxy:3128",
+                       "PIP_INDEX_URL": "https://mirror/simple", "CC": "gcc", "LC_ALL": "C.UTF-8"}.items():
+        monkeypatch.setenv(key, value)
+    pairs = build_args(tmp_path, "bitsandbytes")[1::2]
+    plan = project.make_plan(project.load_settings_from_cli(pairs))
+    step = plan.step("bitsandbytes")
+    env = process_environment(step, None, plan.compiler_cache, tmp_path)
+    for dropped in ("LDFLAGS", "NVCC_APPEND_FLAGS", "CPPFLAGS", "LD_LIBRARY_PATH", "CMAKE_ARGS", "PYTORCH_NVCC"):
+        assert "evil" not in env.get(dropped, "").lower(), dropped
+    assert env["HTTPS_PROXY"] == "http://proxy:3128" and env["PIP_INDEX_URL"] == "https://mirror/simple"
+    assert env["CC"] == "gcc" and env["LC_ALL"] == "C.UTF-8"
+    assert environment.keyed_caller_variables() == {"CC": "gcc"}  # what the executor adds to the build key
+
+
+@pytest.mark.slow
+@needs_nvcc
+def test_the_callers_flags_never_reach_a_build_and_kept_compiler_variables_are_keyed(tmp_path):
+    """The same as a real build (slow: two compiles), and the kept CC as part of the build key."""
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "evil.h").write_text('#error "the caller\'s NVCC_APPEND_FLAGS reached nvcc"\n')
+    env = {**backend_env(), "LDFLAGS": f"-Wl,-rpath,{evil}", "NVCC_APPEND_FLAGS": f"-include {evil / 'evil.h'}",
+           "NVCC_PREPEND_FLAGS": f"-I{evil}", "CPPFLAGS": "-DEVIL=1", "LD_LIBRARY_PATH": str(evil)}
+    args = ["build", *build_args(tmp_path, "bitsandbytes")]
+    first = backend(*args, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (wheel,) = (tmp_path / "wheelhouse" / VARIANT).glob("bitsandbytes-*.whl")
+    assert not [p for p in _runpaths(wheel, tmp_path) if str(evil) in p]
+    # A kept variable that changes what is built (the C compiler) is part of the key: not "cached".
+    os.symlink(shutil.which("gcc"), tmp_path / "gcc-alias")
+    second = backend(*args, env={**env, "CC": str(tmp_path / "gcc-alias")})
+    assert second.returncode == 0, second.stderr[-3000:]
+    row = next(l for l in second.stderr.splitlines() if l.startswith("bitsandbytes "))
+    assert " built " in row, second.stderr[-2000:]
+
+
+def test_verify_refuses_a_runpath_outside_the_wheel_and_the_toolchain(tmp_path):
+    source = tmp_path / "m.c"
+    source.write_text("int f(void) { return 1; }\n")
+    built = {}
+    for name, rpath in (("outside", "/tmp/evil"), ("climbs", "$ORIGIN/../../../../tmp"), ("inside", "$ORIGIN/../libs")):
+        so = tmp_path / f"{name}.so"
+        subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(so), str(source), f"-Wl,-rpath,{rpath}",
+                        "-Wl,--enable-new-dtags"], check=True)
+        built[name] = make_wheel(tmp_path / name, "plainlib", "1.0", {"plainlib/__init__.py": b"", "plainlib/m.so": so},
+                                 tag="py3-none-linux_x86_64")
+    for name, ok in (("outside", False), ("climbs", False), ("inside", True)):
+        done = backend("verify", str(built[name]), "--json", timeout=120)
+        problems = [p["message"] for e in json.loads(done.stdout)["entries"] for o in e["objects"]
+                    for p in o["problems"] if "RUNPATH" in p["message"]]
+        assert bool(problems) is not ok, (name, problems)
+        assert (done.returncode == 0) is ok, (name, done.stdout[-2000:])
+
+
+# --- 29.13: a listed wheel changed after the build wrote it is never used ---------------------------------
+
+@needs_nvcc
+def test_a_tampered_listed_torch_stops_the_build_naming_it_before_anything_runs(tmp_path):
+    house = Wheelhouse(tmp_path / "wheelhouse" / VARIANT, variant=VARIANT)
+    made = make_wheel(tmp_path / "made", "torch", f"2.9.1+{LABEL}", tag="cp311-cp311-linux_x86_64")
+    listed = house.add(made, {"component": "torch", "origin": "lock", "build_key": "k"})
+    tampered = make_wheel(tmp_path / "evil", "torch", f"2.9.1+{LABEL}", {"torch/__init__.py": b"import os  # evil\n"},
+                          tag="cp311-cp311-linux_x86_64")
+    shutil.copyfile(tampered, listed)  # the same name, another content (smoke=off: nothing would import it)
+    line = one_line_error(backend("build", *build_args(tmp_path, "bitsandbytes")))
+    assert listed.name in line and "changed after the build wrote it" in line, line
+    assert not (tmp_path / "cache" / "work" / VARIANT / "bitsandbytes").exists() or not list(
+        (tmp_path / "wheelhouse" / VARIANT).glob("bitsandbytes-*.whl"))
+
+
+# --- 29.15: no hang: a dripping server, a FIFO as a file: URL or as a patch -------------------------------
+
+class DripServer:
+    """Announces 1 MB, then sends one byte every ``interval`` seconds (each read returns before any timeout)."""
+
+    def __init__(self, interval: float = 0.2):
+        outer = self
+        self.stop_event = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", str(1 << 20))
+                self.end_headers()
+                while not outer.stop_event.is_set():
+                    try:
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    time.sleep(interval)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def stop(self):
+        self.stop_event.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_dripping_server_is_given_up_at_the_deadline(tmp_path):
+    server = DripServer()
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackendError, match="over the 3 s deadline") as error:
+            # a per-read timeout of 60 s never trips: a byte comes every 0.2 s
+            fetch.download(server.url("/slow.tar.gz"), tmp_path / "slow.tar.gz", label="slow 1", timeout=60,
+                           progress=False, deadline_s=3, rate_window_s=600)
+        assert time.monotonic() - started < 15
+        assert "run again to resume" in str(error.value)
+        # the rate floor alone (no deadline reached): under 1 kB/s over a 1 s window is stalled
+        with pytest.raises(BackendError, match="under 1024 bytes/s"):
+            fetch.download(server.url("/slow2.tar.gz"), tmp_path / "slow2.tar.gz", label="slow 2", attempts=1,
+                           progress=False, rate_window_s=1)
+        assert time.monotonic() - started < 20
+    finally:
+        server.stop()
+
+
+def test_a_fifo_as_a_file_url_or_a_patch_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "src.tar.gz"
+    os.mkfifo(fifo)
+    lk = write_lock(tmp_path, {"demo": {"component": "demo", "version": "1", "url": fifo.as_uri(),
+                                        "sha256": "0" * 64}})
+    script = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + '/tests')\n"
+              "from backend.sources import prepare, lock\n"
+              "prepare.fetch_all(['demo'], cache_dir=Path(sys.argv[2]), offline=False, lock=lock.load(Path(sys.argv[3])))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(ROOT), str(tmp_path / "c"), str(lk.path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "is not a regular file" in done.stderr, done.stderr[-2000:]
+
+    patches = tmp_path / "patches" / "bitsandbytes"
+    patches.mkdir(parents=True)
+    os.mkfifo(patches / "0001-hang.patch")
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path\n"
+              "from backend.sources import patches\n"
+              "patches.collect('bitsandbytes', Path(sys.argv[2]))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(ROOT), str(tmp_path / "patches")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "is not a regular file" in done.stderr, done.stderr[-2000:]
+
+
+# --- 29.16: the minor list ---------------------------------------------------------------------------------
+
+def test_a_file_source_with_a_wrong_hash_is_kept_aside_for_its_owner_only(tmp_path):
+    secret = tmp_path / "private.tar.gz"
+    secret.write_bytes(b"not public")
+    secret.chmod(0o600)
+    lk = write_lock(tmp_path, {"demo": {"component": "demo", "version": "1", "url": secret.as_uri(), "sha256": "0" * 64}})
+    with pytest.raises(BackendError, match="sha256 mismatch"):
+        prepare.fetch_all(["demo"], cache_dir=tmp_path / "c", offline=False, lock=lk)
+    (bad,) = (tmp_path / "c" / "downloads").glob("*.bad")
+    assert bad.stat().st_mode & 0o077 == 0, oct(bad.stat().st_mode)
+
+
+def test_a_patch_creating_a_symlink_is_refused(tmp_path):
+    from backend.sources import patches
+
+    folder = tmp_path / "patches" / "bitsandbytes"
+    folder.mkdir(parents=True)
+    (folder / "0001-link.patch").write_text(
+        "diff --git a/escape b/escape\nnew file mode 120000\nindex 0000000..1111111\n--- /dev/null\n+++ b/escape\n"
+        "@@ -0,0 +1 @@\n+/etc\n\\ No newline at end of file\n")
+    with pytest.raises(BackendError, match="creates a symbolic link"):
+        patches.collect("bitsandbytes", tmp_path / "patches")
+
+
+# --- 29.14: one line (or one report entry), never a traceback -------------------------------------------
+
+def _damaged_wheel(folder: Path, how: str) -> Path:
+    """A real wheel with its members flagged encrypted, or stored with a compression method zipfile lacks."""
+    import struct
+
+    wheel = make_wheel(folder, f"{how}lib", "1.0")
+    data = bytearray(wheel.read_bytes())
+    for signature, flags, method in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+        at = 0
+        while (at := data.find(signature, at)) >= 0:
+            if how == "encrypted":
+                data[at + flags] |= 1
+            else:
+                struct.pack_into("<H", data, at + method, 99)  # AES, which zipfile cannot read
+            at += 4
+    wheel.write_bytes(bytes(data))
+    return wheel
+
+
+def test_verify_reports_unreadable_wheels_and_goes_on_with_the_rest(tmp_path):
+    house = tmp_path / "house"
+    _damaged_wheel(house, "encrypted")
+    _damaged_wheel(house, "method")
+    make_wheel(house, "goodlib", "1.0")
+    done = backend("verify", str(house), "--json", timeout=120)
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 1
+    entries = {Path(e["path"]).name.split("-")[0]: e for e in json.loads(done.stdout)["entries"]}
+    assert set(entries) == {"encryptedlib", "methodlib", "goodlib"}
+    assert not entries["goodlib"]["problems"]
+    for name in ("encryptedlib", "methodlib"):
+        assert any("cannot read the wheel" in p["message"] for p in entries[name]["problems"]), entries[name]
+
+
+def test_damaged_state_files_of_the_cache_are_not_tracebacks(tmp_path):
+    # A manifest nested 100,000 deep: one line.
+    house = tmp_path / "wheelhouse" / VARIANT
+    house.mkdir(parents=True)
+    (house / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BackendError, match="nested too deep"):
+        Wheelhouse(house).manifest()
+    # A prepare stamp with "trees": null, a closure state that is a list: read as "no state".
+    files = {"setup.py": b"print('demo')\n"}
+    archive = tmp_path / "demo.tar.gz"
+    archive.write_bytes(make_tar(files))
+    lk = write_lock(tmp_path, {"demo": {"component": "demo", "version": "1", "url": archive.as_uri(),
+                                        "sha256": sha(archive.read_bytes())}})
+    workdir = tmp_path / "w"
+    prepare.prepare("demo", cache_dir=tmp_path / "c", workdir=workdir, lock=lk)
+    (stamp,) = [p for p in workdir.iterdir() if p.is_file() and p.suffix == ".json"]
+    stamp.write_text(json.dumps({**json.loads(stamp.read_text()), "key": "other", "trees": None}))
+    got = prepare.prepare("demo", cache_dir=tmp_path / "c", workdir=workdir, lock=lk)
+    assert (got.root / "setup.py").read_bytes() == files["setup.py"]
+    from backend.wheels import closure
+
+    (house / "manifest.json").write_text('{"wheels": {}}')
+    (house / closure.STATE_FILE).write_text("[]")
+    assert closure._still_closed(Wheelhouse(house), house / closure.STATE_FILE, "key") is None
+    # A snapshot record cut short by a crash while it was written: the next copy starts anew.
+    from backend.pipeline import snapshot
+
+    checkout, copy = tmp_path / "checkout", tmp_path / "copy"
+    checkout.mkdir()
+    (checkout / "a.py").write_text("a = 1\n")
+    snapshot.sync(checkout, copy)
+    records = [p for p in [copy / snapshot.MANIFEST, *copy.parent.glob("*.json")] if p.is_file()]
+    for record in records:
+        record.write_text(record.read_text()[:10])
+    snapshot.sync(checkout, copy)
+    assert (copy / "a.py").read_text() == "a = 1\n"
+
+
+@pytest.mark.parametrize("setting", ["sm", "jobs", "nvcc-threads"])
+def test_numbers_of_thousands_of_digits_are_one_line(setting):
+    pairs = {"sm": "90", "isa": ISA, setting: "9" * 5000}
+    line = one_line_error(backend("plan", *[a for k, v in pairs.items() for a in ("-C", f"{k}={v}")]))
+    assert f"setting '{setting}'" in line
+
+
+def test_nul_in_flashinfer_aot_config_and_deep_or_nul_locks_are_one_line(tmp_path):
+    from backend import project
+
+    with pytest.raises(BackendError, match="flashinfer-aot-config"):
+        project.load_settings({"sm": "90", "isa": ISA, "flashinfer-aot-config": "conf\0ig.json"})
+    deep = tmp_path / "deep.lock"
+    deep.write_text("format = 1\nx = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(BackendError, match="nested too deep"):
+        lock.load(deep)
+    for key, value in (("filename", '"x\\u0000y.tar.gz"'), ("version", '"1\\nevil"'), ("main", '"false"')):
+        bad = tmp_path / f"{key}.lock"
+        extra = f"{key} = {value}\n" if key != "version" else ""
+        version = value if key == "version" else '"1"'
+        bad.write_text(f'format = 1\n[source.demo]\ncomponent = "demo"\nversion = {version}\n'
+                       f'url = "https://example.invalid/demo.tar.gz"\n{extra}')
+        with pytest.raises(BackendError, match=key):
+            lock.load(bad)
+
+
+@pytest.mark.parametrize("setting, value", [("jobs", str(10 ** 30)), ("free-disk-gb", "nan"), ("free-disk-gb", "inf")])
+def test_absurd_numbers_are_refused_not_warned_about_or_ignored(setting, value):
+    line = one_line_error(backend("plan", "-C", "sm=90", "-C", f"isa={ISA}", "-C", f"{setting}={value}"))
+    assert f"setting '{setting}': bad value '{value}'" in line

@@ -37,7 +37,9 @@ def build_key(
     toolchain: str,
     dependency_keys: Mapping[str, str],
     torch_version: str,
+    caller: Mapping[str, str] | None = None,
 ) -> str:
+    """``caller``: the caller's variables the build sees that change what it makes (environment.CALLER_KEYED)."""
     payload = {
         "recipe": recipe_fingerprint(recipe),
         "source": source_key,
@@ -47,5 +49,6 @@ def build_key(
         "toolchain": toolchain,
         "dependencies": dict(sorted(dependency_keys.items())),
         "torch": torch_version,
+        **({"caller": dict(sorted(caller.items()))} if caller else {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]

@@ -68,7 +68,7 @@ class CompilerCache:
             "CMAKE_CXX_COMPILER_LAUNCHER": launcher,
             "CMAKE_CUDA_COMPILER_LAUNCHER": launcher,
         }
-        if nvcc and not os.environ.get("PYTORCH_NVCC"):
+        if nvcc:  # the caller's own PYTORCH_NVCC never reaches a build (environment.CALLER_KEPT)
             env["PYTORCH_NVCC"] = shlex.join([launcher, nvcc])
         if self.storage is not None:
             env.update(self.storage.variables)

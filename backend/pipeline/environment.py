@@ -22,6 +22,16 @@ the outer one's ``backend-path`` and stop with ``BackendInvalid``), no
 ``PYTHONPATH``, no pip option that changes what an inner pip does, and no
 frontend ``bin`` folder on ``PATH``.  The plan's variables, the toolchain and
 the compiler cache are added on top by the engine.
+
+Of the caller's own variables a build sees only an allow-list
+(``CALLER_KEPT``): where things come from and how to reach them (proxies,
+certificates, pip's index options, the compiler cache's storage), who and
+where the user is (home, locale, temporary folder), ``PATH`` and the C/C++
+compiler (``CC``/``CXX``).  Flags and search paths the user exported for
+something else (``LDFLAGS``, ``CPPFLAGS``, ``NVCC_APPEND_FLAGS``,
+``LD_LIBRARY_PATH``, ``CMAKE_ARGS`` ...) would change the wheel without
+changing its build key (issue 29): they never reach a build.  Those kept
+that can change what is built (``CALLER_KEYED``) are part of the build key.
 """
 
 from __future__ import annotations
@@ -56,6 +66,34 @@ PIP_KEPT = frozenset({
     "PIP_KEYRING_PROVIDER", "PIP_PROGRESS_BAR", "PIP_NO_COLOR", "PIP_CONFIG_FILE",
 })
 
+# The caller's variables a build may see; every other one is dropped (see the module's docstring).
+CALLER_KEPT = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+    "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR",
+    "http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy",
+    "HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "ALL_PROXY", "NO_PROXY",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NIX_SSL_CERT_FILE", "NETRC",
+    # the compiler cache's storage and its credentials (cache_storage.py), sccache's GitHub Actions cache
+    "CCACHE_REMOTE_STORAGE", "CCACHE_MAXSIZE", "ACTIONS_CACHE_URL", "ACTIONS_RESULTS_URL",
+    "ACTIONS_RUNTIME_TOKEN", "ACTIONS_CACHE_SERVICE_V2",
+    "CC", "CXX", "SOURCE_DATE_EPOCH",
+}) | PIP_KEPT
+CALLER_KEPT_PREFIXES = ("LC_", "SCCACHE_", "AWS_")
+# Of those, the ones that change what a build makes: part of the build key.
+CALLER_KEYED = ("CC", "CXX", "SOURCE_DATE_EPOCH")
+
+
+def caller_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's variables a build may see (``CALLER_KEPT``)."""
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items() if k in CALLER_KEPT or k.startswith(CALLER_KEPT_PREFIXES)}
+
+
+def keyed_caller_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The kept caller variables that change what is built: the build key includes them."""
+    kept = caller_environ(environ)
+    return {k: kept[k] for k in CALLER_KEYED if k in kept}
+
 
 # ------------------------------------------------------------------ the process environment
 
@@ -81,8 +119,10 @@ def _python_env_prefixes() -> set[str]:
 
 
 def clean_environ(python: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The process environment a component build starts from, before the plan's variables."""
-    environ = os.environ if environ is None else environ
+    """The process environment a component build starts from, before the plan's variables.
+
+    ``environ``: the caller's kept variables (``caller_environ()``, the default), with the toolchain's on top."""
+    environ = caller_environ() if environ is None else environ
     env = {
         key: value for key, value in environ.items()
         if key not in FRONTEND_NAMES

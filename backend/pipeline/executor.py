@@ -51,7 +51,7 @@ class StepExecutor:
         key = build_key(
             recipe=recipe, source_key=prepared.build_key, env=dict(step.env), commands=[list(c) for c in step.commands],
             toolchain=toolchain_id, dependency_keys={d: self.keys[d] for d in step.depends if d in self.keys},
-            torch_version=plan.torch_version,
+            torch_version=plan.torch_version, caller=environment.keyed_caller_variables(),
         )
         self.keys[step.component] = key
 
@@ -141,7 +141,8 @@ def process_environment(step: Step, toolchain, cache: compiler_cache.CompilerCac
     toolchain's and the compiler cache's variables, then the plan's (``step.env``, with the compiler
     cache's CFLAGS/CXXFLAGS, ``step.compiler_flags``), which win.
     Stack builds and editable builds both start their commands from here."""
-    env = environment.clean_environ(step.python, toolchain.env() if toolchain is not None else None)
+    caller = environment.caller_environ()
+    env = environment.clean_environ(step.python, toolchain.env(caller) if toolchain is not None else caller)
     env.update(cache.env(base_dirs, env["PATH"], nvcc=env.get("CUDACXX")))
     env.update(step.env)
     found = cache.flags(env)  # writes the specs file the plan's compiler_flags name, and finds it for GCC
@@ -183,7 +184,17 @@ def _expectation(plan: Plan, step: Step, toolchain):
         + (existing_torch_libraries() if plan.settings.torch == "existing" else ()),
         by_design=recipes.get(step.component).gpu_code_by_design,
         manylinux=plan.settings.manylinux,
+        runpath_roots=toolchain_roots(toolchain),
     )
+
+
+def toolchain_roots(toolchain) -> tuple[str, ...]:
+    """Absolute folders a built object's RUNPATH may name: the toolchain's CUDA_HOME and libraries, as linked
+    and as resolved (a farm's links point into the Nix store or the PyPI root)."""
+    if toolchain is None:
+        return ()
+    folders = [Path(toolchain.cuda_home), *toolchain.library_dirs]
+    return tuple(dict.fromkeys(str(p) for folder in folders for p in (folder, folder.resolve())))
 
 
 def existing_torch_libraries() -> tuple[str, ...]:

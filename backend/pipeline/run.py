@@ -157,6 +157,8 @@ def _build_locked(plan: Plan) -> BuildResult:
     disk.check(plan, say)
     if settings.offline:
         check_offline_sources(plan)
+    # Wheels of other components the closure, the pins and the smoke check will use: as written, or stop.
+    house.refuse_changed(skip_components=[s.component for s in plan.steps])
     python = environment.ensure(layout.env_dir)
     requirements = sorted({r for s in plan.steps for r in recipes.get(s.component).build_requirements(plan.variant)})
     executor = StepExecutor(plan, toolchain=toolchain, cache=cache, house=house)
@@ -168,6 +170,7 @@ def _build_locked(plan: Plan) -> BuildResult:
     say(summary(result))
     if failures:
         raise BackendError(_report_failures(failures))
+    house.refuse_changed()  # every listed wheel, this build's included, before the closure and the smoke check
     driver = cuda_driver.driver_need(plan.variant.cuda, plan.variant.sm, house.manifest())
     house.record_driver(driver.to_json())
     say(f"driver: the wheelhouse needs NVIDIA driver {driver.minimum}+ ({driver.reasons[-1]})")

@@ -79,8 +79,8 @@ def _read_record(copy: Path) -> dict:
             if path.is_symlink() or not path.is_file():
                 continue
             record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # unreadable or truncated: start anew
+        except (OSError, ValueError, RecursionError):
+            continue  # unreadable, truncated or nested too deep: start anew
         if isinstance(record, dict) and isinstance(record.get("files", []), list):
             if path.name == MANIFEST:
                 record["legacy"] = True

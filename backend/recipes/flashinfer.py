@@ -127,13 +127,16 @@ def aot_config(key: str, value, base: Path) -> str | None:
         path = path if path.is_absolute() else base / path
         try:
             text = path.read_text()
-        except OSError as error:
-            raise SettingError(key, str(value), "inline JSON ({...}), a JSON file, or all",
-                               why=f"cannot read it: {error.strerror or error}") from None
+        except (OSError, ValueError) as error:  # ValueError: a NUL in the path, or a file that is not UTF-8
+            why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise SettingError(key, str(value).replace("\0", "\\0"), "inline JSON ({...}), a JSON file, or all",
+                               why=f"cannot read it: {why}") from None
     try:
         config = json.loads(text)
-    except ValueError as error:
-        raise SettingError(key, str(value), "a JSON object", why=f"not JSON: {error}") from None
+    except (ValueError, RecursionError) as error:
+        raise SettingError(key, str(value)[:60], "a JSON object", why=f"not JSON: {str(error)[:80] or 'nested too deep'}") from None
+    if "\0" in text:
+        raise SettingError(key, str(value).replace("\0", "\\0")[:60], "a JSON object", why="it holds a NUL character")
     if not isinstance(config, dict):
         raise SettingError(key, str(value), "a JSON object with keys of flashinfer's aot.py get_default_config()")
     for name, item in config.items():

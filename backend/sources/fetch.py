@@ -81,7 +81,9 @@ def _marker(path: Path) -> Path:
 def read_marker(path: Path) -> dict:
     try:
         data = json.loads(_marker(path).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
         return {}
     try:
         info = path.stat()
@@ -149,20 +151,55 @@ class TooLarge(BackendError):
     """A server sent (or announced) more bytes than the entry's bound."""
 
 
+# A download slower than this, over a whole window, is stalled (curl's --speed-limit/--speed-time): a server
+# dripping a byte every few seconds never trips the per-read timeout.
+MIN_RATE_BYTES_S = 1024
+RATE_WINDOW_S = 60.0
+
+
+def _local_file(url: str, label: str) -> None:
+    """A file: URL must name a regular file: reading a FIFO or a device blocks or never ends."""
+    import stat
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(url)
+    if parsed.scheme != "file":
+        return
+    path = unquote(parsed.path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise BackendError(f"download of {label} failed: {url}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise BackendError(f"download of {label} refused: {url} is not a regular file (a FIFO, a device or a "
+                           "folder); accepted: a file: URL of a regular file, or http(s)")
+
+
 def download(
     url: str, dest: Path, *, label: str, attempts: int = 4, timeout: float = 60.0, progress: bool = True,
-    max_bytes: int | None = None,
+    max_bytes: int | None = None, deadline_s: float | None = None, min_rate: float = MIN_RATE_BYTES_S,
+    rate_window_s: float = RATE_WINDOW_S,
 ) -> None:
     """Download ``url`` to ``dest``, resuming ``dest.part`` (HTTP Range) when it exists.
 
     ``max_bytes``: stop (and delete what was written) as soon as the file
     would grow past it, or before writing when the server announces more.
+    ``deadline_s``: the whole download, every attempt included (default: one
+    hour plus the time ``max_bytes`` takes at 100 kB/s); an attempt that gets
+    fewer than ``min_rate`` bytes per second over ``rate_window_s`` is stalled.
+    What arrived stays in ``.part`` for the next run either way.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _local_file(url, label)
     part = dest.with_name(dest.name + ".part")
+    if deadline_s is None:
+        deadline_s = 3600.0 + (max_bytes or 0) / 100e3
+    deadline = time.monotonic() + deadline_s
     last_error = "no attempt made"
     for attempt in range(attempts):
+        if time.monotonic() >= deadline:
+            break
         if attempt:
             time.sleep(min(0.2 * 2 ** attempt, 3.0))
         have = part.stat().st_size if part.exists() else 0
@@ -197,10 +234,19 @@ def download(
                 part.unlink(missing_ok=True)
                 raise _too_large(label, url, f"announces {total} bytes", max_bytes)
             bar = _Progress(label, total, have) if progress else None
+            window_start, window_have = time.monotonic(), have
             try:
                 with open(part, "ab" if resumed else "wb") as out:
                     while True:
-                        block = response.read(_BLOCK)
+                        now = time.monotonic()
+                        if now >= deadline:
+                            raise _Stalled(f"over the {deadline_s:.0f} s deadline after {have} bytes")
+                        if now - window_start >= rate_window_s:
+                            if (have - window_have) / (now - window_start) < min_rate:
+                                raise _Stalled(f"under {min_rate:.0f} bytes/s for {rate_window_s:.0f} s "
+                                               f"after {have} bytes")
+                            window_start, window_have = now, have
+                        block = response.read1(_BLOCK) if hasattr(response, "read1") else response.read(_BLOCK)
                         if not block:
                             break
                         if max_bytes is not None and have + len(block) > max_bytes:
@@ -212,6 +258,9 @@ def download(
                         if bar:
                             bar.done = have
                             bar.show()
+            except _Stalled as exc:
+                last_error = str(exc)
+                continue
             except (OSError, http.client.HTTPException) as exc:
                 last_error = f"{type(exc).__name__} after {have} bytes"
                 continue
@@ -230,6 +279,10 @@ def download(
     )
 
 
+class _Stalled(Exception):
+    """An attempt that is too slow or past the deadline (another attempt resumes, if time is left)."""
+
+
 def _too_large(label: str, url: str, what: str, max_bytes: int) -> TooLarge:
     return TooLarge(
         f"download of {label} refused: {redact_url(url)} {what}, over the lock's bound of {max_bytes / 1e6:.0f} MB "
@@ -242,6 +295,7 @@ def discard(entry: Entry, path: Path, why: str) -> BackendError:
     bad = path.with_name(path.name + ".bad")
     try:
         os.replace(path, bad)
+        os.chmod(bad, 0o600)  # kept for inspection by its owner only: a file: source may be a private file
     except FileNotFoundError:
         pass
     _marker(path).unlink(missing_ok=True)

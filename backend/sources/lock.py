@@ -119,6 +119,9 @@ class Lock:
         return seen
 
 
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*")
+
+
 def _fail(path: Path, message: str) -> BackendError:
     return BackendError(f"source lock {path}: {message}")
 
@@ -141,6 +144,12 @@ def _entry(path: Path, name: str, table: dict) -> Entry:
         value = table.get(key)
         if not isinstance(value, str) or not value.strip():
             raise _fail(path, f"source {name!r}: '{key}' is missing or empty")
+    if not _VERSION.fullmatch(table["version"].strip()):  # it becomes part of file and folder names
+        raise _fail(path, f"source {name!r}: version {table['version']!r} is not a plain version; accepted: "
+                          "letters, digits, '.', '_', '+', '!' and '-'")
+    for key in ("main", "completes_main"):
+        if key in table and not isinstance(table[key], bool):  # "false" (a string) would read as true
+            raise _fail(path, f"source {name!r}: {key} must be true or false (TOML booleans), not {table[key]!r}")
     url = table["url"].strip()
     if urlparse(url).scheme not in ("http", "https", "file"):
         raise _fail(path, f"source {name!r}: url {url!r} is not http(s) or file")
@@ -171,9 +180,11 @@ def _entry(path: Path, name: str, table: dict) -> Entry:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise _fail(path, f"source {name!r}: {key} must be a whole number of MB >= 1, not {value!r}")
         bounds[key] = value
-    filename = table.get("filename") or _filename(name, table["version"], url)
-    if "/" in filename or filename.startswith("."):
-        raise _fail(path, f"source {name!r}: filename {filename!r} must be a plain file name")
+    filename = table.get("filename") or _filename(name, table["version"].strip(), url)
+    if (not isinstance(filename, str) or "/" in filename or "\\" in filename or filename.startswith(".")
+            or any(ord(c) < 32 or ord(c) == 127 for c in filename)):
+        raise _fail(path, f"source {name!r}: filename {filename!r} must be a plain file name (no '/', '\\', "
+                          "control characters or leading '.')")
     return Entry(
         name=name,
         component=table["component"].strip(),
@@ -196,6 +207,8 @@ def parse(text: str, path: Path) -> Lock:
         data = toml.loads(text)
     except toml.TOMLDecodeError as exc:
         raise _fail(path, f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise _fail(path, "not valid TOML: nested too deep") from None
     fmt = data.get("format", LOCK_FORMAT)
     if fmt != LOCK_FORMAT:
         raise _fail(path, f"format {fmt!r} is not supported; accepted: {LOCK_FORMAT}")

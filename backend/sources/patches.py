@@ -151,8 +151,18 @@ def collect(component: str, root: Path | None = None, entry: str | None = None) 
         return []
     found = []
     for path in sorted(folder.glob("*.patch"), key=lambda p: p.name):
-        found.append((path, hashlib.sha256(path.read_bytes()).hexdigest()))
+        if not path.is_file():  # a FIFO blocks the reading for ever, a device never ends
+            raise BackendError(f"patch {_shown(path)} is not a regular file; accepted: regular .patch files")
+        data = path.read_bytes()
+        if _CREATES_LINK.search(data):
+            raise BackendError(f"patch {_shown(path)} creates a symbolic link (git mode 120000), which the "
+                               "unpacker's checks would not see; accepted: patches of regular files")
+        found.append((path, hashlib.sha256(data).hexdigest()))
     return found
+
+
+# git's extended header for a symlink; GNU patch 2.7 creates the link from it
+_CREATES_LINK = re.compile(rb"^(?:new file mode|new mode) 120000\s*$", re.MULTILINE)
 
 
 def _patch_program() -> str:

@@ -68,10 +68,17 @@ def _placement(entry: Entry, workdir: Path) -> Path:
 
 
 def _read_stamp(workdir: Path) -> dict:
+    """The stamp of the last prepare; anything not of its shape (damaged, edited) is no stamp: unpack anew."""
     try:
-        return json.loads((workdir / STAMP).read_text())
-    except (OSError, ValueError):
+        stamp = json.loads((workdir / STAMP).read_text())
+    except (OSError, ValueError, RecursionError):
         return {}
+    if not isinstance(stamp, dict):
+        return {}
+    trees = stamp.get("trees", [])
+    if not isinstance(trees, list) or not all(isinstance(t, str) for t in trees):
+        stamp["trees"] = []
+    return stamp
 
 
 def _remove(path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
+import struct
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ class Expectation:
     extra_allowed_libraries: tuple[str, ...] = ()   # sonames provided by the toolchain's declared requirements
     by_design: str = ""            # why PTX and lower-SM cubins are expected (the recipe's gpu_code_by_design)
     manylinux: str | None = None   # target policy, "2_28"; None: the wheel's own tag is checked only
+    runpath_roots: tuple[str, ...] = ()  # absolute folders a RUNPATH may name: the build's CUDA toolchain
 
 
 # --- GPU targets --------------------------------------------------------------------------------------------------
@@ -206,11 +208,44 @@ class _Context:
     is_torch: bool
 
 
+def runpath_problem(entry: str, member: str, roots: Sequence[str]) -> str | None:
+    """Why a DT_RUNPATH/DT_RPATH entry of ``member`` (its path inside the wheel) is refused, or None.
+
+    The loader searches these folders before any other for every library the
+    object needs: one outside the installed wheels and the build's toolchain
+    (``-Wl,-rpath,/tmp/x`` from a caller's LDFLAGS) lets whoever writes there
+    run code at import.  ``$ORIGIN``-relative entries must stay inside the
+    folder the wheel installs into (site-packages: ``$ORIGIN/../../nvidia/...``
+    is fine); absolute ones must lie in ``roots``.
+    """
+    import posixpath
+
+    for origin in ("$ORIGIN", "${ORIGIN}"):
+        if entry == origin or entry.startswith(origin + "/"):
+            inside = posixpath.normpath(posixpath.join(posixpath.dirname(member), entry[len(origin):].lstrip("/") or "."))
+            if inside == ".." or inside.startswith("../") or "$" in inside:
+                return f"RUNPATH {entry} leaves the folder the wheel installs into"
+            return None
+    if "$" in entry:
+        return f"RUNPATH {entry} uses a loader variable other than $ORIGIN"
+    if entry.startswith("/"):
+        norm = posixpath.normpath(entry)
+        if any(norm == r or norm.startswith(r.rstrip("/") + "/") for r in (posixpath.normpath(r) for r in roots)):
+            return None
+        return (f"RUNPATH {entry} is outside the wheel and the build's CUDA toolchain (the loader searches it "
+                "first: whoever writes there runs code at import)")
+    return f"RUNPATH {entry} is relative to the working folder at import"
+
+
 def _object(info: elf.ObjectInfo, shown: str, context: _Context) -> ObjectEntry:
     obj = ObjectEntry(path=shown, size=info.size, machine=info.machine, gpu=info.gpu)
     _check_gpu(obj, context.expect)
     _check_cuda(obj, context.expect)
     _check_cpu(obj, info, context.expect)
+    for entry in info.runpath:
+        why = runpath_problem(entry, shown, context.expect.runpath_roots)
+        if why:
+            obj.problems.append(Problem(ERROR, "link", why, shown))
     for soname in info.needed:
         where = linkage.provider(soname, context.inside, context.wheelhouse, context.requirement_patterns,
                                  context.expect.extra_allowed_libraries)
@@ -290,15 +325,41 @@ def torch_exports(wheel: Path) -> set[str]:
 
 
 def _companion_infos(companions: Sequence[Path]) -> list[metadata.WheelInfo]:
-    return [metadata.read_wheel(Path(c), check_record=False) for c in companions]
+    """The other wheels' metadata; one that cannot be read is left out here (its own entry reports it)."""
+    infos = []
+    for companion in companions:
+        try:
+            infos.append(metadata.read_wheel(Path(companion), check_record=False))
+        except _UNREADABLE:
+            continue
+    return infos
+
+
+# What zipfile and the readers raise on a wheel they cannot read: an encrypted member (RuntimeError), a
+# compression method it lacks (NotImplementedError), a name that is not UTF-8 although flagged so, damage.
+_UNREADABLE = (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, UnicodeDecodeError,
+               EOFError, OSError, ValueError, KeyError, struct.error)
 
 
 def verify_wheel(wheel: Path, expect: Expectation | None, companions: Sequence[Path] = ()) -> Report:
-    """Check one wheel; ``companions`` are the other wheels of its wheelhouse."""
+    """Check one wheel; ``companions`` are the other wheels of its wheelhouse.
+
+    A wheel that cannot be read is one failed entry of the report, never an
+    exception that ends the report for a whole wheelhouse."""
     expect = expect or Expectation()
     wheel = Path(wheel)
     if not wheel.is_file():
         raise BackendError(f"verify: {wheel} does not exist or is not a file; accepted: a .whl file")
+    try:
+        return _verify_wheel(wheel, expect, companions)
+    except _UNREADABLE as error:
+        entry = Entry(path=str(wheel), kind="wheel", size=wheel.stat().st_size)
+        entry.problems.append(Problem(ERROR, "read", f"cannot read the wheel: {type(error).__name__}: "
+                                                     f"{str(error)[:200]}"))
+        return Report(entries=[entry], expectation=dataclasses.asdict(expect))
+
+
+def _verify_wheel(wheel: Path, expect: Expectation, companions: Sequence[Path]) -> Report:
     info = metadata.read_wheel(wheel)
     entry = Entry(path=str(wheel), kind="wheel", size=wheel.stat().st_size, name=info.name, version=info.version)
     report = Report(entries=[entry], expectation=dataclasses.asdict(expect))
@@ -448,7 +509,9 @@ def _runtime_wheels(folder: Path) -> set[str]:
 
     try:
         entries = json.loads((folder / "manifest.json").read_text())["wheels"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return set()
+    if not isinstance(entries, dict):
         return set()
     return {name for name, entry in entries.items() if isinstance(entry, dict) and entry.get("origin") in _UPSTREAM_ORIGINS}
 

@@ -126,8 +126,10 @@ def _still_closed(house, state_path: Path, key: str) -> list[Path] | None:
     """The runtime wheels of the last closure, when its inputs are unchanged and its files are all there."""
     try:
         state = json.loads(state_path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
+    if not isinstance(state, dict) or not isinstance(state.get("wheels", []), list):
+        return None  # not the shape this backend writes: resolve anew
     if state.get("inputs") != key:
         return None
     entries = house.manifest()["wheels"]

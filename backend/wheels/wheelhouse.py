@@ -79,9 +79,10 @@ class Wheelhouse:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {"wheels": {}}
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, RecursionError) as error:
+            why = "nested too deep" if isinstance(error, RecursionError) else str(error)
             raise BackendError(
-                f"{self.manifest_path}: unreadable ({error}); move it away to start the wheelhouse anew"
+                f"{self.manifest_path}: unreadable ({why}); move it away to start the wheelhouse anew"
             ) from None
         return _checked(self.manifest_path, data)
 
@@ -105,6 +106,37 @@ class Wheelhouse:
                 return []  # an empty wheel an older, unlocked race left behind: rebuild it
             found.append(path)
         return found
+
+    def changed(self, *, skip_components: Sequence[str] = ()) -> list[str]:
+        """Listed wheels whose file is not the one the manifest describes (size, sha256): "name (why)".
+
+        A wheel changed after the backend wrote it must not be installed, pinned
+        or checked against (issue 29): the build stops naming it.  Wheels of
+        ``skip_components`` (this build's own, which ``lookup`` rebuilds) and
+        listed wheels whose file is gone are not reported.
+        """
+        found = []
+        for name, entry in sorted(self.manifest()["wheels"].items()):
+            path = self.root / name
+            if entry.get("component") in skip_components and entry.get("origin") != "runtime":
+                continue
+            if not path.is_file():
+                continue
+            size = path.stat().st_size
+            if size != entry.get("size"):
+                found.append(f"{name} ({size} bytes, the manifest says {entry.get('size')})")
+            elif sha256_file(path) != entry.get("sha256"):
+                found.append(f"{name} (its sha256 is not the manifest's)")
+        return found
+
+    def refuse_changed(self, *, skip_components: Sequence[str] = ()) -> None:
+        """A one-line error naming every listed wheel changed since the backend wrote it."""
+        changed = self.changed(skip_components=skip_components)
+        if changed:
+            raise BackendError(
+                f"wheelhouse {self.root}: {'; '.join(changed)}: changed after the build wrote it, so it is "
+                "not used; delete it (the build of its component writes it anew) or restore it"
+            )
 
     # -- writing ---------------------------------------------------------
 

@@ -1063,7 +1063,6 @@ def test_a_dripping_server_is_given_up_at_the_deadline(tmp_path):
             fetch.download(server.url("/slow.tar.gz"), tmp_path / "slow.tar.gz", label="slow 1", timeout=60,
                            progress=False, deadline_s=3, rate_window_s=600)
         assert time.monotonic() - started < 15
-        assert "run again to resume" in str(error.value)
         # the rate floor alone (no deadline reached): under 1 kB/s over a 1 s window is stalled
         with pytest.raises(BackendError, match="under 1024 bytes/s"):
             fetch.download(server.url("/slow2.tar.gz"), tmp_path / "slow2.tar.gz", label="slow 2", attempts=1,

@@ -380,7 +380,7 @@ def test_flashinfer_aot_config_narrows_the_module_set_through_the_tag_patch(tmp_
     patch = Path(__file__).resolve().parent.parent / "patches/flashinfer/flashinfer-tag/0001-aot-config-from-env.patch"
     text = patch.read_text()
     assert "+++ b/flashinfer-jit-cache/build_backend.py" in text and "FLASHINFER_AOT_CONFIG" in text
-    assert "-        config=None,  # Use default config" in text and "+        config=_config_from_env()," in text
+    assert "-        config=None,  # Use default config" in text and "+        config=config,  # None: the default config" in text
 
 
 @pytest.mark.parametrize("value, words", [
@@ -388,6 +388,7 @@ def test_flashinfer_aot_config_narrows_the_module_set_through_the_tag_patch(tmp_
     ('{"f16_dtype": ["fp16"]}', ["f16_dtype=", "float16, bfloat16"]),
     ('{"fa3_head_dim": [128]}', ["fa3_head_dim=[128]", "[qk, vo]"]),
     ('{"add_moe": "no"}', ["add_moe=", "true or false"]),
+    ('{"modules": []}', ["modules=[]", "list of module names"]),
     ('{"f16_dtype": []}', ["at least one of float16"]),
     ("[1, 2]", ["a JSON object"]),
     ("{not json", ["not JSON"]),

@@ -31,7 +31,8 @@ file) with the keys of v0.6.1 ``aot.py``'s ``get_default_config()``, the rest
 keeping flashinfer's defaults.  Upstream's jit-cache build backend always
 passes ``config=None`` (the full set: 695 modules for 9.0a, counted on the
 H200), so ``patches/flashinfer/flashinfer-tag/0001-aot-config-from-env.patch``
-makes it read ``FLASHINFER_AOT_CONFIG``, which the recipe sets.  A module
+makes it read ``FLASHINFER_AOT_CONFIG``, which the recipe sets.  One key is
+this project's: ``modules``, the JIT spec names to keep of that selection.  A module
 left out compiles at first use (JIT), as without flashinfer-jit-cache.
 """
 
@@ -114,7 +115,10 @@ AOT_HEAD_DIMS = ("fa2_head_dim", "fa3_head_dim")
 AOT_DTYPES = {"f16_dtype": ("float16", "bfloat16"), "f8_dtype": ("float8_e4m3fn", "float8_e5m2")}
 AOT_BOOL_LISTS = ("use_sliding_window", "use_logits_soft_cap")
 AOT_SWITCHES = ("add_comm", "add_gemma", "add_oai_oss", "add_moe", "add_act", "add_misc", "add_xqa")
-AOT_KEYS = AOT_HEAD_DIMS + tuple(AOT_DTYPES) + AOT_BOOL_LISTS + AOT_SWITCHES
+# vllm-stack's own key, read by the tag patch: keep only these JIT spec names of upstream's selection
+# ("fmha_gen": the trtllm-gen FMHA launcher, jit/attention/modules.py:1785, which no upstream key singles out)
+AOT_MODULES = "modules"
+AOT_KEYS = AOT_HEAD_DIMS + tuple(AOT_DTYPES) + AOT_BOOL_LISTS + AOT_SWITCHES + (AOT_MODULES,)
 
 
 def aot_config(key: str, value, base: Path) -> str | None:
@@ -141,7 +145,7 @@ def aot_config(key: str, value, base: Path) -> str | None:
         raise SettingError(key, str(value), "a JSON object with keys of flashinfer's aot.py get_default_config()")
     for name, item in config.items():
         if name not in AOT_KEYS:
-            raise SettingError(key, name, AOT_KEYS, why="not a key of flashinfer 0.6.1's aot.py config")
+            raise SettingError(key, name, AOT_KEYS, why="not a key of flashinfer 0.6.1's aot.py config (nor modules)")
         if name in AOT_HEAD_DIMS:
             good = isinstance(item, list) and all(
                 isinstance(p, list) and len(p) == 2 and all(type(d) is int and d > 0 for d in p) for p in item)
@@ -149,6 +153,9 @@ def aot_config(key: str, value, base: Path) -> str | None:
         elif name in AOT_DTYPES:
             good = isinstance(item, list) and all(d in AOT_DTYPES[name] for d in item)
             accepted = f"a list of {', '.join(AOT_DTYPES[name])}"
+        elif name == AOT_MODULES:
+            good = isinstance(item, list) and item and all(isinstance(n, str) and n for n in item)
+            accepted = 'a non-empty list of module names, e.g. ["fmha_gen"]'
         elif name in AOT_BOOL_LISTS:
             good = isinstance(item, list) and item and all(type(b) is bool for b in item)
             accepted = "a non-empty list of true/false"

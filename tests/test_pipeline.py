@@ -116,8 +116,12 @@ def test_wheelhouse_holds_every_wheel_labelled_and_pinned(first_build):
     assert data["variant"] == variant_name()
     assert data["toolchain"] and data["toolchain_version"].startswith("13.0")
     torch_entry = next(e for n, e in data["wheels"].items() if n.startswith("torch-"))
-    # the stand-in enables what real torch's CMake finds (USE_CUDNN=1, USE_NCCL=1, cuSPARSELt by default)
-    assert torch_entry["features"] == {"cudnn": True, "cudss": False, "cusparselt": True, "nccl": True}
+    # the stand-in enables what real torch's CMake finds (USE_CUDNN=1, USE_NCCL=1, cuSPARSELt by default,
+    # BLAS=MKL statically, NVSHMEM from torch's own nvidia-nvshmem build requirement)
+    assert torch_entry["features"] == {"blas": True, "cudnn": True, "cudss": False, "cusparselt": True, "lapack": True,
+                                       "mkl": True, "nccl": True, "nvshmem": True, "openblas": False}
+    assert torch_entry["links"]["mkl"] == "static: defines mkl_get_version_string"
+    assert torch_entry["links"]["lapack"] == "static: defines dgetrf_"
     for name, entry in built.items():
         assert entry["sha256"] and entry["size"] == (house / name).stat().st_size
         assert entry["build_key"] and entry["source_hash"] and entry["origin"] == "local"

@@ -165,7 +165,62 @@ def test_torch_sm90(tmp_path):
     assert env["BUILD_TEST"] == "0" and env["USE_DISTRIBUTED"] == "1" and env["CMAKE_GENERATOR"] == "Ninja"
     assert env["PYTORCH_BUILD_VERSION"] == "2.9.1+cu129.sm90.avx512"
     assert env["PYTORCH_BUILD_NUMBER"] == "0"
-    assert "CMAKE_PROJECT_INCLUDE_BEFORE" not in env and "USE_FBGEMM" not in env
+    assert "USE_FBGEMM" not in env
+    # the cache entries setup.py cannot forward (NNPACK's six) travel in a CMake file, for every variant
+    assert Path(env["CMAKE_PROJECT_INCLUDE_BEFORE"]).name == torch_recipe.CMAKE_FILE
+
+
+def test_torch_names_its_blas_and_nvshmem(tmp_path):
+    """BLAS named (so a missing MKL/OpenBLAS is a configure error) and NVSHMEM from torch's own requirement."""
+    recipe = recipes.get("torch")
+    env = recipe.environment(ctx_for(recipe, SM90, tmp_path))
+    # MKL: the lock's mkl-static / mkl-include wheels, unpacked beside the tree (PyTorch's /opt/intel)
+    assert env["BLAS"] == "MKL"
+    assert env["CMAKE_LIBRARY_PATH"].endswith("/torch-mkl-static/mkl_static-2024.2.0.data/data/lib")
+    assert env["CMAKE_INCLUDE_PATH"].endswith("/torch-mkl-include/mkl_include-2024.2.0.data/data/include")
+    assert env["USE_NVSHMEM"] == "1"
+    # the first command writes NVSHMEM_HOME into the CMake file from the wheel the build venv imports
+    write, _build = recipe.commands(ctx_for(recipe, SM90, tmp_path))
+    assert write[4] == "nvidia-nvshmem-cu12==3.3.20"
+    no_site = subprocess.run([sys.executable, "-S", *write[1:]], capture_output=True, text=True)
+    assert no_site.returncode != 0 and len(no_site.stderr.strip().splitlines()) == 1
+    assert "cannot import six: install its build requirement six" in no_site.stderr
+    assert recipe.build_requirements(SM90)[-1] == "nvidia-nvshmem-cu12==3.3.20"
+    # what it is built against is what it requires at run time, for 12.9 (no PyTorch pin list) too
+    assert "nvidia-nvshmem-cu12==3.3.20" in recipe.runtime_requires(SM90)
+    assert recipe.build_requirements(SM120)[-1] == "nvidia-nvshmem-cu13==3.3.24" in recipe.runtime_requires(SM120)
+    arm = recipe.environment(ctx_for(recipe, SM103, tmp_path))
+    assert arm["BLAS"] == "OpenBLAS"
+    assert recipe.unused_sources(SM103, Settings()) == torch_recipe.MKL_SOURCES
+    assert recipe.unused_sources(SM90, Settings()) == ()
+    sm61 = recipe.environment(ctx_for(recipe, SM61, tmp_path))
+    assert sm61["USE_NVSHMEM"] == "0" and recipe.commands(ctx_for(recipe, SM61, tmp_path))[0][4] == ""
+    assert not any("nvshmem" in r for r in recipe.build_requirements(SM61) + recipe.runtime_requires(SM61))
+
+
+def test_torch_mkl_only_for_a_tree_that_configures_mkl(tmp_path):
+    """A local tree without torch's FindMKL.cmake (a stand-in) neither fetches nor unpacks the MKL wheels."""
+    recipe = recipes.get("torch")
+    standin = tmp_path / "standin"
+    standin.mkdir()
+    assert recipe.unused_sources(SM90, Settings(sources={"torch": standin})) == torch_recipe.MKL_SOURCES
+    (standin / "cmake" / "Modules").mkdir(parents=True)
+    (standin / "cmake" / "Modules" / "FindMKL.cmake").write_text("# torch's\n")
+    assert recipe.unused_sources(SM90, Settings(sources={"torch": standin})) == ()
+
+
+def test_torch_nvshmem_does_not_depend_on_the_component_list():
+    """The build venv holds the union of the planned components' requirements: with or without flashinfer,
+    torch's NVSHMEM wheel is the one the lock pins for torch's requirement."""
+    from backend.sources import buildreqs
+
+    torch_only = set(recipes.get("torch").build_requirements(SM90))
+    with_flashinfer = torch_only | set(recipes.get("flashinfer").build_requirements(SM90))
+    chosen = []
+    for wanted in (torch_only, with_flashinfer):
+        lines = buildreqs.subset(wanted).splitlines()
+        chosen.append([line for line in lines if line.startswith("nvidia-nvshmem-cu12==")])
+    assert chosen[0] == chosen[1] == ["nvidia-nvshmem-cu12==3.3.20 \\"]
 
 
 def test_torch_sm61_has_no_cudnn(tmp_path):
@@ -200,7 +255,9 @@ def test_torch_avx_switches_reach_cmake(tmp_path):
 
 def test_torchvision_torchaudio(tmp_path):
     tv = recipes.get("torchvision").environment(ctx_for(recipes.get("torchvision"), SM120, tmp_path))
-    assert tv == {"TORCH_CUDA_ARCH_LIST": "12.0", "FORCE_CUDA": "1", "BUILD_VERSION": "0.24.1+cu130.sm120.avx512"}
+    assert tv == {"TORCH_CUDA_ARCH_LIST": "12.0", "FORCE_CUDA": "1", "BUILD_VERSION": "0.24.1+cu130.sm120.avx512",
+                  "TORCHVISION_USE_PNG": "1", "TORCHVISION_USE_JPEG": "1", "TORCHVISION_USE_WEBP": "1",
+                  "TORCHVISION_USE_NVJPEG": "1"}
     ta = recipes.get("torchaudio").environment(ctx_for(recipes.get("torchaudio"), SM103, tmp_path))
     assert ta["TORCH_CUDA_ARCH_LIST"] == "10.3" and ta["BUILD_VERSION"] == "2.9.1+cu129.sm103.armv9"
     # what the 2.9.1 wheel ships (rnnt_loss, alignment, CUDA CTC decoder): nothing switched off
@@ -403,3 +460,24 @@ def test_flashinfer_aot_config_bad_values_are_one_line(value, words, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: setting 'flashinfer-aot-config'"), out.stderr
     for word in words:
         assert word in lines[0], lines[0]
+
+
+def test_torchvision_asks_for_every_codec_and_stops_early_without_them(tmp_path):
+    """setup.py only warns without libpng / jpeglib.h; the recipe's first command stops with one line instead."""
+    recipe = recipes.get("torchvision")
+    ctx = ctx_for(recipe, SM90, tmp_path)
+    env = recipe.environment(ctx)
+    assert all(env[f"TORCHVISION_USE_{codec}"] == "1" for codec in ("PNG", "JPEG", "WEBP", "NVJPEG"))
+    check, build = recipe.commands(ctx)
+    assert build[-1] == str(ctx.source)
+    # no libpng-config on PATH and no jpeglib.h where setup.py looks: refused, naming what is missing
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = subprocess.run([sys.executable, *check[1:]], env={"PATH": str(empty), "TORCHVISION_INCLUDE": str(empty)},
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "libpng-config" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    # with both (a libpng-config on PATH, jpeglib.h in TORCHVISION_INCLUDE) it passes
+    (empty / "libpng-config").write_text("#!/bin/sh\necho 1.6.43\n")
+    (empty / "libpng-config").chmod(0o755)
+    (empty / "jpeglib.h").write_text("/* libjpeg */\n")
+    assert subprocess.run([sys.executable, *check[1:]], env={"PATH": str(empty), "TORCHVISION_INCLUDE": str(empty)}).returncode == 0

@@ -21,8 +21,10 @@ def test_torch_declares_what_pytorchs_2_9_1_wheel_declares():
     assert "nvidia-cusparselt-cu12==0.7.1" in declared and len(declared) == 16
     cu13 = recipes.get("torch").runtime_requires(Variant(sm="90", isa="avx512", cuda="13.0"))
     assert "nvidia-cublas==13.0.0.19" in cu13 and "nvidia-nccl-cu13==2.27.7" in cu13
-    # PyTorch 2.9 publishes no CUDA 12.9 wheel: only triton; the linked libraries speak for the rest.
-    assert recipes.get("torch").runtime_requires(Variant(sm="90", isa="avx512", cuda="12.9")) == ("triton==3.5.1",)
+    # PyTorch 2.9 publishes no CUDA 12.9 wheel: triton and the NVSHMEM torch was built against (its own build
+    # requirement, issue 22 item 6); the linked libraries speak for the rest.
+    assert recipes.get("torch").runtime_requires(Variant(sm="90", isa="avx512", cuda="12.9")) == (
+        "triton==3.5.1", "nvidia-nvshmem-cu12==3.3.20")
 
 
 def test_torch_without_cudnn_does_not_require_it():

@@ -94,7 +94,8 @@ class StepExecutor:
         staged = _platform_tags(plan, staged, house, toolchain, label)
         bundled = [_stage_bundled(plan, name, staged_dir) for name in recipe.bundled_wheels(plan.variant, plan.settings)]
         ptx_jit, cubin_sources = _verify(plan, step, staged, house, toolchain, label, bundled)
-        features = check_features(recipe, plan.variant, staged, plan.settings.verify)
+        links: dict[str, dict[str, str]] = {}  # what each wheel links: BLAS provider, NVSHMEM with its pin ...
+        features = check_features(recipe, plan.variant, staged, plan.settings.verify, links=links)
 
         added = []
         for wheel in staged:
@@ -111,6 +112,7 @@ class StepExecutor:
                 **({"ptx_jit": ptx_jit[wheel.name]} if wheel.name in ptx_jit else {}),
                 # where its kernels' run-time cubins come from (a wheel of the wheelhouse; None: a download)
                 **({"cubins": cubin_sources[wheel.name]} if cubin_sources.get(wheel.name) else {}),
+                **({"links": links[wheel.name]} if wheel.name in links else {}),
                 **manylinux.manifest_record(wheel),
             }))
         for wheel, entry in bundled:

@@ -40,13 +40,31 @@ class BuildContext:
 
 
 @dataclasses.dataclass(frozen=True)
+class Marker:
+    """How one wheel member shows an optional library: it links it (a DT_NEEDED name starting with one of
+    ``libraries``), calls it (one of ``symbols`` undefined) or carries it statically (one defined)."""
+
+    libraries: tuple[str, ...]
+    symbols: tuple[str, ...]
+    object: str | None = None  # the wheel member to read; None: the Features' object
+
+
+@dataclasses.dataclass(frozen=True)
 class Features:
     """Optional libraries a build may silently go without, and how its binary shows each (backend/verify/features.py)."""
 
     object: str  # the wheel member that uses them ("torch/lib/libtorch_cuda.so")
-    markers: Mapping[str, tuple[str, str]]  # feature -> (soname prefix it links, a symbol it calls)
+    # feature -> a Marker, or (soname prefix it links, a symbol it calls) in ``object``
+    markers: Mapping[str, Marker | tuple[str, str]]
     promised: Callable[[Variant], tuple[str, ...]]  # the features the variant must have
     hint: str = ""  # what to do when one is missing
+
+    def marker(self, feature: str) -> Marker:
+        found = self.markers[feature]
+        if isinstance(found, Marker):
+            return found if found.object else dataclasses.replace(found, object=self.object)
+        library, symbol = found
+        return Marker(libraries=(library,), symbols=(symbol,), object=self.object)
 
 
 @dataclasses.dataclass(frozen=True)

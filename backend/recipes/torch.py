@@ -3,15 +3,39 @@
 torch's setup.py (tools/setup_helpers/cmake.py) forwards every environment
 variable starting with BUILD_, USE_, CMAKE_ (plus a fixed list such as
 TORCH_CUDA_ARCH_LIST) to CMake as -D<NAME>=<value>; nothing else reaches
-CMake, and there is no CMAKE_ARGS pass-through.  The AVX-only switches
-(-DCXX_AVX2_FOUND=FALSE ...) do not start with those prefixes, so an avx
-build writes them into a small CMake file and hands it to CMake through
+CMake, and there is no CMAKE_ARGS pass-through.  Cache entries without those
+prefixes (NNPACK's PYTHON_SIX_SOURCE_DIR, an avx build's -DCXX_AVX2_FOUND=FALSE
+...) go into a small CMake file handed to CMake through
 CMAKE_PROJECT_INCLUDE_BEFORE, which *is* forwarded.  See docs/COMPONENTS.md.
 """
 
-from .base import BuildContext, Features, Recipe, pip_wheel
+from pathlib import Path
+
+from .base import BuildContext, Features, Marker, Recipe, pip_wheel
 
 VERSION = "2.9.1"
+
+# ---- CMake 4 and NNPACK's `six` (issue 22, item 3) ----------------------------------------------
+# The build-requirement lock pins one cmake (4.x) for every component; we keep it for torch too.
+# torch 2.9.1 configures under CMake 4: pytorch PR 150203 (cherry-picked to 2.7 as PR 150460, so in
+# 2.8 and 2.9) wraps every sub-project that still declares cmake_minimum_required < 3.5 (protobuf,
+# NNPACK, psimd, FP16, ittapi, TensorPipe, gloo) in set(CMAKE_POLICY_VERSION_MINIMUM 3.5) ...
+# unset(...), e.g. cmake/External/nnpack.cmake "Ancient nnpack forces CMake compatibility";
+# conda-forge's pytorch-cpu-feedstock builds 2.9.1 (commit d3fee902 "Bump to 2.9.1") with an
+# unpinned conda-forge cmake and no policy variable.  What that wrapping cannot reach: NNPACK's
+# CMakeLists.txt (Maratyszcza/NNPACK c07e3a04, the submodule torch pins) runs a *child* cmake on
+# cmake/DownloadSix.cmake (CMAKE_MINIMUM_REQUIRED(VERSION 2.8.12), refused by CMake 4, and a
+# download, impossible offline) unless PYTHON_SIX_SOURCE_DIR is defined; torch's nnpack.cmake sets
+# PYTHON_PEACHPY_SOURCE_DIR, FP16/FXDIV/PSIMD/PTHREADPOOL/CPUINFO/GOOGLETEST_SOURCE_DIR but not
+# six (pytorch issue 166064; the failure is pytorch issue 190066, "FAILED: confu-deps/NNPACK/src/
+# x86_64-fma/2d-fourier-8x8.py.o").  nixpkgs (python-modules/torch/source/default.nix: "sed -i
+# '2s;^;set(PYTHON_SIX_SOURCE_DIR ${six.src})' third_party/NNPACK/CMakeLists.txt", a cmakeFlags
+# entry "doesn't work" because setup.py forwards no such variable) and Spack set it; conda-forge
+# empties DownloadSix.cmake (recipe/build.sh "prevent six from being downloaded").  We define it,
+# as a cache entry in the CMake file below, to the folder the build venv imports six from (the
+# hash-locked six==1.17.0 wheel, a torch build requirement).  So NNPACK's PeachPy
+# imports the locked six and nothing is downloaded at configure time.
+CMAKE_FILE = "vllm-stack-torch.cmake"
 
 # What isa=avx promises (docs/VERIFY.md, "What isa=avx promises"): no instruction beyond AVX on any code
 # path that runs on an AVX-only CPU.  Code for AVX2/AVX-512 may sit in the binary behind a run-time CPU
@@ -28,15 +52,122 @@ AVX_ONLY_CACHE = {
     "CXX_AVX512_FOUND": "FALSE", "C_AVX512_FOUND": "FALSE",
     "CAFFE2_COMPILER_SUPPORTS_AVX512_EXTENSIONS": "OFF",
 }
-AVX_ONLY_FILE = "avx-only.cmake"
 
 
 def avx_only_script() -> str:
-    lines = ["# Written by the vllm-stack torch recipe: an AVX-only torch (seed build-pytorch avx variants)."]
+    lines = ["# An AVX-only torch (seed build-pytorch avx variants)."]
     for name, value in AVX_ONLY_CACHE.items():
-        kind = "BOOL"
-        lines.append(f'set({name} {value} CACHE {kind} "forced off by vllm-stack (isa=avx)" FORCE)')
+        lines.append(f'set({name} {value} CACHE BOOL "forced off by vllm-stack (isa=avx)" FORCE)')
     return "\n".join(lines) + "\n"
+
+
+# The recipe's first command, run by the build venv's interpreter: it writes the CMake file with the
+# folders of the six and the NVSHMEM wheel that interpreter imports (the build venv's own, or what it
+# borrows from the frontend in an offline or --no-build-isolation build), or stops with one line when
+# either build requirement is missing.  NVSHMEM_HOME goes in as set(ENV{...}): caffe2/CMakeLists.txt
+# reads $ENV{NVSHMEM_HOME} first, and setup.py's NVSHMEM_PY_DIR looks in the venv's own purelib only.
+WRITE_CMAKE_FILE = """
+import importlib, os, pathlib, sys
+path, nvshmem, extra = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+def folder(module, requirement):
+    try:
+        found = importlib.import_module(module)
+    except ImportError:
+        sys.exit(f"torch: the build environment cannot import {module}: install its build requirement {requirement}")
+    return os.path.dirname(found.__file__) if getattr(found, "__file__", None) else list(found.__path__)[0]
+lines = ["# Written by the vllm-stack torch recipe (backend/recipes/torch.py).",
+         "# NNPACK: the locked six, no configure-time download (DownloadSix.cmake needs CMake < 4 and network).",
+         f'set(PYTHON_SIX_SOURCE_DIR "{folder("six", "six")}" CACHE STRING "six (Python package) source directory" FORCE)']
+if nvshmem:
+    lines += ["# NVSHMEM: the wheel torch requires at run time, first in caffe2/CMakeLists.txt's search order.",
+              f'set(ENV{{NVSHMEM_HOME}} "{folder("nvidia.nvshmem", nvshmem)}")']
+path.parent.mkdir(parents=True, exist_ok=True)
+path.write_text("\\n".join(lines) + "\\n" + extra)
+"""
+
+
+# ---- BLAS and LAPACK (issue 22, item 4) ------------------------------------------------------------
+# cmake/Dependencies.cmake defaults BLAS to MKL and, when MKL is not found, only warns ("MKL could
+# not be found. Defaulting to Eigen"), tries find_package(BLAS) and sets USE_BLAS 0: a torch with
+# slow CPU GEMM whose torch.linalg raises at call time.  Naming BLAS makes CMakeLists.txt set
+# BLAS_SET_BY_USER, and then cmake/public/mkl.cmake runs find_package(MKL REQUIRED) and
+# Dependencies.cmake find_package(OpenBLAS REQUIRED): the configure stops instead.  torch's
+# setup.py forwards BLAS by name (tools/setup_helpers/cmake.py, additional_options).
+# PyTorch's own x86_64 wheels link MKL statically: .ci/docker/common/install_mkl.sh unpacks the
+# PyPI wheels mkl-static and mkl-include 2024.2.0 (MKL_VERSION=2024.2.0; "python3 -m wheel unpack",
+# then data/lib and data/include moved to /opt/intel), and .ci/manywheel/build_common.sh exports
+# CMAKE_LIBRARY_PATH=/opt/intel/lib and CMAKE_INCLUDE_PATH=/opt/intel/include.  We do the same
+# from third_party/sources.lock: the two wheels are torch's lock entries torch-mkl-static and
+# torch-mkl-include (sha256-pinned, fetched by `python -m backend fetch`, so an offline build has
+# them), unpacked beside the tree, and CMAKE_LIBRARY_PATH / CMAKE_INCLUDE_PATH name their data/lib
+# and data/include.  Only static archives are there (and, as in /opt/intel, no libiomp5: the wheels'
+# intel-openmp and tbb requirements are not installed), so cmake/Modules/FindMKL.cmake links
+# mkl_gf_lp64 + mkl_gnu_thread + mkl_core with GNU OpenMP, as PyTorch's wheels (which carry libgomp).
+# Cost (from the mkl-static wheel's contents; torch cannot be built here to weigh it): the archives
+# torch links are libmkl_core.a 383 MiB, libmkl_gnu_thread.a 34 MiB and libmkl_gf_lp64.a 29 MiB
+# uncompressed (121 + 9 + 3 MiB compressed); the linker keeps only what torch reaches, so the torch
+# wheel grows by at most ~133 MiB compressed (~450 MiB installed), likely much less; the download
+# is 213 MB (mkl-static) + 1.3 MB (mkl-include), once per cache.
+# aarch64: PyTorch's wheels use OpenBLAS (.ci/docker/common/install_openblas.sh, built from source
+# into the image) plus ACL.  PyPI has no unprefixed static OpenBLAS (scipy-openblas32 prefixes its
+# symbols; cmeel-openblas 0.3.31 ships only libopenblas.so, which torch's $ORIGIN rpath would not
+# find at run time), so an aarch64 build takes OpenBLAS from the host (libopenblas-dev, or
+# OpenBLAS_HOME, which cmake/Modules/FindOpenBLAS.cmake reads): BLAS=OpenBLAS makes its absence a
+# configure error.  That part is not from the lock (docs/COMPONENTS.md).
+MKL_VERSION = "2024.2.0"
+MKL_SOURCES = ("torch-mkl-static", "torch-mkl-include")  # third_party/sources.lock entries
+MKL_FIND_MODULE = "cmake/Modules/FindMKL.cmake"
+
+
+def blas(variant) -> str:
+    """The BLAS torch's CMake is told to use (BLAS=...): MKL on x86_64, OpenBLAS on aarch64, as PyTorch's wheels."""
+    return "MKL" if variant.platform == "x86_64" else "OpenBLAS"
+
+
+# ---- NVSHMEM (issue 22, item 6) ---------------------------------------------------------------------
+# caffe2/CMakeLists.txt (2.9) builds libtorch_nvshmem.so when USE_NVSHMEM (default ON) finds
+# nvshmem_host, nvshmem_device and nvshmem.h, searching $ENV{NVSHMEM_HOME} first, then NVSHMEM_PY_DIR,
+# which tools/setup_helpers/cmake.py sets whenever <site-packages>/nvidia/nvshmem exists; otherwise
+# "NVSHMEM not found, not building with NVSHMEM support" and the build goes on.  So what the build
+# venv happened to hold (flashinfer's nvshmem build requirement) decided whether, and against which
+# NVSHMEM, torch was linked.  PyTorch's release wheels link it (.ci/manywheel/build_cuda.sh: DEPS
+# libnvshmem_host.so.3, rpath $ORIGIN/../../nvidia/nvshmem/lib) and pin the wheel at run time
+# (nvidia-nvshmem-cu12==3.3.20 for CUDA 12.x, nvidia-nvshmem-cu13==3.3.24 for 13.0, below).  We
+# follow that, independent of the component list: USE_NVSHMEM=1 and torch's own build requirement is
+# exactly the nvshmem wheel it pins at run time, and NVSHMEM_HOME names it (first in the search order,
+# so no other NVSHMEM on the host can win; set by the CMake file, WRITE_CMAKE_FILE above).
+# NVSHMEM 3.x has no code for sm_61, so SM61 builds USE_NVSHMEM=0.
+NVSHMEM = {"12": "nvidia-nvshmem-cu12==3.3.20", "13": "nvidia-nvshmem-cu13==3.3.24"}
+
+
+def uses_nvshmem(variant) -> bool:
+    return int(variant.sm) >= 70
+
+
+def nvshmem_requirement(variant) -> str:
+    return NVSHMEM[variant.cuda.split(".")[0]]
+
+
+def variant_build_requires(variant) -> tuple[str, ...]:
+    """The NVSHMEM wheel torch pins at run time: the same for every component list."""
+    return (nvshmem_requirement(variant),) if uses_nvshmem(variant) else ()
+
+
+def unused_sources(variant, settings) -> tuple[str, ...]:
+    """The MKL wheels serve x86_64 builds of a tree that configures MKL (torch's CMake, not a stand-in tree)."""
+    local = settings.sources.get("torch") if settings is not None else None
+    if blas(variant) != "MKL" or (local is not None and not (Path(local) / MKL_FIND_MODULE).is_file()):
+        return MKL_SOURCES
+    return ()
+
+
+def mkl_dirs(ctx: BuildContext) -> tuple[Path, Path] | None:
+    """(lib, include) of the unpacked MKL wheels, or None when this build does not use them."""
+    if not all(name in ctx.extras for name in MKL_SOURCES):
+        return None
+    static, include = (ctx.extras[name] for name in MKL_SOURCES)
+    return (static / f"mkl_static-{MKL_VERSION}.data" / "data" / "lib",
+            include / f"mkl_include-{MKL_VERSION}.data" / "data" / "include")
 
 
 # What PyTorch's own 2.9.1 wheels require besides their Python deps (docs/COMPONENTS.md): triton,
@@ -50,14 +181,14 @@ PYTORCH_CUDA_PINS = {
         "nvidia-cuda-nvrtc-cu12==12.8.93", "nvidia-cuda-runtime-cu12==12.8.90", "nvidia-cuda-cupti-cu12==12.8.90",
         "nvidia-cudnn-cu12==9.10.2.21", "nvidia-cublas-cu12==12.8.4.1", "nvidia-cufft-cu12==11.3.3.83",
         "nvidia-curand-cu12==10.3.9.90", "nvidia-cusolver-cu12==11.7.3.90", "nvidia-cusparse-cu12==12.5.8.93",
-        "nvidia-cusparselt-cu12==0.7.1", "nvidia-nccl-cu12==2.27.5", "nvidia-nvshmem-cu12==3.3.20",
+        "nvidia-cusparselt-cu12==0.7.1", "nvidia-nccl-cu12==2.27.5", NVSHMEM["12"],
         "nvidia-nvtx-cu12==12.8.90", "nvidia-nvjitlink-cu12==12.8.93", "nvidia-cufile-cu12==1.13.1.3",
     ),
     "13.0": (
         "nvidia-cuda-nvrtc==13.0.48", "nvidia-cuda-runtime==13.0.48", "nvidia-cuda-cupti==13.0.48",
         "nvidia-cudnn-cu13==9.13.0.50", "nvidia-cublas==13.0.0.19", "nvidia-cufft==12.0.0.15",
         "nvidia-curand==10.4.0.35", "nvidia-cusolver==12.0.3.29", "nvidia-cusparse==12.6.2.49",
-        "nvidia-cusparselt-cu13==0.8.0", "nvidia-nccl-cu13==2.27.7", "nvidia-nvshmem-cu13==3.3.24",
+        "nvidia-cusparselt-cu13==0.8.0", "nvidia-nccl-cu13==2.27.7", NVSHMEM["13"],
         "nvidia-nvtx==13.0.39", "nvidia-nvjitlink==13.0.39", "nvidia-cufile==1.15.0.42",
     ),
 }
@@ -67,6 +198,9 @@ def runtime_requires(variant) -> tuple[str, ...]:
     pins = PYTORCH_CUDA_PINS.get(variant.cuda, ())
     if not variant.uses_cudnn:
         pins = tuple(p for p in pins if not p.startswith("nvidia-cudnn"))
+    pins = tuple(p for p in pins if not p.startswith("nvidia-nvshmem"))
+    if uses_nvshmem(variant):  # the NVSHMEM it was built against, for every CUDA release (12.9 too)
+        pins += (nvshmem_requirement(variant),)
     return (TRITON, *pins)
 
 
@@ -108,29 +242,39 @@ def environment(ctx: BuildContext) -> dict[str, str]:
         "CMAKE_GENERATOR": "Ninja",
         "PYTORCH_BUILD_VERSION": ctx.local_version(VERSION),
         "PYTORCH_BUILD_NUMBER": "0",
+        "CMAKE_PROJECT_INCLUDE_BEFORE": str(ctx.build_dir / CMAKE_FILE),
+        "BLAS": blas(v),
+        "USE_NVSHMEM": "1" if uses_nvshmem(v) else "0",
     }
+    mkl = mkl_dirs(ctx)
+    if blas(v) == "MKL" and mkl is not None:  # the unpacked lock wheels, as PyTorch's /opt/intel
+        env["CMAKE_LIBRARY_PATH"], env["CMAKE_INCLUDE_PATH"] = (str(d) for d in mkl)
     if v.isa == "avx":
         env.update({"USE_FBGEMM": "0", "USE_MKLDNN": "0", "USE_NNPACK": "0"})
-        env["CMAKE_PROJECT_INCLUDE_BEFORE"] = str(ctx.build_dir / AVX_ONLY_FILE)
     return env
 
 
 def commands(ctx: BuildContext) -> list[list[str]]:
-    steps = []
-    if ctx.variant.isa == "avx":
-        path = ctx.build_dir / AVX_ONLY_FILE
-        steps.append([
-            ctx.python, "-c",
-            "import pathlib, sys; p = pathlib.Path(sys.argv[1]); "
-            "p.parent.mkdir(parents=True, exist_ok=True); p.write_text(sys.argv[2])",
-            str(path), avx_only_script(),
-        ])
-    steps.append(pip_wheel(ctx))
-    return steps
+    v = ctx.variant
+    write_cmake_file = [
+        ctx.python, "-c", WRITE_CMAKE_FILE, str(ctx.build_dir / CMAKE_FILE),
+        nvshmem_requirement(v) if uses_nvshmem(v) else "", avx_only_script() if v.isa == "avx" else "",
+    ]
+    return [write_cmake_file, pip_wheel(ctx)]
+
+
+def blas_note(variant) -> str:
+    if blas(variant) == "MKL":
+        return f"MKL {MKL_VERSION} statically (BLAS and LAPACK, from the lock's mkl-static wheel, as PyTorch's x86_64 wheels)"
+    return "the host's OpenBLAS (BLAS=OpenBLAS; install libopenblas-dev or set OpenBLAS_HOME), as PyTorch's aarch64 wheels"
 
 
 def notes(variant) -> list[str]:
-    out = []
+    out = [f"torch links {blas_note(variant)}; NNPACK's six comes from the lock (PYTHON_SIX_SOURCE_DIR)"]
+    if uses_nvshmem(variant):
+        out.append(f"torch links NVSHMEM from {nvshmem_requirement(variant)}, the wheel it requires at run time")
+    else:
+        out.append("torch is built without NVSHMEM (USE_NVSHMEM=0): NVSHMEM 3 has no sm_61 code")
     if not variant.uses_cudnn:
         out.append("torch is built without cuDNN (USE_CUDNN=0): cuDNN 9.11+ dropped compute capability < 7.5")
     if variant.isa == "avx":
@@ -148,8 +292,16 @@ def notes(variant) -> list[str]:
     return out
 
 
-# cmake/public/cuda.cmake turns each of these off with a warning when it is not found.  NCCL is
+# What torch's CMake may silently go without, read from the binary (backend/verify/features.py).
+# cmake/public/cuda.cmake turns each CUDA library off with a warning when it is not found; NCCL is
 # asked for (USE_NCCL=1) and cuDNN too except on SM61; cuSPARSELt and cuDSS are recorded only.
+# BLAS and LAPACK (libtorch_cpu.so): aten declares and calls sgemm_/dgemm_ (ATen/native/CPUBlas.cpp)
+# only when AT_BUILD_WITH_BLAS() and dgetrf_/sgesdd_ (BatchLinearAlgebra.cpp) only when
+# AT_BUILD_WITH_LAPACK(); a static MKL defines them in libtorch_cpu.so, a shared BLAS leaves them
+# undefined and is DT_NEEDED.  ATen/Version.cpp calls mkl_get_version_string when MKL is enabled.
+# NVSHMEM: caffe2/CMakeLists.txt builds libtorch_nvshmem.so, linking libnvshmem_host.so.3, only
+# when it found NVSHMEM.
+CPU_LIBRARY = "torch/lib/libtorch_cpu.so"
 FEATURES = Features(
     object="torch/lib/libtorch_cuda.so",
     markers={
@@ -157,10 +309,19 @@ FEATURES = Features(
         "cusparselt": ("libcusparseLt.so", "cusparseLtInit"),
         "cudss": ("libcudss.so", "cudssCreate"),
         "nccl": ("libnccl.so", "ncclCommInitRank"),
+        "blas": Marker(libraries=(), symbols=("sgemm_", "dgemm_"), object=CPU_LIBRARY),
+        "lapack": Marker(libraries=(), symbols=("dgetrf_", "sgesdd_"), object=CPU_LIBRARY),
+        "mkl": Marker(libraries=("libmkl_",), symbols=("mkl_get_version_string",), object=CPU_LIBRARY),
+        "openblas": Marker(libraries=("libopenblas",), symbols=("openblas_get_config",), object=CPU_LIBRARY),
+        "nvshmem": Marker(libraries=("libnvshmem_host.so",), symbols=("nvshmem_init",),
+                          object="torch/lib/libtorch_nvshmem.so"),
     },
-    promised=lambda variant: (("cudnn",) if variant.uses_cudnn else ()) + ("nccl",),
-    hint="give the toolchain cuDNN and NCCL (the pypi toolchain installs nvidia-cudnn and nvidia-nccl) and see "
-         "the torch log's 'Could not find' lines",
+    promised=lambda variant: ((("cudnn",) if variant.uses_cudnn else ()) + ("nccl", "blas", "lapack")
+                              + (("mkl",) if blas(variant) == "MKL" else ("openblas",))
+                              + (("nvshmem",) if uses_nvshmem(variant) else ())),
+    hint="give the toolchain cuDNN and NCCL (the pypi toolchain installs nvidia-cudnn and nvidia-nccl), MKL "
+         "(the lock's torch-mkl-static, python -m backend fetch) or the host's OpenBLAS on aarch64, and the "
+         "nvidia-nvshmem build requirement; see the torch log's 'Could not find', 'MKL' and 'NVSHMEM' lines",
 )
 
 RECIPE = Recipe(
@@ -177,6 +338,8 @@ RECIPE = Recipe(
         # imported by torch's setup.py / codegen while building
         "sympy>=1.13.3", "filelock", "networkx", "jinja2", "fsspec",
     ),
+    variant_build_requires=variant_build_requires,
+    unused_sources=unused_sources,
     pins_torch=False,
     mem_per_job_gb=3.0,
     environment=environment,

@@ -28,5 +28,7 @@ def load_settings_from_cli(pairs: Sequence[str]) -> Settings:
 
 
 def make_plan(settings: Settings) -> Plan:
+    # Planning already runs tools (patch --dry-run), and builds run nvcc: TMPDIR and the like are checked first.
+    settings_mod.check_path_variables()
     variant = variants.select(settings)
     return _make_plan(settings, variant, project_dir=PROJECT_DIR)

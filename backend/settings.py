@@ -257,6 +257,19 @@ def check_path_characters(key: str, text: str, shown: str | None = None) -> None
                            f"a path of letters, digits, spaces and {marks}", why=why)
 
 
+# Variables naming a path that nvcc puts into the commands its shell runs (TMPDIR: its temporary
+# files, /tmp/tmpxft_...), or where the toolkit lies; checked before a build runs anything.
+PATH_VARIABLES = ("TMPDIR", "CUDA_HOME", "CUDA_PATH", "CUDAHOSTCXX", "VLLM_STACK_CACHE_DIR")
+
+
+def check_path_variables(environ: Mapping[str, str] | None = None) -> None:
+    """Stop in one line when a path variable holds a character a tool of the build interprets."""
+    environ = os.environ if environ is None else environ
+    for name in PATH_VARIABLES:
+        if environ.get(name):
+            check_path_characters(name, environ[name])
+
+
 def check_output_folder(key: str, path: Path, shown: str | None = None) -> Path:
     """A folder the build writes into: no character the tools it drives interpret, not a file."""
     text = str(path)

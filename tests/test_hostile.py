@@ -552,7 +552,7 @@ def test_a_command_in_a_path_setting_or_variable_runs_nothing(tmp_path):
     hostile = f"{tmp_path}/c`touch {proof}`$(touch {proof})"
     line = one_line_error(backend("build", *build_args(tmp_path, "bitsandbytes", **{"cache-dir": hostile})))
     assert line.startswith("error: setting 'cache-dir': bad value") and "'`'" in line
-    for variable in ("VLLM_STACK_CACHE_DIR", "CUDA_HOME", "HOME"):
+    for variable in ("VLLM_STACK_CACHE_DIR", "CUDA_HOME", "HOME", "TMPDIR", "CUDAHOSTCXX"):
         env = {**backend_env(), variable: hostile}
         env.pop("XDG_CACHE_HOME", None)
         line = one_line_error(backend("build", *build_args(tmp_path, "bitsandbytes", **{"cache-dir": None}), env=env))

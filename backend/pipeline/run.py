@@ -112,9 +112,10 @@ def check_offline_sources(plan: Plan) -> None:
 
 def build(plan: Plan) -> BuildResult:
     """Build the plan; a second build of the same variant waits for the first, then reuses its wheels."""
-    from ..settings import cache_dir, writable_folder
+    from ..settings import cache_dir, check_path_variables, writable_folder
     from .variant_lock import hold
 
+    check_path_variables()  # TMPDIR and the like reach nvcc's shell (project.make_plan checked them too)
     writable_folder("cache-dir", cache_dir(plan.settings))
     if not cache_marker.claim(cache_dir(plan.settings)):
         say(f"cache: {cache_dir(plan.settings)} holds what the backend did not put there; builds write only "

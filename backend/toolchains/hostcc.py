@@ -22,6 +22,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import BackendError
+from ..settings import check_path_characters
 
 # Newest gcc major nvcc accepts, from `#if __GNUC__ > N` in crt/host_config.h of
 # nvidia-cuda-nvcc-cu12 12.8.93 and 12.9.86 (PyPI) and of the CUDA 13.0.88 toolkit.
@@ -95,6 +96,7 @@ def choose(cuda: str, cuda_home: Path | None, env: dict[str, str] | None = None)
         raise BackendError(f"host compiler: no known gcc limit for CUDA {cuda}; known: {', '.join(MAX_GCC)}")
     explicit = env.get("CUDAHOSTCXX")
     if explicit:
+        check_path_characters("CUDAHOSTCXX", explicit)  # nvcc names it in the commands its shell runs
         version = gnu_version(explicit)
         if version is None:
             raise BackendError(f"host compiler: CUDAHOSTCXX={explicit} is not a GNU C++ compiler that runs; "
@@ -110,6 +112,7 @@ def choose(cuda: str, cuda_home: Path | None, env: dict[str, str] | None = None)
             continue
         seen.append(f"{path} ({version[1]})")
         if version[0] <= limit:
+            check_path_characters("host compiler (found on PATH or CXX)", path)
             return HostCompiler(path, version[1], version[0], limit, source)
     found = ", ".join(seen) or "no g++ on PATH"
     raise BackendError(f"host compiler: CUDA {cuda}'s nvcc accepts gcc <= {limit} ({source}); found {found}; "

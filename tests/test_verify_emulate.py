@@ -372,3 +372,13 @@ def test_standin_stack_passes_on_the_emulated_cpu_of_its_isa(isa, tmp_path):
     [summary] = [line for line in checked.stdout.splitlines() if line.startswith(f"emulate: {isa} on")]
     loaded, total = re.search(r"(\d+)/(\d+) libraries loaded, 0 failed", summary).groups()
     assert loaded == total and int(total) >= 6, summary
+
+
+def test_smoke_emulate_on_an_isa_qemu_cannot_emulate_says_so_and_runs_natively():
+    from backend.verify import smoke
+
+    said: list[str] = []
+    assert smoke.emulation_for("avx512vnni", None, said.append) is None
+    assert said == ["smoke check: avx512vnni: QEMU cannot emulate AVX-512 (its TCG does not execute it), the scan's "
+                    "verdict stands; the CPU checks run natively"]
+    assert callable(smoke.emulation_for("avx", None, said.append)) and len(said) == 1

@@ -100,6 +100,10 @@ MODELS: dict[str, Model] = {
                    "and more), the scan's verdict stands"),
 }
 
+# One emulated process at most this long: TCG runs code 10 to 20 times slower than the CPU (bench/verify_emulate.py),
+# and a real torch's import translates hundreds of MB of host code; past this, something hangs.
+EMULATION_TIMEOUT = 1800.0
+
 # Loads each library of argv[2] (a JSON list) in turn, writing one JSON line per event to argv[1]: which
 # library was being loaded when the process died is the last "load" without its "loaded".
 DRIVER = r'''
@@ -226,9 +230,13 @@ class Launch:
     strace_log: Path
     loader_log: Path           # LD_DEBUG_OUTPUT: the loader appends .<pid>
 
-    def run(self, args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([*self.argv, *args], cwd=cwd, env=self.env, capture_output=True, text=True,
-                              preexec_fn=_no_core_files)
+    def run(self, args: Sequence[str], cwd: Path, timeout: float = EMULATION_TIMEOUT) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run([*self.argv, *args], cwd=cwd, env=self.env, capture_output=True, text=True,
+                                  preexec_fn=_no_core_files, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise BackendError(f"--emulate: {Path(self.argv[-1]).name} under QEMU's {self.model.cpu} ran for more "
+                               f"than {timeout:.0f} s and was stopped (log: {self.strace_log})") from None
 
     def explain(self, returncode: int) -> "Fault | None":
         """The instruction that killed the process, when SIGILL did."""

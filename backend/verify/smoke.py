@@ -305,6 +305,16 @@ def _key(built: Sequence[Path], runtime: Sequence[Path], checks, no_index: bool)
     return digest.hexdigest()
 
 
+def emulation_for(isa: str, sysroot: Path | None, say: Callable[[str], None]):
+    """``-C smoke=emulate``: the launcher that runs the checks as the ISA's CPU, or None (said why) where QEMU
+    has no model of it: the CPU checks then run natively and the scan's verdict stands."""
+    model = emulate.model_for(isa)
+    if model.unavailable:
+        say(f"smoke check: {isa}: {model.unavailable}; the CPU checks run natively")
+        return None
+    return emulate.smoke_launcher(isa, sysroot)
+
+
 def for_build(plan, result, say: Callable[[str], None]) -> None:
     """The engine's call after a build: the smoke check as ``-C smoke`` and ``-C verify`` ask."""
     from .. import host as host_info
@@ -333,13 +343,7 @@ def for_build(plan, result, say: Callable[[str], None]) -> None:
     gpu = settings.smoke == "auto" and bool(host.gpus)
     if gpu:
         check_driver(read_manifest(result.wheelhouse), host.driver, "smoke check")
-    emulation = None
-    if settings.smoke == "emulate":
-        model = emulate.model_for(plan.variant.isa)
-        if model.unavailable:
-            say(f"smoke check: {plan.variant.isa}: {model.unavailable}; the CPU checks run natively")
-        else:
-            emulation = emulate.smoke_launcher(plan.variant.isa, settings.emulate_sysroot)
+    emulation = emulation_for(plan.variant.isa, settings.emulate_sysroot, say) if settings.smoke == "emulate" else None
     checks: list[tuple[str, str]] = []
     components = [s.component for s in plan.steps]
     for component in (["torch"] if "torch" not in components else []) + components:

@@ -19,7 +19,7 @@ from ..wheels import manylinux
 from ..wheels import names as wheel_names
 from . import compiler_cache, environment
 from .buildkey import build_key
-from .plan import Plan, Step
+from .plan import Plan, Step, isa_flag_statement
 from .runner import run_logged, say
 
 
@@ -108,6 +108,7 @@ class StepExecutor:
                 "patches_not_applied": [[p.name, p.why] for p in step.patches if not p.applied],
                 "build_key": key,
                 "seconds": seconds,
+                "isa_flags": isa_flag_statement(recipe),
                 **({"features": features[wheel.name]} if wheel.name in features else {}),
                 **({"ptx_jit": ptx_jit[wheel.name]} if wheel.name in ptx_jit else {}),
                 # where its kernels' run-time cubins come from (a wheel of the wheelhouse; None: a download)

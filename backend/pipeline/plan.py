@@ -167,9 +167,12 @@ def existing_torch_version(python: str | None = None) -> str:
         ) from None
 
 
+RECORD_SWITCHES = "-frecord-gcc-switches"  # verification reads each compile's switches from the objects
+
+
 def common_env(variant: Variant, jobs: JobChoice) -> dict[str, str]:
     """What every component's build gets from the variant."""
-    flags = " ".join(variant.isa_flags + ("-frecord-gcc-switches",))
+    flags = " ".join(variant.isa_flags + (RECORD_SWITCHES,))
     return {
         "CFLAGS": flags,
         "CXXFLAGS": flags,
@@ -180,6 +183,31 @@ def common_env(variant: Variant, jobs: JobChoice) -> dict[str, str]:
         "CMAKE_BUILD_TYPE": "Release",
         "PIP_NO_INPUT": "1",
     }
+
+
+def isa_flag_env(recipe: Recipe, variant: Variant, env: Mapping[str, str]) -> dict[str, str]:
+    """The variables ``recipe``'s upstream build reads for flags CFLAGS/CXXFLAGS miss, with the variant's ISA
+    flags appended (and the switch recording them, so verification sees those compiles too)."""
+    host = variant.isa_flags + (RECORD_SWITCHES,)
+    forms = {"host": " ".join(host), "nvcc": "-Xcompiler=" + ",".join(host)}
+    return {name: " ".join(part for part in (env.get(name, ""), forms[form]) if part)
+            for name, form in recipe.isa_flag_variables.items()}
+
+
+def isa_flag_statement(recipe: Recipe) -> dict[str, object]:
+    """Where the variant's ISA flags reach in ``recipe``'s build, and what they do not (plan note, manifest)."""
+    return {
+        "variables": ["CFLAGS", "CXXFLAGS", *recipe.isa_flag_variables],
+        "not_reached": recipe.isa_flags_not_reached or "no object it compiles is known to miss them",
+    }
+
+
+def _isa_flag_note(recipe: Recipe) -> str:
+    statement = isa_flag_statement(recipe)
+    extra = [f"{name} ({'nvcc host code' if form == 'nvcc' else 'C/C++'})"
+             for name, form in recipe.isa_flag_variables.items()]
+    return (f"the ISA flags are passed to {recipe.name}'s build in CFLAGS/CXXFLAGS"
+            + (f" and {', '.join(extra)}" if extra else "") + f"; not reached: {statement['not_reached']}")
 
 
 def make_plan(
@@ -240,6 +268,7 @@ def make_plan(
         )
         env = common_env(variant, jobs)
         env.update(recipe.environment(ctx))
+        env.update(isa_flag_env(recipe, variant, env))
         commands = [tuple(c) for c in recipe.commands(ctx)]
         patches = sources_prepare.planned_patches(
             recipe.name, local=local, tree_version=tree_version, unused=unused, lock=lock,
@@ -261,7 +290,7 @@ def make_plan(
                 compiler_flags=cache.switch_flags(env),
                 commands=tuple(commands),
                 jobs=jobs,
-                notes=tuple(recipe.notes(variant)),
+                notes=(*recipe.notes(variant), _isa_flag_note(recipe)),
                 pins_torch=recipe.pins_torch,
                 uses_cuda=recipe.uses_cuda,
                 tree=tree,

@@ -112,6 +112,12 @@ class Recipe:
     # Stack members its wheel requires although a patch removed them (added back, pinned to the wheelhouse's)
     stack_requires: tuple[str, ...] = ()
     features: Features | None = None  # optional libraries recorded in the manifest, promised ones checked
+    # Where its upstream build reads extra compiler flags that CFLAGS/CXXFLAGS do not reach (nvcc's host
+    # compiles above all): variable -> "host" (the variant's flags as they are) or "nvcc" (one -Xcompiler=
+    # carrying them to nvcc's host compiler).  The plan appends the variant's ISA flags to each.
+    isa_flag_variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # The objects of its wheel the variant's ISA flags still do not reach, and why (plan note, manifest)
+    isa_flags_not_reached: str = ""
     pythons: tuple[str, ...] = ()  # the Python versions its build accepts ("3.13"); () = any
     # Why this recipe cannot build a working wheel for the variant (the plan refuses it), or None
     variant_problem: Callable[[Variant], str | None] = lambda variant: None

@@ -67,4 +67,6 @@ RECIPE = Recipe(
     smoke=SMOKE,
     smoke_gpu=SMOKE_GPU,
     disk_gb=1.0,
+    # CMake initialises CMAKE_CUDA_FLAGS from CUDAFLAGS; CMakeLists.txt (0.49.1) only appends to it
+    isa_flag_variables={"CUDAFLAGS": "nvcc"},
 )

@@ -284,4 +284,10 @@ RECIPE = Recipe(
     notes=notes,
     smoke_gpu=SMOKE_GPU,
     disk_gb=8.0,
+    # flashinfer/jit/cpp_ext.py (v0.6.1) writes each AOT module's ninja file from its own flag lists: CFLAGS and
+    # CXXFLAGS reach none of it; .cpp files add FLASHINFER_EXTRA_CFLAGS, .cu files FLASHINFER_EXTRA_CUDAFLAGS
+    isa_flag_variables={"FLASHINFER_EXTRA_CFLAGS": "host", "FLASHINFER_EXTRA_CUDAFLAGS": "nvcc"},
+    isa_flags_not_reached=("CFLAGS/CXXFLAGS reach none of the AOT modules (FLASHINFER_EXTRA_* do); kernels compiled at "
+                           "first use on the user's machine (outside the AOT set, or flashinfer-aot=false) get that "
+                           "machine's FLASHINFER_EXTRA_* flags, not the variant's"),
 )

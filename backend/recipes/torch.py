@@ -349,4 +349,8 @@ RECIPE = Recipe(
     smoke=SMOKE,
     smoke_gpu=SMOKE_GPU,
     disk_gb=30.0,
+    # cmake/Dependencies.cmake: string(APPEND CMAKE_CUDA_FLAGS " $ENV{TORCH_NVCC_FLAGS}") (PyTorch's release
+    # build sets it too: .ci/manywheel/build_cuda.sh); CMake's C/CXX flags never reach nvcc's host compiler
+    isa_flag_variables={"TORCH_NVCC_FLAGS": "nvcc"},
+    isa_flags_not_reached="no object it compiles is known to miss them; the NVIDIA libraries it links are prebuilt",
 )

@@ -49,4 +49,7 @@ RECIPE = Recipe(
     smoke=SMOKE,
     smoke_gpu=SMOKE_GPU,
     disk_gb=2.0,
+    # tools/setup_helpers/extension.py runs plain CMake (no CMAKE_CUDA_FLAGS of its own; read at
+    # pytorch/audio 02f42eb0): CMake initialises CMAKE_CUDA_FLAGS from CUDAFLAGS
+    isa_flag_variables={"CUDAFLAGS": "nvcc"},
 )

@@ -100,4 +100,7 @@ RECIPE = Recipe(
     smoke=SMOKE,
     smoke_gpu=SMOKE_GPU,
     disk_gb=2.0,
+    # setup.py: NVCC_FLAGS = os.getenv("NVCC_FLAGS", None), shlex-split into extra_compile_args["nvcc"] (read at
+    # pytorch/vision 004ebb5c, after 0.24.1; the variable is older than 0.24); C/C++ take CFLAGS (setuptools)
+    isa_flag_variables={"NVCC_FLAGS": "nvcc"},
 )

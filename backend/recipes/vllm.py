@@ -156,6 +156,11 @@ RECIPE = Recipe(
     variant_problem=variant_problem,
     smoke_gpu=SMOKE_GPU,
     disk_gb=12.0,
+    # CMake initialises CMAKE_CUDA_FLAGS from CUDAFLAGS; vLLM's CMakeLists only strips -gencode from it
+    # (cmake/utils.cmake clear_cuda_arches, 0.16.0 sdist), and flash-attention, FlashMLA and qutlass come in
+    # through FetchContent_MakeAvailable (cmake/external_projects/*.cmake): the same cache, the same flags
+    isa_flag_variables={"CUDAFLAGS": "nvcc"},
+    isa_flags_not_reached="the Triton kernels (vllm/, triton_kernels): compiled at run time, for the machine they run on",
     # setuptools-scm versions it ([tool.setuptools_scm] in pyproject.toml, setup.py get_version): a git
     # checkout is what its tags give (v0.15.1 -> 0.15.1); an sdist carries the _version.py it wrote
     version_file="vllm/_version.py",

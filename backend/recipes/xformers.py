@@ -61,4 +61,7 @@ RECIPE = Recipe(
     notes=notes,
     smoke_gpu=SMOKE_GPU,
     disk_gb=6.0,
+    # setup.py (0.0.33.post2 sdist, line 538): nvcc_flags += shlex.split(os.getenv("NVCC_FLAGS", "")), for every
+    # CUDA extension, flash-attention 3 included; its C++ compiles take CFLAGS through setuptools
+    isa_flag_variables={"NVCC_FLAGS": "nvcc"},
 )

@@ -9,6 +9,8 @@ environment the flashinfer recipe sets, then checks the result the way the
 pipeline does (backend.verify).
 """
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -118,6 +120,14 @@ def test_verification_refuses_kernels_whose_cubins_would_download(tmp_path):
     served = verify_wheel(jit, expect, companions=[cubin])
     assert not [p for p in served.entries[0].all_problems if p.check == "cubins"]
     assert served.entries[0].cubins == {FMHA: cubin.name}
+    # A wheelhouse folder: the lock's wheel (manifest origin lock-wheel) is not checked itself, but serves.
+    house = tmp_path / "house"
+    shutil.copy(jit, house / jit.name)
+    (house / "manifest.json").write_text(json.dumps({"wheels": {
+        cubin.name: {"origin": "lock-wheel"}, jit.name: {"origin": "lock"}}}))
+    folder = verify_paths([house], expect)
+    assert [e.name for e in folder.entries] == ["flashinfer-jit-cache"]
+    assert folder.entries[0].cubins == {FMHA: cubin.name}
 
 
 def test_cubins_only_where_blackwell_loads_them(tmp_path):

@@ -517,18 +517,22 @@ def _runtime_wheels(folder: Path) -> set[str]:
 
 
 def verify_paths(paths: Sequence[Path], expect: Expectation | None = None) -> Report:
-    """Wheels (checked together), folders (a wheelhouse: its wheels together) and loose .so files."""
+    """Wheels (checked together), folders (a wheelhouse: its wheels together) and loose .so files.
+
+    A wheelhouse's upstream wheels (``_UPSTREAM_ORIGINS``) are not checked, but stay companions of the
+    others: the flashinfer-cubin wheel serves the jit-cache's kernels their cubins."""
     expect = expect or Expectation()
     report = Report(expectation=dataclasses.asdict(expect))
     wheels: list[Path] = []
-    houses: list[list[Path]] = []
+    houses: list[tuple[list[Path], list[Path]]] = []  # (checked, every wheel of the folder)
     loose: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = [w for w in sorted(path.glob("*.whl")) if w.name not in _runtime_wheels(path)]
+            every = sorted(path.glob("*.whl"))
+            found = [w for w in every if w.name not in _runtime_wheels(path)]
             if found:
-                houses.append(found)
+                houses.append((found, every))
             else:
                 objects = sorted(p for p in path.rglob("*") if p.is_file() and elf.is_elf(p))
                 if not objects:
@@ -543,10 +547,10 @@ def verify_paths(paths: Sequence[Path], expect: Expectation | None = None) -> Re
         else:
             raise BackendError(f"verify: {path} does not exist; accepted: a .whl, a wheelhouse folder or a .so")
     if wheels:
-        houses.append(wheels)
-    for house in houses:
-        for wheel in house:
-            report.extend(verify_wheel(wheel, expect, companions=[w for w in house if w != wheel]))
+        houses.append((wheels, wheels))
+    for checked, every in houses:
+        for wheel in checked:
+            report.extend(verify_wheel(wheel, expect, companions=[w for w in every if w != wheel]))
     if loose:
         report.extend(verify_objects(loose, expect))
     return report

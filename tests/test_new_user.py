@@ -467,3 +467,24 @@ def test_ci_run_moves_the_caches_before_it_installs_anything():
     first = lambda text: next(i for i, line in enumerate(lines) if line.startswith(text))  # noqa: E731
     assert first("source ci/test_folder.sh") < first("for pkg in") < first("python3 -m pip install")
     assert "VLLM_STACK_TEST_DIR" in README.read_text()
+
+
+# Found by the transcript: a build of bitsandbytes alone ends in "ResolutionImpossible" without its cause.
+
+def test_an_unresolvable_runtime_dependency_names_its_cause(tmp_path):
+    from conftest import make_wheel
+
+    from backend.errors import BackendError
+    from backend.wheels.closure import close
+    from backend.wheels.wheelhouse import Wheelhouse
+
+    house = Wheelhouse(tmp_path / "wheelhouse" / "v", variant="v")
+    built = make_wheel(tmp_path / "built", "bitsandbytes", "0.49.1+cu130.sm90.avx512",
+                       requires=["torch==2.9.1+cu130.sm90.avx512"])
+    placed = house.add(built, {"component": "bitsandbytes", "source": "lock", "source_hash": None, "build_key": "k",
+                               "seconds": 1.0})
+    with pytest.raises(BackendError) as error:
+        close(house, [placed], python=Path(sys.executable), offline=True, say=lambda line: None)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "bitsandbytes 0.49.1+cu130.sm90.avx512 depends on torch==2.9.1+cu130.sm90.avx512" in message, message

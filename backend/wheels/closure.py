@@ -72,7 +72,9 @@ def _pip(python: Path, args: Sequence[str], cwd: Path, *, isolated: bool = False
 def _pip_error(result: subprocess.CompletedProcess) -> str:
     lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
     errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR:")]
-    return "; ".join(errors[:3]) or (lines[-1] if lines else f"pip exit {result.returncode}")
+    # pip's own account of a conflict ("X depends on torch==...", "The user requested (constraint) ..."): the cause
+    causes = [line for line in lines if " depends on " in line or line.startswith("The user requested")]
+    return "; ".join(errors[:1] + causes[:4] + errors[1:3]) or (lines[-1] if lines else f"pip exit {result.returncode}")
 
 
 def _index_args(house: Path, offline: bool, links: Path | None) -> list[str]:
@@ -85,7 +87,7 @@ def resolve(python: Path, pins: Sequence[str], house: Path, *, offline: bool, sc
     """What pip installs for ``pins`` (every distribution, ours included), with URL and sha256."""
     report = scratch / "report.json"
     result = _pip(python, [
-        "install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
+        "install", "--dry-run", "--ignore-installed", "--report", str(report),  # not --quiet: it hides a conflict's cause
         *_index_args(house, offline, links), *pins,
     ], cwd=scratch, isolated=links is not None)
     if result.returncode != 0:

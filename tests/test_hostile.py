@@ -798,6 +798,15 @@ def test_a_wheel_dropped_into_the_wheelhouse_is_never_adopted(index):
     assert sorted(p.name for p in again) == sorted(p.name for p in runtime)
 
 
+def test_the_smoke_check_never_installs_a_wheel_dropped_into_the_wheelhouse(index, tmp_path):
+    """Without bundled dependencies (runtime-deps=none) the smoke venv installs the listed wheels only."""
+    links, house, built = index
+    make_wheel(house.root, "depa", "99.0", {"depa/__init__.py": b"raise SystemExit('foreign code ran')\n"})
+    result = smoke.run(house.root, [built], [], [("stack (CPU)", "import stackpkg; assert stackpkg.VALUE == 'depa'")],
+                       work=tmp_path / "smoke", no_index=True, links=[links])
+    assert result.ok, result.problems
+
+
 def _tamper_keeping_size_and_mtime(wheel: Path) -> None:
     stat = wheel.stat()
     data = bytearray(wheel.read_bytes())

@@ -217,8 +217,12 @@ def run(
         else:
             from ..wheels.meta import pins_for
 
-            install = [*(["--no-index"] if no_index else []), "--find-links", str(house),
-                       *[arg for link in links for arg in ("--find-links", str(link))], *pins_for(list(built) + list(runtime))]
+            # The listed wheels themselves, never --find-links to the wheelhouse: a wheel dropped there by
+            # hand (an unlisted depa-99) would win its dependencies' resolution and run at import.
+            install = [*(["--no-index"] if no_index else []),
+                       *[arg for link in links for arg in ("--find-links", str(link))],
+                       *[str(w) for w in sorted(list(built) + list(runtime), key=lambda w: Path(w).name)]]
+            pins_for(list(built) + list(runtime))  # one wheel per distribution, or one line
         quiet = work / "cwd"
         quiet.mkdir(exist_ok=True)
         result = step("install", [str(pip_python), "-m", "pip", "--python", python, "install", "--no-cache-dir", *install], quiet)

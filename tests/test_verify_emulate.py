@@ -139,6 +139,24 @@ def test_failure_names_the_wheel_and_its_library(run_backend, x86_libs, tmp_path
     assert finding["text"].startswith(f"{wheel.name}: standin_kernels/lib/libnormal.so: illegal instruction"), finding
 
 
+def test_real_numpy_sees_the_emulated_cpu_and_its_dispatched_kernels_run(tmp_path):
+    """A real dispatching library (numpy from PyPI: its own SIMD kernels up to AVX-512 chosen at run time, and
+    OpenBLAS with DYNAMIC_ARCH) on SandyBridge: its CPU detection reports AVX and nothing newer, and sorting,
+    summing and a BLAS dot product run without an illegal instruction."""
+    numpy = pytest.importorskip("numpy")
+    python = emulate.emulated_python("avx", tmp_path)
+    code = ("import numpy as np; from numpy._core._multiarray_umath import __cpu_features__ as found;"
+            "print(' '.join(sorted(k for k, v in found.items() if v and k.startswith(('AVX', 'FMA', 'F16C')))));"
+            "a = np.arange(50000, dtype=np.float64)[::-1] / 7; print(np.sort(a)[0], a.sum(), a @ a)")
+    result = python.run(["-c", code], cwd=tmp_path)
+    assert python.explain(result.returncode) is None and result.returncode == 0, result.stderr[-2000:]
+    features, numbers = result.stdout.splitlines()
+    assert features == "AVX", features
+    a = numpy.arange(50000, dtype=numpy.float64)[::-1] / 7
+    # the same numbers as natively (summation order may differ between the SandyBridge and this CPU's kernels)
+    assert numpy.allclose([float(x) for x in numbers.split()], [numpy.sort(a)[0], a.sum(), a @ a], rtol=1e-12)
+
+
 # ---- aarch64: armv8_2 on this x86-64 host -----------------------------------------------------------------
 
 @needs_arm

@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("paths", nargs="+", metavar="PATH")
     verify.add_argument("--emulate", action="store_true",
                         help="also load every shared object under QEMU as the -C isa CPU (docs/VERIFY.md)")
+    rebuild = add("rebuild-check", "build a wheelhouse's components again from its manifest in a scratch folder "
+                  "and compare the wheels byte for byte", settings=False)
+    rebuild.add_argument("wheelhouse", metavar="WHEELHOUSE", help="the variant's folder (wheelhouse/<variant>/)")
+    rebuild.add_argument("--scratch", metavar="DIR", help="where the rebuild goes (default: a new temporary folder)")
     return parser
 
 
@@ -106,6 +110,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _matrix(args)
     if command == "detect":
         return _detect(args)
+    if command == "rebuild-check":
+        from .wheels import rebuild_check
+
+        needs.require("python -m backend rebuild-check")
+        return rebuild_check.main(args.wheelhouse, args.scratch, args.json, project.PROJECT_DIR)
     settings = _settings(args)
     if command in NEEDS_RUNTIME:
         needs.require(f"python -m backend {command}")

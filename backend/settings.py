@@ -611,6 +611,26 @@ def resolve(
     return Settings(**values)
 
 
+def as_config(settings: Settings) -> dict[str, str]:
+    """``settings`` as the -C pairs that give them again (what a wheelhouse's manifest records for
+    ``python -m backend rebuild-check``); settings left at None are left out."""
+    pairs: dict[str, str] = {}
+    for option in OPTION_BY_KEY.values():
+        value = getattr(settings, option.field)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (tuple, list)):
+            if not value:
+                continue
+            value = ",".join(map(str, value))
+        pairs[option.key] = str(value)
+    for component, path in sorted(settings.sources.items()):
+        pairs[SOURCE_PREFIX + component] = str(path)
+    return pairs
+
+
 def help_text(width: int = 100) -> str:
     """Every setting with what it accepts and its default, for ``python -m backend --help``."""
     import textwrap

@@ -101,13 +101,16 @@ class CompilerCache:
         return env
 
     def switch_flags(self, env: Mapping[str, str]) -> dict[str, str]:
-        """The CFLAGS/CXXFLAGS of ``env`` this cache rewrites, rewritten (nothing is written: the plan shows these)."""
-        if self.tool != "ccache" or "clang" in env.get("CC", "") + env.get("CXX", ""):
+        """The CFLAGS/CXXFLAGS of ``env`` rewritten to read the switch from the specs file (nothing is written:
+        the plan shows these).  Every tool, and no cache, gets the same flags, so a build with the cache and one
+        without record the same CXX_FLAGS (torch keeps them in its binaries; pipeline/reproducible.py)."""
+        if "clang" in env.get("CC", "") + env.get("CXX", ""):
             return {}  # clang reads no specs file: ccache then hashes the command line (misses elsewhere, never wrong)
         return {k: " ".join(f"-specs={RECORD_SPECS}" if flag == RECORD_SWITCHES else flag for flag in env[k].split())
                 for k in ("CFLAGS", "CXXFLAGS") if RECORD_SWITCHES in env.get(k, "").split()}
 
-    def flags(self, env: Mapping[str, str]) -> dict[str, str]:
+    def flags(self, env: Mapping[str, str], specs_dir: Path | None = None,
+              cc1_options: Sequence[str] = ()) -> dict[str, str]:
         """CFLAGS/CXXFLAGS (and LIBRARY_PATH) as this cache needs them, given the build's final ``env``.
 
         ccache hashes the original, absolute command line of every compile that has
@@ -116,14 +119,17 @@ class CompilerCache:
         ``TryCompile-*``/``cmTC_*`` names miss on every other machine.  The switch therefore
         reaches GCC through a specs file named relatively (found in LIBRARY_PATH), which ccache
         hashes as a constant string: the record stays for verification, the paths go.
+        ``specs_dir``: where the file goes (default: the cache's own folder; with no cache and none given
+        the switch stays in the flags); ``cc1_options``: further options it gives GCC (the build's prefix
+        maps, which hold this machine's paths: a cache serves their result, the same on every machine).
         """
         out = self.switch_flags(env)
-        if not out:
+        specs_dir = specs_dir or (self.directory / "specs" if self.directory else None)
+        if not out or specs_dir is None:
             return {}
-        specs_dir = self.directory / "specs"
         specs_dir.mkdir(parents=True, exist_ok=True)
         specs = specs_dir / RECORD_SPECS
-        text = f"*cc1_options:\n+ {RECORD_SWITCHES}\n\n"
+        text = f"*cc1_options:\n+ {' '.join([RECORD_SWITCHES, *cc1_options])}\n\n"
         if not specs.is_file() or specs.read_text() != text:
             # one name per writer: the scheduler runs steps side by side in threads of one process
             temporary = specs.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")

@@ -17,7 +17,8 @@ from .. import recipes
 from ..errors import BackendError
 from ..wheels import manylinux
 from ..wheels import names as wheel_names
-from . import compiler_cache, environment
+from ..wheels import reproducible as reproducible_wheel
+from . import compiler_cache, environment, reproducible
 from .buildkey import build_key
 from .plan import Plan, Step, isa_flag_statement
 from .runner import run_logged, say
@@ -59,7 +60,8 @@ class StepExecutor:
         if cached:
             return cached, "cached"
 
-        full_env = process_environment(step, toolchain, self.cache, compiler_cache.base_dirs(layout))
+        full_env = process_environment(step, toolchain, self.cache, compiler_cache.base_dirs(layout),
+                                       specs_dir=layout.variant_dir / "specs")
         say(f"{label} building with {step.jobs.processes} job(s) x {step.jobs.nvcc_threads} nvcc thread(s): {step.jobs.reason}")
         say(f"{label} log: {layout.log_file(recipe)}")
         wheel_dir = layout.wheel_dir(recipe)
@@ -92,6 +94,8 @@ class StepExecutor:
             for wheel in built
         ]
         staged = _platform_tags(plan, staged, house, toolchain, label)
+        for wheel in staged:  # member order, times, modes, nvcc's temporary names (docs/WHEELS.md)
+            reproducible_wheel.normalize_wheel(wheel, int(step.env["SOURCE_DATE_EPOCH"]))
         bundled = [_stage_bundled(plan, name, staged_dir) for name in recipe.bundled_wheels(plan.variant, plan.settings)]
         ptx_jit, cubin_sources = _verify(plan, step, staged, house, toolchain, label, bundled)
         links: dict[str, dict[str, str]] = {}  # what each wheel links: BLAS provider, NVSHMEM with its pin ...
@@ -139,19 +143,27 @@ def _stage_bundled(plan: Plan, name: str, staged_dir: Path):
     return copy, entry
 
 
-def process_environment(step: Step, toolchain, cache: compiler_cache.CompilerCache, base_dirs) -> dict[str, str]:
+def process_environment(step: Step, toolchain, cache: compiler_cache.CompilerCache, base_dirs,
+                        specs_dir: Path | None = None) -> dict[str, str]:
     """The environment a step's commands run in: the clean process environment of its build venv, the
     toolchain's and the compiler cache's variables, then the plan's (``step.env``, with the compiler
     cache's CFLAGS/CXXFLAGS, ``step.compiler_flags``), which win.
-    Stack builds and editable builds both start their commands from here."""
+    Stack builds and editable builds both start their commands from here.  ``specs_dir`` (stack builds):
+    the build's folders are mapped to fixed names in what the compilers write (``reproducible.py``)."""
     caller = environment.caller_environ()
     env = environment.clean_environ(step.python, toolchain.env(caller) if toolchain is not None else caller)
     env.update(cache.env(base_dirs, env["PATH"], nvcc=env.get("CUDACXX")))
     env.update(step.env)
-    found = cache.flags(env)  # writes the specs file the plan's compiler_flags name, and finds it for GCC
+    maps = reproducible.prefix_maps(base_dirs) if specs_dir is not None else []
+    # writes the specs file the plan's compiler_flags name, and finds it for GCC
+    found = cache.flags(env, specs_dir=specs_dir, cc1_options=reproducible.gcc_options(maps))
     if found:  # else the compiler cannot read it (probed): the switch stays as it was, the build goes on
         env.update(found)
         env.update(step.compiler_flags)
+    elif maps:  # and the maps join the flags (they then hold this machine's paths)
+        for key in ("CFLAGS", "CXXFLAGS"):
+            env[key] = " ".join([env.get(key, ""), *reproducible.gcc_options(maps)]).strip()
+    env.update(reproducible.compile_env(env, maps))
     return env
 
 

@@ -32,7 +32,7 @@ from ..sources.lock import load as load_lock
 from ..sources.patches import PatchDecision
 from ..variants import Variant
 from .compiler_cache import CompilerCache
-from . import compiler_cache
+from . import compiler_cache, reproducible
 from .layout import Layout
 from .parallelism import JobChoice, choose_jobs
 
@@ -182,6 +182,7 @@ def common_env(variant: Variant, jobs: JobChoice) -> dict[str, str]:
         "NVCC_THREADS": str(jobs.nvcc_threads),
         "CMAKE_BUILD_TYPE": "Release",
         "PIP_NO_INPUT": "1",
+        "SOURCE_DATE_EPOCH": reproducible.source_date_epoch(),  # wheel member times, __DATE__ (docs/WHEELS.md)
     }
 
 
@@ -329,7 +330,7 @@ def format_plan(plan: Plan) -> str:
         for key in keys:
             lines.append(f"  {key}={step.env[key]}")
         for key, value in sorted(step.compiler_flags.items()):
-            lines.append(f"  {key}={value}  ({plan.compiler_cache.tool} records the switches through a specs file)")
+            lines.append(f"  {key}={value}  (GCC reads the switches and the build's prefix maps from a specs file)")
         for patch in step.patches:
             lines.append(f"  patch {patch.name}: {'applied' if patch.applied else 'NOT applied'} ({patch.why})")
         lines.append(f"  in {step.cwd}")

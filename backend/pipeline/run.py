@@ -23,7 +23,8 @@ from ..toolchains.select import incomplete_note
 from ..wheels import deploy_notes, manylinux
 from ..wheels import names as wheel_names
 from .. import cache_marker
-from . import disk, environment, existing_torch
+from ..settings import as_config as settings_as_config
+from . import disk, environment, existing_torch, reproducible
 from .executor import StepExecutor
 from .plan import Plan, common_env
 from .runner import CommandFailed, say
@@ -127,6 +128,7 @@ def build(plan: Plan) -> BuildResult:
 
 
 def _build_locked(plan: Plan) -> BuildResult:
+    from ..settings import cache_dir
     from ..wheels.wheelhouse import Wheelhouse
 
     settings = plan.settings
@@ -153,6 +155,9 @@ def _build_locked(plan: Plan) -> BuildResult:
             "label": plan.variant.label, "torch": plan.torch_version,
             "CFLAGS": common_env(plan.variant, plan.steps[0].jobs)["CFLAGS"] if plan.steps else "",
             "TORCH_CUDA_ARCH_LIST": plan.variant.arch,
+            # what `python -m backend rebuild-check` builds again from (docs/WHEELS.md)
+            "SOURCE_DATE_EPOCH": reproducible.source_date_epoch(),
+            "settings": {**settings_as_config(settings), "cache-dir": str(cache_dir(settings))},
         },
     )
     disk.check(plan, say)

@@ -146,8 +146,10 @@ class RawZipWriter:
         )
         self._write(header + entry.name + extra)
 
-    def copy(self, source: zipfile.ZipFile, info: zipfile.ZipInfo, new_name: str | None = None) -> None:
-        """Copy one member of ``source`` by its compressed bytes, optionally renamed."""
+    def copy(self, source: zipfile.ZipFile, info: zipfile.ZipInfo, new_name: str | None = None, *,
+             date_time: tuple[int, int, int, int, int, int] | None = None, mode: int | None = None) -> None:
+        """Copy one member of ``source`` by its compressed bytes, optionally renamed, its time and
+        permissions optionally replaced (``mode``: a regular file's permission bits)."""
         if info.flag_bits & 0x1:
             raise ValueError(f"{info.filename}: encrypted zip members are not supported")
         name, utf8 = _encode_name(new_name if new_name is not None else info.filename)
@@ -161,7 +163,7 @@ class RawZipWriter:
         name_len, extra_len = struct.unpack("<HH", fixed[26:30])
         data_start = info.header_offset + 30 + name_len + extra_len
         local_name = src.read(name_len)
-        if local_name == name and not info.flag_bits & DESCRIPTOR_FLAG:
+        if local_name == name and not info.flag_bits & DESCRIPTOR_FLAG and date_time is None and mode is None:
             # Same name, sizes in the local header: header and data are copied as one run.
             extract_version, local_flags, method, dos_time, dos_date = struct.unpack("<HHHHH", fixed[4:14])
             self.entries.append(
@@ -185,7 +187,7 @@ class RawZipWriter:
             )
             self._queue(src, info.header_offset, data_start + info.compress_size)
             return
-        dos_time, dos_date = _dos(info.date_time)
+        dos_time, dos_date = _dos(date_time or info.date_time)
         entry = _Entry(
             name=name,
             flags=(info.flag_bits & KEEP_FLAGS) | utf8,
@@ -200,9 +202,11 @@ class RawZipWriter:
             create_system=info.create_system,
             extract_version=max(info.extract_version, 20),
             internal_attr=info.internal_attr,
-            external_attr=info.external_attr,
+            external_attr=info.external_attr if mode is None else (0o100000 | mode) << 16,
             comment=info.comment,
         )
+        if mode is not None:
+            entry.create_system = 3  # Unix: the mode is read from external_attr
         self._local_header(entry)
         self._queue(src, data_start, data_start + info.compress_size)
         self.entries.append(entry)

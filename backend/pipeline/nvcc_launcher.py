@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""nvcc, with the source's path in nvcc's own names made independent of the build folder.
+
+Run by path (the build venv's ``python3`` is first on PATH) as CMake's CUDA
+compiler launcher, ``nvcc_launcher.py nvcc ARGS...``, where the compiler
+cache's own launcher comes from ``INNER_LAUNCHER_VARIABLE`` (one executable
+path: CMake's launcher variable is a list, which not every build splits the
+same way), and in front of ``PYTORCH_NVCC``: ``nvcc_launcher.py -- [ccache]
+nvcc ARGS...``, the command complete.  Standard library only: it runs inside
+component builds.
+
+nvcc hands cudafe++ ``--orig_src_path_name "<absolute real path of the
+.cu>"`` (even for a relative source, and through symlinks), and cudafe++
+names every internal-linkage device symbol after a hash of it
+(``_GLOBAL__N__<hash>_8_kernel_cu_...``, ``_INTERNAL_<hash>_...``): every unit
+that has an anonymous namespace or includes CCCL has such names, in its host
+stubs and in its cubins, so the same source built in two folders gives two
+different binaries, and no prefix map reaches them.  cudafe++ takes the
+option again through ``-Xcudafe`` and the later one wins; cicc reads the
+module id cudafe++ writes, so host and device agree (checked:
+tests/test_reproducible.py).  The path given is the real path with the
+build's prefix maps applied (``VLLM_STACK_PREFIX_MAP``: ``old=new`` pairs
+separated by ``PREFIX_MAP_SEPARATOR``, later pairs first), so it stays unique
+per source within a build, as nvcc needs for ``-rdc`` module ids.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+PREFIX_MAP_VARIABLE = "VLLM_STACK_PREFIX_MAP"
+INNER_LAUNCHER_VARIABLE = "VLLM_STACK_CUDA_LAUNCHER"
+PREFIX_MAP_SEPARATOR = "\n"
+CUDA_SOURCE_SUFFIXES = (".cu",)
+
+
+def prefix_map(environ) -> list[tuple[str, str]]:
+    """The build's prefix maps, the one to try first first (GCC's order: the last given wins)."""
+    pairs = []
+    for line in environ.get(PREFIX_MAP_VARIABLE, "").split(PREFIX_MAP_SEPARATOR):
+        old, sep, new = line.partition("=")
+        if sep and old:
+            pairs.append((old, new))
+    return pairs[::-1]
+
+
+def mapped(path: str, maps: list[tuple[str, str]]) -> str:
+    for old, new in maps:
+        if path == old or path.startswith(old.rstrip("/") + "/"):
+            return new + path[len(old.rstrip("/")):]
+    return path
+
+
+def with_source_name(command: list[str], environ, cwd: str) -> list[str]:
+    """``command`` with ``-Xcudafe --orig_src_path_name=<mapped real path>`` for its one .cu source."""
+    maps = prefix_map(environ)
+    sources = []
+    skip = False
+    for index, arg in enumerate(command):
+        if skip:
+            skip = False
+            continue
+        if arg in ("-o", "--output-file", "-MF", "-MT", "-MQ", "-x", "--x", "-ccbin", "--compiler-bindir"):
+            skip = True
+            continue
+        if arg.endswith(CUDA_SOURCE_SUFFIXES) and not arg.startswith("-"):
+            sources.append(index)
+    if len(sources) != 1 or not maps:
+        return command
+    real = os.path.realpath(os.path.join(cwd, command[sources[0]]))
+    name = mapped(real, maps)
+    if name == real:
+        return command  # a source outside the build's folders: nvcc's own name
+    return [*command, "-Xcudafe", f"--orig_src_path_name={name}"]
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print("usage: nvcc_launcher.py NVCC ARGS... | nvcc_launcher.py -- [LAUNCHER...] NVCC ARGS...", file=sys.stderr)
+        return 2
+    if argv[0] == "--":
+        command = argv[1:]
+    else:
+        inner = os.environ.get(INNER_LAUNCHER_VARIABLE, "")
+        command = ([inner] if inner else []) + argv
+    command = with_source_name(command, os.environ, os.getcwd())
+    os.execvp(command[0], command)
+    return 127  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

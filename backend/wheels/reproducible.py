@@ -1,0 +1,153 @@
+"""A finished wheel made independent of when, where and in which order its build wrote it.
+
+- **members** in one order: the package's files sorted by name, then the
+  ``.dist-info`` folder's, ``RECORD`` last (a build's order follows the file
+  system's directory order, which differs between two folders);
+- **times**: every member at ``SOURCE_DATE_EPOCH`` (UTC);
+- **permissions**: 0755 where the build made the file executable, else 0644
+  (umask and the build's copies decide the rest);
+- **nvcc's temporary names**: nvcc compiles each ``.cu`` through
+  ``/tmp/tmpxft_<pid in hex>_<counter>-<n>_<name>.cudafe1.cpp``
+  (``/tmpxft_%08x_%08x`` in nvcc's binary, the first number from
+  ``getpid``), and GCC names that file in the object's ``STT_FILE`` symbol,
+  so every object of every nvcc compile, and every library linked from them,
+  holds the process id of the nvcc that compiled it, and the linker's
+  ``.note.gnu.build-id`` (a hash of the output) differs with it.  No nvcc
+  option or environment variable names those files otherwise.  The ids are
+  set to zero (same length, so nothing moves) and the build id is computed
+  again: SHA-1 of the file with the note's bytes zeroed, as long as the old
+  one;
+- ``RECORD``: rows in the members' order, hashes of changed members renewed.
+
+Members are copied as their compressed bytes (``rawzip``); only changed ELF
+files and ``RECORD`` are compressed anew.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import struct
+import time
+import zipfile
+from pathlib import Path
+
+from ..errors import BackendError
+from .files import atomic_output, record_hash
+from .rawzip import RawZipWriter
+
+TMPXFT = re.compile(rb"tmpxft_[0-9a-f]{8}_[0-9a-f]{8}")
+TMPXFT_FIXED = b"tmpxft_00000000_00000000"
+ELF_MAGIC = b"\x7fELF"
+
+
+def member_order(names: list[str]) -> list[str]:
+    """Package files by name, then ``*.dist-info/`` files by name, RECORD last."""
+    def key(name: str) -> tuple[int, str]:
+        head = name.split("/", 1)[0]
+        if head.endswith(".dist-info"):
+            return (2 if name.endswith("/RECORD") else 1, name)
+        return (0, name)
+    return sorted(names, key=key)
+
+
+def normalized_mode(info: zipfile.ZipInfo) -> int:
+    return 0o755 if (info.external_attr >> 16) & 0o111 else 0o644
+
+
+def zip_time(epoch: int) -> tuple[int, int, int, int, int, int]:
+    return tuple(time.gmtime(max(epoch, 315532800))[:6])  # type: ignore[return-value]
+
+
+def normalize_elf(data: bytes) -> bytes:
+    """``data`` with nvcc's temporary-file ids zeroed and, when that changed it, its build id recomputed."""
+    if not data.startswith(ELF_MAGIC) or not TMPXFT.search(data):
+        return data
+    fixed = bytearray(TMPXFT.sub(TMPXFT_FIXED, data))
+    note = build_id_span(bytes(fixed))
+    if note is not None:
+        start, end = note
+        fixed[start:end] = bytes(end - start)
+        digest = hashlib.sha1(fixed).digest()
+        length = end - start
+        fixed[start:end] = (digest * (length // len(digest) + 1))[:length]
+    return bytes(fixed)
+
+
+def build_id_span(data: bytes) -> tuple[int, int] | None:
+    """Where the GNU build id's bytes lie in an ELF file (the descriptor of its NT_GNU_BUILD_ID note)."""
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        elf = ELFFile(io.BytesIO(data))
+        section = elf.get_section_by_name(".note.gnu.build-id")
+    except Exception:  # noqa: BLE001 - pyelftools raises many kinds on a damaged file: then no build id
+        return None
+    if section is None:
+        return None
+    offset, end = section["sh_offset"], section["sh_offset"] + section["sh_size"]
+    endian = "<" if elf.little_endian else ">"
+    while offset + 12 <= end:
+        namesz, descsz, kind = struct.unpack(endian + "III", data[offset:offset + 12])
+        name_end = offset + 12 + (namesz + 3) // 4 * 4
+        if kind == 3 and data[offset + 12:offset + 12 + namesz].rstrip(b"\0") == b"GNU":
+            return name_end, name_end + descsz
+        offset = name_end + (descsz + 3) // 4 * 4
+    return None
+
+
+def normalize_wheel(wheel: Path, epoch: int) -> Path:
+    """Rewrite ``wheel`` in place (atomically) as described above; returns its path."""
+    wheel = Path(wheel)
+    try:
+        source = zipfile.ZipFile(wheel)
+    except (OSError, zipfile.BadZipFile) as error:
+        raise BackendError(f"{wheel}: not a readable wheel ({error})") from None
+    date_time = zip_time(epoch)
+    with source:
+        infos = {info.filename: info for info in source.infolist() if not info.is_dir()}
+        records = [name for name in infos if name.endswith(".dist-info/RECORD") and name.count("/") == 1]
+        if len(records) != 1:
+            raise BackendError(f"{wheel}: expected one .dist-info/RECORD, found {len(records)}")
+        record_name = records[0]
+        changed: dict[str, bytes] = {}
+        for name, info in infos.items():
+            if name == record_name or info.file_size < len(ELF_MAGIC):
+                continue
+            with source.open(info) as handle:
+                if handle.read(4) != ELF_MAGIC:
+                    continue
+            data = source.read(info)
+            fixed = normalize_elf(data)
+            if fixed != data:
+                changed[name] = fixed
+        order = member_order(list(infos))
+        record = _record(source.read(record_name), order, record_name, changed)
+        with atomic_output(wheel) as handle:
+            writer = RawZipWriter(handle)
+            for name in order:
+                info = infos[name]
+                if name == record_name:
+                    writer.add(name, record, date_time=date_time, mode=0o644)
+                elif name in changed:
+                    writer.add(name, changed[name], date_time=date_time, mode=normalized_mode(info))
+                else:
+                    writer.copy(source, info, date_time=date_time, mode=normalized_mode(info))
+            writer.close()
+    return wheel
+
+
+def _record(old: bytes, order: list[str], record_name: str, changed: dict[str, bytes]) -> bytes:
+    rows = {row[0]: row for row in csv.reader(io.StringIO(old.decode("utf-8"))) if row}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for name in order:
+        row = rows.get(name, [name, "", ""])
+        if name == record_name:
+            row = [name, "", ""]
+        elif name in changed:
+            row = [name, record_hash(changed[name]), str(len(changed[name]))]
+        writer.writerow(row)
+    return out.getvalue().encode("utf-8")

@@ -25,6 +25,10 @@ def environment(ctx: BuildContext) -> dict[str, str]:
         "TORCH_CUDA_ARCH_LIST": arch_list(ctx.variant),
         "FORCE_CUDA": "1",
         "BUILD_VERSION": ctx.local_version(VERSION),
+        # as upstream's PyPI wheels (.github/workflows/wheels_build.yml, env XFORMERS_BUILD_TYPE: "Release"); its
+        # default RelWithDebInfo adds --generate-line-info, and with line information cicc writes the build
+        # folder into every cubin, where no prefix map reaches (docs/WHEELS.md, reproducible wheels)
+        "XFORMERS_BUILD_TYPE": "Release",
     }
 
 

@@ -1232,3 +1232,45 @@ def test_nul_in_flashinfer_aot_config_and_deep_or_nul_locks_are_one_line(tmp_pat
 def test_absurd_numbers_are_refused_not_warned_about_or_ignored(setting, value):
     line = one_line_error(backend("plan", "-C", "sm=90", "-C", f"isa={ISA}", "-C", f"{setting}={value}"))
     assert f"setting '{setting}': bad value '{value}'" in line
+
+
+# --- 29.11: links in a local tree, and a tree edited while it is copied ----------------------------------
+
+def test_links_in_a_local_tree_are_copied_and_hashed_as_what_is_built(tmp_path, monkeypatch):
+    from backend.sources import prepare as prep
+
+    checkout, outside = tmp_path / "checkout", tmp_path / "outside"
+    (checkout / "pkg" / "real").mkdir(parents=True)
+    (checkout / "pkg" / "real" / "mod.py").write_text("A = 1\n")
+    os.symlink("real", checkout / "pkg" / "linked")  # a folder link inside the tree: pip's build includes it
+    outside.mkdir()
+    (outside / "conf.py").write_text("B = 1\n")
+    os.symlink(outside / "conf.py", checkout / "pkg" / "conf.py")  # an absolute link leaving the tree
+
+    def prepared(workdir: Path):
+        return prep.prepare_for_build("bitsandbytes", cache_dir=tmp_path / "c", workdir=workdir, patches=[],
+                                      local=checkout)
+
+    first = prepared(tmp_path / "w")
+    assert (first.root / "pkg" / "linked" / "mod.py").read_text() == "A = 1\n"
+    assert (first.root / "pkg" / "conf.py").read_text() == "B = 1\n"
+    # The target of the absolute link changes, its text does not: the tree is not "the same".
+    (outside / "conf.py").write_text("B = 2\n")
+    second = prepared(tmp_path / "w")
+    assert second.source_hash != first.source_hash and second.build_key != first.build_key
+    assert (second.root / "pkg" / "conf.py").read_text() == "B = 2\n"
+    # A file edited after the checkout was hashed, before it was copied (the edit lands in between):
+    # the recorded hash is that of the copy, the state that is built.
+    from backend.pipeline import snapshot
+
+    hashed = prep.prepare
+
+    def edited_meanwhile(*args, **kwargs):
+        done = hashed(*args, **kwargs)
+        (checkout / "pkg" / "real" / "mod.py").write_text("A = 2\n")
+        return done
+
+    monkeypatch.setattr(prep, "prepare", edited_meanwhile)
+    third = prepared(tmp_path / "w2")
+    assert (third.root / "pkg" / "real" / "mod.py").read_text() == "A = 2\n"
+    assert third.source_hash == snapshot.tree_digest(checkout) != second.source_hash

@@ -5,6 +5,17 @@ two variants must not share one; and patches must not touch the user's
 checkout.  Files are copied with their modification times, so an unchanged
 file keeps its mtime and ninja does not rebuild it; files gone from the
 checkout are removed from the copy.
+
+Links (issue 29): a link whose target stays inside the checkout (relative,
+resolving inside) is copied as a link, a link to a folder included (os.walk
+lists those among folders, and they used to be dropped while pip's own
+build includes them).  A link that leaves the checkout (absolute, or
+climbing out) is copied as what it points to, a file or a folder's files:
+the copy holds what is built, and the digest hashes those bytes, not the
+link's text, so a changed target is a changed tree.  The digest recorded for
+a build is the copy's (``sync`` returns what it copied, ``copy_digest``
+hashes exactly that), so a checkout edited while it is copied gives a wheel
+whose recorded hash is of the state that was built.
 """
 
 from __future__ import annotations
@@ -27,16 +38,51 @@ _SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCH
 
 
 def _walk(root: Path):
+    """(relative path, where its bytes are read, whether it is copied as a link) of every entry of the tree."""
+    real_root = os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root)
         if rel_dir == Path("."):
             dirnames[:] = [d for d in dirnames if d not in SKIP_TOP]
         dirnames[:] = [d for d in dirnames if d != "__pycache__" and not d.endswith(".egg-info")]
-        for name in filenames:
+        linked_dirs = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]  # not walked into
+        dirnames[:] = [d for d in dirnames if d not in linked_dirs]
+        for name in sorted(filenames) + sorted(linked_dirs):
             if name.endswith(".pyc"):
                 continue
-            _refuse_special(root, rel_dir / name)
-            yield rel_dir / name
+            rel = rel_dir / name
+            _refuse_special(root, rel)
+            path = root / rel
+            if not path.is_symlink():
+                yield rel, path, False
+                continue
+            text = os.readlink(path)
+            resolved = os.path.realpath(path)
+            stays = not os.path.isabs(text) and (resolved == real_root or resolved.startswith(real_root + os.sep))
+            if stays or not os.path.exists(resolved):
+                yield rel, path, True  # inside the tree (or dangling): the link itself
+            elif os.path.isdir(resolved):
+                if real_root == resolved or real_root.startswith(resolved.rstrip(os.sep) + os.sep):
+                    raise BackendError(
+                        f"local source tree {root}: {rel.as_posix()} links to {text}, a folder holding the tree "
+                        "itself; accepted: links to files or folders beside or inside the tree")
+                yield from _outside_folder(rel, Path(resolved), root)
+            else:
+                _refuse_special(Path(resolved).parent, Path(Path(resolved).name))
+                yield rel, Path(resolved), False
+
+
+def _outside_folder(rel: Path, folder: Path, root: Path):
+    """The files of a folder a link outside the tree names, as if they lay at ``rel`` (links in it kept as links)."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        sub = Path(dirpath).relative_to(folder)
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        dirnames[:] = [d for d in dirnames if d not in links]
+        for name in sorted(filenames) + sorted(links):
+            _refuse_special(folder, sub / name)
+            path = Path(dirpath) / name
+            yield rel / sub / name, path, path.is_symlink()
 
 
 def _refuse_special(root: Path, rel: Path) -> None:
@@ -50,13 +96,12 @@ def _refuse_special(root: Path, rel: Path) -> None:
             )
 
 
-def tree_digest(root: Path) -> str:
-    """Content hash of a checkout (names, modes, bytes, link targets)."""
+def _digest(entries) -> str:
+    """sha256 over (relative path, link text or mode and bytes) of ``entries``: (rel, source, is_link)."""
     digest = hashlib.sha256()
-    for rel in sorted(_walk(root), key=lambda p: p.as_posix().encode()):
-        path = root / rel
+    for rel, path, is_link in sorted(entries, key=lambda e: e[0].as_posix().encode()):
         digest.update(rel.as_posix().encode() + b"\0")
-        if path.is_symlink():
+        if is_link:
             digest.update(b"L" + os.readlink(path).encode())
         else:
             digest.update(b"X" if os.access(path, os.X_OK) else b"F")
@@ -65,6 +110,16 @@ def tree_digest(root: Path) -> str:
                     digest.update(block)
         digest.update(b"\0")
     return "sha256:" + digest.hexdigest()
+
+
+def tree_digest(root: Path) -> str:
+    """Content hash of a checkout (names, modes, bytes, link targets inside it, what links leaving it name)."""
+    return _digest(_walk(root))
+
+
+def copy_digest(copy: Path, copied: list[tuple[str, bool]]) -> str:
+    """The same hash over what ``sync`` copied into ``copy`` (its return value): the state that is built."""
+    return _digest((Path(rel), copy / rel, is_link) for rel, is_link in copied)
 
 
 def record_path(copy: Path) -> Path:
@@ -122,7 +177,7 @@ def _real_folder(copy: Path, rel_dir: Path) -> Path:
     return folder
 
 
-def sync(checkout: Path, copy: Path) -> None:
+def sync(checkout: Path, copy: Path) -> list[tuple[str, bool]]:
     """Make ``copy`` the checkout's files, writing and deleting only inside ``copy``, never through a link.
 
     The record of what was copied lies outside the copy (``record_path``): a checkout holding a file
@@ -139,16 +194,17 @@ def sync(checkout: Path, copy: Path) -> None:
     copy.mkdir(parents=True, exist_ok=True)
     previous = {f for f in record.get("files", []) if isinstance(f, str)}
     current = set()
-    for rel in _walk(checkout):
-        source = checkout / rel
+    copied = []
+    for rel, source, is_link in _walk(checkout):
         current.add(rel.as_posix())
+        copied.append((rel.as_posix(), is_link))
         target = _real_folder(copy, rel.parent) / rel.name
         if target.is_symlink() or (target.exists() and target.is_dir()):
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             else:
                 target.unlink()
-        if source.is_symlink():
+        if is_link:
             target.unlink(missing_ok=True)
             target.symlink_to(os.readlink(source))
         else:
@@ -160,3 +216,4 @@ def sync(checkout: Path, copy: Path) -> None:
     if record.get("legacy") and MANIFEST not in current and not (copy / MANIFEST).is_symlink():
         (copy / MANIFEST).unlink(missing_ok=True)  # the record's old place, inside the tree
     _write_record(copy, {"checkout": str(checkout), "files": sorted(current)})
+    return copied

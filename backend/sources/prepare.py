@@ -299,7 +299,12 @@ def prepare_for_build(
                        allow_unverified=allow_unverified, local=local, patch_local=True, unused=unused,
                        patches_dir=patches_dir)
     copy = Path(workdir) / LOCAL_TREE
-    snapshot.sync(Path(local), copy)
+    copied = snapshot.sync(Path(local), copy)
+    # The hash of what was copied, i.e. of what is built (the checkout may have changed since it was hashed).
+    built_hash = snapshot.copy_digest(copy, copied)
+    if built_hash != prepared.source_hash:
+        prepared = dataclasses.replace(prepared, source_hash=built_hash,
+                                       build_key=_digest({"was": prepared.build_key, "copied": built_hash}))
     main_tree = [d for d in patches if d.applied and "/" not in d.name]
     for decision in main_tree:
         if not decision.path.is_file() or hashlib.sha256(decision.path.read_bytes()).hexdigest() != decision.sha256:

@@ -268,7 +268,8 @@ def test_smoke_emulate_runs_the_checks_on_the_variants_cpu(kind, x86_libs, tmp_p
         assert said == ["   smoke | standin-kernels (CPU): avx"]   # the AVX kernel: cpuid said SandyBridge
         return
     address = symbol_address(x86_libs["normal"], "kernel_avx2")
-    instruction = f"illegal instruction on QEMU's SandyBridge (avx): vpaddd ymm0,ymm0,ymm0 (AVX2) at libkernels.so+{address:#x}"
+    instruction = (f"{wheel.name}: standin_kernels/libkernels.so: illegal instruction on QEMU's SandyBridge (avx): "
+                   f"vpaddd ymm0,ymm0,ymm0 (AVX2) at libkernels.so+{address:#x}")
     assert result.problems == [f"the import check died at standin_kernels (standin-kernels): {instruction}",
                                f"standin-kernels (CPU): {instruction}"], result.problems
 

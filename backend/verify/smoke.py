@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import itertools
 import json
 import os
@@ -38,6 +39,8 @@ import sysconfig
 import venv
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 from ..cuda_driver import check_driver, read_manifest
 from ..errors import BackendError
@@ -147,6 +150,21 @@ def _last_line(result: subprocess.CompletedProcess) -> str:
     return tail[-1].strip() if tail else f"exit {result.returncode}"
 
 
+def _owner(path: str | None, env_dir: Path, wheels: Sequence[Path]) -> str:
+    """'<wheel>: <file in it>: ' for a file the venv's installed distributions own (their RECORD), else ''."""
+    if path is None:
+        return ""
+    target = Path(path).resolve()
+    for site in (env_dir / "lib").glob("python*/site-packages"):
+        for dist in importlib.metadata.distributions(path=[str(site)]):
+            member = next((f for f in dist.files or () if (site / f).resolve() == target), None)
+            if member is not None:
+                name = canonicalize_name(dist.metadata["Name"])
+                wheel = next((w.name for w in wheels if _dist_name(w) == name), dist.metadata["Name"])
+                return f"{wheel}: {member}: "
+    return ""
+
+
 def _dist_name(wheel: Path) -> str:
     from packaging.utils import parse_wheel_filename
 
@@ -192,7 +210,8 @@ def run(
             if launched is not None:
                 result = launched.run(argv[len(launched.argv):], cwd)
                 if (fault := launched.explain(result.returncode)) is not None:
-                    faults[label] = emulate.fault_text(launched.model, fault)
+                    faults[label] = _owner(fault.path, work / "venv", [*built, *runtime]) + emulate.fault_text(
+                        launched.model, fault)
             else:
                 result = subprocess.run(argv, cwd=cwd, env=run_env or env, capture_output=True, text=True)
             log.write(result.stdout + result.stderr)

@@ -69,5 +69,7 @@ def write(wheelhouse: Path, variant, components: list[str], manifest: dict[str, 
     lock = wheelhouse / "requirements.txt"
     # Hash-pinned only when the runtime dependencies are bundled (closure.write_built_requirements has no hashes).
     pinned = lock.is_file() and "--hash=sha256:" in lock.read_text()
-    write_atomic(path, text(variant, components, manifest, python, pinned).encode("utf-8"))
+    data = text(variant, components, manifest, python, pinned).encode("utf-8")
+    if not (path.is_file() and not path.is_symlink() and path.read_bytes() == data):  # unchanged: left alone
+        write_atomic(path, data)
     return path

@@ -144,6 +144,8 @@ class Wheelhouse:
         """Store the oldest NVIDIA driver the wheelhouse runs on, and why (``backend/cuda_driver.py``)."""
         with self.lock():
             manifest = self.manifest()
+            if manifest.get("driver") == _jsonable(driver):
+                return  # a rebuild that changed nothing leaves the wheelhouse's files as they are
             manifest["driver"] = _jsonable(driver)
             self._write(manifest)
 

@@ -122,6 +122,11 @@ def test_wheelhouse_holds_every_wheel_labelled_and_pinned(first_build):
                                        "mkl": True, "nccl": True, "nvshmem": True, "openblas": False}
     assert torch_entry["links"]["mkl"] == "static: defines mkl_get_version_string"
     assert torch_entry["links"]["lapack"] == "static: defines dgetrf_"
+    # where the ISA flags were passed and what they miss, per wheel (issue 22.8)
+    assert torch_entry["isa_flags"]["variables"] == ["CFLAGS", "CXXFLAGS", "TORCH_NVCC_FLAGS"]
+    assert torch_entry["isa_flags"]["not_reached"]
+    bnb_entry = next(e for n, e in data["wheels"].items() if n.startswith("bitsandbytes-"))
+    assert bnb_entry["isa_flags"]["variables"] == ["CFLAGS", "CXXFLAGS", "CUDAFLAGS"]
     for name, entry in built.items():
         assert entry["sha256"] and entry["size"] == (house / name).stat().st_size
         assert entry["build_key"] and entry["source_hash"] and entry["origin"] == "local"
@@ -195,6 +200,11 @@ def test_binaries_hold_only_the_variant(first_build):
         lib = archive.read("torch/lib/libtorch_cpu.so")
     isa_flag = {"avx512": b"-mavx512f", "avx2": b"-mavx2", "avx": b"-mavx"}[ISA]
     assert isa_flag in lib  # the compile record (.GCC.command.line) that -frecord-gcc-switches leaves
+    # nvcc's host compile of the stand-in's kernel too: TORCH_NVCC_FLAGS carried the flags and the switch
+    # (issue 22.8); before, libtorch_cuda.so's host code left no record and had no ISA flags
+    with zipfile.ZipFile(torch_wheel) as archive:
+        cuda_lib = archive.read("torch/lib/libtorch_cuda.so")
+    assert isa_flag in cuda_lib
 
 
 def test_platform_tags_are_what_auditwheel_finds(first_build):

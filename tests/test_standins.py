@@ -25,7 +25,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import standin_helpers as h  # noqa: E402
 
-from backend import cpu_isa  # noqa: E402
+from backend import cpu_isa, recipes  # noqa: E402
+from backend.errors import BackendError  # noqa: E402
+from backend.variants import Variant  # noqa: E402
+from backend.verify.features import check_features  # noqa: E402
 
 NVCC = h.find_nvcc()
 pytestmark = pytest.mark.skipif(NVCC is None or shutil.which("g++") is None or shutil.which("readelf") is None,
@@ -282,3 +285,27 @@ def test_vllm_missing_source_dir_fails_clearly(builder, torch_wheel, work):
     assert result.returncode != 0
     output = " ".join((result.stdout + result.stderr).split())  # CMake wraps long messages
     assert "FLASH_MLA_SRC_DIR" in output and "is not a directory" in output
+
+
+def test_torch_blas_and_nvshmem_as_torchs_cmake_decides(torch_wheel, builder, work):
+    """No BLAS named (torch's CMake then falls back to no BLAS when MKL is missing) leaves no BLAS/LAPACK entry
+    point in libtorch_cpu.so and, without NVSHMEM, no libtorch_nvshmem.so: verification refuses that torch.
+    BLAS=MKL stands for MKL found and linked statically, and the NVSHMEM_HOME of the recipe's CMake file
+    (set(ENV{NVSHMEM_HOME} ...), included through CMAKE_PROJECT_INCLUDE_BEFORE) gives libtorch_nvshmem.so."""
+    sm90 = Variant(sm="90", isa=ISA, cuda="13.0")
+    torch_recipe = recipes.get("torch")
+    with pytest.raises(BackendError, match="built without blas, lapack, mkl, nvshmem, which the variant"):
+        check_features(torch_recipe, sm90, [torch_wheel], "strict")
+    home = work / "nvshmem-home"
+    (home / "include").mkdir(parents=True)
+    (home / "include" / "nvshmem.h").write_text("/* stand-in */\n")
+    (home / "lib").mkdir()
+    (home / "lib" / "libnvshmem_host.so.3").write_bytes(b"")
+    include = work / "vllm-stack-torch.cmake"
+    include.write_text(f'set(ENV{{NVSHMEM_HOME}} "{home}")\n')
+    wheels, _ = builder.build("torch", {"BLAS": "MKL", "CMAKE_PROJECT_INCLUDE_BEFORE": str(include)})
+    links: dict[str, dict[str, str]] = {}
+    check_features(torch_recipe, sm90, wheels, "strict", links=links)  # passes: raises otherwise
+    assert links[wheels[0].name]["mkl"] == "static: defines mkl_get_version_string"
+    assert links[wheels[0].name]["lapack"] == "static: defines dgetrf_"
+    assert links[wheels[0].name]["nvshmem"] == "calls nvshmem_init"

@@ -174,8 +174,9 @@ def test_armv8_2_library_with_sve2_on_its_normal_path_fails(run_backend, arm_lib
 
 @needs_arm
 def test_armv8_2_library_with_sve2_behind_hwcap_passes(run_backend, arm_libs, tmp_path):
+    # no -C emulate-sysroot: the one ci/setup/aarch64_sysroot.sh made is found where it puts it
     result = run_backend("verify", "--emulate", str(arm_libs["dispatched"]), "-C", "isa=armv8_2",
-                         "-C", f"emulate-sysroot={SYSROOT}")
+                         env={"VLLM_STACK_AARCH64_SYSROOT": str(SYSROOT)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert emulate_lines(result)[0].startswith("emulate: armv8_2 on QEMU's neoverse-n1: 1/1 libraries loaded, 0 failed")
     # the scan sees the same SVE2 kernel and compile records as in the failing library: it can only warn
@@ -230,7 +231,8 @@ def test_without_qemu_emulate_says_how_to_install_it(x86_libs, tmp_path):
 def test_emulate_needs_an_isa_and_arm_needs_a_sysroot(run_backend, x86_libs, tmp_path):
     result = run_backend("verify", "--emulate", str(x86_libs["normal"]))
     assert result.returncode == 2 and result.stderr == "error: --emulate needs the variant's CPU: pass -C isa=...\n"
-    result = run_backend("verify", "--emulate", str(x86_libs["normal"]), "-C", "isa=armv8_2")
+    result = run_backend("verify", "--emulate", str(x86_libs["normal"]), "-C", "isa=armv8_2",
+                         env={"VLLM_STACK_AARCH64_SYSROOT": str(tmp_path / "none")})   # nor where the script puts one
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: setting 'emulate-sysroot': --emulate for armv8_2 needs an aarch64 root")
     result = run_backend("verify", "--emulate", str(x86_libs["normal"]), "-C", "isa=armv8_2",

@@ -186,14 +186,25 @@ def qemu_program(model: Model) -> str:
     return found
 
 
+# Where ci/setup/aarch64_sysroot.sh unpacks the aarch64 root filesystem (VLLM_STACK_AARCH64_SYSROOT moves it).
+DEFAULT_SYSROOT = Path("/opt/vllm-stack/aarch64-sysroot")
+
+
+def default_sysroot() -> Path | None:
+    folder = Path(os.environ.get("VLLM_STACK_AARCH64_SYSROOT", DEFAULT_SYSROOT))
+    return folder if (folder / "usr" / "bin").is_dir() else None
+
+
 def interpreter(model: Model, sysroot: Path | None) -> tuple[Path, Path | None]:
     """(the Python to run under QEMU, the guest root filesystem or None for the host's own)."""
     if model.machine == platform.machine():
         return Path(sys.executable), None
     if sysroot is None:
+        sysroot = default_sysroot()
+    if sysroot is None:
         raise BackendError(f"setting 'emulate-sysroot': --emulate for {model.isa} needs an {model.machine} root "
-                           f"filesystem with Python 3; make one with ci/setup/aarch64_sysroot.sh (Debian multiarch) "
-                           f"and pass -C emulate-sysroot=DIR")
+                           f"filesystem with Python 3; make one with ci/setup/aarch64_sysroot.sh (Debian multiarch, "
+                           f"into {DEFAULT_SYSROOT}) or pass -C emulate-sysroot=DIR")
     pythons = sorted((sysroot / "usr" / "bin").glob("python3*"))
     pythons = [p for p in pythons if p.name.replace("python3", "").lstrip(".").isdigit() or p.name == "python3"]
     if not pythons:

@@ -32,16 +32,23 @@ python3 -m backend build -C sm=100 -C "isa=$ISA" -C cuda=13.0 -C toolchain=syste
   > "$OUT/bw-missing.log" 2>&1 && { echo "UNEXPECTED: built without the cubin wheel"; status=1; }
 tail -1 "$OUT/bw-missing.log"; ls /tmp/bw-missing-wh 2>/dev/null | head -3
 
-for SM in 100 103; do
-  step "sm$SM: flashinfer with its AOT kernels (a subset), offline, verify=strict, torch=existing"
+step "sm100 and sm103 side by side: flashinfer with its AOT kernels (a subset), offline, verify=strict, torch=existing"
+build() {  # SM: the pipeline's build of flashinfer for that SM, its log in $OUT
+  local SM=$1 start=$(date +%s) rc=0
   mkdir -p /tmp/bw-$SM/downloads && cp "$DIR"/dl/* /tmp/bw-$SM/downloads/
-  start=$(date +%s)
   python3 -m backend build -C sm=$SM -C "isa=$ISA" -C cuda=13.0 -C toolchain=system -C torch=existing \
     -C offline=true -C components=flashinfer -C flashinfer-aot-config=ci/device/aot_blackwell_sm$SM.json \
-    -C smoke=off -C verify=strict -C cache-dir=/tmp/bw-$SM -C wheelhouse=/tmp/bw-wh-$SM > "$OUT/bw-$SM.log" 2>&1 \
-    || status=1
-  echo "build: $(( $(date +%s) - start )) s, status $status"
-  grep -E "^\[|error|verification|AOT config|Total ops|Successfully compiled|cubins|sm_10|FLASHINFER_CU" "$OUT/bw-$SM.log" | tail -25
+    -C smoke=off -C verify=strict -C cache-dir=/tmp/bw-$SM -C wheelhouse=/tmp/bw-wh-$SM > "$OUT/bw-$SM.log" 2>&1 || rc=1
+  echo "sm$SM build: $(( $(date +%s) - start )) s, exit $rc" >> "$OUT/bw-$SM.log"
+  return $rc
+}
+build 100 & P100=$!
+build 103 & P103=$!
+wait $P100 || status=1
+wait $P103 || status=1
+for SM in 100 103; do
+  step "sm$SM"
+  grep -E "^\[|error|verification|AOT config|Total ops|Successfully compiled|cubins|sm_10|FLASHINFER_CU| build: " "$OUT/bw-$SM.log" | tail -25
   ls -la /tmp/bw-wh-$SM/*/
   python3 - /tmp/bw-wh-$SM <<'PY'
 import json, sys, zipfile
@@ -52,9 +59,10 @@ for name, entry in sorted(manifest.items()):
     print(name, entry.get("origin"), entry.get("source_hash"), "cubins:", entry.get("cubins"))
     if "jit_cache" in name:
         print("  ", sorted(n for n in zipfile.ZipFile(house / name).namelist() if n.endswith(".so")))
-print("requires of flashinfer-python:", [l for w in house.glob("flashinfer_python-*.whl")
-      for l in zipfile.ZipFile(w).read(next(n for n in zipfile.ZipFile(w).namelist() if n.endswith("METADATA"))).decode().splitlines()
-      if l.startswith("Requires-Dist: flashinfer")])
+for w in house.glob("flashinfer_python-*.whl"):
+    z = zipfile.ZipFile(w)
+    meta = z.read(next(n for n in z.namelist() if n.endswith("METADATA"))).decode()
+    print("flashinfer-python requires:", [l for l in meta.splitlines() if l.startswith("Requires-Dist: flashinfer")])
 PY
   cp /tmp/bw-wh-$SM/*/manifest.json "$OUT/bw-manifest-$SM.json" 2>/dev/null
 done

@@ -321,15 +321,15 @@ def last_sigill_address(strace_log: Path) -> int | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Mapping:
+class LoadedLibrary:
     start: int      # the library's load bias (its addresses are start + the file's own virtual addresses)
     end: int
     path: str
 
 
-def loaded_libraries(loader_log: Path) -> list[Mapping]:
+def loaded_libraries(loader_log: Path) -> list[LoadedLibrary]:
     """Each library the guest's loader mapped, from its ``LD_DEBUG=files`` output (one file per process)."""
-    found: list[Mapping] = []
+    found: list[LoadedLibrary] = []
     for log in sorted(loader_log.parent.glob(loader_log.name + ".*")):
         path = None
         for line in log.read_text(errors="replace").splitlines():
@@ -337,7 +337,7 @@ def loaded_libraries(loader_log: Path) -> list[Mapping]:
                 path = match.group(1)
             elif path and (match := _BASE.search(line)):
                 base, size = int(match.group(1), 16), int(match.group(2), 16)
-                found.append(Mapping(base, base + size, path))
+                found.append(LoadedLibrary(base, base + size, path))
                 path = None
     return found
 
@@ -355,7 +355,7 @@ class Fault:
         return f"{Path(self.path).name}+{self.vaddr:#x}"
 
 
-def locate(address: int, libraries: Sequence[Mapping]) -> Fault:
+def locate(address: int, libraries: Sequence[LoadedLibrary]) -> Fault:
     """The faulting instruction: its library, its address in that library, what it is."""
     mapping = next((m for m in reversed(libraries) if m.start <= address < m.end), None)
     if mapping is None:
@@ -461,8 +461,11 @@ def collect(paths: Iterable[Path], machine: str, work: Path) -> list[Library]:
         wheels = sorted(given.glob("*.whl")) if given.is_dir() else [given] if given.suffix == ".whl" else []
         for wheel in wheels:
             with zipfile.ZipFile(wheel) as archive:
-                archive.extractall(site)
-                for name in archive.namelist():
+                # shared objects only (libfoo.so, libfoo.so.12, _C.cpython-311-x86_64-linux-gnu.so): dlopen
+                # needs nothing else, and a torch wheel's headers and Python files are gigabytes unpacked
+                shared = [n for n in archive.namelist() if ".so" in n.rsplit("/", 1)[-1] and not n.endswith("/")]
+                archive.extractall(site, members=shared)
+                for name in shared:
                     consider(site / name, wheel.name, name)
         if given.is_dir() and not wheels:
             for file in sorted(given.rglob("*")):

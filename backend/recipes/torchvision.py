@@ -24,8 +24,9 @@ VERSION = "0.24.1"
 # torchvision that cannot decode images), and verification refuses an image.so without PNG and JPEG.
 # WEBP is built when webp/decode.h is there too (upstream's wheels have it) and recorded.  The wheel then links the host's libpng16 / libjpeg / libwebp (DT_NEEDED, not
 # grafted): the target machine needs them too (docs/COMPONENTS.md).  NVJPEG: built where the
-# toolchain's CUDA_HOME has nvjpeg.h (an installed toolkit); the pypi toolchain's library table has
-# no nvjpeg, so there GPU JPEG decoding is left out; the manifest records which codecs were linked.
+# toolchain's CUDA_HOME has nvjpeg.h: the pypi toolchain now installs nvidia-nvjpeg (its library table,
+# backend/toolchains/pypi.py), an installed toolkit has it; the nix toolchain's torch set leaves it out
+# (nix.py EVERY_LIBRARY).  The manifest records which codecs were linked.
 CODEC_SWITCHES = {"TORCHVISION_USE_PNG": "1", "TORCHVISION_USE_JPEG": "1", "TORCHVISION_USE_WEBP": "1",
                   "TORCHVISION_USE_NVJPEG": "1"}
 # Where setup.py looks on Linux (find_libpng, find_library): the check below mirrors it.

@@ -49,6 +49,7 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "nccl": ("nccl",),
     "cusparselt": ("libcusparse_lt", "cusparselt"),
     "nvshmem": ("libnvshmem",),
+    "nvjpeg": ("libnvjpeg",),
 }
 # What a build that links every library (libraries=None: torch) gets: the seed's set. cuFile and NVSHMEM
 # stay out as the seed left them (flashinfer installs the NVSHMEM wheel into its build environment).

@@ -68,6 +68,9 @@ LIBRARIES = {
         "nccl": "nvidia-nccl-cu13==2.27.7",
         "cusparselt": "nvidia-cusparselt-cu13==0.8.0",
         "nvshmem": "nvidia-nvshmem-cu13==3.3.24",
+        # torchvision's NVJPEG decoder (its setup.py: nvjpeg.h in CUDA_HOME/include, -lnvjpeg); CUDA 13.0
+        # Update 2 shipped no new nvJPEG, so Update 1's (uploaded with nvcc 13.0.88, 2025-09-04)
+        "nvjpeg": "nvidia-nvjpeg==13.0.1.86",
     },
 }
 SUPPORTED = tuple(COMPILER)

@@ -158,7 +158,12 @@ def comparable(text: str) -> str:
     text = re.sub(r"\d+(\.\d+)?", "<n>", text)  # what is left: memory, job counts, table minutes
     text = re.sub(r"/tmp/[^\s'\"]+", "<tmp>", text)
     text = re.sub(r"-{3,}", "---", text)  # table rules and padding follow the widths of what was normalised
-    return "\n".join(re.sub(r"\s+", " ", line).strip() for line in text.splitlines())
+    lines = [re.sub(r"\s+", " ", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if not line.endswith(" elapsed")]  # the build's progress ticks
+    # Components built side by side interleave their lines differently each run: the build's lines as a set.
+    start = next(i for i, line in enumerate(lines) if line.endswith(". Build"))
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("## "))
+    return "\n".join(lines[:start] + sorted(lines[start:end]) + lines[end:])
 
 
 def main(argv: list[str]) -> int:

@@ -488,3 +488,15 @@ def test_an_unresolvable_runtime_dependency_names_its_cause(tmp_path):
     message = str(error.value)
     assert "\n" not in message
     assert "bitsandbytes 0.49.1+cu130.sm90.avx512 depends on torch==2.9.1+cu130.sm90.avx512" in message, message
+
+
+def test_toolchain_says_nix_cannot_give_cuda_when_nixpkgs_cannot_be_had(run_backend, tmp_path):
+    nixdir = tmp_path / "nixbin"
+    nixdir.mkdir()
+    (nixdir / "nix").write_text("#!/bin/sh\necho 'error: cannot fetch in offline mode' >&2\nexit 1\n")
+    (nixdir / "nix").chmod(0o755)
+    out = run_backend("toolchain", "-C", "cuda=12.9", "-C", "nixpkgs=git+https://127.0.0.1:9/nixpkgs",
+                      env={"PATH": f"{nixdir}:/usr/bin:/bin", "CUDA_HOME": "/nonexistent"})
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith("error: toolchain 'auto': CUDA 12.9 cannot come from Nix here: nixpkgs "
+                                 "git+https://127.0.0.1:9/nixpkgs is neither in the Nix store nor reachable")

@@ -64,7 +64,15 @@ def _pending(settings: Settings) -> dict | None:
         except BackendError:
             if provider == "system":
                 return None  # resolve says why, in one line
-    if provider == "nix" or (provider == "auto" and nix.find_nix() is not None):
+    found = nix.find_nix() if provider in ("nix", "auto") else None
+    if provider == "nix" and found is None:
+        return None  # resolve says why, in one line
+    unreachable = nix.nixpkgs_unreachable(found, settings.nixpkgs) if found else None
+    if unreachable and (provider == "nix" or cuda.startswith("12.")):
+        # The judgement detect shows: this Nix cannot give CUDA here, and a build would stop on it.
+        raise BackendError(f"toolchain '{provider}': CUDA {cuda} cannot come from Nix here: {unreachable}; "
+                           f"{nix.ways_out(cuda)}")
+    if found and not unreachable:
         return {"provider": "nix", "what": f"{nix.attribute_set(cuda)} from {settings.nixpkgs}, realised into the "
                                            "Nix store (several GB from cache.nixos.org unless the store has it)",
                 "into": "/nix/store", "requirements": []}

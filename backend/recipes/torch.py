@@ -103,11 +103,13 @@ path.write_text("\\n".join(lines) + "\\n" + extra)
 # and data/include.  Only static archives are there (and, as in /opt/intel, no libiomp5: the wheels'
 # intel-openmp and tbb requirements are not installed), so cmake/Modules/FindMKL.cmake links
 # mkl_gf_lp64 + mkl_gnu_thread + mkl_core with GNU OpenMP, as PyTorch's wheels (which carry libgomp).
-# Cost (from the mkl-static wheel's contents; torch cannot be built here to weigh it): the archives
-# torch links are libmkl_core.a 383 MiB, libmkl_gnu_thread.a 34 MiB and libmkl_gf_lp64.a 29 MiB
-# uncompressed (121 + 9 + 3 MiB compressed); the linker keeps only what torch reaches, so the torch
-# wheel grows by at most ~133 MiB compressed (~450 MiB installed), likely much less; the download
-# is 213 MB (mkl-static) + 1.3 MB (mkl-include), once per cache.
+# Cost: a shared library that references the MKL entry points torch 2.9 calls (BLAS, LAPACK, DFTI for
+# torch.fft, VML, mkl_get_version_string; 66 symbols), linked here with gcc against these archives as
+# FindMKL links them (mkl_gf_lp64, mkl_gnu_thread, mkl_core, -lgomp), is 60.7 MiB (59 stripped),
+# 19 MiB deflated: about what static MKL adds to libtorch_cpu.so and to the wheel (torch calls a few
+# more LAPACK routines; the archives themselves are 446 MiB).  The MKL symbols come out exported (12830
+# "T" in nm -D, sgemm_ and dgetrf_ among them), which is what verification reads.  The build downloads
+# 213 MB (mkl-static) + 1.3 MB (mkl-include) once per cache (docs/VALIDATION.md has the commands).
 # aarch64: PyTorch's wheels use OpenBLAS (.ci/docker/common/install_openblas.sh, built from source
 # into the image) plus ACL.  PyPI has no unprefixed static OpenBLAS (scipy-openblas32 prefixes its
 # symbols; cmeel-openblas 0.3.31 ships only libopenblas.so, which torch's $ORIGIN rpath would not

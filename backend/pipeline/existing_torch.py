@@ -15,9 +15,13 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
 from packaging.version import InvalidVersion, Version
 
+from .. import recipes
 from ..errors import BackendError
+from ..verify import fatbin
 
 
 def _cuda_release(version_py: Path) -> tuple[bool, str | None]:
@@ -36,13 +40,21 @@ def _cuda_release(version_py: Path) -> tuple[bool, str | None]:
     return False, None
 
 
-def _gpu_targets(library: Path) -> tuple[set[str], set[str]]:
-    """(cubin SMs, PTX SMs) in a CUDA library's fatbin, e.g. ({"90", "100a"}, {"90"})."""
-    from ..verify.elf import read_object
+def _gpu_targets(library: Path) -> tuple[set[str], set[str]] | None:
+    """(cubin SMs, PTX SMs) in a CUDA library's fatbin, e.g. ({"90", "100a"}, {"90"}); None when unreadable.
 
-    info = read_object(library, symbols=False)
-    cubins = {f"{e.sm}{e.suffix}" for section in info.gpu for e in section.cubins}
-    ptx = {f"{e.sm}{e.suffix}" for section in info.gpu for e in section.ptx}
+    Only the fatbin headers are read (no cubin is decompressed): torch's library holds thousands of them.
+    """
+    try:
+        with open(library, "rb") as handle:
+            elf = ELFFile(handle)
+            fat = {section.name: section.data() for section in elf.iter_sections()
+                   if section.name in fatbin.SECTIONS and section["sh_type"] != "SHT_NOBITS"}
+    except (OSError, ELFError):
+        return None
+    sections = fatbin.parse_elf_sections(fat, read_release=False)
+    cubins = {f"{e.sm}{e.suffix}" for section in sections for e in section.cubins}
+    ptx = {f"{e.sm}{e.suffix}" for section in sections for e in section.ptx}
     return cubins, ptx
 
 
@@ -77,8 +89,9 @@ def problems(variant, stack_torch: str) -> tuple[str, list[str]]:
     elif known and ".".join(cuda.split(".")[:2]) != variant.cuda:
         found.append(f"it is built for CUDA {cuda}, the variant for CUDA {variant.cuda}")
     library = folder / "lib" / "libtorch_cuda.so"
-    if library.is_file():
-        cubins, ptx = _gpu_targets(library)
+    targets = _gpu_targets(library) if library.is_file() else None
+    if targets is not None:
+        cubins, ptx = targets
         if not _runs_on(variant.sm, cubins, ptx):
             shown = ", ".join(f"sm_{c}" for c in sorted(cubins)) or "none"
             found.append(f"its libtorch_cuda.so has no code for sm_{variant.sm} (cubins: {shown})")
@@ -90,8 +103,6 @@ def check(plan, say: Callable[[str], None]) -> None:
     settings = plan.settings
     if settings.torch != "existing":
         return
-    from .. import recipes
-
     if not any("torch" in recipes.get(step.component).depends for step in plan.steps):
         return  # nothing planned builds against torch (components=bitsandbytes)
 

@@ -185,15 +185,24 @@ def test_armv8_2_library_with_sve2_behind_hwcap_passes(run_backend, arm_libs, tm
 
 
 @needs_arm
-def test_hwcaps_and_proc_cpuinfo_agree_under_emulation(tmp_path):
-    """aarch64 detection reads getauxval(AT_HWCAP/AT_HWCAP2) (QEMU's model) and /proc/cpuinfo (the -L prefix's)."""
+def test_hwcaps_and_proc_cpuinfo_agree_under_emulation(arm_libs, tmp_path):
+    """aarch64 detection reads getauxval(AT_HWCAP/AT_HWCAP2) and MIDR_EL1 (QEMU's model) and /proc/cpuinfo
+    (the -L prefix's): they agree."""
     python = emulate.emulated_python("armv8_2", tmp_path, SYSROOT)
     code = ("import ctypes, platform; libc = ctypes.CDLL(None); libc.getauxval.restype = ctypes.c_ulong;"
             "print(platform.machine(), libc.getauxval(16), libc.getauxval(26));"
-            "print(next(l for l in open('/proc/cpuinfo') if l.startswith('Features')).split(':', 1)[1].strip())")
+            "print(next(l for l in open('/proc/cpuinfo') if l.startswith('Features')).split(':', 1)[1].strip());"
+            f"lib = ctypes.CDLL({str(arm_libs['dispatched'])!r}); lib.read_midr.restype = ctypes.c_ulong;"
+            "print(lib.read_midr());"
+            "pairs = (l.split(':', 1) for l in open('/proc/cpuinfo').read().split('\\n\\n')[0].splitlines());"
+            "fields = {k.strip(): v.strip() for k, v in pairs};"
+            "print(*(int(fields[f'CPU {k}'], 0) for k in ('implementer', 'variant', 'part', 'revision')))")
     result = python.run(["-I", "-S", "-c", code], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    first, features = result.stdout.splitlines()
+    first, features, midr, described = result.stdout.splitlines()
+    midr = int(midr)
+    assert [int(x) for x in described.split()] == [midr >> 24, midr >> 20 & 0xF, midr >> 4 & 0xFFF, midr & 0xF], \
+        (hex(midr), described)
     machine, hwcap, hwcap2 = first.split()
     assert machine == "aarch64"
     # bits of Linux's arch/arm64/include/uapi/asm/hwcap.h

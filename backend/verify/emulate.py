@@ -76,13 +76,16 @@ class Model:
     def machine(self) -> str:
         return "aarch64" if self.qemu == "qemu-aarch64" else "x86_64"
 
-    def cpuinfo(self) -> str:
-        """What /proc/cpuinfo says on one core of the real CPU (the fields detection code reads)."""
-        if self.machine == "aarch64":   # Neoverse N1: implementer 0x41 (Arm), part 0xd0c
-            return (f"processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: {self.flags}\nCPU implementer\t: 0x41\n"
-                    "CPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n")
-        return (f"processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel name\t: {self.cpu_name}\n"
-                f"flags\t\t: {self.flags}\n\n")
+    def cpuinfo(self, cores: int = 1) -> str:
+        """What /proc/cpuinfo says on the real CPU (the fields detection code reads), one block per core: as many
+        as this machine's (QEMU's guest threads run on them; sysconf and /sys show the host's count)."""
+        if self.machine == "aarch64":   # QEMU's neoverse-n1: MIDR_EL1 0x414fd0c1 (Arm, r4p1, part 0xd0c)
+            core = (f"BogoMIPS\t: 50.00\nFeatures\t: {self.flags}\nCPU implementer\t: 0x41\n"
+                    "CPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n")
+        else:
+            core = (f"vendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel name\t: {self.cpu_name}\n"
+                    f"flags\t\t: {self.flags}\n\n")
+        return "".join(f"processor\t: {index}\n{core}" for index in range(cores))
 
 
 _NO_AVX512 = "QEMU cannot emulate AVX-512 (its TCG does not execute it), the scan's verdict stands"
@@ -217,7 +220,7 @@ def guest_prefix(model: Model, sysroot: Path | None, work: Path) -> Path:
     """The folder QEMU's -L points at: proc/cpuinfo for the model, the guest's root filesystem beside it."""
     prefix = work / "prefix"
     (prefix / "proc").mkdir(parents=True, exist_ok=True)
-    (prefix / "proc" / "cpuinfo").write_text(model.cpuinfo())
+    (prefix / "proc" / "cpuinfo").write_text(model.cpuinfo(os.cpu_count() or 1))
     if sysroot is not None:
         for entry in sysroot.iterdir():
             if entry.name != "proc" and not (prefix / entry.name).exists():

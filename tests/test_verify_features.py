@@ -71,6 +71,8 @@ def objects(tmp_path_factory):
         "cpu_openblas": _so(tmp, "cpu_openblas", "void sgemm_(void);\nvoid dgetrf_(void);\nchar *openblas_get_config(void);\n"
                             "void use(void) { sgemm_(); dgetrf_(); openblas_get_config(); }", *linked, "-lopenblas"),
         "cpu_no_blas": _so(tmp, "cpu_no_blas", "int use(void) { return 1; }"),
+        # static MKL linked with hidden visibility: the symbols are only in the full table (.symtab)
+        "cpu_hidden_mkl": _so(tmp, "cpu_hidden_mkl", "#pragma GCC visibility push(hidden)\n" + STATIC_MKL),
         "nvshmem": _so(tmp, "nvshmem", "int nvshmem_init(void);\nint use(void) { return nvshmem_init(); }",
                        *linked, "-lnvshmem_host"),
         "image": _so(tmp, "image", "void *png_create_read_struct(void);\nvoid jpeg_CreateDecompress(void);\n"
@@ -106,6 +108,11 @@ def test_the_witnesses_name_the_provider_and_the_pin(objects, tmp_path):
     shared = read_witnesses(_torch(tmp_path, "shared", objects, cpu="cpu_openblas"), TORCH.features)
     assert shared["blas"] == "calls sgemm_" and shared["lapack"] == "calls dgetrf_"
     assert shared["openblas"] == "libopenblas.so.0" and shared["mkl"] == ""
+
+
+def test_a_static_blas_hidden_from_the_dynamic_table_still_counts(objects, tmp_path):
+    hidden = read_witnesses(_torch(tmp_path, "hidden", objects, cpu="cpu_hidden_mkl"), TORCH.features)
+    assert hidden["blas"] == "static: defines sgemm_" and hidden["mkl"] == "static: defines mkl_get_version_string"
 
 
 def test_a_torch_without_blas_and_lapack_is_refused(objects, tmp_path, capsys):

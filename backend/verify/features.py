@@ -68,26 +68,35 @@ def _witness(marker, links: tuple[list[str], set[str], set[str]] | None, require
 
 
 def _links(path: Path, wanted: Iterable[str]) -> tuple[list[str], set[str], set[str]]:
-    """(DT_NEEDED, undefined dynamic symbols, defined symbols of ``wanted``: dynamic or full table)."""
+    """(DT_NEEDED, undefined dynamic symbols, defined symbols of ``wanted``: in .dynsym, else in .symtab).
+
+    The full table is read only for wanted symbols .dynsym does not name (a static library linked with
+    hidden visibility): libtorch_cuda.so's .symtab is large and pyelftools is slow."""
     elffile, sections, dynamic = elf._elftools()
     wanted = set(wanted)
     needed: list[str] = []
     undefined: set[str] = set()
     defined: set[str] = set()
     with open(path, "rb") as handle:
+        full_table = None
         for section in elffile.ELFFile(handle).iter_sections():
             if isinstance(section, dynamic.DynamicSection):
                 needed += [t.needed for t in section.iter_tags() if t.entry.d_tag == "DT_NEEDED"]
-            elif section.name in (".dynsym", ".symtab") and isinstance(section, sections.SymbolTableSection):
+            elif isinstance(section, sections.SymbolTableSection):
+                if section.name == ".symtab":
+                    full_table = section
+                    continue
                 for symbol in section.iter_symbols():
-                    name = symbol.name
-                    if not name:
+                    if not symbol.name:
                         continue
                     if symbol.entry.st_shndx == "SHN_UNDEF":
-                        if section.name == ".dynsym":
-                            undefined.add(name)
-                    elif name in wanted:
-                        defined.add(name)
+                        undefined.add(symbol.name)
+                    elif symbol.name in wanted:
+                        defined.add(symbol.name)
+        unseen = wanted - defined - undefined
+        if full_table is not None and unseen:
+            defined |= {s.name for s in full_table.iter_symbols()
+                        if s.name in unseen and s.entry.st_shndx != "SHN_UNDEF"}
     return needed, undefined, defined
 
 

@@ -1276,3 +1276,43 @@ def test_links_in_a_local_tree_are_copied_and_hashed_as_what_is_built(tmp_path, 
     third = prepared(tmp_path / "w2")
     assert (third.root / "pkg" / "real" / "mod.py").read_text() == "A = 2\n"
     assert third.source_hash == snapshot.tree_digest(checkout) != second.source_hash
+
+
+# --- 29.12: a full disk during configure: named, and the next run is not poisoned ----------------------------
+
+def _can_mount_tmpfs(tmp: Path) -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            f"mount -t tmpfs -o size=1m tmpfs {tmp}"], capture_output=True)
+    if probe.returncode != 0:
+        probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                                f"mount -t tmpfs -o size=1m tmpfs {tmp}"], capture_output=True)
+    return probe.returncode == 0
+
+
+@needs_nvcc
+def test_a_disk_full_during_configure_is_named_and_does_not_poison_the_next_run(tmp_path):
+    """A small tmpfs over the component's build folder (a private mount namespace) fills during CMake's configure."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    if not _can_mount_tmpfs(probe):
+        pytest.skip("cannot mount a tmpfs in a private mount namespace here")
+    build_dir = tmp_path / "cache" / "work" / VARIANT / "bitsandbytes" / "_build"
+    build_dir.mkdir(parents=True)
+    args = [sys.executable, "-m", "backend", "build", *build_args(tmp_path, "bitsandbytes")]
+    script = ('mount -t tmpfs -o size=160k tmpfs "$1" || exit 90; shift\n'
+              '"$@" 2>"$OUT1"; echo "first=$?" >> "$OUT1"\n'
+              'mount -o remount,size=512m "$BD"\n'
+              '"$@" 2>"$OUT2"; echo "second=$?" >> "$OUT2"\n')
+    out1, out2 = tmp_path / "first.txt", tmp_path / "second.txt"
+    env = {**backend_env(), "OUT1": str(out1), "OUT2": str(out2), "BD": str(build_dir)}
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                           str(build_dir), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 90, done.stderr
+    first, second = out1.read_text(), out2.read_text()
+    assert "first=0" not in first, first[-3000:]
+    assert "Traceback" not in first, first[-3000:]
+    error = [l for l in first.splitlines() if l.startswith("error: ")]
+    assert error and "is full" in error[-1] and str(build_dir) in error[-1], first[-3000:]
+    assert "second=0" in second, second[-3000:]

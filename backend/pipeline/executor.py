@@ -21,7 +21,7 @@ from ..wheels import reproducible as reproducible_wheel
 from . import compiler_cache, environment, reproducible
 from .buildkey import build_key
 from .plan import Plan, Step, isa_flag_statement
-from .runner import run_logged, say
+from .runner import CommandFailed, run_logged, say
 
 
 @dataclasses.dataclass
@@ -74,6 +74,9 @@ class StepExecutor:
             try:
                 for command in step.commands:
                     run_logged(command, env={**full_env, **session.env}, cwd=step.cwd, log=layout.log_file(recipe), label=label)
+            except CommandFailed as failure:
+                _after_failure(step, layout.build_dir(recipe), failure, label)
+                raise
             finally:
                 self.cache_stats[step.component] = session
 
@@ -141,6 +144,61 @@ def _stage_bundled(plan: Plan, name: str, staged_dir: Path):
     copy = staged_dir / entry.filename  # the wheel's own file name (the lock entry's filename)
     shutil.copyfile(fetch.cache_path(entry, cache_dir(plan.settings)), copy)
     return copy, entry
+
+
+# Below this, a failed step is taken for one the disk stopped.
+DISK_FULL_BYTES = 256 << 20
+_NO_SPACE = ("no space left on device", "enospc", "disk quota exceeded")
+
+
+def _after_failure(step: Step, build_dir: Path, failure: CommandFailed, label: str) -> None:
+    """What a failed step leaves must not poison the next run, and a full disk must be named.
+
+    A CMake configure cut short (by a full disk, or any failure) leaves a binary
+    folder whose cache holds wrong results (a library "not found" because its
+    check could not write): the next run would reuse them and fail the same way
+    after the cause is gone.  A binary folder with a ``CMakeFiles`` but without
+    its generated ``build.ninja``/``Makefile`` (or without ``CMakeCache.txt``)
+    never finished configuring: it is removed, so the next run configures
+    afresh.  A finished configure's folder is kept (compiled objects resume).
+    """
+    discarded = [folder for root in (build_dir, step.tree / "build") for folder in _unfinished_configures(root)]
+    for folder in discarded:
+        shutil.rmtree(folder, ignore_errors=True)
+    if discarded:
+        say(f"{label} discarded {len(discarded)} folder(s) of an unfinished CMake configure "
+            f"({', '.join(str(f) for f in discarded)}): the next run configures afresh")
+    try:
+        free = shutil.disk_usage(build_dir if build_dir.exists() else step.tree).free
+    except OSError:
+        free = None
+    said_full = any(any(mark in line.lower() for mark in _NO_SPACE) for line in failure.tail)
+    if said_full or (free is not None and free < DISK_FULL_BYTES):
+        where = build_dir if build_dir.exists() else step.tree
+        raise BackendError(
+            f"{step.component} failed (exit {failure.returncode}) because the disk holding {where} is full "
+            f"({(free or 0) / 1e6:.0f} MB free"
+            f"{'; the log says: No space left on device' if said_full else ''}); free space there (or set "
+            f"-C cache-dir= on a larger disk) and run again; full log: {failure.log}") from None
+
+
+def _unfinished_configures(root: Path, depth: int = 3) -> list[Path]:
+    """CMake binary folders under ``root`` (not inside another one) whose configure did not finish."""
+    found: list[Path] = []
+    if depth < 0 or not root.is_dir() or root.is_symlink():
+        return found
+    has_cache = (root / "CMakeCache.txt").is_file()
+    if has_cache or (root / "CMakeFiles").is_dir():
+        if not (has_cache and ((root / "build.ninja").is_file() or (root / "Makefile").is_file())):
+            found.append(root)
+        return found  # a binary folder: its subfolders belong to it
+    try:
+        children = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return found
+    for child in children:
+        found += _unfinished_configures(child, depth - 1)
+    return found
 
 
 def process_environment(step: Step, toolchain, cache: compiler_cache.CompilerCache, base_dirs,

@@ -27,7 +27,7 @@ ISA=$(python3 -m backend detect --json | python3 -c 'import json,sys; print(json
 
 step "offline without the cubin wheel: stops before compiling, naming it"
 mkdir -p /tmp/bw-missing/downloads && cp "$DIR"/dl/flashinfer-* /tmp/bw-missing/downloads/
-python3 -m backend build -C sm=100 -C "isa=$ISA" -C cuda=13.0 -C toolchain=system -C torch=existing \
+python3 -m backend build -C sm=100 -C "isa=$ISA" -C cuda=13.0 -C toolchain=system -C torch=existing -C existing-torch=accept \
   -C offline=true -C components=flashinfer -C cache-dir=/tmp/bw-missing -C wheelhouse=/tmp/bw-missing-wh \
   > "$OUT/bw-missing.log" 2>&1 && { echo "UNEXPECTED: built without the cubin wheel"; status=1; }
 tail -1 "$OUT/bw-missing.log"; ls /tmp/bw-missing-wh 2>/dev/null | head -3
@@ -36,7 +36,7 @@ step "sm100 and sm103 side by side: flashinfer with its AOT kernels (a subset), 
 build() {  # SM: the pipeline's build of flashinfer for that SM, its log in $OUT
   local SM=$1 start=$(date +%s) rc=0
   mkdir -p /tmp/bw-$SM/downloads && cp "$DIR"/dl/* /tmp/bw-$SM/downloads/
-  python3 -m backend build -C sm=$SM -C "isa=$ISA" -C cuda=13.0 -C toolchain=system -C torch=existing \
+  python3 -m backend build -C sm=$SM -C "isa=$ISA" -C cuda=13.0 -C toolchain=system -C torch=existing -C existing-torch=accept \
     -C offline=true -C components=flashinfer -C flashinfer-aot-config=ci/device/aot_blackwell_sm$SM.json \
     -C smoke=off -C verify=strict -C cache-dir=/tmp/bw-$SM -C wheelhouse=/tmp/bw-wh-$SM > "$OUT/bw-$SM.log" 2>&1 || rc=1
   echo "sm$SM build: $(( $(date +%s) - start )) s, exit $rc" >> "$OUT/bw-$SM.log"

@@ -272,3 +272,20 @@ def test_the_stand_in_stack_built_twice_in_two_folders_is_identical(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         sums.append({w.name: hashlib.sha256(w.read_bytes()).hexdigest() for w in _house(tmp_path / folder).glob("*.whl")})
     assert len(sums[0]) == 7 and sums[0] == sums[1]
+
+
+@pytest.mark.skipif(shutil.which("diffoscope") is None, reason="needs diffoscope (apt-get install diffoscope-minimal)")
+def test_each_difference_is_named_with_diffoscopes_report(tmp_path):
+    """compare_wheels on two wheels that differ in one member's text and one member's time: both named, the
+    text with its bytes and diffoscope's lines; the build id alone would not be called the cause."""
+    files = {"demo/__init__.py": (b"built = 'Dec  6 2026 21:41:35'\n", 0o644),
+             "demo-1.0.dist-info/METADATA": (b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n", 0o644)}
+    a = _wheel((tmp_path / "a").mkdir() or tmp_path / "a" / "demo-1.0-py3-none-any.whl", files, list(files), (2026, 1, 1, 0, 0, 0))
+    files["demo/__init__.py"] = (b"built = 'Dec  6 2026 21:42:13'\n", 0o644)
+    b = _wheel((tmp_path / "b").mkdir() or tmp_path / "b" / "demo-1.0-py3-none-any.whl", files, list(files), (2026, 1, 1, 0, 0, 2))
+    found = rebuild_check.compare_wheels(a, b, diffoscope=shutil.which("diffoscope"), scratch=tmp_path)
+    by_member = {(d.member, d.what): d for d in found}
+    text = by_member[("demo/__init__.py", "bytes")]
+    assert text.offset == 25 and text.reason.startswith("a date or time: \"built = 'Dec  6 2026 21:41:35'\"")
+    assert "-built = 'Dec  6 2026 21:41:35'" in text.diffoscope and "+built = 'Dec  6 2026 21:42:13'" in text.diffoscope
+    assert ("demo/__init__.py", "time") in by_member and ("demo-1.0.dist-info/METADATA", "time") in by_member

@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     lock = add("lock", "record hashes for lock entries that have none (needs network)", as_json=False)
     lock.add_argument("--build-requirements", action="store_true",
                       help="rewrite third_party/build-requirements.lock from the recipes (uv pip compile)")
+    lock.add_argument("--from-vllm", metavar="SDIST|TREE|RELEASE",
+                      help="write a vLLM release's lock (third_party/locks/vllm-<release>.lock) from its own "
+                           "CMake and requirements files: an sdist, its unpacked tree, or a version on PyPI")
+    lock.add_argument("--output", metavar="FILE", help="with --from-vllm: write the lock here instead")
+    lock.add_argument("--git-mirrors", metavar="DIR", action="append", default=[],
+                      help="with --from-vllm: folders of git mirrors (<owner>+<name>/repo) to read "
+                           "flash-attention's and FlashMLA's CUTLASS submodule pins from")
     clean = add("clean", "remove a variant's build trees and build environment (downloads are kept)", as_json=False)
     clean.add_argument("--all", action="store_true", dest="everything", help="every variant's")
     clean.add_argument("--downloads", action="store_true", help="the downloaded sources too")
@@ -143,6 +150,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             from .sources import buildreqs
 
             return buildreqs.write_lock()
+        if args.from_vllm:
+            return sources_command.lock_from_vllm_main(settings, args.from_vllm, output=args.output,
+                                                       mirrors=args.git_mirrors)
         return sources_command.lock_main(settings)
     if command == "clean":
         from .pipeline import clean

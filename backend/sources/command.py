@@ -14,6 +14,7 @@ from ..errors import BackendError
 from ..settings import Settings, cache_dir, redact_url
 from . import fetch as fetch_mod
 from .lock import Entry, Lock, load
+from .vllm_release import lock_from_vllm
 
 
 def needed_components(settings: Settings) -> list[str]:
@@ -146,4 +147,19 @@ def lock_main(settings: Settings, lock_path: Path | None = None, *, names: Seque
     path.write_text(text, encoding="utf-8")
     load(path)  # still a valid lock
     print(f"recorded {len(todo)} hash(es) in {path}; review the diff: a hash recorded here is trust on first use")
+    return 0
+
+
+def lock_from_vllm_main(settings: Settings, spec: str, *, output: str | None = None, mirrors: Sequence[str] = ()) -> int:
+    """``lock --from-vllm``: a release's lock from vLLM's own files, and what a person must review."""
+    cache = cache_dir(settings)
+    cache_marker.claim(cache)
+    path, generated = lock_from_vllm(spec, cache_dir=cache, offline=settings.offline,
+                                     output=Path(output) if output else None, mirrors=[Path(m) for m in mirrors])
+    print(f"wrote {path} (vLLM {generated.release.version}, from {generated.origin})")
+    for line in generated.differences:
+        print(f"  differs: {line}")
+    if generated.unverified:
+        print(f"  unverified (no hash known here; `python -m backend lock` with network records them): "
+              f"{', '.join(generated.unverified)}")
     return 0

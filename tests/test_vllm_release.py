@@ -1,0 +1,203 @@
+"""``python -m backend lock --from-vllm``: a vLLM release's lock read from vLLM's own files.
+
+The default-suite tests build a small vLLM-shaped tree: its CMakeLists.txt and
+cmake/external_projects/*.cmake copy the lines of vLLM 0.14.1's sdist that pin
+what its CMake fetches (``set(CUTLASS_REVISION "v4.2.1")``, each file's
+``GIT_REPOSITORY`` / ``GIT_TAG``, triton_kernels.cmake's tag through
+``DEFAULT_TRITON_KERNELS_TAG``, the ``DEFINED ENV{..._SRC_DIR}`` each reads),
+and its requirements/build.txt and cuda.txt the same pins.  FlashMLA's CUTLASS
+gitlink is read from a real git repository made here.  The slow tests run the
+generator on the real 0.13.0, 0.14.0, 0.14.1 and 0.16.0 sdists (from PyPI, by
+the URL and sha256 of each checked-in lock) and compare with the checked-in locks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import types
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from backend import toml
+from backend.recipes import vllm as vllm_recipe
+from backend.sources import lock as lock_mod
+from backend.sources import vllm_release
+
+ROOT = Path(__file__).resolve().parent.parent
+FLASHMLA_0141 = "46d64a8ebef03fa50b4ae74937276a5c940e3f95"
+FLASHMLA_CUTLASS_0141 = "e94e888df3551224738bfa505787b515eae8352f"
+
+
+def external(repo: str, tag: str, env: str, tag_var: str | None = None) -> str:
+    head = f'set({tag_var} "{tag}")\n' if tag_var else ""
+    return (f"{head}if (DEFINED ENV{{{env}}})\n  set({env} $ENV{{{env}}})\nendif()\n"
+            f"FetchContent_Declare(\n  x\n  GIT_REPOSITORY {repo}\n  GIT_TAG {'${' + tag_var + '}' if tag_var else tag}\n)\n")
+
+
+def vllm_tree(root: Path, *, flashmla: str = "c2afa9cb93e674d5a9120a170a6da57b89267208",
+              flashmla_env: str = "FLASH_MLA_SRC_DIR", flashinfer: str = "0.6.1") -> Path:
+    root.mkdir(parents=True)
+    (root / "PKG-INFO").write_text("Metadata-Version: 2.4\nName: vllm\nVersion: 0.99.0\n")
+    (root / "CMakeLists.txt").write_text(
+        'set(PYTHON_SUPPORTED_VERSIONS "3.10" "3.11" "3.12" "3.13")\n'
+        'set(TORCH_SUPPORTED_VERSION_CUDA "2.9.1")\n'
+        '  set(CUTLASS_REVISION "v4.2.1")\n'
+        "  if (DEFINED ENV{VLLM_CUTLASS_SRC_DIR})\n  endif()\n")
+    ext = root / "cmake" / "external_projects"
+    ext.mkdir(parents=True)
+    (ext / "flashmla.cmake").write_text(external("https://github.com/vllm-project/FlashMLA", flashmla, flashmla_env))
+    (ext / "qutlass.cmake").write_text(external("https://github.com/IST-DASLab/qutlass.git",
+                                                "830d2c4537c7396e14a02a46fbddd18b5d107c65", "QUTLASS_SRC_DIR"))
+    (ext / "triton_kernels.cmake").write_text(external("https://github.com/triton-lang/triton.git", "v3.5.0",
+                                                       "TRITON_KERNELS_SRC_DIR", "DEFAULT_TRITON_KERNELS_TAG"))
+    (ext / "vllm_flash_attn.cmake").write_text(external("https://github.com/vllm-project/flash-attention.git",
+                                                        "188be16520ceefdc625fdf71365585d2ee348fe2",
+                                                        "VLLM_FLASH_ATTN_SRC_DIR"))
+    (root / "requirements").mkdir()
+    (root / "requirements" / "build.txt").write_text("cmake>=3.26.1\ntorch==2.9.1\n")
+    (root / "requirements" / "cuda.txt").write_text(
+        "-r common.txt\ntorch==2.9.1\ntorchaudio==2.9.1\n"
+        "torchvision==0.24.1 # Required for phi3v processor\n"
+        f"flashinfer-python=={flashinfer}\n")
+    return root
+
+
+def git_mirror(root: Path, commit_message: str, gitlink: str) -> tuple[Path, str]:
+    """A bare-enough git repository whose one commit has ``csrc/cutlass`` as a gitlink to ``gitlink``."""
+    repo = root / "vllm-project+FlashMLA" / "repo"
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+    git = ["git", "--git-dir", str(repo)]
+    index = {**env, "GIT_INDEX_FILE": str(root / "index")}
+    subprocess.run([*git, "update-index", "--add", "--cacheinfo", f"160000,{gitlink},csrc/cutlass"], check=True, env=index)
+    tree = subprocess.run([*git, "write-tree"], check=True, env=index, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run([*git, "commit-tree", tree, "-m", commit_message], check=True, env=env,
+                            capture_output=True, text=True).stdout.strip()
+    return root, commit
+
+
+def test_the_pins_are_read_from_cmake_and_requirements(tmp_path):
+    release = vllm_release.read_tree(vllm_tree(tmp_path / "vllm"))
+    assert release.version == "0.99.0"
+    assert release.pythons == ["3.10", "3.11", "3.12", "3.13"]
+    assert {k: (p.repo, p.rev) for k, p in release.side_trees.items()} == {
+        "vllm-cutlass": ("https://github.com/NVIDIA/cutlass", "v4.2.1"),
+        "flashmla": ("https://github.com/vllm-project/FlashMLA", "c2afa9cb93e674d5a9120a170a6da57b89267208"),
+        "qutlass": ("https://github.com/IST-DASLab/qutlass", "830d2c4537c7396e14a02a46fbddd18b5d107c65"),
+        "triton-kernels": ("https://github.com/triton-lang/triton", "v3.5.0"),  # through ${DEFAULT_TRITON_KERNELS_TAG}
+        "vllm-flash-attn": ("https://github.com/vllm-project/flash-attention", "188be16520ceefdc625fdf71365585d2ee348fe2"),
+    }
+    assert release.side_trees["triton-kernels"].where == "cmake/external_projects/triton_kernels.cmake:8"
+    assert release.requirements == {"torch": "2.9.1", "torchaudio": "2.9.1", "torchvision": "0.24.1",
+                                    "flashinfer-python": "0.6.1"}
+
+
+def test_the_recipe_passes_the_variables_the_generator_knows():
+    """KNOWN_SIDE_TREES is the 0.15.1 recipe's shape: the same entries and environment variables."""
+    extras = {t.entry: Path("/t") / t.entry for t in vllm_release.KNOWN_SIDE_TREES}
+    ctx = types.SimpleNamespace(extras=extras, variant=types.SimpleNamespace(arch="9.0"), nvcc_threads=1,
+                                local_version=lambda v: v)
+    env = vllm_recipe.environment(ctx)
+    assert {t.env for t in vllm_release.KNOWN_SIDE_TREES} == {k for k in env if k.endswith("_SRC_DIR")}
+
+
+def test_a_tree_like_0151_differs_in_nothing_and_reuses_the_locks_hashes(tmp_path):
+    base = lock_mod.load()
+    generated = vllm_release.generate(vllm_tree(tmp_path / "vllm"), origin="t", main_url=None, main_sha256=None,
+                                      base=base, pypi=False)
+    assert generated.differences == []
+    by_name = {t["name"]: t for t in generated.entries}
+    for name in ("vllm-cutlass", "vllm-flash-attn", "vllm-flash-attn-cutlass", "flashmla", "flashmla-cutlass",
+                 "qutlass", "triton-kernels"):
+        assert (by_name[name]["url"], by_name[name].get("nar")) == (base.entries[name].url, base.entries[name].nar), name
+    assert generated.unverified == ["vllm"]  # a tree names no sdist: its own archive is not hashed
+
+
+def test_a_new_flashmla_gets_its_gitlink_from_a_mirror_and_is_marked_unverified(tmp_path):
+    mirrors, commit = git_mirror(tmp_path / "mirrors", "flashmla", FLASHMLA_CUTLASS_0141)
+    tree = vllm_tree(tmp_path / "vllm", flashmla=commit)
+    generated = vllm_release.generate(tree, origin="t", main_url=None, main_sha256=None, base=lock_mod.load(),
+                                      mirrors=[mirrors], pypi=False)
+    by_name = {t["name"]: t for t in generated.entries}
+    assert by_name["flashmla-cutlass"]["url"] == f"https://github.com/NVIDIA/cutlass/archive/{FLASHMLA_CUTLASS_0141}.tar.gz"
+    assert by_name["flashmla-cutlass"]["dest"] == "flashmla/csrc/cutlass"
+    assert "nar" not in by_name["flashmla"] and "UNVERIFIED" in by_name["flashmla"]["why"]
+    assert {"flashmla", "flashmla-cutlass"} <= set(generated.unverified)
+    assert any(d.startswith(f"flashmla-cutlass: 147f5673d0c1c3dcf66f78d677fd647e4a020219 in 0.15.1, {FLASHMLA_CUTLASS_0141}")
+               for d in generated.differences)
+    # without the mirror the gitlink is unknown: said, and not guessed
+    blind = vllm_release.generate(tree, origin="t", main_url=None, main_sha256=None, base=lock_mod.load(), pypi=False)
+    assert "flashmla-cutlass" not in {t["name"] for t in blind.entries}
+    assert any("gitlink" in d and "unknown" in d for d in blind.differences)
+
+
+def test_a_renamed_variable_and_a_new_external_project_are_reported(tmp_path):
+    tree = vllm_tree(tmp_path / "vllm", flashmla_env="FLASHMLA_SOURCE_DIR")
+    (tree / "cmake/external_projects/deepgemm.cmake").write_text(
+        external("https://github.com/deepseek-ai/DeepGEMM.git", "v2.0.0", "DEEPGEMM_SRC_DIR"))
+    differences = vllm_release.shape_differences(vllm_release.read_tree(tree))
+    assert any(d.startswith("new external project cmake/external_projects/deepgemm.cmake "
+                            "(https://github.com/deepseek-ai/DeepGEMM v2.0.0)") for d in differences)
+    assert any("no longer reads ENV{FLASH_MLA_SRC_DIR} (it reads: FLASHMLA_SOURCE_DIR)" in d for d in differences)
+
+
+def test_the_cli_writes_a_valid_lock_offline(tmp_path):
+    tree = vllm_tree(tmp_path / "vllm", flashinfer="0.6.1")
+    out = tmp_path / "locks" / "vllm-0.99.0.lock"
+    result = subprocess.run([sys.executable, "-m", "backend", "lock", "--from-vllm", str(tree), "--output", str(out),
+                             "-C", "offline=true", "-C", f"cache-dir={tmp_path / 'cache'}"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lock = lock_mod.load(out)
+    assert lock.entries["vllm"].version == "0.99.0" and not lock.entries["vllm"].verified
+    assert toml.loads(out.read_text())["release"]["pythons"] == ["3.10", "3.11", "3.12", "3.13"]
+    bad = subprocess.run([sys.executable, "-m", "backend", "lock", "--from-vllm", "no-such-thing", "-C", "offline=true"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "accepted: a vLLM sdist (.tar.gz), its unpacked tree, or a version such as 0.14.1" in bad.stderr
+
+
+CHECKED_IN = sorted((ROOT / "third_party" / "locks").glob("vllm-*.lock"))
+
+
+@pytest.mark.parametrize("path", CHECKED_IN, ids=lambda p: p.stem)
+def test_the_checked_in_release_locks_are_valid_locks(path):
+    lock = lock_mod.load(path)
+    release = toml.loads(path.read_text())["release"]
+    assert lock.entries["vllm"].version == release["vllm"] and lock.entries["vllm"].sha256
+    assert set(release["unverified"]) == {e.name for e in lock.entries.values() if not e.verified}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CHECKED_IN, ids=lambda p: p.stem)
+def test_the_real_sdist_regenerates_its_checked_in_lock(tmp_path, path):
+    """The real sdist (PyPI, checked by the lock's sha256) gives the checked-in lock's entries and facts."""
+    entry = lock_mod.load(path).entries["vllm"]
+    sdist = Path("/tmp/vsd") / Path(entry.url).name
+    if not sdist.is_file():
+        sdist = tmp_path / Path(entry.url).name
+        with urllib.request.urlopen(entry.url, timeout=600) as response, sdist.open("wb") as out:
+            shutil.copyfileobj(response, out)
+    assert hashlib.sha256(sdist.read_bytes()).hexdigest() == entry.sha256
+    mirrors = [Path(os.environ.get("VLLM_STACK_GIT_MIRRORS", "/work/.mirror"))]
+    if not (mirrors[0] / "vllm-project+FlashMLA").exists():
+        pytest.skip("no git mirror of FlashMLA to read its CUTLASS gitlink from (VLLM_STACK_GIT_MIRRORS)")
+    out = tmp_path / "locks" / path.name
+    shutil.copytree(path.parent, out.parent)
+    out.unlink()
+    written, generated = vllm_release.lock_from_vllm(str(sdist), cache_dir=tmp_path / "cache", offline=False,
+                                                     output=out, mirrors=mirrors)
+    assert written.read_text() == path.read_text()
+    # where 0.15.1's hand-written facts hold for this release, they are reproduced (hashes included)
+    base = lock_mod.load()
+    same = [t for t in generated.entries if t["name"] in base.entries and t["version"] == base.entries[t["name"]].version]
+    for table in same:
+        assert table.get("nar") == base.entries[table["name"]].nar, table["name"]

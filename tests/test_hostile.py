@@ -1316,3 +1316,76 @@ def test_a_disk_full_during_configure_is_named_and_does_not_poison_the_next_run(
     error = [l for l in first.splitlines() if l.startswith("error: ")]
     assert error and "is full" in error[-1] and str(build_dir) in error[-1], first[-3000:]
     assert "second=0" in second, second[-3000:]
+
+
+def test_verify_refuses_libraries_that_are_empty_links_or_bombs(tmp_path):
+    import stat as stat_mod
+
+    real = tmp_path / "m.so"
+    (tmp_path / "m.c").write_text("int f(void) { return 1; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(real), str(tmp_path / "m.c")], check=True)
+    wheels = {
+        "empty": make_wheel(tmp_path / "e", "emptylib", "1.0", {"emptylib/_C.so": b""}, tag="py3-none-linux_x86_64"),
+        "bomb": make_wheel(tmp_path / "b", "bomblib", "1.0",
+                           {"bomblib/_C.so": real.read_bytes() + b"\0" * (64 << 20)}, tag="py3-none-linux_x86_64"),
+        "good": make_wheel(tmp_path / "g", "goodlib", "1.0", {"goodlib/_C.so": real}, tag="py3-none-linux_x86_64"),
+    }
+    # a zip symlink: mode 0o120777 in the member's attributes, the target's path as its bytes (RECORD kept right)
+    linked = make_wheel(tmp_path / "l", "linklib", "1.0", {"linklib/_C.so": b"../../../tmp/evil.so"},
+                        tag="py3-none-linux_x86_64")
+    rewritten = tmp_path / "l2" / linked.name
+    rewritten.parent.mkdir()
+    with zipfile.ZipFile(linked) as source, zipfile.ZipFile(rewritten, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in source.infolist():
+            if item.filename.endswith("_C.so"):
+                item.external_attr = (stat_mod.S_IFLNK | 0o777) << 16
+            out.writestr(item, source.read(item))
+    wheels["link"] = rewritten
+    assert wheels["bomb"].stat().st_size < 1 << 20
+    started = time.monotonic()
+    for name, wheel in wheels.items():
+        done = backend("verify", str(wheel), "--json", timeout=120)
+        assert "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert (done.returncode == 0) is (name == "good"), (name, done.stdout[-2000:])
+    assert time.monotonic() - started < 60
+
+
+def test_a_killed_wheelhouse_add_leaves_nothing_the_next_add_keeps(tmp_path):
+    house = tmp_path / "house"
+    first = make_wheel(tmp_path / "a", "alib", "1.0", big=4 << 20)
+    script = ("import os, sys, time\n"
+              "os.fsync = lambda fd: time.sleep(600)  # stop right after the staged copy is written\n"
+              "from backend.wheels.wheelhouse import Wheelhouse\n"
+              "Wheelhouse(sys.argv[1]).add(sys.argv[2], {'component': 'alib', 'build_key': 'k'})\n")
+    adder = subprocess.Popen([sys.executable, "-c", script, str(house), str(first)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(house.glob(".*.part")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(house.glob(".*.part"))
+        time.sleep(0.3)
+    finally:
+        adder.kill()
+        adder.wait(timeout=30)
+    (house / ".old-version.whl.abc123.part").write_bytes(b"x" * 1000)  # an earlier version's name, no pid
+    Wheelhouse(house).add(make_wheel(tmp_path / "b", "blib", "1.0"), {"component": "blib", "build_key": "k"})
+    assert not list(house.glob(".*.part"))
+
+
+def test_a_cache_inside_the_local_tree_is_not_copied_into_it(tmp_path):
+    from backend import cache_marker
+    from backend.pipeline import snapshot
+
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "setup.py").write_text("# x\n")
+    cache = checkout / "cache"  # -C cache-dir=./cache with -C source.x=.
+    copy = cache / "work" / VARIANT / "torch" / "local-tree"
+    other = checkout / "other-cache"
+    other.mkdir()
+    (other / cache_marker.MARKER).write_text("{}")
+    (other / "big.bin").write_bytes(b"x")
+    for _ in range(3):
+        snapshot.sync(checkout, copy)
+    assert sorted(p.name for p in copy.iterdir()) == ["setup.py"]
+    assert snapshot.tree_digest(checkout, exclude=copy) == snapshot.tree_digest(copy)

@@ -27,6 +27,7 @@ import shutil
 import stat
 from pathlib import Path
 
+from ..cache_marker import MARKER as CACHE_MARKER
 from ..errors import BackendError
 
 SKIP_TOP = frozenset({".git", "build", "dist", "_build", ".venv", "__pycache__"})
@@ -37,14 +38,25 @@ _SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCH
             (stat.S_ISBLK, "a block device"))
 
 
-def _walk(root: Path):
-    """(relative path, where its bytes are read, whether it is copied as a link) of every entry of the tree."""
+def _walk(root: Path, exclude: Path | None = None):
+    """(relative path, where its bytes are read, whether it is copied as a link) of every entry of the tree.
+
+    A backend cache inside the tree (a folder holding its marker, or the folder ``exclude``, the copy,
+    lies in) is no part of it: copying it into the copy would nest deeper with every build."""
     real_root = os.path.realpath(root)
+    excluded = os.path.realpath(exclude) if exclude is not None else None
+
+    def a_cache(folder: str) -> bool:
+        real = os.path.realpath(folder)
+        return os.path.isfile(os.path.join(folder, CACHE_MARKER)) or (
+            excluded is not None and (excluded == real or excluded.startswith(real + os.sep)))
+
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root)
         if rel_dir == Path("."):
             dirnames[:] = [d for d in dirnames if d not in SKIP_TOP]
-        dirnames[:] = [d for d in dirnames if d != "__pycache__" and not d.endswith(".egg-info")]
+        dirnames[:] = [d for d in dirnames if d != "__pycache__" and not d.endswith(".egg-info")
+                       and not a_cache(os.path.join(dirpath, d))]
         linked_dirs = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]  # not walked into
         dirnames[:] = [d for d in dirnames if d not in linked_dirs]
         for name in sorted(filenames) + sorted(linked_dirs):
@@ -112,9 +124,9 @@ def _digest(entries) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def tree_digest(root: Path) -> str:
+def tree_digest(root: Path, exclude: Path | None = None) -> str:
     """Content hash of a checkout (names, modes, bytes, link targets inside it, what links leaving it name)."""
-    return _digest(_walk(root))
+    return _digest(_walk(root, exclude))
 
 
 def copy_digest(copy: Path, copied: list[tuple[str, bool]]) -> str:
@@ -195,7 +207,7 @@ def sync(checkout: Path, copy: Path) -> list[tuple[str, bool]]:
     previous = {f for f in record.get("files", []) if isinstance(f, str)}
     current = set()
     copied = []
-    for rel, source, is_link in _walk(checkout):
+    for rel, source, is_link in _walk(checkout, exclude=copy):
         current.add(rel.as_posix())
         copied.append((rel.as_posix(), is_link))
         target = _real_folder(copy, rel.parent) / rel.name

@@ -175,7 +175,7 @@ def prepare(
             print(f"note: {component}: building the local tree {local} as is; patches/{component}/ is not applied to it",
                   file=sys.stderr)
         root = local
-        source_hash = tree_digest(local)
+        source_hash = tree_digest(local, exclude=workdir)
         origin = "local"
     else:
         root = workdir / main.name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import shutil
 import struct
 import tempfile
@@ -278,11 +279,49 @@ def _read(path: Path, shown: str) -> tuple[elf.ObjectInfo | None, Problem | None
         return None, Problem(ERROR, "read", f"cannot read: {type(error).__name__}: {error}", shown)
 
 
+# An ELF member inflating more than this many times its stored size (and past BOMB_MIN_BYTES) is a
+# decompression bomb, not a library: real shared objects compress 2-10 times.  It is reported, not extracted.
+BOMB_RATIO = 200
+BOMB_MIN_BYTES = 16 << 20
+_LIBRARY_NAME = re.compile(r"\.so(\.\d+)*$")
+
+
+def _library_problems(archive: zipfile.ZipFile) -> list[Problem]:
+    """Members named as shared libraries that are none: empty, not ELF, or stored as a zip symlink.
+
+    pip writes a zip symlink as a regular file holding the link's text, and an
+    empty or non-ELF ``.so`` fails at import: either way the wheel lacks the
+    library its name promises, which the ELF checks (they only see ELF files) miss."""
+    problems = []
+    for item in archive.infolist():
+        if item.is_dir() or not _LIBRARY_NAME.search(item.filename.rsplit("/", 1)[-1]):
+            continue
+        if (item.external_attr >> 16) & 0o170000 == 0o120000:
+            problems.append(Problem(ERROR, "content", "is stored as a symbolic link, which pip installs as a "
+                                    "small file holding the link's text: the library is missing", item.filename))
+        elif item.file_size == 0:
+            problems.append(Problem(ERROR, "content", "is an empty file, not a shared object", item.filename))
+        else:
+            with archive.open(item) as handle:
+                if handle.read(4) != elf.ELF_MAGIC:
+                    problems.append(Problem(ERROR, "content", "is not an ELF shared object", item.filename))
+    return problems
+
+
+def _bomb(item: zipfile.ZipInfo) -> Problem | None:
+    if item.file_size > BOMB_MIN_BYTES and item.file_size > BOMB_RATIO * max(item.compress_size, 1):
+        return Problem(ERROR, "content", f"inflates from {item.compress_size} to {item.file_size} bytes "
+                       f"(over {BOMB_RATIO} times): a decompression bomb, not read", item.filename)
+    return None
+
+
 def _elf_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     found = []
     for item in archive.infolist():
         if item.is_dir() or item.file_size < 64 or item.filename.lower().endswith(_TEXT_SUFFIXES):
             continue
+        if (item.external_attr >> 16) & 0o170000 == 0o120000:
+            continue  # a zip symlink: its bytes are a path (_library_problems reports it)
         with archive.open(item) as handle:
             if handle.read(4) == elf.ELF_MAGIC:
                 found.append(item)
@@ -386,9 +425,14 @@ def _verify_wheel(wheel: Path, expect: Expectation, companions: Sequence[Path]) 
 
     with zipfile.ZipFile(wheel) as archive, tempfile.TemporaryDirectory(prefix="verify-") as tmp:
         members = _elf_members(archive)
+        entry.problems.extend(_library_problems(archive))
         infos: list[tuple[str, elf.ObjectInfo]] = []
         named: dict[str, str] = {}  # cubin folder -> the first member naming it
         for item in members:
+            bomb = _bomb(item)
+            if bomb:
+                entry.problems.append(bomb)
+                continue
             path = _extract(archive, item, Path(tmp))
             for folder in cubins.folders_in_file(path):
                 named.setdefault(folder, item.filename)

@@ -180,6 +180,7 @@ class Wheelhouse:
         temp, digest, size = self._stage(wheel, move)
         try:
             with self.lock():
+                _remove_orphans(self.root, keep=temp)
                 manifest = self.manifest()
                 previous = _keep_previous(target)
                 try:
@@ -243,7 +244,8 @@ class Wheelhouse:
 
     def _stage(self, wheel: Path, move: bool) -> tuple[Path, str, int]:
         """The wheel under a temporary name in the wheelhouse, fsynced; its sha256 and size."""
-        fd, temp_name = tempfile.mkstemp(prefix=f".{wheel.name}.", suffix=".part", dir=self.root)
+        # The pid in the name: a later add removes what a killed one left (``_remove_orphans``).
+        fd, temp_name = tempfile.mkstemp(prefix=f".{wheel.name}.{os.getpid()}-", suffix=".part", dir=self.root)
         temp = Path(temp_name)
         try:
             digest = hashlib.sha256()
@@ -331,6 +333,28 @@ def _plain_wheel_name(name: Any) -> bool:
     """A valid wheel file name and nothing else: no folder part, no '..', not hidden."""
     return (isinstance(name, str) and name.endswith(".whl") and name == os.path.basename(name)
             and "\\" not in name and not name.startswith(".") and _distribution(name) is not None)
+
+
+def _remove_orphans(root: Path, keep: Path) -> None:
+    """Staged ``.part`` files of adds whose process is gone (SIGKILL, power loss): hundreds of MB each."""
+    for part in root.glob(".*.part"):
+        if part == keep:
+            continue
+        owner = part.name[: -len(".part")].rsplit(".", 1)[-1].split("-", 1)[0]
+        if owner.isdigit() and _alive(int(owner)):
+            continue  # an add staging beside this one (it takes the lock after staging)
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _keep_previous(target: Path) -> Path | None:

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import cpu_isa
 from . import host as host_info
@@ -56,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     lock.add_argument("--from-vllm", metavar="SDIST|TREE|RELEASE",
                       help="write a vLLM release's lock (third_party/locks/vllm-<release>.lock) from its own "
                            "CMake and requirements files: an sdist, its unpacked tree, or a version on PyPI")
+    lock.add_argument("--lock", metavar="FILE", dest="lock_file",
+                      help="record hashes in this lock instead of third_party/sources.lock (a release lock)")
     lock.add_argument("--output", metavar="FILE", help="with --from-vllm: write the lock here instead")
     lock.add_argument("--git-mirrors", metavar="DIR", action="append", default=[],
                       help="with --from-vllm: folders of git mirrors (<owner>+<name>/repo) to read "
@@ -153,7 +156,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.from_vllm:
             return sources_command.lock_from_vllm_main(settings, args.from_vllm, output=args.output,
                                                        mirrors=args.git_mirrors)
-        return sources_command.lock_main(settings)
+        return sources_command.lock_main(settings, Path(args.lock_file) if args.lock_file else None)
     if command == "clean":
         from .pipeline import clean
 

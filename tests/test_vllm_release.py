@@ -201,3 +201,37 @@ def test_the_real_sdist_regenerates_its_checked_in_lock(tmp_path, path):
     same = [t for t in generated.entries if t["name"] in base.entries and t["version"] == base.entries[t["name"]].version]
     for table in same:
         assert table.get("nar") == base.entries[table["name"]].nar, table["name"]
+
+
+def test_a_release_line_is_the_hand_written_lock_with_its_entries_replaced():
+    line = vllm_release.line_lock("0.14.1")
+    base = lock_mod.load()
+    assert list(line.entries) == list(base.entries)  # same sources, same build order
+    assert line.entries["flashmla"].version == FLASHMLA_0141
+    assert line.entries["flashmla-cutlass"].version == FLASHMLA_CUTLASS_0141
+    assert line.entries["flashinfer"].version == "0.5.3"
+    assert line.entries["torch"] == base.entries["torch"] and line.entries["xformers"] == base.entries["xformers"]
+    assert vllm_release.line_lock("0.13.0").entries["torch"].version == "2.9.0"
+    assert vllm_release.line_lock("0.15.1") == base
+    with pytest.raises(Exception) as error:
+        vllm_release.line_lock("0.12.0")
+    assert str(error.value) == ("vllm=0.12.0: no lock for this release; accepted: 0.13.0, 0.14.0, 0.14.1, 0.15.1, "
+                                "0.16.0 (python -m backend lock --from-vllm 0.12.0 writes one)")
+
+
+def test_lock_records_a_release_locks_missing_hash(tmp_path):
+    """Step 3 of docs/RELEASES.md: `lock --lock FILE` hashes a release lock's unverified entries (here a file:// sdist)."""
+    tree = vllm_tree(tmp_path / "vllm")
+    out = tmp_path / "vllm-0.99.0.lock"
+    cli = [sys.executable, "-m", "backend", "lock", "-C", f"cache-dir={tmp_path / 'cache'}"]
+    assert subprocess.run([*cli, "-C", "offline=true", "--from-vllm", str(tree), "--output", str(out)],
+                          cwd=ROOT, capture_output=True).returncode == 0
+    sdist = tmp_path / "vllm-0.99.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tar:
+        tar.add(tree, arcname="vllm-0.99.0")
+    text = out.read_text()
+    out.write_text(text.replace(lock_mod.load(out).entries["vllm"].url, sdist.as_uri()))
+    assert not lock_mod.load(out).entries["vllm"].verified
+    result = subprocess.run([*cli, "--lock", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert lock_mod.load(out).entries["vllm"].sha256 == hashlib.sha256(sdist.read_bytes()).hexdigest()

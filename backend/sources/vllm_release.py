@@ -613,3 +613,38 @@ def lock_from_vllm(spec: str, *, cache_dir: Path, offline: bool, output: Path | 
     lock_mod.parse(text, output)  # a valid lock before it is written
     output.write_text(text, encoding="utf-8")
     return output, generated
+
+
+# --- a release line's whole lock -------------------------------------------------
+
+
+def release_lock_path(release: str, folder: Path = LOCKS_DIR) -> Path | None:
+    """The checked-in lock of ``release`` (None for the hand-written line)."""
+    if release == BASE_RELEASE:
+        return None
+    path = folder / f"vllm-{release}.lock"
+    if not path.is_file():
+        known = sorted([BASE_RELEASE] + [p.stem.removeprefix("vllm-") for p in folder.glob("vllm-*.lock")],
+                       key=Version)
+        raise BackendError(f"vllm={release}: no lock for this release; accepted: {', '.join(known)} "
+                           f"(python -m backend lock --from-vllm {release} writes one)")
+    return path
+
+
+def line_lock(release: str, base_path: Path | None = None, folder: Path = LOCKS_DIR) -> Lock:
+    """The hand-written lock with the release lock's entries in place of the same names (new ones after
+    their component's last entry): every source a build of that release line uses."""
+    base = lock_mod.load(base_path)
+    path = release_lock_path(release, folder)
+    if path is None:
+        return base
+    overlay = lock_mod.load(path)
+    entries = {name: overlay.entries.get(name, entry) for name, entry in base.entries.items()}
+    for name, entry in overlay.entries.items():
+        if name in entries:
+            continue
+        names = list(entries)
+        last = max((i for i, n in enumerate(names) if entries[n].component == entry.component), default=len(names) - 1)
+        names.insert(last + 1, name)
+        entries = {n: entries.get(n, entry) for n in names}
+    return Lock(entries=entries, path=path)

@@ -284,7 +284,9 @@ def _source_path(component: str, value: Any, base: Path) -> Path:
     key = SOURCE_PREFIX + component
     if component not in _registered_components():
         raise SettingError("source.<component>", component, _registered_components())
-    path = _path(key, value, base).resolve()
+    given = _path(key, value, base)
+    check_path_characters(key, str(given), str(value))  # before resolving: a NUL stops the file system calls
+    path = given.resolve()
     check_path_characters(key, str(path), str(value))  # an editable build compiles in place
     if not path.is_dir():
         raise BackendError(

@@ -1389,3 +1389,11 @@ def test_a_cache_inside_the_local_tree_is_not_copied_into_it(tmp_path):
         snapshot.sync(checkout, copy)
     assert sorted(p.name for p in copy.iterdir()) == ["setup.py"]
     assert snapshot.tree_digest(checkout, exclude=copy) == snapshot.tree_digest(copy)
+
+
+@pytest.mark.parametrize("key", ["source.bitsandbytes", "cache-dir", "wheelhouse"])
+def test_a_nul_in_a_path_setting_is_one_line(key):
+    from backend import project
+
+    with pytest.raises(BackendError, match=f"setting '{key}'"):
+        project.load_settings({"sm": "90", "isa": ISA, key: "/tmp/a\0b"})

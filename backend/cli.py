@@ -13,6 +13,7 @@ from pathlib import Path
 from . import cpu_isa
 from . import host as host_info
 from . import cuda_driver, needs, project, recipes, variants
+from .sources import vllm_release
 from .errors import BackendError, describe_os_error
 from .interrupts import describe, exit_status, sigterm_interrupts
 from .report_table import table
@@ -211,6 +212,14 @@ def _matrix(args: argparse.Namespace) -> int:
     if any(refused.values()):
         print(f"{sum(map(bool, refused.values()))} refuse the full stack (python -m backend plan says why); "
               "their other components build")
+    vllm_recipe = recipes.get("vllm").version
+    print("\nvLLM release lines (-C vllm=<release>; the seed's branch table, then newer release locks):")
+    print(table(
+        ["release", "python", "torch", "flashinfer", "names", "builds"],
+        [[release, python, facts["torch"], facts["flashinfer"], f"vllm-python{python.replace('.', '')}-...",
+          "yes" if release == vllm_recipe else "planned only (docs/RELEASES.md)"]
+         for release, python, facts in vllm_release.line_rows()],
+    ))
     return 0
 
 

@@ -318,6 +318,24 @@ def _manylinux(key: str, value: Any) -> str | None:
     raise SettingError(key, text, MANYLINUX_POLICIES + ("auto",))
 
 
+# The vLLM release lines: the hand-written lock's, and one per third_party/locks/vllm-<release>.lock
+# (backend/sources/vllm_release.py writes and reads them; listed here from the folder, without importing it).
+DEFAULT_VLLM_LINE = "0.15.1"
+RELEASE_LOCKS = Path(__file__).resolve().parent.parent / "third_party" / "locks"
+
+
+def vllm_lines() -> tuple[str, ...]:
+    found = [p.name.removeprefix("vllm-").removesuffix(".lock") for p in RELEASE_LOCKS.glob("vllm-*.lock")]
+    return tuple(sorted({DEFAULT_VLLM_LINE, *found}, key=lambda v: tuple(int(x) for x in re.findall(r"\d+", v))))
+
+
+def _vllm_line(key: str, value: Any) -> str:
+    text = str(value).strip().removeprefix("v")
+    if text in vllm_lines():
+        return text
+    raise SettingError(key, str(value), vllm_lines())
+
+
 def _free_disk_gb(key: str, value: Any) -> float | None:
     text = str(value).strip()
     if text == "auto":
@@ -541,6 +559,10 @@ class Settings:
         "emulate-sysroot", "an aarch64 root filesystem with Python 3 for `verify --emulate` and "
         "`smoke=emulate` of ARM variants on an x86-64 host (`ci/setup/aarch64_sysroot.sh` makes one)",
         parse=_folder, accepts="folder")
+    vllm: str = setting(
+        "vllm", "the vLLM release line: its lock and pins ([docs/RELEASES.md](docs/RELEASES.md)); only "
+        "0.15.1 builds yet, another line is planned with why not", default=DEFAULT_VLLM_LINE,
+        choices=vllm_lines, parse=lambda k, v, b: _vllm_line(k, v))
     manylinux: ManylinuxPolicy | None = setting(
         "manylinux", "target policy: refuse a host whose libstdc++/glibc is newer, tag wheels "
         "`manylinux_<policy>` ([docs/MANYLINUX.md](docs/MANYLINUX.md))",

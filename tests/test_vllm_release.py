@@ -235,3 +235,54 @@ def test_lock_records_a_release_locks_missing_hash(tmp_path):
     result = subprocess.run([*cli, "--lock", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert lock_mod.load(out).entries["vllm"].sha256 == hashlib.sha256(sdist.read_bytes()).hexdigest()
+
+
+# --- -C vllm=<release>: the seed's lines planned ----------------------------------
+
+from backend import project  # noqa: E402
+from backend.errors import BackendError  # noqa: E402
+from backend.pipeline import plan as plan_mod  # noqa: E402
+from backend.pipeline import run as run_mod  # noqa: E402
+from backend.variants import Variant  # noqa: E402
+
+
+def seed_plan(tmp_path, release: str, python: str):
+    settings = project.load_settings_from_cli(["sm=90", "isa=avx512", "cuda=12.9", f"vllm={release}",
+                                               f"cache-dir={tmp_path / 'cache'}"])
+    variant = Variant(sm="90", isa="avx512", cuda="12.9", python=python.replace(".", ""))
+    return plan_mod.make_plan(settings, variant, project_dir=project.PROJECT_DIR, cores=2, memory_bytes=64 << 30)
+
+
+@pytest.mark.parametrize("release,python", vllm_release.SEED_LINES)
+def test_every_seed_row_is_planned_with_its_lines_facts(tmp_path, release, python):
+    plan = seed_plan(tmp_path, release, python)
+    lock = vllm_release.line_lock(release)
+    assert plan.release["vllm"] == release and plan.release["torch"] == lock.entries["torch"].version
+    assert plan.variant.name.startswith(f"vllm-python{python.replace('.', '')}-cuda12_9-sm90-avx512")
+    vllm = plan.step("vllm")
+    assert vllm.extras["flashmla"].name == "flashmla"  # the same side-tree folders, filled from the line's lock
+    unpin = next(p for p in vllm.patches if p.name == "0001-unpin-torch.patch")
+    if release == "0.15.1":
+        assert plan.release_problem is None and unpin.applied
+        return
+    assert not unpin.applied and unpin.why == f"it is for vllm ==0.15.1 and vllm={release}'s lock pins {release}"
+    assert plan.release_problem.startswith(f"vllm={release} is planned, not built: ")
+    assert f"vllm {release} (recipe: 0.15.1)" in plan.release_problem
+    text = plan_mod.format_plan(plan)
+    assert f"NOT BUILT: {plan.release_problem}" in text
+    with pytest.raises(BackendError) as error:  # refused before anything is fetched or compiled
+        run_mod.build(plan)
+    assert str(error.value) == plan.release_problem
+
+
+def test_a_line_whose_torch_is_not_29_says_why(tmp_path):
+    facts = {**vllm_release.line_facts("0.16.0"), "torch": "2.10.0"}
+    problem = plan_mod.release_problem("0.16.0", facts, "3.13")
+    assert "its torch 2.10.0 is not 2.9.x: a new torch needs its own recipe facts" in problem
+
+
+def test_an_unknown_line_is_a_one_line_setting_error():
+    result = subprocess.run([sys.executable, "-m", "backend", "plan", "-C", "sm=90", "-C", "isa=avx512",
+                             "-C", "vllm=0.12.0"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "setting 'vllm': bad value '0.12.0'; accepted: 0.13.0, 0.14.0, 0.14.1, 0.15.1, 0.16.0" in result.stderr

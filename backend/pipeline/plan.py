@@ -28,7 +28,7 @@ from ..errors import BackendError
 from ..recipes import BuildContext, Recipe
 from ..settings import Settings, cache_dir
 from ..sources import prepare as sources_prepare
-from ..sources.lock import load as load_lock
+from ..sources import vllm_release
 from ..sources.patches import PatchDecision
 from ..variants import Variant
 from .compiler_cache import CompilerCache
@@ -91,6 +91,8 @@ class Plan:
     steps: tuple[Step, ...]
     torch_version: str  # the exact torch every torch-dependent wheel pins
     compiler_cache: CompilerCache  # the tool every step's compiles go through
+    release: dict = dataclasses.field(default_factory=dict)  # the vLLM release line's facts (vllm_release.line_facts)
+    release_problem: str | None = None  # why this line is planned but not built
 
     def step(self, component: str) -> Step:
         for step in self.steps:
@@ -125,6 +127,7 @@ class Plan:
             "toolchain": self.settings.toolchain,
             "cuda_libraries": None if self.cuda_libraries is None else list(self.cuda_libraries),
             "steps": [s.to_json() for s in self.steps],
+            "release": {**self.release, "problem": self.release_problem},
         }
 
 
@@ -237,7 +240,8 @@ def make_plan(
         local_torch = settings.sources.get("torch")
         torch_version = torch_recipe.local_version(variant, torch_recipe.tree_version(local_torch) if local_torch else None)
 
-    lock = load_lock()
+    release = vllm_release.line_facts(settings.vllm)
+    lock = vllm_release.line_lock(settings.vllm)
     cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir, url=settings.compiler_cache_url)
     steps = []
     for recipe in selected:
@@ -302,7 +306,24 @@ def make_plan(
             )
         )
     return Plan(variant=variant, settings=settings, layout=layout, steps=tuple(steps), torch_version=torch_version,
-                compiler_cache=cache)
+                compiler_cache=cache, release=release, release_problem=release_problem(settings.vllm, release, python))
+
+
+def release_problem(line: str, release: dict, python: str) -> str | None:
+    """Why the chosen vLLM release line is planned but cannot be built yet (None for the recipes' own line)."""
+    written = {name: recipes.get(name).version for name in release if name in recipes.names()}
+    other = [f"{name} {release[name]} (recipe: {version})" for name, version in written.items() if release[name] != version]
+    if not other:
+        return None
+    reasons = []
+    if not release.get("torch", "").startswith("2.9."):
+        reasons.append(f"its torch {release.get('torch')} is not 2.9.x: a new torch needs its own recipe facts "
+                       "(the lock lists what changed, the recipes are not guessed)")
+    if release.get("pythons") and python not in release["pythons"]:
+        reasons.append(f"its CMake accepts Python {', '.join(release['pythons'])}, not {python}")
+    reasons.append(f"the recipes are written for the {recipes.get('vllm').version} line and not per release yet: "
+                   + ", ".join(other))
+    return f"vllm={line} is planned, not built: " + "; ".join(reasons) + f" (lock {release['lock']}; docs/RELEASES.md)"
 
 
 def format_plan(plan: Plan) -> str:
@@ -314,6 +335,13 @@ def format_plan(plan: Plan) -> str:
         f"cuda     {_cuda_line(plan)}",
         f"cache    {plan.layout.cache}",
         f"output   {plan.layout.wheelhouse}",
+        f"release  vLLM {plan.release.get('vllm')}: torch {plan.release.get('torch')}, torchvision "
+        f"{plan.release.get('torchvision')}, torchaudio {plan.release.get('torchaudio')}, flashinfer "
+        f"{plan.release.get('flashinfer')}, xformers {plan.release.get('xformers')}; lock {plan.release.get('lock')}",
+        *[f"         differs: {d}" for d in plan.release.get("differences", [])],
+        *([f"         unverified (needs `lock --lock` with network): {', '.join(plan.release['unverified'])}"]
+          if plan.release.get("unverified") else []),
+        *([f"         NOT BUILT: {plan.release_problem}"] if plan.release_problem else []),
         "",
     ]
     rows = []

@@ -116,6 +116,8 @@ def build(plan: Plan) -> BuildResult:
     from ..settings import cache_dir, check_path_variables, writable_folder
     from .variant_lock import hold
 
+    if plan.release_problem:  # another vLLM line's plan is shown, not built (docs/RELEASES.md)
+        raise BackendError(plan.release_problem)
     check_path_variables()  # TMPDIR and the like reach nvcc's shell (project.make_plan checked them too)
     writable_folder("cache-dir", cache_dir(plan.settings))
     if not cache_marker.claim(cache_dir(plan.settings)):

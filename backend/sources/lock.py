@@ -88,6 +88,7 @@ class Entry:
 class Lock:
     entries: dict[str, Entry]
     path: Path | None = None
+    release_line: str | None = None  # a vLLM release line's lock (vllm_release.line_lock): its patches may not apply
 
     def for_component(self, component: str) -> list[Entry]:
         """The component's entries, the tree that is built first, then lock order."""

@@ -96,14 +96,24 @@ def _check_when(when: str, path: Path) -> None:
 
 
 def decide_locked(component: str, locked_version: str, root: Path | None = None,
-                  entry: str | None = None) -> list[PatchDecision]:
-    """Every patch of a locked tree, applied: one written for another release is an error here, not a skip."""
+                  entry: str | None = None, release_line: str | None = None) -> list[PatchDecision]:
+    """Every patch of a locked tree, applied: one written for another release is an error here, not a skip.
+
+    ``release_line``: the lock is another vLLM release line's (-C vllm); a patch written for the versions of
+    the hand-written lock is then not applied, and the plan says why (docs/RELEASES.md).
+    """
     decisions = []
     for path, digest in collect(component, root, entry):
         declared = when_of(path)
         when = declared or f"=={locked_version}"
         if declared is not None:
             _check_when(declared, path)
+            if not matches(declared, locked_version) and release_line:
+                decisions.append(PatchDecision(
+                    f"{entry}/{path.name}" if entry else path.name, digest, declared, False,
+                    f"it is for {entry or component} {declared} and vllm={release_line}'s lock pins {locked_version}",
+                    path))
+                continue
             if not matches(declared, locked_version):
                 raise BackendError(
                     f"patch {_shown(path)} is for {entry or component} {declared}, but the lock pins "

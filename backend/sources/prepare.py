@@ -257,14 +257,15 @@ def planned_patches(component: str, *, local: Path | None, tree_version: str | N
     lock = lock if lock is not None else load()
     main = lock.main_entry(component)
     if local is None:
-        decisions = patches_mod.decide_locked(component, main.version, patches_dir)
+        decisions = patches_mod.decide_locked(component, main.version, patches_dir, release_line=lock.release_line)
     else:
         decisions = patches_mod.decide_local(component, Path(local), tree_version, main.version, patches_dir,
                                              no_version_why=no_version_why)
     wanted = _wanted(lock, component, local=local is not None, unused=unused)
     by_name = {e.name: e for e in wanted}
     for name in _entry_patches(component, lock.for_component(component), wanted, patches_dir):
-        decisions += patches_mod.decide_locked(component, by_name[name].version, patches_dir, entry=name)
+        decisions += patches_mod.decide_locked(component, by_name[name].version, patches_dir, entry=name,
+                                               release_line=lock.release_line)
     return decisions
 
 

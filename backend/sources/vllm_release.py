@@ -45,9 +45,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.version import InvalidVersion, Version
-
 from .. import toml
 from ..errors import BackendError
 from ..hashing import sha256_file
@@ -85,6 +82,9 @@ KNOWN_SIDE_TREES = (
 )
 # The files whose change can change the recipe (configure steps, variables, sources compiled).
 BUILD_FILES = ("CMakeLists.txt", "setup.py", "pyproject.toml", "cmake/utils.cmake")
+# The seed's release lines (its README's branch table: release, Python); each line's torch is its lock's.
+SEED_LINES = (("0.15.1", "3.13"), ("0.14.1", "3.12"), ("0.14.1", "3.11"), ("0.14.0", "3.12"), ("0.14.0", "3.11"),
+              ("0.13.0", "3.12"))
 
 
 @dataclasses.dataclass
@@ -110,6 +110,16 @@ class Release:
 
 
 # --- reading a tree ---------------------------------------------------------
+
+# A pin in a requirements file: name==version, before any marker or comment (read without `packaging`:
+# plan and matrix run with nothing installed, and this module is part of the plan).
+_EXACT_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*==\s*([A-Za-z0-9][A-Za-z0-9.+!_-]*)\s*(?:[;#].*)?$")
+
+
+def release_key(version: str) -> tuple[int, ...] | None:
+    """A plain release (0.14.1) as integers for ordering; None for anything else."""
+    return tuple(int(p) for p in version.split(".")) if re.fullmatch(r"\d+(?:\.\d+)*", version) else None
+
 
 _SET = re.compile(r'^\s*set\(\s*(\w+)\s+((?:"[^"]*"\s*)+)\)', re.M)
 _GIT_REPO = re.compile(r"^\s*GIT_REPOSITORY\s+(\S+)", re.M)
@@ -165,16 +175,10 @@ def _requirements(tree: Path) -> dict[str, str]:
         if not path.is_file():
             continue
         for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            line = raw.split(" #", 1)[0].strip()
-            if not line or line.startswith(("#", "-")):
-                continue
-            try:
-                req = Requirement(line)
-            except InvalidRequirement:
-                continue
-            exact = [s.version for s in req.specifier if s.operator == "=="]
-            if exact and req.name in ("torch", "torchvision", "torchaudio", "flashinfer-python", "xformers"):
-                pins.setdefault(req.name, exact[0])
+            match = _EXACT_PIN.match(raw.split(" #", 1)[0].strip())
+            name = match.group(1).lower().replace("_", "-") if match else ""
+            if name in ("torch", "torchvision", "torchaudio", "flashinfer-python", "xformers"):
+                pins.setdefault(name, match.group(2))
     return pins
 
 
@@ -479,22 +483,18 @@ def _companions(release: Release, base: Lock, differences: list[str], unverified
 
 def nearest_release_lock(version: str, folder: Path = LOCKS_DIR) -> tuple[str, dict] | None:
     """The checked-in release lock nearest to ``version`` that recorded its build files."""
-    try:
-        target = Version(version)
-    except InvalidVersion:
+    target = release_key(version)
+    if target is None:
         return None
-    found: dict[Version, dict] = {}
+    found: dict[tuple[int, ...], tuple[str, dict]] = {}
     for path in sorted(folder.glob("vllm-*.lock")):
         info = toml.loads(path.read_text(encoding="utf-8")).get("release", {})
-        try:
-            other = Version(str(info.get("vllm", "")))
-        except InvalidVersion:
-            continue
-        if other != target and info.get("build_files"):
-            found[other] = info
+        other = release_key(str(info.get("vllm", "")))
+        if other is not None and other != target and info.get("build_files"):
+            found[other] = (str(info["vllm"]), info)
     older = [v for v in found if v < target]  # the release it grew from, else the one after it
     chosen = max(older) if older else min(found, default=None)
-    return (str(chosen), found[chosen]) if chosen is not None else None
+    return found[chosen] if chosen is not None else None
 
 
 def build_file_differences(release: Release, folder: Path = LOCKS_DIR) -> list[str]:
@@ -625,7 +625,7 @@ def release_lock_path(release: str, folder: Path = LOCKS_DIR) -> Path | None:
     path = folder / f"vllm-{release}.lock"
     if not path.is_file():
         known = sorted([BASE_RELEASE] + [p.stem.removeprefix("vllm-") for p in folder.glob("vllm-*.lock")],
-                       key=Version)
+                       key=lambda v: release_key(v) or ())
         raise BackendError(f"vllm={release}: no lock for this release; accepted: {', '.join(known)} "
                            f"(python -m backend lock --from-vllm {release} writes one)")
     return path
@@ -647,4 +647,28 @@ def line_lock(release: str, base_path: Path | None = None, folder: Path = LOCKS_
         last = max((i for i, n in enumerate(names) if entries[n].component == entry.component), default=len(names) - 1)
         names.insert(last + 1, name)
         entries = {n: entries.get(n, entry) for n in names}
-    return Lock(entries=entries, path=path)
+    return Lock(entries=entries, path=path, release_line=release)
+
+
+def line_facts(release: str, base_path: Path | None = None, folder: Path = LOCKS_DIR) -> dict:
+    """What the plan shows of a release line: its versions, Pythons, lock, differences and unverified entries."""
+    lock = line_lock(release, base_path, folder)
+    versions = {name: lock.entries[name].version for name in ("vllm", "torch", "torchvision", "torchaudio",
+                                                              "flashinfer", "xformers") if name in lock.entries}
+    if lock.path is None or lock.path == lock_mod.load(base_path).path:
+        return {**versions, "pythons": [], "lock": str(lock.path), "differences": [], "unverified": []}
+    info = toml.loads(lock.path.read_text(encoding="utf-8")).get("release", {})
+    return {**versions, "pythons": list(info.get("pythons", [])), "lock": str(lock.path),
+            "differences": list(info.get("differences", [])), "unverified": list(info.get("unverified", []))}
+
+
+def line_rows(folder: Path = LOCKS_DIR) -> list[tuple[str, str, dict]]:
+    """(release, Python, facts) for the seed's lines, then each newer release lock's Pythons its CMake accepts."""
+    rows = [(release, python, line_facts(release, folder=folder)) for release, python in SEED_LINES]
+    seeded = {release for release, _ in SEED_LINES}
+    for path in sorted(folder.glob("vllm-*.lock"), key=lambda p: release_key(p.stem.removeprefix("vllm-")) or ()):
+        release = path.stem.removeprefix("vllm-")
+        if release not in seeded:
+            facts = line_facts(release, folder=folder)
+            rows += [(release, python, facts) for python in facts["pythons"]]
+    return rows

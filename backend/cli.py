@@ -202,12 +202,13 @@ def _matrix(args: argparse.Namespace) -> int:
     print(table(
         ["name", "sm", "isa", "cuda", "platform", ""],
         [[v.name, v.sm, v.isa, v.cuda, v.platform,
-          "; ".join(filter(None, ["" if v.seed else "CUDA 13.0 (extension)",
+          "; ".join(filter(None, ["" if v.seed else variants.extension_reason(v),
                                   f"full stack refused: no {', '.join(problems[v.name])}" if refused[v.name] else ""]))]
          for v in rows],
     ))
     seed = sum(v.seed for v in rows)
-    print(f"\n{len(rows)} variants: {seed} of the seed's matrix, {len(rows) - seed} CUDA 13.0 (our extension)")
+    print(f"\n{len(rows)} variants: {seed} of the seed's matrix, {len(rows) - seed} our extension "
+          "(CUDA 13.0, sm_70, sm_121)")
     print(f"components, in build order: {', '.join(recipes.names())}")
     if any(refused.values()):
         print(f"{sum(map(bool, refused.values()))} refuse the full stack (python -m backend plan says why); "

@@ -41,7 +41,7 @@ TOOL_TABLE = "vllm-stack"
 
 # The words a setting accepts, as the type of its Settings field (a reader and a type checker see
 # them there) and as a tuple (the checks, messages and docs list them from it).
-Sm = Literal["61", "75", "80", "86", "89", "90", "100", "103", "120"]
+Sm = Literal["61", "70", "75", "80", "86", "89", "90", "100", "103", "120", "121"]
 SMS: tuple[str, ...] = get_args(Sm)
 CudaRelease = Literal["12.8", "12.9", "13.0"]
 CUDAS: tuple[str, ...] = get_args(CudaRelease)
@@ -526,13 +526,14 @@ class Settings:
         "flashinfer-aot", "build `flashinfer-jit-cache`, flashinfer's AOT kernels for the SM "
         "(false: JIT at first use, which needs nvcc where vLLM runs)", default=True, parse=_on_off,
         accepts="true false")
-    # canonical JSON; None: the full set
+    # canonical JSON; "all": flashinfer's whole list; None: what vLLM 0.15.1 calls on the variant
     flashinfer_aot_config: str | None = setting(
-        "flashinfer-aot-config", "which AOT modules `flashinfer-jit-cache` holds: "
+        "flashinfer-aot-config", "which AOT modules `flashinfer-jit-cache` holds: `vllm`, the kernels vLLM "
+        "0.15.1 calls on the SM; `all`, flashinfer's whole list; or "
         "JSON with keys of flashinfer 0.6.1's `aot.py` `get_default_config()` (e.g. "
         "`{\"fa2_head_dim\": [[128, 128]], \"add_moe\": false}`), inline or a file; the rest compile at "
         "first use ([docs/COMPONENTS.md](docs/COMPONENTS.md))", parse=_flashinfer_aot_config,
-        accepts="JSON, a JSON file, or all", shown_default="all")
+        accepts="vllm, all, JSON, or a JSON file", shown_default="vllm")
     allow_unverified: tuple[str, ...] = setting(
         "allow-unverified", "use them although the lock has no hash", default=(),
         parse=lambda k, v, b: _names(k, v), accepts="comma list of lock entries", many=True, shown_default="")

@@ -17,13 +17,19 @@ from .cpu_isa import ARM_ISAS, ISAS, X86_ISAS, platform_of
 from .errors import BackendError
 from .settings import CUDAS, SMS, Settings
 
-# Minimum CUDA for a real cubin of each SM (nvcc release notes; checked with NVRTC).
-SM_MIN_CUDA = {"100": "12.8", "120": "12.8", "103": "12.9"}
-# nvcc 13 dropped these.
-SM_MAX_CUDA = {"61": "12.9"}
+# Minimum CUDA for a real cubin of each SM (nvcc release notes; checked with NVRTC).  sm_121 (GB10, DGX
+# Spark): CUDA 12.9 (flashinfer aot.py detect_sm_capabilities: compute_121 from 12.9).
+SM_MIN_CUDA = {"100": "12.8", "120": "12.8", "103": "12.9", "121": "12.9"}
+# nvcc 13 dropped these (sm_70, V100: CUDA 13.0 removed offline compilation for sm_50 to sm_72; vLLM's
+# CMakeLists.txt:96-102, 0.14.1 and 0.16.0, lists 7.0 only for nvcc 12.x).
+SM_MAX_CUDA = {"61": "12.9", "70": "12.9"}
 SM61_ISAS = ("avx", "avx2")
-ARM_PAIRS = {"armv8_2": ("80", "90"), "armv9": ("90", "100", "103")}
+# GB10's CPU is Arm (armv9: Cortex-X925/A725), and no x86 host carries an sm_121 GPU.
+ARM_PAIRS = {"armv8_2": ("80", "90"), "armv9": ("90", "100", "103", "121")}
+ARM_ONLY_SMS = ("121",)
 SEED_CUDAS = ("12.9", "12.8")
+# The seed's nine SMs; sm_70 and sm_121 rows are this project's extension, like CUDA 13.0's.
+SEED_SMS = ("61", "75", "80", "86", "89", "90", "100", "103", "120")
 
 
 def version_key(dotted: str) -> tuple[int, ...]:
@@ -63,7 +69,7 @@ class Variant:
     @property
     def seed(self) -> bool:
         """One of the seed project's 88 variants (by SM, ISA, CUDA)."""
-        return self.cuda in SEED_CUDAS
+        return self.cuda in SEED_CUDAS and self.sm in SEED_SMS
 
     @property
     def isa_flags(self) -> tuple[str, ...]:
@@ -84,9 +90,16 @@ def rule_violation(sm: str, isa: str, cuda: str) -> str | None:
         return f"setting 'cuda': bad value {cuda!r} for sm={sm} (nvcc {cuda} dropped compute_{sm}); accepted: {', '.join(c for c in CUDAS if version_key(c) <= version_key(maximum))}"
     if sm == "61" and isa not in SM61_ISAS:
         return f"setting 'isa': bad value {isa!r} for sm=61 (Pascal-era hosts predate AVX-512); accepted: {', '.join(SM61_ISAS)}"
+    if sm in ARM_ONLY_SMS and isa not in ARM_PAIRS:
+        return f"setting 'isa': bad value {isa!r} for sm={sm} (GB10 / DGX Spark is an aarch64 machine); accepted: {', '.join(i for i in ARM_PAIRS if sm in ARM_PAIRS[i])}"
     if isa in ARM_PAIRS and sm not in ARM_PAIRS[isa]:
         return f"setting 'sm': bad value {sm!r} for isa={isa}; accepted: {', '.join(ARM_PAIRS[isa])}"
     return None
+
+
+def extension_reason(variant: Variant) -> str:
+    """Why a row is not the seed's: its CUDA release or its SM."""
+    return f"sm_{variant.sm} (extension)" if variant.sm not in SEED_SMS else f"CUDA {variant.cuda} (extension)"
 
 
 def matrix(python: str | None = None, cudas: tuple[str, ...] = ("12.9", "12.8", "13.0")) -> list[Variant]:

@@ -134,12 +134,15 @@ def ci_rows(*args, env=None):
 def test_all_with_cuda_129_is_the_backends_rows_whose_full_stack_builds():
     rows = ci_rows("--sm", "all", "--isa", "all", "--cuda", "12.9")
     backend = backend_matrix("--python", "3.13", "--cuda", "12.9")
-    assert len(backend) == 47
-    # SM103 on CUDA 12.9: the plan refuses vLLM (sm_101a kernels), so no job could build the stack.
+    # the seed's 47 rows for 12.9, five sm_70 rows (one per x86 ISA) and sm_121 on armv9
+    assert len(backend) == 47 + 5 + 1 and sum(r["seed"] for r in backend) == 47
+    # SM103 on CUDA 12.9: the plan refuses vLLM (sm_101a kernels), so no job could build the stack;
+    # sm_70: flashinfer has no kernels for it.
     refused = [r["name"] for r in backend if r["refused"]]
-    assert refused and all("-sm103-" in name for name in refused)
-    assert all("sm=103" in r["refused"] and "cuda=13.0" in r["refused"] for r in backend if r["refused"])
-    assert len(rows) == 47 - len(refused)
+    assert refused and all("-sm103-" in name or "-sm70-" in name for name in refused)
+    assert all("sm=103" in r["refused"] and "cuda=13.0" in r["refused"] for r in backend if "-sm103-" in r["name"] and r["refused"])
+    assert all("sm=70" in r["refused"] for r in backend if "-sm70-" in r["name"])
+    assert len(rows) == len(backend) - len(refused)
     fields = ("name", "sm", "isa", "cuda", "platform", "python", "label", "seed")
     assert [{k: r[k] for k in fields} for r in rows] == [
         {k: r[k] for k in fields} for r in backend if not r["refused"]]
@@ -178,7 +181,7 @@ def test_backends_exclusions_are_not_emitted():
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--sm", "91"], ["--sm", "'91'", "61, 75, 80, 86, 89, 90, 100, 103, 120", "all"]),
+    (["--sm", "91"], ["--sm", "'91'", "61, 70, 75, 80, 86, 89, 90, 100, 103, 120, 121", "all"]),
     (["--isa", "avx-512"], ["--isa", "'avx-512'", "avx512", "armv9"]),
     (["--cuda", "11.8"], ["--cuda", "'11.8'", "12.9, 12.8, 13.0"]),
     (["--cuda", "12.9,all"], ["--cuda", "'all'"]),

@@ -20,7 +20,7 @@ def test_matrix_with_python_313_lists_the_seed_names(run_backend):
     assert "vllm-python313-cuda12_9-sm90-avx512" in seed
     assert "vllm-python313-cuda12_8-sm103-avx512" not in seed
     extension = [r for r in rows if not r["seed"]]
-    assert extension and all(r["cuda"] == "13.0" for r in extension)
+    assert extension and all(r["cuda"] == "13.0" or r["sm"] in ("70", "121") for r in extension)
     assert {"name", "sm", "isa", "cuda", "platform"} <= set(rows[0])
 
 
@@ -30,6 +30,12 @@ def test_matrix_table_marks_cuda13_rows(run_backend):
     line = next(l for l in out.stdout.splitlines() if l.startswith("vllm-python313-cuda13_0-sm90-avx512"))
     assert "extension" in line
     assert "88 of the seed's matrix" in out.stdout
+    v100 = next(l for l in out.stdout.splitlines() if l.startswith("vllm-python313-cuda12_9-sm70-avx512 "))
+    assert "sm_70 (extension)" in v100 and "no flashinfer" in v100
+    gb10 = next(l for l in out.stdout.splitlines() if l.startswith("vllm-python313-cuda12_9-sm121-armv9"))
+    assert "sm_121 (extension)" in gb10
+
+
 
 
 def test_matrix_defaults_to_running_python(run_backend):

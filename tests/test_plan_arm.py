@@ -92,3 +92,24 @@ def test_the_isa_flags_switch_on_what_the_seed_names(isa):
     assert SEED_EXTENSIONS[isa] <= defined
     if isa == "armv8_2":
         assert not {m for m in defined if m.startswith("__ARM_FEATURE_SVE")}  # Altra has no SVE
+
+
+def test_gb10_and_v100_plans(tmp_path):
+    """sm_121 (GB10, armv9): vLLM's 12.1 -> 12.0 mapping and flashinfer's 12.1a; sm_70 refuses flashinfer."""
+    config = {"cache-dir": str(tmp_path), "sm": "12.1", "isa": "armv9", "cuda": "12.9"}
+    plan = make_plan(resolve(config), Variant(sm="121", isa="armv9", cuda="12.9", python="313"),
+                     project_dir=tmp_path, cores=20, memory_bytes=120 * GIB)
+    assert plan.step("torch").env["TORCH_CUDA_ARCH_LIST"] == "12.1"
+    assert plan.step("flashinfer").env["FLASHINFER_CUDA_ARCH_LIST"] == "12.1a"
+    assert plan.step("bitsandbytes").env["CMAKE_ARGS"].endswith("-DCOMPUTE_CAPABILITY=121")
+    notes = " ".join(plan.step("vllm").notes)
+    assert "maps 12.1 to the 12.0 kernels" in notes and "12.0a kernels" in notes and "dropped" in notes
+    v100 = Variant(sm="70", isa="avx512", cuda="12.9", python="313")
+    with pytest.raises(BackendError, match="flashinfer 0.6.1 cannot be built for sm=70"):
+        make_plan(resolve({"cache-dir": str(tmp_path), "sm": "70", "isa": "avx512", "cuda": "12.9"}), v100,
+                  project_dir=tmp_path, cores=16, memory_bytes=120 * GIB)
+    plan = make_plan(resolve({"cache-dir": str(tmp_path), "sm": "70", "isa": "avx512", "cuda": "12.9",
+                              "components": "torch,torchvision,torchaudio,xformers,bitsandbytes"}), v100,
+                     project_dir=tmp_path, cores=16, memory_bytes=120 * GIB)
+    assert plan.step("torch").env["TORCH_CUDA_ARCH_LIST"] == "7.0"
+    assert plan.step("bitsandbytes").env["CMAKE_ARGS"].endswith("-DCOMPUTE_CAPABILITY=70")

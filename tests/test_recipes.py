@@ -7,6 +7,7 @@ Values asserted here were read from the upstream trees at the pinned tags
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 
@@ -424,12 +425,12 @@ def test_flashinfer_aot_config_narrows_the_module_set_through_the_tag_patch(tmp_
     settings = resolve({"sm": "90", "isa": "avx512", "flashinfer-aot-config": wanted})
     ctx = dataclasses.replace(ctx_for(fi, SM90, tmp_path), settings=settings)
     assert fi.environment(ctx)["FLASHINFER_AOT_CONFIG"] == '{"add_moe":false,"f16_dtype":["float16"],"fa2_head_dim":[[128,128]]}'
-    # a file works too, relative to the project; "all" (the default) sets nothing
+    # a file works too, relative to the project; "all" sets nothing (upstream's config=None)
     (tmp_path / "aot.json").write_text(wanted)
     from_file = resolve({"sm": "90", "isa": "avx512", "flashinfer-aot-config": "aot.json"}, base_dir=tmp_path)
     assert from_file.flashinfer_aot_config == settings.flashinfer_aot_config
-    assert "FLASHINFER_AOT_CONFIG" not in fi.environment(ctx_for(fi, SM90, tmp_path))
-    assert resolve({"sm": "90", "isa": "avx512", "flashinfer-aot-config": "all"}).flashinfer_aot_config is None
+    whole = resolve({"sm": "90", "isa": "avx512", "flashinfer-aot-config": "all"})
+    assert "FLASHINFER_AOT_CONFIG" not in fi.environment(dataclasses.replace(ctx, settings=whole))
     # without the jit cache there is nothing to narrow
     off = resolve({"sm": "90", "isa": "avx512", "flashinfer-aot": "false", "flashinfer-aot-config": wanted})
     assert "FLASHINFER_AOT_CONFIG" not in fi.environment(dataclasses.replace(ctx, settings=off))
@@ -438,6 +439,54 @@ def test_flashinfer_aot_config_narrows_the_module_set_through_the_tag_patch(tmp_
     text = patch.read_text()
     assert "+++ b/flashinfer-jit-cache/build_backend.py" in text and "FLASHINFER_AOT_CONFIG" in text
     assert "-        config=None,  # Use default config" in text and "+        config=config,  # None: the default config" in text
+
+
+def _patch_functions():
+    """The Python the tag patch adds to flashinfer-jit-cache/build_backend.py, as a namespace."""
+    patch = Path(__file__).resolve().parent.parent / "patches/flashinfer/flashinfer-tag/0001-aot-config-from-env.patch"
+    hunk = patch.read_text().split("@@ -77,6")[1].split("\n@@ ")[0].splitlines()[1:]
+    added = "\n".join(line[1:] for line in hunk if line.startswith("+"))
+    namespace = {"os": __import__("os")}
+    exec(compile(added, str(patch), "exec"), namespace)
+    return namespace
+
+
+def test_flashinfer_default_aot_set_is_what_vllm_calls(tmp_path):
+    """Default: vLLM 0.15.1's set (head dims 64/128/256, fp16/bf16, fp8 e4m3/e5m2 KV, no XQA/sinks/activations),
+    and the patch's "drop" leaves out the modules vLLM never calls, by flashinfer's own name format."""
+    from backend.recipes.flashinfer import vllm_aot_config
+    from backend.settings import resolve
+    from backend.variants import Variant
+
+    fi = recipes.get("flashinfer")
+    default = resolve({"sm": "90", "isa": "avx512"})
+    assert default.flashinfer_aot_config is None
+    env = fi.environment(dataclasses.replace(ctx_for(fi, SM90, tmp_path), settings=default))
+    config = json.loads(env["FLASHINFER_AOT_CONFIG"])
+    assert config["fa3_head_dim"] == config["fa2_head_dim"] == [[64, 64], [128, 128], [256, 256]]
+    assert config["f8_dtype"] == ["float8_e4m3fn", "float8_e5m2"] and config["f16_dtype"] == ["float16", "bfloat16"]
+    assert not config["add_xqa"] and not config["add_oai_oss"] and not config["add_act"] and config["add_moe"]
+    assert env["FLASHINFER_AOT_CONFIG"] == vllm_aot_config(SM90)
+    # the same JSON passes the setting's own check, so a user can start from it
+    assert resolve({"sm": "90", "isa": "avx512", "flashinfer-aot-config": env["FLASHINFER_AOT_CONFIG"]})
+    # DeepSeek's MLA prefill (192/128) only where vLLM runs it: the SM100 family
+    assert [192, 128] in json.loads(vllm_aot_config(Variant(sm="100", isa="avx512", cuda="12.9")))["fa2_head_dim"]
+    assert [192, 128] not in config["fa2_head_dim"]
+
+    patched = _patch_functions()
+    spec = lambda name: type("JitSpec", (), {"name": name})()  # flashinfer's JitSpec, of which only .name is read
+    uri = ("batch_prefill_with_kv_cache_dtype_q_{q}_dtype_kv_{kv}_dtype_o_{q}_dtype_idx_i32_head_dim_qk_128_"
+           "head_dim_vo_128_posenc_0_use_swa_False_use_logits_cap_False_f16qk_False{fa3}")  # modules.py:384-395
+    names = [uri.format(q="bf16", kv="bf16", fa3=""), uri.format(q="bf16", kv="bf16", fa3="_sm90"),
+             uri.format(q="f16", kv="e4m3", fa3=""), uri.format(q="e4m3", kv="e4m3", fa3="_sm90"),
+             "single_decode_with_kv_cache_dtype_q_f16_dtype_kv_f16_dtype_o_f16_head_dim_qk_128",
+             "batch_decode_with_kv_cache_dtype_q_f16", "batch_attention_dtype_q_f16", "batch_mla_attention_dtype_q_f16",
+             "sampling", "rope", "cascade", "norm", "page", "topk", "mamba_selective_state_update", "vllm_comm",
+             "fused_moe_90", "gemm_sm90", "spdlog"]
+    aot = type("aot", (), {"gen_all_modules": staticmethod(lambda *a, **k: [spec(n) for n in names])})
+    patched["_drop"](aot, config["drop"])
+    kept = [s.name for s in aot.gen_all_modules()]
+    assert kept == names[:3] + ["sampling", "rope", "cascade", "norm", "fused_moe_90", "gemm_sm90", "spdlog"]
 
 
 @pytest.mark.parametrize("value, words", [

@@ -57,7 +57,7 @@ def test_relative_paths_resolve_against_base(tmp_path):
 @pytest.mark.parametrize(
     "config, must_contain",
     [
-        ({"sm": "91"}, ["'sm'", "'91'", "61, 75, 80", "did you mean '90'"]),
+        ({"sm": "91"}, ["'sm'", "'91'", "61, 70, 75, 80", "did you mean '90'"]),
         ({"isa": "avx-512"}, ["'isa'", "'avx-512'", "avx512bf16", "did you mean 'avx512'"]),
         ({"sm": ["90", "80"]}, ["'sm'", "given 2 times", "'90'", "'80'"]),
         ({"smm": "90"}, ["unknown setting 'smm'", "did you mean 'sm'"]),
@@ -121,7 +121,7 @@ def test_settings_fields_and_defaults_come_from_the_table():
     hints = typing.get_type_hints(settings.Settings)
     assert hints == {o.field: o.type for o in settings.OPTIONS}
     assert all(f.type == hints[name] and f.type is not typing.Any for name, f in fields.items())
-    assert hints["sm"] == typing.Optional[typing.Literal["61", "75", "80", "86", "89", "90", "100", "103", "120"]]
+    assert hints["sm"] == typing.Optional[typing.Literal["61", "70", "75", "80", "86", "89", "90", "100", "103", "120", "121"]]
     assert (hints["jobs"], hints["offline"], hints["cache_dir"]) == (int | None, bool, Path | None)
     defaults = settings.resolve({})
     for option in settings.OPTIONS:

@@ -52,7 +52,7 @@ def test_seed_matrix_exactly():
 def test_cuda13_rows_are_an_extension_without_sm61():
     rows = [v for v in variants.matrix(python="313") if v.cuda == "13.0"]
     assert rows and not any(v.seed for v in rows)
-    assert {v.sm for v in rows} == {"75", "80", "86", "89", "90", "100", "103", "120"}
+    assert {v.sm for v in rows} == {"75", "80", "86", "89", "90", "100", "103", "120", "121"}  # no sm_61, no sm_70
 
 
 def test_names_and_labels():
@@ -76,6 +76,32 @@ def test_names_and_labels():
 def test_rules(sm, isa, cuda, fragment):
     why = variants.rule_violation(sm, isa, cuda)
     assert why is not None and fragment in why
+
+
+@pytest.mark.parametrize(
+    "sm, isa, cuda, fragment",
+    [
+        ("70", "avx512", "13.0", "dropped compute_70"),
+        ("121", "armv9", "12.8", "sm=121"),
+        ("121", "avx512", "12.9", "aarch64"),
+        ("121", "armv8_2", "12.9", "isa=armv8_2"),
+    ],
+)
+def test_v100_and_gb10_limits(sm, isa, cuda, fragment):
+    """sm_70: CUDA 12.x only (nvcc 13 dropped it); sm_121: CUDA 12.9 on, Arm (armv9) only."""
+    why = variants.rule_violation(sm, isa, cuda)
+    assert why is not None and fragment in why, why
+
+
+def test_v100_and_gb10_rows_are_an_extension():
+    rows = variants.matrix(python="313")
+    v100 = [v for v in rows if v.sm == "70"]
+    gb10 = [v for v in rows if v.sm == "121"]
+    assert {v.cuda for v in v100} == {"12.9", "12.8"} and {v.platform for v in v100} == {"x86_64"}
+    assert [(v.isa, v.cuda) for v in gb10] == [("armv9", "12.9"), ("armv9", "13.0")]
+    assert not any(v.seed for v in v100 + gb10)
+    assert sum(v.seed for v in rows) == 88
+    assert variants.Variant(sm="121", isa="armv9", cuda="12.9").arch == "12.1"
 
 
 def test_sm61_gets_no_cudnn_and_allowed_isas():

@@ -32,8 +32,13 @@ keeping flashinfer's defaults.  Upstream's jit-cache build backend always
 passes ``config=None`` (the full set: 695 modules for 9.0a, counted on the
 H200), so ``patches/flashinfer/flashinfer-tag/0001-aot-config-from-env.patch``
 makes it read ``FLASHINFER_AOT_CONFIG``, which the recipe sets.  One key is
-this project's: ``modules``, the JIT spec names to keep of that selection.  A module
+this project's: ``modules``, the JIT spec names to keep of that selection, and
+another, ``drop``, shell patterns of spec names to leave out of it.  A module
 left out compiles at first use (JIT), as without flashinfer-jit-cache.
+
+The default (``vllm``) is the set vLLM 0.15.1 calls for the variant
+(``vllm_aot_config``, derived from vLLM's source, docs/COMPONENTS.md);
+``all`` is flashinfer's whole list (695 modules for 9.0a).
 """
 
 import json
@@ -71,6 +76,10 @@ CUBIN_HEADERS = {
 def arch_list(variant) -> str:
     if variant.sm in ARCH_SPECIFIC:
         return ARCH_SPECIFIC[variant.sm]
+    if variant.sm == "121":
+        # GB10: 12.1a turns on aot.py's sm121 modules (detect_sm_capabilities: compute_121 from CUDA 12.9, the
+        # variant's floor); upstream's release list has 12.0f, whose sm_120f code also runs on 12.1
+        return "12.1a"
     if variant.sm == "120":
         return "12.0f" if version_key(variant.cuda) >= (12, 9) else "12.0a"
     return variant.arch
@@ -83,6 +92,15 @@ def uses_cubins(variant) -> bool:
     FMHA kernels; the GEMMs sm100f); other SMs never load them.
     """
     return variant.sm in ("100", "103")
+
+
+def variant_problem(variant) -> str | None:
+    """sm_70: flashinfer 0.6.1's kernels start at Turing (README.md "GPU Support": SM 7.5 and up)."""
+    if variant.sm == "70":
+        return ("flashinfer 0.6.1 cannot be built for sm=70: its kernels start at SM 7.5 (README's GPU Support "
+                "table; its release lists start at 7.5), so a V100 has no flashinfer kernels, AOT or JIT; "
+                "leave flashinfer out of -C components (vLLM then uses its Triton/FlexAttention backends there)")
+    return None
 
 
 def builds_jit_cache(variant, settings=None) -> bool:
@@ -118,14 +136,80 @@ AOT_SWITCHES = ("add_comm", "add_gemma", "add_oai_oss", "add_moe", "add_act", "a
 # vllm-stack's own key, read by the tag patch: keep only these JIT spec names of upstream's selection
 # ("fmha_gen": the trtllm-gen FMHA launcher, jit/attention/modules.py:1785, which no upstream key singles out)
 AOT_MODULES = "modules"
-AOT_KEYS = AOT_HEAD_DIMS + tuple(AOT_DTYPES) + AOT_BOOL_LISTS + AOT_SWITCHES + (AOT_MODULES,)
+AOT_DROP = "drop"  # vllm-stack's own key too: shell patterns (fnmatch) of spec names to leave out
+AOT_KEYS = AOT_HEAD_DIMS + tuple(AOT_DTYPES) + AOT_BOOL_LISTS + AOT_SWITCHES + (AOT_MODULES, AOT_DROP)
+AOT_ALL = "all"  # the setting's value for flashinfer's whole list (upstream's config=None)
+AOT_VLLM = "vllm"  # the default: what vLLM 0.15.1 calls (vllm_aot_config)
+
+# What vLLM 0.15.1 calls of flashinfer, read in the 0.14.1 and 0.16.0 sdists that bracket it (0.15.1 has none;
+# the lines are the same in both unless two are given as 0.14.1/0.16.0):
+# - attention backend (v1/attention/backends/flashinfer.py): head sizes 64, 128, 256 (get_supported_head_sizes,
+#   :348-350/:349-351); dtypes float16, bfloat16 (supported_dtypes :281); KV cache auto, bfloat16, fp8, fp8_e4m3,
+#   fp8_e5m2 (:282-288, e5m2 only in 0.16.0's list, fp8 in both) -> f8_dtype e4m3 and e5m2; window_left and
+#   logits_soft_cap reach every plan() (:965-968/:1010-1013 and the prefill/decode plans after) -> both values
+#   of use_sliding_window and use_logits_soft_cap (Mistral's window, Gemma 2's soft cap; upstream's add_gemma,
+#   head dim 256 with both, is then already in the set).  Prefill: BatchPrefillWithPagedKVCacheWrapper
+#   (:674/:718; ragged for DCP :177) with backend "auto", FA3 on sm90 (flashinfer utils.py
+#   determine_attention_backend).  Decode: BatchDecodeWithPagedKVCacheWrapper(use_tensor_cores=True)
+#   (:695-705/:739-749), which runs flashinfer's *prefill* module (decode.py:518), so no batch_decode module.
+#   Cascade: MultiLevelCascadeAttentionWrapper (:718/:762): prefill modules plus "cascade" (merge_state).
+#   The query is fp8 only where TRTLLM attention runs (:579/:594), which is SM100 only
+#   (utils/flashinfer.py supports_trtllm_attention:277-290, is_device_capability_family(100)) and is trtllm-gen
+#   (fmha_gen, cubins), not XQA -> add_xqa off and no fp8-query prefill module; sinks need TRTLLM too
+#   (flashinfer.py:360-361/:361-362) -> add_oai_oss off.
+# - MLA (model_executor/layers/attention/mla_attention.py:1155-1189 in 0.16.0): flashinfer's MLA prefill
+#   (ragged, head dim 192/128) and trtllm-gen MLA decode only on the SM100 family -> fa2 (192, 128) there;
+#   BatchMLAPagedAttentionWrapper is called nowhere -> no batch_mla module.
+# - sampling (v1/sample/ops/topk_topp_sampler.py:366-377): "sampling"; rope
+#   (model_executor/layers/rotary_embedding/common.py:89): "rope"; allreduce fusion
+#   (compilation/collective_fusion.py:540 / compilation/passes/fusion/allreduce_rms_fusion.py:137,
+#   trtllm_allreduce_fusion), all2all (flashinfer.comm.trtllm_alltoall, MnnvlMoe) -> add_comm; MoE and
+#   quantization (utils/flashinfer.py:108-135, 557-626: cutlass_fused_moe, trtllm MoE, fp4/mxfp8 quantize,
+#   mm_fp4, bmm_fp8, fp8_blockscale_gemm_sm90) -> add_moe.
+# - never imported by either: flashinfer.activation (add_act), page, quantization (packbits), topk, the
+#   Mamba and GDN kernels (vLLM has its own), single prefill/decode, BatchAttention, the vllm_comm custom
+#   allreduce and flashinfer's nvshmem module (vLLM's nvshmem is pplx_kernels').
+#   norm stays: vLLM does not call it, but this project's smoke check does (SMOKE_GPU, flashinfer.norm.rmsnorm).
+VLLM_NEVER_CALLS = (
+    "single_prefill_with_kv_cache_*", "single_decode_with_kv_cache_*", "batch_decode_with_kv_cache_*",
+    "batch_attention_*", "batch_mla_*", "batch_prefill_with_kv_cache_dtype_q_e4m3_*",
+    "batch_prefill_with_kv_cache_dtype_q_e5m2_*", "page", "quantization", "topk", "mamba_*",
+    "gdn_prefill*", "vllm_comm", "nvshmem",
+)
+VLLM_HEAD_DIMS = [[64, 64], [128, 128], [256, 256]]
+VLLM_MLA_PREFILL_HEAD_DIM = [192, 128]  # DeepSeek's qk 192 / vo 128, SM100 family only
+
+
+def vllm_aot_config(variant) -> str:
+    """The AOT set vLLM 0.15.1 calls on this variant, as canonical FLASHINFER_AOT_CONFIG JSON (see above)."""
+    fa2 = VLLM_HEAD_DIMS + ([VLLM_MLA_PREFILL_HEAD_DIM] if variant.sm in ("100", "103") else [])
+    config = {
+        "fa2_head_dim": fa2, "fa3_head_dim": VLLM_HEAD_DIMS, "f16_dtype": ["float16", "bfloat16"],
+        "f8_dtype": ["float8_e4m3fn", "float8_e5m2"], "use_sliding_window": [False, True],
+        "use_logits_soft_cap": [False, True], "add_comm": True, "add_gemma": False, "add_oai_oss": False,
+        "add_moe": True, "add_act": False, "add_misc": True, "add_xqa": False, AOT_DROP: list(VLLM_NEVER_CALLS),
+    }
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+
+
+# vLLM call paths that still compile at first use with the default set, and why (docs/COMPONENTS.md)
+VLLM_STILL_JIT = (
+    "trtllm_allreduce_fusion (vLLM's allreduce+RMSNorm fusion pass) below SM100: upstream's aot.py builds "
+    "trtllm_comm only for compute_100 (aot.py:520-526)",
+    "the FlashInfer attention backend at a head size other than 64/128/256 (vLLM refuses those) and MLA "
+    "models' FlashInfer prefill outside the SM100 family (vLLM does not select it there)",
+    "MoE and GEMM kernels upstream's aot.py lists for no SM of the variant (e.g. fused_moe on sm_80/86/89/120 "
+    "below what aot.py adds; CuTe-DSL kernels, which compile through their own JIT, never ninja)",
+)
 
 
 def aot_config(key: str, value, base: Path) -> str | None:
     """``-C flashinfer-aot-config``: inline JSON or a JSON file, checked, as canonical JSON (None: the full set)."""
     text = str(value).strip()
-    if text.lower() in ("", "all", "default"):
-        return None
+    if text.lower() == AOT_ALL:
+        return AOT_ALL
+    if text.lower() in ("", AOT_VLLM, "default"):
+        return None  # vLLM's set for the variant (vllm_aot_config), chosen when the variant is known
     if not text.startswith(("{", "[")):  # inline JSON; anything else names a file
         path = Path(text).expanduser()
         path = path if path.is_absolute() else base / path
@@ -133,7 +217,7 @@ def aot_config(key: str, value, base: Path) -> str | None:
             text = path.read_text()
         except (OSError, ValueError) as error:  # ValueError: a NUL in the path, or a file that is not UTF-8
             why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-            raise SettingError(key, str(value).replace("\0", "\\0"), "inline JSON ({...}), a JSON file, or all",
+            raise SettingError(key, str(value).replace("\0", "\\0"), "vllm, all, inline JSON ({...}), or a JSON file",
                                why=f"cannot read it: {why}") from None
     try:
         config = json.loads(text)
@@ -156,6 +240,9 @@ def aot_config(key: str, value, base: Path) -> str | None:
         elif name == AOT_MODULES:
             good = isinstance(item, list) and item and all(isinstance(n, str) and n for n in item)
             accepted = 'a non-empty list of module names, e.g. ["fmha_gen"]'
+        elif name == AOT_DROP:
+            good = isinstance(item, list) and all(isinstance(n, str) and n for n in item)
+            accepted = 'a list of module-name patterns, e.g. ["single_decode_*"]'
         elif name in AOT_BOOL_LISTS:
             good = isinstance(item, list) and item and all(type(b) is bool for b in item)
             accepted = "a non-empty list of true/false"
@@ -181,8 +268,10 @@ def environment(ctx: BuildContext) -> dict[str, str]:
         cubins = str(ctx.extras[CUBIN] / CUBIN_DIR)
         env["FLASHINFER_CUBIN_DIR"] = cubins
         env["FLASHINFER_CUBINS_REPOSITORY"] = cubins
-    if builds_jit_cache(ctx.variant, ctx.settings) and getattr(ctx.settings, "flashinfer_aot_config", None):
-        env["FLASHINFER_AOT_CONFIG"] = ctx.settings.flashinfer_aot_config  # read by the tag patch's build backend
+    if builds_jit_cache(ctx.variant, ctx.settings):
+        config = getattr(ctx.settings, "flashinfer_aot_config", None) or vllm_aot_config(ctx.variant)
+        if config != AOT_ALL:  # all: upstream's config=None
+            env["FLASHINFER_AOT_CONFIG"] = config  # read by the tag patch's build backend
     return env
 
 
@@ -224,8 +313,11 @@ def notes(variant) -> list[str]:
         f"AOT kernels (flashinfer-jit-cache) for FLASHINFER_CUDA_ARCH_LIST={arch_list(variant)}: the PyPI sdist "
         "plus the v0.6.1 tag's flashinfer-jit-cache/ folder (lock entry flashinfer-tag); -C flashinfer-aot=false "
         "builds flashinfer-python alone (kernels then compile at first use and need nvcc there); "
-        "-C flashinfer-aot-config narrows the module set (FLASHINFER_AOT_CONFIG in the plan's environment)"
+        "-C flashinfer-aot-config picks the module set (FLASHINFER_AOT_CONFIG in the plan's environment): by "
+        "default what vLLM 0.15.1 calls on this SM, all for flashinfer's whole list"
     ]
+    notes.append("vLLM call paths outside the default (vllm) AOT set, compiled at first use (need nvcc and ninja "
+                 "there): " + "; ".join(VLLM_STILL_JIT))
     if variant.sm == "103":
         notes.append("sm103: the jit-cache holds sm_103a code only; compiled at first use instead (JIT, needs nvcc "
                      "there), as upstream builds them only with 10.0a in the list, some for sm_100a alone: "
@@ -264,6 +356,7 @@ def runtime_requires(variant) -> tuple[str, ...]:
 
 
 RECIPE = Recipe(
+    variant_problem=variant_problem,
     unused_sources=unused_sources,
     bundled_wheels=bundled_wheels,
     runtime_requires=runtime_requires,

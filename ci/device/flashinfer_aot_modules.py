@@ -1,16 +1,19 @@
 """flashinfer's AOT module set (its own flashinfer/aot.py), counted, and a subset built and timed.
 
-    python3 flashinfer_aot_modules.py count  TREE OUT.json            # the full default set for FLASHINFER_CUDA_ARCH_LIST
+    python3 flashinfer_aot_modules.py count  TREE OUT.json [CONFIG.json]  # the set for FLASHINFER_CUDA_ARCH_LIST
     python3 flashinfer_aot_modules.py build  TREE BUILD_DIR CONFIG.json  # compile_and_package_modules with that config
     python3 flashinfer_aot_modules.py report NINJA_DIR OUT.json        # per-module compile seconds from .ninja_log
 
 TREE is a flashinfer source tree (the 0.6.1 sdist completed with the tag's
 flashinfer-jit-cache/), imported from there as flashinfer-jit-cache's own
 build backend does. CONFIG.json holds aot.py's get_default_config() keys
-(dtypes by name, head dims as pairs).
+(dtypes by name, head dims as pairs), and may hold vllm-stack's own keys
+"modules" (names to keep) and "drop" (fnmatch patterns to leave out), applied
+as the tag patch applies them; without CONFIG.json: upstream's whole default.
 """
 
 import collections
+import fnmatch
 import json
 import os
 import sys
@@ -52,7 +55,7 @@ def _specs(aot, config, caps):
     )
 
 
-def count(tree: Path, out: Path) -> None:
+def count(tree: Path, out: Path, config_file: Path | None = None) -> None:
     aot, jit_env = _flashinfer(tree)
     scratch = Path("/tmp/fi-aot-count")
     jit_env.FLASHINFER_CSRC_DIR = tree / "csrc"
@@ -61,13 +64,19 @@ def count(tree: Path, out: Path) -> None:
     jit_env.FLASHINFER_JIT_DIR = scratch / "cached_ops"
     jit_env.FLASHINFER_GEN_SRC_DIR = scratch / "generated"
     caps = aot.detect_sm_capabilities()
-    specs = _specs(aot, aot.get_default_config(), caps)
+    overrides = json.loads(config_file.read_text()) if config_file else {}
+    keep, drop = overrides.pop("modules", None), overrides.pop("drop", [])
+    specs = _specs(aot, _config(aot, overrides), caps)
+    if keep is not None:
+        specs = [spec for spec in specs if spec.name in keep]
+    specs = [spec for spec in specs if not any(fnmatch.fnmatchcase(spec.name, p) for p in drop)]
     sources = {spec.name: len(spec.sources) for spec in specs}
     kinds = collections.Counter(name.split("_dtype")[0].split("_head")[0] for name in sources)
     data = {"arch_list": os.environ["FLASHINFER_CUDA_ARCH_LIST"], "capabilities": caps, "modules": len(specs),
-            "cuda_sources": sum(sources.values()), "by_kind": dict(kinds.most_common()), "sources_per_module": sources}
+            "cuda_sources": sum(sources.values()), "by_kind": dict(kinds.most_common()), "sources_per_module": sources,
+            "config": str(config_file) if config_file else "upstream default"}
     out.write_text(json.dumps(data, indent=1))
-    print(f"default AOT set for {data['arch_list']}: {len(specs)} modules, {data['cuda_sources']} source files")
+    print(f"AOT set ({data['config']}) for {data['arch_list']}: {len(specs)} modules, {data['cuda_sources']} source files")
     for kind, n in kinds.most_common(12):
         print(f"  {n:4d}  {kind}")
 

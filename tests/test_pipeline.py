@@ -122,6 +122,9 @@ def test_wheelhouse_holds_every_wheel_labelled_and_pinned(first_build):
                                        "mkl": True, "nccl": True, "nvshmem": True, "openblas": False}
     assert torch_entry["links"]["mkl"] == "static: defines mkl_get_version_string"
     assert torch_entry["links"]["lapack"] == "static: defines dgetrf_"
+    # torchvision: its CPU codecs off on purpose (recipes/torchvision.py), recorded, not linked from the host
+    vision_entry = next(e for n, e in data["wheels"].items() if n.startswith("torchvision-"))
+    assert vision_entry["features"] == {"jpeg": False, "nvjpeg": False, "png": False, "webp": False}
     # where the ISA flags were passed and what they miss, per wheel (issue 22.8)
     assert torch_entry["isa_flags"]["variables"] == ["CFLAGS", "CXXFLAGS", "TORCH_NVCC_FLAGS"]
     assert torch_entry["isa_flags"]["not_reached"]

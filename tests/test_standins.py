@@ -204,6 +204,25 @@ def test_downstream_wheel(name, downstream, builder, cuobjdump):
     assert r.stdout.split() == ["2", "20.0", "True", f"{DOWNSTREAM[name]}+{LABEL}"]
 
 
+def test_torchvision_image_codecs_as_its_setup_py_finds_them(downstream, builder, torch_wheel):
+    """image.so links libpng and libjpeg where setup.py finds them (ci/apt/torchvision.txt) and verification
+    records them; with TORCHVISION_USE_PNG=0 / _JPEG=0 (the recipe's choice) it has neither, and verification
+    refuses that wheel where PNG and JPEG are asked for."""
+    import dataclasses
+
+    torchvision = recipes.get("torchvision")
+    asking = dataclasses.replace(torchvision, features=dataclasses.replace(
+        torchvision.features, promised=lambda variant: ("png", "jpeg")))
+    sm90 = Variant(sm="90", isa=ISA, cuda="13.0")
+    links: dict[str, dict[str, str]] = {}
+    check_features(asking, sm90, [downstream["torchvision"]], "strict", links=links)
+    found = links[downstream["torchvision"].name]
+    assert found["png"].startswith("libpng") and found["jpeg"].startswith("libjpeg"), found
+    wheels, result = builder.build("torchvision", {"FORCE_CUDA": "1", "TORCHVISION_USE_PNG": "0", "TORCHVISION_USE_JPEG": "0"})
+    with pytest.raises(BackendError, match="built without png, jpeg, which the variant"):
+        check_features(asking, sm90, wheels, "strict")
+
+
 def test_xformers_without_force_cuda_skips_cuda_silently(builder, torch_wheel, work):
     wheels, result = builder.build("xformers")
     assert "building without CUDA" in result.stdout + result.stderr

@@ -18,30 +18,23 @@ VERSION = "0.24.1"
 # and libwebp from conda (packaging/pre_build_script.sh: "conda install libwebp>=1.3.2",
 # "conda install libjpeg-turbo -c pytorch"; libpng from conda on aarch64, the build image elsewhere)
 # and copy them into the wheel (packaging/post_build_script.sh -> packaging/wheel/relocate.py).
-# Nothing in our locks provides them (no PyPI wheel ships libpng/libjpeg headers and static
-# libraries), so the codecs come from the host: the recipe asks for every codec explicitly, its first
-# command stops the build with one line when libpng-config or jpeglib.h is missing (instead of a
-# torchvision that cannot decode images), and verification refuses an image.so without PNG and JPEG.
-# WEBP is built when webp/decode.h is there too (upstream's wheels have it) and recorded.  The wheel then links the host's libpng16 / libjpeg / libwebp (DT_NEEDED, not
-# grafted): the target machine needs them too (docs/COMPONENTS.md).  NVJPEG: built where the
-# toolchain's CUDA_HOME has nvjpeg.h: the pypi toolchain now installs nvidia-nvjpeg (its library table,
-# backend/toolchains/pypi.py), an installed toolkit has it; the nix toolchain's torch set leaves it out
-# (nix.py EVERY_LIBRARY).  The manifest records which codecs were linked.
-CODEC_SWITCHES = {"TORCHVISION_USE_PNG": "1", "TORCHVISION_USE_JPEG": "1", "TORCHVISION_USE_WEBP": "1",
+# The wheels this project builds carry no library a fresh host may lack: verification refuses a DT_NEEDED
+# that no file of the wheel, wheel of the wheelhouse, declared requirement, toolchain or manylinux
+# system library provides (verify/linkage.py), and nothing is grafted.  A host's libpng16 / libjpeg /
+# libwebp are none of those (the torchvision stand-in linking them is refused so in tests/test_pipeline),
+# Debian's static libpng16.a is not -fPIC (it cannot go into image.so), no PyPI wheel ships these
+# libraries with their headers, and neither lock has their sources yet.  Refusing torchvision outright
+# would refuse the stack (vLLM requires torchvision).  So the recipe builds torchvision *without* its
+# CPU codecs on purpose, explicitly (TORCHVISION_USE_PNG/_JPEG/_WEBP=0, so the result does not depend on
+# which -dev packages the host has), says so in the plan, and the manifest records image.so's codecs;
+# NVJPEG (TORCHVISION_USE_NVJPEG=1) is built where the toolchain's CUDA_HOME has nvjpeg.h, a toolchain
+# library the wheel declares: the pypi toolchain installs nvidia-nvjpeg (backend/toolchains/pypi.py), an
+# installed toolkit has it, the nix toolchain's set leaves it out.  Verification refuses an image.so
+# without a codec the recipe asks for (CODEC_SWITCHES "1"); what stays to do is building libpng and
+# libjpeg-turbo -fPIC from locked sources (docs/COMPONENTS.md).
+CODEC_SWITCHES = {"TORCHVISION_USE_PNG": "0", "TORCHVISION_USE_JPEG": "0", "TORCHVISION_USE_WEBP": "0",
                   "TORCHVISION_USE_NVJPEG": "1"}
-# Where setup.py looks on Linux (find_libpng, find_library): the check below mirrors it.
-CODEC_CHECK = """
-import os, shutil, sys
-includes = [p for p in os.environ.get("TORCHVISION_INCLUDE", "").split(os.pathsep) if p]
-includes += [os.path.join(os.environ[v], "include") for v in ("BUILD_PREFIX", "CONDA_PREFIX") if os.environ.get(v)]
-includes += ["/usr/include", "/usr/local/include"]
-missing = [] if shutil.which("libpng-config") else ["libpng-config (libpng >= 1.6)"]
-missing += [h for h in ("jpeglib.h",) if not any(os.path.exists(os.path.join(d, h)) for d in includes)]
-if missing:
-    sys.exit("torchvision: its image codecs are missing on this host: " + ", ".join(missing)
-             + "; install libpng-dev and libjpeg-dev (libwebp-dev adds WEBP) or name their include folder in"
-             + " TORCHVISION_INCLUDE; without them torchvision cannot decode PNG or JPEG")
-"""
+CPU_CODECS = {"png": "TORCHVISION_USE_PNG", "jpeg": "TORCHVISION_USE_JPEG", "webp": "TORCHVISION_USE_WEBP"}
 
 
 def environment(ctx: BuildContext) -> dict[str, str]:
@@ -53,13 +46,22 @@ def environment(ctx: BuildContext) -> dict[str, str]:
     }
 
 
-def commands(ctx: BuildContext) -> list[list[str]]:
-    return [[ctx.python, "-c", CODEC_CHECK], pip_wheel(ctx)]
+def notes(variant) -> list[str]:
+    off = [codec.upper() for codec, switch in CPU_CODECS.items() if CODEC_SWITCHES[switch] == "0"]
+    if not off:
+        return []
+    return [f"torchvision is built without its {'/'.join(off)} decoders (torchvision.io.decode_png / decode_jpeg "
+            "on CPU raise): no portable libpng/libjpeg is supplied yet; JPEG decoding on the GPU (NVJPEG) is "
+            "built where the toolchain has nvjpeg"]
+
+
+def promised_codecs(variant) -> tuple[str, ...]:
+    """The CPU codecs the recipe asks setup.py for: image.so must carry each (verification)."""
+    return tuple(codec for codec, switch in CPU_CODECS.items() if CODEC_SWITCHES[switch] == "1")
 
 
 # image.so links (or, statically, carries) each codec setup.py found: read_image / decode_png call libpng,
-# decode_jpeg libjpeg, decode_webp libwebp, decode_jpegs_cuda nvjpeg.  PNG and JPEG are what every
-# upstream wheel has; WEBP and NVJPEG are recorded.
+# decode_jpeg libjpeg, decode_webp libwebp, decode_jpegs_cuda nvjpeg.
 FEATURES = Features(
     object="torchvision/image.so",
     markers={
@@ -68,9 +70,9 @@ FEATURES = Features(
         "webp": Marker(libraries=("libwebp",), symbols=("WebPGetFeaturesInternal", "WebPDecodeRGB")),
         "nvjpeg": Marker(libraries=("libnvjpeg",), symbols=("nvjpegCreateSimple",)),
     },
-    promised=lambda variant: ("png", "jpeg"),
-    hint="install libpng-dev and libjpeg-dev (setup.py finds libpng through libpng-config and jpeglib.h in "
-         "/usr/include) and see the torchvision log's 'Building torchvision without' lines",
+    promised=promised_codecs,
+    hint="setup.py finds libpng through libpng-config and jpeglib.h in TORCHVISION_INCLUDE or /usr/include; "
+         "see the torchvision log's 'Building torchvision without' lines",
 )
 
 
@@ -96,7 +98,8 @@ RECIPE = Recipe(
     build_requires=("setuptools>=70.1.0", "wheel"),
     mem_per_job_gb=2.0,
     environment=environment,
-    commands=commands,
+    commands=lambda ctx: [pip_wheel(ctx)],
+    notes=notes,
     features=FEATURES,
     smoke=SMOKE,
     smoke_gpu=SMOKE_GPU,

@@ -286,3 +286,22 @@ def test_an_unknown_line_is_a_one_line_setting_error():
                              "-C", "vllm=0.12.0"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "setting 'vllm': bad value '0.12.0'; accepted: 0.13.0, 0.14.0, 0.14.1, 0.15.1, 0.16.0" in result.stderr
+
+
+def test_a_local_checkout_gets_its_own_side_tree_pins(tmp_path):
+    """-C source.vllm=DIR: the FlashMLA its flashmla.cmake pins (0.14.1's), not the 0.15.1 lock's; the rest unchanged."""
+    tree = vllm_tree(tmp_path / "vllm", flashmla=FLASHMLA_0141)
+    settings = project.load_settings_from_cli(["sm=90", "isa=avx512", "cuda=12.9", f"source.vllm={tree}",
+                                               f"cache-dir={tmp_path / 'cache'}"])
+    variant = Variant(sm="90", isa="avx512", cuda="12.9", python="313")
+    plan = plan_mod.make_plan(settings, variant, project_dir=project.PROJECT_DIR, cores=2, memory_bytes=64 << 30)
+    base = lock_mod.load()
+    assert plan.lock.entries["flashmla"].version == FLASHMLA_0141 and not plan.lock.entries["flashmla"].verified
+    assert "flashmla-cutlass" not in plan.lock.entries  # its gitlink is unknown without a mirror: not 0.15.1's
+    assert plan.lock.entries["vllm-cutlass"] == base.entries["vllm-cutlass"]
+    assert plan.lock.entries["flashinfer"] == base.entries["flashinfer"]
+    assert any(d.startswith("source.vllm: flashmla: c2afa9cb93e674d5a9120a170a6da57b89267208 in 0.15.1, "
+                            f"{FLASHMLA_0141} here") for d in plan.release["differences"])
+    # a checkout pinning what the lock pins changes nothing
+    same = vllm_tree(tmp_path / "same")
+    assert vllm_release.lock_for("0.15.1", same) == (vllm_release.line_lock("0.15.1"), [])

@@ -140,7 +140,7 @@ def _stage_bundled(plan: Plan, name: str, staged_dir: Path):
     from ..settings import cache_dir
     from ..sources import fetch, lock
 
-    entry = lock.load().entries[name]
+    entry = (plan.lock or lock.load()).entries[name]
     copy = staged_dir / entry.filename  # the wheel's own file name (the lock entry's filename)
     shutil.copyfile(fetch.cache_path(entry, cache_dir(plan.settings)), copy)
     return copy, entry
@@ -234,7 +234,7 @@ def _prepare_source(plan: Plan, step: Step):
     prepared = sources_prepare.prepare_for_build(
         step.component, cache_dir=cache_dir(settings), workdir=plan.layout.source_workdir(recipes.get(step.component)),
         patches=step.patches, local=settings.sources.get(step.component), offline=settings.offline,
-        allow_unverified=settings.allow_unverified, unused=step.unused_sources,
+        allow_unverified=settings.allow_unverified, unused=step.unused_sources, lock=plan.lock,
     )
     if prepared.root != step.tree or dict(prepared.extras) != dict(step.extras):
         raise BackendError(f"{step.component}: the sources were prepared in {prepared.root} "

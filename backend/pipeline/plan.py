@@ -29,6 +29,7 @@ from ..recipes import BuildContext, Recipe
 from ..settings import Settings, cache_dir
 from ..sources import prepare as sources_prepare
 from ..sources import vllm_release
+from ..sources.lock import Lock
 from ..sources.patches import PatchDecision
 from ..variants import Variant
 from .compiler_cache import CompilerCache
@@ -93,6 +94,7 @@ class Plan:
     compiler_cache: CompilerCache  # the tool every step's compiles go through
     release: dict = dataclasses.field(default_factory=dict)  # the vLLM release line's facts (vllm_release.line_facts)
     release_problem: str | None = None  # why this line is planned but not built
+    lock: Lock | None = None  # the sources: the vLLM line's lock, with a local vLLM checkout's side-tree pins
 
     def step(self, component: str) -> Step:
         for step in self.steps:
@@ -241,7 +243,8 @@ def make_plan(
         torch_version = torch_recipe.local_version(variant, torch_recipe.tree_version(local_torch) if local_torch else None)
 
     release = vllm_release.line_facts(settings.vllm)
-    lock = vllm_release.line_lock(settings.vllm)
+    lock, local_differences = vllm_release.lock_for(settings.vllm, settings.sources.get("vllm"))
+    release["differences"] = release["differences"] + [f"source.vllm: {d}" for d in local_differences]
     cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir, url=settings.compiler_cache_url)
     steps = []
     for recipe in selected:
@@ -306,7 +309,8 @@ def make_plan(
             )
         )
     return Plan(variant=variant, settings=settings, layout=layout, steps=tuple(steps), torch_version=torch_version,
-                compiler_cache=cache, release=release, release_problem=release_problem(settings.vllm, release, python))
+                compiler_cache=cache, release=release, release_problem=release_problem(settings.vllm, release, python),
+                lock=lock)
 
 
 def release_problem(line: str, release: dict, python: str) -> str | None:

@@ -103,7 +103,8 @@ def check_offline_sources(plan: Plan) -> None:
 
     cache = cache_dir(plan.settings)
     missing = [entry for step in plan.steps for entry in prepare.missing_offline(
-        step.component, cache_dir=cache, local=step.component in plan.settings.sources, unused=step.unused_sources)]
+        step.component, cache_dir=cache, local=step.component in plan.settings.sources, unused=step.unused_sources,
+        lock=plan.lock)]
     if missing:
         error = fetch.offline_missing(missing[0], fetch.cache_path(missing[0], cache))
         if missing[1:]:

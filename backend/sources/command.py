@@ -14,7 +14,7 @@ from ..errors import BackendError
 from ..settings import Settings, cache_dir, redact_url
 from . import fetch as fetch_mod
 from .lock import Entry, Lock, load
-from .vllm_release import line_lock, lock_from_vllm
+from .vllm_release import lock_for, lock_from_vllm
 
 
 def needed_components(settings: Settings) -> list[str]:
@@ -43,7 +43,7 @@ def fetch_main(settings: Settings, *, lock: Lock | None = None) -> int:
     from ..report_table import table
     from .prepare import FetchIncomplete, fetch_all
 
-    lock = lock if lock is not None else line_lock(settings.vllm)
+    lock = lock if lock is not None else lock_for(settings.vllm, settings.sources.get("vllm"))[0]
     components = needed_components(settings)
     skip = [lock.main_entry(c).name for c in components if c in settings.sources]
     unused = _unused_sources(settings, components)

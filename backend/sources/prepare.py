@@ -280,6 +280,7 @@ def prepare_for_build(
     allow_unverified: Sequence[str] = (),
     unused: Sequence[str] = (),
     patches_dir: Path | None = None,
+    lock: Lock | None = None,
 ) -> PreparedSource:
     """The trees of one planned build, with exactly the planned ``patches`` (``planned_patches``) applied.
 
@@ -292,11 +293,11 @@ def prepare_for_build(
     planned = [(d.name, d.sha256) for d in patches if d.applied]
     if local is None:
         prepared = prepare(component, cache_dir=cache_dir, workdir=workdir, offline=offline,
-                           allow_unverified=allow_unverified, unused=unused, patches_dir=patches_dir)
+                           allow_unverified=allow_unverified, unused=unused, patches_dir=patches_dir, lock=lock)
         if prepared.patches != planned:
             raise BackendError(f"patches/{component} changed since the plan was made; run again")
         return prepared
-    prepared = prepare(component, cache_dir=cache_dir, workdir=workdir, offline=offline,
+    prepared = prepare(component, cache_dir=cache_dir, workdir=workdir, offline=offline, lock=lock,
                        allow_unverified=allow_unverified, local=local, patch_local=True, unused=unused,
                        patches_dir=patches_dir)
     copy = Path(workdir) / LOCAL_TREE

@@ -98,7 +98,7 @@ class Pin:
 class Release:
     """What one vLLM tree pins."""
 
-    version: str
+    version: str | None  # None: the tree does not state it (a git checkout)
     pythons: list[str]
     torch_cmake: str | None
     requirements: dict[str, str]  # distribution -> exact version (==)
@@ -182,7 +182,7 @@ def _requirements(tree: Path) -> dict[str, str]:
     return pins
 
 
-def _version(tree: Path) -> str:
+def _version(tree: Path) -> str | None:
     pkg_info = tree / "PKG-INFO"
     if pkg_info.is_file():
         match = re.search(r"^Version:\s*(\S+)", pkg_info.read_text(encoding="utf-8", errors="replace"), re.M)
@@ -194,8 +194,7 @@ def _version(tree: Path) -> str:
                           version_py.read_text(encoding="utf-8", errors="replace"), re.M)
         if match:
             return match.group(1)
-    raise BackendError(f"lock --from-vllm: {tree} has no PKG-INFO or vllm/_version.py saying its version; "
-                       "accepted: a vLLM sdist, its unpacked tree, or a release version")
+    return None  # a git checkout: its tags say it (checkout_version.py); a lock cannot be named after it
 
 
 def read_tree(tree: Path) -> Release:
@@ -349,7 +348,7 @@ def generate(tree: Path, *, origin: str, main_url: str | None, main_sha256: str 
     differences = shape_differences(release)
     unverified: list[str] = []
     entries: list[dict] = []
-    main = {"name": "vllm", "component": "vllm", "version": release.version,
+    main = {"name": "vllm", "component": "vllm", "version": release.version or "unknown",
             "url": main_url or f"https://github.com/vllm-project/vllm/archive/refs/tags/v{release.version}.tar.gz",
             "strip": 1, "max_mb": 500, "max_unpacked_mb": 2000}
     if main_sha256:
@@ -604,6 +603,9 @@ def lock_from_vllm(spec: str, *, cache_dir: Path, offline: bool, output: Path | 
                                    f"({sha or 'no such file'}); accepted: PyPI's sdist as it was published")
             else:
                 main_sha = None  # a file we cannot tie to a URL: the lock's entry must be hashed online
+        if read_tree(tree).version is None:
+            raise BackendError(f"lock --from-vllm: {tree} has no PKG-INFO or vllm/_version.py saying its version; "
+                               "accepted: a vLLM sdist, its unpacked tree, or a release version")
         generated = generate(tree, origin=origin, main_url=main_url, main_sha256=main_sha, base=base,
                              mirrors=mirrors, pypi=not offline)
         generated.differences += build_file_differences(generated.release, (output.parent if output else LOCKS_DIR))
@@ -672,3 +674,47 @@ def line_rows(folder: Path = LOCKS_DIR) -> list[tuple[str, str, dict]]:
             facts = line_facts(release, folder=folder)
             rows += [(release, python, facts) for python in facts["pythons"]]
     return rows
+
+
+def local_tree_lock(lock: Lock, tree: Path, mirrors: Sequence[Path] = ()) -> tuple[Lock, list[str]]:
+    """``lock`` with the side trees a local vLLM checkout pins in its own files (-C source.vllm=DIR).
+
+    Only what the checkout pins is replaced: a side tree it pins the same as the lock keeps the lock's entry
+    and hash, another commit gets an entry without a hash (fetching it needs -C allow-unverified=<name> or a
+    `lock` run), and one it does not pin (no such file) stays the lock's.  Returns the differences too.
+    """
+    if not (Path(tree) / "CMakeLists.txt").is_file():
+        return lock, []
+    release = read_tree(Path(tree))
+    if not release.side_trees:
+        return lock, []
+    generated = generate(Path(tree), origin=f"the checkout {tree}", main_url=None, main_sha256=None, base=lock,
+                         mirrors=mirrors, pypi=False)
+    side = [t for t in generated.entries if t["component"] == "vllm" and t["name"] != "vllm"]
+    text = f"format = {lock_mod.LOCK_FORMAT}\n" + "".join(
+        f"\n[source.{t['name']}]\n" + "".join(f"{k} = {_toml_value(t[k])}\n" for k in t if k != "name") for t in side)
+    parsed = lock_mod.parse(text, lock.path or lock_mod.DEFAULT_LOCK).entries
+
+    def same(a: Entry, b: Entry | None) -> bool:
+        return b is not None and (a.url, a.sha256, a.nar, a.dest, a.version) == (b.url, b.sha256, b.nar, b.dest, b.version)
+
+    replaced = {name: entry for name, entry in parsed.items() if not same(entry, lock.entries.get(name))}
+    if not replaced:
+        return lock, []
+    entries = {name: replaced.get(name, entry) for name, entry in lock.entries.items()}
+    for name, entry in replaced.items():
+        entries.setdefault(name, entry)
+    pinned = {t.submodule_entry for t in KNOWN_SIDE_TREES if t.entry in release.side_trees and t.submodule_entry}
+    for name in pinned - set(parsed):  # a submodule pin that could not be read: not the lock's, for another commit
+        if any(t.submodule_entry == name and lock.entries.get(t.entry) and entries[t.entry] != lock.entries[t.entry]
+               for t in KNOWN_SIDE_TREES):
+            entries.pop(name, None)
+    differences = [d for d in generated.differences
+                   if not d.startswith(("flashinfer:", "torch:", "torchvision:", "torchaudio:", "xformers:"))]
+    return Lock(entries=entries, path=lock.path, release_line=lock.release_line), differences
+
+
+def lock_for(release: str, local_vllm: Path | None = None, mirrors: Sequence[Path] = ()) -> tuple[Lock, list[str]]:
+    """The lock a build uses: the release line's, with a local vLLM checkout's own side-tree pins."""
+    lock = line_lock(release)
+    return local_tree_lock(lock, local_vllm, mirrors) if local_vllm is not None else (lock, [])

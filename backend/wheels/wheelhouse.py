@@ -100,7 +100,7 @@ class Wheelhouse:
             if entry.get("component") != component or entry.get("build_key") != build_key:
                 continue
             path = self.root / name
-            if not path.is_file() or path.stat().st_size != entry.get("size") or sha256_file(path) != entry.get("sha256"):
+            if not path.is_file() or path.stat().st_size != entry.get("size") or _content_hash(path) != entry.get("sha256"):
                 return []
             if read_wheel(path, check_record=False).holds_only_metadata():
                 return []  # an empty wheel an older, unlocked race left behind: rebuild it
@@ -125,7 +125,7 @@ class Wheelhouse:
             size = path.stat().st_size
             if size != entry.get("size"):
                 found.append(f"{name} ({size} bytes, the manifest says {entry.get('size')})")
-            elif sha256_file(path) != entry.get("sha256"):
+            elif _content_hash(path) != entry.get("sha256"):
                 found.append(f"{name} (its sha256 is not the manifest's)")
         return found
 
@@ -333,6 +333,20 @@ def _plain_wheel_name(name: Any) -> bool:
     """A valid wheel file name and nothing else: no folder part, no '..', not hidden."""
     return (isinstance(name, str) and name.endswith(".whl") and name == os.path.basename(name)
             and "\\" not in name and not name.startswith(".") and _distribution(name) is not None)
+
+
+# One build hashes a wheel once (lookup, then the checks before and after the steps): the memo is per
+# process and keyed on the file's whole identity.  Other bytes put in its place cannot keep it: writing
+# changes the ctime (os.utime restores an mtime, never a ctime), a rename the inode.
+_HASHED: dict[tuple, str] = {}
+
+
+def _content_hash(path: Path) -> str:
+    info = path.stat()
+    identity = (str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    if identity not in _HASHED:
+        _HASHED[identity] = sha256_file(path)
+    return _HASHED[identity]
 
 
 def _remove_orphans(root: Path, keep: Path) -> None:

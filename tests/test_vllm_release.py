@@ -29,6 +29,7 @@ from backend import toml
 from backend.recipes import vllm as vllm_recipe
 from backend.sources import lock as lock_mod
 from backend.sources import vllm_release
+from backend.sources.nar import nar_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 FLASHMLA_0141 = "46d64a8ebef03fa50b4ae74937276a5c940e3f95"
@@ -121,21 +122,27 @@ def test_a_tree_like_0151_differs_in_nothing_and_reuses_the_locks_hashes(tmp_pat
     assert generated.unverified == ["vllm"]  # a tree names no sdist: its own archive is not hashed
 
 
-def test_a_new_flashmla_gets_its_gitlink_from_a_mirror_and_is_marked_unverified(tmp_path):
-    mirrors, commit = git_mirror(tmp_path / "mirrors", "flashmla", FLASHMLA_CUTLASS_0141)
+def test_a_new_flashmla_gets_its_gitlink_and_hash_from_a_mirror(tmp_path):
+    gitlink = "1234567890abcdef1234567890abcdef12345678"  # a CUTLASS commit no known lock hashes
+    mirrors, commit = git_mirror(tmp_path / "mirrors", "flashmla", gitlink)
     tree = vllm_tree(tmp_path / "vllm", flashmla=commit)
     generated = vllm_release.generate(tree, origin="t", main_url=None, main_sha256=None, base=lock_mod.load(),
                                       mirrors=[mirrors], pypi=False)
     by_name = {t["name"]: t for t in generated.entries}
-    assert by_name["flashmla-cutlass"]["url"] == f"https://github.com/NVIDIA/cutlass/archive/{FLASHMLA_CUTLASS_0141}.tar.gz"
+    assert by_name["flashmla-cutlass"]["url"] == f"https://github.com/NVIDIA/cutlass/archive/{gitlink}.tar.gz"
     assert by_name["flashmla-cutlass"]["dest"] == "flashmla/csrc/cutlass"
-    assert "nar" not in by_name["flashmla"] and "UNVERIFIED" in by_name["flashmla"]["why"]
-    assert {"flashmla", "flashmla-cutlass"} <= set(generated.unverified)
-    assert any(d.startswith(f"flashmla-cutlass: 147f5673d0c1c3dcf66f78d677fd647e4a020219 in 0.15.1, {FLASHMLA_CUTLASS_0141}")
+    assert "nar" not in by_name["flashmla-cutlass"] and "UNVERIFIED" in by_name["flashmla-cutlass"]["why"]
+    # FlashMLA's own tree: `git archive` of the mirror, a folder holding the empty submodule folder
+    expected = tmp_path / "expected"
+    (expected / "csrc" / "cutlass").mkdir(parents=True)
+    assert by_name["flashmla"]["nar"] == nar_hash(expected)
+    assert set(generated.unverified) == {"vllm", "flashmla-cutlass"}
+    assert any(d.startswith(f"flashmla-cutlass: 147f5673d0c1c3dcf66f78d677fd647e4a020219 in 0.15.1, {gitlink}")
                for d in generated.differences)
     # without the mirror the gitlink is unknown: said, and not guessed
     blind = vllm_release.generate(tree, origin="t", main_url=None, main_sha256=None, base=lock_mod.load(), pypi=False)
     assert "flashmla-cutlass" not in {t["name"] for t in blind.entries}
+    assert "flashmla" in blind.unverified
     assert any("gitlink" in d and "unknown" in d for d in blind.differences)
 
 

@@ -51,6 +51,7 @@ from ..hashing import sha256_file
 from . import fetch as fetch_mod
 from . import lock as lock_mod
 from .lock import Entry, Lock
+from .nar import nar_hash
 from .unpack import extract
 
 LOCKS_DIR = lock_mod.PROJECT_ROOT / "third_party" / "locks"
@@ -80,6 +81,13 @@ KNOWN_SIDE_TREES = (
     SideTree("qutlass", "cmake/external_projects/qutlass.cmake", "QUTLASS_SRC_DIR"),
     SideTree("triton-kernels", "cmake/external_projects/triton_kernels.cmake", "TRITON_KERNELS_SRC_DIR"),
 )
+# NAR hashes of trees no mirror here can archive whole, from a reviewed recipe that pins the same tree.
+KNOWN_NARS = {
+    # CUTLASS e94e888d is tag v3.9.0 (git describe in a mirror); nixpkgs' vllm 0.11.2 recipe pins that tag's
+    # fetchFromGitHub as 'cutlass-flashmla' with this hash (FlashMLA 46d64a8e's submodule, vllm issue 27425).
+    ("https://github.com/NVIDIA/cutlass", "e94e888df3551224738bfa505787b515eae8352f"):
+        ("sha256-Q6y/Z6vahASeSsfxvZDwbMFHGx8CnsF90IlveeVLO9g=", "nixpkgs' vllm 0.11.2 recipe ('cutlass-flashmla', tag v3.9.0 = this commit)"),
+}
 # The files whose change can change the recipe (configure steps, variables, sources compiled).
 BUILD_FILES = ("CMakeLists.txt", "setup.py", "pyproject.toml", "cmake/utils.cmake")
 # The seed's release lines (its README's branch table: release, Python); each line's torch is its lock's.
@@ -260,19 +268,46 @@ def shape_differences(release: Release) -> list[str]:
 # --- submodule pins -----------------------------------------------------------
 
 
+def _mirror_dirs(repo: str, mirrors: Sequence[Path]) -> list[Path]:
+    """The git directories of ``repo`` under the mirror folders (GitHub names are case-insensitive)."""
+    owner_name = urlparse(repo).path.strip("/").lower()
+    found = []
+    for root in mirrors:
+        if not Path(root).is_dir():
+            continue
+        for child in sorted(Path(root).iterdir()):
+            name = child.name.lower().replace("+", "/")
+            if name == owner_name or name == owner_name.split("/")[1]:
+                found += [d for d in (child / "repo", child) if (d / "HEAD").is_file()][:1]
+    return found
+
+
 def submodule_pin(repo: str, rev: str, path: str, mirrors: Sequence[Path]) -> str | None:
     """The gitlink at ``path`` in ``repo`` at ``rev``, from a local git mirror (None where none holds it)."""
-    owner_name = urlparse(repo).path.strip("/")
-    for root in mirrors:
-        for candidate in (Path(root) / owner_name.replace("/", "+") / "repo", Path(root) / owner_name.replace("/", "+"),
-                          Path(root) / owner_name.split("/")[1]):
-            if not candidate.exists():
+    for git_dir in _mirror_dirs(repo, mirrors):
+        result = subprocess.run(["git", "--git-dir", str(git_dir), "ls-tree", rev, "--", path],
+                                capture_output=True, text=True, check=False)
+        fields = result.stdout.split()
+        if result.returncode == 0 and len(fields) >= 3 and fields[1] == "commit":
+            return fields[2]
+    return None
+
+
+def mirror_nar(repo: str, rev: str, mirrors: Sequence[Path]) -> str | None:
+    """The NAR hash of ``git archive <rev>`` from a local mirror: the tree GitHub's /archive/ of it holds
+    (both apply the repository's export-ignore and export-subst attributes; submodules stay empty folders).
+    None where no mirror holds the commit with every blob (a snapshot may lack its largest files)."""
+    for git_dir in _mirror_dirs(repo, mirrors):
+        with tempfile.TemporaryDirectory(prefix="lock-mirror-") as scratch:
+            archive = Path(scratch) / "tree.tar"
+            with archive.open("wb") as out:
+                result = subprocess.run(["git", "--git-dir", str(git_dir), "-c", "core.autocrlf=false", "archive",
+                                         "--format=tar", "--prefix=tree/", rev], stdout=out, stderr=subprocess.DEVNULL,
+                                        check=False)
+            if result.returncode != 0:
                 continue
-            result = subprocess.run(["git", "--git-dir", str(candidate), "ls-tree", rev, "--", path],
-                                    capture_output=True, text=True, check=False)
-            fields = result.stdout.split()
-            if result.returncode == 0 and len(fields) >= 3 and fields[1] == "commit":
-                return fields[2]
+            extract(archive, Path(scratch) / "tree", strip=1, max_bytes=4000 * lock_mod.MB)
+            return nar_hash(Path(scratch) / "tree")
     return None
 
 
@@ -320,7 +355,8 @@ def _find_base(base: Lock, url: str) -> Entry | None:
     return None
 
 
-def _side_entry(name: str, pin: Pin, base: Lock, dest: str | None = None, why: str = "") -> tuple[dict, bool]:
+def _side_entry(name: str, pin: Pin, base: Lock, dest: str | None = None, why: str = "",
+                mirrors: Sequence[Path] = ()) -> tuple[dict, bool]:
     url = _archive_url(pin)
     known = _find_base(base, url)
     table = {"name": name, "component": "vllm", "version": _pin_version(pin.rev), "url": known.url if known else url,
@@ -335,6 +371,17 @@ def _side_entry(name: str, pin: Pin, base: Lock, dest: str | None = None, why: s
     if known is not None and known.nar:
         table["nar"] = known.nar
         table["why"] = f"{why}{pin.where} pins {pin.rev}. NAR hash: third_party/sources.lock's {known.name}, the same URL."
+        return table, True
+    if (pin.repo, pin.rev) in KNOWN_NARS:
+        table["nar"], source = KNOWN_NARS[(pin.repo, pin.rev)]
+        table["why"] = f"{why}{pin.where} pins {pin.rev}. NAR hash: {source}."
+        return table, True
+    nar = mirror_nar(pin.repo, pin.rev, mirrors)
+    if nar is not None:
+        table["nar"] = nar
+        table["why"] = (f"{why}{pin.where} pins {pin.rev}. NAR hash computed from `git archive {pin.rev[:12]}` of a "
+                        "mirror of the repository (the tree GitHub's archive holds; reproduces the hand-written "
+                        "lock's vllm-flash-attn hash the same way).")
         return table, True
     table["why"] = (f"{why}{pin.where} pins {pin.rev}. UNVERIFIED: a GitHub archive no known lock hashes; "
                     "needs `python -m backend lock` with network.")
@@ -363,7 +410,7 @@ def generate(tree: Path, *, origin: str, main_url: str | None, main_sha256: str 
         pin = release.side_trees.get(known.entry)
         if pin is None:
             continue
-        table, ok = _side_entry(known.entry, pin, base, why=f"Env {known.env}. ")
+        table, ok = _side_entry(known.entry, pin, base, why=f"Env {known.env}. ", mirrors=mirrors)
         entries.append(table)
         if not ok:
             unverified.append(known.entry)
@@ -403,21 +450,23 @@ def generate(tree: Path, *, origin: str, main_url: str | None, main_sha256: str 
             continue
         sub_pin = Pin("https://github.com/NVIDIA/cutlass", gitlink, f"{known.entry} {pin.rev[:8]}:{known.submodule} (gitlink)")
         table, ok = _side_entry(known.submodule_entry, sub_pin, base, dest=parent_dest,
-                                why=f"{known.entry}'s {known.submodule} submodule (empty in an archive). ")
+                                why=f"{known.entry}'s {known.submodule} submodule (empty in an archive). ",
+                                mirrors=mirrors)
         entries.append(table)
         if not ok:
             unverified.append(known.submodule_entry)
         if child is not None and child.version != gitlink:
             differences.append(f"{known.submodule_entry}: {child.version} in {BASE_RELEASE}, {gitlink} here "
                                f"({known.entry} {pin.rev[:8]}'s gitlink)")
-    entries += _companions(release, base, differences, unverified, pypi)
+    entries += _companions(release, base, differences, unverified, pypi, mirrors)
     if release.torch_cmake and not release.torch_cmake.startswith("2.9."):
         differences.append(f"torch {release.torch_cmake} (CMakeLists TORCH_SUPPORTED_VERSION_CUDA): the torch "
                            "recipe knows 2.9.x only; a new torch needs its own recipe facts")
     return Generated(release, entries, differences, unverified, origin)
 
 
-def _companions(release: Release, base: Lock, differences: list[str], unverified: list[str], pypi: bool) -> list[dict]:
+def _companions(release: Release, base: Lock, differences: list[str], unverified: list[str], pypi: bool,
+                mirrors: Sequence[Path] = ()) -> list[dict]:
     """torch, torchvision, torchaudio and flashinfer entries where this release pins other versions."""
     out: list[dict] = []
     req = release.requirements
@@ -463,13 +512,21 @@ def _companions(release: Release, base: Lock, differences: list[str], unverified
             out.append(table)
         tag = base.entries.get("flashinfer-tag")
         if tag is not None:
-            out.append({"name": "flashinfer-tag", "component": "flashinfer", "version": want,
-                        "url": f"https://github.com/flashinfer-ai/flashinfer/archive/refs/tags/v{want}.tar.gz",
-                        "filename": f"flashinfer-v{want}-tag.tar.gz", "strip": 1, "max_mb": tag.max_mb,
-                        "max_unpacked_mb": tag.max_unpacked_mb, "completes_main": True,
-                        "why": f"Tag v{want}: its flashinfer-jit-cache/ folder and version.txt (as {BASE_RELEASE}). "
-                               "UNVERIFIED: needs `python -m backend lock` with network."})
-            unverified.append("flashinfer-tag")
+            table = {"name": "flashinfer-tag", "component": "flashinfer", "version": want,
+                     "url": f"https://github.com/flashinfer-ai/flashinfer/archive/refs/tags/v{want}.tar.gz",
+                     "filename": f"flashinfer-v{want}-tag.tar.gz", "strip": 1, "max_mb": tag.max_mb,
+                     "max_unpacked_mb": tag.max_unpacked_mb, "completes_main": True}
+            nar = mirror_nar("https://github.com/flashinfer-ai/flashinfer", f"v{want}", mirrors)
+            if nar is not None:
+                table["nar"] = nar
+                table["why"] = (f"Tag v{want}: its flashinfer-jit-cache/ folder and version.txt (as {BASE_RELEASE}). NAR "
+                                f"hash computed from `git archive v{want}` of a mirror (reproduces {BASE_RELEASE}'s "
+                                "flashinfer-tag hash the same way).")
+            else:
+                table["why"] = (f"Tag v{want}: its flashinfer-jit-cache/ folder and version.txt (as {BASE_RELEASE}). "
+                                "UNVERIFIED: needs `python -m backend lock` with network.")
+                unverified.append("flashinfer-tag")
+            out.append(table)
     xformers = req.get("xformers")
     have = base.entries.get("xformers")
     if have is not None and xformers and xformers != have.version:

@@ -9,12 +9,15 @@
 #   vllm.tar.gz            a vLLM sdist's CMakeLists.txt cmake/ csrc/ setup.py ... (top folder stripped)
 #   flash-attn.tar.gz      vllm-project/flash-attention at the lock's commit
 #   cutlass-v4.2.1.tar.gz  CUTLASS at the lock's tag (no media/ docs/ examples/ test/)
-#   cutlass-147f5673.tar.gz  FlashMLA's CUTLASS (include, tools/util)
+#   cutlass-147f5673.tar.gz  FlashMLA's CUTLASS (include, tools/util); another file: FLASHMLA_CUTLASS=<name>
+#                          (0.14.x: cutlass-e94e888d.tar.gz, FlashMLA 46d64a8e's gitlink)
 #   cutlass-62750a2b.tar.gz  optional: flash-attention's own submodule pin (include), the comparison
 #   flashmla.tar.gz        optional: FlashMLA at the lock's commit; without it, empty stand-in files at
 #                          the paths flashmla.cmake lists (configure only; no FlashMLA unit is compiled)
 #   repo.tar.gz            optional: this repository (backend/ patches/ ci/), when the tree that runs is another
 # Results: $OUT (default /tmp/vllm-units-out).
+# UNITS="a.cu b.cu": compile these units (suffixes in compile_commands.json) instead of the FA3 and
+# scaled_mm ones (another release line's check, docs/RELEASES.md).
 set -uo pipefail
 PAYLOAD=$(realpath "${1:?payload folder}")
 OUT=${OUT:-/tmp/vllm-units-out}
@@ -56,7 +59,7 @@ else
     sed "s#\${flashmla_SOURCE_DIR}#$W/flashmla#" | while read -r f; do mkdir -p "$(dirname "$f")"; : > "$f"; done
   echo "FlashMLA: stand-in (empty files at the listed paths)"
 fi
-unpack cutlass-147f5673.tar.gz "$W/flashmla/csrc/cutlass"
+unpack "${FLASHMLA_CUTLASS:-cutlass-147f5673.tar.gz}" "$W/flashmla/csrc/cutlass"
 mkdir -p "$W/qutlass" "$W/triton-kernels/python/triton_kernels/triton_kernels"   # nothing of them is compiled for 9.0
 
 echo "### patches (the repository's patches/vllm/<entry>/ for the side trees)"
@@ -72,14 +75,23 @@ PY
 
 echo "### configure and compile"
 FA=hopper/instantiations/flash_fwd_hdim128_bf16_sm90.cu
+if [ -n "${UNITS:-}" ]; then
+  read -r -a unit_list <<< "$UNITS"
+  SELECT=()
+  for u in "${unit_list[@]}"; do SELECT+=(--unit "$u"); done
+  ALT=()
+else
+  SELECT=(--unit "$FA" --unit csrc/quantization/w8a8/cutlass/c3x/scaled_mm_sm90_fp8.cu
+          --derive "flash_bwd_hdim128_bf16_sm90=hopper/instantiations/flash_bwd_hdim128_bf16_sm90.cu:$FA"
+          --drop=-DFLASHATTENTION_DISABLE_BACKWARD)
+fi
 python3 "$REPO/ci/device/vllm_units.py" --vllm "$W/vllm" --out "$OUT" --build "$W/build" \
   --extra "vllm-cutlass=$W/vllm-cutlass" --extra "vllm-flash-attn=$W/vllm-flash-attn" \
   --extra "flashmla=$W/flashmla" --extra "qutlass=$W/qutlass" --extra "triton-kernels=$W/triton-kernels" \
-  --unit "$FA" --unit csrc/quantization/w8a8/cutlass/c3x/scaled_mm_sm90_fp8.cu \
-  --derive "flash_bwd_hdim128_bf16_sm90=hopper/instantiations/flash_bwd_hdim128_bf16_sm90.cu:$FA" \
-  --drop=-DFLASHATTENTION_DISABLE_BACKWARD "${ALT[@]}" --deadline "${DEADLINE:-540}"
+  "${SELECT[@]}" "${ALT[@]}" --deadline "${DEADLINE:-540}"
 status=$?
-for o in "$W"/build/vllm-flash-attn/CMakeFiles/_vllm_fa3_C.dir/hopper/instantiations/*.o "$W"/build/CMakeFiles/_C.dir/csrc/quantization/w8a8/cutlass/c3x/*.o; do
+for o in "$W"/build/vllm-flash-attn/CMakeFiles/_vllm_fa3_C.dir/hopper/instantiations/*.o "$W"/build/CMakeFiles/_C.dir/csrc/quantization/w8a8/cutlass/c3x/*.o \
+         $(find "$W"/build/CMakeFiles -path '*flashmla*' -name '*.o' 2>/dev/null); do
   [ -f "$o" ] && { echo "$(basename "$o"): $(stat -c %s "$o") bytes"; cuobjdump --list-elf "$o" 2>&1 | head -3; }
 done
 exit $status

@@ -14,7 +14,9 @@ RECORD_SECTION = ".GCC.command.line"
 MACHINES = {"EM_X86_64": "x86_64", "EM_AARCH64": "aarch64", "EM_386": "i386", "EM_CUDA": "cuda"}
 
 
-def _elftools():
+def elftools_modules():
+    """pyelftools' elffile, sections and dynamic modules, imported on first use (plan, matrix and detect run with
+    nothing installed); one line naming the install when it is missing.  Shared by the readers in verify/."""
     try:
         from elftools.elf.elffile import ELFFile  # noqa: F401
     except ImportError as error:  # pragma: no cover - a declared requirement
@@ -55,7 +57,7 @@ INFLATED_SECTION_BOUND = 256 << 20
 
 
 def read_object(path: Path, symbols: bool = True, gpu: bool = True) -> ObjectInfo:
-    elffile, sections, dynamic = _elftools()
+    elffile, sections, dynamic = elftools_modules()
     path = Path(path)
     with open(path, "rb") as handle:
         try:
@@ -125,7 +127,7 @@ def _symbols(section, info: ObjectInfo) -> None:
 
 def code_sections(path: Path) -> Iterator[tuple[str, int, bytes]]:
     """(name, address, bytes) of every executable section with contents."""
-    elffile, _sections, _dynamic = _elftools()
+    elffile, _sections, _dynamic = elftools_modules()
     with open(path, "rb") as handle:
         elf = elffile.ELFFile(handle)
         for section in elf.iter_sections():

@@ -381,7 +381,7 @@ def locate(address: int, libraries: Sequence[LoadedLibrary]) -> Fault:
 def describe_instruction(code: bytes, address: int, machine: str) -> str:
     """'vpaddd ymm0,ymm0,ymm0 (AVX2)' for the first instruction of ``code``."""
     if machine == "EM_AARCH64":
-        capstone, aarch64 = isa_arm._capstone()
+        capstone, aarch64 = isa_arm.capstone_modules()
         md = capstone.Cs(capstone.CS_ARCH_AARCH64, capstone.CS_MODE_ARM)
         md.detail = True
         names = {getattr(aarch64, n): n for n in dir(aarch64) if n.startswith("AARCH64_FEATURE_")}
@@ -418,14 +418,14 @@ _MACHINE_NAMES = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 
 
 def elf_machine(path: Path) -> str:
-    elffile, _sections, _dynamic = elf._elftools()
+    elffile, _sections, _dynamic = elf.elftools_modules()
     with path.open("rb") as handle:
         return elffile.ELFFile(handle)["e_machine"]
 
 
 def is_loadable_library(path: Path, machine: str) -> bool:
     """A shared object of ``machine`` that dlopen accepts: ET_DYN without an interpreter (not a PIE program)."""
-    elffile, _sections, _dynamic = elf._elftools()
+    elffile, _sections, _dynamic = elf.elftools_modules()
     try:
         with path.open("rb") as handle:
             found = elffile.ELFFile(handle)
@@ -437,7 +437,7 @@ def is_loadable_library(path: Path, machine: str) -> bool:
 
 def vaddr_to_file_offset(path: Path, vaddr: int) -> int | None:
     """Where in the file the code of a virtual address (objdump's) lies: from the loadable segment holding it."""
-    elffile, _sections, _dynamic = elf._elftools()
+    elffile, _sections, _dynamic = elf.elftools_modules()
     with path.open("rb") as handle:
         for segment in elffile.ELFFile(handle).iter_segments():
             if segment["p_type"] == "PT_LOAD" and segment["p_vaddr"] <= vaddr < segment["p_vaddr"] + segment["p_filesz"]:

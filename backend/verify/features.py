@@ -72,7 +72,7 @@ def _links(path: Path, wanted: Iterable[str]) -> tuple[list[str], set[str], set[
 
     The full table is read only for wanted symbols .dynsym does not name (a static library linked with
     hidden visibility): libtorch_cuda.so's .symtab is large and pyelftools is slow."""
-    elffile, sections, dynamic = elf._elftools()
+    elffile, sections, dynamic = elf.elftools_modules()
     wanted = set(wanted)
     needed: list[str] = []
     undefined: set[str] = set()

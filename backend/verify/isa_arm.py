@@ -40,7 +40,9 @@ _ASKS = {
 }
 
 
-def _capstone():
+def capstone_modules():
+    """Capstone and its aarch64 module, imported on first use (only ARM objects need them); one line naming the
+    install when they are missing.  Shared with verify/emulate.py."""
     try:
         import capstone
         from capstone import aarch64
@@ -87,7 +89,7 @@ _CACHE: dict[int, str | None] = {}
 
 
 def _decoder():
-    capstone, aarch64 = _capstone()
+    capstone, aarch64 = capstone_modules()
     md = capstone.Cs(capstone.CS_ARCH_AARCH64, capstone.CS_MODE_ARM)
     md.detail = True
     md.skipdata = True

@@ -122,9 +122,15 @@ def test_wheelhouse_holds_every_wheel_labelled_and_pinned(first_build):
                                        "mkl": True, "nccl": True, "nvshmem": True, "openblas": False}
     assert torch_entry["links"]["mkl"] == "static: defines mkl_get_version_string"
     assert torch_entry["links"]["lapack"] == "static: defines dgetrf_"
-    # torchvision: its CPU codecs off on purpose (recipes/torchvision.py), recorded, not linked from the host
-    vision_entry = next(e for n, e in data["wheels"].items() if n.startswith("torchvision-"))
-    assert vision_entry["features"] == {"jpeg": False, "nvjpeg": False, "png": False, "webp": False}
+    # torchvision: its CPU codecs from the host's -dev packages, grafted into torchvision.libs as auditwheel repair
+    # does (recipes/torchvision.py), so image.so needs the hashed copies and the wheel passed the linkage check
+    vision_name, vision_entry = next((n, e) for n, e in data["wheels"].items() if n.startswith("torchvision-"))
+    assert vision_entry["features"] == {"jpeg": True, "nvjpeg": False, "png": True, "webp": True}
+    with zipfile.ZipFile(house / vision_name) as archive:
+        grafted = sorted(n.split("/")[1].split("-")[0] for n in archive.namelist()
+                         if n.startswith("torchvision.libs/") and not n.endswith("/"))
+    assert grafted == ["libjpeg", "libpng16", "libwebp"], grafted
+    assert vision_entry["links"]["png"].startswith("libpng16-"), vision_entry["links"]
     # where the ISA flags were passed and what they miss, per wheel (issue 22.8)
     assert torch_entry["isa_flags"]["variables"] == ["CFLAGS", "CXXFLAGS", "TORCH_NVCC_FLAGS"]
     assert torch_entry["isa_flags"]["not_reached"]

@@ -19,6 +19,7 @@ from backend import recipes
 from backend.recipes import BuildContext
 from backend.recipes import flashinfer as flashinfer_recipe
 from backend.recipes import torch as torch_recipe
+from backend.recipes import torchvision as torchvision_recipe
 from backend.recipes import vllm as vllm_recipe
 from backend.settings import COMPONENTS, Settings
 from backend.variants import Variant, matrix, rule_violation
@@ -257,7 +258,7 @@ def test_torch_avx_switches_reach_cmake(tmp_path):
 def test_torchvision_torchaudio(tmp_path):
     tv = recipes.get("torchvision").environment(ctx_for(recipes.get("torchvision"), SM120, tmp_path))
     assert tv == {"TORCH_CUDA_ARCH_LIST": "12.0", "FORCE_CUDA": "1", "BUILD_VERSION": "0.24.1+cu130.sm120.avx512",
-                  "TORCHVISION_USE_PNG": "0", "TORCHVISION_USE_JPEG": "0", "TORCHVISION_USE_WEBP": "0",
+                  "TORCHVISION_USE_PNG": "1", "TORCHVISION_USE_JPEG": "1", "TORCHVISION_USE_WEBP": "1",
                   "TORCHVISION_USE_NVJPEG": "1"}
     ta = recipes.get("torchaudio").environment(ctx_for(recipes.get("torchaudio"), SM103, tmp_path))
     assert ta["TORCH_CUDA_ARCH_LIST"] == "10.3" and ta["BUILD_VERSION"] == "2.9.1+cu129.sm103.armv9"
@@ -511,12 +512,19 @@ def test_flashinfer_aot_config_bad_values_are_one_line(value, words, tmp_path):
         assert word in lines[0], lines[0]
 
 
-def test_torchvision_codecs_are_explicit_and_said(tmp_path):
-    """The CPU codecs are off on purpose (a host's libpng/libjpeg would make the wheel unportable and is refused
-    by the linkage check), whatever -dev packages the host has; NVJPEG on; the plan says what is missing."""
+def test_torchvision_codecs_are_on_grafted_and_checked_on_the_build_host(tmp_path, monkeypatch):
+    """PNG/JPEG/WEBP on, as PyTorch's wheels; exactly the codec libraries are grafted (never torch's or CUDA's);
+    a build host without the -dev packages is refused in one line naming them, before anything compiles."""
     recipe = recipes.get("torchvision")
     env = recipe.environment(ctx_for(recipe, SM90, tmp_path))
-    assert (env["TORCHVISION_USE_PNG"], env["TORCHVISION_USE_JPEG"], env["TORCHVISION_USE_WEBP"]) == ("0", "0", "0")
+    assert (env["TORCHVISION_USE_PNG"], env["TORCHVISION_USE_JPEG"], env["TORCHVISION_USE_WEBP"]) == ("1", "1", "1")
     assert env["TORCHVISION_USE_NVJPEG"] == "1"
-    assert any("without its PNG/JPEG/WEBP decoders" in n for n in recipe.notes(SM90))
-    assert recipe.features.promised(SM90) == ()  # only the codecs it asks for are promised
+    assert recipe.features.promised(SM90) == ("png", "jpeg", "webp") and recipe.notes(SM90) == []
+    assert not [p for p in recipe.graft_libraries if p.startswith(("libtorch", "libc10", "libcu", "libnv"))]
+    assert recipe.host_problem() is None  # this host has libpng-dev, libjpeg-dev, libwebp-dev (ci/apt/torchvision.txt)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no libpng-config
+    monkeypatch.setattr(torchvision_recipe, "_include_folders", lambda: [str(tmp_path)])  # no jpeglib.h, webp/decode.h
+    problem = recipe.host_problem()
+    assert problem.startswith("torchvision's image codecs need on the build host: libpng-config (libpng-dev), "
+                              "jpeglib.h (libjpeg-dev or libjpeg62-turbo-dev), webp/decode.h (libwebp-dev)")
+    assert "\n" not in problem

@@ -13,6 +13,7 @@ Whole file: about 1 minute on 2 cores (nvcc 13, one arch per build).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,8 +28,11 @@ import standin_helpers as h  # noqa: E402
 
 from backend import cpu_isa, recipes  # noqa: E402
 from backend.errors import BackendError  # noqa: E402
+from backend.recipes.torchvision import GRAFT_LIBRARIES  # noqa: E402
 from backend.variants import Variant  # noqa: E402
+from backend.verify import Expectation, verify_wheel  # noqa: E402
 from backend.verify.features import check_features  # noqa: E402
+from backend.wheels import manylinux  # noqa: E402
 
 NVCC = h.find_nvcc()
 pytestmark = pytest.mark.skipif(NVCC is None or shutil.which("g++") is None or shutil.which("readelf") is None,
@@ -205,22 +209,56 @@ def test_downstream_wheel(name, downstream, builder, cuobjdump):
 
 
 def test_torchvision_image_codecs_as_its_setup_py_finds_them(downstream, builder, torch_wheel):
-    """image.so links libpng and libjpeg where setup.py finds them (ci/apt/torchvision.txt) and verification
-    records them; with TORCHVISION_USE_PNG=0 / _JPEG=0 (the recipe's choice) it has neither, and verification
-    refuses that wheel where PNG and JPEG are asked for."""
-    import dataclasses
-
+    """image.so links libpng, libjpeg and libwebp where setup.py finds them (ci/apt/torchvision.txt) and
+    verification records them; with TORCHVISION_USE_PNG/_JPEG/_WEBP=0 it has none, and verification refuses
+    that wheel, as the recipe asks for all three."""
     torchvision = recipes.get("torchvision")
-    asking = dataclasses.replace(torchvision, features=dataclasses.replace(
-        torchvision.features, promised=lambda variant: ("png", "jpeg")))
     sm90 = Variant(sm="90", isa=ISA, cuda="13.0")
+    assert torchvision.features.promised(sm90) == ("png", "jpeg", "webp")
     links: dict[str, dict[str, str]] = {}
-    check_features(asking, sm90, [downstream["torchvision"]], "strict", links=links)
+    check_features(torchvision, sm90, [downstream["torchvision"]], "strict", links=links)
     found = links[downstream["torchvision"].name]
-    assert found["png"].startswith("libpng") and found["jpeg"].startswith("libjpeg"), found
-    wheels, result = builder.build("torchvision", {"FORCE_CUDA": "1", "TORCHVISION_USE_PNG": "0", "TORCHVISION_USE_JPEG": "0"})
-    with pytest.raises(BackendError, match="built without png, jpeg, which the variant"):
-        check_features(asking, sm90, wheels, "strict")
+    assert (found["png"], found["jpeg"], found["webp"]) == ("libpng16.so.16", "libjpeg.so.62", "libwebp.so.7"), found
+    wheels, result = builder.build("torchvision", {"FORCE_CUDA": "1", "TORCHVISION_USE_PNG": "0",
+                                                   "TORCHVISION_USE_JPEG": "0", "TORCHVISION_USE_WEBP": "0"})
+    with pytest.raises(BackendError, match="built without png, jpeg, webp, which the variant"):
+        check_features(torchvision, sm90, wheels, "strict")
+
+
+def test_torchvision_codecs_are_grafted_as_auditwheel_repair_does(downstream, builder, torch_wheel, work):
+    """auditwheel's repair grafts exactly the host's libpng/libjpeg/libwebp into torchvision.libs under hashed
+    sonames (torch's libraries stay external), image.so needs those and finds them through
+    RUNPATH $ORIGIN/../torchvision.libs, verification still reads the codecs, and the grafted image.so loads."""
+    wheel = work / "graft" / downstream["torchvision"].name
+    wheel.parent.mkdir(exist_ok=True)
+    shutil.copy2(downstream["torchvision"], wheel)
+    lines: list[str] = []
+    assert manylinux.graft(wheel, "x86_64", manylinux.external_patterns(), GRAFT_LIBRARIES, say=lines.append) == wheel
+    assert "grafted into torchvision: libjpeg.so.62" in lines[0] and "/libpng16.so.16" in lines[0], lines
+    with zipfile.ZipFile(wheel) as archive:
+        grafted = sorted(n.split("/", 1)[1] for n in archive.namelist() if n.startswith("torchvision.libs/") and n[-1] != "/")
+        archive.extractall(work / "graft" / "tree")
+    assert [n.split("-")[0] for n in grafted] == ["libjpeg", "libpng16", "libwebp"], grafted
+    image = work / "graft" / "tree" / "torchvision" / "image.so"
+    dynamic = subprocess.run(["readelf", "-d", str(image)], capture_output=True, text=True, check=True).stdout
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", dynamic)
+    assert set(grafted) <= set(needed) and "libpng16.so.16" not in needed, needed
+    extension = next((work / "graft" / "tree" / "torchvision").glob("_C*.so"))
+    extension_needs = subprocess.run(["readelf", "-d", str(extension)], capture_output=True, text=True).stdout
+    assert "[libc10.so]" in extension_needs and "[libtorch_cpu.so]" in extension_needs  # torch's stay external
+    assert "$ORIGIN/../torchvision.libs" in dynamic
+    links: dict[str, dict[str, str]] = {}
+    check_features(recipes.get("torchvision"), Variant(sm="90", isa=ISA, cuda="13.0"), [wheel], "strict", links=links)
+    assert links[wheel.name]["png"] == next(n for n in grafted if n.startswith("libpng16")), links
+    r = h.python_in(builder.python, f"import ctypes, torch; print(ctypes.CDLL({str(image)!r}).standin_image_codecs())",
+                    builder.work)
+    assert r.returncode == 0 and r.stdout.split() == ["7"], r.stdout + r.stderr
+    # the linkage check: the host's libpng16.so.16 (the wheel before grafting) is refused, the grafted ones are not
+    def link_errors(checked):
+        entry = verify_wheel(checked, Expectation(), companions=[torch_wheel]).entries[0]
+        return [p.message for p in entry.all_problems if p.check == "link"]
+    assert any("needs libpng16.so.16" in m for m in link_errors(downstream["torchvision"])), link_errors(downstream["torchvision"])
+    assert link_errors(wheel) == []
 
 
 def test_xformers_without_force_cuda_skips_cuda_silently(builder, torch_wheel, work):

@@ -14,7 +14,6 @@ neither (setup.py's "Building torchvision without PNG support").
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -61,6 +60,7 @@ def objects(tmp_path_factory):
     _so(stub, "libnvshmem_host", "int nvshmem_init(void) { return 0; }", "-Wl,-soname,libnvshmem_host.so.3")
     _so(stub, "libpng16", "void *png_create_read_struct(void) { return 0; }", "-Wl,-soname,libpng16.so.16")
     _so(stub, "libjpeg", "void jpeg_CreateDecompress(void) {}", "-Wl,-soname,libjpeg.so.8")
+    _so(stub, "libwebp", "int WebPGetFeaturesInternal(void) { return 0; }", "-Wl,-soname,libwebp.so.7")
     linked = [f"-L{stub}", "-Wl,--no-as-needed"]
     return {
         "cuda": _so(tmp, "cuda", "int cudnnCreate(void **);\nint ncclCommInitRank(void *);\n"
@@ -77,8 +77,12 @@ def objects(tmp_path_factory):
         "nvshmem": _so(tmp, "nvshmem", "int nvshmem_init(void);\nint use(void) { return nvshmem_init(); }",
                        *linked, "-lnvshmem_host"),
         "image": _so(tmp, "image", "void *png_create_read_struct(void);\nvoid jpeg_CreateDecompress(void);\n"
-                     "void use(void) { png_create_read_struct(); jpeg_CreateDecompress(); }",
-                     *linked, "-lpng16", "-ljpeg"),
+                     "int WebPGetFeaturesInternal(void);\n"
+                     "void use(void) { png_create_read_struct(); jpeg_CreateDecompress(); WebPGetFeaturesInternal(); }",
+                     *linked, "-lpng16", "-ljpeg", "-lwebp"),
+        "image_no_webp": _so(tmp, "image_no_webp", "void *png_create_read_struct(void);\nvoid jpeg_CreateDecompress(void);\n"
+                             "void use(void) { png_create_read_struct(); jpeg_CreateDecompress(); }",
+                             *linked, "-lpng16", "-ljpeg"),
         "image_bare": _so(tmp, "image_bare", "int decode(void) { return 0; }"),
     }
 
@@ -151,15 +155,17 @@ def test_warn_and_off(objects, tmp_path, capsys):
 
 
 def test_a_torchvision_without_the_codecs_it_was_asked_for_is_refused(objects, tmp_path):
-    """torchvision's setup.py only warns without libpng / jpeglib.h: image.so then has neither.  The recipe asks
-    for none today (recipes/torchvision.py says why), so the check is shown with PNG and JPEG asked for."""
-    asking = dataclasses.replace(TORCHVISION, features=dataclasses.replace(
-        TORCHVISION.features, promised=lambda variant: ("png", "jpeg")))
+    """torchvision's setup.py only warns without libpng / jpeglib.h / webp/decode.h: image.so then lacks them.
+    The recipe asks for PNG, JPEG and WEBP: an image.so with all three passes, one without any or without
+    WEBP alone is refused, read from its DT_NEEDED and symbols."""
+    assert TORCHVISION.features.promised(SM90) == ("png", "jpeg", "webp")
     good = _wheel(tmp_path, "tv-good", {"torchvision/image.so": objects["image"]}, project="torchvision")
     recorded = check_features(TORCHVISION, SM90, [good], "strict")[good.name]
-    assert recorded["png"] and recorded["jpeg"] and check_features(asking, SM90, [good], "strict")
+    assert recorded == {"jpeg": True, "nvjpeg": False, "png": True, "webp": True}
     bare = _wheel(tmp_path, "tv-bare", {"torchvision/image.so": objects["image_bare"]}, project="torchvision")
-    assert check_features(TORCHVISION, SM90, [bare], "strict")[bare.name] == {
-        "jpeg": False, "nvjpeg": False, "png": False, "webp": False}  # recorded, not refused: none asked for
-    with pytest.raises(BackendError, match="built without png, jpeg, which the variant"):
-        check_features(asking, SM90, [bare], "strict")
+    with pytest.raises(BackendError, match="built without png, jpeg, webp, which the variant"):
+        check_features(TORCHVISION, SM90, [bare], "strict")
+    no_webp = _wheel(tmp_path, "tv-no-webp", {"torchvision/image.so": objects["image_no_webp"]}, project="torchvision")
+    with pytest.raises(BackendError, match="built without webp, which the variant"):
+        check_features(TORCHVISION, SM90, [no_webp], "strict")
+    assert check_features(TORCHVISION, SM90, [bare], "off") == {}

@@ -96,7 +96,7 @@ class StepExecutor:
                     add_requires=restored + _cuda_requirements(wheel, plan, toolchain, step.component))
             for wheel in built
         ]
-        staged = _platform_tags(plan, staged, house, toolchain, label)
+        staged = _platform_tags(plan, staged, house, toolchain, label, recipe.graft_libraries)
         for wheel in staged:  # member order, times, modes, nvcc's temporary names (docs/WHEELS.md)
             reproducible_wheel.normalize_wheel(wheel, int(step.env["SOURCE_DATE_EPOCH"]))
         bundled = [_stage_bundled(plan, name, staged_dir) for name in recipe.bundled_wheels(plan.variant, plan.settings)]
@@ -281,9 +281,13 @@ def existing_torch_libraries() -> tuple[str, ...]:
     return tuple(sorted(p.name for p in lib.glob("*.so*"))) if lib.is_dir() else ()
 
 
-def _platform_tags(plan: Plan, wheels: list[Path], house, toolchain, label: str) -> list[Path]:
-    """The manylinux tag auditwheel finds for each wheel; torch's, CUDA's and the wheelhouse's libraries stay external."""
+def _platform_tags(plan: Plan, wheels: list[Path], house, toolchain, label: str,
+                   graft: tuple[str, ...] = ()) -> list[Path]:
+    """The manylinux tag auditwheel finds for each wheel; torch's, CUDA's and the wheelhouse's libraries stay external,
+    the recipe's ``graft_libraries`` (torchvision's codecs) are grafted first, as ``auditwheel repair`` does."""
     exclude = manylinux.external_patterns(toolchain.runtime_libraries if toolchain else (), house.wheels())
+    wheels = [manylinux.graft(wheel, plan.variant.platform, exclude, graft, say=lambda line: say(f"{label} {line.strip()}"))
+              for wheel in wheels]
     return manylinux.tag_wheels(wheels, plan.variant.platform, plan.settings.manylinux, exclude,
                                 say=lambda line: say(f"{label} {line.strip()}"))
 

@@ -142,6 +142,9 @@ def _build_locked(plan: Plan) -> BuildResult:
     say(f"== {plan.variant.name}: {len(plan.steps)} component(s) -> {layout.wheelhouse}")
     toolchain = hostcc.apply(resolve_toolchain(plan), say)
     manylinux.check_host(settings.manylinux, plan.variant.platform)
+    for step in plan.steps:  # a missing -dev package stops here in one line, not as a late compile error
+        if problem := recipes.get(step.component).host_problem():
+            raise BackendError(problem)
     if toolchain is not None:
         say(f"   toolchain: {toolchain.provider}, CUDA {toolchain.version}, {toolchain.nvcc}")
         if note := incomplete_note(toolchain):

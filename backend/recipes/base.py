@@ -119,6 +119,11 @@ class Recipe:
     # The objects of its wheel the variant's ISA flags still do not reach, and why (plan note, manifest)
     isa_flags_not_reached: str = ""
     pythons: tuple[str, ...] = ()  # the Python versions its build accepts ("3.13"); () = any
+    # Libraries its wheel carries, as its upstream's release wheels do (fnmatch on sonames): grafted by
+    # auditwheel's repair into <package>.libs (backend/wheels/manylinux.py: graft); never torch's or CUDA's
+    graft_libraries: tuple[str, ...] = ()
+    # What the build host lacks for it, in one line (the packages to install), or None; checked before any build
+    host_problem: Callable[[], str | None] = lambda: None
     # Why this recipe cannot build a working wheel for the variant (the plan refuses it), or None
     variant_problem: Callable[[Variant], str | None] = lambda variant: None
 

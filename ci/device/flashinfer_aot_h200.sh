@@ -15,13 +15,11 @@ source ci/device/lib.sh
 machine
 
 step "what the backend and the build need, into the image's venv"
-python3 -m pip install -q --no-index --find-links "$DIR/wheels" pyelftools iced-x86 'auditwheel>=6.8,<7' \
-  capstone==6.0.0a11 platformdirs trove-classifiers 'apache-tvm-ffi>=0.1.6,!=0.1.8,!=0.1.8.post0,<0.2' \
-  setuptools==80.10.2 packaging==26.4 scikit-build-core || status=1
+install_needs "$DIR/wheels" scikit-build-core || status=1
 mkdir -p /tmp/aot-cache/downloads && cp "$DIR"/dl/* /tmp/aot-cache/downloads/
 
 step "the pipeline: flashinfer with its AOT kernels for sm_90 (a subset), offline, torch=existing"
-ISA=$(python3 -m backend detect --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["isa"])')
+ISA=$(detected_isa)
 start=$(date +%s)
 python3 -m backend build -C sm=90 -C "isa=$ISA" -C cuda=13.0 -C toolchain=system -C torch=existing \
   -C offline=true -C components=flashinfer -C flashinfer-aot-config=ci/device/aot_subset_sm90.json \

@@ -19,11 +19,9 @@ source ci/device/lib.sh
 machine
 
 step "what the backend and the build need, into the image's venv"
-python3 -m pip install -q --no-index --find-links "$DIR/wheels" pyelftools iced-x86 'auditwheel>=6.8,<7' \
-  capstone==6.0.0a11 platformdirs trove-classifiers 'apache-tvm-ffi>=0.1.6,!=0.1.8,!=0.1.8.post0,<0.2' \
-  setuptools==80.10.2 packaging==26.4 nvidia-ml-py || status=1
+install_needs "$DIR/wheels" nvidia-ml-py || status=1
 sha256sum "$DIR"/dl/*
-ISA=$(python3 -m backend detect --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["isa"])')
+ISA=$(detected_isa)
 
 step "offline without the cubin wheel: stops before compiling, naming it"
 mkdir -p /tmp/bw-missing/downloads && cp "$DIR"/dl/flashinfer-* /tmp/bw-missing/downloads/

@@ -7,3 +7,17 @@ machine() {
   nvcc --version | tail -2
   python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)'
 }
+
+# The backend's needs (backend/needs.py) and what the builds import, pinned as the lock pins them, from the
+# folder of wheels carried for the image's Python into it; each script names its extras after the folder.
+install_needs() {
+  local wheels=$1; shift
+  python3 -m pip install -q --no-index --find-links "$wheels" pyelftools iced-x86 'auditwheel>=6.8,<7' \
+    capstone==6.0.0a11 platformdirs trove-classifiers 'apache-tvm-ffi>=0.1.6,!=0.1.8,!=0.1.8.post0,<0.2' \
+    setuptools==80.10.2 packaging==26.4 "$@"
+}
+
+# The ISA detect recommends for this machine (-C isa=...).
+detected_isa() {
+  python3 -m backend detect --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["isa"])'
+}

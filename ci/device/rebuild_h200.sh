@@ -23,7 +23,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 source ci/device/lib.sh
 machine 2>&1 | tee "$OUT/machine.txt"
-ISA=$(python3 -m backend detect --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["isa"])')
+ISA=$(detected_isa)
 rm -rf /tmp/xformers-src && mkdir -p /tmp/xformers-src && tar -xzf "$XF_SDIST" -C /tmp/xformers-src --strip-components=1
 # Flash attention off, as in run_h200.sh: a build passes no XFORMERS_DISABLE_FLASH_ATTN of the caller's
 # (environment.CALLER_KEPT), so the local tree's default is changed instead (FA3's units take most of an hour).

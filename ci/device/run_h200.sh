@@ -24,7 +24,7 @@ status=0
 source ci/device/lib.sh
 machine
 python3 -m backend detect | tee "$OUT/detect.txt"
-ISA=$(python3 -m backend detect --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["isa"])')
+ISA=$(detected_isa)
 COMMON=(-C sm=90 -C "isa=$ISA" -C cuda=13.0 -C toolchain=system -C torch=existing -C offline=true
         -C cache-dir=/tmp/vs-cache -C wheelhouse=/tmp/vs-wheelhouse)
 

@@ -57,13 +57,11 @@ fi
 ls /tmp/links
 
 step "what the backend and the builds need, into the image's venv (the user's environment)"
-python3 -m pip install -q --no-index --find-links "$KEEP/wheels" pyelftools iced-x86 'auditwheel>=6.8,<7' \
-  capstone==6.0.0a11 platformdirs trove-classifiers 'apache-tvm-ffi>=0.1.6,!=0.1.8,!=0.1.8.post0,<0.2' \
-  setuptools==80.10.2 packaging==26.4 scikit-build-core || status=1
+install_needs "$KEEP/wheels" scikit-build-core || status=1
 python3 -m pip list --format=freeze 2>/dev/null | grep -iE "^(setuptools|packaging|apache-tvm-ffi|scikit-build-core|nvidia-nvshmem-cu13)=="
 
 step "build bitsandbytes and flashinfer for sm_90 (torch=existing, offline), then the smoke check with GPU"
-ISA=$(python3 -m backend detect --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["isa"])')
+ISA=$(detected_isa)
 mkdir -p /tmp/vs-cache/downloads && cp -n "$KEEP"/dl/* /tmp/vs-cache/downloads/
 start=$(date +%s)
 python3 -m backend build -C sm=90 -C "isa=$ISA" -C cuda=13.0 -C toolchain=system -C torch=existing \

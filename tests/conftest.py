@@ -1,6 +1,7 @@
 import contextlib
 import os
 import sys
+import venv
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,20 @@ def kept_unchanged(*folders: Path, ignore: tuple[str, ...] = ()):
         changed = sorted(path for path in old.keys() | new.keys() if old.get(path) != new.get(path))
         assert not changed, (f"a test changed the shared fixture tree {folder} ({len(changed)} paths, e.g. "
                              f"{', '.join(changed[:5])}): work on a copy")
+
+
+def bare_env(home: Path) -> dict[str, str]:
+    """A user's environment for a bare interpreter: the system PATH, HOME and the backend's cache under ``home``."""
+    return {"PATH": "/usr/bin:/bin", "VLLM_STACK_CACHE_DIR": str(home / "cache"), "HOME": str(home)}
+
+
+@pytest.fixture(scope="session")
+def bare_python(tmp_path_factory):
+    """An interpreter with nothing installed: a venv without pip, not seeing the system site-packages."""
+    path = tmp_path_factory.mktemp("bare") / "venv"
+    venv.EnvBuilder(with_pip=False, system_site_packages=False).create(path)
+    with kept_unchanged(path):
+        yield path / "bin" / "python"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,13 +2,14 @@
 
 import json
 import platform
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from backend.cli import detect_variant
 from backend.host import Gpu, Host
-from conftest import kept_unchanged
+from conftest import ROOT, bare_env
 
 
 def test_matrix_with_python_313_lists_the_seed_names(run_backend):
@@ -159,23 +160,9 @@ def test_detect_command_names_the_cuda_it_chose(run_backend, tmp_path):
     assert data["command"][-6:] == ["-C", "cuda=13.0", "-C", "toolchain=system", "-w", "dist"]
 
 
-@pytest.fixture(scope="module")
-def bare_python(tmp_path_factory):
-    """An interpreter with nothing installed: a venv without pip, not seeing the system site-packages."""
-    import venv
-
-    path = tmp_path_factory.mktemp("bare") / "venv"
-    venv.EnvBuilder(with_pip=False, system_site_packages=False).create(path)
-    with kept_unchanged(path):
-        yield path / "bin" / "python"
-
-
 def _run_bare(python, tmp_path, *args):
-    import subprocess
-
-    root = Path(__file__).resolve().parent.parent
-    env = {"PATH": "/usr/bin:/bin", "VLLM_STACK_CACHE_DIR": str(tmp_path / "cache"), "HOME": str(tmp_path)}
-    return subprocess.run([str(python), "-m", "backend", *args], cwd=root, capture_output=True, text=True, env=env)
+    return subprocess.run([str(python), "-m", "backend", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=bare_env(tmp_path))
 
 
 @pytest.mark.parametrize("args", [("matrix",), ("plan", "-C", "sm=90", "-C", "isa=avx512"), ("detect",)])

@@ -18,23 +18,10 @@ from pathlib import Path
 import pytest
 
 from backend import doc_tables, needs
-from conftest import kept_unchanged
+from conftest import bare_env
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-
-
-@pytest.fixture(scope="module")
-def bare_python(tmp_path_factory):
-    """An interpreter with nothing installed: a venv without pip, not seeing the system site-packages."""
-    path = tmp_path_factory.mktemp("bare") / "venv"
-    venv.EnvBuilder(with_pip=False, system_site_packages=False).create(path)
-    with kept_unchanged(path):
-        yield path / "bin" / "python"
-
-
-def _bare_env(tmp_path: Path) -> dict[str, str]:
-    return {"PATH": "/usr/bin:/bin", "VLLM_STACK_CACHE_DIR": str(tmp_path / "cache"), "HOME": str(tmp_path)}
 
 
 # 1. The README's dependency line is generated from backend/needs.py and lists every one of them.
@@ -69,7 +56,7 @@ def test_every_hook_on_a_bare_interpreter_is_one_line(bare_python, tmp_path, hoo
     out.mkdir()
     code = f"import backend; out = {str(out)!r}; backend.{hook}{call}"
     result = subprocess.run([str(bare_python), "-c", code], cwd=ROOT, capture_output=True, text=True,
-                            env=_bare_env(tmp_path))
+                            env=bare_env(tmp_path))
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
@@ -84,7 +71,7 @@ def test_pip_wheel_without_build_isolation_on_a_bare_venv_is_one_line(bare_pytho
     result = subprocess.run([sys.executable, "-m", "pip", "--python", str(bare_python), "wheel", str(ROOT),
                              "--no-build-isolation", "--no-deps", "-C", "sm=90", "-C", "isa=avx512",
                              "-w", str(tmp_path / "dist")],
-                            capture_output=True, text=True, env={**_bare_env(tmp_path), "PIP_NO_INDEX": "1"})
+                            capture_output=True, text=True, env={**bare_env(tmp_path), "PIP_NO_INDEX": "1"})
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "Traceback" not in output and "ModuleNotFoundError" not in output, output

@@ -19,6 +19,7 @@ if sys.version_info[:2] < SUPPORTED_PYTHON[0]:
         f"({sys.executable}): run it with a newer interpreter"
     )
 
+from . import needs  # noqa: E402 (after the version guard)
 from .errors import BackendError, describe_os_error  # noqa: E402 (after the version guard)
 
 __version__ = "0.1.0"
@@ -27,7 +28,6 @@ __version__ = "0.1.0"
 def _one_line_errors(hook):
     @functools.wraps(hook)
     def wrapper(*args, **kwargs):
-        from . import needs
         from .interrupts import sigterm_interrupts
 
         try:

@@ -15,6 +15,9 @@ from pathlib import Path
 
 from .. import recipes
 from ..errors import BackendError
+from ..settings import cache_dir
+from ..sources import fetch, lock
+from ..sources import prepare as sources_prepare
 from ..wheels import manylinux
 from ..wheels import names as wheel_names
 from ..wheels import reproducible as reproducible_wheel
@@ -137,8 +140,6 @@ BUNDLED = "lock-wheel"  # manifest origin of an upstream wheel the lock pins, ad
 def _stage_bundled(plan: Plan, name: str, staged_dir: Path):
     """The lock's wheel ``name`` (fetched and sha256-checked when the step's sources were prepared), unchanged,
     copied beside the step's staged wheels; returns it and its lock entry."""
-    from ..settings import cache_dir
-    from ..sources import fetch, lock
 
     entry = (plan.lock or lock.load()).entries[name]
     copy = staged_dir / entry.filename  # the wheel's own file name (the lock entry's filename)
@@ -227,8 +228,6 @@ def process_environment(step: Step, toolchain, cache: compiler_cache.CompilerCac
 
 def _prepare_source(plan: Plan, step: Step):
     """The step's trees, exactly where the plan says, with exactly the patches it lists."""
-    from ..settings import cache_dir
-    from ..sources import prepare as sources_prepare
 
     settings = plan.settings
     prepared = sources_prepare.prepare_for_build(

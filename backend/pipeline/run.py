@@ -24,6 +24,8 @@ from ..wheels import deploy_notes, manylinux
 from ..wheels import names as wheel_names
 from .. import cache_marker
 from ..settings import as_config as settings_as_config
+from ..settings import cache_dir, check_path_variables, writable_folder
+from ..sources import fetch, prepare
 from . import disk, environment, existing_torch, reproducible
 from .executor import StepExecutor
 from .plan import Plan, common_env
@@ -77,7 +79,6 @@ def resolve_toolchain(plan: Plan):
     if not any(step.uses_cuda for step in plan.steps):
         return None
     from .. import toolchains
-    from ..settings import cache_dir
 
     settings = plan.settings
     return toolchains.resolve(
@@ -98,8 +99,6 @@ def build_environment(python: Path, requirements: list[str], settings):
 def check_offline_sources(plan: Plan) -> None:
     """offline=true: every source a step would prepare is in the cache already, checked before anything compiles
     (else the build would stop at the first component whose source is missing, after hours of the others)."""
-    from ..settings import cache_dir
-    from ..sources import fetch, prepare
 
     cache = cache_dir(plan.settings)
     missing = [entry for step in plan.steps for entry in prepare.missing_offline(
@@ -114,7 +113,6 @@ def check_offline_sources(plan: Plan) -> None:
 
 def build(plan: Plan) -> BuildResult:
     """Build the plan; a second build of the same variant waits for the first, then reuses its wheels."""
-    from ..settings import cache_dir, check_path_variables, writable_folder
     from .variant_lock import hold
 
     if plan.release_problem:  # another vLLM line's plan is shown, not built (docs/RELEASES.md)
@@ -131,7 +129,6 @@ def build(plan: Plan) -> BuildResult:
 
 
 def _build_locked(plan: Plan) -> BuildResult:
-    from ..settings import cache_dir
     from ..wheels.wheelhouse import Wheelhouse
 
     settings = plan.settings

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from .. import cache_marker
 from ..errors import BackendError
+from ..report_table import table
 from ..settings import Settings, cache_dir, redact_url
 from . import fetch as fetch_mod
 from .lock import Entry, Lock, load
+from .prepare import FetchIncomplete, fetch_all
 from .vllm_release import lock_for, lock_from_vllm
 
 
@@ -40,9 +42,6 @@ def _unused_sources(settings: Settings, components: list[str]) -> list[str]:
 
 def fetch_main(settings: Settings, *, lock: Lock | None = None) -> int:
     """Download and verify everything the chosen components need, into the cache."""
-    from ..report_table import table
-    from .prepare import FetchIncomplete, fetch_all
-
     lock = lock if lock is not None else lock_for(settings.vllm, settings.sources.get("vllm"))[0]
     components = needed_components(settings)
     skip = [lock.main_entry(c).name for c in components if c in settings.sources]

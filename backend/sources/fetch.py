@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -159,13 +160,10 @@ RATE_WINDOW_S = 60.0
 
 def _local_file(url: str, label: str) -> None:
     """A file: URL must name a regular file: reading a FIFO or a device blocks or never ends."""
-    import stat
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(url)
+    parsed = urllib.parse.urlparse(url)
     if parsed.scheme != "file":
         return
-    path = unquote(parsed.path)
+    path = urllib.parse.unquote(parsed.path)
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import posixpath
 import re
 import shutil
 import struct
@@ -219,8 +220,6 @@ def runpath_problem(entry: str, member: str, roots: Sequence[str]) -> str | None
     folder the wheel installs into (site-packages: ``$ORIGIN/../../nvidia/...``
     is fine); absolute ones must lie in ``roots``.
     """
-    import posixpath
-
     for origin in ("$ORIGIN", "${ORIGIN}"):
         if entry == origin or entry.startswith(origin + "/"):
             inside = posixpath.normpath(posixpath.join(posixpath.dirname(member), entry[len(origin):].lstrip("/") or "."))

@@ -719,11 +719,17 @@ def _fatbin_with_zstd_cubin(payload: bytes) -> bytes:
     return struct.pack("<IHHQ", 0xBA55ED50, 1, 0x10, len(body)) + body
 
 
+def _demo_library(folder: Path) -> Path:
+    """A one-function shared library from gcc, for objcopy to add a hostile section to."""
+    (folder / "x.c").write_text("int demo_x(void) { return 1; }\n")
+    library = folder / "libdemo.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(folder / "x.c")], check=True, timeout=60)
+    return library
+
+
 @pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("objcopy") is None, reason="needs gcc and objcopy")
 def test_verify_inflates_a_fatbin_bomb_in_bounded_memory(tmp_path):
-    (tmp_path / "x.c").write_text("int demo_x(void) { return 1; }\n")
-    library = tmp_path / "libdemo.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(tmp_path / "x.c")], check=True, timeout=60)
+    library = _demo_library(tmp_path)
     section = tmp_path / "fatbin.bin"
     section.write_bytes(_fatbin_with_zstd_cubin(_zstd_bomb(4 << 30)))  # 4 GiB of zeros in 128 KiB
     subprocess.run(["objcopy", "--add-section", f".nv_fatbin={section}", str(library)], check=True, timeout=60)
@@ -753,9 +759,7 @@ def test_verify_refuses_a_compressed_elf_section_declaring_too_much(tmp_path):
     """The compile record (.GCC.command.line) as an SHF_COMPRESSED section declaring 2**62 bytes."""
     from elftools.elf.elffile import ELFFile
 
-    (tmp_path / "x.c").write_text("int demo_x(void) { return 1; }\n")
-    library = tmp_path / "libdemo.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(tmp_path / "x.c")], check=True, timeout=60)
+    library = _demo_library(tmp_path)
     section = tmp_path / "record.bin"
     section.write_bytes(struct.pack("<IIQQ", 1, 0, 1 << 62, 1) + zlib.compress(b"\0" * (1 << 20)))  # Elf64_Chdr
     subprocess.run(["objcopy", "--add-section", f".GCC.command.line={section}", str(library)], check=True, timeout=60)

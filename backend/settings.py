@@ -515,7 +515,7 @@ class Settings:
         "compiler-cache", "compiler cache shared across variants", default="auto")
     compiler_cache_url: str | None = setting(
         "compiler-cache-url", "storage shared by machines; see "
-        "[Compiler cache](#one-compiler-cache-for-many-machines)",
+        "[Compiler cache](docs/GUIDE.md#one-compiler-cache-for-many-machines)",
         parse=lambda k, v, b: _compiler_cache_url(k, v),
         accepts="`redis://HOST[:PORT][/DB]`, `rediss://...`, `s3://BUCKET[/PREFIX]`, `gha`, none",
         shown_default="none")

@@ -487,3 +487,102 @@ def test_toolchain_says_nix_cannot_give_cuda_when_nixpkgs_cannot_be_had(run_back
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert out.stderr.startswith("error: toolchain 'auto': CUDA 12.9 cannot come from Nix here: nixpkgs "
                                  "git+https://127.0.0.1:9/nixpkgs is neither in the Nix store nor reachable")
+# 13. The README's first screen: in the order a user acts, and every command of it runs as written.
+
+FIRST_SCREEN_END = "<!-- end of the first screen -->"
+PYTHON_TAG = f"python{sys.version_info.major}{sys.version_info.minor}"
+
+
+def _transcript():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("new_user_transcript", ROOT / "ci" / "new_user_transcript.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def first_screen_commands() -> list[str]:
+    """The indented command lines above the README's first-screen marker (a trailing backslash continues one);
+    the variant's Python tag read as this interpreter's (the README shows python311)."""
+    text = README.read_text()
+    assert FIRST_SCREEN_END in text, f"README.md has no {FIRST_SCREEN_END!r}"
+    commands, current = [], ""
+    for line in text.split(FIRST_SCREEN_END)[0].splitlines():
+        if line.startswith("    ") and line.strip():
+            current += line.strip()
+            if current.endswith("\\"):
+                current = current[:-1].rstrip() + " "
+                continue
+            commands.append(current.replace("python311", PYTHON_TAG))
+            current = ""
+    return commands
+
+
+def test_the_first_screen_is_what_the_transcript_runs():
+    transcript = _transcript()
+    commands = first_screen_commands()
+    assert set(transcript.README_COMMANDS) <= set(commands), set(transcript.README_COMMANDS) - set(commands)
+    # Nothing on the first screen escapes a test: the rest is the backend's needs line and the test command.
+    assert set(commands) <= {*transcript.README_COMMANDS, needs.install_command(), "bash .ci/run"}, commands
+    order = [commands.index(c) for c in transcript.README_COMMANDS]
+    assert order == sorted(order), "the first screen's order is the transcript's: detect, plan, build, install, verify"
+    assert (ROOT / "docs" / "NEW_USER.md").is_file()
+
+
+@pytest.mark.parametrize("which", ["DETECT", "PLAN"])
+def test_detect_and_plan_run_as_written_on_a_bare_venv(bare_python, tmp_path, which):
+    command = getattr(_transcript(), which)
+    assert command in first_screen_commands()
+    env = {**bare_env(tmp_path), "PATH": f"{bare_python.parent}:/usr/bin:/bin"}
+    result = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert ("build    pip wheel . -C sm=" if which == "DETECT" else "variant  vllm-") in result.stdout
+
+
+def test_install_and_verify_run_as_written(tmp_path):
+    """In a copy of the checkout holding a wheelhouse as a build leaves it (wheels, manifest, requirements.txt
+    with hashes): the README's install command, then its verify command, as written, with a venv's python/pip."""
+    import shutil
+
+    from conftest import make_wheel
+
+    from backend.wheels import closure
+    from backend.wheels.wheelhouse import Wheelhouse
+
+    transcript = _transcript()
+    commands = first_screen_commands()
+    assert transcript.INSTALL in commands and transcript.VERIFY in commands
+    project = tmp_path / "vllm-stack"
+    for part in ("backend", "third_party", "patches"):
+        shutil.copytree(ROOT / part, project / part, ignore=shutil.ignore_patterns("__pycache__", "downloads"))
+    shutil.copy(ROOT / "pyproject.toml", project)
+    house = Wheelhouse(project / transcript.HOUSE, variant=transcript.VARIANT)
+    built = make_wheel(tmp_path / "built", "bitsandbytes", "0.49.1+cu130.sm90.avx512", requires=["demo-dep>=1"])
+    house.add(built, {"component": "bitsandbytes", "source": "lock", "source_hash": None, "build_key": "k",
+                      "seconds": 1.0})
+    dep = make_wheel(tmp_path / "runtime", "demo-dep", "1.2")
+    house.add(dep, {"component": None, "origin": closure.ORIGIN, "source": "https://example.invalid/demo-dep",
+                    "source_hash": None, "build_key": None, "seconds": None})
+    closure._write_lock(house)
+    env_dir = tmp_path / "venv"  # the user's venv: pip, and the backend's needs from this machine
+    venv.EnvBuilder(with_pip=True, system_site_packages=True).create(env_dir)
+    env = {"PATH": f"{env_dir / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "PIP_CONFIG_FILE": os.devnull,
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "VLLM_STACK_CACHE_DIR": str(tmp_path / "cache")}
+    for command in (transcript.INSTALL, transcript.VERIFY):
+        result = subprocess.run(["bash", "-c", command], cwd=project, capture_output=True, text=True, env=env)
+        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+    assert "Successfully installed" in subprocess.run(["bash", "-c", transcript.INSTALL.replace(
+        "pip install", "pip install --force-reinstall")], cwd=project, capture_output=True, text=True,
+        env=env).stdout
+    assert "verification: 1 checked, 0 errors" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_new_user_transcript_has_not_drifted():
+    """docs/NEW_USER.md against a fresh run (a fresh clone of the committed tree: commit first)."""
+    result = subprocess.run([sys.executable, str(ROOT / "ci" / "new_user_transcript.py"), "--check"],
+                            capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-6000:]
+
+

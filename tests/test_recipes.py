@@ -520,7 +520,7 @@ def test_torchvision_codecs_are_on_grafted_and_checked_on_the_build_host(tmp_pat
     assert (env["TORCHVISION_USE_PNG"], env["TORCHVISION_USE_JPEG"], env["TORCHVISION_USE_WEBP"]) == ("1", "1", "1")
     assert env["TORCHVISION_USE_NVJPEG"] == "1"
     assert recipe.features.promised(SM90) == ("png", "jpeg", "webp") and recipe.notes(SM90) == []
-    assert not [p for p in recipe.graft_libraries if p.startswith(("libtorch", "libc10", "libcu", "libnv"))]
+    assert not [p for p in recipe.graft_libraries(SM90) if p.startswith(("libtorch", "libc10", "libcu", "libnv"))]
     assert recipe.host_problem() is None  # this host has libpng-dev, libjpeg-dev, libwebp-dev (ci/apt/torchvision.txt)
     monkeypatch.setenv("PATH", str(tmp_path))  # no libpng-config
     monkeypatch.setattr(torchvision_recipe, "_include_folders", lambda: [str(tmp_path)])  # no jpeglib.h, webp/decode.h
@@ -528,3 +528,16 @@ def test_torchvision_codecs_are_on_grafted_and_checked_on_the_build_host(tmp_pat
     assert problem.startswith("torchvision's image codecs need on the build host: libpng-config (libpng-dev), "
                               "jpeglib.h (libjpeg-dev or libjpeg62-turbo-dev), webp/decode.h (libwebp-dev)")
     assert "\n" not in problem
+
+
+def test_an_aarch64_torch_carries_the_hosts_openblas_and_x86_grafts_nothing():
+    """aarch64 torch links the distribution's shared OpenBLAS (BLAS=OpenBLAS), which no wheel provides and the
+    linkage check refuses: the wheel carries it and its Fortran runtime, as numpy's and scipy's wheels do.  On
+    x86_64 MKL is static and nothing is grafted (no auditwheel pass over a 900 MB wheel)."""
+    from backend.variants import Variant
+
+    recipe = recipes.get("torch")
+    arm = Variant(sm="90", isa="armv9", cuda="12.9")
+    assert recipe.graft_libraries(arm) == ("libopenblas*.so*", "libgfortran.so*")
+    assert recipe.graft_libraries(SM90) == ()
+    assert recipe.environment(ctx_for(recipe, arm, Path("/nonexistent")))["BLAS"] == "OpenBLAS"

@@ -101,7 +101,7 @@ def check_item(component: str, item: str, cache: str) -> str | None:
         names = {canonicalize_name(Requirement(r).name) for r in recipe.build_requirements(plan.variant)}
         return None if canonicalize_name(m.group(1)) in names else f"{where}: {m.group(1)} is not a build requirement"
     if m := re.fullmatch(r"grafts (\S+)", body):
-        return None if m.group(1) in recipe.graft_libraries else f"{where}: it does not graft {m.group(1)}"
+        return None if m.group(1) in recipe.graft_libraries(plan.variant) else f"{where}: it does not graft {m.group(1)}"
     if m := re.fullmatch(r"lock (\S+)==(\S+)", body):
         pinned = _lock().get(canonicalize_name(m.group(1)))
         return None if pinned == m.group(2) else f"the build-requirements lock pins {m.group(1)}=={pinned}"

@@ -99,7 +99,7 @@ class StepExecutor:
                     add_requires=restored + _cuda_requirements(wheel, plan, toolchain, step.component))
             for wheel in built
         ]
-        staged = _platform_tags(plan, staged, house, toolchain, label, recipe.graft_libraries)
+        staged = _platform_tags(plan, staged, house, toolchain, label, recipe.graft_libraries(plan.variant))
         for wheel in staged:  # member order, times, modes, nvcc's temporary names (docs/WHEELS.md)
             reproducible_wheel.normalize_wheel(wheel, int(step.env["SOURCE_DATE_EPOCH"]))
         bundled = [_stage_bundled(plan, name, staged_dir) for name in recipe.bundled_wheels(plan.variant, plan.settings)]

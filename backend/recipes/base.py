@@ -121,7 +121,7 @@ class Recipe:
     pythons: tuple[str, ...] = ()  # the Python versions its build accepts ("3.13"); () = any
     # Libraries its wheel carries, as its upstream's release wheels do (fnmatch on sonames): grafted by
     # auditwheel's repair into <package>.libs (backend/wheels/manylinux.py: graft); never torch's or CUDA's
-    graft_libraries: tuple[str, ...] = ()
+    graft_libraries: Callable[[Variant], tuple[str, ...]] = lambda variant: ()
     # What the build host lacks for it, in one line (the packages to install), or None; checked before any build
     host_problem: Callable[[], str | None] = lambda: None
     # Why this recipe cannot build a working wheel for the variant (the plan refuses it), or None

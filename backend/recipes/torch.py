@@ -115,7 +115,11 @@ path.write_text("\\n".join(lines) + "\\n" + extra)
 # symbols; cmeel-openblas 0.3.31 ships only libopenblas.so, which torch's $ORIGIN rpath would not
 # find at run time), so an aarch64 build takes OpenBLAS from the host (libopenblas-dev, or
 # OpenBLAS_HOME, which cmake/Modules/FindOpenBLAS.cmake reads): BLAS=OpenBLAS makes its absence a
-# configure error.  That part is not from the lock (docs/COMPONENTS.md).
+# configure error.  That part is not from the lock (docs/COMPONENTS.md).  A distribution's OpenBLAS is a
+# shared libopenblas.so.0 (Debian: libopenblas0-pthread, which needs libgfortran.so.5), which no wheel
+# provides and the linkage check refuses: the aarch64 torch wheel carries it, grafted by auditwheel's
+# repair into torch.libs as numpy's and scipy's wheels carry theirs (OPENBLAS_GRAFT).
+OPENBLAS_GRAFT = ("libopenblas*.so*", "libgfortran.so*")
 MKL_VERSION = "2024.2.0"
 MKL_SOURCES = ("torch-mkl-static", "torch-mkl-include")  # third_party/sources.lock entries
 MKL_FIND_MODULE = "cmake/Modules/FindMKL.cmake"
@@ -124,6 +128,11 @@ MKL_FIND_MODULE = "cmake/Modules/FindMKL.cmake"
 def blas(variant) -> str:
     """The BLAS torch's CMake is told to use (BLAS=...): MKL on x86_64, OpenBLAS on aarch64, as PyTorch's wheels."""
     return "MKL" if variant.platform == "x86_64" else "OpenBLAS"
+
+
+def graft_libraries(variant) -> tuple[str, ...]:
+    """The host's shared OpenBLAS and its Fortran runtime, carried in the aarch64 wheel; nothing on x86_64 (static MKL)."""
+    return OPENBLAS_GRAFT if blas(variant) == "OpenBLAS" else ()
 
 
 # ---- NVSHMEM (issue 22, item 6) ---------------------------------------------------------------------
@@ -327,6 +336,7 @@ FEATURES = Features(
 )
 
 RECIPE = Recipe(
+    graft_libraries=graft_libraries,
     features=FEATURES,
     version_file="version.txt",
     name="torch",

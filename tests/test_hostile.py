@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import resource
+import stat as stat_mod
 import struct
 import subprocess
 import sys
@@ -26,10 +27,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
+from backend import cache_marker, project, recipes
 from backend.errors import BackendError
-from backend.sources import fetch, lock, prepare, unpack
-from backend.verify import smoke
+from backend.pipeline import cache_storage, environment, snapshot
+from backend.pipeline.executor import process_environment
+from backend.project import load_settings
+from backend.recipes import BuildContext
+from backend.settings import Settings, redact_url
+from backend.sources import fetch, lock, patches, prepare, unpack
+from backend.variants import Variant
+from backend.verify import elf, smoke
 from backend.wheels import closure
 from backend.wheels.wheelhouse import Wheelhouse
 from standin_helpers import find_nvcc, host_isa, standin_tree
@@ -325,11 +334,6 @@ def test_a_dotdot_manifest_key_never_deletes_outside_the_wheelhouse(tmp_path):
 
 def test_no_recipe_passes_a_path_through_cmake_args(tmp_path):
     """vLLM's setup.py does ``cmake_args += os.environ["CMAKE_ARGS"].split()``: a path must never be in it."""
-    from backend import recipes
-    from backend.recipes import BuildContext
-    from backend.settings import Settings
-    from backend.variants import Variant
-
     hostile = tmp_path / "my cache -DVLLM_EVIL=ON"
     variant = Variant(sm="90", isa=ISA, cuda="13.0")
     for name in ("torch", "torchvision", "torchaudio", "xformers", "flashinfer", "bitsandbytes", "vllm"):
@@ -537,8 +541,6 @@ INTERPRETED = ["`", "$", "\\", '"', "'", "#", "\r", ",", "*", "&", "|", "(", "<"
 
 @pytest.mark.parametrize("char", INTERPRETED, ids=[f"u{ord(c):02x}" for c in INTERPRETED])
 def test_every_interpreted_character_in_every_path_setting_is_refused(tmp_path, char):
-    from backend.project import load_settings
-
     folder = tmp_path / f"c{char}x"
     folder.mkdir()
     for key in ("cache-dir", "wheelhouse", "runtime-find-links", "source.bitsandbytes"):
@@ -585,14 +587,11 @@ def test_a_password_in_a_url_is_never_printed(url):
 
 
 def test_redaction_is_by_position_whatever_the_url_holds():
-    from backend.settings import redact_url
-
     assert redact_url(f"redis://me:{SECRET}@h:1/0") == "redis://me:***@h:1/0"
     assert redact_url(f"https://{SECRET}@mirror.example/p") == "https://***@mirror.example/p"  # a token
     assert redact_url(f"me:{SECRET}@h") == "me:***@h"  # not even a URL
     assert redact_url("https://mirror.example/p") == "https://mirror.example/p"
     # Written %-encoded, such a password reaches sccache as it is.
-    from backend.pipeline import cache_storage
 
     redis = cache_storage.for_sccache("redis://me:S3CR%23T%2FPW%3FZ%40x@cache.local:6379/0", {}, Path("/c"))
     assert redis.variables["SCCACHE_REDIS_PASSWORD"] == SECRET and "S3CR" not in redis.describe()
@@ -757,8 +756,6 @@ def test_verify_inflates_a_fatbin_bomb_in_bounded_memory(tmp_path):
 @pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("objcopy") is None, reason="needs gcc and objcopy")
 def test_verify_refuses_a_compressed_elf_section_declaring_too_much(tmp_path):
     """The compile record (.GCC.command.line) as an SHF_COMPRESSED section declaring 2**62 bytes."""
-    from elftools.elf.elffile import ELFFile
-
     library = _demo_library(tmp_path)
     section = tmp_path / "record.bin"
     section.write_bytes(struct.pack("<IIQQ", 1, 0, 1 << 62, 1) + zlib.compress(b"\0" * (1 << 20)))  # Elf64_Chdr
@@ -843,8 +840,6 @@ def test_a_tampered_runtime_wheel_of_the_same_size_and_mtime_is_not_unchanged(in
 # --- 29.4 the snapshot record writes and deletes nothing outside the copy --------------------------------
 
 def test_the_snapshot_record_never_writes_or_deletes_through_a_link(tmp_path):
-    from backend.pipeline import snapshot
-
     checkout = tmp_path / "checkout"
     (checkout / "pkg").mkdir(parents=True)
     (checkout / "setup.py").write_text("# the user's file\n")
@@ -873,8 +868,6 @@ def test_the_snapshot_record_never_writes_or_deletes_through_a_link(tmp_path):
 
 
 def test_a_link_left_in_the_copy_is_never_written_through(tmp_path):
-    from backend.pipeline import snapshot
-
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     elsewhere = tmp_path / "elsewhere"
@@ -941,8 +934,6 @@ def test_plan_runs_no_code_of_the_tree_and_reads_only_its_own_git(tmp_path):
 # --- 29.9: the caller's environment: an allow-list, keyed; verify refuses a RUNPATH outside -------------
 
 def _runpaths(wheel: Path, tmp: Path) -> list[str]:
-    from backend.verify import elf
-
     found = []
     with zipfile.ZipFile(wheel) as archive:
         for item in archive.infolist():
@@ -956,10 +947,6 @@ def _runpaths(wheel: Path, tmp: Path) -> list[str]:
 
 def test_a_steps_process_environment_keeps_only_the_allowed_caller_variables(tmp_path, monkeypatch):
     """Fast: the real plan step of a stand-in and the environment its commands run in (process_environment)."""
-    from backend import project
-    from backend.pipeline import environment
-    from backend.pipeline.executor import process_environment
-
     for key, value in {"LDFLAGS": "-Wl,-rpath,/tmp/evil", "NVCC_APPEND_FLAGS": "-include evil.h",
                        "CPPFLAGS": "-DEVIL", "LD_LIBRARY_PATH": "/tmp/evil", "CMAKE_ARGS": "-DEVIL=1",
                        "PYTORCH_NVCC": "/tmp/evil/nvcc", "HTTPS_PROXY": "http://proxy:3128",
@@ -1124,8 +1111,6 @@ def test_a_file_source_with_a_wrong_hash_is_kept_aside_for_its_owner_only(tmp_pa
 
 
 def test_a_patch_creating_a_symlink_is_refused(tmp_path):
-    from backend.sources import patches
-
     folder = tmp_path / "patches" / "bitsandbytes"
     folder.mkdir(parents=True)
     (folder / "0001-link.patch").write_text(
@@ -1139,8 +1124,6 @@ def test_a_patch_creating_a_symlink_is_refused(tmp_path):
 
 def _damaged_wheel(folder: Path, how: str) -> Path:
     """A real wheel with its members flagged encrypted, or stored with a compression method zipfile lacks."""
-    import struct
-
     wheel = make_wheel(folder, f"{how}lib", "1.0")
     data = bytearray(wheel.read_bytes())
     for signature, flags, method in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
@@ -1189,13 +1172,11 @@ def test_damaged_state_files_of_the_cache_are_not_tracebacks(tmp_path):
     stamp.write_text(json.dumps({**json.loads(stamp.read_text()), "key": "other", "trees": None}))
     got = prepare.prepare("demo", cache_dir=tmp_path / "c", workdir=workdir, lock=lk)
     assert (got.root / "setup.py").read_bytes() == files["setup.py"]
-    from backend.wheels import closure
 
     (house / "manifest.json").write_text('{"wheels": {}}')
     (house / closure.STATE_FILE).write_text("[]")
     assert closure._still_closed(Wheelhouse(house), house / closure.STATE_FILE, "key") is None
     # A snapshot record cut short by a crash while it was written: the next copy starts anew.
-    from backend.pipeline import snapshot
 
     checkout, copy = tmp_path / "checkout", tmp_path / "copy"
     checkout.mkdir()
@@ -1216,8 +1197,6 @@ def test_numbers_of_thousands_of_digits_are_one_line(setting):
 
 
 def test_nul_in_flashinfer_aot_config_and_deep_or_nul_locks_are_one_line(tmp_path):
-    from backend import project
-
     with pytest.raises(BackendError, match="flashinfer-aot-config"):
         project.load_settings({"sm": "90", "isa": ISA, "flashinfer-aot-config": "conf\0ig.json"})
     deep = tmp_path / "deep.lock"
@@ -1243,8 +1222,6 @@ def test_absurd_numbers_are_refused_not_warned_about_or_ignored(setting, value):
 # --- 29.11: links in a local tree, and a tree edited while it is copied ----------------------------------
 
 def test_links_in_a_local_tree_are_copied_and_hashed_as_what_is_built(tmp_path, monkeypatch):
-    from backend.sources import prepare as prep
-
     checkout, outside = tmp_path / "checkout", tmp_path / "outside"
     (checkout / "pkg" / "real").mkdir(parents=True)
     (checkout / "pkg" / "real" / "mod.py").write_text("A = 1\n")
@@ -1254,7 +1231,7 @@ def test_links_in_a_local_tree_are_copied_and_hashed_as_what_is_built(tmp_path, 
     os.symlink(outside / "conf.py", checkout / "pkg" / "conf.py")  # an absolute link leaving the tree
 
     def prepared(workdir: Path):
-        return prep.prepare_for_build("bitsandbytes", cache_dir=tmp_path / "c", workdir=workdir, patches=[],
+        return prepare.prepare_for_build("bitsandbytes", cache_dir=tmp_path / "c", workdir=workdir, patches=[],
                                       local=checkout)
 
     first = prepared(tmp_path / "w")
@@ -1267,16 +1244,15 @@ def test_links_in_a_local_tree_are_copied_and_hashed_as_what_is_built(tmp_path, 
     assert (second.root / "pkg" / "conf.py").read_text() == "B = 2\n"
     # A file edited after the checkout was hashed, before it was copied (the edit lands in between):
     # the recorded hash is that of the copy, the state that is built.
-    from backend.pipeline import snapshot
 
-    hashed = prep.prepare
+    hashed = prepare.prepare
 
     def edited_meanwhile(*args, **kwargs):
         done = hashed(*args, **kwargs)
         (checkout / "pkg" / "real" / "mod.py").write_text("A = 2\n")
         return done
 
-    monkeypatch.setattr(prep, "prepare", edited_meanwhile)
+    monkeypatch.setattr(prepare, "prepare", edited_meanwhile)
     third = prepared(tmp_path / "w2")
     assert (third.root / "pkg" / "real" / "mod.py").read_text() == "A = 2\n"
     assert third.source_hash == snapshot.tree_digest(checkout) != second.source_hash
@@ -1323,8 +1299,6 @@ def test_a_disk_full_during_configure_is_named_and_does_not_poison_the_next_run(
 
 
 def test_verify_refuses_libraries_that_are_empty_links_or_bombs(tmp_path):
-    import stat as stat_mod
-
     real = tmp_path / "m.so"
     (tmp_path / "m.c").write_text("int f(void) { return 1; }\n")
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(real), str(tmp_path / "m.c")], check=True)
@@ -1377,9 +1351,6 @@ def test_a_killed_wheelhouse_add_leaves_nothing_the_next_add_keeps(tmp_path):
 
 
 def test_a_cache_inside_the_local_tree_is_not_copied_into_it(tmp_path):
-    from backend import cache_marker
-    from backend.pipeline import snapshot
-
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     (checkout / "setup.py").write_text("# x\n")
@@ -1397,7 +1368,5 @@ def test_a_cache_inside_the_local_tree_is_not_copied_into_it(tmp_path):
 
 @pytest.mark.parametrize("key", ["source.bitsandbytes", "cache-dir", "wheelhouse"])
 def test_a_nul_in_a_path_setting_is_one_line(key):
-    from backend import project
-
     with pytest.raises(BackendError, match=f"setting '{key}'"):
         project.load_settings({"sm": "90", "isa": ISA, key: "/tmp/a\0b"})

@@ -39,6 +39,7 @@ from backend.settings import resolve
 from backend.variants import Variant
 from backend.verify import elf, isa as isa_scan
 from standin_helpers import find_nvcc
+from backend.pipeline.plan import isa_flag_env
 
 GIB = 1 << 30
 ISA = "avx512"
@@ -86,8 +87,6 @@ def test_every_cuda_component_passes_the_flags_to_nvcc_and_says_what_they_miss(p
 
 
 def test_a_recipe_that_sets_the_variable_itself_keeps_its_value(plan):
-    from backend.pipeline.plan import isa_flag_env
-
     env = isa_flag_env(recipes.get("torch"), plan.variant, {"TORCH_NVCC_FLAGS": "-Xfatbin -compress-all"})
     assert env["TORCH_NVCC_FLAGS"].startswith("-Xfatbin -compress-all -Xcompiler=-mavx512f,")
 

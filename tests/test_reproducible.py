@@ -30,6 +30,7 @@ from backend.pipeline import nvcc_launcher, reproducible
 from backend.wheels import rebuild_check
 from backend.wheels import reproducible as reproducible_wheel
 from standin_helpers import find_nvcc, gcc_command_line, host_isa, standin_tree
+from backend.verify.metadata import read_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 NVCC = find_nvcc()
@@ -146,7 +147,6 @@ def test_a_wheel_writers_order_times_and_modes_are_normalised(tmp_path):
         assert [(i.external_attr >> 16) & 0o777 for i in infos] == [0o644, 0o755, 0o644, 0o644, 0o644, 0o644]
         record = archive.read("demo-1.0.dist-info/RECORD").decode()
         assert [line.split(",")[0] for line in record.splitlines()] == [i.filename for i in infos]
-    from backend.verify.metadata import read_wheel
 
     assert read_wheel(a, check_record=True)
 

@@ -15,10 +15,16 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+import tempfile
 
 import pytest
 
 from backend.verify import emulate
+from elftools.elf.elffile import ELFFile
+from conftest import make_wheel
+from backend.verify import smoke
+from backend import cpu_isa
+from standin_helpers import find_nvcc, runtime_links, standin_runtime_requirements, standin_tree
 
 FIXTURES = Path(__file__).parent / "fixtures" / "emulate"
 QEMU_X86 = shutil.which("qemu-x86_64")
@@ -32,8 +38,6 @@ needs_arm = pytest.mark.skipif(
 
 
 def symbol_address(library: Path, name: str) -> int:
-    from elftools.elf.elffile import ELFFile
-
     with library.open("rb") as handle:
         symbols = ELFFile(handle).get_section_by_name(".symtab")
         return next(s["st_value"] for s in symbols.iter_symbols() if s.name == name)
@@ -254,8 +258,6 @@ def test_emulate_needs_an_isa_and_arm_needs_a_sysroot(run_backend, x86_libs, tmp
 
 def kernels_wheel(house: Path, library: Path) -> Path:
     """A wheel whose package loads its CPU library with ctypes at import, as bitsandbytes' cextension does."""
-    from conftest import make_wheel
-
     init = (b"import ctypes, pathlib\n"
             b"LIB = ctypes.CDLL(str(pathlib.Path(__file__).parent / 'libkernels.so'))\n"
             b"def chosen():\n    return ctypes.c_char_p.in_dll(LIB, 'chosen_kernel').value.decode()\n")
@@ -265,8 +267,6 @@ def kernels_wheel(house: Path, library: Path) -> Path:
 
 @pytest.mark.parametrize("kind", ["normal", "dispatched"])
 def test_smoke_emulate_runs_the_checks_on_the_variants_cpu(kind, x86_libs, tmp_path):
-    from backend.verify import smoke
-
     house = tmp_path / "house"
     house.mkdir()
     wheel = kernels_wheel(house, x86_libs[kind])
@@ -332,8 +332,6 @@ def blockwise_op(isa: str, library: Path, work: Path, sysroot: Path | None = Non
 @pytest.mark.slow
 @pytest.mark.parametrize("isa", ["avx", "avx2"])
 def test_bitsandbytes_cpu_library_runs_on_its_isa(isa, bnb_tree, tmp_path):
-    from backend import cpu_isa
-
     flags = list(cpu_isa.get(isa).flags)
     library = build_bitsandbytes_cpu(bnb_tree, tmp_path / "patched", flags, patch=True)
     outcome = emulate.verify([library], isa)
@@ -358,8 +356,6 @@ def test_bitsandbytes_cpu_library_as_upstream_builds_it_dies_on_avx(bnb_tree, tm
 @pytest.mark.slow
 @needs_arm
 def test_bitsandbytes_cpu_library_cross_built_for_armv8_2_runs_on_neoverse_n1(bnb_tree, tmp_path):
-    from backend import cpu_isa
-
     library = build_bitsandbytes_cpu(bnb_tree, tmp_path / "arm", list(cpu_isa.get("armv8_2").flags), cross=True)
     outcome = emulate.verify([library], "armv8_2", sysroot=SYSROOT)
     assert outcome.ok and outcome.loaded == 1, outcome.lines()
@@ -374,9 +370,6 @@ def test_standin_stack_passes_on_the_emulated_cpu_of_its_isa(isa, tmp_path):
     """torch, torchvision, torchaudio, xformers, flashinfer and bitsandbytes stand-ins built for the ISA through
     the pipeline: -C smoke=emulate runs the imports and every component's CPU op under QEMU as the ISA's CPU,
     and verify --emulate loads every library of the wheelhouse there."""
-    import tempfile
-
-    from standin_helpers import find_nvcc, runtime_links, standin_runtime_requirements, standin_tree
 
     nvcc = find_nvcc()
     if nvcc is None:
@@ -405,8 +398,6 @@ def test_standin_stack_passes_on_the_emulated_cpu_of_its_isa(isa, tmp_path):
 
 
 def test_smoke_emulate_on_an_isa_qemu_cannot_emulate_says_so_and_runs_natively():
-    from backend.verify import smoke
-
     said: list[str] = []
     assert smoke.emulation_for("avx512vnni", None, said.append) is None
     assert said == ["smoke check: avx512vnni: QEMU cannot emulate AVX-512 (its TCG does not execute it), the scan's "

@@ -122,9 +122,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "detect":
         return _detect(args)
     if command == "rebuild-check":
-        from .wheels import rebuild_check
-
         needs.require("python -m backend rebuild-check")
+        from .wheels import rebuild_check  # imports filelock and packaging: only once the check above passed
+
         return rebuild_check.main(args.wheelhouse, args.scratch, args.json, project.PROJECT_DIR)
     settings = _settings(args)
     if command in NEEDS_RUNTIME:

@@ -172,11 +172,13 @@ def test_read_only_commands_need_nothing_installed(bare_python, tmp_path, args):
     assert "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("command", ["build", "fetch", "verify"])
+@pytest.mark.parametrize("command", ["build", "fetch", "verify", "rebuild-check"])
 def test_working_commands_on_a_bare_interpreter_say_what_to_install(bare_python, tmp_path, command):
     args = [command, "-C", "sm=90", "-C", "isa=avx512", "-C", "components=bitsandbytes"]
     if command == "verify":
         args = ["verify", "README.md"]
+    if command == "rebuild-check":
+        args = ["rebuild-check", str(tmp_path)]
     out = _run_bare(bare_python, tmp_path, *args)
     assert out.returncode != 0
     assert "Traceback" not in out.stderr

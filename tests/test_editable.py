@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from backend import needs
 from standin_helpers import find_nvcc, host_isa, runtime_links, standin_runtime_requirements, standin_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,8 +26,8 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("ccache") is None, reason="needs ccache (apt-get install ccache)"),
 ]
 ISA = host_isa()
-BACKEND_NEEDS = ["packaging", "filelock", "platformdirs", "pyelftools", "iced-x86", "auditwheel>=6.8,<7", "capstone==6.0.0a11",
-                 "setuptools>=70", "wheel"]
+# What the backend checks before every hook (backend/needs.py, one list), and the stand-ins' build backend.
+BACKEND_NEEDS = [req for _, req in needs.RUNTIME + needs.PROGRAMS] + ["setuptools>=70", "wheel"]
 
 
 def env() -> dict[str, str]:

@@ -18,9 +18,7 @@ machine
 PY=$(command -v python3)
 
 step "what the backend and the build need, into the image's venv"
-"$PY" -m pip install -q --no-index --find-links "$DIR/wheels" pyelftools iced-x86 'auditwheel>=6.8,<7' \
-  capstone==6.0.0a11 platformdirs filelock trove-classifiers 'apache-tvm-ffi>=0.1.6,!=0.1.8,!=0.1.8.post0,<0.2' \
-  setuptools==80.10.2 packaging==26.4 nvidia-ml-py || status=1
+install_needs "$DIR/wheels" nvidia-ml-py || status=1
 
 step "python -m backend detect (the real driver)"
 "$PY" -m backend detect 2>&1 | tee "$OUT/detect.txt"

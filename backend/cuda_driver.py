@@ -26,8 +26,6 @@ purpose (vLLM's ``8.0+PTX`` kernels on sm_90 and newer) raises the floor.
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 from typing import Any
 
 from .errors import BackendError
@@ -145,12 +143,3 @@ def check_driver(manifest: dict[str, Any], driver: str | None, where: str) -> No
         raise BackendError(f"{where}: {problem}; update the driver, or build the variant for an older CUDA "
                            f"(python -m backend detect --driver {driver} says which)")
 
-
-def read_manifest(wheelhouse: Path) -> dict[str, Any]:
-    """A wheelhouse's manifest.json for its driver record; {} where there is none or it cannot be read
-    (the wheelhouse's own reader refuses a bad one with the reason)."""
-    try:
-        data = json.loads((wheelhouse / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

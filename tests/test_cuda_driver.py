@@ -194,3 +194,16 @@ def test_verify_command_refuses_a_wheelhouse_the_driver_cannot_run(run_backend, 
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert out.stderr.strip().startswith(f"error: verify {house}: NVIDIA driver 575.57.08 is older than 580.65.06")
+
+
+def test_a_damaged_manifest_on_a_gpu_host_is_no_traceback(run_backend, tmp_path):
+    """The driver check reads the manifest as verification does (wheels.files.read_manifest): one nested
+    100,000 deep (issue 29.14) is no driver record, not a RecursionError."""
+    house = tmp_path / "wheelhouse"
+    house.mkdir()
+    (house / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    (house / "libdemo.so").write_bytes(b"")  # nothing to verify: the one-line refusal of an empty folder
+    bin_dir = fake_nvidia_smi(tmp_path / "bin", "NVIDIA H100", "9.0", "575.57.08")
+    out = run_backend("verify", str(house), env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "RecursionError" not in out.stderr

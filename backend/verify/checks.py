@@ -17,6 +17,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..errors import BackendError
+from ..wheels.files import read_manifest
 from .. import cpu_isa
 from . import cubins, elf, isa as isa_scan, isa_arm, linkage, metadata, platform_tag
 from .report import ERROR, WARNING, Entry, ObjectEntry, Problem, Report
@@ -548,12 +549,7 @@ _UPSTREAM_ORIGINS = ("runtime", "lock-wheel")
 
 def _runtime_wheels(folder: Path) -> set[str]:
     """The wheelhouse's bundled third-party wheels (``_UPSTREAM_ORIGINS``): upstream's, not checked."""
-    import json
-
-    try:
-        entries = json.loads((folder / "manifest.json").read_text())["wheels"]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        return set()
+    entries = read_manifest(folder).get("wheels")
     if not isinstance(entries, dict):
         return set()
     return {name for name, entry in entries.items() if isinstance(entry, dict) and entry.get("origin") in _UPSTREAM_ORIGINS}

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from .. import host as host_info
-from ..cuda_driver import check_driver, read_manifest
+from ..cuda_driver import check_driver
+from ..wheels.files import read_manifest
 from ..errors import BackendError
 from ..settings import Settings
 from ..variants import Variant

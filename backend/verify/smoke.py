@@ -42,7 +42,8 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from ..cuda_driver import check_driver, read_manifest
+from ..cuda_driver import check_driver
+from ..wheels.files import read_manifest
 from ..errors import BackendError
 from ..hashing import sha256_file
 from . import emulate

@@ -1,19 +1,31 @@
-"""Small file helpers shared by the wheel modules: hashes and atomic writes."""
+"""Small file helpers shared by the wheel modules: hashes, atomic writes, a wheelhouse's manifest read leniently."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..hashing import sha256_file  # noqa: F401  (re-exported)
 
 CHUNK = 8 * 1024 * 1024
+
+
+def read_manifest(wheelhouse: Path) -> dict[str, Any]:
+    """A wheelhouse's ``manifest.json`` for readers that only look something up (verification, the smoke
+    check): {} where there is none, or it is damaged, nested too deep, or not an object.  The wheelhouse's own
+    reader (``Wheelhouse.manifest``) refuses such a file with the reason before a build writes to it."""
+    try:
+        data = json.loads((Path(wheelhouse) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def record_hash(data: bytes) -> str:

@@ -71,24 +71,14 @@ def test_names_and_labels():
         ("61", "avx2", "13.0", "dropped compute_61"),
         ("80", "armv9", "12.9", "isa=armv9"),
         ("100", "armv8_2", "12.9", "isa=armv8_2"),
-    ],
-)
-def test_rules(sm, isa, cuda, fragment):
-    why = variants.rule_violation(sm, isa, cuda)
-    assert why is not None and fragment in why
-
-
-@pytest.mark.parametrize(
-    "sm, isa, cuda, fragment",
-    [
+        # sm_70 (V100): CUDA 12.x only, nvcc 13 dropped it; sm_121 (GB10): CUDA 12.9 on, Arm (armv9) only
         ("70", "avx512", "13.0", "dropped compute_70"),
         ("121", "armv9", "12.8", "sm=121"),
         ("121", "avx512", "12.9", "aarch64"),
         ("121", "armv8_2", "12.9", "isa=armv8_2"),
     ],
 )
-def test_v100_and_gb10_limits(sm, isa, cuda, fragment):
-    """sm_70: CUDA 12.x only (nvcc 13 dropped it); sm_121: CUDA 12.9 on, Arm (armv9) only."""
+def test_rules(sm, isa, cuda, fragment):
     why = variants.rule_violation(sm, isa, cuda)
     assert why is not None and fragment in why, why
 

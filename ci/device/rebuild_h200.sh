@@ -4,26 +4,25 @@
 # without the compiler cache; the sha256 sums compared, and each difference named by rebuild-check's
 # comparison.
 #
-#   ci/device/rebuild_h200.sh BITSANDBYTES_SRC XFORMERS_SDIST
+#   ci/device/rebuild_h200.sh BITSANDBYTES_SRC XFORMERS_SDIST WHEELS
 #
 # BITSANDBYTES_SRC: `git archive 0.49.1` of bitsandbytes-foundation/bitsandbytes; XFORMERS_SDIST: the
 # xformers 0.0.34 sdist from PyPI (the release for the machine's torch 2.11), built with flash
-# attention off as in ci/device/run_h200.sh.  Nothing of either is committed here.  Wheels the image
-# lacks are taken from .whl/ beside this checkout when present.  Results go to $OUT.
+# attention off as in ci/device/run_h200.sh.  Nothing of either is committed here.  WHEELS: a folder of
+# wheels for the image's Python holding the backend's needs (ci/device/lib.sh install_needs).  Results go to $OUT.
 # COMPONENTS=bitsandbytes builds one of the two (less device time).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BNB_SRC=$(realpath "$1")
 XF_SDIST=$(realpath "$2")
+WHEELS=$(realpath "$3")
 OUT=${OUT:-/tmp/device-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/carried-site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/carried-site${PYTHONPATH:+:$PYTHONPATH}
-fi
 source ci/device/lib.sh
 machine 2>&1 | tee "$OUT/machine.txt"
+step "the backend's needs, from the carried wheels, into the image's venv"
+install_needs "$WHEELS" || exit 1
 ISA=$(detected_isa)
 rm -rf /tmp/xformers-src && mkdir -p /tmp/xformers-src && tar -xzf "$XF_SDIST" -C /tmp/xformers-src --strip-components=1
 # Flash attention off, as in run_h200.sh: a build passes no XFORMERS_DISABLE_FLASH_ATTN of the caller's

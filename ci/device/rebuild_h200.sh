@@ -22,7 +22,7 @@ export PYTHONUNBUFFERED=1
 source ci/device/lib.sh
 machine 2>&1 | tee "$OUT/machine.txt"
 step "the backend's needs, from the carried wheels, into the image's venv"
-install_needs "$WHEELS" || exit 1
+install_needs "$WHEELS" scikit-build-core || exit 1   # bitsandbytes builds with scikit-build-core
 ISA=$(detected_isa)
 rm -rf /tmp/xformers-src && mkdir -p /tmp/xformers-src && tar -xzf "$XF_SDIST" -C /tmp/xformers-src --strip-components=1
 # Flash attention off, as in run_h200.sh: a build passes no XFORMERS_DISABLE_FLASH_ATTN of the caller's

@@ -21,6 +21,7 @@ import pytest
 from backend import cpu_isa
 from backend.verify import Expectation, verify_paths, verify_wheel
 from backend.verify import isa_arm
+from backend.verify.isa import march_brings
 from backend.wheels import manylinux
 from backend.wheels.relabel import relabel
 from standin_helpers import standin_tree
@@ -176,4 +177,4 @@ def test_standin_component_for_arm(tmp_path_factory, isa, extra, ok):
     ("armv8.6-a+sve2", "armv9", False),                  # below armv9
 ])
 def test_arm_march_rules(march, isa, brings):
-    assert isa_arm.march_brings(march, cpu_isa.get(isa).flags[0]) is brings
+    assert march_brings(march, cpu_isa.get(isa).flags[0]) is brings

@@ -175,8 +175,6 @@ def flags_applied(record: str, isa: str) -> bool:
         if march == "native":
             return True
         if march.startswith("armv"):
-            from .isa_arm import march_brings
-
             return march_brings(march, wanted[0])
         level = MARCH_LEVEL.get(march)
         if level and isa in LEVEL_IMPLIES.get(level, ()):
@@ -202,3 +200,41 @@ def _last_sets(tokens: list[str], flag: str) -> bool:
 def check_flags(records: list[str], isa: str) -> FlagCheck:
     compiles = [r for r in records if is_compile_record(r)]
     return FlagCheck(records=len(compiles), lacking=[r for r in compiles if not flags_applied(r, isa)])
+
+
+# Extensions an architecture level makes mandatory, in Armv8 terms (Armv9.N
+# includes Armv8.(5+N)); SVE2 comes with Armv9 itself.
+_MANDATORY_FROM = {"dotprod": (8, 4), "bf16": (8, 6), "i8mm": (8, 6)}
+
+
+def _as_v8(level: tuple[int, int]) -> tuple[int, int]:
+    return level if level[0] == 8 else (8, 5 + level[1])
+
+
+def _parse_march(march: str) -> tuple[tuple[int, int], set[str]] | None:
+    """``armv8.2-a+fp16+dotprod`` -> ((8, 2), {'fp16', 'dotprod'}); None for what is not an Arm level."""
+    base, *extensions = march.removeprefix("-march=").split("+")
+    match = re.fullmatch(r"armv(\d+)(?:\.(\d+))?-a", base)
+    if not match:
+        return None
+    return (int(match.group(1)), int(match.group(2) or 0)), {e for e in extensions if not e.startswith("no")}
+
+
+def march_brings(march: str, wanted: str) -> bool:
+    """Whether a compile's last ``-march`` brings everything the variant's ``-march`` asks for.
+
+    GCC records only the last ``-march`` of a command line, so a unit built
+    with the variant's flags plus ``+sve`` shows ``-march=armv8.2-a+fp16+dotprod+sve``.
+    """
+    have, want = _parse_march(march), _parse_march(wanted)
+    if have is None or want is None:
+        return False
+    (level, extensions), (wanted_level, wanted_extensions) = have, want
+    if (wanted_level[0] >= 9 > level[0]) or _as_v8(level) < _as_v8(wanted_level):
+        return False
+    brought = set(extensions) | {e for e, since in _MANDATORY_FROM.items() if _as_v8(level) >= since}
+    if level[0] >= 9:
+        brought |= {"sve", "sve2"}
+    if brought & {"sve", "sve2"}:
+        brought.add("fp16")  # GCC: +sve implies +fp16
+    return wanted_extensions <= brought

@@ -27,6 +27,8 @@ from pathlib import Path
 from .. import cpu_isa
 from ..errors import BackendError
 from . import elf
+from .isa import is_compile_record
+from .report import ERROR, WARNING, Problem
 
 # Extensions tracked, in the order a report lists them.
 EXTENSIONS = ("SVE", "SVE2", "SVE2-crypto", "SVE2.1", "SME")
@@ -144,8 +146,6 @@ def asked_for(records: list[str], extension: str) -> bool:
 
 def check_object(obj, info: elf.ObjectInfo, isa: str | None) -> None:
     """Fill ``obj`` (a report.ObjectEntry) with the scan of an aarch64 object and its problems for ``isa``."""
-    from .report import ERROR, WARNING, Problem
-
     scan = scan_object(info.path)
     obj.isa_highest = scan.highest
     obj.isa_features = dict(sorted(scan.extensions.items()))
@@ -153,8 +153,6 @@ def check_object(obj, info: elf.ObjectInfo, isa: str | None) -> None:
     if isa not in cpu_isa.ARM_ISAS:
         return
     obj.isa_beyond = scan.beyond(isa)
-    from .isa import is_compile_record
-
     compiles = [r for r in info.compile_records if is_compile_record(r)]
     for extension, count in obj.isa_beyond.items():
         asking = [r for r in compiles if asked_for([r], extension)]
@@ -171,41 +169,3 @@ def check_object(obj, info: elf.ObjectInfo, isa: str | None) -> None:
         obj.problems.append(Problem(
             WARNING if deliberate else ERROR, "cpu",
             f"{count} {extension} instruction{'s' * (count != 1)}, beyond the variant's {isa}; {why}", obj.path))
-
-
-# Extensions an architecture level makes mandatory, in Armv8 terms (Armv9.N
-# includes Armv8.(5+N)); SVE2 comes with Armv9 itself.
-_MANDATORY_FROM = {"dotprod": (8, 4), "bf16": (8, 6), "i8mm": (8, 6)}
-
-
-def _as_v8(level: tuple[int, int]) -> tuple[int, int]:
-    return level if level[0] == 8 else (8, 5 + level[1])
-
-
-def _parse_march(march: str) -> tuple[tuple[int, int], set[str]] | None:
-    """``armv8.2-a+fp16+dotprod`` -> ((8, 2), {'fp16', 'dotprod'}); None for what is not an Arm level."""
-    base, *extensions = march.removeprefix("-march=").split("+")
-    match = re.fullmatch(r"armv(\d+)(?:\.(\d+))?-a", base)
-    if not match:
-        return None
-    return (int(match.group(1)), int(match.group(2) or 0)), {e for e in extensions if not e.startswith("no")}
-
-
-def march_brings(march: str, wanted: str) -> bool:
-    """Whether a compile's last ``-march`` brings everything the variant's ``-march`` asks for.
-
-    GCC records only the last ``-march`` of a command line, so a unit built
-    with the variant's flags plus ``+sve`` shows ``-march=armv8.2-a+fp16+dotprod+sve``.
-    """
-    have, want = _parse_march(march), _parse_march(wanted)
-    if have is None or want is None:
-        return False
-    (level, extensions), (wanted_level, wanted_extensions) = have, want
-    if (wanted_level[0] >= 9 > level[0]) or _as_v8(level) < _as_v8(wanted_level):
-        return False
-    brought = set(extensions) | {e for e, since in _MANDATORY_FROM.items() if _as_v8(level) >= since}
-    if level[0] >= 9:
-        brought |= {"sve", "sve2"}
-    if brought & {"sve", "sve2"}:
-        brought.add("fp16")  # GCC: +sve implies +fp16
-    return wanted_extensions <= brought

@@ -9,11 +9,13 @@ here, with an error that says why.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 
 from . import cpu_isa
 from . import host as host_info
 from .cpu_isa import ARM_ISAS, ISAS, X86_ISAS, platform_of
+from .cuda_target import CudaTarget
 from .errors import BackendError
 from .settings import CUDAS, SMS, Settings
 
@@ -52,10 +54,10 @@ class Variant:
     def platform(self) -> str:
         return platform_of(self.isa)
 
-    @property
-    def arch(self) -> str:
-        """The SM as torch writes it: 9.0, 10.3, 12.0."""
-        return f"{self.sm[:-1]}.{self.sm[-1]}"
+    @functools.cached_property
+    def target(self) -> CudaTarget:
+        """The GPU it builds for, in every spelling (torch's 9.0, 9.0a, CMake's 90-real, sm_90 ...)."""
+        return CudaTarget(sm=self.sm, cuda=self.cuda)
 
     @property
     def cuda_tag(self) -> str:

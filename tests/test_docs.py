@@ -34,7 +34,7 @@ def test_the_sm_walk_matches_the_code():
         assert settings.normalize_sm(spelling) == "90"
     chosen = settings.resolve({"sm": "9.0", "isa": "avx2", "cuda": "13.0"}, {}, base_dir=ROOT)
     variant = select(chosen, host=_any_host())
-    assert variant.arch == "9.0" and variant.label == "cu130.sm90.avx2"
+    assert variant.target.capability == "9.0" and variant.label == "cu130.sm90.avx2"
     assert "`TORCH_CUDA_ARCH_LIST=9.0`" in text
     named = {"run_steps": scheduler, "StepExecutor": executor, "common_env": plan, "normalize_sm": settings}
     for name, module in named.items():

@@ -50,6 +50,10 @@ def test_targets_from_one_variant(tmp_path):
     assert torch["CFLAGS"] == torch["CXXFLAGS"]
     assert "-mavx512f" in torch["CXXFLAGS"].split() and "-frecord-gcc-switches" in torch["CXXFLAGS"].split()
     assert plan.step("flashinfer").env["FLASHINFER_CUDA_ARCH_LIST"] == "9.0a"
+    # one TORCH_CUDA_ARCH_LIST from the engine for every torch extension; xformers' FA3 asks for the 9.0a spelling
+    assert {s.component: s.env["TORCH_CUDA_ARCH_LIST"] for s in plan.steps} == {
+        "torch": "9.0", "torchvision": "9.0", "torchaudio": "9.0", "xformers": "9.0a", "flashinfer": "9.0",
+        "bitsandbytes": "9.0", "vllm": "9.0"}
     assert plan.step("bitsandbytes").env["CMAKE_ARGS"] == "-DCOMPUTE_BACKEND=cuda -DCOMPUTE_CAPABILITY=90"
     assert "cmake.define.COMPUTE_CAPABILITY=90" in plan.step("bitsandbytes").commands[0]
     assert plan.step("vllm").env["VLLM_VERSION_OVERRIDE"] == "0.15.1+cu129.sm90.avx512"

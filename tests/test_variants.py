@@ -59,8 +59,8 @@ def test_names_and_labels():
     v = variants.Variant(sm="90", isa="avx512", cuda="12.9", python="313")
     assert v.name == "vllm-python313-cuda12_9-sm90-avx512"
     assert v.label == "cu129.sm90.avx512"
-    assert v.arch == "9.0"
-    assert variants.Variant(sm="103", isa="armv9", cuda="12.9").arch == "10.3"
+    assert v.target.capability == "9.0"
+    assert variants.Variant(sm="103", isa="armv9", cuda="12.9").target.capability == "10.3"
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_v100_and_gb10_rows_are_an_extension():
     assert [(v.isa, v.cuda) for v in gb10] == [("armv9", "12.9"), ("armv9", "13.0")]
     assert not any(v.seed for v in v100 + gb10)
     assert sum(v.seed for v in rows) == 88
-    assert variants.Variant(sm="121", isa="armv9", cuda="12.9").arch == "12.1"
+    assert variants.Variant(sm="121", isa="armv9", cuda="12.9").target.capability == "12.1"
 
 
 def test_sm61_gets_no_cudnn_and_allowed_isas():

@@ -181,7 +181,9 @@ def common_env(variant: Variant, jobs: JobChoice) -> dict[str, str]:
     return {
         "CFLAGS": flags,
         "CXXFLAGS": flags,
-        "TORCH_CUDA_ARCH_LIST": variant.arch,
+        # the one SM spelling every torch build and torch.utils.cpp_extension reads (torchvision, torchaudio,
+        # xformers; vLLM's CMake through torch's Caffe2 config); each recipe adds only its upstream's own
+        "TORCH_CUDA_ARCH_LIST": variant.target.capability,
         "MAX_JOBS": str(jobs.max_jobs_env),
         "CMAKE_BUILD_PARALLEL_LEVEL": str(jobs.processes),
         "NVCC_THREADS": str(jobs.nvcc_threads),

@@ -157,7 +157,7 @@ def _build_locked(plan: Plan) -> BuildResult:
             "sm": plan.variant.sm, "isa": plan.variant.isa, "cuda": plan.variant.cuda,
             "label": plan.variant.label, "torch": plan.torch_version,
             "CFLAGS": common_env(plan.variant, plan.steps[0].jobs)["CFLAGS"] if plan.steps else "",
-            "TORCH_CUDA_ARCH_LIST": plan.variant.arch,
+            "TORCH_CUDA_ARCH_LIST": plan.variant.target.capability,
             # what `python -m backend rebuild-check` builds again from (docs/WHEELS.md)
             "SOURCE_DATE_EPOCH": reproducible.source_date_epoch(),
             "settings": {**settings_as_config(settings), "cache-dir": str(cache_dir(settings))},

@@ -15,7 +15,10 @@ VERSION = "0.49.1"
 
 
 def _defines(ctx: BuildContext) -> list[str]:
-    return ["-DCOMPUTE_BACKEND=cuda", f"-DCOMPUTE_CAPABILITY={ctx.variant.sm}"]
+    # COMPUTE_CAPABILITY is a list of CMake architecture numbers ("90"): CMakeLists.txt:189-196 (0.49.1) makes
+    # each "<n>-real" and the highest also PTX (patches/bitsandbytes: real cubins only); TORCH_CUDA_ARCH_LIST
+    # is not read (its CMake finds no torch)
+    return ["-DCOMPUTE_BACKEND=cuda", f"-DCOMPUTE_CAPABILITY={ctx.variant.target.cmake}"]
 
 
 def environment(ctx: BuildContext) -> dict[str, str]:
@@ -28,11 +31,7 @@ def environment(ctx: BuildContext) -> dict[str, str]:
 
 
 def commands(ctx: BuildContext) -> list[list[str]]:
-    return [pip_wheel(
-        ctx, None,
-        "-C", "cmake.define.COMPUTE_BACKEND=cuda",
-        "-C", f"cmake.define.COMPUTE_CAPABILITY={ctx.variant.sm}",
-    )]
+    return [pip_wheel(ctx, None, *(arg for define in _defines(ctx) for arg in ("-C", "cmake.define." + define[2:])))]
 
 
 # What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
@@ -63,7 +62,7 @@ RECIPE = Recipe(
     version_file="bitsandbytes/__init__.py",  # a checkout's own release (its static __version__): which patches fit it
     environment=environment,
     commands=commands,
-    notes=lambda variant: [f"bitsandbytes holds sm_{variant.sm} cubins only (COMPUTE_CAPABILITY={variant.sm}), no PTX"],
+    notes=lambda variant: [f"bitsandbytes holds {variant.target.cubin} cubins only (COMPUTE_CAPABILITY={variant.target.cmake}), no PTX"],
     smoke=SMOKE,
     smoke_gpu=SMOKE_GPU,
     disk_gb=1.0,

@@ -45,11 +45,9 @@ import json
 from pathlib import Path
 
 from ..errors import SettingError
-from ..variants import version_key
 from .base import BuildContext, Recipe, pip_wheel
 
 VERSION = "0.6.1"
-ARCH_SPECIFIC = {"90": "9.0a", "100": "10.0a", "103": "10.3a"}
 # What aot.py v0.6.1 adds only when compute_100 is targeted (aot.py:326-362 attention, 480-496 MoE/GEMM,
 # 525-528 comm; XQA, aot.py:378-379, needs sm90/sm100/sm120/sm121 in the list): left out of an sm103
 # jit-cache, compiled at first use.
@@ -74,15 +72,13 @@ CUBIN_HEADERS = {
 
 
 def arch_list(variant) -> str:
-    if variant.sm in ARCH_SPECIFIC:
-        return ARCH_SPECIFIC[variant.sm]
-    if variant.sm == "121":
-        # GB10: 12.1a turns on aot.py's sm121 modules (detect_sm_capabilities: compute_121 from CUDA 12.9, the
-        # variant's floor); upstream's release list has 12.0f, whose sm_120f code also runs on 12.1
-        return "12.1a"
-    if variant.sm == "120":
-        return "12.0f" if version_key(variant.cuda) >= (12, 9) else "12.0a"
-    return variant.arch
+    """FLASHINFER_CUDA_ARCH_LIST: the target's arch-specific spelling from Hopper on (9.0a, 10.0a, 10.3a; GB10's
+    12.1a turns on aot.py's sm121 modules, detect_sm_capabilities: compute_121 from CUDA 12.9, the variant's
+    floor), but for 12.0 its family spelling (12.0f, CUDA 12.9 on; 12.0a before), as upstream's release list."""
+    target = variant.target
+    if target.sm == "120" and target.family:
+        return target.family
+    return target.arch_specific or target.capability
 
 
 def uses_cubins(variant) -> bool:

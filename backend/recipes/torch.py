@@ -242,7 +242,6 @@ print("triton", triton.__version__, "kernel ok on", torch.cuda.get_device_name()
 def environment(ctx: BuildContext) -> dict[str, str]:
     v = ctx.variant
     env = {
-        "TORCH_CUDA_ARCH_LIST": v.arch,
         "USE_CUDA": "1",
         "USE_CUDNN": "1" if v.uses_cudnn else "0",
         "USE_NCCL": "1",

@@ -15,7 +15,6 @@ VERSION = "2.9.1"
 
 def environment(ctx: BuildContext) -> dict[str, str]:
     return {
-        "TORCH_CUDA_ARCH_LIST": ctx.variant.arch,
         "FORCE_CUDA": "1",
         "USE_CUDA": "1",
         "BUILD_VERSION": ctx.local_version(VERSION),

@@ -70,7 +70,6 @@ def host_problem() -> str | None:
 
 def environment(ctx: BuildContext) -> dict[str, str]:
     return {
-        "TORCH_CUDA_ARCH_LIST": ctx.variant.arch,
         "FORCE_CUDA": "1",
         "BUILD_VERSION": ctx.local_version(VERSION),
         **CODEC_SWITCHES,

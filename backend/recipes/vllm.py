@@ -26,7 +26,7 @@ SUPPORTED_ARCHS_CUDA13 = ("7.5", "8.0", "8.6", "8.7", "8.9", "9.0", "10.0", "11.
 def vllm_archs(variant) -> list[str]:
     """What vLLM's cuda_archs_loose_intersection keeps of TORCH_CUDA_ARCH_LIST=<arch>."""
     supported = SUPPORTED_ARCHS_CUDA13 if version_key(variant.cuda) >= (13, 0) else SUPPORTED_ARCHS_CUDA12
-    target = version_key(variant.arch)
+    target = (variant.target.major, variant.target.minor)
     same_major = [a for a in supported if version_key(a)[0] == target[0] and version_key(a) <= target]
     return [max(same_major, key=version_key)] if same_major else []
 
@@ -35,7 +35,6 @@ def environment(ctx: BuildContext) -> dict[str, str]:
     x = ctx.extras
     env = {
         "VLLM_TARGET_DEVICE": "cuda",
-        "TORCH_CUDA_ARCH_LIST": ctx.variant.arch,
         "NVCC_THREADS": str(ctx.nvcc_threads),
         "VLLM_VERSION_OVERRIDE": ctx.local_version(VERSION),
         "SETUPTOOLS_SCM_PRETEND_VERSION": ctx.local_version(VERSION),

@@ -8,7 +8,10 @@ memory.  Its own flash-attention 2 is off unless XFORMERS_DISABLE_FLASH_ATTN=0
 (``get_flash_attention2_nvcc_archs_flags`` defaults it to "1"): FA2 comes from
 torch's flash attention.  Flash-attention 3 is compiled only for 9.0, and its
 Hopper kernels (wgmma) need the ``9.0a`` target, which setup.py emits only
-when TORCH_CUDA_ARCH_LIST says ``9.0a``.
+when TORCH_CUDA_ARCH_LIST says ``9.0a``: on sm_90 the recipe replaces the
+engine's TORCH_CUDA_ARCH_LIST (the target's ``capability``, which
+torch.utils.cpp_extension reads for every other extension) with the target's
+``arch_specific`` spelling.
 """
 
 from .base import BuildContext, Recipe, pip_wheel
@@ -16,13 +19,8 @@ from .base import BuildContext, Recipe, pip_wheel
 VERSION = "0.0.33.post2"
 
 
-def arch_list(variant) -> str:
-    return "9.0a" if variant.sm == "90" else variant.arch
-
-
 def environment(ctx: BuildContext) -> dict[str, str]:
-    return {
-        "TORCH_CUDA_ARCH_LIST": arch_list(ctx.variant),
+    env = {
         "FORCE_CUDA": "1",
         "BUILD_VERSION": ctx.local_version(VERSION),
         # as upstream's PyPI wheels (.github/workflows/wheels_build.yml, env XFORMERS_BUILD_TYPE: "Release"); its
@@ -30,6 +28,9 @@ def environment(ctx: BuildContext) -> dict[str, str]:
         # folder into every cubin, where no prefix map reaches (docs/WHEELS.md, reproducible wheels)
         "XFORMERS_BUILD_TYPE": "Release",
     }
+    if ctx.variant.sm == "90":  # FA3: the arch-specific spelling in place of the engine's TORCH_CUDA_ARCH_LIST=9.0
+        env["TORCH_CUDA_ARCH_LIST"] = ctx.variant.target.arch_specific
+    return env
 
 
 def notes(variant) -> list[str]:

@@ -41,7 +41,7 @@ def text(variant, components: list[str], manifest: dict[str, Any], python: str, 
     driver = manifest.get("driver") or {}
     lines = [f"# Deploying {variant.name}", "",
              "What a host needs before `pip install --no-index --find-links` of this folder:", "",
-             f"- **GPU**: compute capability {variant.arch} (sm_{variant.sm}); the wheels hold code for that GPU only.",
+             f"- **GPU**: compute capability {variant.target.capability} ({variant.target.cubin}); the wheels hold code for that GPU only.",
              f"- **NVIDIA driver {driver.get('minimum', 'unknown')} or newer**"
              + "".join(f"\n  - {reason}" for reason in driver.get("reasons", []))
              + "\n  - `python -m backend detect --driver VERSION` tells which CUDA release a driver runs.",

@@ -51,7 +51,7 @@ def properties(variant: Variant) -> dict[str, dict[str, list[str]]]:
     result: dict[str, dict[str, list[str]]] = {
         "nvidia": {
             "cuda_version_lower_bound": [variant.cuda],
-            "sm_arch": [f"{variant.sm}_real"],
+            "sm_arch": [variant.target.sm_arch],
         }
     }
     isa = cpu_isa.get(variant.isa)

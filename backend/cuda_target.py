@@ -1,0 +1,94 @@
+"""The GPU a variant builds for, in every spelling a build tool or a binary uses.
+
+One ``CudaTarget`` is made from the variant (``Variant.target``), as nixpkgs'
+``cudaPackages.flags`` derives every form from one capability; nothing else
+spells the SM.  Each recipe passes the one spelling its upstream reads, and says
+there which variable reads it:
+
+================================  ============  =================================================
+spelling                          sm=90 / 103   read by
+================================  ============  =================================================
+``capability``                    9.0 / 10.3    TORCH_CUDA_ARCH_LIST (torch's CMake, cpp_extension)
+``arch_specific``                 9.0a / 10.3a  xformers' FA3, FLASHINFER_CUDA_ARCH_LIST
+``family`` (Blackwell, CUDA 12.9+) - / 10.3f     FLASHINFER_CUDA_ARCH_LIST for 12.0
+``cmake``                         90 / 103      bitsandbytes' COMPUTE_CAPABILITY
+``cmake_real``                    90-real       CMAKE_CUDA_ARCHITECTURES (a real cubin, no PTX)
+``gencode``                       -gencode ...  nvcc: one real cubin of the SM
+``cubin`` / ``ptx``               sm_90 / compute_90  cuobjdump and verification
+================================  ============  =================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+# Arch-specific targets (sm_90a) exist from Hopper on; family targets (sm_100f) from Blackwell on, with CUDA 12.9
+# (nvcc's release notes: "family-specific" architectures).
+ARCH_SPECIFIC_MAJOR = 9
+FAMILY_MAJOR = 10
+FAMILY_CUDA = (12, 9)
+
+
+@dataclasses.dataclass(frozen=True)
+class CudaTarget:
+    sm: str    # "90": the variant's SM, as -C sm= normalises it
+    cuda: str  # "12.9": the CUDA release that compiles it
+
+    @property
+    def major(self) -> int:
+        return int(self.sm[:-1])
+
+    @property
+    def minor(self) -> int:
+        return int(self.sm[-1])
+
+    @property
+    def capability(self) -> str:
+        """9.0: the compute capability, as TORCH_CUDA_ARCH_LIST and nvidia-smi write it."""
+        return f"{self.major}.{self.minor}"
+
+    @property
+    def arch_specific(self) -> str | None:
+        """9.0a: the arch-specific target (code for exactly this SM, with its own instructions); None before Hopper."""
+        return f"{self.capability}a" if self.major >= ARCH_SPECIFIC_MAJOR else None
+
+    @property
+    def family(self) -> str | None:
+        """10.3f: the family target (code for this SM and later members of its major); None where nvcc has none."""
+        cuda = tuple(int(part) for part in self.cuda.split("."))
+        return f"{self.capability}f" if self.major >= FAMILY_MAJOR and cuda >= FAMILY_CUDA else None
+
+    @property
+    def cmake(self) -> str:
+        """90: a CMake CUDA architecture number (CMAKE_CUDA_ARCHITECTURES gives it real and virtual code)."""
+        return self.sm
+
+    @property
+    def cmake_real(self) -> str:
+        """90-real: CMake's real cubin of the SM, no PTX."""
+        return f"{self.sm}-real"
+
+    @property
+    def cmake_arch_specific_real(self) -> str | None:
+        """90a-real: CMake's arch-specific cubin; None before Hopper."""
+        return f"{self.sm}a-real" if self.arch_specific else None
+
+    @property
+    def cubin(self) -> str:
+        """sm_90: the real target, as nvcc's code= and cuobjdump name it."""
+        return f"sm_{self.sm}"
+
+    @property
+    def ptx(self) -> str:
+        """compute_90: the virtual target (PTX), as nvcc's arch= and cuobjdump name it."""
+        return f"compute_{self.sm}"
+
+    @property
+    def gencode(self) -> tuple[str, str]:
+        """nvcc's pair for one real cubin of the SM."""
+        return ("-gencode", f"arch={self.ptx},code={self.cubin}")
+
+    @property
+    def sm_arch(self) -> str:
+        """90_real: the PEP 825 nvidia provider's ``sm_arch`` value (real cubins only)."""
+        return f"{self.sm}_real"

@@ -45,7 +45,7 @@ cp /tmp/part.json "$OUT/part.json"
 rm -rf /tmp/vs-cache /tmp/vs-wh /tmp/dist && mkdir -p /tmp/vs-cache/downloads && cp "$DIR"/dl/flashinfer-* /tmp/vs-cache/downloads/
 start=$(date +%s)
 "$PY" -m pip wheel . --no-build-isolation -w /tmp/dist -v \
-  -C sm=90 -C "isa=$ISA" -C cuda=13.0 -C toolchain=system -C torch=existing -C offline=true \
+  -C sm=90 -C "isa=$ISA" -C cuda=13.0 -C toolchain=system -C torch=existing -C existing-torch=accept -C offline=true \
   -C components=flashinfer -C flashinfer-aot-config=/tmp/part.json -C runtime-deps=none -C smoke=off \
   -C cache-dir=/tmp/vs-cache -C wheelhouse=/tmp/vs-wh > "$OUT/pip-wheel.log" 2>&1 || status=1
 echo "pip wheel: $(( $(date +%s) - start )) s"

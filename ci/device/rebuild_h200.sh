@@ -35,7 +35,7 @@ build() {  # FOLDER COMPILER_CACHE
   step "build in $1 (compiler cache: $2) at $(date -u +%H:%M:%S)"
   local started=$SECONDS
   python3 -m backend build -C sm=90 -C "isa=$ISA" -C cuda=13.0 -C toolchain=system \
-    -C torch=existing -C offline=true -C "components=${COMPONENTS:-bitsandbytes,xformers}" -C verify=warn \
+    -C torch=existing -C existing-torch=accept -C offline=true -C "components=${COMPONENTS:-bitsandbytes,xformers}" -C verify=warn \
     -C "source.bitsandbytes=$BNB_SRC" -C source.xformers=/tmp/xformers-src -C smoke=off -C runtime-deps=none \
     -C "compiler-cache=$2" -C "cache-dir=$1/cache" -C "wheelhouse=$1/wheelhouse" 2>&1 \
     | grep -v "^\s*|" | tail -25

@@ -40,10 +40,6 @@ class StepExecutor:
 
     def execute(self, step: Step, label: str) -> tuple[list[Path], str]:
         """Build (or find built) one step's wheels; returns them and "built" or "cached"."""
-        from ..verify.features import check_features
-        from ..wheels.relabel import relabel
-        from .pins import restored_requirements, stack_pins
-
         plan, toolchain, house = self.plan, self.toolchain, self.house
         recipe = recipes.get(step.component)
         layout = plan.layout
@@ -88,6 +84,20 @@ class StepExecutor:
         if not built:
             raise BackendError(f"the build of {step.component} produced no wheel in {wheel_dir}")
 
+        return self.finish(step, built, key, prepared, seconds, label), "built"
+
+
+    def finish(self, step: Step, built: list[Path], key: str, prepared, seconds: float, label: str) -> list[Path]:
+        """A step's built wheels relabelled, pinned, tagged, made reproducible, verified, checked for their
+        features and added to the wheelhouse with their manifest records; returns the added paths.
+        ``prepared``: the step's prepared sources (origin, source_hash, patches) for the manifest."""
+        from ..verify.features import check_features
+        from ..wheels.relabel import relabel
+        from .pins import restored_requirements, stack_pins
+
+        plan, toolchain, house = self.plan, self.toolchain, self.house
+        recipe = recipes.get(step.component)
+        layout = plan.layout
         staged_dir = layout.variant_dir / step.component / "_staged"
         if staged_dir.exists():
             shutil.rmtree(staged_dir)
@@ -131,7 +141,7 @@ class StepExecutor:
                 "component": step.component, "source": entry.url, "origin": BUNDLED,
                 "source_hash": f"sha256:{entry.sha256}", "patches": [], "build_key": key, "seconds": 0.0,
             }, move=True))
-        return added, "built"
+        return added
 
 
 BUNDLED = "lock-wheel"  # manifest origin of an upstream wheel the lock pins, added unchanged

@@ -54,7 +54,7 @@ def test_nar_hash_matches_nix_hash_on_a_tree(tmp_path):
     tree = build_tree(tmp_path / "tree")
     ours = nar.nar_digest(tree)
     assert ours.hex() == nix_hash(tree)
-    assert nar.to_nix_base32(ours) == nix_hash(tree, "--base32")
+    assert nar.parse_sha256(nix_hash(tree, "--base32")) == ours
     assert nar.nar_hash(tree) == "sha256-" + base64.b64encode(ours).decode()
 
 
@@ -85,8 +85,7 @@ def test_digest_is_that_of_nix_store_dump(tmp_path):
 def test_hash_spellings_round_trip():
     digest = bytes(range(32))
     sri = nar.to_sri(digest)
-    for spelling in (sri, digest.hex(), "sha256:" + digest.hex(), nar.to_nix_base32(digest),
-                     "sha256:" + nar.to_nix_base32(digest)):
+    for spelling in (sri, digest.hex(), "sha256:" + digest.hex()):
         assert nar.parse_sha256(spelling) == digest
         assert nar.normalize(spelling) == sri
     with pytest.raises(ValueError):
@@ -96,7 +95,10 @@ def test_hash_spellings_round_trip():
 def test_known_nix_base32_value():
     # nix-hash --type sha256 --to-base32 of the SHA-256 of the empty string (Nix manual / nixpkgs).
     empty = bytes.fromhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-    assert nar.to_nix_base32(empty) == "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73"
+    for spelling in ("0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73",
+                     "sha256:0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73"):
+        assert nar.parse_sha256(spelling) == empty
+        assert nar.normalize(spelling) == nar.to_sri(empty)
 
 
 def _git_archive(tag: str, dest: Path) -> Path:

@@ -219,6 +219,10 @@ def test_binaries_hold_only_the_variant(first_build):
 def test_platform_tags_are_what_auditwheel_finds(first_build):
     """Each wheel with ELF objects carries the manylinux tag auditwheel show gives it (torch's and CUDA's
     libraries staying external); the manifest records each library's highest GLIBC/GLIBCXX/CXXABI."""
+    from auditwheel.architecture import Architecture
+    from auditwheel.libc import Libc
+    from auditwheel.policy import WheelPolicies
+
     from backend.wheels import manylinux
 
     tmp, house, _ = first_build
@@ -242,7 +246,8 @@ def test_platform_tags_are_what_auditwheel_finds(first_build):
         else:  # flashinfer-jit-cache's .data/purelib layout, which auditwheel's analysis refuses
             assert "platlib" in shown.stderr + shown.stdout
             versions = set().union(*(set(f"{k}_{v}" for k, v in libs.items()) for libs in entry["symbol_versions"].values()))
-            assert manylinux.symbol_policy(versions, "x86_64").name == platform_tag.split(".")[0]
+            policies = WheelPolicies(libc=Libc.GLIBC, arch=Architecture.x86_64)
+            assert policies.versioned_symbols_policy({"all": versions}).name == platform_tag.split(".")[0]
         tagged += 1
     assert tagged >= 5
 

@@ -99,20 +99,6 @@ def to_sri(digest: bytes) -> str:
     return "sha256-" + base64.b64encode(digest).decode()
 
 
-def to_nix_base32(digest: bytes) -> str:
-    """Nix's base32 (``nix-hash --type sha256 --base32``): 52 characters for SHA-256."""
-    length = (len(digest) * 8 - 1) // 5 + 1
-    out = []
-    for n in range(length - 1, -1, -1):
-        bit = n * 5
-        i, j = divmod(bit, 8)
-        c = digest[i] >> j
-        if i + 1 < len(digest):
-            c |= digest[i + 1] << (8 - j)
-        out.append(_B32[c & 0x1F])
-    return "".join(out)
-
-
 def from_nix_base32(text: str) -> bytes:
     size = len(text) * 5 // 8
     out = bytearray(size)

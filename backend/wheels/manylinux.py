@@ -115,11 +115,6 @@ def manifest_record(wheel: Path) -> dict:
     return {"platform": platform_tags(wheel.name), "symbol_versions": libraries} if libraries else {}
 
 
-def symbol_policy(versions: Iterable[str], platform: str):
-    """The most compatible policy whose symbol versions cover ``versions``."""
-    return policies(platform).versioned_symbols_policy({"all": set(versions)})
-
-
 def beyond_policy(versions: Iterable[str], target) -> list[str]:
     """The needed versions a policy does not allow (``GLIBCXX_3.4.30`` for manylinux_2_28)."""
     out = []

@@ -21,7 +21,6 @@ for the merged index.  See docs/WHEELS.md for the mapping.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -68,18 +67,6 @@ def property_strings(variant: Variant) -> list[str]:
         for feature, values in features.items()
         for value in values
     )
-
-
-def properties_hash(variant: Variant) -> str:
-    """variantlib's default label: sha256 over the sorted ``property\\n`` lines, first 8 hex digits.
-
-    Not used as our label (PEP 825 rejected hashes as labels); kept to show
-    which of our labels name the same property set.
-    """
-    digest = hashlib.sha256()
-    for line in property_strings(variant):
-        digest.update(f"{line}\n".encode())
-    return digest.hexdigest()[:8]
 
 
 def variant_label(variant: Variant) -> str:

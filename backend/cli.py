@@ -23,7 +23,9 @@ from .settings import SMS, Settings
 def _settings_epilog() -> str:
     from .settings import help_text
 
-    return "settings (-C KEY=VALUE, or [tool.vllm-stack] in pyproject.toml; -C wins):\n" + help_text()
+    return ("settings (-C KEY=VALUE, VLLM_STACK_<KEY> in the environment as VLLM_STACK_CACHE_DIR=DIR, or "
+            "[tool.vllm-stack] in pyproject.toml; -C wins over the environment, the environment over "
+            "pyproject.toml):\n") + help_text()
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,12 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def load_settings(config_settings: Mapping[str, Any] | None, base_dir: Path | None = None) -> Settings:
+    """-C (``config_settings``) wins over the environment (``VLLM_STACK_<KEY>``), which wins over pyproject.toml."""
     return settings_mod.resolve(
         config_settings,
         settings_mod.read_pyproject_table(PROJECT_DIR),
         base_dir=base_dir or Path.cwd(),
+        environ=os.environ,
     )
 
 

@@ -1,10 +1,13 @@
 """Every setting of the backend: one typed structure, validated in one place.
 
-Settings come from the ``[tool.vllm-stack]`` table of ``pyproject.toml``
-(defaults) and from ``-C key=value`` (``config_settings`` of a PEP 517
-frontend, or ``-C`` of ``python -m backend``), the latter winning.  Every
-error is a :class:`~backend.errors.SettingError`: one line naming the
-setting, the bad value and the accepted values.
+Settings come from three sources, each winning over the next: ``-C key=value``
+(``config_settings`` of a PEP 517 frontend, or ``-C`` of ``python -m backend``),
+the environment (``VLLM_STACK_<KEY>``: ``VLLM_STACK_SM=90``,
+``VLLM_STACK_CACHE_DIR=/data/cache``; an empty variable counts as unset; the
+``source.<component>`` keys have none), and the ``[tool.vllm-stack]`` table of
+``pyproject.toml``.  Every error is a :class:`~backend.errors.SettingError`: one
+line naming the setting (the variable, for a value from the environment), the
+bad value and the accepted values.
 
 A setting is declared once, as one field of the ``Settings`` dataclass:
 its annotation is its type (``Literal`` of the words it accepts where it is
@@ -75,7 +78,7 @@ SOURCE_PREFIX = "source."
 FOREIGN_KEYS = frozenset({"--build-option", "--global-option", "editable_mode", "editable-mode"})
 
 
-def normalize_sm(value: str) -> str:
+def normalize_sm(value: str, key: str = "sm") -> str:
     raw = value.strip()
     text = raw.lower().removeprefix("sm").lstrip("_")
     if re.fullmatch(r"\d+\.\d", text):
@@ -88,7 +91,7 @@ def normalize_sm(value: str) -> str:
         near = min(SMS, key=lambda s: abs(int(s) - int(text)))
     message_hint = f"; did you mean {near!r}?" if near else ""
     raise BackendError(
-        f"setting 'sm': bad value {raw!r}; accepted: {', '.join(SMS)} "
+        f"setting '{key}': bad value {raw!r}; accepted: {', '.join(SMS)} "
         f"(also written 9.0, sm90, sm_90){message_hint}"
     )
 
@@ -98,23 +101,6 @@ def _choice(key: str, value: str, accepted: tuple[str, ...]) -> str:
     if text in accepted:
         return text
     raise SettingError(key, text, accepted)
-
-
-# The most a whole-number setting takes: more compile processes or nvcc threads than any machine runs
-# is a typo (jobs=10**30), not a wish.
-WHOLE_NUMBER_MAX = {"jobs": 4096, "nvcc-threads": 256}
-
-
-def _positive_int(key: str, value: str) -> int | None:
-    text = str(value).strip()
-    if text in ("", "auto"):
-        return None
-    most = WHOLE_NUMBER_MAX.get(key, 1 << 20)
-    # ASCII digits only: str.isdigit() also accepts '²', which int() refuses; a bounded length, because
-    # int() refuses strings of over 4,300 digits.
-    if re.fullmatch(r"[0-9]{1,9}", text) and 1 <= int(text) <= most:
-        return int(text)
-    raise SettingError(key, text if len(text) <= 40 else text[:40] + "...", f"a whole number from 1 to {most}, or auto")
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -425,11 +411,12 @@ class Option:
     def accepted(self) -> tuple[str, ...]:
         return self.choices() if callable(self.choices) else self.choices
 
-    def value(self, value: Any, base: Path) -> Any:
-        """The typed value of ``value`` as given by the user, or a one-line SettingError."""
+    def value(self, value: Any, base: Path, named: str | None = None) -> Any:
+        """The typed value of ``value`` as given by the user, or a one-line SettingError naming ``named``
+        (the key, or the environment variable the value came from)."""
         if self.parse is not None:
-            return self.parse(self.key, value, base)
-        return _choice(self.key, str(value), self.accepted())
+            return self.parse(named or self.key, value, base)
+        return _choice(named or self.key, str(value), self.accepted())
 
     def values_text(self) -> str:
         """What it accepts and its default, as --help and the README show them."""
@@ -460,8 +447,21 @@ def _on_off(key: str, value: Any, base: Path) -> bool:
     return _bool(key, value)
 
 
-def _whole_number(key: str, value: Any, base: Path) -> int | None:
-    return _positive_int(key, value)
+def _whole_number(most: int) -> Callable[[str, Any, Path], int | None]:
+    """A parser of 1 to ``most``, or auto: more compile processes or nvcc threads than any machine runs is a
+    typo (jobs=10**30), not a wish."""
+
+    def parse(key: str, value: Any, base: Path) -> int | None:
+        text = str(value).strip()
+        if text in ("", "auto"):
+            return None
+        # ASCII digits only: str.isdigit() also accepts '²', which int() refuses; a bounded length, because
+        # int() refuses strings of over 4,300 digits.
+        if re.fullmatch(r"[0-9]{1,9}", text) and 1 <= int(text) <= most:
+            return int(text)
+        raise SettingError(key, text if len(text) <= 40 else text[:40] + "...", f"a whole number from 1 to {most}, or auto")
+
+    return parse
 
 
 # Every setting, in the order --help and the README list them: its type, default, key, parser and help.
@@ -470,7 +470,7 @@ class Settings:
     """What to build and how: one field per setting, declared with its row of the settings table."""
 
     sm: Sm | None = setting(
-        "sm", "GPU architecture", parse=lambda k, v, b: normalize_sm(str(v)),
+        "sm", "GPU architecture", parse=lambda k, v, b: normalize_sm(str(v), k),
         accepts=" ".join(SMS) + " (also `9.0`, `sm90`, `sm_90`)")
     isa: str | None = setting("isa", "CPU instruction set", choices=ISAS)  # cpu_isa.py's table names them
     cuda: CudaRelease = setting("cuda", "CUDA toolkit version", default="12.9")
@@ -493,9 +493,9 @@ class Settings:
         accepts="folder", shown_default="platform cache dir, or `$VLLM_STACK_CACHE_DIR`")
     jobs: int | None = setting(
         "jobs", "compile processes at once; auto: min(cores, free memory / memory per job)",
-        parse=_whole_number, accepts="number or auto", shown_default="auto")
+        parse=_whole_number(4096), accepts="number or auto", shown_default="auto")
     nvcc_threads: int | None = setting(
-        "nvcc-threads", "threads per nvcc (vLLM divides its jobs by this)", parse=_whole_number,
+        "nvcc-threads", "threads per nvcc (vLLM divides its jobs by this)", parse=_whole_number(256),
         accepts="number", shown_default="1")
     offline: bool = setting(
         "offline", "never touch the network; fail naming the missing source instead", default=False,
@@ -608,30 +608,50 @@ def unknown_key_error(key: str) -> BackendError:
     return BackendError(text)
 
 
+ENVIRONMENT_PREFIX = "VLLM_STACK_"
+
+
+def environment_variable(key: str) -> str:
+    """The variable that gives setting ``key``: ``cache-dir`` -> ``VLLM_STACK_CACHE_DIR``."""
+    return ENVIRONMENT_PREFIX + key.upper().replace("-", "_")
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """key -> (value, its variable) for each setting a non-empty ``VLLM_STACK_<KEY>`` gives.
+
+    Only the settings' own names are read: other ``VLLM_STACK_*`` variables (``VLLM_STACK_SOURCE_MIRROR``,
+    ``VLLM_STACK_PREFIX_MAP``, ...) mean other things, and ``source.<component>`` has no variable.
+    """
+    return {key: (environ[variable], variable) for key in KEYS
+            if environ.get(variable := environment_variable(key), "").strip()}
+
+
 def resolve(
     config_settings: Mapping[str, Any] | None = None,
     pyproject_table: Mapping[str, Any] | None = None,
     base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Merge the pyproject table (defaults) with config settings (winning) and validate."""
+    """Merge and validate the sources: ``config_settings`` (-C) win over ``environ`` (``VLLM_STACK_<KEY>``),
+    which wins over ``pyproject_table`` ([tool.vllm-stack]); each absent source gives nothing."""
     base = Path(base_dir or Path.cwd()).resolve()
-    merged: dict[str, Any] = {}
-    for layer in (_flatten_table(pyproject_table or {}), dict(config_settings or {})):
-        for key, value in layer.items():
-            if key in FOREIGN_KEYS:
-                continue
-            merged[key] = value
+    merged: dict[str, tuple[Any, str]] = {}  # key -> (value, the name a message shows: key or variable)
+    merged.update((key, (value, key)) for key, value in _flatten_table(pyproject_table or {}).items())
+    merged.update(from_environment(environ or {}))
+    merged.update((key, (value, key)) for key, value in (config_settings or {}).items())
 
     values: dict[str, Any] = {}
     sources: dict[str, Path] = {}
-    for key, raw in merged.items():
+    for key, (raw, named) in merged.items():
+        if key in FOREIGN_KEYS:
+            continue
         if key.startswith(SOURCE_PREFIX):
             sources.update(_per_component_source(key, _single(key, raw), base))
             continue
         option = OPTION_BY_KEY.get(key)
         if option is None:
             raise unknown_key_error(key)
-        values[option.field] = option.value(raw if option.many else _single(key, raw), base)
+        values[option.field] = option.value(raw if option.many else _single(named, raw), base, named)
     values["sources"] = sources
     return Settings(**values)
 

@@ -244,3 +244,65 @@ def test_every_parser_returns_its_field_type_for_valid_values(tmp_path):
             assert _conforms(value, option.type), (key, text, value, option.type)
             checked += 1
     assert checked > 60
+
+
+def test_the_environment_wins_over_pyproject_and_loses_to_config_settings(tmp_path):
+    table = {"sm": "70", "cuda": "12.8", "jobs": "2", "offline": True}
+    environ = {"VLLM_STACK_SM": "9.0", "VLLM_STACK_CUDA": "13.0", "VLLM_STACK_JOBS": "",  # empty: unset
+               "VLLM_STACK_CACHE_DIR": "cache", "VLLM_STACK_COMPONENTS": "vllm,torch",
+               "VLLM_STACK_SOURCE_MIRROR": "http://127.0.0.1:1", "VLLM_STACK_SOURCE_VLLM": "/nowhere"}  # not settings
+    chosen = settings.resolve({"sm": "80"}, table, base_dir=tmp_path, environ=environ)
+    assert (chosen.sm, chosen.cuda, chosen.jobs, chosen.offline) == ("80", "13.0", 2, True)
+    assert chosen.cache_dir == tmp_path.resolve() / "cache" and chosen.components == ("torch", "vllm")
+    assert chosen.sources == {}
+    assert settings.resolve({}, table).sm == "70"  # no environment given: none read
+    assert settings.environment_variable("flashinfer-aot-config") == "VLLM_STACK_FLASHINFER_AOT_CONFIG"
+
+
+@pytest.mark.parametrize("variable, value, must_contain", [
+    ("VLLM_STACK_SM", "91", "setting 'VLLM_STACK_SM': bad value '91'; accepted: 61, 70"),
+    ("VLLM_STACK_JOBS", "0", "setting 'VLLM_STACK_JOBS': bad value '0'; accepted: a whole number from 1 to 4096"),
+    ("VLLM_STACK_NVCC_THREADS", "999", "setting 'VLLM_STACK_NVCC_THREADS': bad value '999'; accepted: a whole "
+                                       "number from 1 to 256"),
+    ("VLLM_STACK_OFFLINE", "maybe", "setting 'VLLM_STACK_OFFLINE': bad value 'maybe'; accepted: true, false"),
+    ("VLLM_STACK_VERIFY", "strictly", "setting 'VLLM_STACK_VERIFY': bad value 'strictly'; accepted: strict, warn"),
+])
+def test_a_bad_value_from_the_environment_names_the_variable(variable, value, must_contain):
+    with pytest.raises(BackendError) as info:
+        settings.resolve({}, environ={variable: value})
+    assert "\n" not in str(info.value) and str(info.value).startswith(must_contain), str(info.value)
+
+
+def test_the_environment_reaches_the_command_line_and_never_shows_a_secret(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+
+    def plan(*pairs: str, **variables: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_STACK_")}
+        env.update(variables, VLLM_STACK_CACHE_DIR=str(tmp_path / "cache"))
+        return subprocess.run([sys.executable, "-m", "backend", "plan", "--json", *pairs], cwd=root,
+                              capture_output=True, text=True, env=env, timeout=120)
+
+    def document(made: subprocess.CompletedProcess) -> dict:
+        assert made.returncode == 0, made.stderr
+        planned = json.loads(made.stdout)
+        for step in planned["steps"]:
+            step["jobs"].pop("reason")  # it quotes the free memory of the moment
+        return planned
+
+    given = document(plan("-C", "sm=90", "-C", "isa=avx2", "-C", "components=bitsandbytes"))
+    assert given["variant"].endswith("-sm90-avx2")
+    assert document(plan(VLLM_STACK_SM="sm_90", VLLM_STACK_ISA="avx2", VLLM_STACK_COMPONENTS="bitsandbytes")) == given
+    assert document(plan("-C", "sm=90", VLLM_STACK_SM="91", VLLM_STACK_ISA="avx2",
+                         VLLM_STACK_COMPONENTS="bitsandbytes")) == given  # -C wins: 91 is never read
+    secret = "hunter2/#x"
+    refused = plan("-C", "sm=90", "-C", "isa=avx2", VLLM_STACK_COMPILER_CACHE="sccache",
+                   VLLM_STACK_COMPILER_CACHE_URL=f"redis://me:{secret}@cache.local:6379/0")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines() == [refused.stderr.strip()], refused.stderr
+    assert "setting 'VLLM_STACK_COMPILER_CACHE_URL': bad value 'redis://me:***@" in refused.stderr
+    assert "hunter2" not in refused.stderr + refused.stdout

@@ -312,3 +312,40 @@ def test_a_local_checkout_gets_its_own_side_tree_pins(tmp_path):
     # a checkout pinning what the lock pins changes nothing
     same = vllm_tree(tmp_path / "same")
     assert vllm_release.lock_for("0.15.1", same) == (vllm_release.line_lock("0.15.1"), [])
+
+
+def test_flashmla_sources_and_the_nvcc_of_flashmla_c_are_read_from_vllms_files(tmp_path):
+    """As 0.14.1's flashmla.cmake (FlashMLA_SOURCES, FlashMLA_Extension_SOURCES) and setup.py (the _flashmla_C
+    extension inside `if ... get_nvcc_cuda_version() >= Version("12.3")`): a list and a version, each cited."""
+    tree = vllm_tree(tmp_path / "vllm")
+    cmake = tree / "cmake/external_projects/flashmla.cmake"
+    cmake.write_text(cmake.read_text() + "    set(FlashMLA_SOURCES\n"
+                     "        ${flashmla_SOURCE_DIR}/csrc/torch_api.cpp\n"
+                     "        ${flashmla_SOURCE_DIR}/csrc/sm90/decode/dense/splitkv_mla.cu\n    )\n"
+                     "    set(FlashMLA_INCLUDES\n        ${flashmla_SOURCE_DIR}/csrc/cutlass/include\n    )\n")
+    (tree / "setup.py").write_text(
+        'if _is_cuda():\n    if envs.VLLM_USE_PRECOMPILED or (\n'
+        '        CUDA_HOME and get_nvcc_cuda_version() >= Version("12.3")\n    ):\n'
+        '        ext_modules.append(CMakeExtension(name="vllm._flashmla_C", optional=True))\n')
+    release = vllm_release.read_tree(tree)
+    assert release.flashmla_sources == ["csrc/torch_api.cpp", "csrc/sm90/decode/dense/splitkv_mla.cu"]
+    assert release.flashmla_min_nvcc == "12.3" and release.where["flashmla_min_nvcc"] == "setup.py:3"
+    assert release.where["flashmla_sources"] == "cmake/external_projects/flashmla.cmake:10-11"
+    differences = vllm_release.fact_differences(release)
+    assert any(d.startswith("flashmla sources: 28 files in 0.15.1, 2 here") for d in differences)
+    assert any(d.startswith("_flashmla_C: setup.py adds it from nvcc 12.3 (setup.py:3)") for d in differences)
+
+
+def test_a_patch_for_another_line_is_left_out_of_the_hand_written_line_and_a_stray_one_is_an_error(tmp_path):
+    from backend.sources import patches as patches_mod
+
+    folder = tmp_path / "patches" / "vllm"
+    folder.mkdir(parents=True)
+    (folder / "0001-x.patch").write_text("x\n\nWhen: >=0.14.0,<0.15\n\nWhy: a line's own patch\n--- a/f\n+++ b/f\n")
+    assert patches_mod.decide_locked("vllm", "0.15.1", tmp_path / "patches", other_lines={"0.14.1", "0.13.0"}) == []
+    with pytest.raises(BackendError, match="is for vllm >=0.14.0,<0.15, but the lock pins 0.15.1"):
+        patches_mod.decide_locked("vllm", "0.15.1", tmp_path / "patches", other_lines={"0.13.0"})
+    (applied,) = patches_mod.decide_locked("vllm", "0.14.1", tmp_path / "patches", release_line="0.14.1")
+    assert applied.applied
+    # the 0.15.1 line knows which versions the other lines pin
+    assert "0.14.1" in vllm_release.line_lock("0.15.1").other_lines["vllm"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
@@ -89,6 +90,9 @@ class Lock:
     entries: dict[str, Entry]
     path: Path | None = None
     release_line: str | None = None  # a vLLM release line's lock (vllm_release.line_lock): its patches may not apply
+    # entry -> the versions the other vLLM release lines pin of it (vllm_release.line_lock): a patch whose When:
+    # names one of those is that line's, not a mistake in this one
+    other_lines: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict, compare=False)
 
     def for_component(self, component: str) -> list[Entry]:
         """The component's entries, the tree that is built first, then lock order."""

@@ -25,6 +25,7 @@ import hashlib
 import re
 import shutil
 import subprocess
+from collections.abc import Collection
 from pathlib import Path
 
 from ..errors import BackendError
@@ -96,11 +97,14 @@ def _check_when(when: str, path: Path) -> None:
 
 
 def decide_locked(component: str, locked_version: str, root: Path | None = None,
-                  entry: str | None = None, release_line: str | None = None) -> list[PatchDecision]:
+                  entry: str | None = None, release_line: str | None = None,
+                  other_lines: Collection[str] = ()) -> list[PatchDecision]:
     """Every patch of a locked tree, applied: one written for another release is an error here, not a skip.
 
     ``release_line``: the lock is another vLLM release line's (-C vllm); a patch written for the versions of
-    the hand-written lock is then not applied, and the plan says why (docs/RELEASES.md).
+    the hand-written lock is then not applied, and the plan says why (docs/RELEASES.md).  ``other_lines``:
+    the versions the other release lines pin of this tree; in the hand-written line a patch for one of those
+    is that line's and is left out (its plan stays as it was before the lines had patches of their own).
     """
     decisions = []
     for path, digest in collect(component, root, entry):
@@ -108,6 +112,9 @@ def decide_locked(component: str, locked_version: str, root: Path | None = None,
         when = declared or f"=={locked_version}"
         if declared is not None:
             _check_when(declared, path)
+            if not matches(declared, locked_version) and not release_line and any(
+                    matches(declared, version) for version in other_lines):
+                continue
             if not matches(declared, locked_version) and release_line:
                 decisions.append(PatchDecision(
                     f"{entry}/{path.name}" if entry else path.name, digest, declared, False,
@@ -229,9 +236,18 @@ def _dry_run(path: Path, tree: Path) -> str | None:
     return None if check.returncode == 0 else _describe_failure(check.stdout + check.stderr)
 
 
-def apply(tree: Path, component: str, root: Path | None = None, entry: str | None = None) -> list[tuple[str, str]]:
-    """Apply the component's patches (or its lock ``entry``'s) to ``tree``; returns (file name, sha256) of each."""
-    return apply_files(tree, collect(component, root, entry), entry or component)
+def apply(tree: Path, component: str, root: Path | None = None, entry: str | None = None,
+          version: str | None = None) -> list[tuple[str, str]]:
+    """Apply the component's patches (or its lock ``entry``'s) to ``tree``; returns (file name, sha256) of each.
+    ``version``: the tree's release; a patch whose When: names others is another release line's, not applied."""
+    return apply_files(tree, for_release(collect(component, root, entry), version), entry or component)
+
+
+def for_release(found: list[tuple[Path, str]], version: str | None) -> list[tuple[Path, str]]:
+    """The patches (``collect``'s) for ``version``: those without a When: and those whose When: names it."""
+    if version is None:
+        return found
+    return [(path, digest) for path, digest in found if (when := when_of(path)) is None or matches(when, version)]
 
 
 def apply_files(tree: Path, patches: list[tuple[Path, str]], what: str) -> list[tuple[str, str]]:

@@ -159,7 +159,8 @@ def prepare(
         files[entry.name] = path
         identities.append(_identity(entry, fetch_mod.cached_sha256(path)))
 
-    patch_files = patches_mod.collect(component, patches_dir) if local is None else []
+    # another release line's patches (a When: naming other releases) are not this tree's (docs/RELEASES.md)
+    patch_files = patches_mod.for_release(patches_mod.collect(component, patches_dir), main.version) if local is None else []
     patch_list = [(p.name, digest) for p, digest in patch_files]
     entry_patches = _entry_patches(component, entries, wanted, patches_dir)
     patch_list += [(f"{name}/{p.name}", digest) for name, files in entry_patches.items() for p, digest in files]
@@ -202,10 +203,11 @@ def prepare(
 
     applied: list[tuple[str, str]] = []
     if local is None:
-        applied = patches_mod.apply(root, component, patches_dir)
+        applied = patches_mod.apply(root, component, patches_dir, version=main.version)
     by_name = {e.name: e for e in wanted}
     for name in entry_patches:
-        done = patches_mod.apply(_placement(by_name[name], workdir), component, patches_dir, entry=name)
+        done = patches_mod.apply(_placement(by_name[name], workdir), component, patches_dir, entry=name,
+                                 version=by_name[name].version)
         applied += [(f"{name}/{file}", digest) for file, digest in done]
     if applied != patch_list:
         raise BackendError(f"patches/{component} changed while being applied; run again")
@@ -257,7 +259,8 @@ def planned_patches(component: str, *, local: Path | None, tree_version: str | N
     lock = lock if lock is not None else load()
     main = lock.main_entry(component)
     if local is None:
-        decisions = patches_mod.decide_locked(component, main.version, patches_dir, release_line=lock.release_line)
+        decisions = patches_mod.decide_locked(component, main.version, patches_dir, release_line=lock.release_line,
+                                              other_lines=lock.other_lines.get(main.name, ()))
     else:
         decisions = patches_mod.decide_local(component, Path(local), tree_version, main.version, patches_dir,
                                              no_version_why=no_version_why)
@@ -265,7 +268,8 @@ def planned_patches(component: str, *, local: Path | None, tree_version: str | N
     by_name = {e.name: e for e in wanted}
     for name in _entry_patches(component, lock.for_component(component), wanted, patches_dir):
         decisions += patches_mod.decide_locked(component, by_name[name].version, patches_dir, entry=name,
-                                               release_line=lock.release_line)
+                                               release_line=lock.release_line,
+                                               other_lines=lock.other_lines.get(name, ()))
     return decisions
 
 
@@ -330,7 +334,8 @@ def _entry_patches(component: str, entries: list[Entry], wanted: list[Entry], pa
                 f"(entries: {', '.join(sorted(known))})"
             )
         if name in preparing:
-            found[name] = patches_mod.collect(component, patches_dir, name)
+            version = next(e.version for e in wanted if e.name == name)
+            found[name] = patches_mod.for_release(patches_mod.collect(component, patches_dir, name), version)
     return found
 
 

@@ -41,7 +41,7 @@ import re
 import subprocess
 import tempfile
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -93,6 +93,35 @@ BUILD_FILES = ("CMakeLists.txt", "setup.py", "pyproject.toml", "cmake/utils.cmak
 # The seed's release lines (its README's branch table: release, Python); each line's torch is its lock's.
 SEED_LINES = (("0.15.1", "3.13"), ("0.14.1", "3.12"), ("0.14.1", "3.11"), ("0.14.0", "3.12"), ("0.14.0", "3.11"),
               ("0.13.0", "3.12"))
+# The 0.15.1 line's facts that third_party/sources.lock (entries only) does not hold.  The v0.15.1 tree could not be
+# read here (docs/COMPONENTS.md, "vLLM 0.15.1"): its Pythons are those of the 0.14.1 and 0.16.0 sdists
+# (CMakeLists.txt:37 in both); its FlashMLA is c2afa9cb, 0.16.0's pin, so the files vLLM's flashmla.cmake compiles
+# are 0.16.0's (cmake/external_projects/flashmla.cmake:36-118 of the 0.16.0 sdist); the nvcc from which setup.py adds
+# _flashmla_C is 12.3 in 0.14.1 (setup.py:924) and 12.9 in 0.16.0 (setup.py:980): unconfirmed for 0.15.1 (None).
+BASE_FACTS = {
+    "pythons": ["3.10", "3.11", "3.12", "3.13"],
+    "flashmla_min_nvcc": None,
+    "flashmla_sources": [
+        "flash_mla/flash_mla_interface.py", "csrc/torch_api.cpp",
+        "csrc/smxx/decode/get_decoding_sched_meta/get_decoding_sched_meta.cu", "csrc/smxx/decode/combine/combine.cu",
+        *(f"csrc/sm90/decode/dense/instantiations/{n}.cu" for n in ("fp16", "bf16")),
+        *(f"csrc/sm90/decode/sparse_fp8/instantiations/{n}.cu" for n in (
+            "model1_persistent_h64", "model1_persistent_h128", "v32_persistent_h64", "v32_persistent_h128")),
+        "csrc/sm90/prefill/sparse/fwd.cu",
+        *(f"csrc/sm90/prefill/sparse/instantiations/{n}.cu" for n in (
+            "phase1_k512", "phase1_k512_topklen", "phase1_k576", "phase1_k576_topklen")),
+        "csrc/sm100/prefill/dense/fmha_cutlass_fwd_sm100.cu",
+        *(f"csrc/sm100/prefill/sparse/fwd/head{h}/instantiations/phase1_k{k}.cu" for h in (64, 128) for k in (512, 576)),
+        "csrc/sm100/prefill/sparse/fwd_for_small_topk/head128/instantiations/phase1_prefill_k512.cu",
+        "csrc/sm100/decode/head64/instantiations/v32.cu", "csrc/sm100/decode/head64/instantiations/model1.cu",
+        "csrc/sm100/prefill/sparse/fwd_for_small_topk/head128/instantiations/phase1_decode_k512.cu",
+        "csrc/extension/torch_api.cpp", "csrc/extension/sm90/dense_fp8/pybind.cpp",
+        "csrc/extension/sm90/dense_fp8/flash_fwd_mla_fp8_sm90.cu", "csrc/extension/sm90/dense_fp8/flash_fwd_mla_metadata.cu",
+    ],
+    "where": {"pythons": "CMakeLists.txt:37 (0.14.1 and 0.16.0 sdists)",
+              "flashmla_sources": "cmake/external_projects/flashmla.cmake:36-118 (0.16.0 sdist, the same FlashMLA pin)",
+              "flashmla_min_nvcc": "setup.py: unconfirmed (0.14.1:924 says 12.3, 0.16.0:980 says 12.9)"},
+}
 
 
 @dataclasses.dataclass
@@ -115,6 +144,11 @@ class Release:
     env_vars: dict[str, list[str]]  # cmake file -> ENV{...} it reads
     build_files: dict[str, str]  # relative path -> sha256
     problems: list[str]
+    # The files of FlashMLA's tree that cmake/external_projects/flashmla.cmake compiles or reads, in its order
+    flashmla_sources: list[str] = dataclasses.field(default_factory=list)
+    # The nvcc from which setup.py adds the vllm._flashmla_C extension (0.14.1: 12.3, with FA3; 0.16.0: 12.9)
+    flashmla_min_nvcc: str | None = None
+    where: dict[str, str] = dataclasses.field(default_factory=dict)  # fact -> file:line it was read at
 
 
 # --- reading a tree ---------------------------------------------------------
@@ -133,6 +167,10 @@ _SET = re.compile(r'^\s*set\(\s*(\w+)\s+((?:"[^"]*"\s*)+)\)', re.M)
 _GIT_REPO = re.compile(r"^\s*GIT_REPOSITORY\s+(\S+)", re.M)
 _GIT_TAG = re.compile(r"^\s*GIT_TAG\s+(\S+)", re.M)
 _ENV = re.compile(r"DEFINED\s+ENV\{(\w+)\}")
+_FLASHMLA_FILE = re.compile(r"\$\{flashmla_SOURCE_DIR\}/([\w./-]+\.(?:cu|cpp|py))\b")
+# setup.py: the nvcc condition of the block that adds CMakeExtension(name="vllm._flashmla_C")
+_NVCC_AT_LEAST = re.compile(r'get_nvcc_cuda_version\(\)\s*>=\s*Version\("([\d.]+)"\)')
+_FLASHMLA_EXT = re.compile(r'CMakeExtension\(\s*name\s*=\s*"vllm\._flashmla_C"')
 _VAR = re.compile(r"\$\{(\w+)\}")
 
 
@@ -174,6 +212,31 @@ def _project_pin(path: Path, rel: str, problems: list[str]) -> Pin | None:
         problems.append(f"{rel}: GIT_REPOSITORY {repos[0].group(1)} is not a GitHub repository")
         return None
     return Pin(repo, tag, f"{rel}:{_line(text, tags[0].start())}")
+
+
+def _flashmla_files(tree: Path, where: dict[str, str]) -> list[str]:
+    rel = "cmake/external_projects/flashmla.cmake"
+    path = tree / rel
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    found = list(_FLASHMLA_FILE.finditer(text))
+    if found:
+        where["flashmla_sources"] = f"{rel}:{_line(text, found[0].start())}-{_line(text, found[-1].start())}"
+    return list(dict.fromkeys(m.group(1) for m in found))
+
+
+def _flashmla_min_nvcc(tree: Path, where: dict[str, str]) -> str | None:
+    path = tree / "setup.py"
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    added = _FLASHMLA_EXT.search(text)
+    if added is None:
+        return None
+    before = list(_NVCC_AT_LEAST.finditer(text, 0, added.start()))
+    if not before:
+        return None
+    where["flashmla_min_nvcc"] = f"setup.py:{_line(text, before[-1].start())}"
+    return before[-1].group(1)
 
 
 def _requirements(tree: Path) -> dict[str, str]:
@@ -242,10 +305,14 @@ def read_tree(tree: Path) -> Release:
         if path.is_file():
             build_files[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     torch_cmake = values.get("TORCH_SUPPORTED_VERSION_CUDA", [None])[0]
+    where = {name: f"CMakeLists.txt:{_line(top, m.start())}" for name, variable in
+             (("pythons", "PYTHON_SUPPORTED_VERSIONS"), ("torch_cmake", "TORCH_SUPPORTED_VERSION_CUDA"))
+             if (m := re.search(rf"set\(\s*{variable}\b", top))}
     return Release(
         version=_version(tree), pythons=values.get("PYTHON_SUPPORTED_VERSIONS", []), torch_cmake=torch_cmake,
         requirements=_requirements(tree), side_trees=side, unknown_projects=unknown, env_vars=env_vars,
-        build_files=build_files, problems=problems,
+        build_files=build_files, problems=problems, flashmla_sources=_flashmla_files(tree, where),
+        flashmla_min_nvcc=_flashmla_min_nvcc(tree, where), where=where,
     )
 
 
@@ -459,10 +526,31 @@ def generate(tree: Path, *, origin: str, main_url: str | None, main_sha256: str 
             differences.append(f"{known.submodule_entry}: {child.version} in {BASE_RELEASE}, {gitlink} here "
                                f"({known.entry} {pin.rev[:8]}'s gitlink)")
     entries += _companions(release, base, differences, unverified, pypi, mirrors)
+    differences += fact_differences(release)
     if release.torch_cmake and not release.torch_cmake.startswith("2.9."):
         differences.append(f"torch {release.torch_cmake} (CMakeLists TORCH_SUPPORTED_VERSION_CUDA): the torch "
                            "recipe knows 2.9.x only; a new torch needs its own recipe facts")
     return Generated(release, entries, differences, unverified, origin)
+
+
+def fact_differences(release: Release) -> list[str]:
+    """The recipe facts read from vLLM's files that differ from the 0.15.1 line's (BASE_FACTS)."""
+    out = []
+    if release.pythons and release.pythons != BASE_FACTS["pythons"]:
+        out.append(f"pythons: {', '.join(BASE_FACTS['pythons'])} in {BASE_RELEASE}, {', '.join(release.pythons)} here "
+                   f"({release.where.get('pythons', 'CMakeLists.txt')})")
+    ours, theirs = release.flashmla_sources, BASE_FACTS["flashmla_sources"]
+    if ours and ours != theirs:
+        gone = [f for f in theirs if f not in ours]
+        new = [f for f in ours if f not in theirs]
+        out.append(f"flashmla sources: {len(theirs)} files in {BASE_RELEASE}, {len(ours)} here "
+                   f"({release.where.get('flashmla_sources')}): {len(new)} not in {BASE_RELEASE}'s list (first: "
+                   f"{new[0] if new else '-'}), {len(gone)} of its files not here; the FlashMLA tree must hold them")
+    if release.flashmla_min_nvcc != BASE_FACTS["flashmla_min_nvcc"]:
+        out.append(f"_flashmla_C: setup.py adds it from nvcc {release.flashmla_min_nvcc or '(no condition found)'} "
+                   f"({release.where.get('flashmla_min_nvcc', 'setup.py')}); {BASE_RELEASE}: "
+                   f"{BASE_FACTS['where']['flashmla_min_nvcc']}")
+    return out
 
 
 def _companions(release: Release, base: Lock, differences: list[str], unverified: list[str], pypi: bool,
@@ -594,6 +682,9 @@ def render(generated: Generated, base: Lock) -> str:
         f"flashinfer = {_toml_value(req.get('flashinfer-python', ''))}",
         f"xformers = {_toml_value(req.get('xformers', base.entries['xformers'].version if 'xformers' in base.entries else ''))}",
         f"pythons = {_toml_value(release.pythons)}",
+        f"flashmla_min_nvcc = {_toml_value(release.flashmla_min_nvcc or '')}",
+        f"flashmla_sources = {_toml_value(release.flashmla_sources)}",
+        f"recipe_gaps = {_toml_value(shape_differences(release))}",
         f"unverified = {_toml_value(generated.unverified)}",
         "differences = [",
         *[f"  {_toml_value(d)}," for d in generated.differences],
@@ -601,6 +692,9 @@ def render(generated: Generated, base: Lock) -> str:
         "",
         "[release.build_files]",
         *[f"{_toml_value(k)} = {_toml_value(v)}" for k, v in sorted(release.build_files.items())],
+        "",
+        "[release.where]",
+        *[f"{_toml_value(k)} = {_toml_value(v)}" for k, v in sorted(release.where.items())],
     ]
     for table in generated.entries:
         lines += ["", f"[source.{table['name']}]"]
@@ -695,8 +789,9 @@ def line_lock(release: str, base_path: Path | None = None, folder: Path = LOCKS_
     their component's last entry): every source a build of that release line uses."""
     base = lock_mod.load(base_path)
     path = release_lock_path(release, folder)
+    others = _other_lines(release, base, folder)
     if path is None:
-        return base
+        return dataclasses.replace(base, other_lines=others)
     overlay = lock_mod.load(path)
     entries = {name: overlay.entries.get(name, entry) for name, entry in base.entries.items()}
     for name, entry in overlay.entries.items():
@@ -706,7 +801,18 @@ def line_lock(release: str, base_path: Path | None = None, folder: Path = LOCKS_
         last = max((i for i, n in enumerate(names) if entries[n].component == entry.component), default=len(names) - 1)
         names.insert(last + 1, name)
         entries = {n: entries.get(n, entry) for n in names}
-    return Lock(entries=entries, path=path, release_line=release)
+    return Lock(entries=entries, path=path, release_line=release, other_lines=others)
+
+
+def _other_lines(release: str, base: Lock, folder: Path) -> dict[str, frozenset[str]]:
+    """Entry -> the versions the other release lines (the hand-written one and each release lock) pin of it."""
+    found: dict[str, set[str]] = {}
+    locks = [] if release == BASE_RELEASE else [base]
+    locks += [lock_mod.load(p) for p in sorted(folder.glob("vllm-*.lock")) if p.stem != f"vllm-{release}"]
+    for lock in locks:
+        for name, entry in lock.entries.items():
+            found.setdefault(name, set()).add(entry.version)
+    return {name: frozenset(versions) for name, versions in found.items()}
 
 
 def line_facts(release: str, base_path: Path | None = None, folder: Path = LOCKS_DIR) -> dict:
@@ -719,6 +825,38 @@ def line_facts(release: str, base_path: Path | None = None, folder: Path = LOCKS
     info = toml.loads(lock.path.read_text(encoding="utf-8")).get("release", {})
     return {**versions, "pythons": list(info.get("pythons", [])), "lock": str(lock.path),
             "differences": list(info.get("differences", [])), "unverified": list(info.get("unverified", []))}
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseLine:
+    """What the recipes take from a vLLM release line: the versions its lock pins and the facts read from its
+    files (the release lock's [release] table; BASE_FACTS for the hand-written 0.15.1 line)."""
+
+    vllm: str
+    versions: Mapping[str, str]  # lock entry -> version: every component's tree and every side tree
+    pythons: tuple[str, ...]  # what its CMake accepts (PYTHON_SUPPORTED_VERSIONS)
+    flashmla_sources: tuple[str, ...]  # FlashMLA's files its flashmla.cmake compiles or reads
+    flashmla_min_nvcc: str | None  # setup.py adds _flashmla_C from this nvcc (None: unconfirmed)
+    where: Mapping[str, str]  # fact -> the file:line it was read at
+    torch_cmake: str | None = None  # TORCH_SUPPORTED_VERSION_CUDA
+    recipe_gaps: tuple[str, ...] = ()  # what the vllm recipe would not pass to this tree (shape_differences)
+
+    @property
+    def base(self) -> bool:
+        return self.vllm == BASE_RELEASE
+
+
+def release_line(release: str, base_path: Path | None = None, folder: Path = LOCKS_DIR) -> ReleaseLine:
+    """The recipe facts of a release line (-C vllm)."""
+    lock = line_lock(release, base_path, folder)
+    versions = {name: entry.version for name, entry in lock.entries.items()}
+    path = release_lock_path(release, folder)
+    info = BASE_FACTS if path is None else toml.loads(path.read_text(encoding="utf-8")).get("release", {})
+    return ReleaseLine(
+        vllm=versions["vllm"], versions=versions, pythons=tuple(info.get("pythons", ())),
+        flashmla_sources=tuple(info.get("flashmla_sources", ())),
+        flashmla_min_nvcc=info.get("flashmla_min_nvcc") or None, where=dict(info.get("where", {})),
+        torch_cmake=info.get("torch_cmake") or None, recipe_gaps=tuple(info.get("recipe_gaps", ())))
 
 
 def line_rows(folder: Path = LOCKS_DIR) -> list[tuple[str, str, dict]]:
@@ -768,7 +906,8 @@ def local_tree_lock(lock: Lock, tree: Path, mirrors: Sequence[Path] = ()) -> tup
             entries.pop(name, None)
     differences = [d for d in generated.differences
                    if not d.startswith(("flashinfer:", "torch:", "torchvision:", "torchaudio:", "xformers:"))]
-    return Lock(entries=entries, path=lock.path, release_line=lock.release_line), differences
+    return Lock(entries=entries, path=lock.path, release_line=lock.release_line,
+                other_lines=lock.other_lines), differences
 
 
 def lock_for(release: str, local_vllm: Path | None = None, mirrors: Sequence[Path] = ()) -> tuple[Lock, list[str]]:

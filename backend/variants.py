@@ -28,6 +28,8 @@ SM_MAX_CUDA = {"61": "12.9", "70": "12.9"}
 SM61_ISAS = ("avx", "avx2")
 # GB10's CPU is Arm (armv9: Cortex-X925/A725), and no x86 host carries an sm_121 GPU.
 ARM_PAIRS = {"armv8_2": ("80", "90"), "armv9": ("90", "100", "103", "121")}
+ARM_HOSTS = {"armv8_2": "an Ampere Altra host with a PCIe A100 or H100",  # the seed's aarch64 table
+             "armv9": "the Grace CPU of GH200, GB200 and GB300, or GB10's"}
 ARM_ONLY_SMS = ("121",)
 SEED_CUDAS = ("12.9", "12.8")
 # The seed's nine SMs; sm_70 and sm_121 rows are this project's extension, like CUDA 13.0's.
@@ -82,21 +84,47 @@ class Variant:
         return self.sm != "61"
 
 
+@dataclasses.dataclass(frozen=True)
+class Conflict:
+    """Where ``when`` holds (setting -> the values it matches), ``setting`` accepts only ``accepted``; ``why``
+    says why (a template over sm, isa and cuda).  As Spack's ``conflicts(when=, msg=)``: declared in CONFLICTS,
+    evaluated by ``rule_violation``."""
+
+    setting: str
+    when: dict[str, tuple[str, ...]]
+    accepted: tuple[str, ...]
+    why: str
+
+    def violation(self, chosen: dict[str, str]) -> str | None:
+        if chosen[self.setting] in self.accepted or any(chosen[k] not in v for k, v in self.when.items()):
+            return None
+        condition = " ".join(f"{k}={chosen[k]}" for k in self.when)
+        return (f"setting '{self.setting}': bad value {chosen[self.setting]!r} for {condition} "
+                f"({self.why.format(**chosen)}); "
+                f"accepted: {', '.join(self.accepted)}")
+
+
+def _cudas(keep) -> tuple[str, ...]:
+    return tuple(c for c in CUDAS if keep(version_key(c)))
+
+
+# Every rule of the matrix, in the order their errors are reported.
+CONFLICTS = (
+    *(Conflict("cuda", {"sm": (sm,)}, _cudas(lambda c, low=low: c >= version_key(low)), "nvcc {cuda} cannot compile sm_{sm}")
+      for sm, low in SM_MIN_CUDA.items()),
+    *(Conflict("cuda", {"sm": (sm,)}, _cudas(lambda c, high=high: c <= version_key(high)), "nvcc {cuda} dropped compute_{sm}")
+      for sm, high in SM_MAX_CUDA.items()),
+    Conflict("isa", {"sm": ("61",)}, SM61_ISAS, "Pascal-era hosts predate AVX-512"),
+    *(Conflict("sm", {"isa": (isa,)}, sms, f"{isa} is {ARM_HOSTS[isa]}") for isa, sms in ARM_PAIRS.items()),
+    *(Conflict("isa", {"sm": (sm,)}, tuple(i for i in ARM_PAIRS if sm in ARM_PAIRS[i]), "GB10 / DGX Spark is an aarch64 machine")
+      for sm in ARM_ONLY_SMS),
+)
+
+
 def rule_violation(sm: str, isa: str, cuda: str) -> str | None:
-    """Why (sm, isa, cuda) is not a variant, or None when it is one."""
-    minimum = SM_MIN_CUDA.get(sm)
-    if minimum and version_key(cuda) < version_key(minimum):
-        return f"setting 'cuda': bad value {cuda!r} for sm={sm} (nvcc {cuda} cannot compile sm_{sm}); accepted: {', '.join(c for c in CUDAS if version_key(c) >= version_key(minimum))}"
-    maximum = SM_MAX_CUDA.get(sm)
-    if maximum and version_key(cuda) > version_key(maximum):
-        return f"setting 'cuda': bad value {cuda!r} for sm={sm} (nvcc {cuda} dropped compute_{sm}); accepted: {', '.join(c for c in CUDAS if version_key(c) <= version_key(maximum))}"
-    if sm == "61" and isa not in SM61_ISAS:
-        return f"setting 'isa': bad value {isa!r} for sm=61 (Pascal-era hosts predate AVX-512); accepted: {', '.join(SM61_ISAS)}"
-    if sm in ARM_ONLY_SMS and isa not in ARM_PAIRS:
-        return f"setting 'isa': bad value {isa!r} for sm={sm} (GB10 / DGX Spark is an aarch64 machine); accepted: {', '.join(i for i in ARM_PAIRS if sm in ARM_PAIRS[i])}"
-    if isa in ARM_PAIRS and sm not in ARM_PAIRS[isa]:
-        return f"setting 'sm': bad value {sm!r} for isa={isa}; accepted: {', '.join(ARM_PAIRS[isa])}"
-    return None
+    """Why (sm, isa, cuda) is not a variant (the first conflict it meets), or None when it is one."""
+    chosen = {"sm": sm, "isa": isa, "cuda": cuda}
+    return next((why for why in (c.violation(chosen) for c in CONFLICTS) if why), None)
 
 
 def extension_reason(variant: Variant) -> str:

@@ -1,5 +1,6 @@
 """The variant matrix and its rules, checked against the seed's README."""
 
+import itertools
 import re
 from pathlib import Path
 
@@ -8,7 +9,8 @@ import pytest
 from backend import variants
 from backend.errors import BackendError
 from backend.host import Host
-from backend.settings import resolve
+from backend.cpu_isa import ISAS
+from backend.settings import CUDAS, SMS, resolve
 
 # The seed project's build matrix (its README's tables), kept in the repository as test data.
 SEED = Path(__file__).resolve().parent / "data" / "seed_build_matrix.md"
@@ -126,3 +128,26 @@ def test_select_requires_sm_and_isa():
 def test_cuda_rule_through_select():
     with pytest.raises(BackendError, match="'12.8' for sm=103"):
         variants.select(resolve({"sm": "103", "isa": "avx512", "cuda": "12.8"}), host=X86_AVX512_HOST)
+
+
+@pytest.mark.parametrize("conflict", variants.CONFLICTS, ids=lambda c: f"{c.setting}-{'-'.join(map(str, c.when.values()))}")
+def test_every_declared_conflict_is_what_refuses(conflict):
+    """Each row of the conflicts table refuses a value it does not accept, naming its reason, and no row refuses
+    an accepted one: the table, evaluated by rule_violation, is the matrix's rules."""
+    choices = {"sm": SMS, "isa": ISAS, "cuda": CUDAS}
+    for when in itertools.product(*(values for values in conflict.when.values())):
+        fixed = dict(zip(conflict.when, when))
+        others = [k for k in choices if k != conflict.setting and k not in fixed]
+        refused = []
+        for free in itertools.product(*(choices[k] for k in others)):
+            for value in choices[conflict.setting]:
+                chosen = {**fixed, **dict(zip(others, free)), conflict.setting: value}
+                own = conflict.violation(chosen)
+                assert (own is None) == (value in conflict.accepted), chosen
+                if own:
+                    refused.append(own)
+                    assert variants.rule_violation(**chosen) is not None
+        # a floor every release meets (sm_100 and sm_120 from CUDA 12.8, the oldest) refuses nothing today
+        assert refused or set(conflict.accepted) == set(choices[conflict.setting])
+        assert all(f"setting '{conflict.setting}'" in why and conflict.why.split("{")[0] in why
+                               for why in refused)

@@ -16,6 +16,9 @@ spelling                          sm=90 / 103   read by
 ``gencode``                       -gencode ...  nvcc: one real cubin of the SM
 ``cubin`` / ``ptx``               sm_90 / compute_90  cuobjdump and verification
 ================================  ============  =================================================
+
+Which GPU code runs on the target (``cubin_problem``, ``ptx_problem``, ``runs``)
+is decided here too, for verification and the existing-torch check alike.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ FAMILY_CUDA = (12, 9)
 
 @dataclasses.dataclass(frozen=True)
 class CudaTarget:
-    sm: str    # "90": the variant's SM, as -C sm= normalises it
-    cuda: str  # "12.9": the CUDA release that compiles it
+    sm: str                  # "90": the variant's SM, as -C sm= normalises it
+    cuda: str | None = None  # "12.9": the CUDA release that compiles it (None: unknown, so no family target)
 
     @property
     def major(self) -> int:
@@ -55,7 +58,7 @@ class CudaTarget:
     @property
     def family(self) -> str | None:
         """10.3f: the family target (code for this SM and later members of its major); None where nvcc has none."""
-        cuda = tuple(int(part) for part in self.cuda.split("."))
+        cuda = tuple(int(part) for part in self.cuda.split(".")) if self.cuda else ()
         return f"{self.capability}f" if self.major >= FAMILY_MAJOR and cuda >= FAMILY_CUDA else None
 
     @property
@@ -92,3 +95,38 @@ class CudaTarget:
     def sm_arch(self) -> str:
         """90_real: the PEP 825 nvidia provider's ``sm_arch`` value (real cubins only)."""
         return f"{self.sm}_real"
+
+    # --- what runs on it ------------------------------------------------------------------------------------
+
+    def cubin_problem(self, sm: str, suffix: str) -> str | None:
+        """None when a cubin for ``sm`` + ``suffix`` ("90", "a") runs on this GPU as intended; else why not.
+
+        Accepted: this SM in any form (sm_90, sm_90a; sm_100, sm_100a, sm_100f); a family cubin of the same
+        major whose minor is not above this one (sm_100f on sm_103: family code runs on every later member);
+        a plain cubin of the same major and a lower minor (sm_80 on sm_86: binary compatible, what vLLM's
+        loose arch intersection builds for 8.6 and 8.9).
+        """
+        if sm == self.sm:
+            return None
+        if sm[:-1] == self.sm[:-1] and int(sm[-1]) < self.minor:
+            if suffix in ("f", ""):
+                return None
+            return f"arch-specific sm_{sm}{suffix} code runs only on sm_{sm}"
+        return f"sm_{sm}{suffix} code does not run on {self.cubin}"
+
+    def ptx_problem(self, sm: str, suffix: str, asked: bool) -> str | None:
+        """None when PTX for ``sm`` + ``suffix`` JIT-compiles for this GPU and was asked for; else why not."""
+        if not asked:
+            return "PTX was not asked for"
+        same_family = suffix == "f" and sm[:-1] == self.sm[:-1] and int(sm[-1]) <= self.minor
+        if suffix and sm != self.sm and not same_family:
+            return f"compute_{sm}{suffix} PTX compiles only for sm_{sm}"
+        if int(sm) > int(self.sm):
+            return f"compute_{sm} PTX cannot be compiled for the older {self.cubin}"
+        return None
+
+    def runs(self, cubins: set[str], ptx: set[str]) -> bool:
+        """Whether this GPU runs code holding ``cubins`` and ``ptx`` ("90a", "100f", "80"): a cubin that runs
+        here, or PTX the driver compiles for it."""
+        return (any(self.cubin_problem(c.rstrip("af"), c[len(c.rstrip("af")):]) is None for c in cubins)
+                or any(self.ptx_problem(p.rstrip("af"), p[len(p.rstrip("af")):], asked=True) is None for p in ptx))

@@ -10,6 +10,7 @@ import pytest
 
 from backend.cuda_target import CudaTarget
 from backend.variants import Variant, matrix
+from backend.pipeline import existing_torch
 from backend.verify import elf
 
 NVCC = Path(os.environ.get("NVCC", "/usr/local/cuda-13.0/bin/nvcc"))
@@ -57,3 +58,23 @@ def test_gencode_builds_the_cubin_verification_expects(sm, tmp_path):
                    check=True, capture_output=True)
     (section,) = elf.read_object(library).gpu
     assert {entry.target for entry in section.entries} == {target.cubin}
+
+
+@pytest.mark.parametrize("gencode, runs_on, not_on", [
+    ("arch=compute_100f,code=sm_100f", ("100", "103"), ("90", "120")),  # family code runs on later members
+    ("arch=compute_90a,code=sm_90a", ("90",), ("100", "89")),
+    ("arch=compute_80,code=[sm_80,compute_80]", ("80", "86", "90", "120"), ("75",)),  # PTX JITs upwards
+])
+def test_existing_torch_check_judges_gpu_code_as_verification(gencode, runs_on, not_on, tmp_path):
+    """torch=existing reads a libtorch_cuda.so's fatbin and asks the variant's target, the same judgement
+    verification makes: an sm_100f cubin runs on sm_103 (the check's own table refused it before)."""
+    if not NVCC.exists():
+        pytest.skip(f"nvcc not found at {NVCC} (set NVCC=...)")
+    library = tmp_path / "libtorch_cuda.so"
+    subprocess.run([str(NVCC), "-shared", "-Xcompiler", "-fPIC", "-o", str(library), str(KERNEL), "-gencode", gencode],
+                   check=True, capture_output=True)
+    cubins, ptx = existing_torch._gpu_targets(library)
+    for sm in runs_on:
+        assert CudaTarget(sm).runs(cubins, ptx), sm
+    for sm in not_on:
+        assert not CudaTarget(sm).runs(cubins, ptx), sm

@@ -17,7 +17,7 @@ import pytest
 from backend.verify import Expectation, verify_paths
 from backend.verify import elf, fatbin
 from standin_helpers import find_cuobjdump
-from backend.verify.checks import cubin_verdict, ptx_verdict
+from backend.cuda_target import CudaTarget
 from conftest import kept_unchanged
 
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"
@@ -164,17 +164,17 @@ def test_variant_rules(cuda_objects):
 
 
 def test_verdicts_without_nvcc():
-    assert cubin_verdict("90", "a", "90") is None
-    assert cubin_verdict("100", "f", "103") is None
-    assert cubin_verdict("103", "f", "100") is not None
-    assert cubin_verdict("100", "a", "103") is not None
-    assert cubin_verdict("80", "", "86") is None
-    assert cubin_verdict("80", "", "90") is not None
-    assert cubin_verdict("120", "", "100") is not None
-    assert ptx_verdict("90", "", "90", asked=False) is not None
-    assert ptx_verdict("80", "", "90", asked=True) is None
-    assert ptx_verdict("100", "", "90", asked=True) is not None
-    assert ptx_verdict("90", "a", "100", asked=True) is not None
+    assert CudaTarget("90").cubin_problem("90", "a") is None
+    assert CudaTarget("103").cubin_problem("100", "f") is None
+    assert CudaTarget("100").cubin_problem("103", "f") is not None
+    assert CudaTarget("103").cubin_problem("100", "a") is not None
+    assert CudaTarget("86").cubin_problem("80", "") is None
+    assert CudaTarget("90").cubin_problem("80", "") is not None
+    assert CudaTarget("100").cubin_problem("120", "") is not None
+    assert CudaTarget("90").ptx_problem("90", "", asked=False) is not None
+    assert CudaTarget("90").ptx_problem("80", "", asked=True) is None
+    assert CudaTarget("90").ptx_problem("100", "", asked=True) is not None
+    assert CudaTarget("100").ptx_problem("90", "a", asked=True) is not None
 
 
 def test_damaged_fatbin_is_an_error():

@@ -58,18 +58,6 @@ def _gpu_targets(library: Path) -> tuple[set[str], set[str]] | None:
     return cubins, ptx
 
 
-def _runs_on(sm: str, cubins: set[str], ptx: set[str]) -> bool:
-    """Whether a GPU of ``sm`` runs this code: a cubin of the same major and a minor not above its own
-    (arch-specific ``a``/``f`` cubins only on their exact SM), or PTX of an SM not above it, which the driver
-    compiles."""
-    number = int(sm)
-    for cubin in cubins:
-        base = cubin.rstrip("af")
-        if base == sm or (base == cubin and int(base) // 10 == number // 10 and int(base) <= number):
-            return True
-    return any(int(p.rstrip("af")) <= number for p in ptx if p == p.rstrip("af"))
-
-
 def problems(variant, stack_torch: str) -> tuple[str, list[str]]:
     """(what the importable torch is, why it does not fit ``variant``); no problems: it fits."""
     spec = importlib.util.find_spec("torch")
@@ -92,9 +80,9 @@ def problems(variant, stack_torch: str) -> tuple[str, list[str]]:
     targets = _gpu_targets(library) if library.is_file() else None
     if targets is not None:
         cubins, ptx = targets
-        if not _runs_on(variant.sm, cubins, ptx):
+        if not variant.target.runs(cubins, ptx):
             shown = ", ".join(f"sm_{c}" for c in sorted(cubins)) or "none"
-            found.append(f"its libtorch_cuda.so has no code for sm_{variant.sm} (cubins: {shown})")
+            found.append(f"its libtorch_cuda.so has no code for {variant.target.cubin} (cubins: {shown})")
     return f"torch {version} ({folder})", found
 
 

@@ -19,6 +19,7 @@ from packaging.version import InvalidVersion, Version
 from ..errors import BackendError
 from ..wheels.files import read_manifest
 from .. import cpu_isa
+from ..cuda_target import CudaTarget
 from . import cubins, elf, isa as isa_scan, isa_arm, linkage, metadata, platform_tag
 from .report import ERROR, WARNING, Entry, ObjectEntry, Problem, Report
 
@@ -40,38 +41,13 @@ class Expectation:
     manylinux: str | None = None   # target policy, "2_28"; None: the wheel's own tag is checked only
     runpath_roots: tuple[str, ...] = ()  # absolute folders a RUNPATH may name: the build's CUDA toolchain
 
+    @property
+    def target(self) -> CudaTarget:
+        """The GPU the code must run on, as the variant's own ``Variant.target`` (only with ``sm``)."""
+        return CudaTarget(self.sm, self.cuda)
+
 
 # --- GPU targets --------------------------------------------------------------------------------------------------
-
-def cubin_verdict(sm: str, suffix: str, variant: str) -> str | None:
-    """None when a cubin runs on the variant's GPU as intended; else why not.
-
-    Accepted: the variant's own SM in any form (sm_90, sm_90a; sm_100, sm_100a,
-    sm_100f); a family cubin of the same major whose minor is not above the
-    variant's (sm_100f on sm_103: family code runs on every later member); a
-    plain cubin of the same major and a lower minor (sm_80 on sm_86: binary
-    compatible, what vLLM's loose arch intersection builds for 8.6 and 8.9).
-    """
-    if sm == variant:
-        return None
-    major, minor = sm[:-1], int(sm[-1])
-    v_major, v_minor = variant[:-1], int(variant[-1])
-    if major == v_major and minor < v_minor:
-        if suffix == "f" or suffix == "":
-            return None
-        return f"arch-specific sm_{sm}{suffix} code runs only on sm_{sm}"
-    return f"sm_{sm}{suffix} code does not run on sm_{variant}"
-
-
-def ptx_verdict(sm: str, suffix: str, variant: str, asked: bool) -> str | None:
-    if not asked:
-        return "PTX was not asked for"
-    if suffix and sm != variant and not (suffix == "f" and sm[:-1] == variant[:-1] and int(sm[-1]) <= int(variant[-1])):
-        return f"compute_{sm}{suffix} PTX compiles only for sm_{sm}"
-    if int(sm) > int(variant):
-        return f"compute_{sm} PTX cannot be compiled for the older sm_{variant}"
-    return None
-
 
 def _own_sm_ptx(entry, expect: Expectation) -> bool:
     """PTX of exactly the variant's SM: it runs there (JIT-compiled by the driver), so unasked it is a warning.
@@ -84,9 +60,9 @@ def _own_sm_ptx(entry, expect: Expectation) -> bool:
 
 def _runs_on_variant(entry, expect: Expectation) -> bool:
     if entry.kind == "cubin":
-        return cubin_verdict(entry.sm, entry.suffix, expect.sm) is None
+        return expect.target.cubin_problem(entry.sm, entry.suffix) is None
     asked = expect.ptx or bool(expect.by_design)
-    return _own_sm_ptx(entry, expect) or ptx_verdict(entry.sm, entry.suffix, expect.sm, asked) is None
+    return _own_sm_ptx(entry, expect) or expect.target.ptx_problem(entry.sm, entry.suffix, asked) is None
 
 
 def _by_design(entry, expect: Expectation) -> bool:
@@ -114,8 +90,8 @@ def _check_gpu(obj: ObjectEntry, expect: Expectation) -> None:
         designed: set[str] = set()
         own_ptx: set[str] = set()
         for entry in section.entries:
-            why = (cubin_verdict(entry.sm, entry.suffix, expect.sm) if entry.kind == "cubin"
-                   else ptx_verdict(entry.sm, entry.suffix, expect.sm, expect.ptx))
+            why = (expect.target.cubin_problem(entry.sm, entry.suffix) if entry.kind == "cubin"
+                   else expect.target.ptx_problem(entry.sm, entry.suffix, expect.ptx))
             if why:
                 count, _ = bad.get(entry.target, (0, why))
                 bad[entry.target] = (count + 1, why)
@@ -132,13 +108,13 @@ def _check_gpu(obj: ObjectEntry, expect: Expectation) -> None:
             elif target in own_ptx:
                 why += "; it is for the variant's own SM, so it runs there (JIT-compiled where no cubin fits)"
             obj.problems.append(Problem(
-                level, "gpu", f"{count} {kind} for {target}{where}: {why} (variant sm_{expect.sm})", obj.path))
+                level, "gpu", f"{count} {kind} for {target}{where}: {why} (variant {expect.target.cubin})", obj.path))
     main = obj.section(".nv_fatbin")
     if main and main.entries:
         usable = [e for e in main.entries if _runs_on_variant(e, expect)]
         if not usable:
             obj.problems.append(Problem(
-                ERROR, "gpu", f"uses CUDA but has no code for sm_{expect.sm} "
+                ERROR, "gpu", f"uses CUDA but has no code for {expect.target.cubin} "
                 "(\"no kernel image is available for execution on the device\")", obj.path))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from backend import settings
+from backend import settings, variants
 from backend.pipeline import executor, plan, scheduler
 from backend.variants import select
 
@@ -41,6 +41,10 @@ def test_the_sm_walk_matches_the_code():
         assert f"{name}" in text, name
         assert hasattr(module, name), f"{module.__name__}.{name} is gone: docs/ARCHITECTURE.md still names it"
     assert plan.common_env(variant, _one_job())["TORCH_CUDA_ARCH_LIST"] == "9.0"
+    # "How `sm` travels" quotes the target's spellings by name: each is what Variant.target gives
+    for spelling in ("capability", "arch_specific", "cmake", "cmake_real", "cubin", "ptx", "sm_arch"):
+        assert f"`{spelling}` `{getattr(variant.target, spelling)}`" in text, spelling
+    assert "variants.CONFLICTS" in text and variants.CONFLICTS
 
 
 def _any_host():

@@ -215,13 +215,17 @@ def _matrix(args: argparse.Namespace) -> int:
     if any(refused.values()):
         print(f"{sum(map(bool, refused.values()))} refuse the full stack (python -m backend plan says why); "
               "their other components build")
-    vllm_recipe = recipes.get("vllm").version
+    lines = vllm_release.line_rows()
+    # whether a line builds is its plan's word (release_problem), for the seed's sm=90/avx512 row
+    refusals = {release: project.make_plan(project.load_settings_from_cli(
+        ["sm=90", "isa=avx512", f"vllm={release}"])).release_problem for release in dict.fromkeys(r for r, _, _ in lines)}
     print("\nvLLM release lines (-C vllm=<release>; the seed's branch table, then newer release locks):")
     print(table(
         ["release", "python", "torch", "flashinfer", "names", "builds"],
         [[release, python, facts["torch"], facts["flashinfer"], f"vllm-python{python.replace('.', '')}-...",
-          "yes" if release == vllm_recipe else "planned only (docs/RELEASES.md)"]
-         for release, python, facts in vllm_release.line_rows()],
+          "planned only: python -m backend plan -C vllm=" + release + " says why" if refusals[release] else
+          f"yes, once `lock --lock` hashes {', '.join(facts['unverified'])}" if facts["unverified"] else "yes"]
+         for release, python, facts in lines],
     ))
     return 0
 

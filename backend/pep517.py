@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import needs, project, recipes
+from . import needs, project
 from .errors import BackendError
 from .pipeline.plan import Plan
 
@@ -31,7 +31,7 @@ def build_requirements(config_settings: Mapping[str, Any] | None) -> list[str]:
     plan = _plan(config_settings)
     wanted: list[str] = list(BUILD_TOOLS)
     for step in plan.steps:
-        wanted.extend(recipes.get(step.component).build_requirements(plan.variant))
+        wanted.extend(plan.recipe(step.component).build_requirements(plan.variant))
     if any(step.uses_cuda for step in plan.steps):
         from . import toolchains
 
@@ -78,7 +78,7 @@ def prepare_metadata(metadata_directory: str, config_settings) -> str:
 
     plan = _plan(config_settings)
     return meta.write_metadata_dir(
-        Path(metadata_directory), name=plan.variant.name, version=meta.stack_version(),
+        Path(metadata_directory), name=plan.variant.name, version=plan.recipe("vllm").version,  # the -C vllm line
         requires=[], summary=_summary(plan),
     )
 
@@ -94,7 +94,7 @@ def build_wheel(wheel_directory: str, config_settings) -> str:
     if plan.settings.torch == "existing":
         requires.insert(0, f"torch=={plan.torch_version}")
     return meta.build(
-        Path(wheel_directory), name=plan.variant.name, version=meta.stack_version(),
+        Path(wheel_directory), name=plan.variant.name, version=plan.recipe("vllm").version,  # the -C vllm line
         requires=requires, summary=_summary(plan),
     )
 

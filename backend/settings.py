@@ -561,8 +561,8 @@ class Settings:
         "`smoke=emulate` of ARM variants on an x86-64 host (`ci/setup/aarch64_sysroot.sh` makes one)",
         parse=_folder, accepts="folder")
     vllm: str = setting(
-        "vllm", "the vLLM release line: its lock and pins ([docs/RELEASES.md](docs/RELEASES.md)); only "
-        "0.15.1 builds yet, another line is planned with why not", default=DEFAULT_VLLM_LINE,
+        "vllm", "the vLLM release line: its lock, pins and recipe facts ([docs/RELEASES.md](docs/RELEASES.md)); "
+        "a line whose facts the recipes do not hold is planned with why not", default=DEFAULT_VLLM_LINE,
         choices=vllm_lines, parse=lambda k, v, b: _vllm_line(k, v))
     manylinux: ManylinuxPolicy | None = setting(
         "manylinux", "target policy: refuse a host whose libstdc++/glibc is newer, tag wheels "

@@ -13,6 +13,7 @@ the URL and sha256 of each checked-in lock) and compare with the checked-in lock
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -261,31 +262,86 @@ def seed_plan(tmp_path, release: str, python: str):
 
 
 @pytest.mark.parametrize("release,python", vllm_release.SEED_LINES)
-def test_every_seed_row_is_planned_with_its_lines_facts(tmp_path, release, python):
+def test_every_seed_row_is_planned_as_a_buildable_line_with_its_own_facts(tmp_path, release, python):
     plan = seed_plan(tmp_path, release, python)
     lock = vllm_release.line_lock(release)
+    assert plan.release_problem is None, plan.release_problem
     assert plan.release["vllm"] == release and plan.release["torch"] == lock.entries["torch"].version
     assert plan.variant.name.startswith(f"vllm-python{python.replace('.', '')}-cuda12_9-sm90-avx512")
+    assert plan.torch_version == f"{lock.entries['torch'].version}+{plan.variant.label}"
+    for component in ("vllm", "flashinfer", "torch", "torchvision", "torchaudio", "xformers"):
+        assert plan.step(component).version == f"{lock.main_entry(component).version}+{plan.variant.label}", component
     vllm = plan.step("vllm")
+    assert vllm.env["VLLM_VERSION_OVERRIDE"] == f"{release}+{plan.variant.label}"
     assert vllm.extras["flashmla"].name == "flashmla"  # the same side-tree folders, filled from the line's lock
-    unpin = next(p for p in vllm.patches if p.name == "0001-unpin-torch.patch")
-    if release == "0.15.1":
-        assert plan.release_problem is None and unpin.applied
-        return
-    assert not unpin.applied and unpin.why == f"it is for vllm ==0.15.1 and vllm={release}'s lock pins {release}"
-    assert plan.release_problem.startswith(f"vllm={release} is planned, not built: ")
-    assert f"vllm {release} (recipe: 0.15.1)" in plan.release_problem
+    applied = [p.name for p in vllm.patches if p.applied]
+    own = {"0.15.1": "0001-unpin-torch.patch", "0.14.1": "0001-unpin-torch-0.14.patch",
+           "0.14.0": "0001-unpin-torch-0.14.patch", "0.13.0": "0001-unpin-torch-0.13.patch"}[release]
+    assert own in applied and sum(p.startswith("0001-unpin-torch") for p in applied) == 1
+    assert sum(p.startswith("vllm-flash-attn/") for p in applied) == 1  # FA3's CUTLASS 4.2 fix for its commit
     text = plan_mod.format_plan(plan)
-    assert f"NOT BUILT: {plan.release_problem}" in text
+    assert "NOT BUILT" not in text
+    assert f"FlashMLA {lock.entries['flashmla'].version[:8]}" in text  # the line's facts, shown
+
+
+SEED_OTHER_LINES = sorted({release for release, _ in vllm_release.SEED_LINES} - {"0.15.1"})
+# What only the 0.15.1 line pins: the vLLM release, its flashinfer, its FlashMLA and FlashMLA's CUTLASS
+ONLY_0151 = ("0.15.1", "0.6.1", "c2afa9cb93e6", "147f5673d0c1")
+
+
+@pytest.mark.parametrize("release", SEED_OTHER_LINES)
+@pytest.mark.parametrize("sm", ["90", "100"])
+def test_no_0151_fact_is_left_in_another_lines_plan(tmp_path, release, sm):
+    """Every string of the plan (environment, commands, notes, versions, patches) of a 0.14.x/0.13.0 row is that
+    line's: a 0.15.1 fact (vLLM's version override, flashinfer-cubin==0.6.1, 0.6.1's artifact folders, the
+    FlashMLA pin) shows only where the plan says it is 0.15.1's (a patch NOT applied, a difference)."""
+    settings = project.load_settings_from_cli([f"sm={sm}", "isa=avx512", "cuda=12.9", f"vllm={release}",
+                                               f"cache-dir={tmp_path / 'cache'}"])
+    variant = Variant(sm=sm, isa="avx512", cuda="12.9", python="312")
+    plan = plan_mod.make_plan(settings, variant, project_dir=project.PROJECT_DIR, cores=2, memory_bytes=64 << 30)
+    document = plan.to_json()
+    document.pop("release")  # the line's own record: its differences name 0.15.1 on purpose
+    for step in document["steps"]:
+        step["patches"] = [p for p in step["patches"] if p["applied"]]
+    found = [(bad, text[:120]) for text in _strings(document) for bad in ONLY_0151 if bad in text]
+    assert found == []
+    flashinfer = plan.step("flashinfer")
+    if sm == "100":  # the folders checked before the AOT build are 0.5.3's (artifacts.py at v0.5.3)
+        assert any("1e49deb33ec20018ae0acf1d956a579578069da1/fmha/trtllm-gen" in c for c in flashinfer.commands[0])
+        assert plan.recipe("flashinfer").runtime_requires(variant) == ("flashinfer-cubin==0.5.3",)
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_a_line_the_recipes_do_not_know_is_refused_naming_each_difference(tmp_path):
+    """0.16.0: flashinfer 0.6.3 (no recipe facts), and no unpin patch nor flashinfer-tag patch for its releases."""
+    plan = seed_plan(tmp_path, "0.16.0", "3.12")
+    problem = plan.release_problem
+    assert problem.startswith("vllm=0.16.0 is planned, not built: ")
+    assert "flashinfer 0.6.3: the flashinfer recipe holds the facts of 0.5.3, 0.6.1 only" in problem
+    assert "none of the patches for vllm is for this line" in problem
+    assert "none of the patches for flashinfer-tag is for this line" in problem
+    assert f"NOT BUILT: {problem}" in plan_mod.format_plan(plan)
     with pytest.raises(BackendError) as error:  # refused before anything is fetched or compiled
         run_mod.build(plan)
-    assert str(error.value) == plan.release_problem
+    assert str(error.value) == problem
 
 
-def test_a_line_whose_torch_is_not_29_says_why(tmp_path):
-    facts = {**vllm_release.line_facts("0.16.0"), "torch": "2.10.0"}
-    problem = plan_mod.release_problem("0.16.0", facts, "3.13")
+def test_a_line_whose_torch_is_not_29_or_whose_cmake_refuses_the_python_says_why():
+    line = vllm_release.release_line("0.14.1")
+    line = dataclasses.replace(line, versions={**line.versions, "torch": "2.10.0"}, pythons=("3.12",))
+    problem = plan_mod.release_problem(line, [], [], "3.13")
     assert "its torch 2.10.0 is not 2.9.x: a new torch needs its own recipe facts" in problem
+    assert "its CMake accepts Python 3.12, not 3.13 (CMakeLists.txt:37)" in problem
 
 
 def test_an_unknown_line_is_a_one_line_setting_error():

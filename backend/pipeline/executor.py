@@ -43,7 +43,7 @@ class StepExecutor:
         plan, toolchain, house = self.plan, self.toolchain, self.house
         recipe = recipes.get(step.component)
         layout = plan.layout
-        say(f"{label} preparing {step.component} {recipe.version} ({step.source})")
+        say(f"{label} preparing {step.component} {plan.recipe(step.component).version} ({step.source})")
         prepared = _prepare_source(plan, step)
         # What runs is the plan's: its environment and commands, in its tree.
         toolchain_id = f"{toolchain.provider}:{toolchain.version}" if toolchain else "none"
@@ -315,7 +315,7 @@ def _cuda_requirements(wheel: Path, plan: Plan, toolchain, component: str) -> li
     """The nvidia-* wheels of the CUDA libraries this wheel links, and what its recipe declares (torch: triton)."""
     from ..wheels.requires import declared_requirements
 
-    return declared_requirements(wheel, recipes.get(component), plan.variant, toolchain)
+    return declared_requirements(wheel, plan.recipe(component), plan.variant, toolchain)  # the line's pins
 
 
 def _verify(plan: Plan, step: Step, wheels: list[Path], house, toolchain, label: str,

@@ -95,6 +95,12 @@ class Plan:
     release: dict = dataclasses.field(default_factory=dict)  # the vLLM release line's facts (vllm_release.line_facts)
     release_problem: str | None = None  # why this line is planned but not built
     lock: Lock | None = None  # the sources: the vLLM line's lock, with a local vLLM checkout's side-tree pins
+    recipes: Mapping[str, Recipe] = dataclasses.field(default_factory=dict)  # the steps' recipes, for its line
+    line: vllm_release.ReleaseLine | None = None  # the vLLM release line's recipe facts (shown, not in to_json)
+
+    def recipe(self, component: str) -> Recipe:
+        """The recipe a step of this plan is built with: for the plan's vLLM release line (recipes.for_line)."""
+        return self.recipes.get(component) or recipes.get(component)
 
     def step(self, component: str) -> Step:
         for step in self.steps:
@@ -232,7 +238,8 @@ def make_plan(
     layout = Layout(cache=cache_dir(settings), variant=variant, project_dir=Path(project_dir), settings=settings)
     cores = cores or host_info.cpu_count()
     memory_bytes = memory_bytes or host_info.available_memory_bytes()
-    selected = closure(settings)
+    line = vllm_release.release_line(settings.vllm)
+    selected = [recipes.for_line(recipe, line) for recipe in closure(settings)]
     python = f"{variant.python[0]}.{variant.python[1:]}"
     for recipe in selected:
         if problem := recipe.python_problem(python) or recipe.variant_problem(variant):
@@ -240,7 +247,7 @@ def make_plan(
     if settings.torch == "existing":
         torch_version = existing_torch_version()
     else:
-        torch_recipe = recipes.get("torch")
+        torch_recipe = recipes.for_line(recipes.get("torch"), line)
         local_torch = settings.sources.get("torch")
         torch_version = torch_recipe.local_version(variant, torch_recipe.tree_version(local_torch) if local_torch else None)
 
@@ -311,25 +318,51 @@ def make_plan(
             )
         )
     return Plan(variant=variant, settings=settings, layout=layout, steps=tuple(steps), torch_version=torch_version,
-                compiler_cache=cache, release=release, release_problem=release_problem(settings.vllm, release, python),
-                lock=lock)
+                compiler_cache=cache, release=release, release_problem=release_problem(line, selected, steps, python),
+                lock=lock, recipes={recipe.name: recipe for recipe in selected}, line=line)
 
 
-def release_problem(line: str, release: dict, python: str) -> str | None:
-    """Why the chosen vLLM release line is planned but cannot be built yet (None for the recipes' own line)."""
-    written = {name: recipes.get(name).version for name in release if name in recipes.names()}
-    other = [f"{name} {release[name]} (recipe: {version})" for name, version in written.items() if release[name] != version]
-    if not other:
+def release_problem(line: vllm_release.ReleaseLine, selected: list[Recipe], steps: list[Step],
+                    python: str) -> str | None:
+    """Why the chosen vLLM release line is planned but cannot be built (None where the recipes know its facts).
+
+    Each reason names what differs: a torch other than 2.9.x, a Python its CMake refuses, a release of a
+    component whose facts its recipe does not hold, what the vllm recipe would not pass to its tree, and a tree
+    that has patches of which none is for this line's release (its own must be written and reviewed)."""
+    if line.base:
         return None
     reasons = []
-    if not release.get("torch", "").startswith("2.9."):
-        reasons.append(f"its torch {release.get('torch')} is not 2.9.x: a new torch needs its own recipe facts "
-                       "(the lock lists what changed, the recipes are not guessed)")
-    if release.get("pythons") and python not in release["pythons"]:
-        reasons.append(f"its CMake accepts Python {', '.join(release['pythons'])}, not {python}")
-    reasons.append(f"the recipes are written for the {recipes.get('vllm').version} line and not per release yet: "
-                   + ", ".join(other))
-    return f"vllm={line} is planned, not built: " + "; ".join(reasons) + f" (lock {release['lock']}; docs/RELEASES.md)"
+    torch = line.versions.get("torch", "")
+    if not torch.startswith("2.9."):
+        reasons.append(f"its torch {torch} is not 2.9.x: a new torch needs its own recipe facts (the lock lists "
+                       "what changed, the recipes are not guessed)")
+    if line.pythons and python not in line.pythons:
+        reasons.append(f"its CMake accepts Python {', '.join(line.pythons)}, not {python} "
+                       f"({line.where.get('pythons', 'CMakeLists.txt')})")
+    reasons += [problem for recipe in selected if (problem := recipes.line_problem(recipe, line))]
+    reasons += [f"the vllm recipe does not know this tree's shape: {gap}" for gap in line.recipe_gaps]
+    for step in steps:
+        trees: dict[str, list] = {}
+        for patch in step.patches:
+            trees.setdefault(patch.name.rpartition("/")[0] or step.component, []).append(patch)
+        for tree, found in trees.items():
+            if not any(p.applied for p in found):
+                reasons.append(f"none of the patches for {tree} is for this line ({'; '.join(p.why for p in found)}): "
+                               f"write and review its own (docs/RELEASES.md)")
+    if not reasons:
+        return None
+    return f"vllm={line.vllm} is planned, not built: " + "; ".join(reasons) + " (docs/RELEASES.md)"
+
+
+def line_summary(line: vllm_release.ReleaseLine) -> str:
+    """The release line's recipe facts, each with where it was read (docs/RELEASES.md)."""
+    v = line.versions
+    nvcc = (f"from nvcc {line.flashmla_min_nvcc} ({line.where.get('flashmla_min_nvcc')})" if line.flashmla_min_nvcc
+            else f"nvcc condition {line.where.get('flashmla_min_nvcc', 'unknown')}")
+    return (f"Python {', '.join(line.pythons)} ({line.where.get('pythons', 'CMakeLists.txt')}); CUTLASS "
+            f"{v.get('vllm-cutlass')}; flash-attention {v.get('vllm-flash-attn', '')[:8]}; FlashMLA "
+            f"{v.get('flashmla', '')[:8]} (its CUTLASS {v.get('flashmla-cutlass', '')[:8]}), "
+            f"{len(line.flashmla_sources)} files ({line.where.get('flashmla_sources')}), _flashmla_C {nvcc}")
 
 
 def format_plan(plan: Plan) -> str:
@@ -344,6 +377,7 @@ def format_plan(plan: Plan) -> str:
         f"release  vLLM {plan.release.get('vllm')}: torch {plan.release.get('torch')}, torchvision "
         f"{plan.release.get('torchvision')}, torchaudio {plan.release.get('torchaudio')}, flashinfer "
         f"{plan.release.get('flashinfer')}, xformers {plan.release.get('xformers')}; lock {plan.release.get('lock')}",
+        *([f"facts    {line_summary(plan.line)}"] if plan.line else []),
         *[f"         differs: {d}" for d in plan.release.get("differences", [])],
         *([f"         unverified (needs `lock --lock` with network): {', '.join(plan.release['unverified'])}"]
           if plan.release.get("unverified") else []),

@@ -169,7 +169,7 @@ def _build_locked(plan: Plan) -> BuildResult:
     # Wheels of other components the closure, the pins and the smoke check will use: as written, or stop.
     house.refuse_changed(skip_components=[s.component for s in plan.steps])
     python = environment.ensure(layout.env_dir)
-    requirements = sorted({r for s in plan.steps for r in recipes.get(s.component).build_requirements(plan.variant)})
+    requirements = sorted({r for s in plan.steps for r in plan.recipe(s.component).build_requirements(plan.variant)})
     executor = StepExecutor(plan, toolchain=toolchain, cache=cache, house=house)
     with build_environment(python, requirements, settings):
         failures = run_steps(plan, results, executor.execute, cache_stats=executor.cache_stats,

@@ -41,6 +41,8 @@ The default (``vllm``) is the set vLLM 0.15.1 calls for the variant
 ``all`` is flashinfer's whole list (695 modules for 9.0a).
 """
 
+import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -69,6 +71,21 @@ CUBIN_HEADERS = {
     "ccae3ed120a12a2c6922b458086b460413dbf731/batched_gemm-0d275a2-9936841": "flashinferMetaInfo.h",
     "1fddc48b7b48af33914d040051b3e2ee9ba4701e/gemm-145d1b1-9b113e3": "flashinferMetaInfo.h",
 }
+# The flashinfer releases the vLLM release lines pin (docs/RELEASES.md), each with what differs for this recipe,
+# read at each tag in a mirror of flashinfer-ai/flashinfer: the artifact folders (flashinfer/artifacts.py:90-95
+# ArtifactPath; the header names, artifacts.py:161-175, are the same in both).  The rest was compared and is the same:
+# flashinfer-jit-cache/ (git diff v0.5.3 v0.6.1 -- flashinfer-jit-cache/ is empty), compilation_context.py (no
+# diff: FLASHINFER_CUDA_ARCH_LIST), aot.py get_default_config()'s keys (aot.py:707-723 at v0.5.3), jit/env.py's
+# FLASHINFER_CUBIN_DIR, the cubin wheel's flashinfer_cubin/cubins; v0.5.3's pyproject.toml [build-system] asks
+# apache-tvm-ffi>=0.1,<0.2, which the 0.6.1 range below lies within.
+RELEASES = {
+    "0.6.1": CUBIN_HEADERS,
+    "0.5.3": {
+        "1e49deb33ec20018ae0acf1d956a579578069da1/fmha/trtllm-gen": "flashInferMetaInfo.h",
+        "c108f5cc46420e11805467898186533fb48d6a6f/batched_gemm-0d28130-7b26988": "flashinferMetaInfo.h",
+        "1fddc48b7b48af33914d040051b3e2ee9ba4701e/gemm-145d1b1-9b113e3": "flashinferMetaInfo.h",
+    },
+}
 
 
 def arch_list(variant) -> str:
@@ -90,10 +107,11 @@ def uses_cubins(variant) -> bool:
     return variant.sm in ("100", "103")
 
 
-def variant_problem(variant) -> str | None:
-    """sm_70: flashinfer 0.6.1's kernels start at Turing (README.md "GPU Support": SM 7.5 and up)."""
+def variant_problem(variant, version: str = VERSION) -> str | None:
+    """sm_70: flashinfer 0.6.1's kernels start at Turing (README.md "GPU Support": SM 7.5 and up; v0.5.3's
+    README.md:178 says the same)."""
     if variant.sm == "70":
-        return ("flashinfer 0.6.1 cannot be built for sm=70: its kernels start at SM 7.5 (README's GPU Support "
+        return (f"flashinfer {version} cannot be built for sm=70: its kernels start at SM 7.5 (README's GPU Support "
                 "table; its release lists start at 7.5), so a V100 has no flashinfer kernels, AOT or JIT; "
                 "leave flashinfer out of -C components (vLLM then uses its Triton/FlexAttention backends there)")
     return None
@@ -283,15 +301,15 @@ CHECK_CUBINS = (
 )
 
 
-def check_cubins_command(ctx: BuildContext) -> list[str]:
-    pairs = [part for folder, header in CUBIN_HEADERS.items() for part in (folder, header)]
+def check_cubins_command(ctx: BuildContext, headers: dict[str, str] = CUBIN_HEADERS) -> list[str]:
+    pairs = [part for folder, header in headers.items() for part in (folder, header)]
     return [ctx.python, "-c", CHECK_CUBINS, str(ctx.extras[CUBIN] / CUBIN_DIR), *pairs]
 
 
-def commands(ctx: BuildContext) -> list[list[str]]:
+def commands(ctx: BuildContext, headers: dict[str, str] = CUBIN_HEADERS) -> list[list[str]]:
     if not builds_jit_cache(ctx.variant, ctx.settings):
         return [pip_wheel(ctx)]
-    steps = [check_cubins_command(ctx)] if uses_cubins(ctx.variant) and CUBIN in ctx.extras else []
+    steps = [check_cubins_command(ctx, headers)] if uses_cubins(ctx.variant) and CUBIN in ctx.extras else []
     if ctx.tree_version is None and TAG in ctx.extras:  # the lock's sdist: add the tag's packaging folder
         steps.append([ctx.python, "-c", OVERLAY, str(ctx.extras[TAG]), str(ctx.source)])
     elif not ((ctx.checkout or ctx.source) / JIT_CACHE_DIR).is_dir():  # a local tree without it: JIT only
@@ -299,7 +317,7 @@ def commands(ctx: BuildContext) -> list[list[str]]:
     return steps + [pip_wheel(ctx), pip_wheel(ctx, ctx.source / JIT_CACHE_DIR)]
 
 
-def notes(variant) -> list[str]:
+def notes(variant, version: str = VERSION, vllm: str = "0.15.1") -> list[str]:
     if not builds_jit_cache(variant):
         return [
             "flashinfer has no kernels for sm_61: only flashinfer-python (JIT) is built, and its kernels "
@@ -307,10 +325,12 @@ def notes(variant) -> list[str]:
         ]
     notes = [
         f"AOT kernels (flashinfer-jit-cache) for FLASHINFER_CUDA_ARCH_LIST={arch_list(variant)}: the PyPI sdist "
-        "plus the v0.6.1 tag's flashinfer-jit-cache/ folder (lock entry flashinfer-tag); -C flashinfer-aot=false "
+        f"plus the v{version} tag's flashinfer-jit-cache/ folder (lock entry flashinfer-tag); -C flashinfer-aot=false "
         "builds flashinfer-python alone (kernels then compile at first use and need nvcc there); "
         "-C flashinfer-aot-config picks the module set (FLASHINFER_AOT_CONFIG in the plan's environment): by "
-        "default what vLLM 0.15.1 calls on this SM, all for flashinfer's whole list"
+        + ("default what vLLM 0.15.1 calls on this SM" if vllm == "0.15.1" else
+           f"default the set read in vLLM 0.14.1's and 0.16.0's sources (vLLM {vllm} is built)")
+        + ", all for flashinfer's whole list"
     ]
     notes.append("vLLM call paths outside the default (vllm) AOT set, compiled at first use (need nvcc and ninja "
                  "there): " + "; ".join(VLLM_STILL_JIT))
@@ -319,7 +339,7 @@ def notes(variant) -> list[str]:
                      "there), as upstream builds them only with 10.0a in the list, some for sm_100a alone: "
                      + "; ".join(SM100_ONLY_MODULES))
     if uses_cubins(variant):
-        notes.append("flashinfer-cubin 0.6.1 (lock entry flashinfer-cubin, PyPI wheel) goes into the wheelhouse "
+        notes.append(f"flashinfer-cubin {version} (lock entry flashinfer-cubin, PyPI wheel) goes into the wheelhouse "
                      "unchanged: the trtllm-gen and DeepGEMM kernels load their cubins from it, not from NVIDIA's "
                      "artifact server; the AOT build reads its checksums and headers (FLASHINFER_CUBIN_DIR). "
                      "The cuDNN SDPA cubins of the cudnn backend (artifacts.py:97) are in no PyPI wheel: "
@@ -346,9 +366,9 @@ def bundled_wheels(variant, settings) -> tuple[str, ...]:
     return (CUBIN,) if uses_cubins(variant) else ()
 
 
-def runtime_requires(variant) -> tuple[str, ...]:
+def runtime_requires(variant, version: str = VERSION) -> tuple[str, ...]:
     # flashinfer-python finds the installed flashinfer_cubin package first (jit/env.py:66-83; versions must match)
-    return (f"flashinfer-cubin=={VERSION}",) if uses_cubins(variant) else ()
+    return (f"flashinfer-cubin=={version}",) if uses_cubins(variant) else ()
 
 
 RECIPE = Recipe(
@@ -380,3 +400,25 @@ RECIPE = Recipe(
                            "first use on the user's machine (outside the AOT set, or flashinfer-aot=false) get that "
                            "machine's FLASHINFER_EXTRA_* flags, not the variant's"),
 )
+
+
+def line_problem(line) -> str | None:
+    """Why this recipe cannot build the flashinfer a vLLM release line pins (None: its facts are known)."""
+    version = line.versions.get("flashinfer", VERSION)
+    if version in RELEASES:
+        return None
+    return (f"flashinfer {version}: the flashinfer recipe holds the facts of {', '.join(sorted(RELEASES))} only "
+            "(artifact folders the AOT build reads, the flashinfer-tag patch, build requirements); "
+            f"read them at v{version} and add them to RELEASES")
+
+
+def for_line(line) -> Recipe:
+    """The recipe for the flashinfer a vLLM release line pins (its lock's flashinfer entries): the version in
+    its wheels and in flashinfer-cubin's pin, the artifact folders checked before the AOT build."""
+    version = line.versions.get("flashinfer", VERSION)
+    headers = RELEASES.get(version, CUBIN_HEADERS)  # an unknown release is refused by the plan (line_problem)
+    return dataclasses.replace(
+        RECIPE, version=version, commands=functools.partial(commands, headers=headers),
+        notes=functools.partial(notes, version=version, vllm=line.vllm),
+        variant_problem=functools.partial(variant_problem, version=version),
+        runtime_requires=functools.partial(runtime_requires, version=version))

@@ -80,3 +80,34 @@ def test_a_check_that_needs_no_compiler_runs_once(tmp_path):
     result = smoke.run(house, [wheel], [], [("plain (CPU)", "print(1 + 1)")], work=tmp_path / "smoke", no_index=True)
     assert result.ok and result.needs == []
     assert result.log.read_text().count("== plain (CPU)") == 1
+
+
+# Prints what the check's Triton cache holds, then leaves a file there as a kernel's first call would.
+LISTS_TRITON_CACHE = (
+    "import os, pathlib\n"
+    "cache = pathlib.Path(os.environ['TRITON_CACHE_DIR'])\n"
+    "print(sorted(str(p.relative_to(cache)) for p in cache.rglob('*.so')))\n"
+    "(cache / 'KERNEL').mkdir(); (cache / 'KERNEL' / 'launcher.so').write_text('')\n"
+    "raise SystemExit(0 if os.environ.get('CC') == 'set-by-build' else 'RuntimeError: Failed to find C compiler')\n"
+)
+
+
+def test_each_check_starts_from_the_prebuilt_triton_cache_only(tmp_path, monkeypatch):
+    """Each stage's Triton cache is a fresh copy of the folder beside the wheels: a launcher the first stage
+    compiled (or a warm ~/.triton/cache of the build host) does not hide what the next stage needs."""
+    monkeypatch.setenv("CC", "set-by-build")  # only the build's own environment passes the check
+    house = tmp_path / "house"
+    (house / "triton-cache" / "KEY").mkdir(parents=True)
+    (house / "triton-cache" / "KEY" / "cuda_utils.so").write_text("")
+    wheel = make_wheel(house, "demo", "1.0")
+    said = []
+    result = smoke.run(house, [wheel], [], [("cache (GPU)", LISTS_TRITON_CACHE)], work=tmp_path / "smoke",
+                       no_index=True, say=said.append, triton_cache=house / "triton-cache")
+    # The stand-in venv has no Triton: nothing is prebuilt, the folder is left as it was.
+    assert result.triton_cache.skipped.startswith("the venv has no Triton NVIDIA backend"), result.triton_cache
+    assert any("Triton's cuda_utils: not prebuilt" in line for line in said), said
+    assert sorted(p.name for p in (house / "triton-cache").rglob("*")) == ["KEY", "cuda_utils.so"]
+    log = result.log.read_text()
+    # Three stages (no compilers, a C compiler only, the build's PATH), each seeing only the shipped module.
+    assert log.count("['KEY/cuda_utils.so']") == 3, log
+    assert result.problems[0].startswith("cache (GPU): needs the build host's tools at first use")

@@ -187,10 +187,14 @@ def _build_locked(plan: Plan) -> BuildResult:
     from ..wheels import closure
 
     result.runtime = closure.for_build(plan, result, python, say)
-    notes = deploy_notes.write(layout.wheelhouse, plan.variant, [s.component for s in plan.steps], house.manifest(),
-                               f"{plan.variant.python[0]}.{plan.variant.python[1:]}")
-    say(f"host requirements: {notes}")
+
+    def write_notes() -> Path:
+        return deploy_notes.write(layout.wheelhouse, plan.variant, [s.component for s in plan.steps],
+                                  house.manifest(), f"{plan.variant.python[0]}.{plan.variant.python[1:]}")
+
+    say(f"host requirements: {write_notes()}")
     smoke.for_build(plan, result, say)
+    write_notes()  # again: the smoke check may have prebuilt Triton's cuda_utils beside the wheels
     if settings.wheel_variants:
         _write_variant_wheels(result)
     say(f"wheelhouse: {layout.wheelhouse}")

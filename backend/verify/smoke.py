@@ -14,6 +14,10 @@
 5. with ``-C smoke=auto`` on a machine with a GPU, ``Recipe.smoke_gpu`` too:
    one CUDA op per component and a Triton kernel.
 
+Each check runs with a Triton cache of its own, holding only the modules prebuilt beside the wheels
+(``wheels/triton_cache.py``, built in this venv): a warm ``~/.triton/cache`` of the build host would
+hide what a deployment host compiles at its first kernel.
+
 With ``torch=existing`` nothing is bundled: the venv sees the environment
 the build ran in (every folder of its import path that holds installed
 distributions: torch's, and those of the built wheels' other requirements,
@@ -43,6 +47,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from ..cuda_driver import check_driver
+from ..wheels import triton_cache as prebuilt_triton
 from ..wheels.files import read_manifest
 from ..errors import BackendError
 from ..hashing import sha256_file
@@ -109,6 +114,7 @@ class SmokeResult:
     log: Path
     summary: str
     needs: list[str] = dataclasses.field(default_factory=list)  # accepted first-use needs (a C compiler)
+    triton_cache: prebuilt_triton.Prebuilt | None = None
 
 
 def _clean_env() -> dict[str, str]:
@@ -185,8 +191,12 @@ def run(
     pip_python: Path | str = sys.executable,
     say: Callable[[str], None] = print,
     emulation: Callable[[Path, str, dict[str, str]], emulate.Launch] | None = None,
+    triton_cache: Path | None = None,
 ) -> SmokeResult:
     """Install ``house`` into a fresh venv under ``work`` and run the checks; ``checks``: (label, code).
+
+    With ``triton_cache`` (a folder beside the wheels), Triton's ``cuda_utils`` is built there by the
+    venv's Triton before the checks, and each check's Triton cache starts as a copy of it.
 
     With ``emulation`` (``-C smoke=emulate``: ``emulate.smoke_launcher``) the imports and the checks run
     under QEMU as the variant's CPU, and one that dies of an illegal instruction is named with it."""
@@ -267,6 +277,18 @@ def run(
             problems += data["problems"]
             imported = data["imported"]
 
+        prebuilt = None
+        if triton_cache is not None:
+            prebuilt = prebuilt_triton.prebuild(Path(python), {k: v for k, v in env.items() if k not in TOOLCHAIN_VARIABLES},
+                                                work / "triton-prebuild", triton_cache)
+            say("   smoke | Triton's cuda_utils: " + (f"not prebuilt: {prebuilt.skipped}" if prebuilt.skipped else
+                f"prebuilt by triton {prebuilt.triton} into {triton_cache} ({len(prebuilt.files)} cache key(s))"))
+        stages = itertools.count()
+
+        def fresh_cache(run_env: dict[str, str]) -> dict[str, str]:
+            seeded = prebuilt_triton.seed(work / "triton-cache" / str(next(stages)), triton_cache)
+            return {**run_env, "TRITON_CACHE_DIR": str(seeded)}
+
         c_only = _c_compiler_only(work / "c-compiler", env.get("PATH", ""))
         for index, (label, code) in enumerate(checks):
             # From a file, not -c: triton.jit (and anything using inspect.getsource) needs the source.
@@ -275,17 +297,18 @@ def run(
             # As on a deployment host: no compiler and no CUDA bin on PATH.  Where that fails, once more with
             # a C compiler only (Triton's launcher: a need DEPLOY.md names), then with the build's PATH.
             stage = f"{label}, no compilers"
-            result = step(stage, [python, str(script)], quiet, emulated=True, run_env=_deploy_env(env, env_dir, None))
+            result = step(stage, [python, str(script)], quiet, emulated=True,
+                          run_env=fresh_cache(_deploy_env(env, env_dir, None)))
             if result.returncode != 0 and stage not in faults:
                 bare = result
                 stage = f"{label}, a C compiler only"
                 result = step(stage, [python, str(script)], quiet, emulated=True,
-                              run_env=_deploy_env(env, env_dir, c_only))
+                              run_env=fresh_cache(_deploy_env(env, env_dir, c_only)))
                 if result.returncode == 0:
                     needs.append(f"{label}: a C compiler at first use ({_last_line(bare)})")
                 elif stage not in faults:
                     stage = f"{label}, the build's PATH"
-                    result = step(stage, [python, str(script)], quiet, emulated=True)
+                    result = step(stage, [python, str(script)], quiet, emulated=True, run_env=fresh_cache(env))
                     if result.returncode == 0:
                         problems.append(f"{label}: needs the build host's tools at first use (nvcc, ninja or a "
                                         f"C++ compiler; a deployment host has none): {_last_line(bare)}")
@@ -301,7 +324,7 @@ def run(
             say(f"   smoke | needs {need}")
     summary = (f"{len(names)} distribution(s) installed {'with --no-index ' if no_index else ''}into a fresh venv, "
                f"{imported} module(s) imported, {len(checks)} check(s) run without compilers or CUDA's bin on PATH")
-    return SmokeResult(not problems, problems, log_path, summary, needs)
+    return SmokeResult(not problems, problems, log_path, summary, needs, prebuilt)
 
 
 def existing_environment(torch_folder: Path) -> list[str]:
@@ -389,7 +412,8 @@ def for_build(plan, result, say: Callable[[str], None]) -> None:
     say(f"smoke check: installing the wheelhouse into a fresh venv ({'CPU and GPU' if gpu else 'CPU'} checks{where})")
     links = [settings.runtime_find_links] if settings.runtime_find_links else []
     outcome = run(result.wheelhouse, result.wheels(), result.runtime, checks, work=work, no_index=no_index, see=see,
-                  links=links, pip_python=plan.layout.python, say=say, emulation=emulation)
+                  links=links, pip_python=plan.layout.python, say=say, emulation=emulation,
+                  triton_cache=result.wheelhouse / prebuilt_triton.FOLDER)
     if outcome.ok:
         passed.write_text(key)
         say(f"smoke check: ok: {outcome.summary}; log: {outcome.log}")

@@ -66,6 +66,7 @@ with tempfile.TemporaryDirectory() as stub:
     library = os.path.join(stub, "libcuda.so")
     subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", library,
                     os.path.join(stub, "stub.c")], check=True)
+    os.symlink("libcuda.so", os.path.join(stub, "libcuda.so.1"))   # Triton 3.6 links -l:libcuda.so.1
     ctypes.CDLL(library, mode=ctypes.RTLD_GLOBAL)   # the loaded soname satisfies the module's NEEDED
     os.environ["TRITON_LIBCUDA_PATH"] = stub        # knobs.nvidia.libcuda_path: driver.libcuda_dirs()
     # CudaUtils.__init__'s own call (backends/nvidia/driver.py:63-69).

@@ -21,6 +21,7 @@ if sys.version_info[:2] < SUPPORTED_PYTHON[0]:
 
 from . import needs  # noqa: E402 (after the version guard)
 from .errors import BackendError, describe_os_error  # noqa: E402 (after the version guard)
+from .interrupts import describe, exit_status, sigterm_interrupts  # noqa: E402 (after the version guard)
 
 __version__ = "0.1.0"
 
@@ -28,8 +29,6 @@ __version__ = "0.1.0"
 def _one_line_errors(hook):
     @functools.wraps(hook)
     def wrapper(*args, **kwargs):
-        from .interrupts import sigterm_interrupts
-
         try:
             with sigterm_interrupts():
                 # Every hook, not only build_wheel: under --no-build-isolation nobody installed them.
@@ -42,8 +41,6 @@ def _one_line_errors(hook):
             print(f"error: {describe_os_error(error)}", file=sys.stderr, flush=True)
             raise SystemExit(1) from None
         except KeyboardInterrupt as interrupt:
-            from .interrupts import describe, exit_status
-
             print(describe(interrupt), file=sys.stderr, flush=True)
             raise SystemExit(exit_status(interrupt)) from None
 

@@ -13,16 +13,18 @@ from pathlib import Path
 from . import cpu_isa
 from . import host as host_info
 from . import cuda_driver, needs, project, recipes, variants
+from .pipeline import clean as cache_clean
+from .pipeline.plan import format_plan
 from .sources import vllm_release
+from .toolchains import command as toolchain_command
+from .toolchains.select import available
 from .errors import BackendError, describe_os_error
 from .interrupts import describe, exit_status, sigterm_interrupts
 from .report_table import table
 from .cpu_isa import ISAS
-from .settings import SMS, Settings
+from .settings import SMS, Settings, help_text
 
 def _settings_epilog() -> str:
-    from .settings import help_text
-
     return ("settings (-C KEY=VALUE, VLLM_STACK_<KEY> in the environment as VLLM_STACK_CACHE_DIR=DIR, or "
             "[tool.vllm-stack] in pyproject.toml; -C wins over the environment, the environment over "
             "pyproject.toml):\n") + help_text()
@@ -136,8 +138,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(plan.to_json(), indent=2))
         else:
-            from .pipeline.plan import format_plan
-
             print(format_plan(plan))
         return 0
     if command == "build":
@@ -161,13 +161,9 @@ def _dispatch(args: argparse.Namespace) -> int:
                                                        mirrors=args.git_mirrors)
         return sources_command.lock_main(settings, Path(args.lock_file) if args.lock_file else None)
     if command == "clean":
-        from .pipeline import clean
-
-        return clean.clean(settings, everything=args.everything, downloads=args.downloads,
+        return cache_clean.clean(settings, everything=args.everything, downloads=args.downloads,
                            toolchains=args.toolchains)
     if command == "toolchain":
-        from .toolchains import command as toolchain_command
-
         return toolchain_command.main(settings, args.json, install=args.install)
     if command == "verify":
         from .verify import command as verify_command
@@ -278,8 +274,6 @@ def detect_variant(host: host_info.Host, environ=None, driver: str | None = None
     the build show too); None when none can.  Each release passed over, and each installed
     toolkit passed over, is a remark saying why.
     """
-    from .toolchains.select import available
-
     remarks: list[str] = []
     runnable = [i for i in cpu_isa.preferred_first() if variants.host_violation(i, host) is None]
     sm = None

@@ -11,8 +11,7 @@ from typing import Any
 from . import needs, project
 from .errors import BackendError
 from .pipeline.plan import Plan
-
-BUILD_TOOLS = ("cmake>=3.26", "ninja")
+from .sources.buildreqs import BUILD_TOOLS
 
 
 def _plan(config_settings: Mapping[str, Any] | None) -> Plan:

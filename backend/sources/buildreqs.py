@@ -27,9 +27,15 @@ from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from .. import recipes
 from ..errors import BackendError
+from ..pipeline.environment import clean_environ, install_requirements, missing_requirements
+from ..settings import CUDAS, cache_dir
+from ..variants import Variant
 from .lock import PROJECT_ROOT
 
+# What every build of the stack runs besides the recipes' own requirements (pep517 asks the frontend for them).
+BUILD_TOOLS = ("cmake>=3.26", "ninja")
 DEFAULT_LOCK = PROJECT_ROOT / "third_party" / "build-requirements.lock"
 PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 
@@ -120,8 +126,6 @@ def uncovered(requirements: Iterable[str], lock: Path = DEFAULT_LOCK, environmen
 
 
 def _pip(python: Path, args: Sequence[str]) -> subprocess.CompletedProcess:
-    from ..pipeline.environment import clean_environ
-
     env = clean_environ(python)  # the user's index settings, not the frontend's hook variables
     env.pop("PYTHONPATH", None)
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
@@ -148,13 +152,11 @@ def install(
     say: Callable[[str], None] = print,
 ) -> None:
     """Put the locked build requirements into the venv of ``python`` (hash-checked), then any the lock lacks."""
-    from ..pipeline import environment
-
     needed = subset(requirements, lock)
     chosen = {canonicalize_name(Requirement(line.split(" ")[0].split(";")[0]).name)
               for line in needed.splitlines() if line and not line[0].isspace()}
     wanted = [f"{name}=={version}" for name, version in sorted(pins(lock).items()) if name in chosen]
-    if wanted and environment.missing_requirements(python, wanted):
+    if wanted and missing_requirements(python, wanted):
         links = downloads_dir(cache)
         part = python.parent.parent / "build-requirements.txt"
         part.write_text(needed)
@@ -165,7 +167,7 @@ def install(
             # What the environment has may still build; say what is not pinned and how to pin it.
             say(f"offline build: the locked build requirements are not in {links} (python -m backend fetch "
                 "with network puts them there); using the environment's, unpinned")
-            environment.install_requirements(python, requirements, offline=True)
+            install_requirements(python, requirements, offline=True)
             return
         if offline:
             args += ["--no-index"]
@@ -177,7 +179,7 @@ def install(
     if rest:
         say(f"build requirements not in {lock.name} (installed unpinned; python -m backend lock --build-requirements "
             f"records them): {', '.join(rest)}")
-        environment.install_requirements(python, rest, offline=offline)
+        install_requirements(python, rest, offline=offline)
 
 
 def fetch(cache: Path, *, lock: Path = DEFAULT_LOCK, python: str = sys.executable) -> Path:
@@ -192,13 +194,7 @@ def fetch(cache: Path, *, lock: Path = DEFAULT_LOCK, python: str = sys.executabl
 
 def all_build_requirements() -> list[str]:
     """What the lock must cover: every recipe's build requirements and the backend's build tools."""
-    from .. import recipes
-    from ..pep517 import BUILD_TOOLS
-
     wanted: dict[str, None] = {}
-    from ..settings import CUDAS
-    from ..variants import Variant
-
     for recipe in recipes.all_recipes():
         for text in recipe.build_requires:
             wanted.setdefault(text, None)
@@ -234,10 +230,7 @@ def write_lock(lock: Path = DEFAULT_LOCK, say: Callable[[str], None] = print) ->
 
 def install_for_build(python: Path, requirements: Sequence[str], settings, say: Callable[[str], None]) -> None:
     """The engine's call: the lock (``-C build-requirements=locked``), or the recipes' ranges as before."""
-    from ..pipeline import environment
-    from ..settings import cache_dir
-
     if settings.build_requirements == "ranges":
-        environment.install_requirements(python, requirements, offline=settings.offline)
+        install_requirements(python, requirements, offline=settings.offline)
         return
     install(python, requirements, cache=cache_dir(settings), offline=settings.offline, say=say)

@@ -9,20 +9,22 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import cache_marker
+from .. import cache_marker, recipes, variants
 from ..errors import BackendError
 from ..report_table import table
+from ..pipeline.plan import closure
 from ..settings import Settings, cache_dir, redact_url
+from . import buildreqs
 from . import fetch as fetch_mod
 from .lock import Entry, Lock, load
+from .nar import nar_hash
 from .prepare import FetchIncomplete, fetch_all
+from .unpack import extract
 from .vllm_release import lock_for, lock_from_vllm
 
 
 def needed_components(settings: Settings) -> list[str]:
     """The selected components and what they depend on, in build order (a recipe cycle is an error)."""
-    from ..pipeline.plan import closure
-
     return [recipe.name for recipe in closure(settings)]
 
 
@@ -32,8 +34,6 @@ def _size(path: Path) -> str:
 
 def _unused_sources(settings: Settings, components: list[str]) -> list[str]:
     """Lock entries the chosen variant and settings do not build with (Recipe.unused_sources)."""
-    from .. import recipes, variants
-
     if settings.sm is None or settings.isa is None:
         return []  # no variant named: everything any variant could use
     variant = variants.select(settings)
@@ -76,8 +76,6 @@ def fetch_main(settings: Settings, *, lock: Lock | None = None) -> int:
         print(table(["source", "version", "verified", "size", "file"], rows))
         raise incomplete
     if settings.build_requirements == "locked" and not settings.offline:
-        from . import buildreqs
-
         folder = buildreqs.fetch(cache)
         rows.append(["build requirements", buildreqs.DEFAULT_LOCK.name, "sha256", "-", str(folder)])
     print(table(["source", "version", "verified", "size", "file"], rows))
@@ -111,9 +109,6 @@ def record_hash(text: str, name: str, key: str, value: str) -> str:
 
 def lock_main(settings: Settings, lock_path: Path | None = None, *, names: Sequence[str] = ()) -> int:
     """Record hashes for lock entries that have none (downloads them; needs network)."""
-    from .nar import nar_hash
-    from .unpack import extract
-
     lock = load(lock_path)
     path = lock.path
     todo = [e for e in lock.entries.values() if not e.verified and (not names or e.name in names)]

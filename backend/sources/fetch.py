@@ -33,6 +33,8 @@ from ..hashing import sha256_file
 from ..errors import BackendError
 from ..settings import redact_url
 from .lock import Entry
+from .nar import nar_hash
+from .unpack import extract
 
 _BLOCK = 1 << 20
 USER_AGENT = "vllm-stack-backend (sources)"
@@ -373,8 +375,6 @@ def nar_verified(entry: Entry, path: Path) -> bool:
 
 def check_nar(entry: Entry, path: Path, tree: Path) -> None:
     """Compare the unpacked ``tree`` of cached file ``path`` with the lock; remember success."""
-    from .nar import nar_hash
-
     if not entry.nar or nar_verified(entry, path):
         return
     got = nar_hash(tree)
@@ -387,8 +387,6 @@ def check_nar(entry: Entry, path: Path, tree: Path) -> None:
 
 
 def verify_nar_by_unpacking(entry: Entry, path: Path, cache_dir: Path) -> None:
-    from .unpack import extract
-
     scratch_root = Path(cache_dir) / "tmp"
     scratch_root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"verify-{entry.name}-", dir=scratch_root))

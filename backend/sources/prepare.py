@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import BackendError
+from ..pipeline import snapshot
 from . import fetch as fetch_mod
 from . import patches as patches_mod
 from .lock import Entry, Lock, load
@@ -167,8 +168,6 @@ def prepare(
     workdir_key = _digest({"format": STAMP_FORMAT, "component": component, "entries": identities, "patches": patch_list})
 
     if local is not None:
-        from ..pipeline.snapshot import tree_digest
-
         local = Path(local)
         if not local.is_dir():
             raise BackendError(f"source.{component}: {local} is not a folder")
@@ -176,7 +175,7 @@ def prepare(
             print(f"note: {component}: building the local tree {local} as is; patches/{component}/ is not applied to it",
                   file=sys.stderr)
         root = local
-        source_hash = tree_digest(local, exclude=workdir)
+        source_hash = snapshot.tree_digest(local, exclude=workdir)
         origin = "local"
     else:
         root = workdir / main.name
@@ -292,8 +291,6 @@ def prepare_for_build(
     the planned patches of its main tree are applied to the copy.  Patch files
     that changed since the plan stop the build.
     """
-    from ..pipeline import snapshot
-
     planned = [(d.name, d.sha256) for d in patches if d.applied]
     if local is None:
         prepared = prepare(component, cache_dir=cache_dir, workdir=workdir, offline=offline,

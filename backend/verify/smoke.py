@@ -46,11 +46,15 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from .. import host as host_info
+from .. import recipes
 from ..cuda_driver import check_driver
+from ..pipeline.environment import FRONTEND_NAMES, FRONTEND_PREFIXES
 from ..wheels import triton_cache as prebuilt_triton
 from ..wheels.files import read_manifest
 from ..errors import BackendError
 from ..hashing import sha256_file
+from ..wheels.meta import pins_for
 from . import emulate
 
 BACKEND_PROJECT = Path(__file__).resolve().parents[2]  # backend-path ".": on sys.path inside the hooks
@@ -119,8 +123,6 @@ class SmokeResult:
 
 def _clean_env() -> dict[str, str]:
     """The environment minus pip's configuration and anything that adds import paths."""
-    from ..pipeline.environment import FRONTEND_NAMES, FRONTEND_PREFIXES
-
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV", *FRONTEND_PREFIXES)) and k not in FRONTEND_NAMES}
     env["PIP_CONFIG_FILE"] = os.devnull
@@ -245,8 +247,6 @@ def run(
         if no_index and lock.is_file() and runtime:
             install = ["--no-index", "--find-links", str(house), "--require-hashes", "-r", str(lock)]
         else:
-            from ..wheels.meta import pins_for
-
             # The listed wheels themselves, never --find-links to the wheelhouse: a wheel dropped there by
             # hand (an unlisted depa-99) would win its dependencies' resolution and run at import.
             install = [*(["--no-index"] if no_index else []),
@@ -364,9 +364,6 @@ def emulation_for(isa: str, sysroot: Path | None, say: Callable[[str], None]):
 
 def for_build(plan, result, say: Callable[[str], None]) -> None:
     """The engine's call after a build: the smoke check as ``-C smoke`` and ``-C verify`` ask."""
-    from .. import host as host_info
-    from .. import recipes
-
     settings = plan.settings
     if settings.smoke == "off" or settings.verify == "off":
         say(f"smoke check: off ({'smoke' if settings.smoke == 'off' else 'verify'}=off)")

@@ -224,7 +224,7 @@ def test_a_release_line_is_the_hand_written_lock_with_its_entries_replaced():
     with pytest.raises(Exception) as error:
         vllm_release.line_lock("0.12.0")
     assert str(error.value) == ("vllm=0.12.0: no lock for this release; accepted: 0.13.0, 0.14.0, 0.14.1, 0.15.1, "
-                                "0.16.0 (python -m backend lock --from-vllm 0.12.0 writes one)")
+                                "0.16.0, 0.17.0 (python -m backend lock --from-vllm 0.12.0 writes one)")
 
 
 def test_lock_records_a_release_locks_missing_hash(tmp_path):
@@ -348,7 +348,7 @@ def test_an_unknown_line_is_a_one_line_setting_error():
     result = subprocess.run([sys.executable, "-m", "backend", "plan", "-C", "sm=90", "-C", "isa=avx512",
                              "-C", "vllm=0.12.0"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "setting 'vllm': bad value '0.12.0'; accepted: 0.13.0, 0.14.0, 0.14.1, 0.15.1, 0.16.0" in result.stderr
+    assert "setting 'vllm': bad value '0.12.0'; accepted: 0.13.0, 0.14.0, 0.14.1, 0.15.1, 0.16.0, 0.17.0" in result.stderr
 
 
 def test_a_local_checkout_gets_its_own_side_tree_pins(tmp_path):
@@ -405,3 +405,13 @@ def test_a_patch_for_another_line_is_left_out_of_the_hand_written_line_and_a_str
     assert applied.applied
     # the 0.15.1 line knows which versions the other lines pin
     assert "0.14.1" in vllm_release.line_lock("0.15.1").other_lines["vllm"]
+
+
+def test_a_release_on_torch_210_is_refused_and_gets_no_015_submodule_pin(tmp_path):
+    """0.17.0 (its PyPI sdist: requirements/cuda.txt torch==2.10.0, FlashMLA 692917b1 whose CUTLASS gitlink no
+    mirror here holds): refused for its torch and for the missing pin, and 0.15.1's FlashMLA CUTLASS is not used."""
+    assert "flashmla-cutlass" not in vllm_release.line_lock("0.17.0").entries
+    plan = seed_plan(tmp_path, "0.17.0", "3.12")
+    assert "its torch 2.10.0 is not 2.9.x" in plan.release_problem
+    assert ("flashmla-cutlass: flashmla 692917b1's csrc/cutlass pin is not in its lock" in plan.release_problem)
+    assert "(its CUTLASS unknown)" in plan_mod.format_plan(plan)

@@ -341,6 +341,10 @@ def release_problem(line: vllm_release.ReleaseLine, selected: list[Recipe], step
                        f"({line.where.get('pythons', 'CMakeLists.txt')})")
     reasons += [problem for recipe in selected if (problem := recipes.line_problem(recipe, line))]
     reasons += [f"the vllm recipe does not know this tree's shape: {gap}" for gap in line.recipe_gaps]
+    reasons += [f"{tree.submodule_entry}: {tree.entry} {line.versions[tree.entry][:8]}'s {tree.submodule} pin is not "
+                "in its lock (no mirror held that commit): add the entry (docs/RELEASES.md)"
+                for tree in vllm_release.KNOWN_SIDE_TREES
+                if tree.submodule_entry and tree.entry in line.versions and tree.submodule_entry not in line.versions]
     for step in steps:
         trees: dict[str, list] = {}
         for patch in step.patches:
@@ -361,7 +365,7 @@ def line_summary(line: vllm_release.ReleaseLine) -> str:
             else f"nvcc condition {line.where.get('flashmla_min_nvcc', 'unknown')}")
     return (f"Python {', '.join(line.pythons)} ({line.where.get('pythons', 'CMakeLists.txt')}); CUTLASS "
             f"{v.get('vllm-cutlass')}; flash-attention {v.get('vllm-flash-attn', '')[:8]}; FlashMLA "
-            f"{v.get('flashmla', '')[:8]} (its CUTLASS {v.get('flashmla-cutlass', '')[:8]}), "
+            f"{v.get('flashmla', '')[:8]} (its CUTLASS {v.get('flashmla-cutlass', 'unknown')[:8]}), "
             f"{len(line.flashmla_sources)} files ({line.where.get('flashmla_sources')}), _flashmla_C {nvcc}")
 
 

@@ -801,6 +801,10 @@ def line_lock(release: str, base_path: Path | None = None, folder: Path = LOCKS_
         last = max((i for i, n in enumerate(names) if entries[n].component == entry.component), default=len(names) - 1)
         names.insert(last + 1, name)
         entries = {n: entries.get(n, entry) for n in names}
+    for tree in KNOWN_SIDE_TREES:  # a side tree of another commit whose submodule pin is unknown: not 0.15.1's
+        if (tree.submodule_entry and tree.entry in overlay.entries and tree.submodule_entry not in overlay.entries
+                and overlay.entries[tree.entry].version != base.entries[tree.entry].version):
+            entries.pop(tree.submodule_entry, None)
     return Lock(entries=entries, path=path, release_line=release, other_lines=others)
 
 

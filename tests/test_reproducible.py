@@ -51,6 +51,8 @@ def _nvcc_compile(folder: Path, *, launcher: bool) -> bytes:
     (folder / "src" / "kernel.cu").write_text(KERNEL)
     maps = reproducible.prefix_maps([folder])
     env = {**os.environ, **reproducible.compile_env({"CUDACXX": NVCC}, maps)}
+    # a host without user namespaces: nvcc's process ids stay in its names, for the normaliser to remove
+    env[nvcc_launcher.NAMESPACE_VARIABLE] = ""
     command = [NVCC, "-c", "src/kernel.cu", "-o", "kernel.o", "-O2", "-Xcompiler", "-fPIC",
                "-gencode", "arch=compute_90,code=sm_90"]
     if launcher:
@@ -74,6 +76,41 @@ def test_nvcc_names_internal_symbols_after_the_mapped_path_through_the_launcher(
     assert [reproducible_wheel.TMPXFT.sub(reproducible_wheel.TMPXFT_FIXED, o) for o in objects[0:1]] == \
            [reproducible_wheel.TMPXFT.sub(reproducible_wheel.TMPXFT_FIXED, o) for o in objects[1:2]]
     assert str(tmp_path).encode() not in objects[0]
+
+
+TEMPLATES_ONLY = """\
+template <typename T> __global__ void scale(T *x, T by) { x[threadIdx.x] *= by; }
+template <typename T> void launch(T *x, T by) { scale<T><<<1, 1>>>(x, by); }
+template void launch<float>(float *, float);
+"""
+MODULE_ID = re.compile(rb"_[0-9a-f]{8}_[0-9]+_kernel_cu_[0-9a-f]{8}_[0-9]+")
+
+
+def _nvcc_templates(folder: Path, namespace: str) -> bytes:
+    """bitsandbytes' case: a unit whose kernels are all templates, relocatable (-rdc), through the launcher."""
+    (folder / "src").mkdir(parents=True, exist_ok=True)
+    source = folder / "src" / "kernel.cu"
+    source.write_text(TEMPLATES_ONLY)
+    os.utime(source, (reproducible.DEFAULT_SOURCE_DATE_EPOCH,) * 2)  # unpacked from one archive: one time
+    env = {**os.environ, **reproducible.compile_env({"CUDACXX": NVCC}, reproducible.prefix_maps([folder]))}
+    env[nvcc_launcher.NAMESPACE_VARIABLE] = namespace
+    command = [*__import__("shlex").split(env["PYTORCH_NVCC"]), "-c", "src/kernel.cu", "-o", "kernel.o",
+               "-rdc=true", "-Xcompiler", "-fPIC", "-gencode", "arch=compute_90,code=sm_90"]
+    subprocess.run(command, cwd=folder, env=env, check=True, capture_output=True)
+    return (folder / "kernel.o").read_bytes()
+
+
+@needs_nvcc
+@pytest.mark.skipif(not reproducible.nvcc_namespace(), reason="unprivileged user namespaces are not allowed here")
+def test_a_module_named_after_no_kernel_gets_one_id_in_two_folders_in_nvcc_namespace(tmp_path):
+    """cudafe++ names such a module after its working folder and its own process id; in the launcher's
+    namespace both are fixed, and the two objects are byte-identical (nvcc's temporary names included)."""
+    plain = [_nvcc_templates(tmp_path / f"plain{n}" / "tree", "") for n in (1, 22)]
+    ids = [MODULE_ID.findall(data) for data in plain]
+    assert ids[0] and ids[0] != ids[1], ids  # the defect: without the namespace the ids differ
+    fixed = [_nvcc_templates(tmp_path / f"fixed{n}" / "tree", reproducible.nvcc_namespace()) for n in (1, 22)]
+    assert MODULE_ID.findall(fixed[0])
+    assert fixed[0] == fixed[1]
 
 
 def test_the_launcher_maps_the_real_path_and_leaves_other_sources_alone(tmp_path):

@@ -22,6 +22,21 @@ tests/test_reproducible.py).  The path given is the real path with the
 build's prefix maps applied (``VLLM_STACK_PREFIX_MAP``: ``old=new`` pairs
 separated by ``PREFIX_MAP_SEPARATOR``, later pairs first), so it stays unique
 per source within a build, as nvcc needs for ``-rdc`` module ids.
+
+A unit with no external kernel to name its module after (all templates, or
+all in an anonymous namespace: bitsandbytes' ``kernels.cu`` and ``ops.cu``)
+gets a module id cudafe++ makes from a hash of its working folder and the
+source's modification time, and its own process id
+(``_<path hash>_6_ops_cu_<hash>_<pid>``; its ``make_module_id``), which goes
+into the host stubs and, compressed, into the fatbin (found on the H100:
+docs/VALIDATION.md, "Reproducible wheels").  With ``NAMESPACE_VARIABLE`` set
+to a fixed folder, nvcc runs in a user namespace of its own (util-linux
+``unshare``): a PID namespace, so its processes get the same ids in every
+build, and a mount namespace in which the working folder is bound to that
+fixed folder, so the hash sees one name; relative paths reach the same files.
+``reproducible.nvcc_namespace`` sets it only where unprivileged user namespaces
+work (checked once per build); elsewhere the difference stays, named by
+rebuild-check.
 """
 
 from __future__ import annotations
@@ -32,7 +47,16 @@ import sys
 PREFIX_MAP_VARIABLE = "VLLM_STACK_PREFIX_MAP"
 INNER_LAUNCHER_VARIABLE = "VLLM_STACK_CUDA_LAUNCHER"
 PREFIX_MAP_SEPARATOR = "\n"
+NAMESPACE_VARIABLE = "VLLM_STACK_NVCC_NAMESPACE"
 CUDA_SOURCE_SUFFIXES = (".cu",)
+# In the namespace: bind the real working folder ($1) to the fixed one ($2), work there, become nvcc (process 1).
+IN_NAMESPACE = 'mount --bind "$1" "$2" && cd "$2" && shift 2 && exec "$@"'
+
+
+def in_namespace(command: list[str], cwd: str, fixed: str) -> list[str]:
+    """``command`` run with its own process ids and ``cwd`` seen as ``fixed`` (which must exist)."""
+    return ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child",
+            "sh", "-c", IN_NAMESPACE, "sh", cwd, fixed, *command]
 
 
 def prefix_map(environ) -> list[tuple[str, str]]:
@@ -84,7 +108,12 @@ def main(argv: list[str]) -> int:
     else:
         inner = os.environ.get(INNER_LAUNCHER_VARIABLE, "")
         command = ([inner] if inner else []) + argv
-    command = with_source_name(command, os.environ, os.getcwd())
+    cwd = os.getcwd()
+    command = with_source_name(command, os.environ, cwd)
+    fixed = os.environ.get(NAMESPACE_VARIABLE, "")
+    if fixed:
+        os.makedirs(fixed, exist_ok=True)
+        command = in_namespace(command, cwd, fixed)
     os.execvp(command[0], command)
     return 127  # not reached
 

@@ -18,8 +18,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
+import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -31,6 +34,8 @@ DEFAULT_SOURCE_DATE_EPOCH = 315532800
 LAUNCHER = Path(nvcc_launcher.__file__).resolve()
 # What the build's folders are called in the objects: the longest (most specific) folder is mapped last.
 FIXED_NAMES = ("/vllm-stack/cache", "/vllm-stack/env", "/vllm-stack/work")
+# The folder every nvcc works in, as nvcc sees it (nvcc_launcher.py): an empty mount point, shared by all.
+NVCC_FOLDER = os.path.join(tempfile.gettempdir(), "vllm-stack-nvcc-folder")
 
 
 def source_date_epoch(environ: Mapping[str, str] | None = None) -> str:
@@ -60,6 +65,19 @@ def gcc_options(maps: Sequence[tuple[str, str]]) -> list[str]:
     return [f"-ffile-prefix-map={old}={new}" for old, new in maps]
 
 
+@functools.cache
+def nvcc_namespace() -> str:
+    """``NVCC_FOLDER`` where nvcc can run in a namespace of its own (unprivileged user namespaces allowed,
+    util-linux ``unshare`` and ``mount`` present: tried once), else ``""``."""
+    os.makedirs(NVCC_FOLDER, exist_ok=True)
+    probe = nvcc_launcher.in_namespace(["true"], os.getcwd(), NVCC_FOLDER)
+    try:
+        done = subprocess.run(probe, capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return NVCC_FOLDER if done.returncode == 0 else ""
+
+
 def compile_env(env: Mapping[str, str], maps: Sequence[tuple[str, str]]) -> dict[str, str]:
     """nvcc's share of the maps and its launcher, over a step's final environment ``env``."""
     if not maps:
@@ -73,6 +91,7 @@ def compile_env(env: Mapping[str, str], maps: Sequence[tuple[str, str]]) -> dict
         "NVCC_APPEND_FLAGS": appended,
         nvcc_launcher.PREFIX_MAP_VARIABLE: nvcc_launcher.PREFIX_MAP_SEPARATOR.join(f"{o}={n}" for o, n in maps),
         nvcc_launcher.INNER_LAUNCHER_VARIABLE: inner[0] if inner else "",
+        nvcc_launcher.NAMESPACE_VARIABLE: nvcc_namespace(),
         "CMAKE_CUDA_COMPILER_LAUNCHER": str(LAUNCHER),
     }
     nvcc = env.get("PYTORCH_NVCC") or env.get("CUDACXX")

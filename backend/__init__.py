@@ -88,14 +88,7 @@ def get_requires_for_build_editable(config_settings=None):
 
 
 @_one_line_errors
-def prepare_metadata_for_build_editable(metadata_directory, config_settings=None):
-    from . import pep517
-
-    return pep517.prepare_metadata(metadata_directory, config_settings)
-
-
-@_one_line_errors
 def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
     from . import pep517
 
-    return pep517.build_editable(wheel_directory, config_settings)
+    return pep517.build_wheel(wheel_directory, config_settings, editable=True)

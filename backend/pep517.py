@@ -1,20 +1,29 @@
-"""What the PEP 517 hooks do, behind the thin hook module."""
+"""What the PEP 517 hooks do, behind the thin hook module.
+
+A wheel and an editable wheel are one build (``build_wheel``): the plan runs and the returned wheel requires
+what it built, by version, or (editable) by file, so the frontend installs them, the developed components as
+the editable wheels their own PEP 660 hooks made (docs/GUIDE.md).  Those files exist only after the build, so
+there is no ``prepare_metadata_for_build_editable``: frontends then read the metadata from the built wheel.
+"""
 
 from __future__ import annotations
 
+import shlex
 import sys
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import needs, project
+from . import project
 from .errors import BackendError
+from .pipeline import run
 from .pipeline.plan import Plan
 from .sources.buildreqs import BUILD_TOOLS
+from .wheels import meta
 
 
-def _plan(config_settings: Mapping[str, Any] | None) -> Plan:
+def _plan(config_settings: Mapping[str, Any] | None, *, editable: bool = False) -> Plan:
     settings = project.load_settings(config_settings)
     if (project.PROJECT_DIR / "PKG-INFO").is_file() and settings.wheelhouse is None:
         # An unpacked sdist lives in the frontend's temporary folder: so would the wheelhouse.
@@ -23,7 +32,13 @@ def _plan(config_settings: Mapping[str, Any] | None) -> Plan:
             "the default ./wheelhouse would vanish with the frontend's temporary folder; "
             "accepted: -C wheelhouse=DIR, or build the wheel directly (python -m build --wheel)"
         )
-    return project.make_plan(settings)
+    in_place = [c for c in settings.selected_components if c in settings.sources] if editable else []
+    if editable and not in_place:
+        raise BackendError(
+            "an editable install needs -C source.<component>=PATH for the component(s) you develop; "
+            "accepted: source.vllm=..., source.torch=..., any of the components"
+        )
+    return project.make_plan(settings, in_place=in_place)
 
 
 def build_requirements(config_settings: Mapping[str, Any] | None) -> list[str]:
@@ -57,9 +72,11 @@ def _summary(plan: Plan) -> str:
     """The returned wheel's Summary: it carries the variant's name, so it says what it pins when that is no vLLM."""
     target = f"sm_{plan.variant.sm}, {plan.variant.isa}, CUDA {plan.variant.cuda} (variant {plan.variant.name})"
     components = [step.component for step in plan.steps]
+    torch = f", against the existing torch {plan.torch_version}" if plan.settings.torch == "existing" else ""
+    if editable := [step.component for step in plan.steps if step.in_place]:
+        return f"Editable vLLM stack for {target}: {', '.join(editable)} from your checkouts{torch}."
     if "vllm" in components:
         return f"The vLLM stack for {target}: pins every wheel of its wheelhouse."
-    torch = f", against the existing torch {plan.torch_version}" if plan.settings.torch == "existing" else ""
     return (f"Part of the vLLM stack, without vLLM: {', '.join(components)} for {target}{torch}; "
             f"pins the wheels of these components (components={','.join(plan.settings.selected_components)}).")
 
@@ -73,8 +90,6 @@ def prepare_metadata(metadata_directory: str, config_settings) -> str:
     pip checks only name and version against the built wheel, whose
     requirements pin the whole wheelhouse.
     """
-    from .wheels import meta
-
     plan = _plan(config_settings)
     return meta.write_metadata_dir(
         Path(metadata_directory), name=plan.variant.name, version=plan.recipe("vllm").version,  # the -C vllm line
@@ -82,27 +97,20 @@ def prepare_metadata(metadata_directory: str, config_settings) -> str:
     )
 
 
-def build_wheel(wheel_directory: str, config_settings) -> str:
-    plan = _plan(config_settings)
-    needs.require("building the stack")
-    from .pipeline import run
-    from .wheels import meta
-
+def build_wheel(wheel_directory: str, config_settings, *, editable: bool = False) -> str:
+    plan = _plan(config_settings, editable=editable)
     result = run.build(plan)
-    requires = meta.pins_for(result.wheels() + result.runtime)
+    built = result.wheels() + result.runtime + result.editable_wheels()
+    requires = meta.pins_for(built, by_file=editable)
     if plan.settings.torch == "existing":
         requires.insert(0, f"torch=={plan.torch_version}")
+    if editable:  # pip --no-deps installs none of them: say which, and how
+        print(f"vllm-stack: the editable wheel requires {len(built)} wheel file(s), which the frontend installs "
+              f"(with --no-deps: {shlex.join(['pip', 'install', *map(str, built)])})", file=sys.stderr, flush=True)
     return meta.build(
         Path(wheel_directory), name=plan.variant.name, version=plan.recipe("vllm").version,  # the -C vllm line
         requires=requires, summary=_summary(plan),
     )
-
-
-def build_editable(wheel_directory: str, config_settings) -> str:
-    needs.require("an editable build")
-    from .pipeline import editable
-
-    return editable.build_editable(Path(wheel_directory), project.load_settings(config_settings))
 
 
 SDIST_PARTS = ("pyproject.toml", "README.md", "backend", "patches", "third_party/sources.lock",
@@ -111,8 +119,6 @@ SDIST_PARTS = ("pyproject.toml", "README.md", "backend", "patches", "third_party
 
 def build_sdist(sdist_directory: str) -> str:
     """The backend itself as an sdist (a build from it writes its wheelhouse in the unpacked tree)."""
-    from .wheels import meta
-
     root = project.PROJECT_DIR
     version = meta.stack_version()
     base = f"vllm_stack-{version}"

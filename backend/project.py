@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,8 @@ def load_settings_from_cli(pairs: Sequence[str]) -> Settings:
     return load_settings(settings_mod.parse_cli_pairs(list(pairs)))
 
 
-def make_plan(settings: Settings) -> Plan:
+def make_plan(settings: Settings, in_place: Collection[str] = ()) -> Plan:
     # Planning already runs tools (patch --dry-run), and builds run nvcc: TMPDIR and the like are checked first.
     settings_mod.check_path_variables()
     variant = variants.select(settings)
-    return _make_plan(settings, variant, project_dir=PROJECT_DIR)
+    return _make_plan(settings, variant, project_dir=PROJECT_DIR, in_place=in_place)

@@ -7,11 +7,13 @@ torch is the torch stand-in, installed in the target environment
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -78,6 +80,24 @@ def run(python: str, code: str) -> str:
 
 def test_editable_install_live_python_and_incremental_cpp(target):
     python, checkout, args = target
+    # The PEP 660 hook installs nothing itself (no frontend expects that): called alone, as pip calls it, through
+    # pyproject_hooks, it returns a wheel whose requirements are the editable wheel it built in the checkout.
+    out = checkout.parent / "hook-out"
+    out.mkdir()
+    config = dict(pair.split("=", 1) for pair in args[args.index("-C"):][1::2])
+    call = ("import json, sys; from pyproject_hooks import BuildBackendHookCaller as Hooks; "
+            f"print(Hooks({str(ROOT)!r}, 'backend', ['.'], python_executable=sys.executable)"
+            f".build_editable({str(out)!r}, json.loads(sys.argv[1])))")
+    returned = subprocess.run([python, "-c", call, json.dumps(config)], capture_output=True, text=True, env=env(),
+                              cwd=ROOT)
+    assert returned.returncode == 0, returned.stderr[-3000:]
+    listed = subprocess.run([python, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True).stdout
+    assert "torchvision" not in listed, listed
+    with zipfile.ZipFile(out / returned.stdout.strip().splitlines()[-1]) as wheel:
+        metadata = next(wheel.read(n).decode() for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+    [url] = [line.split(" @ ", 1)[1] for line in metadata.splitlines() if line.startswith("Requires-Dist: torchvision @ ")]
+    assert url.startswith("file:///") and ".editable-" in url, url
+
     install(args)
     where, value = run(python, "import torchvision; print(torchvision.__file__); print(torchvision.add_one(1))").splitlines()
     assert Path(where).resolve().is_relative_to(checkout.resolve()), where
@@ -110,3 +130,6 @@ def test_editable_install_live_python_and_incremental_cpp(target):
     assert extension.stat().st_mtime_ns != first_mtime
     freeze = subprocess.run([python, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True).stdout
     assert f"torchvision==0.24.1+cu130.sm90.{ISA}" in freeze
+    # pip installed it, as a requirement of the stack's editable wheel
+    shown = subprocess.run([python, "-m", "pip", "show", "torchvision"], capture_output=True, text=True).stdout
+    assert f"Required-by: vllm-" in shown, shown

@@ -45,7 +45,6 @@ HOOKS = [
     ("build_wheel", "(out, {'sm': '90', 'isa': 'avx512'})"),
     ("build_sdist", "(out)"),
     ("get_requires_for_build_editable", "({'sm': '90', 'isa': 'avx512'})"),
-    ("prepare_metadata_for_build_editable", "(out, {'sm': '90', 'isa': 'avx512'})"),
     ("build_editable", "(out, {'sm': '90', 'isa': 'avx512'})"),
 ]
 

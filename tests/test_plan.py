@@ -10,7 +10,7 @@ import pytest
 from backend import recipes
 from backend.errors import BackendError
 from backend.pipeline.parallelism import choose_jobs
-from backend.pipeline.plan import closure, make_plan
+from backend.pipeline.plan import InPlaceHook, closure, make_plan
 from backend.settings import resolve
 from backend.variants import Variant
 from standin_helpers import standin_tree
@@ -203,9 +203,7 @@ def test_patch_conditions_are_pep440_or_an_exact_commit():
 
 
 def test_an_editable_step_is_planned_as_its_hook_in_the_checkout(tmp_path):
-    """pip install -e: the plan's step for the developed component is what editable.py runs, in the checkout."""
-    from backend.pipeline.editable import HOOK_SCRIPT
-
+    """pip install -e: the plan's step for the developed component is the checkout's own PEP 660 hook, in the checkout."""
     tree = tmp_path / "bitsandbytes"
     shutil.copytree(standin_tree("bitsandbytes"), tree)
     settings = resolve({"cache-dir": str(tmp_path / "cache"), "components": "bitsandbytes", "source.bitsandbytes": str(tree)})
@@ -213,8 +211,8 @@ def test_an_editable_step_is_planned_as_its_hook_in_the_checkout(tmp_path):
                      memory_bytes=64 * GIB, in_place=("bitsandbytes",))
     step = plan.step("bitsandbytes")
     assert step.tree == step.cwd == tree and step.extras == {}
-    [command] = step.commands
-    assert command[:3] == (str(plan.layout.python), "-c", HOOK_SCRIPT) and command[3] == "scikit_build_core.build"
+    assert step.commands == () and step.in_place == InPlaceHook("scikit_build_core.build", ())
+    assert step.to_json()["in_place"] == {"backend": "scikit_build_core.build", "backend_path": []}
     assert "-frecord-gcc-switches" not in step.env["CXXFLAGS"] and step.compiler_flags == {}
     assert [(p.name, p.applied) for p in step.patches] == [("0001-real-cubins-only.patch", False)]
     assert "never patched" in step.patches[0].why

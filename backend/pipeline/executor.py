@@ -1,17 +1,23 @@
 """One step of a plan: its sources prepared, its commands run, its wheels relabelled, verified and added.
 
 A step whose wheels with the same build key are already in the wheelhouse
-is not rebuilt.  When the scheduler (``scheduler.py``) decides to run it
-does not matter here; a step failing raises, and its build directory and
-log stay for the next run.
+is not rebuilt.  An in-place step (an editable install's) is the checkout's
+own PEP 660 hook, called through ``pyproject_hooks`` with the same
+environment, compiler-cache session and log; its editable wheel is
+relabelled, not verified or added.  When the scheduler (``scheduler.py``)
+decides to run it does not matter here; a step failing raises, and its
+build directory and log stay for the next run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import time
 from pathlib import Path
+
+from pyproject_hooks import BackendUnavailable, BuildBackendHookCaller, HookMissing
 
 from .. import recipes
 from ..errors import BackendError
@@ -43,6 +49,8 @@ class StepExecutor:
         plan, toolchain, house = self.plan, self.toolchain, self.house
         recipe = recipes.get(step.component)
         layout = plan.layout
+        if step.in_place is not None:
+            return self._build_in_place(step, label), "built"
         say(f"{label} preparing {step.component} {plan.recipe(step.component).version} ({step.source})")
         prepared = _prepare_source(plan, step)
         # What runs is the plan's: its environment and commands, in its tree.
@@ -69,15 +77,13 @@ class StepExecutor:
         wheel_dir.mkdir(parents=True)
         layout.build_dir(recipe).mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        with self.cache.session(full_env, layout.log_file(recipe).with_suffix(".ccache-stats")) as session:
+        with self._runner(step, full_env, label) as run:
             try:
                 for command in step.commands:
-                    run_logged(command, env={**full_env, **session.env}, cwd=step.cwd, log=layout.log_file(recipe), label=label)
+                    run(command)
             except CommandFailed as failure:
                 _after_failure(step, layout.build_dir(recipe), failure, label)
                 raise
-            finally:
-                self.cache_stats[step.component] = session
 
         seconds = round(time.monotonic() - started, 1)
         built = sorted(wheel_dir.glob("*.whl"))
@@ -142,6 +148,49 @@ class StepExecutor:
                 "source_hash": f"sha256:{entry.sha256}", "patches": [], "build_key": key, "seconds": 0.0,
             }, move=True))
         return added
+
+    @contextlib.contextmanager
+    def _runner(self, step: Step, env: dict[str, str], label: str):
+        """Yields what runs the step's commands (pyproject_hooks' runner signature): in ``env`` and the compiler
+        cache's session, in the step's folder, into its log; the session's statistics are kept for the summary."""
+        log = self.plan.layout.log_file(self.plan.recipe(step.component))
+        with self.cache.session(env, log.with_suffix(".ccache-stats")) as session:
+            def run(command, cwd=None, extra_environ=None):
+                run_logged(command, env={**env, **session.env, **(extra_environ or {})}, cwd=cwd or step.cwd,
+                           log=log, label=label)
+            try:
+                yield run
+            finally:
+                self.cache_stats[step.component] = session
+
+    def _build_in_place(self, step: Step, label: str) -> list[Path]:
+        """The checkout's PEP 660 hook, in the checkout: its build folders stay there, so the next install recompiles
+        only what changed.  Its editable wheel gets the plan's version and torch pin; nothing is verified (the objects
+        live in the checkout and change with it) and the wheelhouse is left alone.  Always run: what changed in the
+        checkout is the hook's build system's to judge."""
+        from ..wheels.relabel import relabel
+        from .pins import stack_pins
+
+        layout = self.plan.layout
+        wheel_dir = layout.wheel_dir(self.plan.recipe(step.component))
+        if wheel_dir.exists():
+            shutil.rmtree(wheel_dir)
+        wheel_dir.mkdir(parents=True)
+        env = process_environment(step, self.toolchain, self.cache, step.tree)
+        say(f"{label} building in place in {step.tree} with {step.in_place.backend} "
+            f"(log: {layout.log_file(self.plan.recipe(step.component))})")
+        with self._runner(step, env, label) as run:
+            hooks = BuildBackendHookCaller(str(step.tree), step.in_place.backend,
+                                           list(step.in_place.backend_path) or None, runner=run,
+                                           python_executable=str(step.python))
+            try:
+                built = hooks.build_editable(str(wheel_dir))
+            except (BackendUnavailable, HookMissing) as error:
+                missing = "cannot be imported" if isinstance(error, BackendUnavailable) else "has no build_editable hook"
+                raise BackendError(f"editable build of {step.component}: its build backend {step.in_place.backend} "
+                                   f"{missing} in {step.python} ({step.tree}/pyproject.toml)") from None
+        pins = stack_pins(self.plan, self.house.wheels()) if step.pins_torch else {}
+        return [relabel(wheel_dir / built, layout.wheelhouse / "editable", version=step.version, pins=pins)]
 
 
 BUNDLED = "lock-wheel"  # manifest origin of an upstream wheel the lock pins, added unchanged
@@ -217,7 +266,7 @@ def process_environment(step: Step, toolchain, cache: compiler_cache.CompilerCac
     """The environment a step's commands run in: the clean process environment of its build venv, the
     toolchain's and the compiler cache's variables, then the plan's (``step.env``, with the compiler
     cache's CFLAGS/CXXFLAGS, ``step.compiler_flags``), which win.
-    Stack builds and editable builds both start their commands from here.  ``specs_dir`` (stack builds):
+    Stack builds and in-place steps both start their commands from here.  ``specs_dir`` (stack builds):
     the build's folders are mapped to fixed names in what the compilers write (``reproducible.py``)."""
     caller = environment.caller_environ()
     env = environment.clean_environ(step.python, toolchain.env(caller) if toolchain is not None else caller)

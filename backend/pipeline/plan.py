@@ -23,10 +23,11 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from .. import host as host_info
-from .. import recipes
+from .. import recipes, toml
 from ..errors import BackendError
 from ..recipes import BuildContext, Recipe
 from ..settings import Settings, cache_dir
+from ..sources import patches as sources_patches
 from ..sources import prepare as sources_prepare
 from ..sources import vllm_release
 from ..sources.lock import Lock
@@ -36,6 +37,22 @@ from .compiler_cache import CompilerCache
 from . import compiler_cache, reproducible
 from .layout import Layout
 from .parallelism import JobChoice, choose_jobs
+
+
+@dataclasses.dataclass(frozen=True)
+class InPlaceHook:
+    """An editable install's step: the checkout's own PEP 660 ``build_editable``, called in the checkout
+    (its ``[build-system]``, as a frontend reads it; setuptools' legacy backend when it names none)."""
+
+    backend: str
+    backend_path: tuple[str, ...]
+
+    @classmethod
+    def of(cls, checkout: Path) -> InPlaceHook:
+        pyproject = checkout / "pyproject.toml"
+        system = toml.loads(pyproject.read_text()).get("build-system", {}) if pyproject.is_file() else {}
+        return cls(system.get("build-backend", "setuptools.build_meta:__legacy__"),
+                   tuple(system.get("backend-path", ())))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +76,7 @@ class Step:
     python: Path  # the build venv's interpreter
     patches: tuple[PatchDecision, ...]  # every patch it meets: applied or not, and why
     unused_sources: tuple[str, ...]  # lock entries this build neither fetches nor unpacks
+    in_place: InPlaceHook | None = None  # set: an editable install's step, run in the checkout instead of commands
 
     @property
     def cwd(self) -> Path:
@@ -81,6 +99,8 @@ class Step:
             "patches": [p.to_json() for p in self.patches],
             "jobs": self.jobs.to_json(),
             "notes": list(self.notes),
+            **({"in_place": {"backend": self.in_place.backend, "backend_path": list(self.in_place.backend_path)}}
+               if self.in_place else {}),
         }
 
 
@@ -233,8 +253,10 @@ def make_plan(
     memory_bytes: int | None = None,
     in_place: Collection[str] = (),
 ) -> Plan:
-    """The plan of a variant.  ``in_place``: components an editable install builds in their checkout
-    (``pipeline/editable.py``): their step is its PEP 660 hook, run there, with no patch applied."""
+    """The plan of a variant.  ``in_place``: components an editable install builds in their checkout: their
+    step is the checkout's own PEP 660 hook (``Step.in_place``), run there, with no patch applied, and its objects
+    do not record their switches (they are not verified, and setuptools draws the -o path anew each time: with
+    the switches in them a second install would miss the compiler cache)."""
     layout = Layout(cache=cache_dir(settings), variant=variant, project_dir=Path(project_dir), settings=settings)
     cores = cores or host_info.cpu_count()
     memory_bytes = memory_bytes or host_info.available_memory_bytes()
@@ -291,11 +313,13 @@ def make_plan(
             recipe.name, local=local, tree_version=tree_version, unused=unused, lock=lock,
             no_version_why=stated.why_none if stated else "") if not editable else []
         if editable:
-            from . import editable as editable_builds
-
-            env = editable_builds.in_place_env(env)
-            commands = [tuple(editable_builds.hook_command(layout, recipe, local))]
-            patches = editable_builds.unapplied(recipe.name, local, tree_version, lock)
+            for key in ("CFLAGS", "CXXFLAGS"):
+                env[key] = " ".join(flag for flag in env[key].split() if flag != RECORD_SWITCHES)
+            commands = []
+            patches = [dataclasses.replace(p, applied=False, why="an editable build works in your checkout itself, "
+                                           "which is never patched")
+                       for p in sources_patches.decide_local(recipe.name, local, tree_version,
+                                                             lock.main_entry(recipe.name).version)]
         steps.append(
             Step(
                 component=recipe.name,
@@ -315,6 +339,7 @@ def make_plan(
                 python=layout.python,
                 patches=tuple(patches),
                 unused_sources=unused,
+                in_place=InPlaceHook.of(local) if editable else None,
             )
         )
     return Plan(variant=variant, settings=settings, layout=layout, steps=tuple(steps), torch_version=torch_version,

@@ -10,7 +10,6 @@ runtime closure, the smoke check and the variant wheels.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -42,6 +41,7 @@ class StepResult:
     seconds: float = 0.0
     wheels: list[Path] = dataclasses.field(default_factory=list)
     cache: CacheStats | None = None  # compiler-cache hits and lookups of this build; None when nothing compiled
+    in_place: bool = False  # an editable install's step: its wheel is no wheel of the wheelhouse
 
     @property
     def size(self) -> int:
@@ -60,7 +60,10 @@ class BuildResult:
         return all(s.status in ("built", "cached") for s in self.steps)
 
     def wheels(self) -> list[Path]:
-        return [w for s in self.steps for w in s.wheels]
+        return [w for s in self.steps if not s.in_place for w in s.wheels]
+
+    def editable_wheels(self) -> list[Path]:
+        return [w for s in self.steps if s.in_place for w in s.wheels]
 
 
 def _size(n: int) -> str:
@@ -85,15 +88,6 @@ def resolve_toolchain(plan: Plan):
         settings.cuda, settings.toolchain, cache_dir=cache_dir(settings),
         nixpkgs=settings.nixpkgs, offline=settings.offline, libraries=plan.cuda_libraries,
     )
-
-
-@contextlib.contextmanager
-def build_environment(python: Path, requirements: list[str], settings):
-    """The venv ready for one build: what it borrows from the frontend, and its build requirements
-    (the lock's, or the recipes' ranges). Stack builds and editable builds both go through here."""
-    with environment.borrowing(python, requirements, torch=settings.torch == "existing"):
-        buildreqs.install_for_build(python, requirements, settings, say)
-        yield
 
 
 def check_offline_sources(plan: Plan) -> None:
@@ -133,7 +127,7 @@ def _build_locked(plan: Plan) -> BuildResult:
 
     settings = plan.settings
     layout = plan.layout
-    results = [StepResult(s.component, s.version, "not run") for s in plan.steps]
+    results = [StepResult(s.component, s.version, "not run", in_place=s.in_place is not None) for s in plan.steps]
     result = BuildResult(plan=plan, steps=results, wheelhouse=layout.wheelhouse)
 
     say(f"== {plan.variant.name}: {len(plan.steps)} component(s) -> {layout.wheelhouse}")
@@ -171,7 +165,8 @@ def _build_locked(plan: Plan) -> BuildResult:
     python = environment.ensure(layout.env_dir)
     requirements = sorted({r for s in plan.steps for r in plan.recipe(s.component).build_requirements(plan.variant)})
     executor = StepExecutor(plan, toolchain=toolchain, cache=cache, house=house)
-    with build_environment(python, requirements, settings):
+    with environment.borrowing(python, requirements, torch=settings.torch == "existing"):
+        buildreqs.install_for_build(python, requirements, settings, say)  # the lock's, or the recipes' ranges
         failures = run_steps(plan, results, executor.execute, cache_stats=executor.cache_stats,
                              on_built=lambda step, wheels: environment.install_wheels(python, wheels))
 
@@ -179,6 +174,8 @@ def _build_locked(plan: Plan) -> BuildResult:
     say(summary(result))
     if failures:
         raise BackendError(_report_failures(failures))
+    if all(s.in_place for s in results):  # an editable install of components alone: the wheelhouse is not touched
+        return result
     house.refuse_changed()  # every listed wheel, this build's included, before the closure and the smoke check
     driver = cuda_driver.driver_need(plan.variant.cuda, plan.variant.sm, house.manifest())
     house.record_driver(driver.to_json())
@@ -189,7 +186,7 @@ def _build_locked(plan: Plan) -> BuildResult:
     result.runtime = closure.for_build(plan, result, python, say)
 
     def write_notes() -> Path:
-        return deploy_notes.write(layout.wheelhouse, plan.variant, [s.component for s in plan.steps],
+        return deploy_notes.write(layout.wheelhouse, plan.variant, [s.component for s in results if not s.in_place],
                                   house.manifest(), f"{plan.variant.python[0]}.{plan.variant.python[1:]}")
 
     say(f"host requirements: {write_notes()}")

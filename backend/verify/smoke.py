@@ -389,7 +389,7 @@ def for_build(plan, result, say: Callable[[str], None]) -> None:
         check_driver(read_manifest(result.wheelhouse), host.driver, "smoke check")
     emulation = emulation_for(plan.variant.isa, settings.emulate_sysroot, say) if settings.smoke == "emulate" else None
     checks: list[tuple[str, str]] = []
-    components = [s.component for s in plan.steps]
+    components = [s.component for s in plan.steps if s.in_place is None]  # an editable one is not installed
     for component in (["torch"] if "torch" not in components else []) + components:
         recipe = recipes.get(component)
         if recipe.smoke:

@@ -143,13 +143,15 @@ def build(
     return basename
 
 
-def pins_for(wheels: Iterable[Path]) -> list[str]:
-    """``name==version`` for each wheel file (sorted by name): what the meta wheel requires."""
-    pins = {}
+def pins_for(wheels: Iterable[Path], *, by_file: bool = False) -> list[str]:
+    """``name==version`` for each wheel file (sorted by name): what the meta wheel requires.  ``by_file``: the
+    wheel itself, ``name @ file:///...`` (an editable install's meta wheel: the frontend installs them from there)."""
+    pins, versions = {}, {}
     for wheel in wheels:
         parsed = names.parse(Path(wheel).name)
         dist, version = parsed.project, parsed.version
-        if dist in pins and pins[dist] != f"{dist}=={version}":
-            raise BackendError(f"two wheels of {dist} ({pins[dist]} and {version}); a variant holds one of each")
-        pins[dist] = f"{dist}=={version}"
+        if versions.setdefault(dist, version) != version:
+            raise BackendError(f"two wheels of {dist} ({dist}=={versions[dist]} and {version}); "
+                               "a variant holds one of each")
+        pins[dist] = f"{dist} @ {Path(wheel).resolve().as_uri()}" if by_file else f"{dist}=={version}"
     return [pins[name] for name in sorted(pins, key=canonicalize_name)]

@@ -43,13 +43,14 @@ from backend.pipeline.parallelism import choose_jobs  # noqa: E402
 from backend.pipeline.plan import common_env  # noqa: E402
 from backend.recipes.base import BuildContext  # noqa: E402
 from backend.settings import resolve  # noqa: E402
+from backend.sources import vllm_release  # noqa: E402
 from backend.variants import Variant  # noqa: E402
 
 
 def recipe_env(args, tree: Path, extras: dict[str, Path], build: Path) -> tuple[dict[str, str], dict]:
     settings = resolve({"sm": "90", "isa": args.isa, "cuda": "13.0", "torch": "existing"})
     variant = Variant(sm="90", isa=args.isa, cuda="13.0")
-    recipe = recipes.get("vllm")
+    recipe = recipes.for_line(recipes.get("vllm"), vllm_release.release_line(args.line))  # -C vllm=<line>
     jobs = choose_jobs(recipe, settings, cores=os.cpu_count() or 1, memory_bytes=args.memory_gib << 30)
     ctx = BuildContext(
         variant=variant, settings=settings, source=tree, extras=extras, wheel_dir=build / "wheels",
@@ -128,6 +129,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--build", type=Path, default=Path("/tmp/vllm-units-build"))
     parser.add_argument("--isa", default="avx2")
+    parser.add_argument("--line", default=vllm_release.BASE_RELEASE, help="the vLLM release line (-C vllm)")
     parser.add_argument("--memory-gib", type=int, default=120)
     parser.add_argument("--deadline", type=float, default=540.0, help="seconds from start for everything")
     args = parser.parse_args()

@@ -18,6 +18,8 @@
 # Results: $OUT (default /tmp/vllm-units-out).
 # UNITS="a.cu b.cu": compile these units (suffixes in compile_commands.json) instead of the FA3 and
 # scaled_mm ones (another release line's check, docs/RELEASES.md).
+# VLLM_LINE=0.14.1: the release line the payload is (-C vllm; default 0.15.1): its patches (by When:) and
+# the vllm recipe's environment for it.
 set -uo pipefail
 PAYLOAD=$(realpath "${1:?payload folder}")
 OUT=${OUT:-/tmp/vllm-units-out}
@@ -63,14 +65,14 @@ unpack "${FLASHMLA_CUTLASS:-cutlass-147f5673.tar.gz}" "$W/flashmla/csrc/cutlass"
 mkdir -p "$W/qutlass" "$W/triton-kernels/python/triton_kernels/triton_kernels"   # nothing of them is compiled for 9.0
 
 echo "### patches (the repository's patches/vllm/<entry>/ for the side trees)"
-python3 - "$REPO" "$W" <<'PY' || exit 1
+python3 - "$REPO" "$W" "${VLLM_LINE:-0.15.1}" <<'PY' || exit 1
 import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from backend.sources import patches
-work = Path(sys.argv[2])
-for entry in patches.entry_folders("vllm"):
-    print(entry, patches.apply(work / entry, "vllm", entry=entry))
+from backend.sources import patches, vllm_release
+work, lock = Path(sys.argv[2]), vllm_release.line_lock(sys.argv[3])
+for entry in patches.entry_folders("vllm"):  # each tree gets the patches for the version its line pins
+    print(entry, patches.apply(work / entry, "vllm", entry=entry, version=lock.entries[entry].version))
 PY
 
 echo "### configure and compile"
@@ -88,7 +90,7 @@ fi
 python3 "$REPO/ci/device/vllm_units.py" --vllm "$W/vllm" --out "$OUT" --build "$W/build" \
   --extra "vllm-cutlass=$W/vllm-cutlass" --extra "vllm-flash-attn=$W/vllm-flash-attn" \
   --extra "flashmla=$W/flashmla" --extra "qutlass=$W/qutlass" --extra "triton-kernels=$W/triton-kernels" \
-  "${SELECT[@]}" "${ALT[@]}" --deadline "${DEADLINE:-540}"
+  --line "${VLLM_LINE:-0.15.1}" "${SELECT[@]}" "${ALT[@]}" --deadline "${DEADLINE:-540}"
 status=$?
 for o in "$W"/build/vllm-flash-attn/CMakeFiles/_vllm_fa3_C.dir/hopper/instantiations/*.o "$W"/build/CMakeFiles/_C.dir/csrc/quantization/w8a8/cutlass/c3x/*.o \
          $(find "$W"/build/CMakeFiles -path '*flashmla*' -name '*.o' 2>/dev/null); do

@@ -113,3 +113,24 @@ def test_gb10_and_v100_plans(tmp_path):
                      project_dir=tmp_path, cores=16, memory_bytes=120 * GIB)
     assert plan.step("torch").env["TORCH_CUDA_ARCH_LIST"] == "7.0"
     assert plan.step("bitsandbytes").env["CMAKE_ARGS"].endswith("-DCOMPUTE_CAPABILITY=70")
+    # torch 2.9.1's cpp_extension knows 7.0 and 12.1: xformers and torchvision plan for both, unrefused
+    assert plan.step("xformers").env["TORCH_CUDA_ARCH_LIST"] == "7.0"
+    assert plan.step("torchvision").env["TORCH_CUDA_ARCH_LIST"] == "7.0"
+
+
+def test_cpp_extension_components_refuse_an_arch_torch_291_does_not_know():
+    """xformers and torchvision compile through torch.utils.cpp_extension, which stops at an arch outside its list
+    (torch 2.9.1: 10.1, Thor's number before CUDA 13, is not in it): the plan says so in one line, before any build;
+    every SM the settings accept passes."""
+    from types import SimpleNamespace
+
+    from backend import recipes
+    from backend.settings import SMS
+
+    thor = SimpleNamespace(sm="101", target=SimpleNamespace(capability="10.1", arch_specific="10.1a"))
+    for component in ("xformers", "torchvision"):
+        problem = recipes.get(component).variant_problem(thor)
+        assert problem and problem.startswith(f"{component} cannot be built for TORCH_CUDA_ARCH_LIST=10.1")
+        assert "knows no 10.1 (cpp_extension.py:2407-2411)" in problem
+        for sm in SMS:
+            assert recipes.get(component).variant_problem(Variant(sm=sm, isa="avx512", cuda="12.9")) is None, sm

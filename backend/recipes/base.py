@@ -166,3 +166,22 @@ def pip_wheel(ctx: BuildContext, tree: Path | None = None, *extra: str) -> list[
         ctx.python, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "--no-cache-dir",
         "-v", "-w", str(ctx.wheel_dir), *extra, str(tree or ctx.source),
     ]
+
+
+# What torch 2.9.1's torch.utils.cpp_extension compiles for: each TORCH_CUDA_ARCH_LIST entry must be one of these
+# (or one with "+PTX"), any other stops the build with "Unknown CUDA arch (X) or GPU not supported"
+# (_get_cuda_arch_flags, torch/utils/cpp_extension.py:2407-2411 and 2460, read in PyPI's torch-2.9.1 wheel).
+# 7.0 (V100) and 12.1 (GB10) are in it; 10.1, Thor's number before CUDA 13 renamed it 11.0, is not.
+CPP_EXTENSION_ARCHES = ("3.5", "3.7", "5.0", "5.2", "5.3", "6.0", "6.1", "6.2", "7.0", "7.2", "7.5", "8.0", "8.6",
+                        "8.7", "8.9", "9.0", "9.0a", "10.0", "10.0a", "11.0", "11.0a", "10.3", "10.3a", "12.0",
+                        "12.0a", "12.1", "12.1a")
+
+
+def cpp_extension_arch_problem(component: str, arch_list: str) -> str | None:
+    """Why torch 2.9.1's cpp_extension would stop ``component``'s build at TORCH_CUDA_ARCH_LIST=``arch_list``."""
+    unknown = [a for a in arch_list.replace(" ", ";").split(";") if a.removesuffix("+PTX") not in CPP_EXTENSION_ARCHES]
+    if not unknown:
+        return None
+    return (f"{component} cannot be built for TORCH_CUDA_ARCH_LIST={arch_list}: torch 2.9.1's torch.utils.cpp_extension, "
+            f"which compiles its CUDA code, knows no {', '.join(unknown)} (cpp_extension.py:2407-2411); "
+            f"leave {component} out of -C components")

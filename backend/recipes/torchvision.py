@@ -8,7 +8,7 @@ version (version.txt + git suffix) outright, so the label travels with it.
 import os
 import shutil
 
-from .base import BuildContext, Features, Marker, Recipe, pip_wheel
+from .base import BuildContext, Features, Marker, Recipe, cpp_extension_arch_problem, pip_wheel
 
 VERSION = "0.24.1"
 
@@ -133,6 +133,8 @@ RECIPE = Recipe(
     features=FEATURES,
     graft_libraries=lambda variant: GRAFT_LIBRARIES,
     host_problem=host_problem,
+    # setup.py builds its CUDA ops with torch's CUDAExtension, whose arch flags come from TORCH_CUDA_ARCH_LIST
+    variant_problem=lambda variant: cpp_extension_arch_problem("torchvision", variant.target.capability),
     smoke=SMOKE,
     smoke_gpu=SMOKE_GPU,
     disk_gb=2.0,

@@ -14,9 +14,22 @@ torch.utils.cpp_extension reads for every other extension) with the target's
 ``arch_specific`` spelling.
 """
 
-from .base import BuildContext, Recipe, pip_wheel
+from .base import BuildContext, Recipe, cpp_extension_arch_problem, pip_wheel
 
 VERSION = "0.0.33.post2"
+
+
+def torch_arch_list(variant) -> str:
+    """TORCH_CUDA_ARCH_LIST as xformers gets it: on sm_90 the arch-specific 9.0a (FA3), else the engine's."""
+    return variant.target.arch_specific if variant.sm == "90" else variant.target.capability
+
+
+def variant_problem(variant) -> str | None:
+    # setup.py (0.0.33.post2) hands TORCH_CUDA_ARCH_LIST to torch's cpp_extension for its main extension; its own
+    # FA2/FA3 skip what they do not support (num < 80, lines 201-203; only 80/90, line 303), and its README
+    # (line 99) suggests 6.0-8.6 with 7.0: sm_70 builds (fmha's cutlass op: CUDA_MINIMUM_COMPUTE_CAPABILITY (5, 0),
+    # xformers/ops/fmha/common.py:391), though upstream's own wheels start at 7.5 (wheels_build.yml).
+    return cpp_extension_arch_problem("xformers", torch_arch_list(variant))
 
 
 def environment(ctx: BuildContext) -> dict[str, str]:
@@ -29,7 +42,7 @@ def environment(ctx: BuildContext) -> dict[str, str]:
         "XFORMERS_BUILD_TYPE": "Release",
     }
     if ctx.variant.sm == "90":  # FA3: the arch-specific spelling in place of the engine's TORCH_CUDA_ARCH_LIST=9.0
-        env["TORCH_CUDA_ARCH_LIST"] = ctx.variant.target.arch_specific
+        env["TORCH_CUDA_ARCH_LIST"] = torch_arch_list(ctx.variant)
     return env
 
 
@@ -64,6 +77,7 @@ RECIPE = Recipe(
     environment=environment,
     commands=lambda ctx: [pip_wheel(ctx)],
     notes=notes,
+    variant_problem=variant_problem,
     smoke_gpu=SMOKE_GPU,
     disk_gb=6.0,
     # setup.py (0.0.33.post2 sdist, line 538): nvcc_flags += shlex.split(os.getenv("NVCC_FLAGS", "")), for every

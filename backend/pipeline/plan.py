@@ -377,7 +377,7 @@ def release_problem(line: vllm_release.ReleaseLine, selected: list[Recipe], step
         for tree, found in trees.items():
             if not any(p.applied for p in found):
                 reasons.append(f"none of the patches for {tree} is for this line ({'; '.join(p.why for p in found)}): "
-                               f"write and review its own (docs/RELEASES.md)")
+                               "write and review its own")
     if not reasons:
         return None
     return f"vllm={line.vllm} is planned, not built: " + "; ".join(reasons) + " (docs/RELEASES.md)"

@@ -130,6 +130,7 @@ def test_editable_install_live_python_and_incremental_cpp(target):
     assert extension.stat().st_mtime_ns != first_mtime
     freeze = subprocess.run([python, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True).stdout
     assert f"torchvision==0.24.1+cu130.sm90.{ISA}" in freeze
-    # pip installed it, as a requirement of the stack's editable wheel
+    # pip installed it, as a requirement of the variant's editable wheel
     shown = subprocess.run([python, "-m", "pip", "show", "torchvision"], capture_output=True, text=True).stdout
-    assert f"Required-by: vllm-" in shown, shown
+    variant = f"vllm-python{sys.version_info.major}{sys.version_info.minor}-cuda13_0-sm90-{ISA}"
+    assert f"Required-by: {variant}" in shown.splitlines(), shown

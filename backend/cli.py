@@ -22,6 +22,7 @@ from .errors import BackendError, describe_os_error
 from .interrupts import describe, exit_status, sigterm_interrupts
 from .report_table import table
 from .cpu_isa import ISAS
+from .cuda_target import CudaTarget
 from .settings import SMS, Settings, help_text
 
 def _settings_epilog() -> str:
@@ -248,7 +249,7 @@ def _driver_order(sm: str | None, driver: str | None, remarks: list[str]) -> tup
         sm = "90"
     # A recipe's "8.0+PTX" kernels carry the sm_80 cubin too: GPUs of the same major run that, later ones JIT.
     ptx = tuple(r.name for r in recipes.all_recipes()
-                if cuda_driver.jits_ptx(r.ptx_by_design, sm, [t.replace("compute_", "sm_") for t in r.ptx_by_design]))
+                if CudaTarget(sm).jits_ptx(r.ptx_by_design, cubins=r.ptx_by_design))
     runs = cuda_driver.releases_for(driver, sm, CUDA_PREFERENCE, ptx)
     refused = [c for c in sorted(CUDA_PREFERENCE, key=variants.version_key, reverse=True) if c not in runs]
     for cuda in refused:

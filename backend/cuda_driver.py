@@ -86,28 +86,6 @@ def need(cuda: str, sm: str, ptx: tuple[str, ...] = ()) -> DriverNeed:
     return DriverNeed(minimum=minimum, reasons=tuple(reasons))
 
 
-def _arch(target: str) -> tuple[int, int] | None:
-    """compute_80 / sm_90a -> (8, 0) / (9, 0); None for what is not a target."""
-    digits = target.partition("_")[2].rstrip("af")
-    return (int(digits[:-1]), int(digits[-1])) if digits.isdigit() and len(digits) >= 2 else None
-
-
-def jits_ptx(ptx: list[str] | tuple[str, ...], sm: str, cubins: list[str] | tuple[str, ...] = ()) -> bool:
-    """Whether a GPU of ``sm`` runs some of an object's code by JIT-compiling its PTX.
-
-    A cubin runs on GPUs of its own major architecture from its minor on (sm_80 on sm_86), so
-    ``8.0+PTX`` on an sm_86 runs the cubin; on an sm_90 only the PTX can run.  Kernels are not
-    told apart: PTX for this SM's major beside a cubin that runs here is taken as that cubin's.
-    """
-    own = _arch(f"sm_{sm}")
-    runnable = [a for a in map(_arch, cubins) if a and a[0] == own[0] and a[1] <= own[1]]
-    for target in ptx:
-        arch = _arch(target)
-        if arch and arch <= own and (arch[0] < own[0] or not runnable):
-            return True
-    return False
-
-
 def releases_for(driver: str, sm: str, cudas: tuple[str, ...], ptx: tuple[str, ...] = ()) -> list[str]:
     """The CUDA releases (of ``cudas``, newest first) whose build for ``sm`` the driver runs; ``ptx``:
     what holds PTX this GPU JIT-compiles."""

@@ -17,13 +17,15 @@ spelling                          sm=90 / 103   read by
 ``cubin`` / ``ptx``               sm_90 / compute_90  cuobjdump and verification
 ================================  ============  =================================================
 
-Which GPU code runs on the target (``cubin_problem``, ``ptx_problem``, ``runs``)
-is decided here too, for verification and the existing-torch check alike.
+Which GPU code runs on the target (``cubin_problem``, ``ptx_problem``, ``runs``,
+``jits_ptx``) is decided here too, for verification, the existing-torch check and
+the driver a wheelhouse needs alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 # Arch-specific targets (sm_90a) exist from Hopper on; family targets (sm_100f) from Blackwell on, with CUDA 12.9
 # (nvcc's release notes: "family-specific" architectures).
@@ -125,8 +127,27 @@ class CudaTarget:
             return f"compute_{sm} PTX cannot be compiled for the older {self.cubin}"
         return None
 
+    def jits_ptx(self, ptx: Iterable[str], cubins: Iterable[str] = ()) -> bool:
+        """Whether this GPU runs some of an object's code by JIT-compiling its PTX (targets as cuobjdump names
+        them: compute_80, sm_90a).
+
+        Kernels are not told apart: PTX of this GPU's major beside a cubin that runs here is taken as that
+        cubin's (``8.0+PTX`` on an sm_86 runs the sm_80 cubin); PTX of an older major is taken as kernels of
+        their own (``8.0+PTX`` on an sm_90: only the PTX can run).
+        """
+        runs_a_cubin = any(self.cubin_problem(*_split(c)) is None for c in cubins)
+        return any(self.ptx_problem(*_split(p), asked=True) is None and (int(_split(p)[0][:-1]) < self.major
+                                                                          or not runs_a_cubin) for p in ptx)
+
     def runs(self, cubins: set[str], ptx: set[str]) -> bool:
         """Whether this GPU runs code holding ``cubins`` and ``ptx`` ("90a", "100f", "80"): a cubin that runs
         here, or PTX the driver compiles for it."""
-        return (any(self.cubin_problem(c.rstrip("af"), c[len(c.rstrip("af")):]) is None for c in cubins)
-                or any(self.ptx_problem(p.rstrip("af"), p[len(p.rstrip("af")):], asked=True) is None for p in ptx))
+        return (any(self.cubin_problem(*_split(c)) is None for c in cubins)
+                or any(self.ptx_problem(*_split(p), asked=True) is None for p in ptx))
+
+
+def _split(target: str) -> tuple[str, str]:
+    """sm_90a / compute_100f / 90a -> ("90", "a") / ("100", "f") / ("90", "a")."""
+    name = target.rpartition("_")[2]
+    sm = name.rstrip("af")
+    return sm, name[len(sm):]

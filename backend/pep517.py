@@ -70,7 +70,7 @@ def build_requirements(config_settings: Mapping[str, Any] | None) -> list[str]:
 
 def _summary(plan: Plan) -> str:
     """The returned wheel's Summary: it carries the variant's name, so it says what it pins when that is no vLLM."""
-    target = f"sm_{plan.variant.sm}, {plan.variant.isa}, CUDA {plan.variant.cuda} (variant {plan.variant.name})"
+    target = f"{plan.variant.target.cubin}, {plan.variant.isa}, CUDA {plan.variant.cuda} (variant {plan.variant.name})"
     components = [step.component for step in plan.steps]
     torch = f", against the existing torch {plan.torch_version}" if plan.settings.torch == "existing" else ""
     if editable := [step.component for step in plan.steps if step.in_place]:

@@ -129,7 +129,7 @@ def rule_violation(sm: str, isa: str, cuda: str) -> str | None:
 
 def extension_reason(variant: Variant) -> str:
     """Why a row is not the seed's: its CUDA release or its SM."""
-    return f"sm_{variant.sm} (extension)" if variant.sm not in SEED_SMS else f"CUDA {variant.cuda} (extension)"
+    return f"{variant.target.cubin} (extension)" if variant.sm not in SEED_SMS else f"CUDA {variant.cuda} (extension)"
 
 
 def matrix(python: str | None = None, cudas: tuple[str, ...] = ("12.9", "12.8", "13.0")) -> list[Variant]:

@@ -17,6 +17,7 @@ import pytest
 
 from backend import cuda_driver, host
 from backend.cli import detect_variant
+from backend.cuda_target import CudaTarget
 from backend.errors import BackendError
 from backend.host import Gpu, Host
 from backend.verify.checks import verify_objects
@@ -73,11 +74,14 @@ def test_which_cuda_releases_a_driver_runs(driver, sm, ptx, runs):
 
 
 def test_ptx_is_jitted_only_where_no_cubin_of_the_gpu_major_runs():
-    assert cuda_driver.jits_ptx(["compute_80"], "90", ["sm_80", "sm_90a"])   # 8.0+PTX on Hopper: the PTX
-    assert not cuda_driver.jits_ptx(["compute_80"], "86", ["sm_80"])         # the sm_80 cubin runs on sm_86
-    assert not cuda_driver.jits_ptx([], "90", ["sm_90a"])
-    assert not cuda_driver.jits_ptx(["compute_100"], "90", [])                # PTX of a later GPU never runs here
-    assert cuda_driver.jits_ptx(["compute_90"], "90", [])
+    assert CudaTarget("90").jits_ptx(["compute_80"], ["sm_80", "sm_90a"])   # 8.0+PTX on Hopper: the PTX
+    assert not CudaTarget("86").jits_ptx(["compute_80"], ["sm_80"])         # the sm_80 cubin runs on sm_86
+    assert not CudaTarget("90").jits_ptx([], ["sm_90a"])
+    assert not CudaTarget("90").jits_ptx(["compute_100"], [])                # PTX of a later GPU never runs here
+    assert CudaTarget("90").jits_ptx(["compute_90"], [])
+    # the verdicts verification gives: an sm_100a cubin does not run on sm_103, so its compute_100 PTX does
+    assert CudaTarget("103").jits_ptx(["compute_100"], ["sm_100a"])
+    assert not CudaTarget("103").jits_ptx(["compute_100f"], ["sm_100f"])  # family code runs on sm_103
 
 
 H100 = Host(machine="x86_64", cpu_features=frozenset({"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",

@@ -398,7 +398,7 @@ def format_plan(plan: Plan) -> str:
     from ..report_table import table
 
     lines = [
-        f"variant  {plan.variant.name}  (sm_{plan.variant.sm}, {plan.variant.isa}, CUDA {plan.variant.cuda}, {plan.variant.platform})",
+        f"variant  {plan.variant.name}  ({plan.variant.target.cubin}, {plan.variant.isa}, CUDA {plan.variant.cuda}, {plan.variant.platform})",
         f"label    +{plan.variant.label}; every torch-dependent wheel pins torch=={plan.torch_version}",
         f"cuda     {_cuda_line(plan)}",
         f"cache    {plan.layout.cache}",

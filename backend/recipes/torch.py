@@ -152,7 +152,7 @@ NVSHMEM = {"12": "nvidia-nvshmem-cu12==3.3.20", "13": "nvidia-nvshmem-cu13==3.3.
 
 
 def uses_nvshmem(variant) -> bool:
-    return int(variant.sm) >= 70
+    return variant.target.major >= 7
 
 
 def nvshmem_requirement(variant) -> str:

@@ -6,7 +6,7 @@ import collections
 import dataclasses
 from typing import Any
 
-from ..cuda_driver import jits_ptx
+from ..cuda_target import CudaTarget
 from ..report_table import table
 from . import fatbin
 
@@ -141,7 +141,7 @@ class Report:
             for obj in entry.objects:
                 ptx = [e.target for s in obj.gpu for e in s.ptx]
                 cubins = [e.target for s in obj.gpu for e in s.cubins]
-                if jits_ptx(ptx, sm, cubins):
+                if CudaTarget(sm).jits_ptx(ptx, cubins):
                     found.append(obj.path)
         return sorted(found)
 

@@ -110,3 +110,14 @@ def test_deploy_md_says_how_to_use_it_and_what_still_compiles(triton_python, tmp
     assert "cp -r triton-cache/. ~/.triton/cache/" in notes
     assert re.search(r"it needs glibc 2\.\d+ and the driver's `libcuda.so.1`", notes), notes
     assert "still compiled at that kernel's first call" in notes
+
+
+def test_a_build_host_without_file_builds_one_key_and_says_so(triton_python, tmp_path):
+    tools = tmp_path / "tools"  # gcc and binutils, no `file`
+    tools.mkdir()
+    for name in ("gcc", "cc", "as", "ld", "nm"):
+        if shutil.which(name):
+            (tools / name).symlink_to(shutil.which(name))
+    built = triton_cache.prebuild(triton_python, {**build_env(), "PATH": str(tools)}, tmp_path / "scratch",
+                                  tmp_path / triton_cache.FOLDER)
+    assert len(built.files) == 1 and built.without_file == "`file` is not installed on the build host", built

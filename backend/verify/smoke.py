@@ -282,7 +282,8 @@ def run(
             prebuilt = prebuilt_triton.prebuild(Path(python), {k: v for k, v in env.items() if k not in TOOLCHAIN_VARIABLES},
                                                 work / "triton-prebuild", triton_cache)
             say("   smoke | Triton's cuda_utils: " + (f"not prebuilt: {prebuilt.skipped}" if prebuilt.skipped else
-                f"prebuilt by triton {prebuilt.triton} into {triton_cache} ({len(prebuilt.files)} cache key(s))"))
+                f"prebuilt by triton {prebuilt.triton} into {triton_cache} ({len(prebuilt.files)} cache key(s)"
+                + (f"; only a host without `file` finds it: {prebuilt.without_file})" if prebuilt.without_file else ")")))
         stages = itertools.count()
 
         def fresh_cache(run_env: dict[str, str]) -> dict[str, str]:

@@ -4,7 +4,8 @@
     diff -r BEFORE_DIR AFTER_DIR                     # a redesign commit must show no difference
 
 The plan is made with a fixed cache folder and wheelhouse, so paths are the same in every checkout; the one
-host-dependent text (the jobs line's free memory) is dropped.  A row the plan refuses is kept as its
+host-dependent text (the jobs line's free memory) is dropped, and the checkout's own folder reads ``<checkout>``
+(so two worktrees compare).  A row the plan refuses is kept as its
 one-line error, so a change in a refusal shows too.
 """
 import json
@@ -14,6 +15,7 @@ from pathlib import Path
 
 CACHE = "/tmp/vllm-stack-plan-fingerprints/cache"
 WHEELHOUSE = "/tmp/vllm-stack-plan-fingerprints/wheelhouse"
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 def rows() -> list[dict]:
@@ -34,7 +36,7 @@ def plan(row: dict) -> str:
     document = json.loads(made.stdout)
     for step in document.get("steps", []):
         step.get("jobs", {}).pop("reason", None)
-    return json.dumps(document, indent=1, sort_keys=True) + "\n"
+    return json.dumps(document, indent=1, sort_keys=True).replace(str(CHECKOUT), "<checkout>") + "\n"
 
 
 def main() -> None:

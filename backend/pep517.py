@@ -113,8 +113,9 @@ def build_wheel(wheel_directory: str, config_settings, *, editable: bool = False
     )
 
 
+# third_party/locks: the release lines' locks (-C vllm), which also say whose patches/ are whose
 SDIST_PARTS = ("pyproject.toml", "README.md", "backend", "patches", "third_party/sources.lock",
-               "third_party/build-requirements.lock", "docs")
+               "third_party/locks", "third_party/build-requirements.lock", "docs")
 
 
 def build_sdist(sdist_directory: str) -> str:

@@ -34,6 +34,8 @@ from .lock import PROJECT_ROOT
 PATCHES_ROOT = PROJECT_ROOT / "patches"
 EXACT = re.compile(r"==\s*([0-9A-Za-z._+!-]+)")  # one release (or commit), exactly
 WHEN_LINE = re.compile(r"^When:[ \t]*(.*?)[ \t]*$", re.MULTILINE)
+PLAIN_RELEASE = re.compile(r"\d+(?:\.\d+)*")
+SIMPLE_CLAUSE = re.compile(r"\s*(==|!=|>=|<=|>|<)\s*(\d+(?:\.\d+)*)\s*")  # one clause on a plain release
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,11 +65,27 @@ def when_of(path: Path) -> str | None:
     return found[0] if found else None
 
 
+def _release(version: str) -> tuple[int, ...] | None:
+    return tuple(int(part) for part in version.split(".")) if PLAIN_RELEASE.fullmatch(version) else None
+
+
+def _compare(have: tuple[int, ...], op: str, want: tuple[int, ...]) -> bool:
+    width = max(len(have), len(want))  # 0.15 == 0.15.0, as PEP 440 pads releases
+    have, want = have + (0,) * (width - len(have)), want + (0,) * (width - len(want))
+    return {"==": have == want, "!=": have != want, ">=": have >= want, "<=": have <= want,
+            ">": have > want, "<": have < want}[op]
+
+
 def matches(when: str, version: str) -> bool:
     """Whether ``version`` is one of the releases ``when`` names (a PEP 440 specifier set, or ``==<commit>``)."""
     exact = EXACT.fullmatch(when)
     if exact and exact.group(1) == version:  # the usual case, and no packaging needed (plan runs on a bare Python)
         return True
+    if exact and (_release(exact.group(1)) is None or _release(version) is None):
+        return False  # a commit, or a release against a commit: only the same text is the same
+    clauses = [SIMPLE_CLAUSE.fullmatch(part) for part in when.split(",")]
+    if _release(version) is not None and all(clauses):  # plain releases (>=0.14.0,<0.15): no packaging either
+        return all(_compare(_release(version), c.group(1), _release(c.group(2))) for c in clauses)
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import InvalidVersion, Version
 
@@ -83,7 +101,7 @@ def _shown(path: Path) -> Path:
 
 
 def _check_when(when: str, path: Path) -> None:
-    if EXACT.fullmatch(when):
+    if EXACT.fullmatch(when) or all(SIMPLE_CLAUSE.fullmatch(part) for part in when.split(",")):
         return
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 

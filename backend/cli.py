@@ -28,7 +28,7 @@ from .settings import SMS, Settings, help_text
 def _settings_epilog() -> str:
     return ("settings (-C KEY=VALUE, VLLM_STACK_<KEY> in the environment as VLLM_STACK_CACHE_DIR=DIR, or "
             "[tool.vllm-stack] in pyproject.toml; -C wins over the environment, the environment over "
-            "pyproject.toml):\n") + help_text()
+            "pyproject.toml):\n") + help_text(project.owned_words())
 
 
 def _parser() -> argparse.ArgumentParser:

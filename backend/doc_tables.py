@@ -12,13 +12,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .project import owned_words
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def settings_table() -> str:
     from .settings import markdown_table
 
-    return markdown_table()
+    return markdown_table(owned_words())
 
 
 def backend_needs() -> str:

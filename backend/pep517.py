@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import project
+from . import project, recipes
 from .errors import BackendError
 from .pipeline import run
 from .pipeline.plan import Plan
@@ -32,7 +32,7 @@ def _plan(config_settings: Mapping[str, Any] | None, *, editable: bool = False) 
             "the default ./wheelhouse would vanish with the frontend's temporary folder; "
             "accepted: -C wheelhouse=DIR, or build the wheel directly (python -m build --wheel)"
         )
-    in_place = [c for c in settings.selected_components if c in settings.sources] if editable else []
+    in_place = [c for c in recipes.chosen(settings.components) if c in settings.sources] if editable else []
     if editable and not in_place:
         raise BackendError(
             "an editable install needs -C source.<component>=PATH for the component(s) you develop; "
@@ -78,7 +78,7 @@ def _summary(plan: Plan) -> str:
     if "vllm" in components:
         return f"The vLLM stack for {target}: pins every wheel of its wheelhouse."
     return (f"Part of the vLLM stack, without vLLM: {', '.join(components)} for {target}{torch}; "
-            f"pins the wheels of these components (components={','.join(plan.settings.selected_components)}).")
+            f"pins the wheels of these components (components={','.join(recipes.chosen(plan.settings.components))}).")
 
 
 def prepare_metadata(metadata_directory: str, config_settings) -> str:

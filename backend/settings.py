@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from . import toml
 from .cpu_isa import ISAS
 from .errors import BackendError, SettingError, suggest
 
@@ -114,18 +115,10 @@ def _bool(key: str, value: Any) -> bool:
     raise SettingError(key, value, ("true", "false"))
 
 
-def _components(key: str, value: Any) -> tuple[str, ...]:
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    names = [str(i).strip() for i in items if str(i).strip()]
-    if not names:
-        raise SettingError(key, str(value) if not isinstance(value, (list, tuple)) else ",".join(map(str, value)),
-                           ("a comma list of " + " ".join(_registered_components()), "all"), why="names no component")
-    if names == ["all"]:
-        return _registered_components()
-    for name in names:
-        if name not in _registered_components():
-            raise SettingError(key, name, _registered_components() + ("all",))
-    return tuple(c for c in _registered_components() if c in names)
+def _components(key: str, value: Any) -> tuple[str, ...] | None:
+    """The names given, or None for ``all``; backend/recipes/ checks them against its registry."""
+    names = _names(key, value)
+    return None if names == ("all",) else names
 
 
 def _names(key: str, value: Any) -> tuple[str, ...]:
@@ -266,22 +259,6 @@ def check_output_folder(key: str, path: Path, shown: str | None = None) -> Path:
     return path
 
 
-def _source_path(component: str, value: Any, base: Path) -> Path:
-    key = SOURCE_PREFIX + component
-    if component not in _registered_components():
-        raise SettingError("source.<component>", component, _registered_components())
-    given = _path(key, value, base)
-    check_path_characters(key, str(given), str(value))  # before resolving: a NUL stops the file system calls
-    path = given.resolve()
-    check_path_characters(key, str(path), str(value))  # an editable build compiles in place
-    if not path.is_dir():
-        raise BackendError(
-            f"setting '{key}': path {str(value)!r} does not exist or is not a folder; "
-            f"accepted: a local source tree of {component}"
-        )
-    return path
-
-
 def _single(key: str, value: Any) -> Any:
     """Frontends turn a repeated -C key into a list; one value is meant here."""
     if isinstance(value, (list, tuple)):
@@ -304,22 +281,8 @@ def _manylinux(key: str, value: Any) -> str | None:
     raise SettingError(key, text, MANYLINUX_POLICIES + ("auto",))
 
 
-# The vLLM release lines: the hand-written lock's, and one per third_party/locks/vllm-<release>.lock
-# (backend/sources/vllm_release.py writes and reads them; listed here from the folder, without importing it).
+# The vLLM release line the hand-written lock builds; backend/sources/vllm_release.py lists and checks the others.
 DEFAULT_VLLM_LINE = "0.15.1"
-RELEASE_LOCKS = Path(__file__).resolve().parent.parent / "third_party" / "locks"
-
-
-def vllm_lines() -> tuple[str, ...]:
-    found = [p.name.removeprefix("vllm-").removesuffix(".lock") for p in RELEASE_LOCKS.glob("vllm-*.lock")]
-    return tuple(sorted({DEFAULT_VLLM_LINE, *found}, key=lambda v: tuple(int(x) for x in re.findall(r"\d+", v))))
-
-
-def _vllm_line(key: str, value: Any) -> str:
-    text = str(value).strip().removeprefix("v")
-    if text in vllm_lines():
-        return text
-    raise SettingError(key, str(value), vllm_lines())
 
 
 def _free_disk_gb(key: str, value: Any) -> float | None:
@@ -354,6 +317,10 @@ def _wheel_folder(key: str, value: Any, base: Path) -> Path:
     return path
 
 
+def _text(value: Any) -> str | None:
+    return str(value).strip() or None
+
+
 def _flake(key: str, value: Any) -> str:
     text = str(value).strip()
     if not text:
@@ -361,29 +328,10 @@ def _flake(key: str, value: Any) -> str:
     return text
 
 
-def _registered_components() -> tuple[str, ...]:
-    # Asked at use, not at import: backend/recipes/ imports this module.
-    from . import recipes
-
-    return recipes.names()
-
-
-def __getattr__(name: str) -> Any:
-    """``COMPONENTS``: every component, in build order, as backend/recipes/ holds them."""
-    if name == "COMPONENTS":
-        return _registered_components()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _flashinfer_aot_config(key: str, value: Any, base: Path) -> str | None:
-    from .recipes.flashinfer import aot_config  # the recipe knows flashinfer's config keys
-
-    return aot_config(key, value, base)
-
-
 def _per_component_source(key: str, value: Any, base: Path) -> dict[str, Path]:
-    """One ``source.<component>`` key: that component's tree (resolve() gathers them into one mapping)."""
-    return {key[len(SOURCE_PREFIX):]: _source_path(key[len(SOURCE_PREFIX):], value, base)}
+    """One ``source.<component>`` key: that component's tree (resolve() gathers them into one mapping); the
+    component's name and the folder are checked by backend/recipes/ (``recipes.local_trees``)."""
+    return {key[len(SOURCE_PREFIX):]: _path(key, value, base)}
 
 
 SOURCE_OPTION_KEY = SOURCE_PREFIX + "<component>"
@@ -398,29 +346,28 @@ class Option:
     type: Any  # the field's annotation: what ``parse`` returns
     help: str
     default: Any = None
-    # the words it accepts: its Literal type's, or given (a callable: asked when needed, e.g. the registered
-    # components); checked by the default parser, shown by --help and the README
-    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
+    # the words it accepts: its Literal type's, or given; checked by the default parser, shown by --help and the
+    # README.  Words another module owns (the registered components, the release lines) are not here: that
+    # module checks them when settings are loaded (backend/project.py), and hands them to the docs.
+    choices: tuple[str, ...] = ()
     # (key, value, project folder) -> the typed value, raising SettingError; None: one of ``choices``
     parse: Callable[[str, Any, Path], Any] | None = None
     accepts: str = ""  # what it accepts when that is not a list of words
     shown_default: str | None = None  # the default as people say it, where the value itself says nothing
     many: bool = False  # a list: a TOML array, a comma list or -C given again
-    factory: Callable[[], Any] | None = None  # a default computed at use (components: every registered one)
-
-    def accepted(self) -> tuple[str, ...]:
-        return self.choices() if callable(self.choices) else self.choices
+    factory: Callable[[], Any] | None = None  # a default made per Settings (sources: a new dict)
 
     def value(self, value: Any, base: Path, named: str | None = None) -> Any:
         """The typed value of ``value`` as given by the user, or a one-line SettingError naming ``named``
         (the key, or the environment variable the value came from)."""
         if self.parse is not None:
             return self.parse(named or self.key, value, base)
-        return _choice(named or self.key, str(value), self.accepted())
+        return _choice(named or self.key, str(value), self.choices)
 
-    def values_text(self) -> str:
-        """What it accepts and its default, as --help and the README show them."""
-        words = " ".join(self.accepted())
+    def values_text(self, owned: tuple[str, ...] = ()) -> str:
+        """What it accepts and its default, as --help and the README show them (``owned``: its words, where
+        another module owns them)."""
+        words = " ".join(owned or self.choices)
         text = self.accepts or (f"comma list of {words}" if self.many else words)
         default = self.shown_default if self.shown_default is not None else (
             None if self.default is None or self.factory else str(self.default).lower()
@@ -429,7 +376,7 @@ class Option:
 
 
 def setting(key: str, help: str, *, default: Any = None, factory: Callable[[], Any] | None = None,
-            choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = (),
+            choices: tuple[str, ...] = (),
             parse: Callable[[str, Any, Path], Any] | None = None, accepts: str = "",
             shown_default: str | None = None, many: bool = False) -> Any:
     """A ``Settings`` field with its row of the table (see ``Option``): the one place a setting is declared.
@@ -475,9 +422,10 @@ class Settings:
     isa: str | None = setting("isa", "CPU instruction set", choices=ISAS)  # cpu_isa.py's table names them
     cuda: CudaRelease = setting("cuda", "CUDA toolkit version", default="12.9")
     toolchain: ToolchainName = setting("toolchain", "where CUDA comes from", default="auto")
-    components: tuple[str, ...] = setting(
-        "components", "what to build; dependencies are added", choices=_registered_components,
-        parse=lambda k, v, b: _components(k, v), many=True, factory=_registered_components, shown_default="all")
+    # None: every component; backend/recipes/ checks the names and puts them in build order (recipes.chosen)
+    components: tuple[str, ...] | None = setting(
+        "components", "what to build; dependencies are added", parse=lambda k, v, b: _components(k, v),
+        many=True, shown_default="all")
     torch: TorchMode = setting(
         "torch", "`existing`: build the rest against the torch importable in the build environment "
         "(use `--no-build-isolation`)", default="source")
@@ -526,13 +474,14 @@ class Settings:
         "flashinfer-aot", "build `flashinfer-jit-cache`, flashinfer's AOT kernels for the SM "
         "(false: JIT at first use, which needs nvcc where vLLM runs)", default=True, parse=_on_off,
         accepts="true false")
-    # canonical JSON; "all": flashinfer's whole list; None: what vLLM 0.15.1 calls on the variant
+    # as given (None: what vLLM 0.15.1 calls on the variant); loaded settings hold what the recipe made of it
+    # (recipes/flashinfer.py aot_config): canonical JSON, or "all" for flashinfer's whole list
     flashinfer_aot_config: str | None = setting(
         "flashinfer-aot-config", "which AOT modules `flashinfer-jit-cache` holds: `vllm`, the kernels vLLM "
         "0.15.1 calls on the SM; `all`, flashinfer's whole list; or "
         "JSON with keys of flashinfer 0.6.1's `aot.py` `get_default_config()` (e.g. "
         "`{\"fa2_head_dim\": [[128, 128]], \"add_moe\": false}`), inline or a file; the rest compile at "
-        "first use ([docs/COMPONENTS.md](docs/COMPONENTS.md))", parse=_flashinfer_aot_config,
+        "first use ([docs/COMPONENTS.md](docs/COMPONENTS.md))", parse=lambda k, v, b: _text(v),
         accepts="vllm, all, JSON, or a JSON file", shown_default="vllm")
     allow_unverified: tuple[str, ...] = setting(
         "allow-unverified", "use them although the lock has no hash", default=(),
@@ -563,16 +512,11 @@ class Settings:
     vllm: str = setting(
         "vllm", "the vLLM release line: its lock, pins and recipe facts ([docs/RELEASES.md](docs/RELEASES.md)); "
         "a line whose facts the recipes do not hold is planned with why not", default=DEFAULT_VLLM_LINE,
-        choices=vllm_lines, parse=lambda k, v, b: _vllm_line(k, v))
+        parse=lambda k, v, b: str(v).strip())  # backend/sources/vllm_release.py checks it (checked_line)
     manylinux: ManylinuxPolicy | None = setting(
         "manylinux", "target policy: refuse a host whose libstdc++/glibc is newer, tag wheels "
         "`manylinux_<policy>` ([docs/MANYLINUX.md](docs/MANYLINUX.md))",
         parse=lambda k, v, b: _manylinux(k, v), accepts="2_17 ... 2_41, auto", shown_default="auto")
-
-    @property
-    def selected_components(self) -> tuple[str, ...]:
-        """The chosen components in build order."""
-        return tuple(c for c in _registered_components() if c in self.components)
 
 
 def literal_words(annotation: Any) -> tuple[str, ...]:
@@ -656,6 +600,14 @@ def resolve(
     return Settings(**values)
 
 
+def named(key: str, config_settings: Mapping[str, Any] | None, environ: Mapping[str, str] | None) -> str:
+    """What a message calls ``key``'s value: the key, or the variable it came from (as ``resolve`` chose)."""
+    variable = environment_variable(key)
+    if key in (config_settings or {}) or not (environ or {}).get(variable, "").strip():
+        return key
+    return variable
+
+
 def as_config(settings: Settings) -> dict[str, str]:
     """``settings`` as the -C pairs that give them again (what a wheelhouse's manifest records for
     ``python -m backend rebuild-check``); settings left at None are left out."""
@@ -676,8 +628,9 @@ def as_config(settings: Settings) -> dict[str, str]:
     return pairs
 
 
-def help_text(width: int = 100) -> str:
-    """Every setting with what it accepts and its default, for ``python -m backend --help``."""
+def help_text(owned: Mapping[str, tuple[str, ...]], width: int = 100) -> str:
+    """Every setting with what it accepts and its default, for ``python -m backend --help``; ``owned``: the
+    words of settings whose words another module owns, by key."""
     import textwrap
 
     def plain(markdown: str) -> str:
@@ -685,16 +638,16 @@ def help_text(width: int = 100) -> str:
 
     lines = []
     for option in OPTIONS:
-        lines.append(f"  {option.key}: {plain(option.values_text())}")
+        lines.append(f"  {option.key}: {plain(option.values_text(owned.get(option.key, ())))}")
         lines += textwrap.wrap(plain(option.help), width=width, initial_indent="      ",
                                subsequent_indent="      ", break_on_hyphens=False)
     return "\n".join(lines)
 
 
-def markdown_table() -> str:
-    """The README's settings table (backend/doc_tables.py writes it there)."""
+def markdown_table(owned: Mapping[str, tuple[str, ...]]) -> str:
+    """The README's settings table (backend/doc_tables.py writes it there); ``owned`` as for help_text."""
     rows = ["| key | values (default) | meaning |", "|---|---|---|"]
-    rows += [f"| `{o.key}` | {o.values_text()} | {o.help} |" for o in OPTIONS]
+    rows += [f"| `{o.key}` | {o.values_text(owned.get(o.key, ()))} | {o.help} |" for o in OPTIONS]
     return "\n".join(rows)
 
 
@@ -711,8 +664,6 @@ def _flatten_table(table: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_pyproject_table(project_dir: Path) -> dict[str, Any]:
-    from . import toml
-
     path = Path(project_dir) / "pyproject.toml"
     if not path.is_file():
         return {}

@@ -77,9 +77,6 @@ IN_FUNCTION: dict[tuple[str, str], str] = {
     ("backend.recipes", "backend.sources.lock"): _debt("recipe"),
     ("backend.recipes.base", "backend.sources.lock"): _debt("recipe"),
     ("backend.recipes.base", "backend.sources.checkout_version"): _debt("recipe"),
-    ("backend.settings", "backend.recipes"): _debt("settings"),
-    ("backend.settings", "backend.recipes.flashinfer"): _debt("settings"),
-    ("backend.settings", "backend.toml"): _debt("settings"),
     ("backend.verify.platform_tag", "backend.wheels.manylinux"): _debt("wheel"),
     ("backend.wheels.closure", "backend.pipeline.environment"): _debt("wheel"),
     ("backend.wheels.closure", "backend.wheels.wheelhouse"): _debt("wheel"),
@@ -93,8 +90,6 @@ IN_FUNCTION: dict[tuple[str, str], str] = {
 # Arrows from a lower floor to a higher one (at most three), each with its reason.
 UP: dict[tuple[str, str], str] = {
     ("backend.pipeline.editable", "backend.project"): _debt("editable"),
-    ("backend.settings", "backend.recipes"): _debt("settings"),
-    ("backend.settings", "backend.recipes.flashinfer"): _debt("settings"),
 }
 MAX_UP = 3
 

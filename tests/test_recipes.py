@@ -21,9 +21,11 @@ from backend.recipes import flashinfer as flashinfer_recipe
 from backend.recipes import torch as torch_recipe
 from backend.recipes import torchvision as torchvision_recipe
 from backend.recipes import vllm as vllm_recipe
-from backend.settings import COMPONENTS, Settings
+from backend.project import load_settings
+from backend.settings import Settings
 from backend.variants import Variant, matrix, rule_violation
 
+COMPONENTS = recipes.names()
 SM90 = Variant(sm="90", isa="avx512", cuda="12.9", python="311")
 SM61 = Variant(sm="61", isa="avx2", cuda="12.8", python="311")
 SM61_AVX = Variant(sm="61", isa="avx", cuda="12.9", python="311")
@@ -428,8 +430,9 @@ def test_flashinfer_aot_config_narrows_the_module_set_through_the_tag_patch(tmp_
     assert fi.environment(ctx)["FLASHINFER_AOT_CONFIG"] == '{"add_moe":false,"f16_dtype":["float16"],"fa2_head_dim":[[128,128]]}'
     # a file works too, relative to the project; "all" sets nothing (upstream's config=None)
     (tmp_path / "aot.json").write_text(wanted)
-    from_file = resolve({"sm": "90", "isa": "avx512", "flashinfer-aot-config": "aot.json"}, base_dir=tmp_path)
-    assert from_file.flashinfer_aot_config == settings.flashinfer_aot_config
+    from_file = load_settings({"sm": "90", "isa": "avx512", "flashinfer-aot-config": "aot.json"}, base_dir=tmp_path)
+    assert from_file.flashinfer_aot_config == load_settings({"flashinfer-aot-config": wanted}).flashinfer_aot_config
+    assert fi.environment(dataclasses.replace(ctx, settings=from_file)) == fi.environment(ctx)
     whole = resolve({"sm": "90", "isa": "avx512", "flashinfer-aot-config": "all"})
     assert "FLASHINFER_AOT_CONFIG" not in fi.environment(dataclasses.replace(ctx, settings=whole))
     # without the jit cache there is nothing to narrow
@@ -469,7 +472,7 @@ def test_flashinfer_default_aot_set_is_what_vllm_calls(tmp_path):
     assert not config["add_xqa"] and not config["add_oai_oss"] and not config["add_act"] and config["add_moe"]
     assert env["FLASHINFER_AOT_CONFIG"] == vllm_aot_config(SM90)
     # the same JSON passes the setting's own check, so a user can start from it
-    assert resolve({"sm": "90", "isa": "avx512", "flashinfer-aot-config": env["FLASHINFER_AOT_CONFIG"]})
+    assert load_settings({"sm": "90", "isa": "avx512", "flashinfer-aot-config": env["FLASHINFER_AOT_CONFIG"]})
     # DeepSeek's MLA prefill (192/128) only where vLLM runs it: the SM100 family
     assert [192, 128] in json.loads(vllm_aot_config(Variant(sm="100", isa="avx512", cuda="12.9")))["fa2_head_dim"]
     assert [192, 128] not in config["fa2_head_dim"]

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from backend import settings
+from backend import project, recipes, settings
 from backend.errors import BackendError
+from backend.sources import vllm_release
 
 
 @pytest.mark.parametrize("text", ["90", "9.0", "sm90", "sm_90", "SM_90", " 90 "])
@@ -24,7 +25,8 @@ def test_sm_103_spellings():
 def test_defaults():
     s = settings.resolve({})
     assert (s.cuda, s.toolchain, s.torch, s.verify, s.compiler_cache) == ("12.9", "auto", "source", "strict", "auto")
-    assert s.components == settings.COMPONENTS
+    assert s.components is None  # every component: backend/recipes/ names them when settings are loaded
+    assert project.load_settings({}).components == recipes.names()
     assert s.jobs is None and s.offline is False
 
 
@@ -44,8 +46,7 @@ def test_read_pyproject_table(tmp_path):
 
 
 def test_components_subset_keeps_build_order():
-    s = settings.resolve({"components": "vllm,torch"})
-    assert s.components == ("torch", "vllm")
+    assert project.load_settings({"components": "vllm,torch"}).components == ("torch", "vllm")
 
 
 def test_relative_paths_resolve_against_base(tmp_path):
@@ -70,11 +71,12 @@ def test_relative_paths_resolve_against_base(tmp_path):
         ({"toolchain": "conda"}, ["'toolchain'", "auto, nix, system, pypi"]),
         ({"verify": "strictly"}, ["'verify'", "did you mean 'strict'"]),
         ({"offline": "maybe"}, ["'offline'", "true, false"]),
+        ({"vllm": "0.12.0"}, ["'vllm'", "'0.12.0'", "0.13.0, 0.14.0"]),
     ],
 )
 def test_bad_values_are_one_clear_line(config, must_contain):
     with pytest.raises(BackendError) as info:
-        settings.resolve(config)
+        project.load_settings(config)
     message = str(info.value)
     assert "\n" not in message
     for part in must_contain:
@@ -130,15 +132,15 @@ def test_settings_fields_and_defaults_come_from_the_table():
     assert settings.KEYS == {o.key: o.field for o in settings.OPTIONS if o.key != "source.<component>"}
 
 
-@pytest.mark.parametrize("option", [o for o in settings.OPTIONS if o.choices], ids=lambda o: o.key)
-def test_every_choice_setting_refuses_a_near_miss_in_one_line(option):
-    accepted = option.accepted()
-    near_miss = accepted[0] + "x" if option.key != "sm" else "91"
+@pytest.mark.parametrize("key, accepted", [(o.key, o.choices) for o in settings.OPTIONS if o.choices] +
+                         list(project.owned_words().items()), ids=lambda x: x if isinstance(x, str) else "")
+def test_every_choice_setting_refuses_a_near_miss_in_one_line(key, accepted):
+    near_miss = accepted[0] + "x" if key != "sm" else "91"
     with pytest.raises(BackendError) as info:
-        settings.resolve({option.key: near_miss})
+        project.load_settings({key: near_miss})
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith(f"setting {option.key!r}: bad value {near_miss!r}"), message
+    assert message.startswith(f"setting {key!r}: bad value {near_miss!r}"), message
     assert "accepted: " + ", ".join(accepted) in message, message
     assert "did you mean" in message, message
 
@@ -154,7 +156,8 @@ def test_every_setting_is_in_help_and_the_readme_table_is_the_generated_one():
                          text=True, check=True).stdout
     for option in settings.OPTIONS:
         assert f"  {option.key}: " in out, option.key
-    assert "comma list of " + " ".join(settings.COMPONENTS) in out
+    assert "comma list of " + " ".join(recipes.names()) in out
+    assert "vllm: " + " ".join(vllm_release.lines()) in out
     text = (root / "README.md").read_text()
     assert "settings" not in doc_tables.stale_tables("README.md", text), "run python -m backend.doc_tables"
     # the check can fail: a README with one value changed is stale
@@ -229,6 +232,7 @@ def _valid_samples(tmp_path) -> dict[str, list[str]]:
         "runtime-find-links": [str(tmp_path / "wheels")],
         "emulate-sysroot": [str(tmp_path / "tree"), "tree"],
         "manylinux": ["2_28", "manylinux2014", "2.34", "auto"],
+        "vllm": ["0.15.1", "v0.14.1"],
     }
 
 
@@ -236,10 +240,10 @@ def test_every_parser_returns_its_field_type_for_valid_values(tmp_path):
     samples = _valid_samples(tmp_path)
     keyed = {("source.vllm" if o.key == settings.SOURCE_OPTION_KEY else o.key): o for o in settings.OPTIONS}
     # a setting added without sample values, unless its choices list them, fails here
-    assert {k for k, o in keyed.items() if not o.accepted()} <= set(samples)
+    assert {k for k, o in keyed.items() if not o.choices} <= set(samples)
     checked = 0
     for key, option in keyed.items():
-        for text in samples.get(key, []) + list(option.accepted()):
+        for text in samples.get(key, []) + list(option.choices):
             value = getattr(settings.resolve({key: text}, base_dir=tmp_path), option.field)
             assert _conforms(value, option.type), (key, text, value, option.type)
             checked += 1
@@ -253,7 +257,7 @@ def test_the_environment_wins_over_pyproject_and_loses_to_config_settings(tmp_pa
                "VLLM_STACK_SOURCE_MIRROR": "http://127.0.0.1:1", "VLLM_STACK_SOURCE_VLLM": "/nowhere"}  # not settings
     chosen = settings.resolve({"sm": "80"}, table, base_dir=tmp_path, environ=environ)
     assert (chosen.sm, chosen.cuda, chosen.jobs, chosen.offline) == ("80", "13.0", 2, True)
-    assert chosen.cache_dir == tmp_path.resolve() / "cache" and chosen.components == ("torch", "vllm")
+    assert chosen.cache_dir == tmp_path.resolve() / "cache" and chosen.components == ("vllm", "torch")
     assert chosen.sources == {}
     assert settings.resolve({}, table).sm == "70"  # no environment given: none read
     assert settings.environment_variable("flashinfer-aot-config") == "VLLM_STACK_FLASHINFER_AOT_CONFIG"
@@ -266,10 +270,15 @@ def test_the_environment_wins_over_pyproject_and_loses_to_config_settings(tmp_pa
                                        "number from 1 to 256"),
     ("VLLM_STACK_OFFLINE", "maybe", "setting 'VLLM_STACK_OFFLINE': bad value 'maybe'; accepted: true, false"),
     ("VLLM_STACK_VERIFY", "strictly", "setting 'VLLM_STACK_VERIFY': bad value 'strictly'; accepted: strict, warn"),
+    # checked by the modules that know the words, when settings are loaded
+    ("VLLM_STACK_COMPONENTS", "torch,vlm", "setting 'VLLM_STACK_COMPONENTS': bad value 'vlm'; accepted: torch,"),
+    ("VLLM_STACK_VLLM", "0.12.0", "setting 'VLLM_STACK_VLLM': bad value '0.12.0'; accepted: 0.13.0"),
+    ("VLLM_STACK_FLASHINFER_AOT_CONFIG", "[1]", "setting 'VLLM_STACK_FLASHINFER_AOT_CONFIG': bad value '[1]'"),
 ])
-def test_a_bad_value_from_the_environment_names_the_variable(variable, value, must_contain):
+def test_a_bad_value_from_the_environment_names_the_variable(variable, value, must_contain, monkeypatch):
+    monkeypatch.setenv(variable, value)
     with pytest.raises(BackendError) as info:
-        settings.resolve({}, environ={variable: value})
+        project.load_settings({})
     assert "\n" not in str(info.value) and str(info.value).startswith(must_contain), str(info.value)
 
 

@@ -169,10 +169,10 @@ def quiet_patches(tmp_path):
 # --- the real lock ------------------------------------------------------------
 
 def test_real_lock_covers_the_stack_with_hashes():
-    from backend.settings import COMPONENTS
+    from backend import recipes
 
     real = lock.load()
-    for component in COMPONENTS:
+    for component in recipes.names():
         entries = real.for_component(component)
         assert entries, component
         assert entries[0].name == component and entries[0].dest is None

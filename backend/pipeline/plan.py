@@ -161,7 +161,7 @@ class Plan:
 
 def closure(settings: Settings) -> list[Recipe]:
     """The selected components plus what they depend on, in build order."""
-    wanted = list(settings.selected_components)
+    wanted = list(recipes.chosen(settings.components))
     ordered: list[Recipe] = []
     seen: set[str] = set()
 

@@ -14,11 +14,13 @@ import functools
 import importlib
 import pkgutil
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
-from ..errors import BackendError
+from ..errors import BackendError, SettingError
+from ..settings import SOURCE_OPTION_KEY, SOURCE_PREFIX, check_path_characters
 from .base import BuildContext, Recipe, pip_wheel
 
-__all__ = ["BuildContext", "Recipe", "pip_wheel", "get", "all_recipes", "names", "build_order"]
+__all__ = ["BuildContext", "Recipe", "pip_wheel", "get", "all_recipes", "names", "build_order", "chosen", "local_trees"]
 
 # Modules of this folder that are not components.
 NOT_COMPONENTS = frozenset({"base"})
@@ -66,6 +68,35 @@ def names() -> tuple[str, ...]:
     from ..sources.lock import load
 
     return build_order({name: get(name) for name in _module_names()}, load().components)
+
+
+def chosen(given: Sequence[str] | None, key: str = "components") -> tuple[str, ...]:
+    """``-C components`` (None: all) in build order, or one line naming what no recipe defines."""
+    if given is None:
+        return names()
+    if not given:
+        raise SettingError(key, "", ("a comma list of " + " ".join(names()), "all"), why="names no component")
+    for name in given:
+        if name not in names():
+            raise SettingError(key, name, names() + ("all",))
+    return tuple(c for c in names() if c in given)
+
+
+def local_trees(given: Mapping[str, Path]) -> dict[str, Path]:
+    """``-C source.<component>``: each a registered component's existing folder, resolved (an editable build
+    compiles in place: its real path reaches the compilers too), or one line."""
+    trees: dict[str, Path] = {}
+    for component, path in given.items():
+        key, shown = SOURCE_PREFIX + component, str(path)
+        if component not in names():
+            raise SettingError(SOURCE_OPTION_KEY, component, names())
+        check_path_characters(key, shown)  # before resolving: a NUL stops the file system calls
+        trees[component] = path.resolve()
+        check_path_characters(key, str(trees[component]), shown)
+        if not trees[component].is_dir():
+            raise BackendError(f"setting '{key}': path {shown!r} does not exist or is not a folder; "
+                               f"accepted: a local source tree of {component}")
+    return trees
 
 
 def all_recipes() -> list[Recipe]:

@@ -283,7 +283,8 @@ def environment(ctx: BuildContext) -> dict[str, str]:
         env["FLASHINFER_CUBIN_DIR"] = cubins
         env["FLASHINFER_CUBINS_REPOSITORY"] = cubins
     if builds_jit_cache(ctx.variant, ctx.settings):
-        config = getattr(ctx.settings, "flashinfer_aot_config", None) or vllm_aot_config(ctx.variant)
+        given = ctx.settings.flashinfer_aot_config  # as given, or as project.load_settings made it: both read here
+        config = (given and aot_config("flashinfer-aot-config", given, Path.cwd())) or vllm_aot_config(ctx.variant)
         if config != AOT_ALL:  # all: upstream's config=None
             env["FLASHINFER_AOT_CONFIG"] = config  # read by the tag patch's build backend
     return env

@@ -46,7 +46,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .. import toml
-from ..errors import BackendError
+from ..errors import BackendError, SettingError
 from ..hashing import sha256_file
 from . import fetch as fetch_mod
 from . import lock as lock_mod
@@ -771,14 +771,26 @@ def lock_from_vllm(spec: str, *, cache_dir: Path, offline: bool, output: Path | 
 # --- a release line's whole lock -------------------------------------------------
 
 
+def lines(folder: Path = LOCKS_DIR) -> tuple[str, ...]:
+    """Every release line, oldest first: the hand-written lock's and one per release lock."""
+    found = {BASE_RELEASE, *(p.stem.removeprefix("vllm-") for p in folder.glob("vllm-*.lock"))}
+    return tuple(sorted(found, key=lambda v: release_key(v) or ()))
+
+
+def checked_line(key: str, value: str) -> str:
+    """``-C vllm`` (``v0.15.1`` too) as one of ``lines()``, or one line naming the setting."""
+    if value.removeprefix("v") in lines():
+        return value.removeprefix("v")
+    raise SettingError(key, value, lines())
+
+
 def release_lock_path(release: str, folder: Path = LOCKS_DIR) -> Path | None:
     """The checked-in lock of ``release`` (None for the hand-written line)."""
     if release == BASE_RELEASE:
         return None
     path = folder / f"vllm-{release}.lock"
     if not path.is_file():
-        known = sorted([BASE_RELEASE] + [p.stem.removeprefix("vllm-") for p in folder.glob("vllm-*.lock")],
-                       key=lambda v: release_key(v) or ())
+        known = lines(folder)
         raise BackendError(f"vllm={release}: no lock for this release; accepted: {', '.join(known)} "
                            f"(python -m backend lock --from-vllm {release} writes one)")
     return path

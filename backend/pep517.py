@@ -45,7 +45,7 @@ def build_requirements(config_settings: Mapping[str, Any] | None) -> list[str]:
     plan = _plan(config_settings)
     wanted: list[str] = list(BUILD_TOOLS)
     for step in plan.steps:
-        wanted.extend(plan.recipe(step.component).build_requirements(plan.variant))
+        wanted.extend(step.recipe.build_requirements(plan.variant))
     if any(step.uses_cuda for step in plan.steps):
         from . import toolchains
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from backend import doc_tables, needs
+from backend import doc_tables, needs, recipes
 from conftest import bare_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,7 +175,7 @@ def _plan_like(tmp_path, sm: str, mode: str):
 
     return SimpleNamespace(settings=SimpleNamespace(torch="existing", existing_torch=mode),
                            variant=Variant(sm=sm, isa=_host_isa(), cuda="13.0"),
-                           steps=[SimpleNamespace(component="flashinfer")])
+                           steps=[SimpleNamespace(component="flashinfer", recipe=recipes.get("flashinfer"))])
 
 
 def test_existing_torch_accept_warns_and_goes_on(tmp_path, monkeypatch):

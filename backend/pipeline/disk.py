@@ -14,7 +14,6 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import recipes
 from ..errors import BackendError
 
 GB = 1e9
@@ -38,7 +37,7 @@ def needed_gb(plan) -> float:
     for step in plan.steps:
         if step.component in present:
             continue
-        estimate = recipes.get(step.component).disk_gb
+        estimate = step.recipe.disk_gb
         local = plan.settings.sources.get(step.component)
         if local is not None:  # a local tree: its build takes about ten times its sources, up to the real one's
             estimate = min(estimate, LOCAL_TREE_FACTOR * tree_bytes(Path(local)) / GB)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from pyproject_hooks import BackendUnavailable, BuildBackendHookCaller, HookMissing
 
-from .. import recipes
 from ..errors import BackendError
 from ..settings import cache_dir
 from ..sources import fetch, lock
@@ -47,11 +46,11 @@ class StepExecutor:
     def execute(self, step: Step, label: str) -> tuple[list[Path], str]:
         """Build (or find built) one step's wheels; returns them and "built" or "cached"."""
         plan, toolchain, house = self.plan, self.toolchain, self.house
-        recipe = recipes.get(step.component)
+        recipe = step.recipe
         layout = plan.layout
         if step.in_place is not None:
             return self._build_in_place(step, label), "built"
-        say(f"{label} preparing {step.component} {plan.recipe(step.component).version} ({step.source})")
+        say(f"{label} preparing {step.component} {recipe.version} ({step.source})")
         prepared = _prepare_source(plan, step)
         # What runs is the plan's: its environment and commands, in its tree.
         toolchain_id = f"{toolchain.provider}:{toolchain.version}" if toolchain else "none"
@@ -102,7 +101,7 @@ class StepExecutor:
         from .pins import restored_requirements, stack_pins
 
         plan, toolchain, house = self.plan, self.toolchain, self.house
-        recipe = recipes.get(step.component)
+        recipe = step.recipe
         layout = plan.layout
         staged_dir = layout.variant_dir / step.component / "_staged"
         if staged_dir.exists():
@@ -112,7 +111,7 @@ class StepExecutor:
         restored = restored_requirements(recipe.stack_requires, pins)
         staged = [
             relabel(wheel, staged_dir, version=_labelled_version(wheel, plan), pins=pins,
-                    add_requires=restored + _cuda_requirements(wheel, plan, toolchain, step.component))
+                    add_requires=restored + _cuda_requirements(wheel, plan, toolchain, recipe))
             for wheel in built
         ]
         staged = _platform_tags(plan, staged, house, toolchain, label, recipe.graft_libraries(plan.variant))
@@ -153,7 +152,7 @@ class StepExecutor:
     def _runner(self, step: Step, env: dict[str, str], label: str):
         """Yields what runs the step's commands (pyproject_hooks' runner signature): in ``env`` and the compiler
         cache's session, in the step's folder, into its log; the session's statistics are kept for the summary."""
-        log = self.plan.layout.log_file(self.plan.recipe(step.component))
+        log = self.plan.layout.log_file(step.recipe)
         with self.cache.session(env, log.with_suffix(".ccache-stats")) as session:
             def run(command, cwd=None, extra_environ=None):
                 run_logged(command, env={**env, **session.env, **(extra_environ or {})}, cwd=cwd or step.cwd,
@@ -172,13 +171,13 @@ class StepExecutor:
         from .pins import stack_pins
 
         layout = self.plan.layout
-        wheel_dir = layout.wheel_dir(self.plan.recipe(step.component))
+        wheel_dir = layout.wheel_dir(step.recipe)
         if wheel_dir.exists():
             shutil.rmtree(wheel_dir)
         wheel_dir.mkdir(parents=True)
         env = process_environment(step, self.toolchain, self.cache, step.tree)
         say(f"{label} building in place in {step.tree} with {step.in_place.backend} "
-            f"(log: {layout.log_file(self.plan.recipe(step.component))})")
+            f"(log: {layout.log_file(step.recipe)})")
         with self._runner(step, env, label) as run:
             hooks = BuildBackendHookCaller(str(step.tree), step.in_place.backend,
                                            list(step.in_place.backend_path) or None, runner=run,
@@ -290,7 +289,7 @@ def _prepare_source(plan: Plan, step: Step):
 
     settings = plan.settings
     prepared = sources_prepare.prepare_for_build(
-        step.component, cache_dir=cache_dir(settings), workdir=plan.layout.source_workdir(recipes.get(step.component)),
+        step.component, cache_dir=cache_dir(settings), workdir=plan.layout.source_workdir(step.recipe),
         patches=step.patches, local=settings.sources.get(step.component), offline=settings.offline,
         allow_unverified=settings.allow_unverified, unused=step.unused_sources, lock=plan.lock,
     )
@@ -313,7 +312,7 @@ def _expectation(plan: Plan, step: Step, toolchain):
         torch_version=plan.torch_version,
         extra_allowed_libraries=(tuple(toolchain.runtime_libraries) if toolchain else ())
         + (existing_torch_libraries() if plan.settings.torch == "existing" else ()),
-        by_design=recipes.get(step.component).gpu_code_by_design,
+        by_design=step.recipe.gpu_code_by_design,
         manylinux=plan.settings.manylinux,
         runpath_roots=toolchain_roots(toolchain),
     )
@@ -360,11 +359,11 @@ def _labelled_version(wheel: Path, plan: Plan) -> str:
     return f"{public}+{plan.variant.label}"
 
 
-def _cuda_requirements(wheel: Path, plan: Plan, toolchain, component: str) -> list[str]:
+def _cuda_requirements(wheel: Path, plan: Plan, toolchain, recipe) -> list[str]:
     """The nvidia-* wheels of the CUDA libraries this wheel links, and what its recipe declares (torch: triton)."""
     from ..wheels.requires import declared_requirements
 
-    return declared_requirements(wheel, plan.recipe(component), plan.variant, toolchain)  # the line's pins
+    return declared_requirements(wheel, recipe, plan.variant, toolchain)
 
 
 def _verify(plan: Plan, step: Step, wheels: list[Path], house, toolchain, label: str,

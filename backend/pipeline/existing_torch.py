@@ -91,7 +91,7 @@ def check(plan, say: Callable[[str], None]) -> None:
     settings = plan.settings
     if settings.torch != "existing":
         return
-    if not any("torch" in recipes.get(step.component).depends for step in plan.steps):
+    if not any("torch" in step.recipe.depends for step in plan.steps):
         return  # nothing planned builds against torch (components=bitsandbytes)
 
     what, found = problems(plan.variant, recipes.get("torch").version)

@@ -57,9 +57,8 @@ class InPlaceHook:
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-    component: str
+    recipe: Recipe
     version: str  # the local version its wheels carry
-    distributions: tuple[str, ...]
     source: str  # "lock:<entry>" or the local path
     depends: tuple[str, ...]
     env: Mapping[str, str]  # what the plan sets, over the clean process environment, toolchain and compiler cache
@@ -69,14 +68,28 @@ class Step:
     commands: tuple[tuple[str, ...], ...]
     jobs: JobChoice
     notes: tuple[str, ...]
-    pins_torch: bool
-    uses_cuda: bool
     tree: Path  # the tree that is built, and the commands' working folder
     extras: Mapping[str, Path]  # the component's further lock trees, by entry name
     python: Path  # the build venv's interpreter
     patches: tuple[PatchDecision, ...]  # every patch it meets: applied or not, and why
     unused_sources: tuple[str, ...]  # lock entries this build neither fetches nor unpacks
     in_place: InPlaceHook | None = None  # set: an editable install's step, run in the checkout instead of commands
+
+    @property
+    def component(self) -> str:
+        return self.recipe.name
+
+    @property
+    def distributions(self) -> tuple[str, ...]:
+        return self.recipe.distributions
+
+    @property
+    def pins_torch(self) -> bool:
+        return self.recipe.pins_torch
+
+    @property
+    def uses_cuda(self) -> bool:
+        return self.recipe.uses_cuda
 
     @property
     def cwd(self) -> Path:
@@ -133,8 +146,7 @@ class Plan:
         """The CUDA libraries the toolchain must provide besides the compiler (the union of the steps'
         ``Recipe.cuda_libraries``): None for every one (a step's recipe, torch's, declares none)."""
         wanted: list[str] = []
-        for step in self.steps:
-            recipe = recipes.get(step.component)
+        for recipe in (step.recipe for step in self.steps):
             if not recipe.uses_cuda:
                 continue
             if recipe.cuda_libraries is None:
@@ -322,9 +334,8 @@ def make_plan(
                                                              lock.main_entry(recipe.name).version)]
         steps.append(
             Step(
-                component=recipe.name,
+                recipe=recipe,
                 version=recipe.local_version(variant, tree_version),
-                distributions=recipe.distributions,
                 source=str(local) if local else f"lock:{lock.main_entry(recipe.name).name}",
                 depends=tuple(d for d in recipe.depends if any(r.name == d for r in selected)),
                 env=env,
@@ -332,8 +343,6 @@ def make_plan(
                 commands=tuple(commands),
                 jobs=jobs,
                 notes=(*recipe.notes(variant), _isa_flag_note(recipe)),
-                pins_torch=recipe.pins_torch,
-                uses_cuda=recipe.uses_cuda,
                 tree=tree,
                 extras=extras,
                 python=layout.python,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .. import cuda_driver, recipes
+from .. import cuda_driver
 from ..errors import BackendError
 from ..report_table import table
 from ..sources import buildreqs
@@ -134,7 +134,7 @@ def _build_locked(plan: Plan) -> BuildResult:
     toolchain = hostcc.apply(resolve_toolchain(plan), say)
     manylinux.check_host(settings.manylinux, plan.variant.platform)
     for step in plan.steps:  # a missing -dev package stops here in one line, not as a late compile error
-        if problem := recipes.get(step.component).host_problem():
+        if problem := step.recipe.host_problem():
             raise BackendError(problem)
     if toolchain is not None:
         say(f"   toolchain: {toolchain.provider}, CUDA {toolchain.version}, {toolchain.nvcc}")
@@ -163,7 +163,7 @@ def _build_locked(plan: Plan) -> BuildResult:
     # Wheels of other components the closure, the pins and the smoke check will use: as written, or stop.
     house.refuse_changed(skip_components=[s.component for s in plan.steps])
     python = environment.ensure(layout.env_dir)
-    requirements = sorted({r for s in plan.steps for r in plan.recipe(s.component).build_requirements(plan.variant)})
+    requirements = sorted({r for s in plan.steps for r in s.recipe.build_requirements(plan.variant)})
     executor = StepExecutor(plan, toolchain=toolchain, cache=cache, house=house)
     with environment.borrowing(python, requirements, torch=settings.torch == "existing"):
         buildreqs.install_for_build(python, requirements, settings, say)  # the lock's, or the recipes' ranges

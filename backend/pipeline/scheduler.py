@@ -15,7 +15,6 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from .. import host as host_info
-from .. import recipes
 from ..errors import BackendError
 from .parallelism import memory_need_bytes
 from .plan import Plan, Step
@@ -27,7 +26,7 @@ def step_label(index: int, total: int, step: Step) -> str:
 
 
 def _memory_need(step: Step) -> float:
-    return memory_need_bytes(recipes.get(step.component), step.jobs)
+    return memory_need_bytes(step.recipe, step.jobs)
 
 
 def run_steps(

@@ -9,7 +9,6 @@ lock's order decides (its first entry naming the component), then the name.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib
 import pkgutil
@@ -53,7 +52,7 @@ def for_line(recipe: Recipe, line) -> Recipe:
     if hasattr(module, "for_line"):
         return module.for_line(line)
     version = line.versions.get(recipe.name, recipe.version)
-    return recipe if version == recipe.version else dataclasses.replace(recipe, version=version)
+    return recipe if version == recipe.version else recipe.replace(version=version)
 
 
 def line_problem(recipe: Recipe, line) -> str | None:

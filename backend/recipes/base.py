@@ -1,18 +1,20 @@
-"""What a recipe is: a small declarative description of one component's build.
+"""What a recipe is: one component's build, as declarative attributes and overridable methods.
 
 The engine (``backend.pipeline``) knows nothing about any one package; it
-reads these fields.  A recipe module defines one ``RECIPE``.
+reads these attributes and calls these methods.  A recipe module defines one
+``Recipe`` subclass and ``RECIPE``, its instance.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+import copy
 import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..settings import Settings
+from ..sources import checkout_version
+from ..sources.lock import load as load_lock
 from ..variants import Variant
 
 
@@ -36,7 +38,7 @@ class BuildContext:
 
     def local_version(self, version: str) -> str:
         """The version the build must stamp: the recipe's pin, or a local tree's own, plus the label."""
-        return f"{self.tree_version or version}+{self.variant.label}"
+        return local_version(self.tree_version or version, self.variant)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,77 +69,117 @@ class Features:
         return Marker(libraries=(library,), symbols=(symbol,), object=self.object)
 
 
-@dataclasses.dataclass(frozen=True)
+def local_version(public: str, variant: Variant) -> str:
+    """The version a stack wheel carries: its public version plus the variant's label (``2.9.1+cu129.sm90.avx512``)."""
+    return f"{public}+{variant.label}"
+
+
 class Recipe:
+    """One component's build: declarative attributes, plus methods a recipe module's subclass overrides
+    (as Spack's package.py).  A recipe module defines one subclass and ``RECIPE``, its instance."""
+
     name: str  # component name, as in -C components=
     version: str
     distributions: tuple[str, ...]  # wheel distribution names it produces
     depends: tuple[str, ...] = ("torch",)  # components installed in the build env first
     build_requires: tuple[str, ...] = ()  # pip requirements of its build (besides torch)
-    # further build requirements that depend on the variant (flashinfer: the nvshmem wheel of its CUDA major)
-    variant_build_requires: Callable[[Variant], tuple[str, ...]] = lambda variant: ()
-    pins_torch: bool = True  # its wheels pin the exact torch (and every other member) of the wheelhouse
-    uses_cuda: bool = True
-    mem_per_job_gb: float = 2.0  # peak memory of one compile job
+    pins_torch = True  # its wheels pin the exact torch (and every other member) of the wheelhouse
+    uses_cuda = True
+    mem_per_job_gb = 2.0  # peak memory of one compile job
     fixed_nvcc_threads: int | None = None  # a build that always runs nvcc with N threads
     # its build runs MAX_JOBS / NVCC_THREADS compile processes (vLLM's setup.py), so MAX_JOBS is processes x threads
-    divides_max_jobs_by_nvcc_threads: bool = False
-    environment: Callable[[BuildContext], dict[str, str]] = lambda ctx: {}
-    commands: Callable[[BuildContext], list[list[str]]] = lambda ctx: []
-    notes: Callable[[Variant], list[str]] = lambda variant: []
+    divides_max_jobs_by_nvcc_threads = False
     # where a checkout of it states its version: version.txt, a module assigning __version__, or the
     # _version.py setuptools-scm writes (backend/sources/checkout_version.py)
     version_file: str | None = None
     # its version comes from setuptools-scm: a git checkout is the version its tags give, as
     # setuptools-scm derives it (vLLM); a tree without .git (an sdist) states it in version_file
-    version_from_git_tags: bool = False
-    # lock entries of the component this variant and these settings do not use (flashinfer's tag tree
-    # without its AOT kernels): neither fetched nor unpacked
-    unused_sources: Callable[[Variant, Any], tuple[str, ...]] = lambda variant, settings: ()
-    # lock entries that are upstream's own wheels, put into the wheelhouse unchanged beside the built ones
-    # (flashinfer-cubin on Blackwell): sha256-checked by the lock, neither relabelled nor verified as ours
-    bundled_wheels: Callable[[Variant, Any], tuple[str, ...]] = lambda variant, settings: ()
+    version_from_git_tags = False
     cuda_libraries: tuple[str, ...] | None = None  # CUDA libraries it links (pypi toolchain names); None: all
     # Why its build emits PTX and plain cubins of lower SMs on purpose (verification reports them, not fails)
-    gpu_code_by_design: str = ""
+    gpu_code_by_design = ""
     # The PTX targets it emits on purpose ("compute_80"): a GPU of a later major architecture runs them by
     # JIT, which needs the driver of the toolkit that built them (backend/cuda_driver.py)
     ptx_by_design: tuple[str, ...] = ()
-    # Requirements its first distribution's wheel declares besides the CUDA libraries it links
-    # (torch: triton and PyTorch's own nvidia-* pins); see backend/wheels/requires.py.
-    runtime_requires: Callable[[Variant], tuple[str, ...]] = lambda variant: ()
-    smoke: str = ""  # Python the smoke check runs in the installed stack: one CPU op of its compiled code
-    smoke_gpu: str = ""  # the same where a GPU is present: one CUDA op (torch: also a Triton kernel)
-    disk_gb: float = 2.0  # peak disk of its build tree and wheels (the free-disk check)
+    smoke = ""  # Python the smoke check runs in the installed stack: one CPU op of its compiled code
+    smoke_gpu = ""  # the same where a GPU is present: one CUDA op (torch: also a Triton kernel)
+    disk_gb = 2.0  # peak disk of its build tree and wheels (the free-disk check)
     # Stack members its wheel requires although a patch removed them (added back, pinned to the wheelhouse's)
     stack_requires: tuple[str, ...] = ()
     features: Features | None = None  # optional libraries recorded in the manifest, promised ones checked
     # Where its upstream build reads extra compiler flags that CFLAGS/CXXFLAGS do not reach (nvcc's host
     # compiles above all): variable -> "host" (the variant's flags as they are) or "nvcc" (one -Xcompiler=
     # carrying them to nvcc's host compiler).  The plan appends the variant's ISA flags to each.
-    isa_flag_variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    isa_flag_variables: Mapping[str, str] = {}
     # The objects of its wheel the variant's ISA flags still do not reach, and why (plan note, manifest)
-    isa_flags_not_reached: str = ""
+    isa_flags_not_reached = ""
     pythons: tuple[str, ...] = ()  # the Python versions its build accepts ("3.13"); () = any
-    # Libraries its wheel carries, as its upstream's release wheels do (fnmatch on sonames): grafted by
-    # auditwheel's repair into <package>.libs (backend/wheels/manylinux.py: graft); never torch's or CUDA's
-    graft_libraries: Callable[[Variant], tuple[str, ...]] = lambda variant: ()
-    # What the build host lacks for it, in one line (the packages to install), or None; checked before any build
-    host_problem: Callable[[], str | None] = lambda: None
-    # Why this recipe cannot build a working wheel for the variant (the plan refuses it), or None
-    variant_problem: Callable[[Variant], str | None] = lambda variant: None
+
+    def __init__(self, **attributes) -> None:
+        """A recipe still written as ``Recipe(name=..., environment=function, ...)``: each keyword replaces the
+        attribute or method of that name (a function taking what the method takes, without ``self``)."""
+        for name, value in attributes.items():
+            if name == "variant_build_requires":
+                self.build_requirements = lambda variant, more=value: self.build_requires + more(variant)
+            elif hasattr(type(self), name) or name in Recipe.__annotations__:
+                setattr(self, name, value)
+            else:
+                raise TypeError(f"Recipe has no attribute {name!r}")
+
+    def build_requirements(self, variant: Variant) -> tuple[str, ...]:
+        """Everything its build environment needs besides torch, for this variant."""
+        return self.build_requires
+
+    def environment(self, ctx: BuildContext) -> dict[str, str]:
+        """What its build reads from the environment, over the plan's common variables."""
+        return {}
+
+    def commands(self, ctx: BuildContext) -> list[list[str]]:
+        return [pip_wheel(ctx)]
+
+    def notes(self, variant: Variant) -> list[str]:
+        """What the plan says about this build of it."""
+        return []
+
+    def unused_sources(self, variant: Variant, settings: Settings | None) -> tuple[str, ...]:
+        """Lock entries of it this variant and these settings do not use (flashinfer's tag tree without its
+        AOT kernels): neither fetched nor unpacked."""
+        return ()
+
+    def bundled_wheels(self, variant: Variant, settings: Settings | None) -> tuple[str, ...]:
+        """Lock entries that are upstream's own wheels, put into the wheelhouse unchanged beside the built ones
+        (flashinfer-cubin on Blackwell): sha256-checked by the lock, neither relabelled nor verified as ours."""
+        return ()
+
+    def runtime_requires(self, variant: Variant) -> tuple[str, ...]:
+        """Requirements its first distribution's wheel declares besides the CUDA libraries it links
+        (torch: triton and PyTorch's own nvidia-* pins); see backend/wheels/requires.py."""
+        return ()
+
+    def graft_libraries(self, variant: Variant) -> tuple[str, ...]:
+        """Libraries its wheel carries, as its upstream's release wheels do (fnmatch on sonames): grafted by
+        auditwheel's repair into <package>.libs (backend/wheels/manylinux.py: graft); never torch's or CUDA's."""
+        return ()
+
+    def host_problem(self) -> str | None:
+        """What the build host lacks for it, in one line (the packages to install); checked before any build."""
+        return None
+
+    def variant_problem(self, variant: Variant) -> str | None:
+        """Why it cannot build a working wheel for the variant (the plan refuses it), or None."""
+        return None
+
+    def replace(self, **changes) -> Recipe:
+        """A copy with some attributes changed (another release line's version and facts)."""
+        changed = copy.copy(self)
+        vars(changed).update(changes)
+        return changed
 
     @property
     def sources(self) -> tuple[str, ...]:
         """Its lock entries (those of third_party/sources.lock naming it), the tree that is built first."""
-        from ..sources.lock import load
-
-        lock = load()
+        lock = load_lock()
         return tuple(entry.name for entry in lock.for_component(self.name)) or (lock.main_entry(self.name).name,)
-
-    def build_requirements(self, variant: Variant) -> tuple[str, ...]:
-        """Everything its build environment needs besides torch, for this variant."""
-        return self.build_requires + self.variant_build_requires(variant)
 
     def python_problem(self, python: str) -> str | None:
         """Why a build run by Python ``python`` ("3.14") cannot build this recipe, or None."""
@@ -147,16 +189,15 @@ class Recipe:
                 f"Python {python}: build with a Python it accepts, or leave {self.name} out of -C components")
 
     def local_version(self, variant: Variant, tree_version: str | None = None) -> str:
-        return f"{tree_version or self.version}+{variant.label}"
+        """The version its build stamps: a local tree's own, else the recipe's, plus the variant's label."""
+        return local_version(tree_version or self.version, variant)
 
     def tree_version(self, tree: Path) -> str | None:
         """A local checkout's own public version, so a fork or another release keeps it (and gets only its patches)."""
         return self.stated_version(tree).version
 
-    def stated_version(self, tree: Path):
-        """A local checkout's own public version, or why it states none (``checkout_version.Stated``)."""
-        from ..sources import checkout_version
-
+    def stated_version(self, tree: Path) -> checkout_version.Stated:
+        """A local checkout's own public version, or why it states none."""
         return checkout_version.stated(tree, self.version_file, self.version_from_git_tags)
 
 

@@ -41,7 +41,6 @@ The default (``vllm``) is the set vLLM 0.15.1 calls for the variant
 ``all`` is flashinfer's whole list (695 modules for 9.0a).
 """
 
-import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -418,8 +417,8 @@ def for_line(line) -> Recipe:
     its wheels and in flashinfer-cubin's pin, the artifact folders checked before the AOT build."""
     version = line.versions.get("flashinfer", VERSION)
     headers = RELEASES.get(version, CUBIN_HEADERS)  # an unknown release is refused by the plan (line_problem)
-    return dataclasses.replace(
-        RECIPE, version=version, commands=functools.partial(commands, headers=headers),
+    return RECIPE.replace(
+        version=version, commands=functools.partial(commands, headers=headers),
         notes=functools.partial(notes, version=version, vllm=line.vllm),
         variant_problem=functools.partial(variant_problem, version=version),
         runtime_requires=functools.partial(runtime_requires, version=version))

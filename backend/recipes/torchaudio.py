@@ -8,26 +8,38 @@ PyPI wheel.  BUILD_SOX, BUILD_KALDI and BUILD_CTC_DECODER, which nixpkgs sets,
 are no longer read.
 """
 
-from .base import BuildContext, Recipe, pip_wheel
-
-VERSION = "2.9.1"
+from .base import BuildContext, Recipe
 
 
-def environment(ctx: BuildContext) -> dict[str, str]:
-    return {
-        "FORCE_CUDA": "1",
-        "USE_CUDA": "1",
-        "BUILD_VERSION": ctx.local_version(VERSION),
-    }
+class Torchaudio(Recipe):
+    name = "torchaudio"
+    version = "2.9.1"
+    version_file = "version.txt"
+    distributions = ("torchaudio",)
+    build_requires = ("setuptools>=70.1.0", "wheel", "cmake>=3.27", "ninja")
+    mem_per_job_gb = 2.0
+    disk_gb = 2.0
+    # tools/setup_helpers/extension.py runs plain CMake (no CMAKE_CUDA_FLAGS of its own; read at
+    # pytorch/audio 02f42eb0): CMake initialises CMAKE_CUDA_FLAGS from CUDAFLAGS
+    isa_flag_variables = {"CUDAFLAGS": "nvcc"}
 
+    def environment(self, ctx: BuildContext) -> dict[str, str]:
+        return {
+            "FORCE_CUDA": "1",
+            "USE_CUDA": "1",
+            "BUILD_VERSION": self.local_version(ctx.variant, ctx.tree_version),
+        }
 
-# What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
-SMOKE = """
+    def notes(self, variant) -> list[str]:
+        return ["torchaudio is built with what its 2.9.1 wheel ships: RNN-T loss, forced alignment, CUDA CTC decoder"]
+
+    # What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
+    smoke = """
 import torch, torchaudio
 y = torchaudio.functional.lfilter(torch.tensor([[1.0, 1.0, 1.0, 1.0]]), torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5]))
 assert y.tolist() == [[0.5, 1.0, 1.0, 1.0]], "torchaudio.functional.lfilter"
 """
-SMOKE_GPU = """
+    smoke_gpu = """
 import torch, torchaudio
 x = torch.ones(1, 4, device="cuda")
 y = torchaudio.functional.lfilter(x, torch.tensor([1.0, 0.0], device="cuda"), torch.tensor([0.5, 0.5], device="cuda"))
@@ -35,20 +47,4 @@ assert y.tolist() == [[0.5, 1.0, 1.0, 1.0]], "torchaudio.functional.lfilter on C
 """
 
 
-RECIPE = Recipe(
-    version_file="version.txt",
-    name="torchaudio",
-    version=VERSION,
-    distributions=("torchaudio",),
-    build_requires=("setuptools>=70.1.0", "wheel", "cmake>=3.27", "ninja"),
-    mem_per_job_gb=2.0,
-    environment=environment,
-    commands=lambda ctx: [pip_wheel(ctx)],
-    notes=lambda variant: ["torchaudio is built with what its 2.9.1 wheel ships: RNN-T loss, forced alignment, CUDA CTC decoder"],
-    smoke=SMOKE,
-    smoke_gpu=SMOKE_GPU,
-    disk_gb=2.0,
-    # tools/setup_helpers/extension.py runs plain CMake (no CMAKE_CUDA_FLAGS of its own; read at
-    # pytorch/audio 02f42eb0): CMake initialises CMAKE_CUDA_FLAGS from CUDAFLAGS
-    isa_flag_variables={"CUDAFLAGS": "nvcc"},
-)
+RECIPE = Torchaudio()

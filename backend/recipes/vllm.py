@@ -11,7 +11,6 @@ release line (``-C vllm``, docs/RELEASES.md): that release's version and the
 facts read from its own files (vllm_release.ReleaseLine).
 """
 
-import dataclasses
 import functools
 
 from ..variants import version_key
@@ -192,7 +191,7 @@ def for_line(line) -> Recipe:
     """The recipe for a vLLM release line (vllm_release.ReleaseLine): its version in the wheel and the version
     override, the Pythons its CMake accepts (PYTHON_SUPPORTED_VERSIONS) and its FlashMLA facts in the notes.
     The side trees and patches come with the line's lock."""
-    return dataclasses.replace(
-        RECIPE, version=line.vllm, pythons=tuple(line.pythons) or RECIPE.pythons,
+    return RECIPE.replace(
+        version=line.vllm, pythons=tuple(line.pythons) or RECIPE.pythons,
         environment=functools.partial(environment, version=line.vllm), notes=functools.partial(notes, line=line),
         variant_problem=functools.partial(variant_problem, version=line.vllm))

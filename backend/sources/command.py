@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import cache_marker, recipes, variants
+from .. import cache_marker, variants
 from ..errors import BackendError
 from ..report_table import table
 from ..pipeline.plan import closure
@@ -23,29 +23,25 @@ from .unpack import extract
 from .vllm_release import lock_for, lock_from_vllm
 
 
-def needed_components(settings: Settings) -> list[str]:
-    """The selected components and what they depend on, in build order (a recipe cycle is an error)."""
-    return [recipe.name for recipe in closure(settings)]
-
-
 def _size(path: Path) -> str:
     return f"{path.stat().st_size / 1e6:.1f} MB"
 
 
-def _unused_sources(settings: Settings, components: list[str]) -> list[str]:
+def _unused_sources(settings: Settings, needed: list) -> list[str]:
     """Lock entries the chosen variant and settings do not build with (Recipe.unused_sources)."""
     if settings.sm is None or settings.isa is None:
         return []  # no variant named: everything any variant could use
     variant = variants.select(settings)
-    return [name for c in components for name in recipes.get(c).unused_sources(variant, settings)]
+    return [name for recipe in needed for name in recipe.unused_sources(variant, settings)]
 
 
 def fetch_main(settings: Settings, *, lock: Lock | None = None) -> int:
     """Download and verify everything the chosen components need, into the cache."""
     lock = lock if lock is not None else lock_for(settings.vllm, settings.sources.get("vllm"))[0]
-    components = needed_components(settings)
+    needed = closure(settings)  # the selected components' recipes and what they depend on, in build order
+    components = [recipe.name for recipe in needed]
     skip = [lock.main_entry(c).name for c in components if c in settings.sources]
-    unused = _unused_sources(settings, components)
+    unused = _unused_sources(settings, needed)
     cache = cache_dir(settings)
     cache_marker.claim(cache)  # a cache the backend creates carries its marker (clean checks it)
     incomplete = None

@@ -390,13 +390,12 @@ def for_build(plan, result, say: Callable[[str], None]) -> None:
         check_driver(read_manifest(result.wheelhouse), host.driver, "smoke check")
     emulation = emulation_for(plan.variant.isa, settings.emulate_sysroot, say) if settings.smoke == "emulate" else None
     checks: list[tuple[str, str]] = []
-    components = [s.component for s in plan.steps if s.in_place is None]  # an editable one is not installed
-    for component in (["torch"] if "torch" not in components else []) + components:
-        recipe = recipes.get(component)
+    stack = [s.recipe for s in plan.steps if s.in_place is None]  # an editable one is not installed
+    for recipe in ([recipes.get("torch")] if "torch" not in [r.name for r in stack] else []) + stack:
         if recipe.smoke:
-            checks.append((f"{component} (CPU)", recipe.smoke))
+            checks.append((f"{recipe.name} (CPU)", recipe.smoke))
         if gpu and recipe.smoke_gpu:
-            checks.append((f"{component} (GPU)", recipe.smoke_gpu))
+            checks.append((f"{recipe.name} (GPU)", recipe.smoke_gpu))
     # Without bundled runtime dependencies the index must serve them (runtime-deps=none).
     no_index = settings.runtime_deps == "bundle" or settings.torch == "existing" or settings.offline
     work = plan.layout.variant_dir / "smoke"

@@ -2,6 +2,7 @@
 
 import json
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -211,9 +212,9 @@ def test_a_recipe_cycle_is_one_line_naming_it(tmp_path):
     shutil.copy(root / "pyproject.toml", project / "pyproject.toml")
     for name, depends in (("torch", "bitsandbytes"), ("bitsandbytes", "torch")):
         recipe = project / "backend" / "recipes" / f"{name}.py"
-        text = recipe.read_text()
-        assert text.count("    depends=(),\n") == 1, name
-        recipe.write_text(text.replace("    depends=(),\n", f"    depends=({depends!r},),\n"))
+        text, found = re.subn(r"^    depends ?= ?\(\)(,?)$", rf"    depends = ({depends!r},)\1", recipe.read_text(), flags=re.M)
+        assert found == 1, name
+        recipe.write_text(text)
     for command in (["fetch", "-C", "offline=true"], ["plan", "-C", "sm=90", "-C", "isa=avx2"]):
         result = subprocess.run([sys.executable, "-m", "backend", *command, "-C", "components=bitsandbytes",
                                  "-C", f"cache-dir={tmp_path / 'cache'}"], cwd=project, capture_output=True, text=True)

@@ -8,9 +8,7 @@ version (version.txt + git suffix) outright, so the label travels with it.
 import os
 import shutil
 
-from .base import BuildContext, Features, Marker, Recipe, cpp_extension_arch_problem, pip_wheel
-
-VERSION = "0.24.1"
+from .base import BuildContext, Features, Marker, Recipe, cpp_extension_arch_problem
 
 # ---- image codecs (issue 22, item 5) ----------------------------------------------------------------
 # torchvision 0.24.1's setup.py builds torchvision/image.so with each codec it finds and only warns
@@ -34,10 +32,9 @@ VERSION = "0.24.1"
 # a toolchain library the wheel declares: the pypi toolchain installs nvidia-nvjpeg.
 CODEC_SWITCHES = {"TORCHVISION_USE_PNG": "1", "TORCHVISION_USE_JPEG": "1", "TORCHVISION_USE_WEBP": "1",
                   "TORCHVISION_USE_NVJPEG": "1"}
-CPU_CODECS = {"png": "TORCHVISION_USE_PNG", "jpeg": "TORCHVISION_USE_JPEG", "webp": "TORCHVISION_USE_WEBP"}
 # The codec libraries and what they need themselves (libwebp >= 1.3 links libsharpyuv), never torch/CUDA
 GRAFT_LIBRARIES = ("libpng16.so*", "libjpeg.so*", "libturbojpeg.so*", "libwebp.so*", "libsharpyuv.so*")
-# What setup.py looks for, and the Debian/Ubuntu package that has it
+# The CPU codecs (all on): what setup.py looks for, and the Debian/Ubuntu package that has it
 CODEC_HEADERS = {"png": ("libpng-config", "libpng-dev"), "jpeg": ("jpeglib.h", "libjpeg-dev or libjpeg62-turbo-dev"),
                  "webp": ("webp/decode.h", "libwebp-dev")}
 
@@ -49,49 +46,8 @@ def _include_folders() -> list[str]:
     return folders + ["/usr/include", "/usr/local/include"]
 
 
-def host_problem() -> str | None:
-    """The codec -dev packages the build host lacks (setup.py would only warn and build image.so without them)."""
-    missing = []
-    for codec, switch in CPU_CODECS.items():
-        if CODEC_SWITCHES[switch] != "1":
-            continue
-        found, package = CODEC_HEADERS[codec]
-        if found.endswith(".h"):
-            present = any(os.path.isfile(os.path.join(folder, found)) for folder in _include_folders())
-        else:
-            present = shutil.which(found) is not None
-        if not present:
-            missing.append(f"{found} ({package})")
-    if not missing:
-        return None
-    return (f"torchvision's image codecs need on the build host: {', '.join(missing)}; install them "
-            "(apt-get install libpng-dev libjpeg-dev libwebp-dev), or leave torchvision out of -C components")
-
-
-def environment(ctx: BuildContext) -> dict[str, str]:
-    return {
-        "FORCE_CUDA": "1",
-        "BUILD_VERSION": ctx.local_version(VERSION),
-        **CODEC_SWITCHES,
-    }
-
-
-def notes(variant) -> list[str]:
-    off = [codec.upper() for codec, switch in CPU_CODECS.items() if CODEC_SWITCHES[switch] == "0"]
-    if not off:
-        return []
-    return [f"torchvision is built without its {'/'.join(off)} decoders (torchvision.io.decode_png / decode_jpeg "
-            "on CPU raise): no portable libpng/libjpeg is supplied yet; JPEG decoding on the GPU (NVJPEG) is "
-            "built where the toolchain has nvjpeg"]
-
-
-def promised_codecs(variant) -> tuple[str, ...]:
-    """The CPU codecs the recipe asks setup.py for: image.so must carry each (verification)."""
-    return tuple(codec for codec, switch in CPU_CODECS.items() if CODEC_SWITCHES[switch] == "1")
-
-
 # image.so links (or, statically, carries) each codec setup.py found: read_image / decode_png call libpng,
-# decode_jpeg libjpeg, decode_webp libwebp, decode_jpegs_cuda nvjpeg.
+# decode_jpeg libjpeg, decode_webp libwebp, decode_jpegs_cuda nvjpeg.  Every CPU codec is promised.
 FEATURES = Features(
     object="torchvision/image.so",
     markers={
@@ -100,19 +56,57 @@ FEATURES = Features(
         "webp": Marker(libraries=("libwebp",), symbols=("WebPGetFeaturesInternal", "WebPDecodeRGB")),
         "nvjpeg": Marker(libraries=("libnvjpeg",), symbols=("nvjpegCreateSimple",)),
     },
-    promised=promised_codecs,
+    promised=lambda variant: tuple(CODEC_HEADERS),
     hint="setup.py finds libpng through libpng-config and jpeglib.h in TORCHVISION_INCLUDE or /usr/include; "
          "see the torchvision log's 'Building torchvision without' lines",
 )
 
 
-# What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
-SMOKE = """
+class Torchvision(Recipe):
+    name = "torchvision"
+    version = "0.24.1"
+    version_file = "version.txt"
+    distributions = ("torchvision",)
+    build_requires = ("setuptools>=70.1.0", "wheel")
+    mem_per_job_gb = 2.0
+    disk_gb = 2.0
+    features = FEATURES
+    # setup.py: NVCC_FLAGS = os.getenv("NVCC_FLAGS", None), shlex-split into extra_compile_args["nvcc"] (read at
+    # pytorch/vision 004ebb5c, after 0.24.1; the variable is older than 0.24); C/C++ take CFLAGS (setuptools)
+    isa_flag_variables = {"NVCC_FLAGS": "nvcc"}
+
+    def environment(self, ctx: BuildContext) -> dict[str, str]:
+        return {"FORCE_CUDA": "1", "BUILD_VERSION": self.local_version(ctx.variant, ctx.tree_version), **CODEC_SWITCHES}
+
+    def variant_problem(self, variant) -> str | None:
+        # setup.py builds its CUDA ops with torch's CUDAExtension, whose arch flags come from TORCH_CUDA_ARCH_LIST
+        return cpp_extension_arch_problem("torchvision", variant.target.capability)
+
+    def graft_libraries(self, variant) -> tuple[str, ...]:
+        return GRAFT_LIBRARIES
+
+    def host_problem(self) -> str | None:
+        """The codec -dev packages the build host lacks (setup.py would only warn and build image.so without them)."""
+        missing = []
+        for found, package in CODEC_HEADERS.values():
+            if found.endswith(".h"):
+                present = any(os.path.isfile(os.path.join(folder, found)) for folder in _include_folders())
+            else:
+                present = shutil.which(found) is not None
+            if not present:
+                missing.append(f"{found} ({package})")
+        if not missing:
+            return None
+        return (f"torchvision's image codecs need on the build host: {', '.join(missing)}; install them "
+                "(apt-get install libpng-dev libjpeg-dev libwebp-dev), or leave torchvision out of -C components")
+
+    # What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
+    smoke = """
 import torch, torchvision
 boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
 assert torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist() == [0, 2], "torchvision.ops.nms"
 """
-SMOKE_GPU = """
+    smoke_gpu = """
 import torch, torchvision
 boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]], device="cuda")
 scores = torch.tensor([0.9, 0.8, 0.7], device="cuda")
@@ -120,25 +114,4 @@ assert torchvision.ops.nms(boxes, scores, 0.5).tolist() == [0, 2], "torchvision.
 """
 
 
-RECIPE = Recipe(
-    version_file="version.txt",
-    name="torchvision",
-    version=VERSION,
-    distributions=("torchvision",),
-    build_requires=("setuptools>=70.1.0", "wheel"),
-    mem_per_job_gb=2.0,
-    environment=environment,
-    commands=lambda ctx: [pip_wheel(ctx)],
-    notes=notes,
-    features=FEATURES,
-    graft_libraries=lambda variant: GRAFT_LIBRARIES,
-    host_problem=host_problem,
-    # setup.py builds its CUDA ops with torch's CUDAExtension, whose arch flags come from TORCH_CUDA_ARCH_LIST
-    variant_problem=lambda variant: cpp_extension_arch_problem("torchvision", variant.target.capability),
-    smoke=SMOKE,
-    smoke_gpu=SMOKE_GPU,
-    disk_gb=2.0,
-    # setup.py: NVCC_FLAGS = os.getenv("NVCC_FLAGS", None), shlex-split into extra_compile_args["nvcc"] (read at
-    # pytorch/vision 004ebb5c, after 0.24.1; the variable is older than 0.24); C/C++ take CFLAGS (setuptools)
-    isa_flag_variables={"NVCC_FLAGS": "nvcc"},
-)
+RECIPE = Torchvision()

@@ -14,50 +14,55 @@ torch.utils.cpp_extension reads for every other extension) with the target's
 ``arch_specific`` spelling.
 """
 
-from .base import BuildContext, Recipe, cpp_extension_arch_problem, pip_wheel
-
-VERSION = "0.0.33.post2"
+from .base import BuildContext, Recipe, cpp_extension_arch_problem
 
 
-def torch_arch_list(variant) -> str:
-    """TORCH_CUDA_ARCH_LIST as xformers gets it: on sm_90 the arch-specific 9.0a (FA3), else the engine's."""
-    return variant.target.arch_specific if variant.sm == "90" else variant.target.capability
+class Xformers(Recipe):
+    name = "xformers"
+    version = "0.0.33.post2"
+    version_file = "version.txt"
+    distributions = ("xformers",)
+    build_requires = ("setuptools>=70.1.0", "wheel", "ninja")
+    mem_per_job_gb = 6.0
+    fixed_nvcc_threads = 4
+    disk_gb = 6.0
+    # setup.py (0.0.33.post2 sdist, line 538): nvcc_flags += shlex.split(os.getenv("NVCC_FLAGS", "")), for every
+    # CUDA extension, flash-attention 3 included; its C++ compiles take CFLAGS through setuptools
+    isa_flag_variables = {"NVCC_FLAGS": "nvcc"}
 
+    def torch_arch_list(self, variant) -> str:
+        """TORCH_CUDA_ARCH_LIST as xformers gets it: on sm_90 the arch-specific 9.0a (FA3), else the engine's."""
+        return variant.target.arch_specific if variant.sm == "90" else variant.target.capability
 
-def variant_problem(variant) -> str | None:
-    # setup.py (0.0.33.post2) hands TORCH_CUDA_ARCH_LIST to torch's cpp_extension for its main extension; its own
-    # FA2/FA3 skip what they do not support (num < 80, lines 201-203; only 80/90, line 303), and its README
-    # (line 99) suggests 6.0-8.6 with 7.0: sm_70 builds (fmha's cutlass op: CUDA_MINIMUM_COMPUTE_CAPABILITY (5, 0),
-    # xformers/ops/fmha/common.py:391), though upstream's own wheels start at 7.5 (wheels_build.yml).
-    return cpp_extension_arch_problem("xformers", torch_arch_list(variant))
+    def variant_problem(self, variant) -> str | None:
+        # setup.py (0.0.33.post2) hands TORCH_CUDA_ARCH_LIST to torch's cpp_extension for its main extension; its own
+        # FA2/FA3 skip what they do not support (num < 80, lines 201-203; only 80/90, line 303), and its README
+        # (line 99) suggests 6.0-8.6 with 7.0: sm_70 builds (fmha's cutlass op: CUDA_MINIMUM_COMPUTE_CAPABILITY (5, 0),
+        # xformers/ops/fmha/common.py:391), though upstream's own wheels start at 7.5 (wheels_build.yml).
+        return cpp_extension_arch_problem("xformers", self.torch_arch_list(variant))
 
+    def environment(self, ctx: BuildContext) -> dict[str, str]:
+        env = {
+            "FORCE_CUDA": "1",
+            "BUILD_VERSION": self.local_version(ctx.variant, ctx.tree_version),
+            # as upstream's PyPI wheels (.github/workflows/wheels_build.yml, env XFORMERS_BUILD_TYPE: "Release"); its
+            # default RelWithDebInfo adds --generate-line-info, and with line information cicc writes the build
+            # folder into every cubin, where no prefix map reaches (docs/WHEELS.md, reproducible wheels)
+            "XFORMERS_BUILD_TYPE": "Release",
+        }
+        if ctx.variant.sm == "90":  # FA3: the arch-specific spelling in place of the engine's TORCH_CUDA_ARCH_LIST=9.0
+            env["TORCH_CUDA_ARCH_LIST"] = self.torch_arch_list(ctx.variant)
+        return env
 
-def environment(ctx: BuildContext) -> dict[str, str]:
-    env = {
-        "FORCE_CUDA": "1",
-        "BUILD_VERSION": ctx.local_version(VERSION),
-        # as upstream's PyPI wheels (.github/workflows/wheels_build.yml, env XFORMERS_BUILD_TYPE: "Release"); its
-        # default RelWithDebInfo adds --generate-line-info, and with line information cicc writes the build
-        # folder into every cubin, where no prefix map reaches (docs/WHEELS.md, reproducible wheels)
-        "XFORMERS_BUILD_TYPE": "Release",
-    }
-    if ctx.variant.sm == "90":  # FA3: the arch-specific spelling in place of the engine's TORCH_CUDA_ARCH_LIST=9.0
-        env["TORCH_CUDA_ARCH_LIST"] = torch_arch_list(ctx.variant)
-    return env
+    def notes(self, variant) -> list[str]:
+        if variant.sm == "90":
+            fa3 = "xformers gets TORCH_CUDA_ARCH_LIST=9.0a: FlashAttention-3 (Hopper only, wgmma) is built; its kernels are sm_90a"
+        else:
+            fa3 = "FlashAttention-3 is Hopper-only and is not built for this SM"
+        return [fa3, "xformers' own FlashAttention-2 is not compiled (0.0.33 default): its FA2 path calls torch's flash attention"]
 
-
-def notes(variant) -> list[str]:
-    out = []
-    if variant.sm == "90":
-        out.append("xformers gets TORCH_CUDA_ARCH_LIST=9.0a: FlashAttention-3 (Hopper only, wgmma) is built; its kernels are sm_90a")
-    else:
-        out.append("FlashAttention-3 is Hopper-only and is not built for this SM")
-    out.append("xformers' own FlashAttention-2 is not compiled (0.0.33 default): its FA2 path calls torch's flash attention")
-    return out
-
-
-# What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
-SMOKE_GPU = """
+    # What the smoke check runs (backend/verify/smoke.py): one op of its compiled code on CUDA.
+    smoke_gpu = """
 import torch, xformers.ops as xops
 q = torch.randn(1, 32, 2, 64, device="cuda", dtype=torch.float16)
 out = xops.memory_efficient_attention(q, q, q)
@@ -66,21 +71,4 @@ assert torch.allclose(out.float(), ref.transpose(1, 2), atol=2e-2), "xformers me
 """
 
 
-RECIPE = Recipe(
-    version_file="version.txt",
-    name="xformers",
-    version=VERSION,
-    distributions=("xformers",),
-    build_requires=("setuptools>=70.1.0", "wheel", "ninja"),
-    mem_per_job_gb=6.0,
-    fixed_nvcc_threads=4,
-    environment=environment,
-    commands=lambda ctx: [pip_wheel(ctx)],
-    notes=notes,
-    variant_problem=variant_problem,
-    smoke_gpu=SMOKE_GPU,
-    disk_gb=6.0,
-    # setup.py (0.0.33.post2 sdist, line 538): nvcc_flags += shlex.split(os.getenv("NVCC_FLAGS", "")), for every
-    # CUDA extension, flash-attention 3 included; its C++ compiles take CFLAGS through setuptools
-    isa_flag_variables={"NVCC_FLAGS": "nvcc"},
-)
+RECIPE = Xformers()

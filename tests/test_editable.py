@@ -97,6 +97,15 @@ def test_editable_install_live_python_and_incremental_cpp(target):
         metadata = next(wheel.read(n).decode() for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
     [url] = [line.split(" @ ", 1)[1] for line in metadata.splitlines() if line.startswith("Requires-Dist: torchvision @ ")]
     assert url.startswith("file:///") and ".editable-" in url, url
+    # A checkout whose build backend the build environment cannot import: pip shows one line naming it, no traceback.
+    broken = checkout.parent / "broken"
+    shutil.copytree(checkout, broken)
+    (broken / "pyproject.toml").write_text('[build-system]\nrequires = []\nbuild-backend = "no_such_backend"\n')
+    failed = subprocess.run([*args[:-1], f"source.torchvision={broken}"], capture_output=True, text=True, env=env(),
+                            cwd=ROOT)
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "Traceback" not in output, output[-3000:]
+    assert "its build backend no_such_backend cannot be imported in" in output, output[-3000:]
 
     install(args)
     where, value = run(python, "import torchvision; print(torchvision.__file__); print(torchvision.add_one(1))").splitlines()

@@ -3,19 +3,21 @@
 One ``CudaTarget`` is made from the variant (``Variant.target``), as nixpkgs'
 ``cudaPackages.flags`` derives every form from one capability; nothing else
 spells the SM.  Each recipe passes the one spelling its upstream reads, and says
-there which variable reads it:
+there which variable reads it (sm=90 / sm=103 on CUDA 13.0):
 
-================================  ============  =================================================
-spelling                          sm=90 / 103   read by
-================================  ============  =================================================
-``capability``                    9.0 / 10.3    TORCH_CUDA_ARCH_LIST (torch's CMake, cpp_extension)
-``arch_specific``                 9.0a / 10.3a  xformers' FA3, FLASHINFER_CUDA_ARCH_LIST
-``family`` (Blackwell, CUDA 12.9+) - / 10.3f     FLASHINFER_CUDA_ARCH_LIST for 12.0
-``cmake``                         90 / 103      bitsandbytes' COMPUTE_CAPABILITY
-``cmake_real``                    90-real       CMAKE_CUDA_ARCHITECTURES (a real cubin, no PTX)
-``gencode``                       -gencode ...  nvcc: one real cubin of the SM
-``cubin`` / ``ptx``               sm_90 / compute_90  cuobjdump and verification
-================================  ============  =================================================
+- ``capability`` 9.0 / 10.3: TORCH_CUDA_ARCH_LIST, set once by ``plan.common_env``
+  (torch's CMake, ``torch.utils.cpp_extension`` for torchvision, torchaudio,
+  xformers; vLLM's CMake re-reads torch's flags);
+- ``arch_specific`` 9.0a / 10.3a: xformers' TORCH_CUDA_ARCH_LIST on sm_90 (its
+  setup.py builds FA3 only for 9.0a), FLASHINFER_CUDA_ARCH_LIST;
+- ``family`` none / 10.3f (Blackwell on, CUDA 12.9 on): FLASHINFER_CUDA_ARCH_LIST
+  for 12.0 (12.0f, as flashinfer's release list);
+- ``cmake`` 90 / 103: bitsandbytes' COMPUTE_CAPABILITY, which its CMakeLists
+  makes ``cmake_real`` 90-real / 103-real (CMAKE_CUDA_ARCHITECTURES);
+- ``gencode`` ``-gencode arch=compute_90,code=sm_90``: what torch's
+  select_compute_arch.cmake hands nvcc for 9.0;
+- ``cubin`` / ``ptx`` sm_90 / compute_90: cuobjdump's names, verification's;
+- ``sm_arch`` 90_real: the PEP 825 variant property.
 
 Which GPU code runs on the target (``cubin_problem``, ``ptx_problem``, ``runs``,
 ``jits_ptx``) is decided here too, for verification, the existing-torch check and

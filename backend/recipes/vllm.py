@@ -13,6 +13,7 @@ facts read from its own files (vllm_release.ReleaseLine).
 
 import functools
 
+from ..cuda_target import CudaTarget
 from ..variants import version_key
 from .base import BuildContext, Recipe, pip_wheel
 
@@ -107,7 +108,7 @@ def notes(variant, line=None) -> list[str]:
                    "CUTLASS FP8 kernels need sm_80/sm_90 and are not built; vLLM serves with its Triton backends")
     elif variant.sm == "103":
         if version_key(variant.cuda) < (13, 0):
-            out.append(variant_problem(variant, version) + f" (generic kernels would be sm_{''.join(kept[0].split('.'))})")
+            out.append(variant_problem(variant, version) + f" (generic kernels would be {CudaTarget(kept[0].replace('.', '')).cubin})")
         else:
             out.append("CUDA 13.0: vLLM treats 10.3 as 10.0 and builds its 10.0f (Blackwell family) kernels, "
                        "FlashMLA and qutlass included, which run on 10.3")

@@ -140,6 +140,21 @@ def test_a_library_nobody_provides_keeps_linux(libs, tmp_path):
     assert decision.tag == "linux_x86_64" and "libfoo.so.1" in decision.reason
 
 
+@pytest.mark.parametrize("lib, tag", [("newcxx", "manylinux_2_34_x86_64"), ("plain", "manylinux_2_5_x86_64"),
+                                      ("user", "manylinux_2_5_x86_64"), ("user_foo", "linux_x86_64")])
+def test_libraries_under_data_purelib_get_the_tag_auditwheel_gives_them_elsewhere(libs, tmp_path, lib, tag):
+    """flashinfer-jit-cache's setuptools layout (its .so files under <name>.data/purelib), whose analysis
+    auditwheel refuses: the same tag as the same library in the usual layout, which auditwheel show gives."""
+    library = libs[lib]
+    usual = wheel_of(tmp_path / "usual", library)
+    data = make_wheel(tmp_path / "data", "demo", "1.0", {f"demo-1.0.data/purelib/demo/{library.name}": library},
+                      tag="cp311-cp311-linux_x86_64")
+    refused = subprocess.run([*AUDITWHEEL, "show", str(data)], capture_output=True, text=True)
+    assert refused.returncode != 0 and "platlib" in refused.stdout + refused.stderr
+    decision = manylinux.decide(data, "x86_64", manylinux.external_patterns())
+    assert decision.tag == tag == manylinux.decide(usual, "x86_64", manylinux.external_patterns()).tag, decision
+
+
 def test_pure_python_wheels_keep_their_tag(tmp_path):
     wheel = make_wheel(tmp_path, "pure", "1.0", {"pure/__init__.py": b""}, tag="py3-none-any")
     assert manylinux.tag_wheels([wheel], "x86_64", "2_28", frozenset()) == [wheel]

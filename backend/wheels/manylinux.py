@@ -206,7 +206,9 @@ def analyze(wheel: Path, platform: str, exclude: frozenset[str]) -> dict | None:
 
 
 def _table_verdict(wheel: Path, platform: str, exclude: frozenset[str]) -> dict | None:
-    """What :func:`analyze` reports, from auditwheel's policy table: symbol versions and library whitelist."""
+    """What :func:`analyze` reports, chosen as auditwheel's analysis chooses: the policy its symbol versions
+    allow (``versioned_symbols_policy``), lowered to the best whose whitelist holds every library the wheel
+    needs from outside (auditwheel's ``ref_policy``)."""
     import fnmatch
 
     from elftools.elf.dynamic import DynamicSection
@@ -214,12 +216,14 @@ def _table_verdict(wheel: Path, platform: str, exclude: frozenset[str]) -> dict 
 
     versions: set[str] = set()
     needed: set[str] = set()
+    objects = 0
     with zipfile.ZipFile(wheel) as archive, tempfile.TemporaryDirectory(prefix="manylinux-") as tmp:
         inside = {n.rsplit("/", 1)[-1] for n in archive.namelist()}
         for item in archive.infolist():
             with archive.open(item) as handle:
                 if item.is_dir() or handle.read(4) != b"\x7fELF":
                     continue
+            objects += 1
             target = Path(tmp) / "object"
             with archive.open(item) as source, open(target, "wb") as sink:
                 shutil.copyfileobj(source, sink, 1 << 22)
@@ -228,16 +232,13 @@ def _table_verdict(wheel: Path, platform: str, exclude: frozenset[str]) -> dict 
                 for section in ELFFile(handle).iter_sections():
                     if isinstance(section, DynamicSection):
                         needed |= {t.needed for t in section.iter_tags() if t.entry.d_tag == "DT_NEEDED"}
-    if not needed and not versions:
+    if not objects:
         return None
     external = {n for n in needed if n not in inside and not n.startswith(("ld-linux", "ld64.so"))  # the loader itself
                 and not any(fnmatch.fnmatchcase(n, p) for p in exclude)}
     table = policies(platform)
-    best = table.linux
-    for candidate in sorted(table, key=lambda p: -p.priority):
-        if candidate.priority and external <= candidate.whitelist and not beyond_policy(versions, candidate):
-            best = candidate
-            break
+    by_libraries = max(p for p in table if p == table.linux or external <= p.whitelist)
+    best = min(table.versioned_symbols_policy({"all": versions}), by_libraries)
     return {"policy": best.name, "aliases": list(best.aliases), "priority": best.priority,
             "missing": sorted(n for n in external if n not in table.lowest.whitelist), "versions": sorted(versions)}
 

@@ -113,6 +113,21 @@ def test_a_module_named_after_no_kernel_gets_one_id_in_two_folders_in_nvcc_names
     assert fixed[0] == fixed[1]
 
 
+@needs_nvcc
+def test_rebuild_check_names_nvcc_module_ids_as_the_cause(tmp_path):
+    """What the H100 showed for bitsandbytes: nvcc outside its namespace gives the unit another module id in
+    each folder; the libraries differ first in their headers and hashes, and rebuild-check names the id."""
+    libraries = []
+    for n in (1, 22):
+        folder = tmp_path / f"b{n}" / "tree"
+        _nvcc_templates(folder, "")
+        subprocess.run(["g++", "-shared", "-o", "libk.so", "kernel.o", "-Wl,--build-id=sha1"], cwd=folder, check=True)
+        libraries.append((folder / "libk.so").read_bytes())
+    found = rebuild_check._first_difference("k.whl", "k/libk.so", *libraries, folders=(str(tmp_path),))
+    assert found.reason == rebuild_check.MODULE_ID_REASON + " (ELF section __nv_module_id)", found.describe()
+    assert b"_kernel_cu_" in found.original and found.original != found.rebuilt
+
+
 def test_the_launcher_maps_the_real_path_and_leaves_other_sources_alone(tmp_path):
     tree = tmp_path / "cache" / "work" / "v" / "torch"
     (tree / "csrc").mkdir(parents=True)

@@ -30,6 +30,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from elftools.elf.elffile import ELFFile
+
 from ..errors import BackendError
 from . import reproducible
 from .wheelhouse import Wheelhouse
@@ -40,6 +42,11 @@ DIFFOSCOPE_LINES = 30
 DIFFOSCOPE_SECONDS = 300
 DATE_OR_TIME = re.compile(rb"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]\d \d{4}|\b[0-2]\d:[0-5]\d:[0-5]\d\b")
 # settings a rebuild replaces: where it writes, and nothing served from the first build
+# cudafe++'s name for a unit with no external kernel: _<path hash>_<n>_<file>_<folder and time hash>_<process id>
+NVCC_MODULE_ID = re.compile(rb"_[0-9a-f]{8}_\d+_\w+?_[0-9a-f]{8}_\d+")
+MODULE_ID_REASON = ("nvcc's module id of a unit with no external kernel: cudafe++ makes it from its working folder, "
+                    "the source's modification time and its own process id; nvcc ran outside a namespace of its "
+                    "own (no unprivileged user namespaces on this host?) or the sources' times differ (docs/WHEELS.md)")
 REPLACED = ("cache-dir", "wheelhouse", "compiler-cache", "compiler-cache-url", "runtime-deps", "smoke", "wheel-variants")
 
 
@@ -122,7 +129,14 @@ def _first_difference(wheel: str, member: str, a: bytes, b: bytes, folders: tupl
     only_build_id = offset is None
     if only_build_id:
         offset = _first_offset(a, b, [])
-    window_a, window_b = a[max(0, offset - CONTEXT):offset + CONTEXT], b[max(0, offset - CONTEXT):offset + CONTEXT]
+    offset_b = offset
+    if not only_build_id and a.startswith(reproducible.ELF_MAGIC) and b.startswith(reproducible.ELF_MAGIC):
+        # A longer section moves every later one and the headers, so the first differing byte says little.
+        # nvcc's module ids go into symbol names, hashes and fatbins: where they differ, they are the cause.
+        offset, offset_b = (_first_differing_section(a, b, [], only="__nv_module_id")
+                            or _first_differing_section(a, b, [s for s in (skip, skip_b) if s]) or (offset, offset))
+    window_a = a[max(0, offset - CONTEXT):offset + CONTEXT]
+    window_b = b[max(0, offset_b - CONTEXT):offset_b + CONTEXT]
     reason = (RECORD_REASON if member.endswith(".dist-info/RECORD") and member.count("/") == 1
               else _reason(a, b, offset, folders, only_build_id))
     return Difference(wheel, member, "bytes", reason, offset, window_a, window_b)
@@ -160,6 +174,8 @@ def _reason(a: bytes, b: bytes, offset: int, folders: tuple[str, ...], only_buil
     for folder in folders:
         if folder.encode() in string_a or folder.encode() in string_b:
             return f"a path of the build folder ({folder}) is in the file{place}"
+    if where == "__nv_module_id" and NVCC_MODULE_ID.search(string_a):
+        return MODULE_ID_REASON + place
     if reproducible.TMPXFT.search(string_a) or reproducible.TMPXFT.search(string_b):
         return f"nvcc's temporary file name (tmpxft_<process id>_...){place}"
     if DATE_OR_TIME.search(string_a) and DATE_OR_TIME.search(string_b):
@@ -175,9 +191,32 @@ def _string_end(data: bytes, offset: int) -> int:
     return min(ends) if ends else len(data)
 
 
-def _elf_section(data: bytes, offset: int) -> str:
-    from elftools.elf.elffile import ELFFile
+def _sections(data: bytes) -> dict[str, tuple[int, bytes]]:
+    """Each section with content: its offset in the file and its bytes, in the file's section order."""
+    try:
+        return {section.name: (section["sh_offset"], section.data())
+                for section in ELFFile(io.BytesIO(data)).iter_sections() if section["sh_type"] != "SHT_NOBITS"}
+    except Exception:  # noqa: BLE001 - a damaged ELF file: no sections to compare
+        return {}
 
+
+def _first_differing_section(a: bytes, b: bytes, skipped: list[tuple[int, int]],
+                             only: str = "") -> tuple[int, int] | None:
+    """The offsets in ``a`` and ``b`` of the first difference inside the first section (in ``a``'s order;
+    ``only``: that one) whose bytes differ between the two, the ``skipped`` spans (the build id) left out."""
+    sections = [_sections(a), _sections(b)]
+    for name, (start, mine) in sections[0].items():
+        if (only and name != only) or name not in sections[1]:
+            continue
+        start_b, theirs = sections[1][name]
+        inner = _first_offset(mine, theirs, [(s - start, e - start) for s, e in skipped])
+        if inner is not None:
+            inner = min(inner, max(len(mine), 1) - 1)
+            return start + inner, start_b + inner
+    return None
+
+
+def _elf_section(data: bytes, offset: int) -> str:
     try:
         elf = ELFFile(io.BytesIO(data))
         for section in elf.iter_sections():

@@ -26,8 +26,10 @@ from ..sources import prepare as sources_prepare
 from ..wheels import manylinux
 from ..wheels import names as wheel_names
 from ..wheels import reproducible as reproducible_wheel
+from ..wheels.relabel import relabel
 from . import compiler_cache, environment, reproducible
 from .buildkey import build_key
+from .pins import restored_requirements, stack_pins
 from .plan import Plan, Step, isa_flag_statement
 from .runner import CommandFailed, run_logged, say
 
@@ -97,8 +99,6 @@ class StepExecutor:
         features and added to the wheelhouse with their manifest records; returns the added paths.
         ``prepared``: the step's prepared sources (origin, source_hash, patches) for the manifest."""
         from ..verify.features import check_features
-        from ..wheels.relabel import relabel
-        from .pins import restored_requirements, stack_pins
 
         plan, toolchain, house = self.plan, self.toolchain, self.house
         recipe = step.recipe
@@ -167,9 +167,6 @@ class StepExecutor:
         only what changed.  Its editable wheel gets the plan's version and torch pin; nothing is verified (the objects
         live in the checkout and change with it) and the wheelhouse is left alone.  Always run: what changed in the
         checkout is the hook's build system's to judge."""
-        from ..wheels.relabel import relabel
-        from .pins import stack_pins
-
         layout = self.plan.layout
         wheel_dir = layout.wheel_dir(step.recipe)
         if wheel_dir.exists():

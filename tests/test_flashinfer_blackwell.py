@@ -80,7 +80,7 @@ def test_sm103_jit_cache_holds_only_code_that_loads_on_sm103(tmp_path):
     targets = {e.target for entry in report.entries for o in entry.objects for s in o.gpu for e in s.entries}
     assert targets == {"sm_103a"}
     # The plan names what is left out and compiled at first use.
-    notes = " ".join(fi.notes(SM103))
+    notes = " ".join(fi.RECIPE.notes(SM103))
     assert "fmha_gen (trtllm-gen FMHA)" in notes and "fp4_quantization_100" in notes and "first use" in notes
 
 

@@ -58,8 +58,8 @@ def test_without_the_recipe_file_nnpack_downloads_six_and_the_build_fails(tmp_pa
 
 def test_the_recipe_file_gives_nnpack_the_locked_six(tmp_path):
     ctx = _context(tmp_path)
-    env = torch_recipe.environment(ctx)
-    write, _build = torch_recipe.commands(ctx)
+    env = torch_recipe.RECIPE.environment(ctx)
+    write, _build = torch_recipe.RECIPE.commands(ctx)
     subprocess.run([sys.executable, *write[1:]], check=True)  # the recipe's own writer, run for real
     include = Path(env["CMAKE_PROJECT_INCLUDE_BEFORE"])
     configure, built = _configure_and_build(tmp_path, f"-DCMAKE_PROJECT_INCLUDE_BEFORE={include}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from pyproject_hooks import BackendUnavailable, BuildBackendHookCaller, HookMissing
 
 from ..errors import BackendError
+from ..recipes.base import local_version
 from ..settings import cache_dir
 from ..sources import fetch, lock
 from ..sources import prepare as sources_prepare
@@ -352,8 +353,7 @@ def _labelled_version(wheel: Path, plan: Plan) -> str:
     A local tree (a fork, a newer release) keeps its real version; only the
     label is ours.
     """
-    public = wheel_names.parse(wheel.name).version.public
-    return f"{public}+{plan.variant.label}"
+    return local_version(wheel_names.parse(wheel.name).version.public, plan.variant)
 
 
 def _cuda_requirements(wheel: Path, plan: Plan, toolchain, recipe) -> list[str]:

@@ -132,7 +132,7 @@ class Plan:
     line: vllm_release.ReleaseLine | None = None  # the vLLM release line's recipe facts (shown, not in to_json)
 
     def recipe(self, component: str) -> Recipe:
-        """The recipe a step of this plan is built with: for the plan's vLLM release line (recipes.for_line)."""
+        """The recipe a step of this plan is built with: for the plan's vLLM release line (Recipe.for_line)."""
         return self.recipes.get(component) or recipes.get(component)
 
     def step(self, component: str) -> Step:
@@ -273,7 +273,7 @@ def make_plan(
     cores = cores or host_info.cpu_count()
     memory_bytes = memory_bytes or host_info.available_memory_bytes()
     line = vllm_release.release_line(settings.vllm)
-    selected = [recipes.for_line(recipe, line) for recipe in closure(settings)]
+    selected = [recipe.for_line(line) for recipe in closure(settings)]
     python = f"{variant.python[0]}.{variant.python[1:]}"
     for recipe in selected:
         if problem := recipe.python_problem(python) or recipe.variant_problem(variant):
@@ -281,7 +281,7 @@ def make_plan(
     if settings.torch == "existing":
         torch_version = existing_torch_version()
     else:
-        torch_recipe = recipes.for_line(recipes.get("torch"), line)
+        torch_recipe = recipes.get("torch").for_line(line)
         local_torch = settings.sources.get("torch")
         torch_version = torch_recipe.local_version(variant, torch_recipe.tree_version(local_torch) if local_torch else None)
 
@@ -373,7 +373,7 @@ def release_problem(line: vllm_release.ReleaseLine, selected: list[Recipe], step
     if line.pythons and python not in line.pythons:
         reasons.append(f"its CMake accepts Python {', '.join(line.pythons)}, not {python} "
                        f"({line.where.get('pythons', 'CMakeLists.txt')})")
-    reasons += [problem for recipe in selected if (problem := recipes.line_problem(recipe, line))]
+    reasons += [problem for recipe in selected if (problem := recipe.line_problem(line))]
     reasons += [f"the vllm recipe does not know this tree's shape: {gap}" for gap in line.recipe_gaps]
     reasons += [f"{tree.submodule_entry}: {tree.entry} {line.versions[tree.entry][:8]}'s {tree.submodule} pin is not "
                 "in its lock (no mirror held that commit): add the entry (docs/RELEASES.md)"

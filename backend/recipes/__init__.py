@@ -38,27 +38,11 @@ def get(name: str) -> Recipe:
     module = importlib.import_module(f"{__name__}.{name}")
     recipe = getattr(module, "RECIPE", None)
     if not isinstance(recipe, Recipe):
-        raise BackendError(f"{module.__file__}: defines no RECIPE = Recipe(...); every module of backend/recipes/ "
+        raise BackendError(f"{module.__file__}: defines no RECIPE (an instance of a Recipe subclass); every module of backend/recipes/ "
                            "but base.py is a component")
     if recipe.name != name:
         raise BackendError(f"{module.__file__}: RECIPE.name is {recipe.name!r}; a recipe is named as its module")
     return recipe
-
-
-def for_line(recipe: Recipe, line) -> Recipe:
-    """``recipe`` for a vLLM release line (``-C vllm``; sources.vllm_release.ReleaseLine): its module's
-    ``for_line`` where it has one (vllm, flashinfer), else the recipe with the version the line's lock pins."""
-    module = importlib.import_module(f"{__name__}.{recipe.name}")
-    if hasattr(module, "for_line"):
-        return module.for_line(line)
-    version = line.versions.get(recipe.name, recipe.version)
-    return recipe if version == recipe.version else recipe.replace(version=version)
-
-
-def line_problem(recipe: Recipe, line) -> str | None:
-    """Why ``recipe`` cannot build what the release line pins (its module's ``line_problem``), or None."""
-    module = importlib.import_module(f"{__name__}.{recipe.name}")
-    return module.line_problem(line) if hasattr(module, "line_problem") else None
 
 
 @functools.cache

@@ -36,9 +36,6 @@ class BuildContext:
     # is made when the step runs); None for a lock tree
     checkout: Path | None = None
 
-    def local_version(self, version: str) -> str:
-        """The version the build must stamp: the recipe's pin, or a local tree's own, plus the label."""
-        return local_version(self.tree_version or version, self.variant)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,17 +112,6 @@ class Recipe:
     isa_flags_not_reached = ""
     pythons: tuple[str, ...] = ()  # the Python versions its build accepts ("3.13"); () = any
 
-    def __init__(self, **attributes) -> None:
-        """A recipe still written as ``Recipe(name=..., environment=function, ...)``: each keyword replaces the
-        attribute or method of that name (a function taking what the method takes, without ``self``)."""
-        for name, value in attributes.items():
-            if name == "variant_build_requires":
-                self.build_requirements = lambda variant, more=value: self.build_requires + more(variant)
-            elif hasattr(type(self), name) or name in Recipe.__annotations__:
-                setattr(self, name, value)
-            else:
-                raise TypeError(f"Recipe has no attribute {name!r}")
-
     def build_requirements(self, variant: Variant) -> tuple[str, ...]:
         """Everything its build environment needs besides torch, for this variant."""
         return self.build_requires
@@ -167,6 +153,16 @@ class Recipe:
 
     def variant_problem(self, variant: Variant) -> str | None:
         """Why it cannot build a working wheel for the variant (the plan refuses it), or None."""
+        return None
+
+    def for_line(self, line) -> Recipe:
+        """It for a vLLM release line (``-C vllm``; sources.vllm_release.ReleaseLine): by default the version the
+        line's lock pins; a recipe with more facts per release overrides this (vllm, flashinfer)."""
+        version = line.versions.get(self.name, self.version)
+        return self if version == self.version else self.replace(version=version)
+
+    def line_problem(self, line) -> str | None:
+        """Why it cannot build what the release line pins, or None."""
         return None
 
     def replace(self, **changes) -> Recipe:

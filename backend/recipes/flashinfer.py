@@ -41,7 +41,6 @@ The default (``vllm``) is the set vLLM 0.15.1 calls for the variant
 ``all`` is flashinfer's whole list (695 modules for 9.0a).
 """
 
-import functools
 import json
 from pathlib import Path
 
@@ -104,16 +103,6 @@ def uses_cubins(variant) -> bool:
     FMHA kernels; the GEMMs sm100f); other SMs never load them.
     """
     return variant.sm in ("100", "103")
-
-
-def variant_problem(variant, version: str = VERSION) -> str | None:
-    """sm_70: flashinfer 0.6.1's kernels start at Turing (README.md "GPU Support": SM 7.5 and up; v0.5.3's
-    README.md:178 says the same)."""
-    if variant.sm == "70":
-        return (f"flashinfer {version} cannot be built for sm=70: its kernels start at SM 7.5 (README's GPU Support "
-                "table; its release lists start at 7.5), so a V100 has no flashinfer kernels, AOT or JIT; "
-                "leave flashinfer out of -C components (vLLM then uses its Triton/FlexAttention backends there)")
-    return None
 
 
 def builds_jit_cache(variant, settings=None) -> bool:
@@ -269,26 +258,6 @@ def aot_config(key: str, value, base: Path) -> str | None:
     return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
-def environment(ctx: BuildContext) -> dict[str, str]:
-    env = {
-        "FLASHINFER_CUDA_ARCH_LIST": arch_list(ctx.variant),
-        "FLASHINFER_LOCAL_VERSION": ctx.variant.label,
-    }
-    if uses_cubins(ctx.variant) and CUBIN in ctx.extras:
-        # get_cubin() reads FLASHINFER_CUBIN_DIR (jit/env.py:86-88, used by jit/cubin_loader.py:202) and fetches
-        # what is missing from FLASHINFER_CUBINS_REPOSITORY (cubin_loader.py:32-35, 208-211; a local path is
-        # copied, cubin_loader.py:85-94): both name the lock's wheel, so the build never reaches NVIDIA's server.
-        cubins = str(ctx.extras[CUBIN] / CUBIN_DIR)
-        env["FLASHINFER_CUBIN_DIR"] = cubins
-        env["FLASHINFER_CUBINS_REPOSITORY"] = cubins
-    if builds_jit_cache(ctx.variant, ctx.settings):
-        given = ctx.settings.flashinfer_aot_config  # as given, or as project.load_settings made it: both read here
-        config = (given and aot_config("flashinfer-aot-config", given, Path.cwd())) or vllm_aot_config(ctx.variant)
-        if config != AOT_ALL:  # all: upstream's config=None
-            env["FLASHINFER_AOT_CONFIG"] = config  # read by the tag patch's build backend
-    return env
-
-
 # Before anything compiles: the headers and checksums the AOT modules read must be in the lock's wheel.
 CHECK_CUBINS = (
     "import sys; from pathlib import Path\n"
@@ -301,54 +270,130 @@ CHECK_CUBINS = (
 )
 
 
-def check_cubins_command(ctx: BuildContext, headers: dict[str, str] = CUBIN_HEADERS) -> list[str]:
-    pairs = [part for folder, header in headers.items() for part in (folder, header)]
-    return [ctx.python, "-c", CHECK_CUBINS, str(ctx.extras[CUBIN] / CUBIN_DIR), *pairs]
+class Flashinfer(Recipe):
+    name = "flashinfer"
+    version = VERSION  # the 0.6.1 line; for_line gives the one a vLLM release line pins
+    version_file = "version.txt"
+    distributions = ("flashinfer-python", "flashinfer-jit-cache")
+    build_requires = (
+        # pyproject.toml [build-system] at v0.6.1
+        "setuptools>=77", "packaging>=24", "apache-tvm-ffi>=0.1.6,!=0.1.8,!=0.1.8.post0,<0.2",
+        # flashinfer-jit-cache/pyproject.toml [build-system] at v0.6.1 (besides torch)
+        "wheel", "ninja", "requests", "numpy", "nvidia-ml-py",
+    )
+    mem_per_job_gb = 8.0
+    disk_gb = 8.0
+    # flashinfer/jit/cpp_ext.py (v0.6.1) writes each AOT module's ninja file from its own flag lists: CFLAGS and
+    # CXXFLAGS reach none of it; .cpp files add FLASHINFER_EXTRA_CFLAGS, .cu files FLASHINFER_EXTRA_CUDAFLAGS
+    isa_flag_variables = {"FLASHINFER_EXTRA_CFLAGS": "host", "FLASHINFER_EXTRA_CUDAFLAGS": "nvcc"}
+    isa_flags_not_reached = ("CFLAGS/CXXFLAGS reach none of the AOT modules (FLASHINFER_EXTRA_* do); kernels compiled at "
+                             "first use on the user's machine (outside the AOT set, or flashinfer-aot=false) get that "
+                             "machine's FLASHINFER_EXTRA_* flags, not the variant's")
+    cubin_headers = CUBIN_HEADERS  # the artifact folders its AOT build reads (RELEASES[version])
+    vllm_line = "0.15.1"  # the vLLM release whose calls the default AOT set holds
 
+    def for_line(self, line) -> "Flashinfer":
+        """The recipe for the flashinfer a vLLM release line pins (its lock's flashinfer entries): the version in
+        its wheels and in flashinfer-cubin's pin, the artifact folders checked before the AOT build."""
+        version = line.versions.get("flashinfer", VERSION)
+        # an unknown release is refused by the plan (line_problem)
+        return self.replace(version=version, cubin_headers=RELEASES.get(version, CUBIN_HEADERS), vllm_line=line.vllm)
 
-def commands(ctx: BuildContext, headers: dict[str, str] = CUBIN_HEADERS) -> list[list[str]]:
-    if not builds_jit_cache(ctx.variant, ctx.settings):
-        return [pip_wheel(ctx)]
-    steps = [check_cubins_command(ctx, headers)] if uses_cubins(ctx.variant) and CUBIN in ctx.extras else []
-    if ctx.tree_version is None and TAG in ctx.extras:  # the lock's sdist: add the tag's packaging folder
-        steps.append([ctx.python, "-c", OVERLAY, str(ctx.extras[TAG]), str(ctx.source)])
-    elif not ((ctx.checkout or ctx.source) / JIT_CACHE_DIR).is_dir():  # a local tree without it: JIT only
-        return [pip_wheel(ctx)]
-    return steps + [pip_wheel(ctx), pip_wheel(ctx, ctx.source / JIT_CACHE_DIR)]
+    def line_problem(self, line) -> str | None:
+        """Why this recipe cannot build the flashinfer a vLLM release line pins (None: its facts are known)."""
+        version = line.versions.get("flashinfer", VERSION)
+        if version in RELEASES:
+            return None
+        return (f"flashinfer {version}: the flashinfer recipe holds the facts of {', '.join(sorted(RELEASES))} only "
+                "(artifact folders the AOT build reads, the flashinfer-tag patch, build requirements); "
+                f"read them at v{version} and add them to RELEASES")
 
+    def build_requirements(self, variant) -> tuple[str, ...]:
+        return self.build_requires + nvshmem_requirement(variant)
 
-def notes(variant, version: str = VERSION, vllm: str = "0.15.1") -> list[str]:
-    if not builds_jit_cache(variant):
-        return [
-            "flashinfer has no kernels for sm_61: only flashinfer-python (JIT) is built, and its kernels "
-            "will not compile for a Pascal GPU at run time either"
+    def variant_problem(self, variant) -> str | None:
+        """sm_70: flashinfer 0.6.1's kernels start at Turing (README.md "GPU Support": SM 7.5 and up; v0.5.3's
+        README.md:178 says the same)."""
+        if variant.sm == "70":
+            return (f"flashinfer {self.version} cannot be built for sm=70: its kernels start at SM 7.5 (README's GPU "
+                    "Support table; its release lists start at 7.5), so a V100 has no flashinfer kernels, AOT or JIT; "
+                    "leave flashinfer out of -C components (vLLM then uses its Triton/FlexAttention backends there)")
+        return None
+
+    def environment(self, ctx: BuildContext) -> dict[str, str]:
+        env = {
+            "FLASHINFER_CUDA_ARCH_LIST": arch_list(ctx.variant),
+            "FLASHINFER_LOCAL_VERSION": ctx.variant.label,
+        }
+        if uses_cubins(ctx.variant) and CUBIN in ctx.extras:
+            # get_cubin() reads FLASHINFER_CUBIN_DIR (jit/env.py:86-88, used by jit/cubin_loader.py:202) and fetches
+            # what is missing from FLASHINFER_CUBINS_REPOSITORY (cubin_loader.py:32-35, 208-211; a local path is
+            # copied, cubin_loader.py:85-94): both name the lock's wheel, so the build never reaches NVIDIA's server.
+            cubins = str(ctx.extras[CUBIN] / CUBIN_DIR)
+            env["FLASHINFER_CUBIN_DIR"] = cubins
+            env["FLASHINFER_CUBINS_REPOSITORY"] = cubins
+        if builds_jit_cache(ctx.variant, ctx.settings):
+            given = ctx.settings.flashinfer_aot_config  # as given, or as project.load_settings made it: both read here
+            config = (given and aot_config("flashinfer-aot-config", given, Path.cwd())) or vllm_aot_config(ctx.variant)
+            if config != AOT_ALL:  # all: upstream's config=None
+                env["FLASHINFER_AOT_CONFIG"] = config  # read by the tag patch's build backend
+        return env
+
+    def commands(self, ctx: BuildContext) -> list[list[str]]:
+        if not builds_jit_cache(ctx.variant, ctx.settings):
+            return [pip_wheel(ctx)]
+        steps = []
+        if uses_cubins(ctx.variant) and CUBIN in ctx.extras:  # the headers the AOT modules read, before compiling
+            pairs = [part for folder, header in self.cubin_headers.items() for part in (folder, header)]
+            steps.append([ctx.python, "-c", CHECK_CUBINS, str(ctx.extras[CUBIN] / CUBIN_DIR), *pairs])
+        if ctx.tree_version is None and TAG in ctx.extras:  # the lock's sdist: add the tag's packaging folder
+            steps.append([ctx.python, "-c", OVERLAY, str(ctx.extras[TAG]), str(ctx.source)])
+        elif not ((ctx.checkout or ctx.source) / JIT_CACHE_DIR).is_dir():  # a local tree without it: JIT only
+            return [pip_wheel(ctx)]
+        return steps + [pip_wheel(ctx), pip_wheel(ctx, ctx.source / JIT_CACHE_DIR)]
+
+    def notes(self, variant) -> list[str]:
+        if not builds_jit_cache(variant):
+            return [
+                "flashinfer has no kernels for sm_61: only flashinfer-python (JIT) is built, and its kernels "
+                "will not compile for a Pascal GPU at run time either"
+            ]
+        notes = [
+            f"AOT kernels (flashinfer-jit-cache) for FLASHINFER_CUDA_ARCH_LIST={arch_list(variant)}: the PyPI sdist "
+            f"plus the v{self.version} tag's flashinfer-jit-cache/ folder (lock entry flashinfer-tag); "
+            "-C flashinfer-aot=false builds flashinfer-python alone (kernels then compile at first use and need nvcc "
+            "there); -C flashinfer-aot-config picks the module set (FLASHINFER_AOT_CONFIG in the plan's environment): "
+            "by " + ("default what vLLM 0.15.1 calls on this SM" if self.vllm_line == "0.15.1" else
+                     f"default the set read in vLLM 0.14.1's and 0.16.0's sources (vLLM {self.vllm_line} is built)")
+            + ", all for flashinfer's whole list"
         ]
-    notes = [
-        f"AOT kernels (flashinfer-jit-cache) for FLASHINFER_CUDA_ARCH_LIST={arch_list(variant)}: the PyPI sdist "
-        f"plus the v{version} tag's flashinfer-jit-cache/ folder (lock entry flashinfer-tag); -C flashinfer-aot=false "
-        "builds flashinfer-python alone (kernels then compile at first use and need nvcc there); "
-        "-C flashinfer-aot-config picks the module set (FLASHINFER_AOT_CONFIG in the plan's environment): by "
-        + ("default what vLLM 0.15.1 calls on this SM" if vllm == "0.15.1" else
-           f"default the set read in vLLM 0.14.1's and 0.16.0's sources (vLLM {vllm} is built)")
-        + ", all for flashinfer's whole list"
-    ]
-    notes.append("vLLM call paths outside the default (vllm) AOT set, compiled at first use (need nvcc and ninja "
-                 "there): " + "; ".join(VLLM_STILL_JIT))
-    if variant.sm == "103":
-        notes.append("sm103: the jit-cache holds sm_103a code only; compiled at first use instead (JIT, needs nvcc "
-                     "there), as upstream builds them only with 10.0a in the list, some for sm_100a alone: "
-                     + "; ".join(SM100_ONLY_MODULES))
-    if uses_cubins(variant):
-        notes.append(f"flashinfer-cubin {version} (lock entry flashinfer-cubin, PyPI wheel) goes into the wheelhouse "
-                     "unchanged: the trtllm-gen and DeepGEMM kernels load their cubins from it, not from NVIDIA's "
-                     "artifact server; the AOT build reads its checksums and headers (FLASHINFER_CUBIN_DIR). "
-                     "The cuDNN SDPA cubins of the cudnn backend (artifacts.py:97) are in no PyPI wheel: "
-                     "that opt-in backend still downloads them at first use")
-    return notes
+        notes.append("vLLM call paths outside the default (vllm) AOT set, compiled at first use (need nvcc and ninja "
+                     "there): " + "; ".join(VLLM_STILL_JIT))
+        if variant.sm == "103":
+            notes.append("sm103: the jit-cache holds sm_103a code only; compiled at first use instead (JIT, needs nvcc "
+                         "there), as upstream builds them only with 10.0a in the list, some for sm_100a alone: "
+                         + "; ".join(SM100_ONLY_MODULES))
+        if uses_cubins(variant):
+            notes.append(f"flashinfer-cubin {self.version} (lock entry flashinfer-cubin, PyPI wheel) goes into the "
+                         "wheelhouse unchanged: the trtllm-gen and DeepGEMM kernels load their cubins from it, not from "
+                         "NVIDIA's artifact server; the AOT build reads its checksums and headers (FLASHINFER_CUBIN_DIR). "
+                         "The cuDNN SDPA cubins of the cudnn backend (artifacts.py:97) are in no PyPI wheel: "
+                         "that opt-in backend still downloads them at first use")
+        return notes
 
+    def unused_sources(self, variant, settings) -> tuple[str, ...]:
+        unused = () if builds_jit_cache(variant, settings) else (TAG,)
+        return unused + (() if uses_cubins(variant) else (CUBIN,))
 
-# What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
-SMOKE_GPU = """
+    def bundled_wheels(self, variant, settings) -> tuple[str, ...]:
+        return (CUBIN,) if uses_cubins(variant) else ()
+
+    def runtime_requires(self, variant) -> tuple[str, ...]:
+        # flashinfer-python finds the installed flashinfer_cubin package first (jit/env.py:66-83; versions must match)
+        return (f"flashinfer-cubin=={self.version}",) if uses_cubins(variant) else ()
+
+    # What the smoke check runs (backend/verify/smoke.py): one op of its compiled code on CUDA.
+    smoke_gpu = """
 import torch, flashinfer
 x = torch.randn(4, 256, device="cuda", dtype=torch.float16)
 w = torch.ones(256, device="cuda", dtype=torch.float16)
@@ -357,68 +402,4 @@ assert torch.allclose(flashinfer.norm.rmsnorm(x, w).float(), ref, atol=2e-2), "f
 """
 
 
-def unused_sources(variant, settings) -> tuple[str, ...]:
-    unused = () if builds_jit_cache(variant, settings) else (TAG,)
-    return unused + (() if uses_cubins(variant) else (CUBIN,))
-
-
-def bundled_wheels(variant, settings) -> tuple[str, ...]:
-    return (CUBIN,) if uses_cubins(variant) else ()
-
-
-def runtime_requires(variant, version: str = VERSION) -> tuple[str, ...]:
-    # flashinfer-python finds the installed flashinfer_cubin package first (jit/env.py:66-83; versions must match)
-    return (f"flashinfer-cubin=={version}",) if uses_cubins(variant) else ()
-
-
-RECIPE = Recipe(
-    variant_problem=variant_problem,
-    unused_sources=unused_sources,
-    bundled_wheels=bundled_wheels,
-    runtime_requires=runtime_requires,
-    version_file="version.txt",
-    name="flashinfer",
-    version=VERSION,
-    distributions=("flashinfer-python", "flashinfer-jit-cache"),
-    variant_build_requires=nvshmem_requirement,
-    build_requires=(
-        # pyproject.toml [build-system] at v0.6.1
-        "setuptools>=77", "packaging>=24", "apache-tvm-ffi>=0.1.6,!=0.1.8,!=0.1.8.post0,<0.2",
-        # flashinfer-jit-cache/pyproject.toml [build-system] at v0.6.1 (besides torch)
-        "wheel", "ninja", "requests", "numpy", "nvidia-ml-py",
-    ),
-    mem_per_job_gb=8.0,
-    environment=environment,
-    commands=commands,
-    notes=notes,
-    smoke_gpu=SMOKE_GPU,
-    disk_gb=8.0,
-    # flashinfer/jit/cpp_ext.py (v0.6.1) writes each AOT module's ninja file from its own flag lists: CFLAGS and
-    # CXXFLAGS reach none of it; .cpp files add FLASHINFER_EXTRA_CFLAGS, .cu files FLASHINFER_EXTRA_CUDAFLAGS
-    isa_flag_variables={"FLASHINFER_EXTRA_CFLAGS": "host", "FLASHINFER_EXTRA_CUDAFLAGS": "nvcc"},
-    isa_flags_not_reached=("CFLAGS/CXXFLAGS reach none of the AOT modules (FLASHINFER_EXTRA_* do); kernels compiled at "
-                           "first use on the user's machine (outside the AOT set, or flashinfer-aot=false) get that "
-                           "machine's FLASHINFER_EXTRA_* flags, not the variant's"),
-)
-
-
-def line_problem(line) -> str | None:
-    """Why this recipe cannot build the flashinfer a vLLM release line pins (None: its facts are known)."""
-    version = line.versions.get("flashinfer", VERSION)
-    if version in RELEASES:
-        return None
-    return (f"flashinfer {version}: the flashinfer recipe holds the facts of {', '.join(sorted(RELEASES))} only "
-            "(artifact folders the AOT build reads, the flashinfer-tag patch, build requirements); "
-            f"read them at v{version} and add them to RELEASES")
-
-
-def for_line(line) -> Recipe:
-    """The recipe for the flashinfer a vLLM release line pins (its lock's flashinfer entries): the version in
-    its wheels and in flashinfer-cubin's pin, the artifact folders checked before the AOT build."""
-    version = line.versions.get("flashinfer", VERSION)
-    headers = RELEASES.get(version, CUBIN_HEADERS)  # an unknown release is refused by the plan (line_problem)
-    return RECIPE.replace(
-        version=version, commands=functools.partial(commands, headers=headers),
-        notes=functools.partial(notes, version=version, vllm=line.vllm),
-        variant_problem=functools.partial(variant_problem, version=version),
-        runtime_requires=functools.partial(runtime_requires, version=version))
+RECIPE = Flashinfer()

@@ -11,7 +11,7 @@ CMAKE_PROJECT_INCLUDE_BEFORE, which *is* forwarded.  See docs/COMPONENTS.md.
 
 from pathlib import Path
 
-from .base import BuildContext, Features, Marker, Recipe, pip_wheel
+from .base import BuildContext, Features, Marker, Recipe, local_version, pip_wheel
 
 VERSION = "2.9.1"
 
@@ -130,11 +130,6 @@ def blas(variant) -> str:
     return "MKL" if variant.platform == "x86_64" else "OpenBLAS"
 
 
-def graft_libraries(variant) -> tuple[str, ...]:
-    """The host's shared OpenBLAS and its Fortran runtime, carried in the aarch64 wheel; nothing on x86_64 (static MKL)."""
-    return OPENBLAS_GRAFT if blas(variant) == "OpenBLAS" else ()
-
-
 # ---- NVSHMEM (issue 22, item 6) ---------------------------------------------------------------------
 # caffe2/CMakeLists.txt (2.9) builds libtorch_nvshmem.so when USE_NVSHMEM (default ON) finds
 # nvshmem_host, nvshmem_device and nvshmem.h, searching $ENV{NVSHMEM_HOME} first, then NVSHMEM_PY_DIR,
@@ -157,19 +152,6 @@ def uses_nvshmem(variant) -> bool:
 
 def nvshmem_requirement(variant) -> str:
     return NVSHMEM[variant.cuda.split(".")[0]]
-
-
-def variant_build_requires(variant) -> tuple[str, ...]:
-    """The NVSHMEM wheel torch pins at run time: the same for every component list."""
-    return (nvshmem_requirement(variant),) if uses_nvshmem(variant) else ()
-
-
-def unused_sources(variant, settings) -> tuple[str, ...]:
-    """The MKL wheels serve x86_64 builds of a tree that configures MKL (torch's CMake, not a stand-in tree)."""
-    local = settings.sources.get("torch") if settings is not None else None
-    if blas(variant) != "MKL" or (local is not None and not (Path(local) / MKL_FIND_MODULE).is_file()):
-        return MKL_SOURCES
-    return ()
 
 
 def mkl_dirs(ctx: BuildContext) -> tuple[Path, Path] | None:
@@ -205,16 +187,6 @@ PYTORCH_CUDA_PINS = {
 }
 
 
-def runtime_requires(variant) -> tuple[str, ...]:
-    pins = PYTORCH_CUDA_PINS.get(variant.cuda, ())
-    if not variant.uses_cudnn:
-        pins = tuple(p for p in pins if not p.startswith("nvidia-cudnn"))
-    pins = tuple(p for p in pins if not p.startswith("nvidia-nvshmem"))
-    if uses_nvshmem(variant):  # the NVSHMEM it was built against, for every CUDA release (12.9 too)
-        pins += (nvshmem_requirement(variant),)
-    return (TRITON, *pins)
-
-
 SMOKE = """
 import torch
 print(torch.__config__.show())
@@ -239,67 +211,10 @@ print("triton", triton.__version__, "kernel ok on", torch.cuda.get_device_name()
 """
 
 
-def environment(ctx: BuildContext) -> dict[str, str]:
-    v = ctx.variant
-    env = {
-        "USE_CUDA": "1",
-        "USE_CUDNN": "1" if v.uses_cudnn else "0",
-        "USE_NCCL": "1",
-        "USE_SYSTEM_NCCL": "1",
-        "USE_DISTRIBUTED": "1",
-        "USE_MKLDNN": "1",
-        "BUILD_TEST": "0",
-        "CMAKE_GENERATOR": "Ninja",
-        "PYTORCH_BUILD_VERSION": ctx.local_version(VERSION),
-        "PYTORCH_BUILD_NUMBER": "0",
-        "CMAKE_PROJECT_INCLUDE_BEFORE": str(ctx.build_dir / CMAKE_FILE),
-        "BLAS": blas(v),
-        "USE_NVSHMEM": "1" if uses_nvshmem(v) else "0",
-    }
-    mkl = mkl_dirs(ctx)
-    if blas(v) == "MKL" and mkl is not None:  # the unpacked lock wheels, as PyTorch's /opt/intel
-        env["CMAKE_LIBRARY_PATH"], env["CMAKE_INCLUDE_PATH"] = (str(d) for d in mkl)
-    if v.isa == "avx":
-        env.update({"USE_FBGEMM": "0", "USE_MKLDNN": "0", "USE_NNPACK": "0"})
-    return env
-
-
-def commands(ctx: BuildContext) -> list[list[str]]:
-    v = ctx.variant
-    write_cmake_file = [
-        ctx.python, "-c", WRITE_CMAKE_FILE, str(ctx.build_dir / CMAKE_FILE),
-        nvshmem_requirement(v) if uses_nvshmem(v) else "", avx_only_script() if v.isa == "avx" else "",
-    ]
-    return [write_cmake_file, pip_wheel(ctx)]
-
-
 def blas_note(variant) -> str:
     if blas(variant) == "MKL":
         return f"MKL {MKL_VERSION} statically (BLAS and LAPACK, from the lock's mkl-static wheel, as PyTorch's x86_64 wheels)"
     return "the host's OpenBLAS (BLAS=OpenBLAS; install libopenblas-dev or set OpenBLAS_HOME), as PyTorch's aarch64 wheels"
-
-
-def notes(variant) -> list[str]:
-    out = [f"torch links {blas_note(variant)}; NNPACK's six comes from the lock (PYTHON_SIX_SOURCE_DIR)"]
-    if uses_nvshmem(variant):
-        out.append(f"torch links NVSHMEM from {nvshmem_requirement(variant)}, the wheel it requires at run time")
-    else:
-        out.append("torch is built without NVSHMEM (USE_NVSHMEM=0): NVSHMEM 3 has no sm_61 code")
-    if not variant.uses_cudnn:
-        out.append("torch is built without cuDNN (USE_CUDNN=0): cuDNN 9.11+ dropped compute capability < 7.5")
-    if variant.isa == "avx":
-        out.append(
-            "isa=avx promises no instruction beyond AVX on any code path an AVX-only CPU runs: aten's "
-            "AVX2/AVX-512 kernels, FBGEMM, oneDNN and NNPACK are off; XNNPACK's AVX2/AVX-512/VNNI microkernels "
-            "(cpuinfo) and sleef's AVX2/AVX-512 variants (cpuid) stay in the binary behind run-time dispatch "
-            "that never picks them on an AVX-only CPU (slower CPU ops than an avx2 build)"
-        )
-    elif variant.platform == "x86_64":
-        out.append(
-            "aten's CPU kernels are still compiled for DEFAULT/AVX2/AVX512 and picked at run time, by design; "
-            f"the rest of torch requires {variant.isa}"
-        )
-    return out
 
 
 # What torch's CMake may silently go without, read from the binary (backend/verify/features.py).
@@ -334,34 +249,107 @@ FEATURES = Features(
          "nvidia-nvshmem build requirement; see the torch log's 'Could not find', 'MKL' and 'NVSHMEM' lines",
 )
 
-RECIPE = Recipe(
-    graft_libraries=graft_libraries,
-    features=FEATURES,
-    version_file="version.txt",
-    name="torch",
-    version=VERSION,
-    distributions=("torch",),
-    depends=(),
-    build_requires=(
+class Torch(Recipe):
+    name = "torch"
+    version = VERSION
+    version_file = "version.txt"
+    distributions = ("torch",)
+    depends = ()
+    pins_torch = False
+    build_requires = (
         # requirements-build.txt / pyproject [build-system] (see docs/COMPONENTS.md for the commit read)
         "setuptools>=70.1.0", "wheel", "cmake>=3.27", "ninja", "numpy", "packaging", "pyyaml",
         "requests", "six", "typing-extensions>=4.10.0",
         # imported by torch's setup.py / codegen while building
         "sympy>=1.13.3", "filelock", "networkx", "jinja2", "fsspec",
-    ),
-    variant_build_requires=variant_build_requires,
-    unused_sources=unused_sources,
-    pins_torch=False,
-    mem_per_job_gb=3.0,
-    environment=environment,
-    commands=commands,
-    notes=notes,
-    runtime_requires=runtime_requires,
-    smoke=SMOKE,
-    smoke_gpu=SMOKE_GPU,
-    disk_gb=30.0,
+    )
+    mem_per_job_gb = 3.0
+    disk_gb = 30.0
+    features = FEATURES
+    smoke = SMOKE
+    smoke_gpu = SMOKE_GPU
     # cmake/Dependencies.cmake: string(APPEND CMAKE_CUDA_FLAGS " $ENV{TORCH_NVCC_FLAGS}") (PyTorch's release
     # build sets it too: .ci/manywheel/build_cuda.sh); CMake's C/CXX flags never reach nvcc's host compiler
-    isa_flag_variables={"TORCH_NVCC_FLAGS": "nvcc"},
-    isa_flags_not_reached="no object it compiles is known to miss them; the NVIDIA libraries it links are prebuilt",
-)
+    isa_flag_variables = {"TORCH_NVCC_FLAGS": "nvcc"}
+    isa_flags_not_reached = "no object it compiles is known to miss them; the NVIDIA libraries it links are prebuilt"
+
+    def build_requirements(self, variant) -> tuple[str, ...]:
+        """Plus the NVSHMEM wheel torch pins at run time: the same for every component list."""
+        return self.build_requires + ((nvshmem_requirement(variant),) if uses_nvshmem(variant) else ())
+
+    def unused_sources(self, variant, settings) -> tuple[str, ...]:
+        """The MKL wheels serve x86_64 builds of a tree that configures MKL (torch's CMake, not a stand-in tree)."""
+        local = settings.sources.get("torch") if settings is not None else None
+        if blas(variant) != "MKL" or (local is not None and not (Path(local) / MKL_FIND_MODULE).is_file()):
+            return MKL_SOURCES
+        return ()
+
+    def graft_libraries(self, variant) -> tuple[str, ...]:
+        """The host's shared OpenBLAS and its Fortran runtime, carried in the aarch64 wheel; nothing on x86_64 (static MKL)."""
+        return OPENBLAS_GRAFT if blas(variant) == "OpenBLAS" else ()
+
+    def runtime_requires(self, variant) -> tuple[str, ...]:
+        pins = PYTORCH_CUDA_PINS.get(variant.cuda, ())
+        if not variant.uses_cudnn:
+            pins = tuple(p for p in pins if not p.startswith("nvidia-cudnn"))
+        pins = tuple(p for p in pins if not p.startswith("nvidia-nvshmem"))
+        if uses_nvshmem(variant):  # the NVSHMEM it was built against, for every CUDA release (12.9 too)
+            pins += (nvshmem_requirement(variant),)
+        return (TRITON, *pins)
+
+    def environment(self, ctx: BuildContext) -> dict[str, str]:
+        v = ctx.variant
+        env = {
+            "USE_CUDA": "1",
+            "USE_CUDNN": "1" if v.uses_cudnn else "0",
+            "USE_NCCL": "1",
+            "USE_SYSTEM_NCCL": "1",
+            "USE_DISTRIBUTED": "1",
+            "USE_MKLDNN": "1",
+            "BUILD_TEST": "0",
+            "CMAKE_GENERATOR": "Ninja",
+            "PYTORCH_BUILD_VERSION": local_version(ctx.tree_version or VERSION, v),
+            "PYTORCH_BUILD_NUMBER": "0",
+            "CMAKE_PROJECT_INCLUDE_BEFORE": str(ctx.build_dir / CMAKE_FILE),
+            "BLAS": blas(v),
+            "USE_NVSHMEM": "1" if uses_nvshmem(v) else "0",
+        }
+        mkl = mkl_dirs(ctx)
+        if blas(v) == "MKL" and mkl is not None:  # the unpacked lock wheels, as PyTorch's /opt/intel
+            env["CMAKE_LIBRARY_PATH"], env["CMAKE_INCLUDE_PATH"] = (str(d) for d in mkl)
+        if v.isa == "avx":
+            env.update({"USE_FBGEMM": "0", "USE_MKLDNN": "0", "USE_NNPACK": "0"})
+        return env
+
+    def commands(self, ctx: BuildContext) -> list[list[str]]:
+        v = ctx.variant
+        write_cmake_file = [
+            ctx.python, "-c", WRITE_CMAKE_FILE, str(ctx.build_dir / CMAKE_FILE),
+            nvshmem_requirement(v) if uses_nvshmem(v) else "", avx_only_script() if v.isa == "avx" else "",
+        ]
+        return [write_cmake_file, pip_wheel(ctx)]
+
+    def notes(self, variant) -> list[str]:
+        out = [f"torch links {blas_note(variant)}; NNPACK's six comes from the lock (PYTHON_SIX_SOURCE_DIR)"]
+        if uses_nvshmem(variant):
+            out.append(f"torch links NVSHMEM from {nvshmem_requirement(variant)}, the wheel it requires at run time")
+        else:
+            out.append("torch is built without NVSHMEM (USE_NVSHMEM=0): NVSHMEM 3 has no sm_61 code")
+        if not variant.uses_cudnn:
+            out.append("torch is built without cuDNN (USE_CUDNN=0): cuDNN 9.11+ dropped compute capability < 7.5")
+        if variant.isa == "avx":
+            out.append(
+                "isa=avx promises no instruction beyond AVX on any code path an AVX-only CPU runs: aten's "
+                "AVX2/AVX-512 kernels, FBGEMM, oneDNN and NNPACK are off; XNNPACK's AVX2/AVX-512/VNNI microkernels "
+                "(cpuinfo) and sleef's AVX2/AVX-512 variants (cpuid) stay in the binary behind run-time dispatch "
+                "that never picks them on an AVX-only CPU (slower CPU ops than an avx2 build)"
+            )
+        elif variant.platform == "x86_64":
+            out.append(
+                "aten's CPU kernels are still compiled for DEFAULT/AVX2/AVX512 and picked at run time, by design; "
+                f"the rest of torch requires {variant.isa}"
+            )
+        return out
+
+
+RECIPE = Torch()

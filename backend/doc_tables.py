@@ -12,27 +12,25 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from . import recipes
+from .needs import install_command
 from .project import owned_words
+from .settings import markdown_table
+from .sources.lock import load
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def settings_table() -> str:
-    from .settings import markdown_table
-
     return markdown_table(owned_words())
 
 
 def backend_needs() -> str:
     """The indented command that installs what build, fetch, lock and verify import (backend/needs.py)."""
-    from .needs import install_command
-
     return "    " + install_command()
 
 
 def components_table() -> str:
-    from . import recipes
-
     rows = ["| component | version | built after | sources (lock entries, the built tree first) | wheels |",
             "|---|---|---|---|---|"]
     for recipe in recipes.all_recipes():
@@ -53,9 +51,6 @@ def _origin(url: str) -> str:
 
 def recipes_table() -> str:
     """docs/COMPONENTS.md's table: what the engine reads from each recipe."""
-    from . import recipes
-    from .sources.lock import load
-
     lock = load()
     rows = ["| component | version, sources (lock entries) | depends | pins torch | mem/job | nvcc threads | "
             "a local tree's version |",

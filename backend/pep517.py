@@ -9,15 +9,17 @@ there is no ``prepare_metadata_for_build_editable``: frontends then read the met
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import project, recipes
+from . import project, recipes, toolchains
 from .errors import BackendError
 from .pipeline import run
+from .pipeline.cache_storage import ccache_reaches
 from .pipeline.plan import Plan
 from .sources.buildreqs import BUILD_TOOLS
 from .wheels import meta
@@ -47,14 +49,8 @@ def build_requirements(config_settings: Mapping[str, Any] | None) -> list[str]:
     for step in plan.steps:
         wanted.extend(step.recipe.build_requirements(plan.variant))
     if any(step.uses_cuda for step in plan.steps):
-        from . import toolchains
-
         wanted.extend(toolchains.build_requirements(plan.settings.cuda, plan.settings.toolchain))
     if plan.settings.compiler_cache in ("auto", "sccache"):
-        import shutil
-
-        from .pipeline.cache_storage import ccache_reaches
-
         url = plan.settings.compiler_cache_url
         only_sccache_reaches = url is not None and not ccache_reaches(url)
         if plan.settings.compiler_cache == "sccache" or only_sccache_reaches or not (shutil.which("ccache") or shutil.which("sccache")):

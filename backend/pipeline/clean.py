@@ -18,13 +18,12 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import cache_marker
+from .. import cache_marker, project
 from ..settings import Settings, cache_dir
+from .disk import tree_bytes
 
 
 def _size(path: Path) -> int:
-    from .disk import tree_bytes
-
     return tree_bytes(path, skip=())
 
 
@@ -33,8 +32,6 @@ def targets(settings: Settings, *, everything: bool, downloads: bool, toolchains
     if everything:
         found = [cache / "work", cache / "envs"]
     else:
-        from .. import project
-
         plan = project.make_plan(settings)
         found = [plan.layout.variant_dir, plan.layout.env_dir]
     if downloads:

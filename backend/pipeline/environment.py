@@ -48,6 +48,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import BackendError
+from ..hashing import sha256_file
 from ..wheels import names as wheel_names
 
 PTH_NAME = "_vllm_stack_borrowed.pth"
@@ -366,8 +367,6 @@ def install_requirements(python: Path, requirements: Sequence[str], *, offline: 
 
 def install_wheels(python: Path, wheels: Sequence[Path]) -> None:
     """Put our own wheels (torch first of all) into the build environment, unless already there."""
-    from ..hashing import sha256_file
-
     marks = python.parent.parent / "installed-wheels"
     pending = []
     for wheel in wheels:

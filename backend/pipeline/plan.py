@@ -26,6 +26,7 @@ from .. import host as host_info
 from .. import recipes, toml
 from ..errors import BackendError
 from ..recipes import BuildContext, Recipe
+from ..report_table import table
 from ..settings import Settings, cache_dir
 from ..sources import patches as sources_patches
 from ..sources import prepare as sources_prepare
@@ -404,8 +405,6 @@ def line_summary(line: vllm_release.ReleaseLine) -> str:
 
 
 def format_plan(plan: Plan) -> str:
-    from ..report_table import table
-
     lines = [
         f"variant  {plan.variant.name}  ({plan.variant.target.cubin}, {plan.variant.isa}, CUDA {plan.variant.cuda}, {plan.variant.platform})",
         f"label    +{plan.variant.label}; every torch-dependent wheel pins torch=={plan.torch_version}",

@@ -13,14 +13,17 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .. import cuda_driver
+from .. import cuda_driver, toolchains
 from ..errors import BackendError
 from ..report_table import table
 from ..sources import buildreqs
 from ..toolchains import hostcc
 from ..toolchains.select import incomplete_note
-from ..wheels import deploy_notes, manylinux
+from ..verify import smoke
+from ..wheels import closure, deploy_notes, manylinux
+from ..wheels import variant as variant_wheels
 from ..wheels import names as wheel_names
+from ..wheels.wheelhouse import Wheelhouse
 from .. import cache_marker
 from ..settings import as_config as settings_as_config
 from ..settings import cache_dir, check_path_variables, writable_folder
@@ -30,6 +33,7 @@ from .executor import StepExecutor
 from .plan import Plan, common_env
 from .runner import CommandFailed, say
 from .scheduler import run_steps
+from .variant_lock import hold
 from .sccache_server import CacheStats
 
 
@@ -81,8 +85,6 @@ def summary(result: BuildResult) -> str:
 def resolve_toolchain(plan: Plan):
     if not any(step.uses_cuda for step in plan.steps):
         return None
-    from .. import toolchains
-
     settings = plan.settings
     return toolchains.resolve(
         settings.cuda, settings.toolchain, cache_dir=cache_dir(settings),
@@ -107,8 +109,6 @@ def check_offline_sources(plan: Plan) -> None:
 
 def build(plan: Plan) -> BuildResult:
     """Build the plan; a second build of the same variant waits for the first, then reuses its wheels."""
-    from .variant_lock import hold
-
     if plan.release_problem:  # another vLLM line's plan is shown, not built (docs/RELEASES.md)
         raise BackendError(plan.release_problem)
     check_path_variables()  # TMPDIR and the like reach nvcc's shell (project.make_plan checked them too)
@@ -123,8 +123,6 @@ def build(plan: Plan) -> BuildResult:
 
 
 def _build_locked(plan: Plan) -> BuildResult:
-    from ..wheels.wheelhouse import Wheelhouse
-
     settings = plan.settings
     layout = plan.layout
     results = [StepResult(s.component, s.version, "not run", in_place=s.in_place is not None) for s in plan.steps]
@@ -180,9 +178,6 @@ def _build_locked(plan: Plan) -> BuildResult:
     driver = cuda_driver.driver_need(plan.variant.cuda, plan.variant.sm, house.manifest())
     house.record_driver(driver.to_json())
     say(f"driver: the wheelhouse needs NVIDIA driver {driver.minimum}+ ({driver.reasons[-1]})")
-    from ..verify import smoke
-    from ..wheels import closure
-
     result.runtime = closure.for_build(plan, result, python, say)
 
     def write_notes() -> Path:
@@ -203,8 +198,6 @@ def _build_locked(plan: Plan) -> BuildResult:
 
 def _write_variant_wheels(result: BuildResult) -> None:
     """PEP 825 (draft) copies beside the wheelhouse: today's pip cannot install them."""
-    from ..wheels import variant as variant_wheels
-
     out = result.wheelhouse / "variants"
     for wheel in result.wheels():
         written = variant_wheels.write_variant_wheel(wheel, out, result.plan.variant)

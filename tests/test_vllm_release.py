@@ -269,6 +269,7 @@ def test_every_seed_row_is_planned_as_a_buildable_line_with_its_own_facts(tmp_pa
     assert plan.release["vllm"] == release and plan.release["torch"] == lock.entries["torch"].version
     assert plan.variant.name.startswith(f"vllm-python{python.replace('.', '')}-cuda12_9-sm90-avx512")
     assert plan.torch_version == f"{lock.entries['torch'].version}+{plan.variant.label}"
+    assert plan.step("torch").env["PYTORCH_BUILD_VERSION"] == plan.torch_version  # the wheel torch's build stamps
     for component in ("vllm", "flashinfer", "torch", "torchvision", "torchaudio", "xformers"):
         assert plan.step(component).version == f"{lock.main_entry(component).version}+{plan.variant.label}", component
     vllm = plan.step("vllm")

@@ -11,9 +11,7 @@ CMAKE_PROJECT_INCLUDE_BEFORE, which *is* forwarded.  See docs/COMPONENTS.md.
 
 from pathlib import Path
 
-from .base import BuildContext, Features, Marker, Recipe, local_version, pip_wheel
-
-VERSION = "2.9.1"
+from .base import BuildContext, Features, Marker, Recipe, pip_wheel
 
 # ---- CMake 4 and NNPACK's `six` (issue 22, item 3) ----------------------------------------------
 # The build-requirement lock pins one cmake (4.x) for every component; we keep it for torch too.
@@ -251,7 +249,7 @@ FEATURES = Features(
 
 class Torch(Recipe):
     name = "torch"
-    version = VERSION
+    version = "2.9.1"  # a vLLM release line may pin another 2.9.x (Recipe.for_line)
     version_file = "version.txt"
     distributions = ("torch",)
     depends = ()
@@ -308,7 +306,7 @@ class Torch(Recipe):
             "USE_MKLDNN": "1",
             "BUILD_TEST": "0",
             "CMAKE_GENERATOR": "Ninja",
-            "PYTORCH_BUILD_VERSION": local_version(ctx.tree_version or VERSION, v),
+            "PYTORCH_BUILD_VERSION": self.local_version(v, ctx.tree_version),
             "PYTORCH_BUILD_NUMBER": "0",
             "CMAKE_PROJECT_INCLUDE_BEFORE": str(ctx.build_dir / CMAKE_FILE),
             "BLAS": blas(v),

@@ -3,8 +3,8 @@
     python3 ci/plan_fingerprints.py OUT_DIR          # writes OUT_DIR/<variant>.json
     diff -r BEFORE_DIR AFTER_DIR                     # a redesign commit must show no difference
 
-The plan is made with a fixed cache folder and wheelhouse, so paths are the same in every checkout; the one
-host-dependent text (the jobs line's free memory) is dropped, and the checkout's own folder reads ``<checkout>``
+The plan is made with a fixed cache folder and wheelhouse, so paths are the same in every checkout, and a fixed
+number of jobs (``auto`` follows the free memory of the moment); the jobs line's text is dropped, and the checkout's own folder reads ``<checkout>``
 (so two worktrees compare).  A row the plan refuses is kept as its
 one-line error, so a change in a refusal shows too.
 """
@@ -26,7 +26,7 @@ def rows() -> list[dict]:
 
 def plan(row: dict) -> str:
     settings = [f"sm={row['sm']}", f"isa={row['isa']}", f"cuda={row['cuda']}",
-                f"cache-dir={CACHE}", f"wheelhouse={WHEELHOUSE}"]
+                f"cache-dir={CACHE}", f"wheelhouse={WHEELHOUSE}", "jobs=2"]
     command = [sys.executable, "-m", "backend", "plan", "--json"]
     for setting in settings:
         command += ["-C", setting]

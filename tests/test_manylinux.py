@@ -236,7 +236,7 @@ def test_the_target_and_the_host_compiler_are_part_of_the_build_key():
 def test_a_build_with_a_target_this_host_meets_is_tagged_with_it(tmp_path):
     """The bitsandbytes stand-in through the pipeline: auto first, then the oldest target this host's g++ meets."""
     runtime = manylinux.host_runtime(GXX)
-    target = [n for n in manylinux.policy_names("x86_64") if manylinux._fits(runtime.versions, manylinux.policy("x86_64", n))][-1]
+    target = manylinux.host_policies(runtime, "x86_64")[-1]
     env = dict(os.environ, PATH=f"/usr/local/cuda-13.0/bin{os.pathsep}{os.environ['PATH']}")
     common = ["-C", "sm=90", "-C", "isa=avx2", "-C", "cuda=13.0", "-C", "components=bitsandbytes", "-C", "jobs=2",
               "-C", "runtime-deps=none", "-C", "smoke=off",

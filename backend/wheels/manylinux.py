@@ -474,7 +474,7 @@ def check_host(target: str | None, platform: str, compiler: str | None = None) -
             if family in runtime.versions and family in limits
             and _version_key(runtime.versions[family]) > _version_key(limits[family])]
     if over:
-        fits = [n for n in policy_names(platform) if _fits(runtime.versions, policy(platform, n))]
+        fits = host_policies(runtime, platform)
         raise BackendError(
             f"setting 'manylinux': bad value {target!r} for this host: {compiler} links {' and '.join(over)}, "
             f"newer than manylinux_{target} allows (GLIBCXX_{limits.get('GLIBCXX')}, GLIBC_{limits.get('GLIBC')}); "
@@ -483,9 +483,9 @@ def check_host(target: str | None, platform: str, compiler: str | None = None) -
         )
 
 
-def _fits(versions: Mapping[str, str], candidate) -> bool:
-    for family in ("GLIBC", "GLIBCXX"):
-        allowed = candidate.symbol_versions.get(family)
-        if family in versions and allowed and _version_key(versions[family]) > max(_version_key(a) for a in allowed):
-            return False
-    return True
+def host_policies(runtime: HostRuntime, platform: str) -> list[str]:
+    """The ``-C manylinux`` targets whose symbol versions hold the host's glibc and libstdc++ (as
+    :func:`policy_names` lists them): auditwheel's own choice of the most compatible one, and every newer."""
+    needed = {f"{family}_{runtime.versions[family]}" for family in ("GLIBC", "GLIBCXX") if family in runtime.versions}
+    best = policies(platform).versioned_symbols_policy({"host": needed})
+    return [name for name in policy_names(platform) if policy(platform, name).priority <= best.priority]

@@ -283,6 +283,8 @@ def test_every_seed_row_is_planned_as_a_buildable_line_with_its_own_facts(tmp_pa
     text = plan_mod.format_plan(plan)
     assert "NOT BUILT" not in text
     assert f"FlashMLA {lock.entries['flashmla'].version[:8]}" in text  # the line's facts, shown
+    grpc = [n for n in vllm.notes if "gRPC stubs" in n]  # 0.13.0's setup.py has no compile_grpc_protos
+    assert len(grpc) == 1 and (("has no compile_grpc_protos" in grpc[0]) == (release == "0.13.0"))
 
 
 SEED_OTHER_LINES = sorted({release for release, _ in vllm_release.SEED_LINES} - {"0.15.1"})

@@ -101,6 +101,7 @@ SEED_LINES = (("0.15.1", "3.13"), ("0.14.1", "3.12"), ("0.14.1", "3.11"), ("0.14
 BASE_FACTS = {
     "pythons": ["3.10", "3.11", "3.12", "3.13"],
     "flashmla_min_nvcc": None,
+    "grpc_stubs": True,  # PyPI's 0.15.1 wheel ships vllm/grpc/vllm_engine_pb2*.py (docs/COMPONENTS.md)
     "flashmla_sources": [
         "flash_mla/flash_mla_interface.py", "csrc/torch_api.cpp",
         "csrc/smxx/decode/get_decoding_sched_meta/get_decoding_sched_meta.cu", "csrc/smxx/decode/combine/combine.cu",
@@ -148,6 +149,8 @@ class Release:
     flashmla_sources: list[str] = dataclasses.field(default_factory=list)
     # The nvcc from which setup.py adds the vllm._flashmla_C extension (0.14.1: 12.3, with FA3; 0.16.0: 12.9)
     flashmla_min_nvcc: str | None = None
+    # setup.py generates vllm/grpc/*_pb2*.py with grpcio-tools (compile_grpc_protos: 0.14.0 on; 0.13.0 has none)
+    grpc_stubs: bool | None = None  # None: no setup.py to read
     where: dict[str, str] = dataclasses.field(default_factory=dict)  # fact -> file:line it was read at
 
 
@@ -239,6 +242,17 @@ def _flashmla_min_nvcc(tree: Path, where: dict[str, str]) -> str | None:
     return before[-1].group(1)
 
 
+def _grpc_stubs(tree: Path, where: dict[str, str]) -> bool | None:
+    path = tree / "setup.py"
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8", errors="replace")
+    found = re.search(r"^def compile_grpc_protos\(", text, re.M)
+    if found:
+        where["grpc_stubs"] = f"setup.py:{_line(text, found.start())}"
+    return found is not None
+
+
 def _requirements(tree: Path) -> dict[str, str]:
     pins: dict[str, str] = {}
     for rel in ("requirements/build.txt", "requirements/cuda.txt"):
@@ -312,7 +326,7 @@ def read_tree(tree: Path) -> Release:
         version=_version(tree), pythons=values.get("PYTHON_SUPPORTED_VERSIONS", []), torch_cmake=torch_cmake,
         requirements=_requirements(tree), side_trees=side, unknown_projects=unknown, env_vars=env_vars,
         build_files=build_files, problems=problems, flashmla_sources=_flashmla_files(tree, where),
-        flashmla_min_nvcc=_flashmla_min_nvcc(tree, where), where=where,
+        flashmla_min_nvcc=_flashmla_min_nvcc(tree, where), grpc_stubs=_grpc_stubs(tree, where), where=where,
     )
 
 
@@ -546,6 +560,10 @@ def fact_differences(release: Release) -> list[str]:
         out.append(f"flashmla sources: {len(theirs)} files in {BASE_RELEASE}, {len(ours)} here "
                    f"({release.where.get('flashmla_sources')}): {len(new)} not in {BASE_RELEASE}'s list (first: "
                    f"{new[0] if new else '-'}), {len(gone)} of its files not here; the FlashMLA tree must hold them")
+    if release.grpc_stubs is not None and release.grpc_stubs != BASE_FACTS["grpc_stubs"]:
+        out.append(f"gRPC stubs: {BASE_RELEASE}'s setup.py generates vllm/grpc/*_pb2*.py, this one "
+                   + (f"does too ({release.where.get('grpc_stubs')})" if release.grpc_stubs else
+                      "has no compile_grpc_protos (no stubs, no protobuf/grpcio requirement from them)"))
     if release.flashmla_min_nvcc != BASE_FACTS["flashmla_min_nvcc"]:
         out.append(f"_flashmla_C: setup.py adds it from nvcc {release.flashmla_min_nvcc or '(no condition found)'} "
                    f"({release.where.get('flashmla_min_nvcc', 'setup.py')}); {BASE_RELEASE}: "
@@ -684,6 +702,7 @@ def render(generated: Generated, base: Lock) -> str:
         f"pythons = {_toml_value(release.pythons)}",
         f"flashmla_min_nvcc = {_toml_value(release.flashmla_min_nvcc or '')}",
         f"flashmla_sources = {_toml_value(release.flashmla_sources)}",
+        f"grpc_stubs = {_toml_value(release.grpc_stubs is not False)}",
         f"recipe_gaps = {_toml_value(shape_differences(release))}",
         f"unverified = {_toml_value(generated.unverified)}",
         "differences = [",
@@ -856,6 +875,7 @@ class ReleaseLine:
     where: Mapping[str, str]  # fact -> the file:line it was read at
     torch_cmake: str | None = None  # TORCH_SUPPORTED_VERSION_CUDA
     recipe_gaps: tuple[str, ...] = ()  # what the vllm recipe would not pass to this tree (shape_differences)
+    grpc_stubs: bool = True  # its setup.py generates vllm/grpc/*_pb2*.py (compile_grpc_protos)
 
     @property
     def base(self) -> bool:
@@ -872,7 +892,8 @@ def release_line(release: str, base_path: Path | None = None, folder: Path = LOC
         vllm=versions["vllm"], versions=versions, pythons=tuple(info.get("pythons", ())),
         flashmla_sources=tuple(info.get("flashmla_sources", ())),
         flashmla_min_nvcc=info.get("flashmla_min_nvcc") or None, where=dict(info.get("where", {})),
-        torch_cmake=info.get("torch_cmake") or None, recipe_gaps=tuple(info.get("recipe_gaps", ())))
+        torch_cmake=info.get("torch_cmake") or None, recipe_gaps=tuple(info.get("recipe_gaps", ())),
+        grpc_stubs=bool(info.get("grpc_stubs", True)))
 
 
 def line_rows(folder: Path = LOCKS_DIR) -> list[tuple[str, str, dict]]:

@@ -24,10 +24,14 @@ from ..recipes.base import local_version
 from ..settings import cache_dir
 from ..sources import fetch, lock
 from ..sources import prepare as sources_prepare
+from ..verify import verify_wheel
+from ..verify.checks import torch_exports
+from ..verify.features import asked_symbols, check_features
+from ..wheels import built as built_wheel
 from ..wheels import manylinux
 from ..wheels import names as wheel_names
-from ..wheels import reproducible as reproducible_wheel
-from ..wheels.relabel import relabel
+from ..wheels.relabel import metadata_editor, relabel
+from ..wheels.requires import declared_requirements, is_generated
 from . import compiler_cache, environment, reproducible
 from .buildkey import build_key
 from .pins import restored_requirements, stack_pins
@@ -94,30 +98,48 @@ class StepExecutor:
 
         return self.finish(step, built, key, prepared, seconds, label), "built"
 
-
     def finish(self, step: Step, built: list[Path], key: str, prepared, seconds: float, label: str) -> list[Path]:
         """A step's built wheels relabelled, pinned, tagged, made reproducible, verified, checked for their
         features and added to the wheelhouse with their manifest records; returns the added paths.
-        ``prepared``: the step's prepared sources (origin, source_hash, patches) for the manifest."""
-        from ..verify.features import check_features
+        ``prepared``: the step's prepared sources (origin, source_hash, patches) for the manifest.
 
+        Each wheel is read once and written once (``wheels/built.py``): its package members as it is read,
+        its .dist-info folder (METADATA with the version, pins and requirements, WHEEL with the tag, RECORD)
+        when the records of its objects have decided them; verification, features and the manifest read
+        those records.  The copy moves into the wheelhouse with the hash taken while writing it."""
         plan, toolchain, house = self.plan, self.toolchain, self.house
         recipe = step.recipe
-        layout = plan.layout
-        staged_dir = layout.variant_dir / step.component / "_staged"
+        staged_dir = plan.layout.variant_dir / step.component / "_staged"
         if staged_dir.exists():
             shutil.rmtree(staged_dir)
         staged_dir.mkdir(parents=True)
         pins = stack_pins(plan, house.wheels()) if step.pins_torch else {}
         restored = restored_requirements(recipe.stack_requires, pins)
-        staged = [
-            relabel(wheel, staged_dir, version=_labelled_version(wheel, plan), pins=pins,
-                    add_requires=restored + _cuda_requirements(wheel, plan, toolchain, recipe))
-            for wheel in built
-        ]
-        staged = _platform_tags(plan, staged, house, toolchain, label, recipe.graft_libraries(plan.variant))
-        for wheel in staged:  # member order, times, modes, nvcc's temporary names (docs/WHEELS.md)
-            reproducible_wheel.normalize_wheel(wheel, int(step.env["SOURCE_DATE_EPOCH"]))
+        exclude = manylinux.external_patterns(toolchain.runtime_libraries if toolchain else (), house.wheels())
+        shown = lambda line: say(f"{label} {line.strip()}")  # noqa: E731
+        checked = plan.settings.verify != "off"
+        staged = []
+        for wheel in built:
+            # the recipe's graft_libraries (torchvision's codecs), as ``auditwheel repair`` does, before the one pass
+            wheel = manylinux.graft(wheel, plan.variant.platform, exclude, recipe.graft_libraries(plan.variant), say=shown)
+            version = _labelled_version(wheel, plan)
+            one = built_wheel.read(wheel, into=staged_dir, version=version, epoch=int(step.env["SOURCE_DATE_EPOCH"]),
+                                   scan_code=checked, asked=asked_symbols(recipe.features) if recipe.features else {},
+                                   keep=is_generated)
+            try:
+                requires = restored + declared_requirements(one, recipe, plan.variant, toolchain)
+                files = {"METADATA": metadata_editor(version, pins, requires)(one.files["METADATA"])}
+                decision = manylinux.decide(one, plan.variant.platform, exclude, plan.settings.manylinux)
+                tags = None
+                if decision is not None:
+                    shown(f"   platform tag of {wheel_names.parse(wheel.name).distribution}: {decision.reason}")
+                    if list(decision.tags) != manylinux.platform_tags(wheel.name):
+                        files["WHEEL"], tags = manylinux.wheel_file(one.files["WHEEL"], decision.tags), decision.tags
+            except BaseException:
+                one.discard()
+                raise
+            one.write(files, platform_tags=tags)
+            staged.append(one)
         bundled = [_stage_bundled(plan, name, staged_dir) for name in recipe.bundled_wheels(plan.variant, plan.settings)]
         ptx_jit, cubin_sources = _verify(plan, step, staged, house, toolchain, label, bundled)
         links: dict[str, dict[str, str]] = {}  # what each wheel links: BLAS provider, NVSHMEM with its pin ...
@@ -125,7 +147,8 @@ class StepExecutor:
 
         added = []
         for wheel in staged:
-            added.append(house.add(wheel, {
+            name = wheel.name
+            added.append(house.add(wheel.path, {
                 "component": step.component,
                 "source": step.source,
                 "origin": prepared.origin,
@@ -135,13 +158,15 @@ class StepExecutor:
                 "build_key": key,
                 "seconds": seconds,
                 "isa_flags": isa_flag_statement(recipe),
-                **({"features": features[wheel.name]} if wheel.name in features else {}),
-                **({"ptx_jit": ptx_jit[wheel.name]} if wheel.name in ptx_jit else {}),
+                **({"features": features[name]} if name in features else {}),
+                **({"ptx_jit": ptx_jit[name]} if name in ptx_jit else {}),
                 # where its kernels' run-time cubins come from (a wheel of the wheelhouse; None: a download)
-                **({"cubins": cubin_sources[wheel.name]} if cubin_sources.get(wheel.name) else {}),
-                **({"links": links[wheel.name]} if wheel.name in links else {}),
+                **({"cubins": cubin_sources[name]} if cubin_sources.get(name) else {}),
+                **({"links": links[name]} if name in links else {}),
                 **manylinux.manifest_record(wheel),
-            }))
+            }, move=True, sha256=wheel.sha256))
+            if wheel_names.project(name) == "torch":  # later components check their symbols against it
+                torch_exports(added[-1], wheel)
         for wheel, entry in bundled:
             added.append(house.add(wheel, {
                 "component": step.component, "source": entry.url, "origin": BUNDLED,
@@ -336,17 +361,6 @@ def existing_torch_libraries() -> tuple[str, ...]:
     return tuple(sorted(p.name for p in lib.glob("*.so*"))) if lib.is_dir() else ()
 
 
-def _platform_tags(plan: Plan, wheels: list[Path], house, toolchain, label: str,
-                   graft: tuple[str, ...] = ()) -> list[Path]:
-    """The manylinux tag auditwheel finds for each wheel; torch's, CUDA's and the wheelhouse's libraries stay external,
-    the recipe's ``graft_libraries`` (torchvision's codecs) are grafted first, as ``auditwheel repair`` does."""
-    exclude = manylinux.external_patterns(toolchain.runtime_libraries if toolchain else (), house.wheels())
-    wheels = [manylinux.graft(wheel, plan.variant.platform, exclude, graft, say=lambda line: say(f"{label} {line.strip()}"))
-              for wheel in wheels]
-    return manylinux.tag_wheels(wheels, plan.variant.platform, plan.settings.manylinux, exclude,
-                                say=lambda line: say(f"{label} {line.strip()}"))
-
-
 def _labelled_version(wheel: Path, plan: Plan) -> str:
     """The wheel's own public version plus the variant's label.
 
@@ -356,14 +370,7 @@ def _labelled_version(wheel: Path, plan: Plan) -> str:
     return local_version(wheel_names.parse(wheel.name).version.public, plan.variant)
 
 
-def _cuda_requirements(wheel: Path, plan: Plan, toolchain, recipe) -> list[str]:
-    """The nvidia-* wheels of the CUDA libraries this wheel links, and what its recipe declares (torch: triton)."""
-    from ..wheels.requires import declared_requirements
-
-    return declared_requirements(wheel, recipe, plan.variant, toolchain)
-
-
-def _verify(plan: Plan, step: Step, wheels: list[Path], house, toolchain, label: str,
+def _verify(plan: Plan, step: Step, wheels: list, house, toolchain, label: str,
             bundled: list = ()) -> tuple[dict[str, list[str]], dict[str, dict]]:
     """Verify the staged wheels, beside the wheelhouse's and the step's bundled upstream wheels (not checked
     themselves); return, per wheel, its objects whose PTX the variant's GPU JIT-compiles (the manifest's
@@ -372,15 +379,14 @@ def _verify(plan: Plan, step: Step, wheels: list[Path], house, toolchain, label:
     mode = plan.settings.verify
     if mode == "off":
         return {}, {}
-    from ..verify import verify_wheel
 
-    mine = wheels + [wheel for wheel, _entry in bundled]
+    mine = [w.path for w in wheels] + [wheel for wheel, _entry in bundled]
     companions = [w for w in house.wheels() if not any(_same_dist(w, x) for x in mine)] + mine
     expect = _expectation(plan, step, toolchain)
     problems = []
     ptx_jit, cubin_sources = {}, {}
     for wheel in wheels:
-        report = verify_wheel(wheel, expect, companions=[c for c in companions if c != wheel])
+        report = verify_wheel(wheel, expect, companions=[c for c in companions if c != wheel.path])
         say(report.format_table())
         ptx_jit[wheel.name] = report.ptx_jit(plan.variant.sm)
         cubin_sources[wheel.name] = report.entries[0].cubins

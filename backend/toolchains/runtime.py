@@ -10,11 +10,8 @@ matches the soname's (``libcusparse.so.12`` -> ``nvidia-cusparse>=12,<13``).
 from __future__ import annotations
 
 import fnmatch
-import io
 import re
-import zipfile
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -80,23 +77,6 @@ def requirements_for(sonames: Iterable[str], cuda: str, pinned: Sequence[str] = 
     return list(lines.values())
 
 
-def needed_sonames(wheel: Path) -> set[str]:
-    """DT_NEEDED of every ELF file in the wheel, less what the wheel itself holds."""
-    from elftools.elf.dynamic import DynamicSection
-    from elftools.elf.elffile import ELFFile
-
-    needed: set[str] = set()
-    own: set[str] = set()
-    with zipfile.ZipFile(wheel) as archive:
-        for info in archive.infolist():
-            if info.is_dir():
-                continue
-            own.add(info.filename.rsplit("/", 1)[-1])
-            with archive.open(info) as handle:
-                if handle.read(4) != b"\x7fELF":
-                    continue
-            data = io.BytesIO(archive.read(info))
-            for section in ELFFile(data).iter_sections():
-                if isinstance(section, DynamicSection):
-                    needed.update(tag.needed for tag in section.iter_tags() if tag.entry.d_tag == "DT_NEEDED")
-    return needed - own
+def needed_sonames(wheel) -> set[str]:
+    """DT_NEEDED of every ELF object of a wheel read once (``wheels.built``), less what the wheel itself holds."""
+    return {n for record in wheel.objects.values() for n in record.needed} - wheel.basenames()

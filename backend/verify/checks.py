@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import posixpath
 import re
-import shutil
 import struct
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,16 +14,12 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..errors import BackendError
+from ..wheels import built as built_wheel
 from ..wheels.files import read_manifest
 from .. import cpu_isa
 from ..cuda_target import CudaTarget
 from . import cubins, elf, isa as isa_scan, isa_arm, linkage, metadata, platform_tag
 from .report import ERROR, WARNING, Entry, ObjectEntry, Problem, Report
-
-# Members never worth opening to look for ELF magic.
-_TEXT_SUFFIXES = (".py", ".pyi", ".pyc", ".txt", ".md", ".json", ".h", ".hpp", ".cuh", ".cu", ".cpp", ".c",
-                  ".yaml", ".yml", ".toml", ".cfg", ".typed", ".html", ".js", ".css", ".png", ".cmake", ".pth")
-
 
 @dataclasses.dataclass(frozen=True)
 class Expectation:
@@ -140,7 +133,7 @@ def _check_cuda(obj: ObjectEntry, expect: Expectation) -> None:
 
 def _check_cpu(obj: ObjectEntry, info: elf.ObjectInfo, expect: Expectation) -> None:
     if info.machine == "x86_64" and info.code_bytes:
-        scan = isa_scan.scan_object(info.path)
+        scan = info.scan if info.scan is not None else isa_scan.scan_object(info.path)
         obj.isa_highest = scan.highest
         obj.isa_features = dict(sorted(scan.features.items()))
         obj.instructions = scan.instructions
@@ -255,88 +248,42 @@ def _read(path: Path, shown: str) -> tuple[elf.ObjectInfo | None, Problem | None
         return None, Problem(ERROR, "read", f"cannot read: {type(error).__name__}: {error}", shown)
 
 
-# An ELF member inflating more than this many times its stored size (and past BOMB_MIN_BYTES) is a
-# decompression bomb, not a library: real shared objects compress 2-10 times.  It is reported, not extracted.
-BOMB_RATIO = 200
-BOMB_MIN_BYTES = 16 << 20
 _LIBRARY_NAME = re.compile(r"\.so(\.\d+)*$")
 
 
-def _library_problems(archive: zipfile.ZipFile) -> list[Problem]:
+def _library_problems(built: built_wheel.BuiltWheel) -> list[Problem]:
     """Members named as shared libraries that are none: empty, not ELF, or stored as a zip symlink.
 
     pip writes a zip symlink as a regular file holding the link's text, and an
     empty or non-ELF ``.so`` fails at import: either way the wheel lacks the
     library its name promises, which the ELF checks (they only see ELF files) miss."""
     problems = []
-    for item in archive.infolist():
-        if item.is_dir() or not _LIBRARY_NAME.search(item.filename.rsplit("/", 1)[-1]):
+    for member in built.members:
+        if not _LIBRARY_NAME.search(member.name.rsplit("/", 1)[-1]):
             continue
-        if (item.external_attr >> 16) & 0o170000 == 0o120000:
+        if member.is_link:
             problems.append(Problem(ERROR, "content", "is stored as a symbolic link, which pip installs as a "
-                                    "small file holding the link's text: the library is missing", item.filename))
-        elif item.file_size == 0:
-            problems.append(Problem(ERROR, "content", "is an empty file, not a shared object", item.filename))
-        else:
-            with archive.open(item) as handle:
-                if handle.read(4) != elf.ELF_MAGIC:
-                    problems.append(Problem(ERROR, "content", "is not an ELF shared object", item.filename))
+                                    "small file holding the link's text: the library is missing", member.name))
+        elif member.size == 0:
+            problems.append(Problem(ERROR, "content", "is an empty file, not a shared object", member.name))
+        elif not member.is_elf:
+            problems.append(Problem(ERROR, "content", "is not an ELF shared object", member.name))
     return problems
-
-
-def _bomb(item: zipfile.ZipInfo) -> Problem | None:
-    if item.file_size > BOMB_MIN_BYTES and item.file_size > BOMB_RATIO * max(item.compress_size, 1):
-        return Problem(ERROR, "content", f"inflates from {item.compress_size} to {item.file_size} bytes "
-                       f"(over {BOMB_RATIO} times): a decompression bomb, not read", item.filename)
-    return None
-
-
-def _elf_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
-    found = []
-    for item in archive.infolist():
-        if item.is_dir() or item.file_size < 64 or item.filename.lower().endswith(_TEXT_SUFFIXES):
-            continue
-        if (item.external_attr >> 16) & 0o170000 == 0o120000:
-            continue  # a zip symlink: its bytes are a path (_library_problems reports it)
-        with archive.open(item) as handle:
-            if handle.read(4) == elf.ELF_MAGIC:
-                found.append(item)
-    return found
-
-
-def _extract(archive: zipfile.ZipFile, item: zipfile.ZipInfo, folder: Path) -> Path:
-    # A name of its own, not the flattened path: flashinfer-jit-cache's module paths exceed NAME_MAX (255).
-    digest = hashlib.sha256(item.filename.encode()).hexdigest()[:16]
-    target = folder / f"{digest}-{item.filename.rsplit('/', 1)[-1][-100:]}"
-    with archive.open(item) as source, open(target, "wb") as sink:
-        shutil.copyfileobj(source, sink, 1 << 22)
-    return target
 
 
 _TORCH_EXPORTS: dict[tuple[str, int, int], set[str]] = {}
 
 
-def torch_exports(wheel: Path) -> set[str]:
-    """Every dynamic symbol the torch wheel's libraries export (cached per file)."""
+def torch_exports(wheel: Path, read: built_wheel.BuiltWheel | None = None) -> set[str]:
+    """Every dynamic symbol the torch wheel's libraries export (cached per file; ``read``: the records of
+    its objects, as this build's post-processing read them, so the wheel is not read again)."""
     stat = wheel.stat()
     key = (str(wheel.resolve()), stat.st_size, int(stat.st_mtime))
-    if key in _TORCH_EXPORTS:
-        return _TORCH_EXPORTS[key]
-    exports: set[str] = set()
-    with zipfile.ZipFile(wheel) as archive, tempfile.TemporaryDirectory(prefix="verify-torch-") as tmp:
-        for item in archive.infolist():
-            base = item.filename.rsplit("/", 1)[-1]
-            if item.is_dir() or ".so" not in base or not base.startswith("lib"):
-                continue
-            path = _extract(archive, item, Path(tmp))
-            try:
-                exports |= elf.exported_symbols(path)
-            except Exception:
-                pass
-            finally:
-                path.unlink()
-    _TORCH_EXPORTS[key] = exports
-    return exports
+    if key not in _TORCH_EXPORTS:
+        torch = read or built_wheel.read(wheel, scan_code=False)
+        _TORCH_EXPORTS[key] = set().union(*(o.exported for n, o in torch.objects.items()
+                                            if n.rsplit("/", 1)[-1].startswith("lib") and ".so" in n))
+    return _TORCH_EXPORTS[key]
 
 
 def _companion_infos(companions: Sequence[Path]) -> list[metadata.WheelInfo]:
@@ -356,26 +303,30 @@ _UNREADABLE = (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplem
                EOFError, OSError, ValueError, KeyError, struct.error)
 
 
-def verify_wheel(wheel: Path, expect: Expectation | None, companions: Sequence[Path] = ()) -> Report:
-    """Check one wheel; ``companions`` are the other wheels of its wheelhouse.
+def verify_wheel(wheel: Path | built_wheel.BuiltWheel, expect: Expectation | None,
+                 companions: Sequence[Path] = ()) -> Report:
+    """Check one wheel (a path, or a wheel read once: ``wheels.built``); ``companions`` are the other
+    wheels of its wheelhouse.
 
     A wheel that cannot be read is one failed entry of the report, never an
     exception that ends the report for a whole wheelhouse."""
     expect = expect or Expectation()
-    wheel = Path(wheel)
-    if not wheel.is_file():
-        raise BackendError(f"verify: {wheel} does not exist or is not a file; accepted: a .whl file")
+    path = Path(wheel.path if isinstance(wheel, built_wheel.BuiltWheel) else wheel)
+    if not path.is_file():
+        raise BackendError(f"verify: {path} does not exist or is not a file; accepted: a .whl file")
     try:
-        return _verify_wheel(wheel, expect, companions)
+        built = wheel if isinstance(wheel, built_wheel.BuiltWheel) else built_wheel.read(path)
+        return _verify_wheel(built, expect, companions)
     except _UNREADABLE as error:
-        entry = Entry(path=str(wheel), kind="wheel", size=wheel.stat().st_size)
+        entry = Entry(path=str(path), kind="wheel", size=path.stat().st_size)
         entry.problems.append(Problem(ERROR, "read", f"cannot read the wheel: {type(error).__name__}: "
                                                      f"{str(error)[:200]}"))
         return Report(entries=[entry], expectation=dataclasses.asdict(expect))
 
 
-def _verify_wheel(wheel: Path, expect: Expectation, companions: Sequence[Path]) -> Report:
-    info = metadata.read_wheel(wheel)
+def _verify_wheel(built: built_wheel.BuiltWheel, expect: Expectation, companions: Sequence[Path]) -> Report:
+    wheel = built.path
+    info = metadata.from_built(built)
     entry = Entry(path=str(wheel), kind="wheel", size=wheel.stat().st_size, name=info.name, version=info.version)
     report = Report(entries=[entry], expectation=dataclasses.asdict(expect))
     entry.problems.extend(Problem(ERROR, "metadata", p) for p in info.problems)
@@ -385,7 +336,7 @@ def _verify_wheel(wheel: Path, expect: Expectation, companions: Sequence[Path]) 
     torch_version = expect.torch_version or (torch_wheel.version if torch_wheel else None)
 
     _check_metadata(entry, info, others, expect, torch_version, torch_wheel)
-    entry.problems.extend(platform_tag.check(wheel, expect.manylinux))
+    entry.problems.extend(platform_tag.check(built, expect.manylinux))
 
     if not info.members:
         return report
@@ -399,32 +350,18 @@ def _verify_wheel(wheel: Path, expect: Expectation, companions: Sequence[Path]) 
     if not is_torch and torch_wheel is not None:
         exports = torch_exports(torch_wheel.path)
 
-    with zipfile.ZipFile(wheel) as archive, tempfile.TemporaryDirectory(prefix="verify-") as tmp:
-        members = _elf_members(archive)
-        entry.problems.extend(_library_problems(archive))
-        infos: list[tuple[str, elf.ObjectInfo]] = []
-        named: dict[str, str] = {}  # cubin folder -> the first member naming it
-        for item in members:
-            bomb = _bomb(item)
-            if bomb:
-                entry.problems.append(bomb)
-                continue
-            path = _extract(archive, item, Path(tmp))
-            for folder in cubins.folders_in_file(path):
-                named.setdefault(folder, item.filename)
-            read, problem = _read(path, item.filename)
-            if problem:
-                entry.problems.append(problem)
-                path.unlink()
-                continue
-            infos.append((item.filename, read))
-        inside = info.basenames() | {i.soname for _n, i in infos if i.soname}
-        own_exports = set().union(*(i.exported for _n, i in infos)) if infos else set()
-        context = _Context(expect, inside, own_exports, wheelhouse, linkage.requirement_library_patterns(requirements),
-                           exports, is_torch)
-        for name, read in infos:
-            entry.objects.append(_object(read, name, context))
-            read.path.unlink()
+    entry.problems.extend(Problem(ERROR, kind, why, name) for name, (kind, why) in built.problems.items())
+    entry.problems.extend(_library_problems(built))
+    named: dict[str, str] = {}  # cubin folder -> the first member naming it
+    for name, read in built.objects.items():
+        for folder in sorted(read.folders):
+            named.setdefault(folder, name)
+    inside = info.basenames() | {i.soname for i in built.objects.values() if i.soname}
+    own_exports = set().union(*(i.exported for i in built.objects.values()))
+    context = _Context(expect, inside, own_exports, wheelhouse, linkage.requirement_library_patterns(requirements),
+                       exports, is_torch)
+    for name, read in built.objects.items():
+        entry.objects.append(_object(read, name, context))
     if named:
         _check_cubins(entry, named, [wheel, *companions], expect)
     if not is_torch and torch_version is not None and not any(

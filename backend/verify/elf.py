@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterator
+import io
+import mmap
+from collections.abc import Iterator, Set
 from pathlib import Path
 
 from ..errors import BackendError
-from . import fatbin
+from . import cubins, fatbin
 
 ELF_MAGIC = b"\x7fELF"
 RECORD_SECTION = ".GCC.command.line"
@@ -49,6 +52,10 @@ class ObjectInfo:
     compile_records: list[str] = dataclasses.field(default_factory=list)
     has_record_section: bool = False
     code_bytes: int = 0             # bytes in executable sections
+    versions: set[str] = dataclasses.field(default_factory=set)    # symbol versions needed (GLIBC_2.34)
+    folders: set[str] = dataclasses.field(default_factory=set)     # cubin folders its kernels load (cubins.py)
+    marks: dict[str, str] = dataclasses.field(default_factory=dict)  # asked symbol -> "defines" or "calls"
+    scan: object | None = None      # the CPU code's scan (isa.IsaScan, isa_arm.ArmScan), when read with one
 
 
 # What verification inflates of one compressed ELF section at most (it reads fatbins, the compile
@@ -56,19 +63,40 @@ class ObjectInfo:
 INFLATED_SECTION_BOUND = 256 << 20
 
 
-def read_object(path: Path, symbols: bool = True, gpu: bool = True) -> ObjectInfo:
-    elffile, sections, dynamic = elftools_modules()
-    path = Path(path)
+@contextlib.contextmanager
+def _opened(source: Path | bytes) -> Iterator[tuple[object, Path | None, int]]:
+    """A stream over an ELF file's bytes (a file mapped, not read: torch's libraries are a gigabyte)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        yield source, None, len(source)
+        return
+    path = Path(source)
     with open(path, "rb") as handle:
+        size = path.stat().st_size
+        if size == 0:
+            yield b"", path, 0
+            return
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            yield data, path, size
+
+
+def read_object(source: Path | bytes, symbols: bool = True, gpu: bool = True, asked: Set[str] = frozenset(),
+                name: str = "object") -> ObjectInfo:
+    """One ELF object's record, from a file or its bytes: everything tagging, verification, features and the
+    manifest read of it.  ``asked``: symbols whose definition or use to note (``marks``), looked up in the
+    full symbol table when the dynamic one lacks them."""
+    elffile, sections, dynamic = elftools_modules()
+    with _opened(source) as (data, path, size):
+        stream = data if isinstance(data, mmap.mmap) else io.BytesIO(data)
         try:
-            elf = elffile.ELFFile(handle)
+            elf = elffile.ELFFile(stream)
         except Exception as error:
             raise ValueError(f"not a readable ELF file: {error}") from error
         info = ObjectInfo(
-            path=path, size=path.stat().st_size,
+            path=path or Path(name), size=size,
             machine=MACHINES.get(elf["e_machine"], str(elf["e_machine"])), elf_type=str(elf["e_type"]),
         )
         fat: dict[str, bytes] = {}
+        full_table = None
         for section in elf.iter_sections():
             name = section.name
             if section["sh_flags"] & 0x4 and section["sh_type"] != "SHT_NOBITS":  # SHF_EXECINSTR
@@ -83,7 +111,9 @@ def read_object(path: Path, symbols: bool = True, gpu: bool = True) -> ObjectInf
                         value = tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath
                         info.runpath.extend(p for p in value.split(":") if p)
             elif symbols and section.name == ".dynsym" and isinstance(section, sections.SymbolTableSection):
-                _symbols(section, info)
+                _symbols(section, info, asked)
+            elif name == ".symtab" and isinstance(section, sections.SymbolTableSection):
+                full_table = section
             elif gpu and name in fatbin.SECTIONS and section["sh_type"] != "SHT_NOBITS":
                 fat[name] = _section_bytes(section)
             elif name == RECORD_SECTION:
@@ -91,8 +121,25 @@ def read_object(path: Path, symbols: bool = True, gpu: bool = True) -> ObjectInf
                 info.compile_records = [
                     s.decode("utf-8", "replace").strip() for s in _section_bytes(section).split(b"\0") if s.strip()
                 ]
+        unseen = set(asked) - set(info.marks)
+        if full_table is not None and unseen:  # a static library linked with hidden visibility (MKL in torch)
+            info.marks.update({s.name: "defines" for s in full_table.iter_symbols()
+                               if s.name in unseen and s.entry.st_shndx != "SHN_UNDEF"})
         info.gpu = fatbin.parse_elf_sections(fat) if fat else []
+        if symbols:
+            info.versions = _needed_versions(elf)
+        info.folders = cubins.folders_named(data)
     return info
+
+
+def _needed_versions(elf) -> set[str]:
+    """The symbol versions (``GLIBC_2.34``, ``GLIBCXX_3.4.30``) the object needs, as auditwheel reads them."""
+    from auditwheel.elfutils import elf_find_versioned_symbols
+
+    try:
+        return {version for _library, version in elf_find_versioned_symbols(elf)}
+    except Exception:  # noqa: BLE001 - a damaged version table: the other checks report the object
+        return set()
 
 
 def _section_bytes(section) -> bytes:
@@ -109,7 +156,7 @@ def _section_bytes(section) -> bytes:
     return section.data()
 
 
-def _symbols(section, info: ObjectInfo) -> None:
+def _symbols(section, info: ObjectInfo, asked: Set[str]) -> None:
     undefined = info.undefined
     exported = info.exported
     for symbol in section.iter_symbols():
@@ -121,19 +168,20 @@ def _symbols(section, info: ObjectInfo) -> None:
         if entry.st_shndx == "SHN_UNDEF":
             if bind == "STB_GLOBAL":
                 undefined.add(name)
-        elif bind in ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE") and entry.st_other.visibility in ("STV_DEFAULT", "STV_PROTECTED"):
+            if name in asked:
+                info.marks.setdefault(name, "calls")
+            continue
+        if name in asked:
+            info.marks[name] = "defines"
+        if bind in ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE") and entry.st_other.visibility in ("STV_DEFAULT", "STV_PROTECTED"):
             exported.add(name)
 
 
-def code_sections(path: Path) -> Iterator[tuple[str, int, bytes]]:
-    """(name, address, bytes) of every executable section with contents."""
+def code_sections(source: Path | bytes) -> Iterator[tuple[str, int, bytes]]:
+    """(name, address, bytes) of every executable section with contents, of a file or an object's bytes."""
     elffile, _sections, _dynamic = elftools_modules()
-    with open(path, "rb") as handle:
-        elf = elffile.ELFFile(handle)
+    with _opened(source) as (data, _path, _size):
+        elf = elffile.ELFFile(data if isinstance(data, mmap.mmap) else io.BytesIO(data))
         for section in elf.iter_sections():
             if section["sh_flags"] & 0x4 and section["sh_type"] != "SHT_NOBITS" and section["sh_size"]:
                 yield section.name, section["sh_addr"], _section_bytes(section)
-
-
-def exported_symbols(path: Path) -> set[str]:
-    return read_object(path, symbols=True, gpu=False).exported

@@ -17,94 +17,62 @@ dgetrf_``) with the pin the wheel requires for a linked library.
 
 from __future__ import annotations
 
-import tempfile
-import zipfile
-from collections.abc import Iterable
-from pathlib import Path
-
 from packaging.utils import canonicalize_name
 
 from ..errors import BackendError
 from ..toolchains.runtime import distribution_for
-from . import elf, metadata
+from ..wheels import built as built_wheel
+from . import metadata
 
 
-def read_witnesses(wheel: Path, spec) -> dict[str, str] | None:
-    """{feature: how the wheel shows it, "" when it does not}, or None when the wheel holds none of its objects."""
+def asked_symbols(spec) -> dict[str, frozenset[str]]:
+    """Member -> the marker symbols to note in its record when the wheel is read (``built.read(asked=)``)."""
+    asked: dict[str, frozenset[str]] = {}
+    for feature in spec.markers:
+        marker = spec.marker(feature)
+        asked[marker.object] = asked.get(marker.object, frozenset()) | frozenset(marker.symbols)
+    return asked
+
+
+def read_witnesses(wheel, spec) -> dict[str, str] | None:
+    """{feature: how the wheel shows it, "" when it does not}, or None when the wheel holds none of its objects.
+    ``wheel``: a path, or the wheel read once with :func:`asked_symbols` (``wheels.built``)."""
+    if not isinstance(wheel, built_wheel.BuiltWheel):
+        wheel = built_wheel.read(wheel, scan_code=False, asked=asked_symbols(spec))
     markers = {feature: spec.marker(feature) for feature in sorted(spec.markers)}
-    with zipfile.ZipFile(wheel) as archive:
-        members = set(archive.namelist())
-        objects = sorted({m.object for m in markers.values() if m.object in members})
-        if not objects:
-            return None
-        wanted = {s for m in markers.values() for s in m.symbols}
-        with tempfile.TemporaryDirectory() as tmp:
-            links = {name: _links(Path(archive.extract(name, tmp)), wanted) for name in objects}
+    members = {m.name for m in wheel.members}
+    if not any(m.object in members for m in markers.values()):
+        return None
     requires = _requirements(wheel)
-    return {feature: _witness(marker, links.get(marker.object), requires) for feature, marker in markers.items()}
+    return {feature: _witness(marker, wheel.objects.get(marker.object), requires)
+            for feature, marker in markers.items()}
 
 
-def read_features(wheel: Path, spec) -> dict[str, bool] | None:
+def read_features(wheel, spec) -> dict[str, bool] | None:
     """{feature: enabled} for the wheel, or None when the wheel holds none of ``spec``'s objects."""
     witnesses = read_witnesses(wheel, spec)
     return None if witnesses is None else {feature: bool(w) for feature, w in witnesses.items()}
 
 
-def _witness(marker, links: tuple[list[str], set[str], set[str]] | None, requires: dict[str, str]) -> str:
-    if links is None:  # the member is not in the wheel (torch without NVSHMEM has no libtorch_nvshmem.so)
+def _witness(marker, record, requires: dict[str, str]) -> str:
+    if record is None:  # the member is not in the wheel (torch without NVSHMEM has no libtorch_nvshmem.so)
         return ""
-    needed, undefined, defined = links
-    for soname in needed:
+    for soname in record.needed:
         if soname.startswith(marker.libraries):
             pin = requires.get(distribution_for(soname) or "")
             return f"{soname} ({pin})" if pin else soname
-    for symbol in marker.symbols:
-        if symbol in defined:
-            return f"static: defines {symbol}"
-    for symbol in marker.symbols:
-        if symbol in undefined:
-            return f"calls {symbol}"
+    for how, shown in (("defines", "static: defines"), ("calls", "calls")):
+        for symbol in marker.symbols:
+            if record.marks.get(symbol) == how:
+                return f"{shown} {symbol}"
     return ""
 
 
-def _links(path: Path, wanted: Iterable[str]) -> tuple[list[str], set[str], set[str]]:
-    """(DT_NEEDED, undefined dynamic symbols, defined symbols of ``wanted``: in .dynsym, else in .symtab).
-
-    The full table is read only for wanted symbols .dynsym does not name (a static library linked with
-    hidden visibility): libtorch_cuda.so's .symtab is large and pyelftools is slow."""
-    elffile, sections, dynamic = elf.elftools_modules()
-    wanted = set(wanted)
-    needed: list[str] = []
-    undefined: set[str] = set()
-    defined: set[str] = set()
-    with open(path, "rb") as handle:
-        full_table = None
-        for section in elffile.ELFFile(handle).iter_sections():
-            if isinstance(section, dynamic.DynamicSection):
-                needed += [t.needed for t in section.iter_tags() if t.entry.d_tag == "DT_NEEDED"]
-            elif isinstance(section, sections.SymbolTableSection):
-                if section.name == ".symtab":
-                    full_table = section
-                    continue
-                for symbol in section.iter_symbols():
-                    if not symbol.name:
-                        continue
-                    if symbol.entry.st_shndx == "SHN_UNDEF":
-                        undefined.add(symbol.name)
-                    elif symbol.name in wanted:
-                        defined.add(symbol.name)
-        unseen = wanted - defined - undefined
-        if full_table is not None and unseen:
-            defined |= {s.name for s in full_table.iter_symbols()
-                        if s.name in unseen and s.entry.st_shndx != "SHN_UNDEF"}
-    return needed, undefined, defined
-
-
-def _requirements(wheel: Path) -> dict[str, str]:
+def _requirements(wheel) -> dict[str, str]:
     """The wheel's Requires-Dist by distribution name without a -cu12/-cu13 suffix (``nvidia-nvshmem``)."""
     out: dict[str, str] = {}
     try:
-        requires = metadata.read_wheel(wheel, check_record=False).requires
+        requires = metadata.from_built(wheel, check_record=False).requires
     except (BackendError, KeyError, ValueError, OSError):  # no readable METADATA: the pin stays unknown
         return out
     for requirement in requires:
@@ -115,7 +83,7 @@ def _requirements(wheel: Path) -> dict[str, str]:
     return out
 
 
-def check_features(recipe, variant, wheels: list[Path], mode: str,
+def check_features(recipe, variant, wheels: list, mode: str,
                    links: dict[str, dict[str, str]] | None = None) -> dict[str, dict[str, bool]]:
     """The features of each wheel (for the manifest); a promised one missing fails in strict mode.
 

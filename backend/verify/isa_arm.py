@@ -146,7 +146,7 @@ def asked_for(records: list[str], extension: str) -> bool:
 
 def check_object(obj, info: elf.ObjectInfo, isa: str | None) -> None:
     """Fill ``obj`` (a report.ObjectEntry) with the scan of an aarch64 object and its problems for ``isa``."""
-    scan = scan_object(info.path)
+    scan = info.scan if info.scan is not None else scan_object(info.path)
     obj.isa_highest = scan.highest
     obj.isa_features = dict(sorted(scan.extensions.items()))
     obj.instructions = scan.instructions

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import dataclasses
-import hashlib
 import io
 import re
 import zipfile
 import zlib
+from collections.abc import Mapping
 from email.parser import HeaderParser
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..errors import BackendError
+from ..wheels import built as built_wheel
 from ..wheels import names
 
 TORCH = "torch"
@@ -30,18 +30,6 @@ MAX_RECORD_BYTES = 64 << 20
 
 class TooLarge(Exception):
     pass
-
-
-def read_member(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
-    """A member's bytes, never more than ``limit`` in memory (KeyError when absent)."""
-    info = archive.getinfo(name)
-    if info.file_size > limit:
-        raise TooLarge(f"{name} declares {info.file_size} bytes, over the bound of {limit}")
-    with archive.open(info) as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise TooLarge(f"{name} inflates past the bound of {limit} bytes")
-    return data
 
 
 @dataclasses.dataclass
@@ -74,46 +62,72 @@ class WheelInfo:
         return {m.rsplit("/", 1)[-1] for m in self.members if not m.endswith("/")}
 
 
-def read_wheel(path: Path, check_record: bool = True) -> WheelInfo:
-    """Read names and metadata; problems found on the way are on ``problems``."""
-    path = Path(path)
+def read_wheel(path: Path, check_record: bool = False) -> WheelInfo:
+    """Read names and metadata (``check_record``: every member against RECORD too, in one read of the
+    wheel); problems found on the way are on ``problems``."""
+    try:
+        return from_built(built_wheel.read(path, inspect=check_record, objects=False), check_record)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as error:
+        info, _raw_version = _named(Path(path))
+        info.problems.append(f"not a readable zip file: {error}")
+        return info
+
+
+def from_built(built, check_record: bool = True) -> WheelInfo:
+    """The WheelInfo of a wheel read once (``wheels.built``), its RECORD checked against what was read."""
+    info, raw_version = _named(built.path)
+    info.members = [m.name for m in built.members]
+    sizes = {m.name: m.size for m in built.members}
+
+    def member(name: str, limit: int) -> bytes:
+        if sizes[name] > limit:
+            raise TooLarge(f"{name} declares {sizes[name]} bytes, over the bound of {limit}")
+        return built.files[name.split("/", 1)[1]]
+
+    if _read_metadata(info, raw_version, member) and check_record:
+        try:
+            info.problems.extend(record_problems(member(f"{info.dist_info}/RECORD", MAX_RECORD_BYTES), info.dist_info,
+                                              {m.name: (m.digest, m.size) for m in built.members}))
+        except KeyError:
+            info.problems.append(f"{info.dist_info}/RECORD is missing")
+        except TooLarge as error:
+            info.problems.append(str(error))
+    return info
+
+
+def _named(path: Path) -> tuple[WheelInfo, str]:
     try:
         parsed = names.parse(path.name)
-        info = WheelInfo(path=path, name=str(parsed.project), version=str(parsed.version),
-                         tags=sorted(str(t) for t in parsed.tags), members=[])
-        raw_version = parsed.version_text
+        return WheelInfo(path=path, name=str(parsed.project), version=str(parsed.version),
+                         tags=sorted(str(t) for t in parsed.tags), members=[]), parsed.version_text
     except BackendError as error:
         name, raw_version = names.guess_name_and_version(path.name)
         info = WheelInfo(path=path, name=name, version=raw_version, tags=[], members=[])
         info.problems.append(f"file name is not a valid wheel name: {error}")
+        return info, raw_version
+
+
+def _read_metadata(info: WheelInfo, raw_version: str, member) -> bool:
+    """METADATA and WHEEL, read by ``member(name, limit)``, checked against the file name; False where
+    the wheel has no .dist-info folder or a member is over its bound."""
+    dist_infos = sorted({m.split("/", 1)[0] for m in info.members if m.split("/", 1)[0].endswith(".dist-info")})
+    if len(dist_infos) != 1:
+        info.problems.append(f"expected one .dist-info folder, found {len(dist_infos)}")
+        if not dist_infos:
+            return False
+    info.dist_info = dist_infos[0]
     try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as error:
-        info.problems.append(f"not a readable zip file: {error}")
-        return info
-    with archive:
-        info.members = archive.namelist()
-        dist_infos = sorted({m.split("/", 1)[0] for m in info.members if m.split("/", 1)[0].endswith(".dist-info")})
-        if len(dist_infos) != 1:
-            info.problems.append(f"expected one .dist-info folder, found {len(dist_infos)}")
-            if not dist_infos:
-                return info
-        info.dist_info = dist_infos[0]
-        try:
-            _read_metadata(archive, info, raw_version)
-            if check_record:
-                info.problems.extend(check_record_file(archive, info.dist_info))
-        except TooLarge as error:
-            info.problems.append(str(error))
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as error:
-            info.problems.append(f"damaged zip member: {type(error).__name__}: {error}")
-    return info
+        _read_fields(info, raw_version, member)
+    except TooLarge as error:
+        info.problems.append(str(error))
+        return False
+    return True
 
 
-def _read_metadata(archive: zipfile.ZipFile, info: WheelInfo, raw_version: str) -> None:
+def _read_fields(info: WheelInfo, raw_version: str, member) -> None:
     dist = info.dist_info
     try:
-        text = read_member(archive, f"{dist}/METADATA", MAX_METADATA_BYTES).decode("utf-8", "replace")
+        text = member(f"{dist}/METADATA", MAX_METADATA_BYTES).decode("utf-8", "replace")
     except KeyError:
         info.problems.append(f"{dist}/METADATA is missing")
         return
@@ -134,7 +148,7 @@ def _read_metadata(archive: zipfile.ZipFile, info: WheelInfo, raw_version: str) 
     if stem_version is not None and not _same_version(stem_version, raw_version):
         info.problems.append(f"folder {dist} does not match the file name's version {raw_version!r}")
     try:
-        wheel_text = read_member(archive, f"{dist}/WHEEL", MAX_METADATA_BYTES).decode("utf-8", "replace")
+        wheel_text = member(f"{dist}/WHEEL", MAX_METADATA_BYTES).decode("utf-8", "replace")
     except KeyError:
         info.problems.append(f"{dist}/WHEEL is missing")
         return
@@ -150,21 +164,17 @@ def _same_version(a: str, b: str) -> bool:
         return a == b
 
 
-def check_record_file(archive: zipfile.ZipFile, dist_info: str) -> list[str]:
-    """RECORD lists every file with its sha256 and size, and nothing else."""
+def record_problems(text: bytes, dist_info: str, present: Mapping[str, tuple[str, int]]) -> list[str]:
+    """RECORD lists every file with its hash and size, and nothing else.  ``present``: each file's
+    digest ("<algorithm>=<urlsafe base64>", the algorithm its row names) and size, as read."""
     record_name = f"{dist_info}/RECORD"
-    try:
-        text = read_member(archive, record_name, MAX_RECORD_BYTES).decode("utf-8", "replace")
-    except KeyError:
-        return [f"{record_name} is missing"]
     problems = []
     listed: dict[str, tuple[str, str]] = {}
-    for row in csv.reader(io.StringIO(text)):
+    for row in csv.reader(io.StringIO(text.decode("utf-8", "replace"))):
         if not row:
             continue
         path, digest, size = (row + ["", ""])[:3]
         listed[path] = (digest, size)
-    present = {i.filename: i for i in archive.infolist() if not i.filename.endswith("/")}
     unsigned = {record_name, f"{dist_info}/RECORD.jws", f"{dist_info}/RECORD.p7s"}
     bad_hash, bad_size, missing_files = [], [], []
     for path, (digest, size) in listed.items():
@@ -180,14 +190,8 @@ def check_record_file(archive: zipfile.ZipFile, dist_info: str) -> list[str]:
         if algorithm not in ("sha256", "sha384", "sha512"):
             bad_hash.append(f"{path} (hash algorithm {algorithm!r})")
             continue
-        hasher = hashlib.new(algorithm)
-        length = 0
-        with archive.open(path) as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                hasher.update(block)
-                length += len(block)
-        actual = base64.urlsafe_b64encode(hasher.digest()).rstrip(b"=").decode()
-        if actual != expected.rstrip("="):
+        actual, length = present[path]
+        if actual != f"{algorithm}={expected.rstrip('=')}":
             bad_hash.append(path)
         elif size and size.isdigit() and int(size) != length:
             bad_size.append(path)

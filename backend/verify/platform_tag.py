@@ -9,20 +9,19 @@ The policy table is auditwheel's (see backend/wheels/manylinux.py).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .report import ERROR, Problem
 
 
-def check(wheel: Path, target: str | None) -> list[Problem]:
+def check(built, target: str | None) -> list[Problem]:
+    """``built``: a wheel read once (``wheels.built``): its name's tags, its objects' symbol versions."""
     from ..wheels import manylinux
 
-    tags = manylinux.platform_tags(Path(wheel).name)
+    tags = manylinux.platform_tags(built.name)
     platform = next((p for p in ("x86_64", "aarch64") if any(t.endswith("_" + p) for t in tags)), None)
     if platform is None:
         return []  # pure Python (any), or a platform the matrix has not
-    needed = manylinux.wheel_symbol_versions(Path(wheel))
-    if not needed:
+    needed = {name: record.versions for name, record in built.objects.items()}
+    if not any(needed.values()):
         return []
     problems: list[Problem] = []
     promised = [manylinux.tag_policy_name(t) for t in tags]

@@ -30,7 +30,8 @@ from email.parser import BytesParser
 from pathlib import Path
 
 from ..errors import BackendError
-from . import names
+from ..verify import elf
+from . import built, names
 
 # The symbol-version families the manifest records per library.
 FAMILIES = ("GLIBC", "GLIBCXX", "CXXABI", "GCC")
@@ -81,37 +82,19 @@ def highest(versions: Iterable[str]) -> dict[str, str]:
 
 
 def object_symbol_versions(path: Path) -> set[str]:
-    """The versions (``GLIBC_2.34``, ``GLIBCXX_3.4.30``) an ELF object needs from other libraries."""
-    from auditwheel.elfutils import elf_find_versioned_symbols
-    from elftools.elf.elffile import ELFFile
-
-    with open(path, "rb") as handle:
-        return {version for _library, version in elf_find_versioned_symbols(ELFFile(handle))}
+    """The versions (``GLIBC_2.34``, ``GLIBCXX_3.4.30``) an ELF file needs from other libraries."""
+    return elf.read_object(path, gpu=False).versions
 
 
-def wheel_symbol_versions(wheel: Path) -> dict[str, set[str]]:
-    """Per ELF member of a wheel, the symbol versions it needs."""
-    found: dict[str, set[str]] = {}
-    with zipfile.ZipFile(wheel) as archive, tempfile.TemporaryDirectory(prefix="manylinux-") as tmp:
-        for item in archive.infolist():
-            if item.is_dir() or item.file_size < 64:
-                continue
-            with archive.open(item) as handle:
-                if handle.read(4) != b"\x7fELF":
-                    continue
-            target = Path(tmp) / "object"
-            with archive.open(item) as source, open(target, "wb") as sink:
-                shutil.copyfileobj(source, sink, 1 << 22)
-            try:
-                found[item.filename] = object_symbol_versions(target)
-            except Exception:  # a damaged object: verification's reader reports it
-                found[item.filename] = set()
-    return found
+def _read(wheel):
+    """A wheel read once (``built.read``), or the one given."""
+    return wheel if isinstance(wheel, built.BuiltWheel) else built.read(wheel, scan_code=False)
 
 
-def manifest_record(wheel: Path) -> dict:
+def manifest_record(wheel) -> dict:
     """What the manifest keeps per wheel: its platform tags and each library's highest GLIBC/GLIBCXX/CXXABI."""
-    libraries = {name: highest(v) for name, v in sorted(wheel_symbol_versions(wheel).items())}
+    wheel = _read(wheel)
+    libraries = {name: highest(record.versions) for name, record in sorted(wheel.objects.items())}
     return {"platform": platform_tags(wheel.name), "symbol_versions": libraries} if libraries else {}
 
 
@@ -161,80 +144,19 @@ def external_patterns(toolchain_libraries: Sequence[str] = (), companions: Seque
     return frozenset(patterns)
 
 
-# auditwheel's analysis changes the working directory (its temporary-folder
-# context does os.chdir), which components building side by side in threads
-# must never see: it runs in a child interpreter.
-_ANALYZE = """
-import json, sys
-from pathlib import Path
-from auditwheel.architecture import Architecture
-from auditwheel.error import NonPlatformWheelError
-from auditwheel.libc import Libc
-from auditwheel.wheel_abi import analyze_wheel_abi
-wheel, platform, exclude = sys.argv[1], sys.argv[2], frozenset(json.loads(sys.argv[3]))
-try:
-    info = analyze_wheel_abi(Libc.GLIBC, Architecture(platform), Path(wheel), exclude,
-                             disable_isa_ext_check=True, allow_graft=False)
-except NonPlatformWheelError:
-    print(json.dumps(None))
-    sys.exit(0)
-policy = info.overall_policy
-print(json.dumps({
-    "policy": policy.name, "aliases": list(policy.aliases), "priority": policy.priority,
-    "missing": sorted(info.external_refs[info.policies.highest.name].libs),
-    "versions": sorted(set().union(*info.versioned_symbols.values())),
-}))
-"""
-
-
-def analyze(wheel: Path, platform: str, exclude: frozenset[str]) -> dict | None:
-    """auditwheel's verdict on ``wheel`` (None: no ELF object of ``platform``), as ``auditwheel show`` reaches it."""
-    import json
-    import sys
-
-    _auditwheel()
-    result = subprocess.run([sys.executable, "-c", _ANALYZE, str(Path(wheel).resolve()), platform,
-                             json.dumps(sorted(exclude))], capture_output=True, text=True, timeout=3600)
-    if result.returncode != 0:
-        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        if "platlib compliant" in tail:
-            # Shared objects under .data/purelib (flashinfer-jit-cache's setuptools layout):
-            # auditwheel's analysis refuses the layout; its policy table still decides.
-            return _table_verdict(Path(wheel), platform, exclude)
-        raise BackendError(f"auditwheel could not analyse {Path(wheel).name}: {tail}")
-    return json.loads(result.stdout)
-
-
-def _table_verdict(wheel: Path, platform: str, exclude: frozenset[str]) -> dict | None:
-    """What :func:`analyze` reports, chosen as auditwheel's analysis chooses: the policy its symbol versions
-    allow (``versioned_symbols_policy``), lowered to the best whose whitelist holds every library the wheel
-    needs from outside (auditwheel's ``ref_policy``)."""
+def verdict(wheel, platform: str, exclude: frozenset[str]) -> dict | None:
+    """auditwheel's policy choice applied to a wheel's object records (None: no ELF object), as its analysis
+    chooses: the policy their symbol versions allow (``versioned_symbols_policy``), lowered to the best whose
+    whitelist holds every library they need from outside, less ``exclude`` and the loader (``ref_policy``)."""
     import fnmatch
 
-    from elftools.elf.dynamic import DynamicSection
-    from elftools.elf.elffile import ELFFile
-
-    versions: set[str] = set()
-    needed: set[str] = set()
-    objects = 0
-    with zipfile.ZipFile(wheel) as archive, tempfile.TemporaryDirectory(prefix="manylinux-") as tmp:
-        inside = {n.rsplit("/", 1)[-1] for n in archive.namelist()}
-        for item in archive.infolist():
-            with archive.open(item) as handle:
-                if item.is_dir() or handle.read(4) != b"\x7fELF":
-                    continue
-            objects += 1
-            target = Path(tmp) / "object"
-            with archive.open(item) as source, open(target, "wb") as sink:
-                shutil.copyfileobj(source, sink, 1 << 22)
-            versions |= object_symbol_versions(target)
-            with open(target, "rb") as handle:
-                for section in ELFFile(handle).iter_sections():
-                    if isinstance(section, DynamicSection):
-                        needed |= {t.needed for t in section.iter_tags() if t.entry.d_tag == "DT_NEEDED"}
+    objects = list(wheel.objects.values())
     if not objects:
         return None
-    external = {n for n in needed if n not in inside and not n.startswith(("ld-linux", "ld64.so"))  # the loader itself
+    versions = set().union(*(o.versions for o in objects))
+    inside = wheel.basenames()
+    external = {n for o in objects for n in o.needed if n not in inside
+                and not n.startswith(("ld-linux", "ld64.so"))  # the loader itself
                 and not any(fnmatch.fnmatchcase(n, p) for p in exclude)}
     table = policies(platform)
     by_libraries = max(p for p in table if p == table.linux or external <= p.whitelist)
@@ -244,7 +166,8 @@ def _table_verdict(wheel: Path, platform: str, exclude: frozenset[str]) -> dict 
 
 
 # auditwheel's repair (``auditwheel repair``'s machinery: copylib, replace_needed, RUNPATH within the wheel),
-# in a child interpreter for the same reason as its analysis; it grafts only when every library the wheel
+# in a child interpreter: its temporary-folder context does os.chdir, which components building side by side
+# in threads must never see.  It grafts only when every library the wheel
 # needs from outside (beyond the policy's whitelist and ``exclude``) matches one of the graft patterns.
 _GRAFT = """
 import fnmatch, json, sys
@@ -307,7 +230,7 @@ def graft(wheel: Path, platform: str, exclude: frozenset[str], libraries: Sequen
     return wheel
 
 
-def decide(wheel: Path, platform: str, exclude: frozenset[str], target: str | None = None) -> Decision | None:
+def decide(wheel, platform: str, exclude: frozenset[str], target: str | None = None) -> Decision | None:
     """The tag ``wheel`` earns; None for a wheel without ELF objects (it keeps its tag).
 
     Without a target: the most compatible policy auditwheel finds.  With one
@@ -315,7 +238,7 @@ def decide(wheel: Path, platform: str, exclude: frozenset[str], target: str | No
     its wheels ``manylinux_2_28``; else the policy it does satisfy, which
     verification then refuses against the target.
     """
-    found = analyze(wheel, platform, exclude)
+    found = verdict(_read(wheel), platform, exclude)
     if found is None:
         return None
     name = found["policy"]
@@ -337,30 +260,26 @@ def _show(versions: Mapping[str, str]) -> str:
     return ", ".join(f"{k}_{v}" for k, v in versions.items()) or "no versioned symbols"
 
 
-def retag(wheel: Path, decision: Decision) -> Path:
-    """``wheel`` with ``decision``'s platform tags in its file name and WHEEL file (others copied unchanged)."""
-    from .relabel import rewrite_wheel
-
-    wheel = Path(wheel)
-    current = platform_tags(wheel.name)
-    if list(decision.tags) == current:
-        return wheel
-    with zipfile.ZipFile(wheel) as archive:
-        name = next(n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/WHEEL"))
-        message = BytesParser().parsebytes(archive.read(name))
-    old_tags = message.get_all("Tag") or []
-    new_tags = []
-    for tag in old_tags:
+def wheel_file(data: bytes, tags: Sequence[str]) -> bytes:
+    """A WHEEL file with each ``Tag`` given the platform tags ``tags`` (interpreter and ABI kept)."""
+    message = BytesParser().parsebytes(data)
+    new_tags: list[str] = []
+    for tag in message.get_all("Tag") or []:
         interpreter, abi, _platform = tag.split("-", 2)
-        new_tags += [f"{interpreter}-{abi}-{p}" for p in decision.tags if f"{interpreter}-{abi}-{p}" not in new_tags]
+        new_tags += [f"{interpreter}-{abi}-{p}" for p in tags if f"{interpreter}-{abi}-{p}" not in new_tags]
     del message["Tag"]
     for tag in new_tags:
         message["Tag"] = tag
-    text = message.as_bytes().replace(b"\r\n", b"\n")
-    with tempfile.TemporaryDirectory(prefix=".retag-", dir=wheel.parent) as tmp:
-        written = rewrite_wheel(wheel, Path(tmp), extra_files={"WHEEL": text})
-        target = wheel.parent / names.parse(wheel.name).renamed(platform_tags=list(decision.tags))
-        written.replace(target)
+    return message.as_bytes().replace(b"\r\n", b"\n")
+
+
+def retag(wheel: Path, decision: Decision) -> Path:
+    """``wheel`` with ``decision``'s platform tags in its file name and WHEEL file (others copied unchanged)."""
+    wheel = Path(wheel)
+    if list(decision.tags) == platform_tags(wheel.name):
+        return wheel
+    copy = built.read(wheel, into=wheel.parent, inspect=False)
+    target = copy.write({"WHEEL": wheel_file(copy.files["WHEEL"], decision.tags)}, platform_tags=decision.tags)
     if target != wheel:
         wheel.unlink()
     return target

@@ -4,14 +4,14 @@
 torch holds close to a gigabyte of deflated shared libraries, and
 recompressing them to change one line of METADATA would take a minute.  This
 writer copies each member's compressed bytes as they are (same method, CRC
-and sizes), under the same or a new name, and writes small new members
-deflated.  Local headers are written without data descriptors; ZIP64 records
+and sizes), as :func:`read_raw` read them (``built.py`` reads each member
+once, for its checks and this copy), under the same or a new name, and
+writes small new members deflated.  Local headers are written without data descriptors; ZIP64 records
 are written where sizes, offsets or the member count need them.
 """
 
 from __future__ import annotations
 
-import os
 import struct
 import time
 import zipfile
@@ -31,7 +31,6 @@ DESCRIPTOR_FLAG = 0x08
 # Bits worth keeping from the source: encryption (0) never occurs in wheels;
 # compression options (1, 2) describe the deflate stream we copy unchanged.
 KEEP_FLAGS = 0x06
-CHUNK = 8 * 1024 * 1024
 # A fixed, valid DOS timestamp for new members of reproducible archives.
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -70,6 +69,28 @@ def _encode_name(name: str) -> tuple[bytes, int]:
         return name.encode("utf-8"), UTF8_FLAG
 
 
+@dataclass
+class RawMember:
+    header: bytes   # the local header as it lies in the archive (signature, fields, name, extra)
+    data: bytes     # the compressed bytes
+
+
+def read_raw(source: zipfile.ZipFile, info: zipfile.ZipInfo) -> RawMember:
+    """One member's local header and compressed bytes, read once from the archive."""
+    src = source.fp
+    assert src is not None
+    src.seek(info.header_offset)
+    fixed = src.read(30)
+    if len(fixed) < 30 or struct.unpack("<I", fixed[:4])[0] != LOCAL_SIG:
+        raise zipfile.BadZipFile(f"{info.filename}: bad local header")
+    name_len, extra_len = struct.unpack("<HH", fixed[26:30])
+    rest = src.read(name_len + extra_len)
+    data = src.read(info.compress_size)
+    if len(data) != info.compress_size:
+        raise zipfile.BadZipFile(f"{info.filename}: the archive ends inside the member")
+    return RawMember(fixed + rest, data)
+
+
 class RawZipWriter:
     """Write a zip archive to an open binary file, copying or adding members."""
 
@@ -77,50 +98,10 @@ class RawZipWriter:
         self.fp = fp
         self.entries: list[_Entry] = []
         self.position = fp.tell()
-        # A run of source bytes (file, start, end) still to be copied as is.
-        self._pending: tuple[BinaryIO, int, int] | None = None
 
     def _write(self, data: bytes) -> None:
-        self._flush_pending()
         self.fp.write(data)
         self.position += len(data)
-
-    def _queue(self, source: BinaryIO, start: int, end: int) -> None:
-        """Copy source[start:end] next; adjacent runs of one source are merged."""
-        pending = self._pending
-        if pending is not None and pending[0] is source and pending[2] == start:
-            self._pending = (source, pending[1], end)
-        else:
-            self._flush_pending()
-            self._pending = (source, start, end)
-        self.position += end - start
-
-    def _flush_pending(self) -> None:
-        if self._pending is None:
-            return
-        source, start, end = self._pending
-        self._pending = None
-        self.fp.flush()
-        copied = 0
-        try:
-            src_fd, dst_fd = source.fileno(), self.fp.fileno()
-            while start + copied < end:
-                count = os.copy_file_range(src_fd, dst_fd, min(end - start - copied, 1 << 30), start + copied)
-                if count <= 0:
-                    break
-                copied += count
-        except (AttributeError, OSError, ValueError):
-            pass  # no copy_file_range here (or not across these files): copy through memory
-        if copied:
-            self.fp.seek(0, os.SEEK_END)  # the buffered writer learns the new end
-        source.seek(start + copied)
-        remaining = end - start - copied
-        while remaining:
-            chunk = source.read(min(CHUNK, remaining))
-            if not chunk:
-                raise ValueError("archive ends inside a member")
-            self.fp.write(chunk)
-            remaining -= len(chunk)
 
     def _local_header(self, entry: _Entry) -> None:
         extra = b""
@@ -130,85 +111,36 @@ class RawZipWriter:
             extra = struct.pack("<HHQQ", 1, 16, file_size, compress_size)
             compress_size = file_size = ZIP64_LIMIT
             extract_version = max(extract_version, 45)
-        header = struct.pack(
-            "<IHHHHHIIIHH",
-            LOCAL_SIG,
-            extract_version,
-            entry.flags,
-            entry.method,
-            entry.dos_time,
-            entry.dos_date,
-            entry.crc,
-            compress_size,
-            file_size,
-            len(entry.name),
-            len(extra),
-        )
+        header = struct.pack("<IHHHHHIIIHH", LOCAL_SIG, extract_version, entry.flags, entry.method, entry.dos_time,
+                             entry.dos_date, entry.crc, compress_size, file_size, len(entry.name), len(extra))
         self._write(header + entry.name + extra)
 
-    def copy(self, source: zipfile.ZipFile, info: zipfile.ZipInfo, new_name: str | None = None, *,
+    def copy(self, info: zipfile.ZipInfo, raw: RawMember, new_name: str | None = None, *,
              date_time: tuple[int, int, int, int, int, int] | None = None, mode: int | None = None) -> None:
-        """Copy one member of ``source`` by its compressed bytes, optionally renamed, its time and
-        permissions optionally replaced (``mode``: a regular file's permission bits)."""
+        """Copy one member, as :func:`read_raw` read it, by its compressed bytes, optionally renamed, its time
+        and permissions optionally replaced (``mode``: a regular file's permission bits)."""
         if info.flag_bits & 0x1:
             raise ValueError(f"{info.filename}: encrypted zip members are not supported")
         name, utf8 = _encode_name(new_name if new_name is not None else info.filename)
-        src = source.fp
-        assert src is not None
-        src.seek(info.header_offset)
-        fixed = src.read(30)
-        signature, *_rest = struct.unpack("<IHHHHHIIIHH", fixed)
-        if signature != LOCAL_SIG:
-            raise ValueError(f"{info.filename}: bad local header")
-        name_len, extra_len = struct.unpack("<HH", fixed[26:30])
-        data_start = info.header_offset + 30 + name_len + extra_len
-        local_name = src.read(name_len)
-        if local_name == name and not info.flag_bits & DESCRIPTOR_FLAG and date_time is None and mode is None:
-            # Same name, sizes in the local header: header and data are copied as one run.
-            extract_version, local_flags, method, dos_time, dos_date = struct.unpack("<HHHHH", fixed[4:14])
-            self.entries.append(
-                _Entry(
-                    name=name,
-                    flags=local_flags,
-                    method=method,
-                    dos_time=dos_time,
-                    dos_date=dos_date,
-                    crc=info.CRC,
-                    compress_size=info.compress_size,
-                    file_size=info.file_size,
-                    offset=self.position,
-                    create_version=info.create_version,
-                    create_system=info.create_system,
-                    extract_version=extract_version,
-                    internal_attr=info.internal_attr,
-                    external_attr=info.external_attr,
-                    comment=info.comment,
-                )
-            )
-            self._queue(src, info.header_offset, data_start + info.compress_size)
-            return
-        dos_time, dos_date = _dos(date_time or info.date_time)
+        same = raw.header[30:30 + struct.unpack("<H", raw.header[26:28])[0]] == name
+        keep = same and not info.flag_bits & DESCRIPTOR_FLAG and date_time is None and mode is None
+        # Same name, sizes in the local header: the header is copied too, with its flags and times.
+        extract_version, flags, method, dos_time, dos_date = struct.unpack("<HHHHH", raw.header[4:14])
+        if not keep:
+            (dos_time, dos_date), flags = _dos(date_time or info.date_time), (info.flag_bits & KEEP_FLAGS) | utf8
+            extract_version, method = max(info.extract_version, 20), info.compress_type
         entry = _Entry(
-            name=name,
-            flags=(info.flag_bits & KEEP_FLAGS) | utf8,
-            method=info.compress_type,
-            dos_time=dos_time,
-            dos_date=dos_date,
-            crc=info.CRC,
-            compress_size=info.compress_size,
-            file_size=info.file_size,
-            offset=self.position,
-            create_version=info.create_version,
-            create_system=info.create_system,
-            extract_version=max(info.extract_version, 20),
-            internal_attr=info.internal_attr,
-            external_attr=info.external_attr if mode is None else (0o100000 | mode) << 16,
-            comment=info.comment,
+            name=name, flags=flags, method=method, dos_time=dos_time, dos_date=dos_date, crc=info.CRC,
+            compress_size=info.compress_size, file_size=info.file_size, offset=self.position,
+            create_version=info.create_version, create_system=3 if mode is not None else info.create_system,
+            extract_version=extract_version, internal_attr=info.internal_attr,
+            external_attr=info.external_attr if mode is None else (0o100000 | mode) << 16, comment=info.comment,
         )
-        if mode is not None:
-            entry.create_system = 3  # Unix: the mode is read from external_attr
-        self._local_header(entry)
-        self._queue(src, data_start, data_start + info.compress_size)
+        if keep:
+            self._write(raw.header)
+        else:
+            self._local_header(entry)
+        self._write(raw.data)
         self.entries.append(entry)
 
     def add(
@@ -252,7 +184,6 @@ class RawZipWriter:
 
     def close(self) -> None:
         """Write the central directory and the end records."""
-        self._flush_pending()
         directory_start = self.position
         for entry in self.entries:
             extra_values: list[int] = []

@@ -4,19 +4,14 @@ Components whose build cannot be told the variant's version (see the
 pipeline issue, point 4) get their wheel rewritten here: the file name, the
 ``.dist-info`` and ``.data`` folder names, ``METADATA`` (``Version:`` and
 ``Requires-Dist:``) and ``RECORD``.  Every other member is copied as its
-compressed bytes (see :mod:`.rawzip`), so rewriting a 900 MB torch wheel costs
-about as much as copying it.  The output appears only complete (a temporary
-file in the destination folder, then :func:`os.replace`).
-
+compressed bytes (:mod:`.built`, :mod:`.rawzip`), so rewriting a 900 MB torch
+wheel costs about as much as copying it.  The output appears only complete.
 Signature files (``RECORD.jws``, ``RECORD.p7s``) are dropped: they sign the
 old RECORD and cannot stay valid.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,11 +20,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..errors import BackendError
-from . import names
-from .files import atomic_output, record_hash
-from .rawzip import RawZipWriter
-
-SIGNATURES = ("RECORD.jws", "RECORD.p7s")
+from . import built
 
 
 def relabel(
@@ -39,6 +30,8 @@ def relabel(
     version: str | None = None,
     pins: Mapping[str, str] = {},  # noqa: B006 - read only
     add_requires: Sequence[str] = (),
+    extra_files: Mapping[str, bytes] = {},  # noqa: B006 - read only
+    variant_label: str | None = None,
 ) -> Path:
     """Write a copy of ``wheel`` into ``dest_dir`` with a new version and pinned requirements.
 
@@ -46,97 +39,22 @@ def relabel(
     METADATA, RECORD); None keeps it.  ``pins``: distribution name ->
     version; every ``Requires-Dist`` of such a distribution becomes
     ``name==version`` (extras and markers kept).  ``add_requires``: requirement
-    strings appended as ``Requires-Dist``.  Returns the new wheel's path.
+    strings appended as ``Requires-Dist``.  ``extra_files``: .dist-info files
+    added or replaced; ``variant_label``: a variant label in the file name.
+    Returns the new wheel's path.
     """
-    return rewrite_wheel(wheel, dest_dir, version=version, pins=pins, add_requires=add_requires)
+    edit = metadata_editor(version, pins, add_requires)
+    copy = built.read(wheel, into=dest_dir, version=version and str(Version(version)), inspect=False)
+    return copy.write({"METADATA": edit(copy.files["METADATA"]), **extra_files}, variant_label=variant_label)
 
 
-def rewrite_wheel(
-    wheel: Path,
-    dest_dir: Path,
-    *,
-    version: str | None = None,
-    pins: Mapping[str, str] = {},  # noqa: B006 - read only
-    add_requires: Sequence[str] = (),
-    extra_files: Mapping[str, bytes] = {},  # noqa: B006 - read only
-    variant_label: str | None = None,
-) -> Path:
-    """:func:`relabel`, plus new dist-info files and a variant label in the file name."""
-    wheel = Path(wheel)
-    dest_dir = Path(dest_dir)
-    wheel_name = names.parse(wheel.name)
-    new_version = _normalized(version, "version") if version is not None else None
+def metadata_editor(version: str | None, pins: Mapping[str, str], add_requires: Sequence[str]):
+    """METADATA bytes -> METADATA with ``version`` (normalized), ``pins`` and ``add_requires`` (see
+    :func:`relabel`); a bad version, pin or requirement stops with one line before anything is read."""
+    version = _normalized(version, "version") if version is not None else None
     pin_map = {canonicalize_name(name): _normalized(pinned, f"pin of {name}") for name, pinned in pins.items()}
     added = [_requirement(text) for text in add_requires]
-
-    try:
-        source = zipfile.ZipFile(wheel)
-    except (OSError, zipfile.BadZipFile) as error:
-        raise BackendError(f"{wheel}: not a readable wheel ({error})") from None
-    with source:
-        infos = source.infolist()
-        dist_info = _dist_info_folder(wheel, infos)
-        dist_name, old_dist_version = dist_info[: -len(".dist-info")].rsplit("-", 1)
-        target_version = names.escape_version(new_version) if new_version else old_dist_version
-        new_dist_info = f"{dist_name}-{target_version}.dist-info"
-        old_data = f"{dist_name}-{old_dist_version}.data"
-        new_data = f"{dist_name}-{target_version}.data"
-
-        def renamed(path: str) -> str:
-            head, sep, tail = path.partition("/")
-            if head == dist_info:
-                return new_dist_info + sep + tail
-            if head == old_data:
-                return new_data + sep + tail
-            return path
-
-        metadata_name = f"{dist_info}/METADATA"
-        record_name = f"{dist_info}/RECORD"
-        old_metadata = source.read(metadata_name)
-        new_metadata = edit_metadata(old_metadata, version=new_version, pins=pin_map, add_requires=added)
-
-        extra_members = {f"{new_dist_info}/{name}": data for name, data in extra_files.items()}
-        dropped = {f"{dist_info}/{name}" for name in SIGNATURES} | {
-            f"{dist_info}/{name}" for name in extra_files
-        }
-        members = {info.filename for info in infos}
-        if record_name not in members:
-            raise BackendError(f"{wheel}: no {record_name} (not a valid wheel)")
-        old_record = source.read(record_name)
-        new_record = _edit_record(
-            old_record,
-            renamed=renamed,
-            dropped=dropped,
-            changed={renamed(metadata_name): new_metadata},
-            added=extra_members,
-            record_path=f"{new_dist_info}/RECORD",
-        )
-
-        target = dest_dir / wheel_name.renamed(version=new_version, variant_label=variant_label or None)
-        with atomic_output(target) as handle:
-            writer = RawZipWriter(handle)
-            for info in infos:
-                if info.filename in dropped:
-                    continue
-                new_name = renamed(info.filename)
-                if info.filename == metadata_name and new_metadata != old_metadata:
-                    writer.add(new_name, new_metadata, date_time=info.date_time, mode=_mode(info))
-                elif info.filename == record_name:
-                    for extra_name, data in extra_members.items():
-                        writer.add(extra_name, data, date_time=info.date_time)
-                    if new_record == old_record:
-                        writer.copy(source, info, new_name)
-                    else:
-                        writer.add(new_name, new_record, date_time=info.date_time, mode=_mode(info))
-                else:
-                    writer.copy(source, info, new_name)
-            writer.close()
-    return target
-
-
-def _mode(info: zipfile.ZipInfo) -> int:
-    mode = (info.external_attr >> 16) & 0o7777
-    return mode or 0o644
+    return lambda data: edit_metadata(data, version=version, pins=pin_map, add_requires=added)
 
 
 def _normalized(version: str, what: str) -> str:
@@ -151,23 +69,6 @@ def _requirement(text: str) -> Requirement:
         return Requirement(text)
     except InvalidRequirement as error:
         raise BackendError(f"requirement {text!r} is not valid ({error})") from None
-
-
-def _dist_info_folder(wheel: Path, infos: list[zipfile.ZipInfo]) -> str:
-    found = sorted(
-        {
-            info.filename.split("/", 1)[0]
-            for info in infos
-            if info.filename.count("/") == 1
-            and info.filename.endswith("/METADATA")
-            and info.filename.split("/", 1)[0].endswith(".dist-info")
-        }
-    )
-    if len(found) != 1:
-        raise BackendError(f"{wheel}: expected one .dist-info folder with METADATA, found {len(found)}")
-    if "-" not in found[0]:
-        raise BackendError(f"{wheel}: bad .dist-info folder name {found[0]!r}")
-    return found[0]
 
 
 def pinned_requirement(requirement: Requirement, version: str) -> str:
@@ -245,42 +146,3 @@ def edit_metadata(
     insert_at = last_requires + 1 if last_requires >= 0 else len(headers)
     headers[insert_at:insert_at] = new_lines
     return ("".join(headers) + "".join(lines[end:])).encode("utf-8")
-
-
-def _edit_record(
-    data: bytes,
-    *,
-    renamed,
-    dropped: set[str],
-    changed: Mapping[str, bytes],
-    added: Mapping[str, bytes],
-    record_path: str,
-) -> bytes:
-    """RECORD with renamed paths, new hashes for changed files, rows for added ones."""
-    text = data.decode("utf-8")
-    eol = "\r\n" if "\r\n" in text else "\n"
-    rows_out: list[list[str]] = []
-    record_row: list[str] | None = None
-    for row in csv.reader(io.StringIO(text)):
-        if not row:
-            continue
-        path = row[0]
-        if path in dropped:
-            continue
-        new_path = renamed(path)
-        if new_path == record_path:
-            record_row = [new_path, "", ""]
-            continue
-        if new_path in changed:
-            content = changed[new_path]
-            rows_out.append([new_path, record_hash(content), str(len(content))])
-        else:
-            rows_out.append([new_path] + row[1:])
-    for path, content in added.items():
-        rows_out.append([path, record_hash(content), str(len(content))])
-    rows_out.append(record_row or [record_path, "", ""])
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator=eol)
-    writer.writerows(rows_out)
-    result = buffer.getvalue().encode("utf-8")
-    return data if result == data else result

@@ -19,24 +19,19 @@
   one;
 - ``RECORD``: rows in the members' order, hashes of changed members renewed.
 
-Members are copied as their compressed bytes (``rawzip``); only changed ELF
-files and ``RECORD`` are compressed anew.
+Applied by ``built.py`` in its one pass over a built wheel (``read(epoch=)``,
+``normalize``): members are copied as their compressed bytes (``rawzip``); only
+changed ELF files and ``RECORD`` are compressed anew.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import re
 import struct
 import time
 import zipfile
-from pathlib import Path
-
-from ..errors import BackendError
-from .files import atomic_output, record_hash
-from .rawzip import RawZipWriter
 
 TMPXFT = re.compile(rb"tmpxft_[0-9a-f]{8}_[0-9a-f]{8}")
 TMPXFT_FIXED = b"tmpxft_00000000_00000000"
@@ -96,58 +91,3 @@ def build_id_span(data: bytes) -> tuple[int, int] | None:
             return name_end, name_end + descsz
         offset = name_end + (descsz + 3) // 4 * 4
     return None
-
-
-def normalize_wheel(wheel: Path, epoch: int) -> Path:
-    """Rewrite ``wheel`` in place (atomically) as described above; returns its path."""
-    wheel = Path(wheel)
-    try:
-        source = zipfile.ZipFile(wheel)
-    except (OSError, zipfile.BadZipFile) as error:
-        raise BackendError(f"{wheel}: not a readable wheel ({error})") from None
-    date_time = zip_time(epoch)
-    with source:
-        infos = {info.filename: info for info in source.infolist() if not info.is_dir()}
-        records = [name for name in infos if name.endswith(".dist-info/RECORD") and name.count("/") == 1]
-        if len(records) != 1:
-            raise BackendError(f"{wheel}: expected one .dist-info/RECORD, found {len(records)}")
-        record_name = records[0]
-        changed: dict[str, bytes] = {}
-        for name, info in infos.items():
-            if name == record_name or info.file_size < len(ELF_MAGIC):
-                continue
-            with source.open(info) as handle:
-                if handle.read(4) != ELF_MAGIC:
-                    continue
-            data = source.read(info)
-            fixed = normalize_elf(data)
-            if fixed != data:
-                changed[name] = fixed
-        order = member_order(list(infos))
-        record = _record(source.read(record_name), order, record_name, changed)
-        with atomic_output(wheel) as handle:
-            writer = RawZipWriter(handle)
-            for name in order:
-                info = infos[name]
-                if name == record_name:
-                    writer.add(name, record, date_time=date_time, mode=0o644)
-                elif name in changed:
-                    writer.add(name, changed[name], date_time=date_time, mode=normalized_mode(info))
-                else:
-                    writer.copy(source, info, date_time=date_time, mode=normalized_mode(info))
-            writer.close()
-    return wheel
-
-
-def _record(old: bytes, order: list[str], record_name: str, changed: dict[str, bytes]) -> bytes:
-    rows = {row[0]: row for row in csv.reader(io.StringIO(old.decode("utf-8"))) if row}
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    for name in order:
-        row = rows.get(name, [name, "", ""])
-        if name == record_name:
-            row = [name, "", ""]
-        elif name in changed:
-            row = [name, record_hash(changed[name]), str(len(changed[name]))]
-        writer.writerow(row)
-    return out.getvalue().encode("utf-8")

@@ -20,14 +20,12 @@ Markers are dropped: the wheel installs on its one platform only, and PyTorch's
 from __future__ import annotations
 
 import re
-import zipfile
 from collections.abc import Sequence
-from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from . import names
+from . import built, names
 
 
 # protobuf's generated code (protoc's python generator since protobuf 5.26) calls
@@ -41,21 +39,27 @@ GRPC_GENCODE = re.compile(rb"^GRPC_GENERATED_VERSION = '([0-9][0-9.]*)'", re.MUL
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2_grpc.py")
 
 
-def generated_code_requirements(wheel: Path) -> list[str]:
-    """The protobuf and grpcio the wheel's generated ``*_pb2.py`` / ``*_pb2_grpc.py`` modules accept, or []."""
+def is_generated(member: str) -> bool:
+    """A generated protobuf or gRPC module, kept when the wheel is read (``built.read(keep=)``)."""
+    return member.endswith(GENERATED_SUFFIXES)
+
+
+def generated_code_requirements(wheel) -> list[str]:
+    """The protobuf and grpcio the wheel's generated ``*_pb2.py`` / ``*_pb2_grpc.py`` modules accept, or [].
+    ``wheel``: a path, or the wheel read once keeping :func:`is_generated` members (``wheels.built``)."""
+    if not isinstance(wheel, built.BuiltWheel):
+        wheel = built.read(wheel, inspect=False, keep=is_generated)
     protobuf: tuple[int, int, int] | None = None
     grpc: tuple[int, ...] | None = None
-    with zipfile.ZipFile(wheel) as archive:
-        for member in archive.namelist():
-            if not member.endswith(GENERATED_SUFFIXES):
-                continue
-            data = archive.read(member)
-            for found in PROTOBUF_GENCODE.finditer(data):
-                version = tuple(int(part) for part in found.groups())
-                protobuf = max(protobuf or version, version)
-            for found in GRPC_GENCODE.finditer(data):
-                version = tuple(int(part) for part in found.group(1).decode().split(".") if part)
-                grpc = max(grpc or version, version)
+    for member, data in wheel.kept.items():
+        if not is_generated(member):
+            continue
+        for found in PROTOBUF_GENCODE.finditer(data):
+            version = tuple(int(part) for part in found.groups())
+            protobuf = max(protobuf or version, version)
+        for found in GRPC_GENCODE.finditer(data):
+            version = tuple(int(part) for part in found.group(1).decode().split(".") if part)
+            grpc = max(grpc or version, version)
     out = []
     if protobuf:
         out.append(f"protobuf>={'.'.join(map(str, protobuf))},<{protobuf[0] + 2}")
@@ -78,8 +82,11 @@ def merge(toolchain_pins: Sequence[str], declared: Sequence[str], linked: Sequen
     return list(out.values())
 
 
-def declared_requirements(wheel: Path, recipe, variant, toolchain) -> list[str]:
-    """The Requires-Dist lines the pipeline adds to ``wheel`` (a wheel of ``recipe``)."""
+def declared_requirements(wheel, recipe, variant, toolchain) -> list[str]:
+    """The Requires-Dist lines the pipeline adds to ``wheel`` (a wheel of ``recipe``: a path, or read once
+    keeping :func:`is_generated` members, ``wheels.built``)."""
+    if not isinstance(wheel, built.BuiltWheel):
+        wheel = built.read(wheel, scan_code=False, keep=is_generated)
     linked: list[str] = []
     pins: Sequence[str] = ()
     if toolchain is not None:

@@ -33,7 +33,8 @@ from ..errors import BackendError
 from ..variants import Variant
 from . import names
 from .files import write_atomic
-from .relabel import _dist_info_folder, rewrite_wheel
+from .built import dist_info_folder
+from .relabel import relabel
 
 SCHEMA_URL = "https://variants-schema.wheelnext.dev/v0.2.0.json"
 VARIANT_JSON = "variant.json"
@@ -126,11 +127,11 @@ def write_variant_wheel(wheel: Path, dest_dir: Path, variant: Variant, *, public
     pins: dict[str, str] = {}
     if public_version:
         with zipfile.ZipFile(wheel) as archive:
-            info = _dist_info_folder(wheel, archive.infolist())
+            info = dist_info_folder(wheel, archive.namelist())
             metadata = archive.read(f"{info}/METADATA").decode("utf-8")
         version = _public(_metadata_field(metadata, "Version") or file_version, label)
         pins = _public_pins(metadata, label)
-    return rewrite_wheel(
+    return relabel(
         wheel,
         dest_dir,
         version=version,

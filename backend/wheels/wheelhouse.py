@@ -153,13 +153,14 @@ class Wheelhouse:
         self.root.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.root / LOCK), timeout=self.lock_timeout)
 
-    def add(self, wheel: Path, record: Mapping[str, Any], *, move: bool = False) -> Path:
+    def add(self, wheel: Path, record: Mapping[str, Any], *, move: bool = False, sha256: str | None = None) -> Path:
         """Put ``wheel`` into the wheelhouse (complete or not at all); return its new path.
 
         ``record``: component, source, source_hash, build_key, seconds (any
         other keys are stored too).  An older wheel of the same distribution
         is removed once the new one is listed.  ``move=True`` renames the file
-        when it lies on the same file system (else copies, then removes it).
+        when it lies on the same file system (else copies, then removes it);
+        ``sha256``: its hash, taken as it was written (a renamed file is then not read again).
         """
         wheel = Path(wheel)
         parsed = names.parse(wheel.name)
@@ -169,15 +170,16 @@ class Wheelhouse:
         if wheel.resolve() == target.resolve():
             raise BackendError(f"{wheel}: already in the wheelhouse; give a wheel from outside it")
         try:
-            return self._add(wheel, distribution, version, target, record, move)
+            return self._add(wheel, distribution, version, target, record, move, sha256)
         except OSError as error:
             raise BackendError(
                 f"wheelhouse {self.root}: could not add {wheel.name} ({error.strerror or error}); "
                 "the wheelhouse is as it was before"
             ) from None
 
-    def _add(self, wheel: Path, distribution, version, target: Path, record: Mapping[str, Any], move: bool) -> Path:
-        temp, digest, size = self._stage(wheel, move)
+    def _add(self, wheel: Path, distribution, version, target: Path, record: Mapping[str, Any], move: bool,
+             sha256: str | None) -> Path:
+        temp, digest, size = self._stage(wheel, move, sha256)
         try:
             with self.lock():
                 _remove_orphans(self.root, keep=temp)
@@ -220,6 +222,7 @@ class Wheelhouse:
     def _place(self, temp, target, manifest, wheel, distribution, version, size, digest, record) -> None:
         os.replace(temp, target)
         fsync_dir(self.root)
+        _content_hash(target, digest)  # hashed as it was staged: the checks after the steps need not read it
         replaced = [
             name
             for name in manifest["wheels"]
@@ -242,7 +245,7 @@ class Wheelhouse:
             with contextlib.suppress(OSError):
                 (self.root / name).unlink()
 
-    def _stage(self, wheel: Path, move: bool) -> tuple[Path, str, int]:
+    def _stage(self, wheel: Path, move: bool, sha256: str | None = None) -> tuple[Path, str, int]:
         """The wheel under a temporary name in the wheelhouse, fsynced; its sha256 and size."""
         # The pid in the name: a later add removes what a killed one left (``_remove_orphans``).
         fd, temp_name = tempfile.mkstemp(prefix=f".{wheel.name}.{os.getpid()}-", suffix=".part", dir=self.root)
@@ -258,6 +261,9 @@ class Wheelhouse:
                     moved = True
                 except OSError:
                     moved = False
+                if moved and sha256 is not None:  # renamed in, hashed (and fsynced) when it was written
+                    os.chmod(temp, 0o644)
+                    return temp, sha256, temp.stat().st_size
                 if moved:
                     # Renamed in: nothing to copy; hash it where it now lies.
                     with open(temp, "r+b") as handle:
@@ -341,9 +347,11 @@ def _plain_wheel_name(name: Any) -> bool:
 _HASHED: dict[tuple, str] = {}
 
 
-def _content_hash(path: Path) -> str:
+def _content_hash(path: Path, known: str | None = None) -> str:
     info = path.stat()
     identity = (str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    if known is not None:
+        _HASHED[identity] = known
     if identity not in _HASHED:
         _HASHED[identity] = sha256_file(path)
     return _HASHED[identity]

@@ -43,21 +43,8 @@ IN_FUNCTION: dict[tuple[str, str], str] = {
     ("backend.cli", "backend.verify.command"): AFTER_NEEDS,
     ("backend.cli", "backend.sources.buildreqs"): AFTER_NEEDS,
     ("backend.pipeline.disk", "backend.wheels.wheelhouse"): AFTER_NEEDS,  # disk loads with clean, for cli
-    ("backend.pipeline.executor", "backend.verify"): _debt("wheel"),
-    ("backend.pipeline.executor", "backend.wheels.requires"): _debt("wheel"),
-    ("backend.pipeline.executor", "backend.verify.features"): _debt("wheel"),
-    ("backend.pipeline.executor", "backend.wheels.relabel"): _debt("wheel"),
-    ("backend.pipeline.executor", "backend.pipeline.pins"): _debt("wheel"),
     ("backend.pipeline.pins", "backend.recipes"): _debt("recipe"),
     ("backend.recipes", "backend.sources.lock"): _debt("recipe"),
-    ("backend.verify.platform_tag", "backend.wheels.manylinux"): _debt("wheel"),
-    ("backend.wheels.closure", "backend.pipeline.environment"): _debt("wheel"),
-    ("backend.wheels.closure", "backend.wheels.wheelhouse"): _debt("wheel"),
-    ("backend.wheels.manylinux", "backend.toolchains.runtime"): _debt("wheel"),
-    ("backend.wheels.manylinux", "backend.wheels.relabel"): _debt("wheel"),
-    ("backend.wheels.meta", "backend.recipes"): _debt("wheel"),
-    ("backend.wheels.requires", "backend.toolchains.runtime"): _debt("wheel"),
-    ("backend.wheels.wheelhouse", "backend.verify.metadata"): _debt("wheel"),
 }
 
 # Arrows from a lower floor to a higher one (at most three), each with its reason.

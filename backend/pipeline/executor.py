@@ -24,7 +24,7 @@ from ..recipes.base import local_version
 from ..settings import cache_dir
 from ..sources import fetch, lock
 from ..sources import prepare as sources_prepare
-from ..verify import verify_wheel
+from ..verify import Expectation, verify_wheel
 from ..verify.checks import torch_exports
 from ..verify.features import asked_symbols, check_features
 from ..wheels import built as built_wheel
@@ -324,8 +324,6 @@ def _prepare_source(plan: Plan, step: Step):
 
 
 def _expectation(plan: Plan, step: Step, toolchain):
-    from ..verify import Expectation
-
     return Expectation(
         sm=plan.variant.sm if step.uses_cuda else None,
         isa=plan.variant.isa,

@@ -9,13 +9,12 @@ The policy table is auditwheel's (see backend/wheels/manylinux.py).
 
 from __future__ import annotations
 
+from ..wheels import manylinux
 from .report import ERROR, Problem
 
 
 def check(built, target: str | None) -> list[Problem]:
     """``built``: a wheel read once (``wheels.built``): its name's tags, its objects' symbol versions."""
-    from ..wheels import manylinux
-
     tags = manylinux.platform_tags(built.name)
     platform = next((p for p in ("x86_64", "aarch64") if any(t.endswith("_" + p) for t in tags)), None)
     if platform is None:
@@ -42,8 +41,6 @@ def check(built, target: str | None) -> list[Problem]:
 
 
 def _beyond(needed: dict[str, set[str]], policy, what: str) -> list[Problem]:
-    from ..wheels import manylinux
-
     out = []
     for member, versions in sorted(needed.items()):
         over = manylinux.beyond_policy(versions, policy)

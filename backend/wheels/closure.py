@@ -35,9 +35,11 @@ from packaging.utils import canonicalize_name
 
 from ..errors import BackendError
 from ..hashing import sha256_file
+from ..pipeline.environment import clean_environ
 from ..settings import redact_url
 from . import meta, names
 from .files import write_atomic
+from .wheelhouse import Wheelhouse
 
 ORIGIN = "runtime"
 LOCK_FILE = "requirements.txt"
@@ -58,7 +60,6 @@ class Resolved:
 
 
 def _pip(python: Path, args: Sequence[str], cwd: Path, *, isolated: bool = False) -> subprocess.CompletedProcess:
-    from ..pipeline.environment import clean_environ
 
     # Without the frontend's hook variables: an sdist-only dependency is built by this pip.
     env = clean_environ(python)
@@ -295,7 +296,6 @@ def _write_lock(house) -> None:
 
 def for_build(plan, result, python: Path, say: Callable[[str], None]) -> list[Path]:
     """The engine's call: close the wheelhouse of a finished build as its settings ask."""
-    from .wheelhouse import Wheelhouse
 
     settings = plan.settings
     house = Wheelhouse(result.wheelhouse, variant=plan.variant.name)

@@ -30,6 +30,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 from ..errors import BackendError
+from ..toolchains.runtime import REQUIREMENT_LIBRARIES
 from ..verify import elf
 from . import built, names
 
@@ -133,8 +134,6 @@ class Decision:
 
 def external_patterns(toolchain_libraries: Sequence[str] = (), companions: Sequence[Path] = ()) -> frozenset[str]:
     """Sonames other wheels (or the driver) provide: excluded from the analysis, never grafted."""
-    from ..toolchains.runtime import REQUIREMENT_LIBRARIES
-
     patterns = {"libtorch*.so*", "libc10*.so*", "libshm.so*", *DRIVER_LIBRARIES, *toolchain_libraries}
     for sonames in REQUIREMENT_LIBRARIES.values():
         patterns.update(sonames)

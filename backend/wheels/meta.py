@@ -24,6 +24,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from .. import recipes
 from ..errors import BackendError
 from . import names
 from .files import atomic_output, fsync_dir, record_hash
@@ -36,7 +37,6 @@ _NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 
 def stack_version() -> str:
     """The version the returned wheel (and the sdist) carries: the vLLM recipe's."""
-    from .. import recipes
 
     return recipes.get("vllm").version
 

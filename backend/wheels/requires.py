@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from ..toolchains.runtime import needed_sonames, requirements_for
 from . import built, names
 
 
@@ -90,8 +91,6 @@ def declared_requirements(wheel, recipe, variant, toolchain) -> list[str]:
     linked: list[str] = []
     pins: Sequence[str] = ()
     if toolchain is not None:
-        from ..toolchains.runtime import needed_sonames, requirements_for
-
         pins = toolchain.requirements
         linked = requirements_for(needed_sonames(wheel), variant.cuda, pins)
     declared: Sequence[str] = ()

@@ -30,6 +30,7 @@ from filelock import FileLock
 from packaging.utils import canonicalize_name
 
 from ..errors import BackendError
+from ..verify.metadata import read_wheel
 from . import names
 from .files import CHUNK, fsync_dir, sha256_file, write_atomic
 
@@ -93,7 +94,6 @@ class Wheelhouse:
 
     def lookup(self, component: str, build_key: str) -> list[Path]:
         """Every wheel of ``component`` built with ``build_key``, all present and intact; else [] (rebuild)."""
-        from ..verify.metadata import read_wheel
 
         found = []
         for name, entry in sorted(self.manifest()["wheels"].items()):

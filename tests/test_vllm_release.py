@@ -418,3 +418,18 @@ def test_a_release_on_torch_210_is_refused_and_gets_no_015_submodule_pin(tmp_pat
     assert "its torch 2.10.0 is not 2.9.x" in plan.release_problem
     assert ("flashmla-cutlass: flashmla 692917b1's csrc/cutlass pin is not in its lock" in plan.release_problem)
     assert "(its CUTLASS unknown)" in plan_mod.format_plan(plan)
+
+
+def test_the_device_check_gets_the_lines_environment(tmp_path):
+    """ci/device/vllm_units.py --line 0.14.1 (the 0.14.1 GPU check, docs/RELEASES.md): the vllm recipe's environment
+    for that line, with the side trees where the script unpacked them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vllm_units", ROOT / "ci" / "device" / "vllm_units.py")
+    units = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(units)
+    extras = {t.entry: tmp_path / t.entry for t in vllm_release.KNOWN_SIDE_TREES}
+    args = types.SimpleNamespace(isa="avx2", memory_gib=120, line="0.14.1")
+    env, _ = units.recipe_env(args, tmp_path / "vllm", extras, tmp_path / "build")
+    assert env["VLLM_VERSION_OVERRIDE"].startswith("0.14.1+")
+    assert env["FLASH_MLA_SRC_DIR"] == str(tmp_path / "flashmla")

@@ -50,7 +50,7 @@ from backend.variants import Variant  # noqa: E402
 def recipe_env(args, tree: Path, extras: dict[str, Path], build: Path) -> tuple[dict[str, str], dict]:
     settings = resolve({"sm": "90", "isa": args.isa, "cuda": "13.0", "torch": "existing"})
     variant = Variant(sm="90", isa=args.isa, cuda="13.0")
-    recipe = recipes.for_line(recipes.get("vllm"), vllm_release.release_line(args.line))  # -C vllm=<line>
+    recipe = recipes.get("vllm").for_line(vllm_release.release_line(args.line))  # -C vllm=<line>
     jobs = choose_jobs(recipe, settings, cores=os.cpu_count() or 1, memory_bytes=args.memory_gib << 30)
     ctx = BuildContext(
         variant=variant, settings=settings, source=tree, extras=extras, wheel_dir=build / "wheels",

@@ -9,21 +9,15 @@ the environment (``VLLM_STACK_<KEY>``: ``VLLM_STACK_SM=90``,
 line naming the setting (the variable, for a value from the environment), the
 bad value and the accepted values.
 
-A setting is declared once, as one field of the ``Settings`` dataclass:
-its annotation is its type (``Literal`` of the words it accepts where it is
-a choice), and the ``setting(...)`` call that gives its default is its row
-of the table (key, parser, help, how --help shows it).  ``OPTIONS`` is read
-off the class; the parser, the errors, ``python -m backend --help`` and the
-README's settings table (``python -m backend.doc_tables``) are made from it.
-
-Why a written class and not one generated from a tuple of rows
-(``dataclasses.make_dataclass``, as before): a generated class carries its
-types at run time only; a type checker or an editor sees ``Settings`` as an
-unknown name unless a stub repeats every field, which is a second place per
-setting that can drift.  Written with ``field: Type = setting(...)``, the
-one declaration is both what a type checker reads and what builds the
-table.  tests/test_settings.py checks that every parser returns its field's
-type, for the default and for accepted values.
+A setting is declared once, as a field of ``Settings``: its annotation is its type, and
+the ``setting(...)`` call giving its default is its row of the table (key, help, parser
+where its type alone does not say how to read it: a ``Literal`` is a choice of words, a
+``bool`` is true/false, a ``tuple`` is a list).  ``OPTIONS`` is read off the class, and
+``--help`` and the README's table are made from it.  A written class, not one generated
+from rows, so that a type checker reads the same declaration (tests/test_settings.py
+checks every parser returns its field's type).  This module reads no file but
+pyproject.toml and imports no domain module: component names, local trees, flashinfer's
+AOT config and the vLLM line are checked by their owners (backend/project.py).
 """
 
 # No ``from __future__ import annotations``: dataclasses.fields(Settings) then hold the types, not their text.
@@ -44,7 +38,7 @@ from .errors import BackendError, SettingError, suggest
 TOOL_TABLE = "vllm-stack"
 
 # The words a setting accepts, as the type of its Settings field (a reader and a type checker see
-# them there) and as a tuple (the checks, messages and docs list them from it).
+# them there); as a tuple too where other modules list them.
 Sm = Literal["61", "70", "75", "80", "86", "89", "90", "100", "103", "120", "121"]
 SMS: tuple[str, ...] = get_args(Sm)
 CudaRelease = Literal["12.8", "12.9", "13.0"]
@@ -54,19 +48,13 @@ TOOLCHAINS: tuple[str, ...] = get_args(ToolchainName)
 TorchMode = Literal["source", "existing"]
 # torch=existing: stop before compiling when the importable torch does not fit the variant, or go on with a warning
 ExistingTorch = Literal["match", "accept"]
-TORCH_MODES: tuple[str, ...] = get_args(TorchMode)
 VerifyMode = Literal["strict", "warn", "off"]
-VERIFY_MODES: tuple[str, ...] = get_args(VerifyMode)
 CompilerCache = Literal["auto", "ccache", "sccache", "none"]
-COMPILER_CACHES: tuple[str, ...] = get_args(CompilerCache)
 # Remote compiler-cache storage: a URL scheme, or a word for storage without one.
 COMPILER_CACHE_URL_FORMS = ("redis://HOST[:PORT][/DB]", "rediss://HOST[:PORT][/DB]", "s3://BUCKET[/PREFIX]", "gha", "none")
 RuntimeDeps = Literal["bundle", "none"]
-RUNTIME_DEPS: tuple[str, ...] = get_args(RuntimeDeps)
 BuildRequirements = Literal["locked", "ranges"]
-BUILD_REQUIREMENTS: tuple[str, ...] = get_args(BuildRequirements)
 SmokeMode = Literal["auto", "cpu", "emulate", "off"]
-SMOKE_MODES: tuple[str, ...] = get_args(SmokeMode)
 # manylinux_2_X policies of auditwheel's table on both x86_64 and aarch64 (tests/test_manylinux.py checks it).
 ManylinuxPolicy = Literal["2_17", "2_24", "2_26", "2_27", "2_28", "2_31", "2_34", "2_35", "2_36", "2_37", "2_38",
                           "2_39", "2_40", "2_41"]
@@ -354,7 +342,7 @@ class Option:
     parse: Callable[[str, Any, Path], Any] | None = None
     accepts: str = ""  # what it accepts when that is not a list of words
     shown_default: str | None = None  # the default as people say it, where the value itself says nothing
-    many: bool = False  # a list: a TOML array, a comma list or -C given again
+    many: bool = False  # a list (its type is a tuple): a TOML array, a comma list or -C given again
     factory: Callable[[], Any] | None = None  # a default made per Settings (sources: a new dict)
 
     def value(self, value: Any, base: Path, named: str | None = None) -> Any:
@@ -378,20 +366,16 @@ class Option:
 def setting(key: str, help: str, *, default: Any = None, factory: Callable[[], Any] | None = None,
             choices: tuple[str, ...] = (),
             parse: Callable[[str, Any, Path], Any] | None = None, accepts: str = "",
-            shown_default: str | None = None, many: bool = False) -> Any:
+            shown_default: str | None = None) -> Any:
     """A ``Settings`` field with its row of the table (see ``Option``): the one place a setting is declared.
 
     ``choices`` is needed only where the field's type is not a ``Literal`` of the accepted words.
     """
     row = {"key": key, "help": help, "choices": choices, "parse": parse, "accepts": accepts,
-           "shown_default": shown_default, "many": many}
+           "shown_default": shown_default}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={"option": row})
     return dataclasses.field(default=default, metadata={"option": row})
-
-
-def _on_off(key: str, value: Any, base: Path) -> bool:
-    return _bool(key, value)
 
 
 def _whole_number(most: int) -> Callable[[str, Any, Path], int | None]:
@@ -425,7 +409,7 @@ class Settings:
     # None: every component; backend/recipes/ checks the names and puts them in build order (recipes.chosen)
     components: tuple[str, ...] | None = setting(
         "components", "what to build; dependencies are added", parse=lambda k, v, b: _components(k, v),
-        many=True, shown_default="all")
+        shown_default="all")
     torch: TorchMode = setting(
         "torch", "`existing`: build the rest against the torch importable in the build environment "
         "(use `--no-build-isolation`)", default="source")
@@ -446,8 +430,7 @@ class Settings:
         "nvcc-threads", "threads per nvcc (vLLM divides its jobs by this)", parse=_whole_number(256),
         accepts="number", shown_default="1")
     offline: bool = setting(
-        "offline", "never touch the network; fail naming the missing source instead", default=False,
-        parse=_on_off, accepts="true false")
+        "offline", "never touch the network; fail naming the missing source instead", default=False)
     # component -> its local tree; each source.<component> key parses to one entry
     sources: dict[str, Path] = setting(
         SOURCE_OPTION_KEY, "build that component from a local tree", parse=_per_component_source,
@@ -468,12 +451,10 @@ class Settings:
         accepts="`redis://HOST[:PORT][/DB]`, `rediss://...`, `s3://BUCKET[/PREFIX]`, `gha`, none",
         shown_default="none")
     wheel_variants: bool = setting(
-        "wheel-variants", "also write PEP 825 (draft) variant wheels", default=False, parse=_on_off,
-        accepts="true false")
+        "wheel-variants", "also write PEP 825 (draft) variant wheels", default=False)
     flashinfer_aot: bool = setting(
         "flashinfer-aot", "build `flashinfer-jit-cache`, flashinfer's AOT kernels for the SM "
-        "(false: JIT at first use, which needs nvcc where vLLM runs)", default=True, parse=_on_off,
-        accepts="true false")
+        "(false: JIT at first use, which needs nvcc where vLLM runs)", default=True)
     # as given (None: what vLLM 0.15.1 calls on the variant); loaded settings hold what the recipe made of it
     # (recipes/flashinfer.py aot_config): canonical JSON, or "all" for flashinfer's whole list
     flashinfer_aot_config: str | None = setting(
@@ -485,7 +466,7 @@ class Settings:
         accepts="vllm, all, JSON, or a JSON file", shown_default="vllm")
     allow_unverified: tuple[str, ...] = setting(
         "allow-unverified", "use them although the lock has no hash", default=(),
-        parse=lambda k, v, b: _names(k, v), accepts="comma list of lock entries", many=True, shown_default="")
+        parse=lambda k, v, b: _names(k, v), accepts="comma list of lock entries", shown_default="")
     runtime_deps: RuntimeDeps = setting(
         "runtime-deps", "`bundle`: the wheelhouse also holds every runtime dependency, "
         "resolved by pip and pinned by hash; `none`: the built wheels only", default="bundle")
@@ -529,8 +510,14 @@ def literal_words(annotation: Any) -> tuple[str, ...]:
 
 
 def _option(field: dataclasses.Field, annotation: Any) -> Option:
+    """The row of ``field``, completed from its type: a Literal's words, a bool's parser, a tuple's many."""
     row = dict(field.metadata["option"])
     row["choices"] = row["choices"] or literal_words(annotation)
+    arms = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (
+        annotation,)
+    if bool in arms and row["parse"] is None:
+        row["parse"], row["accepts"] = (lambda key, value, base: _bool(key, value)), row["accepts"] or "true false"
+    row["many"] = any(typing.get_origin(arm) is tuple for arm in arms)
     factory = None if field.default_factory is dataclasses.MISSING else field.default_factory
     default = None if field.default is dataclasses.MISSING else field.default
     return Option(field=field.name, type=annotation, default=default, factory=factory, **row)
@@ -685,45 +672,3 @@ def parse_cli_pairs(pairs: list[str]) -> dict[str, Any]:
         else:
             result[key] = value
     return result
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("VLLM_STACK_CACHE_DIR")
-    if env:
-        return check_output_folder("VLLM_STACK_CACHE_DIR", Path(env))
-    try:
-        import platformdirs
-    except ImportError:  # pragma: no cover - platformdirs is a build requirement
-        found = Path.home() / ".cache" / "vllm-stack"
-    else:
-        found = Path(platformdirs.user_cache_dir("vllm-stack"))
-    # The default comes from HOME (or XDG_CACHE_HOME): the same characters are refused there.
-    origin = "XDG_CACHE_HOME" if os.environ.get("XDG_CACHE_HOME") else "HOME"
-    return check_output_folder(f"cache-dir (default, from {origin})", found)
-
-
-def cache_dir(settings: Settings) -> Path:
-    return settings.cache_dir or default_cache_dir()
-
-
-def writable_folder(key: str, path: Path) -> Path:
-    """Create ``path`` when missing and prove a file can be written there, or stop in one line."""
-    import tempfile
-
-    check_output_folder(key, Path(path))
-    try:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as error:
-        raise BackendError(
-            f"setting '{key}': cannot write into {path} ({error.strerror or error}); "
-            "accepted: a folder you can write to"
-        ) from None
-    return Path(path)
-
-
-def wheelhouse_root(settings: Settings, project_dir: Path) -> Path:
-    if settings.wheelhouse:
-        return settings.wheelhouse
-    return check_output_folder("wheelhouse (default, in the project folder)", Path(project_dir) / "wheelhouse")

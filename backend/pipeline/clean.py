@@ -19,8 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import cache_marker, project
-from ..settings import Settings, cache_dir
+from ..settings import Settings
 from .disk import tree_bytes
+from .layout import cache_dir
 
 
 def _size(path: Path) -> int:

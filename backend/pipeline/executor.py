@@ -21,7 +21,6 @@ from pyproject_hooks import BackendUnavailable, BuildBackendHookCaller, HookMiss
 
 from ..errors import BackendError
 from ..recipes.base import local_version
-from ..settings import cache_dir
 from ..sources import fetch, lock
 from ..sources import prepare as sources_prepare
 from ..verify import Expectation, verify_wheel
@@ -34,6 +33,7 @@ from ..wheels.relabel import metadata_editor, relabel
 from ..wheels.requires import declared_requirements, is_generated
 from . import compiler_cache, environment, reproducible
 from .buildkey import build_key
+from .layout import cache_dir
 from .pins import restored_requirements, stack_pins
 from .plan import Plan, Step, isa_flag_statement
 from .runner import CommandFailed, run_logged, say

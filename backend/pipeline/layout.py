@@ -1,12 +1,19 @@
-"""Where a variant's files live: in the cache (shared downloads, per-variant trees) and the wheelhouse."""
+"""Where a variant's files live: in the cache (shared downloads, per-variant trees) and the wheelhouse.
+
+The cache's and the wheelhouse's defaults, where no setting names them, are found here too (the settings
+model reads no file system), as is the check that a folder can be written before a build starts.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from pathlib import Path
 
+from ..errors import BackendError
 from ..recipes import Recipe
-from ..settings import Settings, wheelhouse_root
+from ..settings import Settings, check_output_folder
 from ..variants import Variant
 
 
@@ -53,3 +60,43 @@ class Layout:
 
     def log_file(self, recipe: Recipe) -> Path:
         return self.variant_dir / "logs" / f"{recipe.name}.log"
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("VLLM_STACK_CACHE_DIR")
+    if env:
+        return check_output_folder("VLLM_STACK_CACHE_DIR", Path(env))
+    try:
+        import platformdirs
+    except ImportError:  # pragma: no cover - platformdirs is a build requirement
+        found = Path.home() / ".cache" / "vllm-stack"
+    else:
+        found = Path(platformdirs.user_cache_dir("vllm-stack"))
+    # The default comes from HOME (or XDG_CACHE_HOME): the same characters are refused there.
+    origin = "XDG_CACHE_HOME" if os.environ.get("XDG_CACHE_HOME") else "HOME"
+    return check_output_folder(f"cache-dir (default, from {origin})", found)
+
+
+def cache_dir(settings: Settings) -> Path:
+    return settings.cache_dir or default_cache_dir()
+
+
+def writable_folder(key: str, path: Path) -> Path:
+    """Create ``path`` when missing and prove a file can be written there, or stop in one line."""
+    check_output_folder(key, Path(path))
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise BackendError(
+            f"setting '{key}': cannot write into {path} ({error.strerror or error}); "
+            "accepted: a folder you can write to"
+        ) from None
+    return Path(path)
+
+
+def wheelhouse_root(settings: Settings, project_dir: Path) -> Path:
+    if settings.wheelhouse:
+        return settings.wheelhouse
+    return check_output_folder("wheelhouse (default, in the project folder)", Path(project_dir) / "wheelhouse")

@@ -27,7 +27,7 @@ from .. import recipes, toml
 from ..errors import BackendError
 from ..recipes import BuildContext, Recipe
 from ..report_table import table
-from ..settings import Settings, cache_dir
+from ..settings import Settings
 from ..sources import patches as sources_patches
 from ..sources import prepare as sources_prepare
 from ..sources import vllm_release
@@ -36,7 +36,7 @@ from ..sources.patches import PatchDecision
 from ..variants import Variant
 from .compiler_cache import CompilerCache
 from . import compiler_cache, reproducible
-from .layout import Layout
+from .layout import Layout, cache_dir
 from .parallelism import JobChoice, choose_jobs
 
 

@@ -26,10 +26,11 @@ from ..wheels import names as wheel_names
 from ..wheels.wheelhouse import Wheelhouse
 from .. import cache_marker
 from ..settings import as_config as settings_as_config
-from ..settings import cache_dir, check_path_variables, writable_folder
+from ..settings import check_path_variables
 from ..sources import fetch, prepare
 from . import disk, environment, existing_torch, reproducible
 from .executor import StepExecutor
+from .layout import cache_dir, writable_folder
 from .plan import Plan, common_env
 from .runner import CommandFailed, say
 from .scheduler import run_steps

@@ -30,7 +30,8 @@ from packaging.utils import canonicalize_name
 from .. import recipes
 from ..errors import BackendError
 from ..pipeline.environment import clean_environ, install_requirements, missing_requirements
-from ..settings import CUDAS, cache_dir
+from ..pipeline.layout import cache_dir
+from ..settings import CUDAS
 from ..variants import Variant
 from .lock import PROJECT_ROOT
 

@@ -13,7 +13,8 @@ from .. import cache_marker, variants
 from ..errors import BackendError
 from ..report_table import table
 from ..pipeline.plan import closure
-from ..settings import Settings, cache_dir, redact_url
+from ..pipeline.layout import cache_dir
+from ..settings import Settings, redact_url
 from . import buildreqs
 from . import fetch as fetch_mod
 from .lock import Entry, Lock, load

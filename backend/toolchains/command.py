@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 
 from .. import cache_marker
-from .. import settings as settings_mod
 from ..errors import BackendError
+from ..pipeline.layout import cache_dir
 from ..settings import Settings
 from . import nix, pypi, resolve, system
 from .select import incomplete_note
 
 
 def main(settings: Settings, as_json: bool, install: bool = False) -> int:
-    cache_marker.claim(settings_mod.cache_dir(settings))  # the farms go there; clean checks the marker
+    cache_marker.claim(cache_dir(settings))  # the farms go there; clean checks the marker
     pending = None if install or settings.offline else _pending(settings)
     if pending is not None:
         if as_json:
@@ -27,7 +27,7 @@ def main(settings: Settings, as_json: bool, install: bool = False) -> int:
         return 0
     toolchain = resolve(
         settings.cuda, settings.toolchain,
-        cache_dir=settings_mod.cache_dir(settings), nixpkgs=settings.nixpkgs, offline=settings.offline,
+        cache_dir=cache_dir(settings), nixpkgs=settings.nixpkgs, offline=settings.offline,
     )
     note = incomplete_note(toolchain)
     if as_json:
@@ -78,9 +78,9 @@ def _pending(settings: Settings) -> dict | None:
                 "into": "/nix/store", "requirements": []}
     if cuda.startswith("12."):
         return None  # resolve refuses, in one line
-    missing = pypi.missing(cuda, settings_mod.cache_dir(settings))
+    missing = pypi.missing(cuda, cache_dir(settings))
     if not missing:
         return None
     return {"provider": "pypi", "what": f"{len(missing)} CUDA {cuda} wheels from PyPI (about 3 GB for the full "
                                         f"set: cuDNN alone is 700 MB): {', '.join(missing)}",
-            "into": str(pypi.root_for(settings_mod.cache_dir(settings), cuda)), "requirements": missing}
+            "into": str(pypi.root_for(cache_dir(settings), cuda)), "requirements": missing}

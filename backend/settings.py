@@ -344,6 +344,7 @@ class Option:
     shown_default: str | None = None  # the default as people say it, where the value itself says nothing
     many: bool = False  # a list (its type is a tuple): a TOML array, a comma list or -C given again
     factory: Callable[[], Any] | None = None  # a default made per Settings (sources: a new dict)
+    secret: bool = False  # it may hold credentials: every message and record shows it through redact_url
 
     def value(self, value: Any, base: Path, named: str | None = None) -> Any:
         """The typed value of ``value`` as given by the user, or a one-line SettingError naming ``named``
@@ -366,13 +367,13 @@ class Option:
 def setting(key: str, help: str, *, default: Any = None, factory: Callable[[], Any] | None = None,
             choices: tuple[str, ...] = (),
             parse: Callable[[str, Any, Path], Any] | None = None, accepts: str = "",
-            shown_default: str | None = None) -> Any:
+            shown_default: str | None = None, secret: bool = False) -> Any:
     """A ``Settings`` field with its row of the table (see ``Option``): the one place a setting is declared.
 
     ``choices`` is needed only where the field's type is not a ``Literal`` of the accepted words.
     """
     row = {"key": key, "help": help, "choices": choices, "parse": parse, "accepts": accepts,
-           "shown_default": shown_default}
+           "shown_default": shown_default, "secret": secret}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={"option": row})
     return dataclasses.field(default=default, metadata={"option": row})
@@ -447,7 +448,7 @@ class Settings:
     compiler_cache_url: str | None = setting(
         "compiler-cache-url", "storage shared by machines; see "
         "[Compiler cache](docs/GUIDE.md#one-compiler-cache-for-many-machines)",
-        parse=lambda k, v, b: _compiler_cache_url(k, v),
+        parse=lambda k, v, b: _compiler_cache_url(k, v), secret=True,
         accepts="`redis://HOST[:PORT][/DB]`, `rediss://...`, `s3://BUCKET[/PREFIX]`, `gha`, none",
         shown_default="none")
     wheel_variants: bool = setting(
@@ -597,7 +598,8 @@ def named(key: str, config_settings: Mapping[str, Any] | None, environ: Mapping[
 
 def as_config(settings: Settings) -> dict[str, str]:
     """``settings`` as the -C pairs that give them again (what a wheelhouse's manifest records for
-    ``python -m backend rebuild-check``); settings left at None are left out."""
+    ``python -m backend rebuild-check``, which replaces the compiler cache's); settings left at None are left
+    out, and a secret one's credentials too."""
     pairs: dict[str, str] = {}
     for option in OPTION_BY_KEY.values():
         value = getattr(settings, option.field)
@@ -609,7 +611,7 @@ def as_config(settings: Settings) -> dict[str, str]:
             if not value:
                 continue
             value = ",".join(map(str, value))
-        pairs[option.key] = str(value)
+        pairs[option.key] = redact_url(str(value)) if option.secret else str(value)
     for component, path in sorted(settings.sources.items()):
         pairs[SOURCE_PREFIX + component] = str(path)
     return pairs

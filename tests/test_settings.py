@@ -315,3 +315,15 @@ def test_the_environment_reaches_the_command_line_and_never_shows_a_secret(tmp_p
     assert refused.stderr.strip().splitlines() == [refused.stderr.strip()], refused.stderr
     assert "setting 'VLLM_STACK_COMPILER_CACHE_URL': bad value 'redis://me:***@" in refused.stderr
     assert "hunter2" not in refused.stderr + refused.stdout
+
+
+def test_the_manifests_record_of_the_settings_never_holds_a_password():
+    """as_config is what pipeline/run.py writes into a wheelhouse's manifest (flags.settings); rebuild-check
+    replaces the compiler cache's URL, so its credentials are not needed there."""
+    given = settings.resolve({"sm": "90", "compiler-cache": "sccache",
+                              "compiler-cache-url": "redis://me:hunter2@cache.local:6379/0"})
+    assert given.compiler_cache_url == "redis://me:hunter2@cache.local:6379/0"  # the build itself still gets it
+    recorded = settings.as_config(given)
+    assert recorded["compiler-cache-url"] == "redis://me:***@cache.local:6379/0" and recorded["sm"] == "90"
+    assert "hunter2" not in repr(recorded)
+    assert [o.key for o in settings.OPTIONS if o.secret] == ["compiler-cache-url"]

@@ -35,7 +35,7 @@ def components_table() -> str:
             "|---|---|---|---|---|"]
     for recipe in recipes.all_recipes():
         rows.append(f"| {recipe.name} | {recipe.version} | {', '.join(recipe.depends) or '-'} | "
-                    f"{', '.join(recipe.sources)} | {', '.join(recipe.distributions)} |")
+                    f"{', '.join(recipe.lock_entries)} | {', '.join(recipe.distributions)} |")
     return "\n".join(rows)
 
 
@@ -56,7 +56,7 @@ def recipes_table() -> str:
             "a local tree's version |",
             "|---|---|---|---|---|---|---|"]
     for recipe in recipes.all_recipes():
-        main, *extras = recipe.sources
+        main, *extras = recipe.lock_entries
         sources = f"`{main}` ({_origin(lock.entries[main].url)})" + "".join(f", `{e}`" for e in extras)
         threads = (f"{recipe.fixed_nvcc_threads}, fixed" if recipe.fixed_nvcc_threads else
                    "`NVCC_THREADS` (MAX_JOBS = jobs x threads)" if recipe.divides_max_jobs_by_nvcc_threads else

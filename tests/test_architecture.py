@@ -43,8 +43,6 @@ IN_FUNCTION: dict[tuple[str, str], str] = {
     ("backend.cli", "backend.verify.command"): AFTER_NEEDS,
     ("backend.cli", "backend.sources.buildreqs"): AFTER_NEEDS,
     ("backend.pipeline.disk", "backend.wheels.wheelhouse"): AFTER_NEEDS,  # disk loads with clean, for cli
-    ("backend.pipeline.pins", "backend.recipes"): _debt("recipe"),
-    ("backend.recipes", "backend.sources.lock"): _debt("recipe"),
 }
 
 # Arrows from a lower floor to a higher one (at most three), each with its reason.

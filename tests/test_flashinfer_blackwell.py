@@ -40,7 +40,7 @@ def recipe_env(variant, tmp: Path) -> dict[str, str]:
     """What the flashinfer recipe sets for the AOT build, the lock's cubin wheel unpacked at tmp/flashinfer-cubin."""
     recipe = recipes.get("flashinfer")
     ctx = BuildContext(variant=variant, settings=Settings(sm=variant.sm, isa=variant.isa, cuda=variant.cuda),
-                       source=tmp / "flashinfer", extras={name: tmp / name for name in recipe.sources[1:]},
+                       tree=tmp / "flashinfer", extras={name: tmp / name for name in recipe.lock_entries[1:]},
                        wheel_dir=tmp / "_wheels", build_dir=tmp / "_build", python=sys.executable, jobs=1,
                        nvcc_threads=1)
     return recipe.environment(ctx)

@@ -340,8 +340,8 @@ def test_no_recipe_passes_a_path_through_cmake_args(tmp_path):
         recipe = recipes.get(name)
         work = hostile / name
         ctx = BuildContext(
-            variant=variant, settings=Settings(sm="90", isa=ISA, cuda="13.0"), source=work / recipe.sources[0],
-            extras={e: work / e for e in recipe.sources[1:]}, wheel_dir=work / "_wheels", build_dir=work / "_build",
+            variant=variant, settings=Settings(sm="90", isa=ISA, cuda="13.0"), tree=work / recipe.lock_entries[0],
+            extras={e: work / e for e in recipe.lock_entries[1:]}, wheel_dir=work / "_wheels", build_dir=work / "_build",
             python=str(hostile / "env" / "bin" / "python"), jobs=2, nvcc_threads=1,
         )
         env = recipe.environment(ctx)

@@ -185,11 +185,11 @@ def test_a_local_tree_is_planned_as_the_copy_the_build_runs_in(tmp_path):
     plan = plan_for(tmp_path, components="xformers", **{"source.xformers": str(tree)})
     step = plan.step("xformers")
     copy = plan.layout.source_workdir(recipes.get("xformers")) / "local-tree"
-    assert step.tree == step.cwd == copy and step.source == str(tree)
+    assert step.tree == step.cwd == copy and step.tree_from == str(tree)
     assert step.commands[-1][-1] == str(copy) and not any(str(tree) in part for c in step.commands for part in c)
     assert step.commands[-1][0] == str(step.python) == str(plan.layout.python)
     torch = plan.step("torch")
-    assert torch.tree == plan.layout.source_workdir(recipes.get("torch")) / "torch" and torch.source == "lock:torch"
+    assert torch.tree == plan.layout.source_workdir(recipes.get("torch")) / "torch" and torch.tree_from == "lock:torch"
     data = plan.to_json()["steps"][1]
     assert data["cwd"] == str(copy) and data["python"] == str(plan.layout.python) and data["patches"] == []
 

@@ -41,8 +41,8 @@ def ctx_for(recipe, variant: Variant, tmp_path: Path, nvcc_threads: int = 2) -> 
     return BuildContext(
         variant=variant,
         settings=Settings(sm=variant.sm, isa=variant.isa, cuda=variant.cuda),
-        source=work / recipe.sources[0],
-        extras={name: work / name for name in recipe.sources[1:]},
+        tree=work / recipe.lock_entries[0],
+        extras={name: work / name for name in recipe.lock_entries[1:]},
         wheel_dir=work / "_wheels",
         build_dir=work / "_build",
         python="/env/bin/python",
@@ -94,18 +94,18 @@ def test_sources_are_lock_entries():
 
     entries = lock.load().entries
     for recipe in recipes.all_recipes():
-        for name in recipe.sources:
+        for name in recipe.lock_entries:
             assert name in entries, (recipe.name, name)
             assert entries[name].component == recipe.name, (recipe.name, name)
-        assert recipe.sources[0] == recipe.name
+        assert recipe.lock_entries[0] == recipe.name
     vllm_entries = {name for name, e in entries.items() if e.component == "vllm"}
-    assert set(recipes.get("vllm").sources) == vllm_entries
+    assert set(recipes.get("vllm").lock_entries) == vllm_entries
     # the tree that is built comes first, then the lock's order (vLLM's CMake sources, each CUTLASS after
     # the tree it goes into)
-    assert recipes.get("vllm").sources == (
+    assert recipes.get("vllm").lock_entries == (
         "vllm", "vllm-cutlass", "vllm-flash-attn", "vllm-flash-attn-cutlass", "flashmla", "flashmla-cutlass",
         "qutlass", "triton-kernels")
-    assert recipes.get("flashinfer").sources == ("flashinfer", "flashinfer-tag", "flashinfer-cubin")
+    assert recipes.get("flashinfer").lock_entries == ("flashinfer", "flashinfer-tag", "flashinfer-cubin")
 
 
 def test_build_order_comes_from_depends_with_the_lock_breaking_ties():
@@ -158,7 +158,7 @@ def test_environment_and_commands_are_well_formed(name, variant, tmp_path):
     build = cmds[-1] if name != "flashinfer" else [c for c in cmds if "wheel" in c][0]
     assert build[:4] == ["/env/bin/python", "-m", "pip", "wheel"]
     assert "--no-build-isolation" in build and build[build.index("-w") + 1] == str(ctx.wheel_dir)
-    assert build[-1] == str(ctx.source)
+    assert build[-1] == str(ctx.tree)
     notes = recipe.notes(variant)
     assert all(isinstance(n, str) and n for n in notes)
 
@@ -246,7 +246,7 @@ def test_torch_avx_switches_reach_cmake(tmp_path):
     include = Path(env["CMAKE_PROJECT_INCLUDE_BEFORE"])
     assert include.parent == ctx.build_dir
     write, build = recipe.commands(ctx)
-    assert build[-1] == str(ctx.source)
+    assert build[-1] == str(ctx.tree)
     # run the writer for real and read what CMake would include
     import subprocess
     import sys
@@ -297,13 +297,13 @@ def test_flashinfer_jit_cache_from_a_local_tree_only_when_it_has_it(tmp_path):
     fi = recipes.get("flashinfer")
     ctx = dataclasses.replace(ctx_for(fi, SM90, tmp_path), extras={})
     assert len(fi.commands(ctx)) == 1  # PyPI sdist layout: no flashinfer-jit-cache/
-    (ctx.source / flashinfer_recipe.JIT_CACHE_DIR).mkdir(parents=True)
+    (ctx.tree / flashinfer_recipe.JIT_CACHE_DIR).mkdir(parents=True)
     python_wheel, jit_cache = fi.commands(ctx)
-    assert python_wheel[-1] == str(ctx.source)
-    assert jit_cache[-1] == str(ctx.source / "flashinfer-jit-cache")
+    assert python_wheel[-1] == str(ctx.tree)
+    assert jit_cache[-1] == str(ctx.tree / "flashinfer-jit-cache")
     # never for Pascal
     ctx61 = ctx_for(fi, SM61, tmp_path)
-    (ctx61.source / flashinfer_recipe.JIT_CACHE_DIR).mkdir(parents=True)
+    (ctx61.tree / flashinfer_recipe.JIT_CACHE_DIR).mkdir(parents=True)
     assert len(fi.commands(ctx61)) == 1
     assert any("sm_61" in n for n in fi.notes(SM61))
 
@@ -370,11 +370,11 @@ def test_flashinfer_aot_from_the_lock_by_default(tmp_path):
     fi = recipes.get("flashinfer")
     ctx = ctx_for(fi, SM90, tmp_path)
     overlay, python_wheel, jit_cache = fi.commands(ctx)
-    assert overlay[:2] == ["/env/bin/python", "-c"] and overlay[-2:] == [str(ctx.extras["flashinfer-tag"]), str(ctx.source)]
-    assert python_wheel[-1] == str(ctx.source) and jit_cache[-1] == str(ctx.source / "flashinfer-jit-cache")
+    assert overlay[:2] == ["/env/bin/python", "-c"] and overlay[-2:] == [str(ctx.extras["flashinfer-tag"]), str(ctx.tree)]
+    assert python_wheel[-1] == str(ctx.tree) and jit_cache[-1] == str(ctx.tree / "flashinfer-jit-cache")
     off = dataclasses.replace(ctx, settings=Settings(sm="90", isa="avx512", cuda="12.9", flashinfer_aot=False))
     assert fi.commands(off) == [python_wheel]
-    assert fi.commands(ctx_for(fi, SM61, tmp_path))[-1][-1] == str(ctx_for(fi, SM61, tmp_path).source)
+    assert fi.commands(ctx_for(fi, SM61, tmp_path))[-1][-1] == str(ctx_for(fi, SM61, tmp_path).tree)
     assert len(fi.commands(ctx_for(fi, SM61, tmp_path))) == 1
     assert fi.build_requirements(SM90)[-1] == "nvidia-nvshmem-cu12"
     assert fi.build_requirements(SM120)[-1] == "nvidia-nvshmem-cu13>=3.3.24,<4"

@@ -68,7 +68,7 @@ def check(plan, say: Callable[[str], None]) -> None:
     where = _existing(plan.layout.variant_dir)
     need = needed_gb(plan)
     free = shutil.disk_usage(where).free / GB
-    others = other_variants(plan.layout.cache / "work", plan.variant.name)
+    others = other_variants(plan.layout.work, plan.variant.name)
     tail = (f"; the cache also keeps the build trees of {len(others)} other variant(s) "
             f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}): python -m backend clean --all") if others else ""
     if need and free < need:

@@ -57,7 +57,7 @@ class StepExecutor:
         layout = plan.layout
         if step.in_place is not None:
             return self._build_in_place(step, label), "built"
-        say(f"{label} preparing {step.component} {recipe.version} ({step.source})")
+        say(f"{label} preparing {step.component} {recipe.version} ({step.tree_from})")
         prepared = _prepare_source(plan, step)
         # What runs is the plan's: its environment and commands, in its tree.
         toolchain_id = f"{toolchain.provider}:{toolchain.version}" if toolchain else "none"
@@ -74,7 +74,7 @@ class StepExecutor:
             return cached, "cached"
 
         full_env = process_environment(step, toolchain, self.cache, compiler_cache.base_dirs(layout),
-                                       specs_dir=layout.variant_dir / "specs")
+                                       specs_dir=layout.specs_dir)
         say(f"{label} building with {step.jobs.processes} job(s) x {step.jobs.nvcc_threads} nvcc thread(s): {step.jobs.reason}")
         say(f"{label} log: {layout.log_file(recipe)}")
         wheel_dir = layout.wheel_dir(recipe)
@@ -109,7 +109,7 @@ class StepExecutor:
         those records.  The copy moves into the wheelhouse with the hash taken while writing it."""
         plan, toolchain, house = self.plan, self.toolchain, self.house
         recipe = step.recipe
-        staged_dir = plan.layout.variant_dir / step.component / "_staged"
+        staged_dir = plan.layout.staged_dir(recipe)
         if staged_dir.exists():
             shutil.rmtree(staged_dir)
         staged_dir.mkdir(parents=True)
@@ -150,7 +150,7 @@ class StepExecutor:
             name = wheel.name
             added.append(house.add(wheel.path, {
                 "component": step.component,
-                "source": step.source,
+                "source": step.tree_from,
                 "origin": prepared.origin,
                 "source_hash": prepared.source_hash,
                 "patches": [list(p) for p in prepared.patches],

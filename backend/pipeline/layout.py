@@ -29,9 +29,23 @@ class Layout:
         return self.cache / "downloads"
 
     @property
+    def work(self) -> Path:
+        """Every variant's build folders."""
+        return self.cache / "work"
+
+    @property
     def variant_dir(self) -> Path:
         # Trees are per variant: setup.py builds write into the source tree.
-        return self.cache / "work" / self.variant.name
+        return self.work / self.variant.name
+
+    @property
+    def specs_dir(self) -> Path:
+        """The compiler cache's GCC specs files (the build's prefix maps)."""
+        return self.variant_dir / "specs"
+
+    @property
+    def smoke_dir(self) -> Path:
+        return self.variant_dir / "smoke"
 
     @property
     def env_dir(self) -> Path:
@@ -57,6 +71,10 @@ class Layout:
 
     def wheel_dir(self, recipe: Recipe) -> Path:
         return self.variant_dir / recipe.name / "_wheels"
+
+    def staged_dir(self, recipe: Recipe) -> Path:
+        """Its built wheels, relabelled, tagged and verified here before they join the wheelhouse."""
+        return self.variant_dir / recipe.name / "_staged"
 
     def log_file(self, recipe: Recipe) -> Path:
         return self.variant_dir / "logs" / f"{recipe.name}.log"

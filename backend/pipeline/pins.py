@@ -14,13 +14,12 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from .. import recipes
 from ..wheels import names as wheel_names
 
 
 def stack_pins(plan, wheels: Iterable[Path]) -> dict[str, str]:
     """Canonical name -> exact version of every stack member: the plan's steps, then what the wheelhouse holds."""
-    from .. import recipes
-
     members = {canonicalize_name(d) for recipe in recipes.all_recipes() for d in recipe.distributions}
     pins: dict[str, str] = {}
     for step in plan.steps:

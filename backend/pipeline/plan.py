@@ -60,7 +60,7 @@ class InPlaceHook:
 class Step:
     recipe: Recipe
     version: str  # the local version its wheels carry
-    source: str  # "lock:<entry>" or the local path
+    tree_from: str  # where the tree comes from: "lock:<entry>" or the local checkout's path
     depends: tuple[str, ...]
     env: Mapping[str, str]  # what the plan sets, over the clean process environment, toolchain and compiler cache
     # env's CFLAGS/CXXFLAGS as the compiler cache rewrites them (ccache: a specs file); they run where the
@@ -101,7 +101,7 @@ class Step:
             "component": self.component,
             "version": self.version,
             "distributions": list(self.distributions),
-            "source": self.source,
+            "source": self.tree_from,
             "depends": list(self.depends),
             "tree": str(self.tree),
             "extras": {name: str(path) for name, path in self.extras.items()},
@@ -308,7 +308,7 @@ def make_plan(
         ctx = BuildContext(
             variant=variant,
             settings=settings,
-            source=tree,
+            tree=tree,
             extras=extras,
             wheel_dir=layout.wheel_dir(recipe),
             build_dir=layout.build_dir(recipe),
@@ -337,7 +337,7 @@ def make_plan(
             Step(
                 recipe=recipe,
                 version=recipe.local_version(variant, tree_version),
-                source=str(local) if local else f"lock:{lock.main_entry(recipe.name).name}",
+                tree_from=str(local) if local else f"lock:{lock.main_entry(recipe.name).name}",
                 depends=tuple(d for d in recipe.depends if any(r.name == d for r in selected)),
                 env=env,
                 compiler_flags=cache.switch_flags(env),
@@ -425,7 +425,7 @@ def format_plan(plan: Plan) -> str:
     for index, step in enumerate(plan.steps, 1):
         rows.append([
             str(index), step.component, step.version, ", ".join(step.depends) or "-",
-            f"{step.jobs.processes}x{step.jobs.nvcc_threads}", step.source,
+            f"{step.jobs.processes}x{step.jobs.nvcc_threads}", step.tree_from,
         ])
     lines.append(table(["#", "component", "version", "after", "jobs", "source"], rows))
     for step in plan.steps:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import BackendError, SettingError
 from ..settings import SOURCE_OPTION_KEY, SOURCE_PREFIX, check_path_characters
+from ..sources.lock import load
 from .base import BuildContext, Recipe, pip_wheel
 
 __all__ = ["BuildContext", "Recipe", "pip_wheel", "get", "all_recipes", "names", "build_order", "chosen", "local_trees"]
@@ -48,8 +49,6 @@ def get(name: str) -> Recipe:
 @functools.cache
 def names() -> tuple[str, ...]:
     """Every component, in build order."""
-    from ..sources.lock import load
-
     return build_order({name: get(name) for name in _module_names()}, load().components)
 
 

@@ -24,15 +24,15 @@ class BuildContext:
 
     variant: Variant
     settings: Settings
-    source: Path  # the unpacked, patched tree that is built
-    extras: Mapping[str, Path]  # further lock sources, by lock entry name (vLLM's CUTLASS ...)
+    tree: Path  # the tree that is built: the lock entry unpacked and patched, or a checkout's per-variant copy
+    extras: Mapping[str, Path]  # the further lock entries, unpacked, by entry name (vLLM's CUTLASS ...)
     wheel_dir: Path  # the command writes its wheel(s) here
     build_dir: Path  # kept between runs, for incremental builds
     python: str  # the build environment's interpreter
     jobs: int
     nvcc_threads: int
     tree_version: str | None = None  # a local tree's own version (its version file), else None
-    # A local tree's checkout: its files can be read while planning (``source``, its per-variant copy,
+    # A local tree's checkout: its files can be read while planning (``tree``, its per-variant copy,
     # is made when the step runs); None for a lock tree
     checkout: Path | None = None
 
@@ -172,8 +172,8 @@ class Recipe:
         return changed
 
     @property
-    def sources(self) -> tuple[str, ...]:
-        """Its lock entries (those of third_party/sources.lock naming it), the tree that is built first."""
+    def lock_entries(self) -> tuple[str, ...]:
+        """Its entries in third_party/sources.lock (those naming it), the one built first."""
         lock = load_lock()
         return tuple(entry.name for entry in lock.for_component(self.name)) or (lock.main_entry(self.name).name,)
 
@@ -201,7 +201,7 @@ def pip_wheel(ctx: BuildContext, tree: Path | None = None, *extra: str) -> list[
     """The build command of a PEP 517 project, built against the build env's torch."""
     return [
         ctx.python, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "--no-cache-dir",
-        "-v", "-w", str(ctx.wheel_dir), *extra, str(tree or ctx.source),
+        "-v", "-w", str(ctx.wheel_dir), *extra, str(tree or ctx.tree),
     ]
 
 

@@ -347,10 +347,10 @@ class Flashinfer(Recipe):
             pairs = [part for folder, header in self.cubin_headers.items() for part in (folder, header)]
             steps.append([ctx.python, "-c", CHECK_CUBINS, str(ctx.extras[CUBIN] / CUBIN_DIR), *pairs])
         if ctx.tree_version is None and TAG in ctx.extras:  # the lock's sdist: add the tag's packaging folder
-            steps.append([ctx.python, "-c", OVERLAY, str(ctx.extras[TAG]), str(ctx.source)])
-        elif not ((ctx.checkout or ctx.source) / JIT_CACHE_DIR).is_dir():  # a local tree without it: JIT only
+            steps.append([ctx.python, "-c", OVERLAY, str(ctx.extras[TAG]), str(ctx.tree)])
+        elif not ((ctx.checkout or ctx.tree) / JIT_CACHE_DIR).is_dir():  # a local tree without it: JIT only
             return [pip_wheel(ctx)]
-        return steps + [pip_wheel(ctx), pip_wheel(ctx, ctx.source / JIT_CACHE_DIR)]
+        return steps + [pip_wheel(ctx), pip_wheel(ctx, ctx.tree / JIT_CACHE_DIR)]
 
     def notes(self, variant) -> list[str]:
         if not builds_jit_cache(variant):

@@ -398,7 +398,7 @@ def for_build(plan, result, say: Callable[[str], None]) -> None:
             checks.append((f"{recipe.name} (GPU)", recipe.smoke_gpu))
     # Without bundled runtime dependencies the index must serve them (runtime-deps=none).
     no_index = settings.runtime_deps == "bundle" or settings.torch == "existing" or settings.offline
-    work = plan.layout.variant_dir / "smoke"
+    work = plan.layout.smoke_dir
     key = _key(result.wheels(), result.runtime, checks + ([("emulate", plan.variant.isa)] if emulation else []), no_index)
     passed = work / "passed"
     if passed.is_file() and passed.read_text() == key:

@@ -53,7 +53,7 @@ def recipe_env(args, tree: Path, extras: dict[str, Path], build: Path) -> tuple[
     recipe = recipes.get("vllm").for_line(vllm_release.release_line(args.line))  # -C vllm=<line>
     jobs = choose_jobs(recipe, settings, cores=os.cpu_count() or 1, memory_bytes=args.memory_gib << 30)
     ctx = BuildContext(
-        variant=variant, settings=settings, source=tree, extras=extras, wheel_dir=build / "wheels",
+        variant=variant, settings=settings, tree=tree, extras=extras, wheel_dir=build / "wheels",
         build_dir=build, python=sys.executable, jobs=jobs.processes, nvcc_threads=jobs.nvcc_threads,
     )
     env = common_env(variant, jobs)

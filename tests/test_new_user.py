@@ -175,7 +175,8 @@ def _plan_like(tmp_path, sm: str, mode: str):
 
     return SimpleNamespace(settings=SimpleNamespace(torch="existing", existing_torch=mode),
                            variant=Variant(sm=sm, isa=_host_isa(), cuda="13.0"),
-                           steps=[SimpleNamespace(component="flashinfer", recipe=recipes.get("flashinfer"))])
+                           steps=[SimpleNamespace(component="flashinfer", recipe=recipes.get("flashinfer"))],
+                           recipe=recipes.get)
 
 
 def test_existing_torch_accept_warns_and_goes_on(tmp_path, monkeypatch):

@@ -287,6 +287,17 @@ def test_every_seed_row_is_planned_as_a_buildable_line_with_its_own_facts(tmp_pa
     assert len(grpc) == 1 and (("has no compile_grpc_protos" in grpc[0]) == (release == "0.13.0"))
 
 
+def test_a_component_the_plan_does_not_build_is_still_the_lines(tmp_path):
+    """The stack wheel's version (vLLM's) and torch=existing's check (torch's) read components that may have no step:
+    they are the line's recipes too, not the 0.15.1 registry's."""
+    settings = project.load_settings_from_cli(["sm=90", "isa=avx512", "cuda=12.9", "vllm=0.13.0", "components=bitsandbytes",
+                                               f"cache-dir={tmp_path / 'cache'}"])
+    variant = Variant(sm="90", isa="avx512", cuda="12.9", python="312")
+    plan = plan_mod.make_plan(settings, variant, project_dir=project.PROJECT_DIR, cores=2, memory_bytes=64 << 30)
+    assert [step.component for step in plan.steps] == ["bitsandbytes"]
+    assert (plan.recipe("vllm").version, plan.recipe("torch").version) == ("0.13.0", "2.9.0")
+
+
 SEED_OTHER_LINES = sorted({release for release, _ in vllm_release.SEED_LINES} - {"0.15.1"})
 # What only the 0.15.1 line pins: the vLLM release, its flashinfer, its FlashMLA and FlashMLA's CUTLASS
 ONLY_0151 = ("0.15.1", "0.6.1", "c2afa9cb93e6", "147f5673d0c1")

@@ -19,7 +19,6 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from packaging.version import InvalidVersion, Version
 
-from .. import recipes
 from ..errors import BackendError
 from ..verify import fatbin
 
@@ -94,7 +93,7 @@ def check(plan, say: Callable[[str], None]) -> None:
     if not any("torch" in step.recipe.depends for step in plan.steps):
         return  # nothing planned builds against torch (components=bitsandbytes)
 
-    what, found = problems(plan.variant, recipes.get("torch").version)
+    what, found = problems(plan.variant, plan.recipe("torch").version)  # the vLLM line's torch
     if not found:
         say(f"   torch=existing: {what} fits {plan.variant.name}")
         return

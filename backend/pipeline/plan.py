@@ -129,12 +129,13 @@ class Plan:
     release: dict = dataclasses.field(default_factory=dict)  # the vLLM release line's facts (vllm_release.line_facts)
     release_problem: str | None = None  # why this line is planned but not built
     lock: Lock | None = None  # the sources: the vLLM line's lock, with a local vLLM checkout's side-tree pins
-    recipes: Mapping[str, Recipe] = dataclasses.field(default_factory=dict)  # the steps' recipes, for its line
     line: vllm_release.ReleaseLine | None = None  # the vLLM release line's recipe facts (shown, not in to_json)
 
     def recipe(self, component: str) -> Recipe:
-        """The recipe a step of this plan is built with: for the plan's vLLM release line (Recipe.for_line)."""
-        return self.recipes.get(component) or recipes.get(component)
+        """``component``'s recipe for the plan's vLLM release line: its step's, else the registry's for the line
+        (the vLLM version the stack wheel carries, torch=existing's torch)."""
+        found = next((step.recipe for step in self.steps if step.component == component), None)
+        return found or (recipes.get(component).for_line(self.line) if self.line else recipes.get(component))
 
     def step(self, component: str) -> Step:
         for step in self.steps:
@@ -354,7 +355,7 @@ def make_plan(
         )
     return Plan(variant=variant, settings=settings, layout=layout, steps=tuple(steps), torch_version=torch_version,
                 compiler_cache=cache, release=release, release_problem=release_problem(line, selected, steps, python),
-                lock=lock, recipes={recipe.name: recipe for recipe in selected}, line=line)
+                lock=lock, line=line)
 
 
 def release_problem(line: vllm_release.ReleaseLine, selected: list[Recipe], steps: list[Step],

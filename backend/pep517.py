@@ -48,7 +48,7 @@ def build_requirements(config_settings: Mapping[str, Any] | None) -> list[str]:
     wanted: list[str] = list(BUILD_TOOLS)
     for step in plan.steps:
         wanted.extend(step.recipe.build_requirements(plan.variant))
-    if any(step.uses_cuda for step in plan.steps):
+    if any(step.recipe.uses_cuda for step in plan.steps):
         wanted.extend(toolchains.build_requirements(plan.settings.cuda, plan.settings.toolchain))
     if plan.settings.compiler_cache in ("auto", "sccache"):
         url = plan.settings.compiler_cache_url

@@ -113,7 +113,7 @@ class StepExecutor:
         if staged_dir.exists():
             shutil.rmtree(staged_dir)
         staged_dir.mkdir(parents=True)
-        pins = stack_pins(plan, house.wheels()) if step.pins_torch else {}
+        pins = stack_pins(plan, house.wheels()) if step.recipe.pins_torch else {}
         restored = restored_requirements(recipe.stack_requires, pins)
         exclude = manylinux.external_patterns(toolchain.runtime_libraries if toolchain else (), house.wheels())
         shown = lambda line: say(f"{label} {line.strip()}")  # noqa: E731
@@ -211,7 +211,7 @@ class StepExecutor:
                 missing = "cannot be imported" if isinstance(error, BackendUnavailable) else "has no build_editable hook"
                 raise BackendError(f"editable build of {step.component}: its build backend {step.in_place.backend} "
                                    f"{missing} in {step.python} ({step.tree}/pyproject.toml)") from None
-        pins = stack_pins(self.plan, self.house.wheels()) if step.pins_torch else {}
+        pins = stack_pins(self.plan, self.house.wheels()) if step.recipe.pins_torch else {}
         return [relabel(wheel_dir / built, layout.wheelhouse / "editable", version=step.version, pins=pins)]
 
 
@@ -325,7 +325,7 @@ def _prepare_source(plan: Plan, step: Step):
 
 def _expectation(plan: Plan, step: Step, toolchain):
     return Expectation(
-        sm=plan.variant.sm if step.uses_cuda else None,
+        sm=plan.variant.sm if step.recipe.uses_cuda else None,
         isa=plan.variant.isa,
         cuda=plan.variant.cuda,
         ptx=False,

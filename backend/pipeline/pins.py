@@ -23,7 +23,7 @@ def stack_pins(plan, wheels: Iterable[Path]) -> dict[str, str]:
     members = {canonicalize_name(d) for recipe in recipes.all_recipes() for d in recipe.distributions}
     pins: dict[str, str] = {}
     for step in plan.steps:
-        for dist in step.distributions:
+        for dist in step.recipe.distributions:
             pins[canonicalize_name(dist)] = step.version
     for wheel in wheels:  # the wheelhouse's runtime wheels (triton, nvidia-*) keep their own requirements
         parsed = wheel_names.parse(Path(wheel).name)

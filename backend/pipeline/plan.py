@@ -81,18 +81,6 @@ class Step:
         return self.recipe.name
 
     @property
-    def distributions(self) -> tuple[str, ...]:
-        return self.recipe.distributions
-
-    @property
-    def pins_torch(self) -> bool:
-        return self.recipe.pins_torch
-
-    @property
-    def uses_cuda(self) -> bool:
-        return self.recipe.uses_cuda
-
-    @property
     def cwd(self) -> Path:
         return self.tree
 
@@ -100,7 +88,7 @@ class Step:
         return {
             "component": self.component,
             "version": self.version,
-            "distributions": list(self.distributions),
+            "distributions": list(self.recipe.distributions),
             "source": self.tree_from,
             "depends": list(self.depends),
             "tree": str(self.tree),
@@ -449,7 +437,7 @@ def format_plan(plan: Plan) -> str:
 
 def _cuda_line(plan: Plan) -> str:
     """What the toolchain is asked for: the compiler and the libraries the steps link."""
-    if not any(step.uses_cuda for step in plan.steps):
+    if not any(step.recipe.uses_cuda for step in plan.steps):
         return "not used (no step compiles CUDA code)"
     wanted = plan.cuda_libraries
     libraries = ("every library the stack links (a step's recipe names none)" if wanted is None

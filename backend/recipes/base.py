@@ -37,7 +37,6 @@ class BuildContext:
     checkout: Path | None = None
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Marker:
     """How one wheel member shows an optional library: it links it (a DT_NEEDED name starting with one of

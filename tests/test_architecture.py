@@ -4,9 +4,6 @@ What it holds (issue 26): settings at the bottom, hooks at the top; no import cy
 inside functions; at most three arrows back up, each named below with its reason; every import inside a
 function named below with a reason that is not dodging a cycle (with no cycle in the whole graph, none can
 be).  ``python3 tests/test_architecture.py`` prints the numbers.
-
-An entry whose reason starts with ``issue 26: removed by`` is a known debt of the redesign that one of its
-steps removes (the name says which); it is left out of the cycle and arrow counts, which print it apart.
 """
 
 from __future__ import annotations
@@ -21,16 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = ROOT / "backend"
 ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
-TEMPORARY = "issue 26: removed by"
 
 # Why an import sits inside a function, checked: the importing module loads on a bare interpreter (none of
 # needs.RUNTIME at load: matrix, plan, detect, the hooks' one-line check) and the imported one does not; the
 # function calls needs.require first (or runs only after a caller has), so a missing one is one line.
 AFTER_NEEDS = "after needs.require: it loads a third-party requirement; the importer loads on a bare interpreter"
-
-
-def _debt(helper: str) -> str:
-    return f"{TEMPORARY} {helper}"
 
 
 # Every import of a backend module inside a function: (importer, imported) -> why it is there.
@@ -198,17 +190,13 @@ class House:
     arrows: set[tuple[str, str]]              # importer -> imported, top-level or in a function
     up: set[tuple[str, str]]                  # arrows to a higher floor
     cycles: list[list[str]]                   # counting every arrow
-    cycles_without_debt: list[list[str]]      # without the arrows issue 26 still removes
     in_function: set[tuple[str, str]]
     in_function_lines: dict[tuple[str, str], list[int]]
     floor_of: dict[str, int]
 
     def summary(self) -> str:
-        debt = {k for k, v in {**IN_FUNCTION, **UP}.items() if v.startswith(TEMPORARY)}
-        return (f"{self.modules} modules, {len(self.arrows)} arrows, {len(self.up)} arrows up "
-                f"({len(self.up - debt)} not issue-26 debt; at most {MAX_UP}), {len(self.cycles)} cycles "
-                f"({len(self.cycles_without_debt)} without issue-26 debt), {len(self.in_function)} in-function "
-                f"imports ({len(self.in_function - debt)} not issue-26 debt)")
+        return (f"{self.modules} modules, {len(self.arrows)} arrows, {len(self.up)} arrows up (at most {MAX_UP}), "
+                f"{len(self.cycles)} cycles, {len(self.in_function)} in-function imports")
 
 
 def draw() -> House:
@@ -222,8 +210,7 @@ def draw() -> House:
         if i.in_function:
             lines.setdefault((i.importer, i.imported), []).append(i.line)
     up = {(a, b) for a, b in arrows if floor_of[b] > floor_of[a]}
-    debt = {k for k, v in {**IN_FUNCTION, **UP}.items() if v.startswith(TEMPORARY)}
-    return House(len(known), arrows, up, cycles(arrows), cycles(arrows - debt), inner, lines, floor_of)
+    return House(len(known), arrows, up, cycles(arrows), inner, lines, floor_of)
 
 
 def test_the_drawing_reads_every_kind_of_import():
@@ -250,7 +237,7 @@ def test_every_module_is_on_a_floor_and_settings_and_hooks_are_at_the_ends():
 
 def test_no_cycle():
     house = draw()
-    found = house.cycles_without_debt
+    found = house.cycles
     assert not found, f"{house.summary()}\nimport cycles (counting imports inside functions): {found}"
 
 
@@ -260,9 +247,8 @@ def test_few_arrows_up_each_with_its_reason():
     assert not unexplained, (
         f"{house.summary()}\narrows to a higher floor (docs/ARCHITECTURE.md) not in UP: "
         + ", ".join(f"{a} (floor {house.floor_of[a]}) -> {b} (floor {house.floor_of[b]})" for a, b in unexplained))
-    lasting = [k for k, v in UP.items() if not v.startswith(TEMPORARY)]
-    assert len(lasting) <= MAX_UP, f"{house.summary()}\nmore than {MAX_UP} arrows up: {lasting}"
-    gone = sorted(k for k, v in UP.items() if k not in house.up and not v.startswith(TEMPORARY))
+    assert len(UP) <= MAX_UP, f"{house.summary()}\nmore than {MAX_UP} arrows up: {sorted(UP)}"
+    gone = sorted(k for k in UP if k not in house.up)
     assert not gone, f"UP names arrows that are gone (remove them): {gone}"
 
 
@@ -273,7 +259,7 @@ def test_every_import_inside_a_function_has_its_reason():
         f"{house.summary()}\nimports inside functions not in IN_FUNCTION (move them to the top of the module; "
         "an import cycle is no reason): "
         + ", ".join(f"{a}:{house.in_function_lines[(a, b)]} -> {b}" for a, b in unexplained))
-    gone = sorted(k for k, v in IN_FUNCTION.items() if k not in house.in_function and not v.startswith(TEMPORARY))
+    gone = sorted(k for k in IN_FUNCTION if k not in house.in_function)
     assert not gone, f"IN_FUNCTION names imports that are gone (remove them): {gone}"
 
 

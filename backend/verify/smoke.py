@@ -47,7 +47,6 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from .. import host as host_info
-from .. import recipes
 from ..cuda_driver import check_driver
 from ..pipeline.environment import FRONTEND_NAMES, FRONTEND_PREFIXES
 from ..wheels import triton_cache as prebuilt_triton
@@ -391,7 +390,7 @@ def for_build(plan, result, say: Callable[[str], None]) -> None:
     emulation = emulation_for(plan.variant.isa, settings.emulate_sysroot, say) if settings.smoke == "emulate" else None
     checks: list[tuple[str, str]] = []
     stack = [s.recipe for s in plan.steps if s.in_place is None]  # an editable one is not installed
-    for recipe in ([recipes.get("torch")] if "torch" not in [r.name for r in stack] else []) + stack:
+    for recipe in ([plan.recipe("torch")] if "torch" not in [r.name for r in stack] else []) + stack:
         if recipe.smoke:
             checks.append((f"{recipe.name} (CPU)", recipe.smoke))
         if gpu and recipe.smoke_gpu:

@@ -128,13 +128,8 @@ class StepExecutor:
                                    keep=is_generated)
             try:
                 requires = restored + declared_requirements(one, recipe, plan.variant, toolchain)
-                files = {"METADATA": metadata_editor(version, pins, requires)(one.files["METADATA"])}
-                decision = manylinux.decide(one, plan.variant.platform, exclude, plan.settings.manylinux)
-                tags = None
-                if decision is not None:
-                    shown(f"   platform tag of {wheel_names.parse(wheel.name).distribution}: {decision.reason}")
-                    if list(decision.tags) != manylinux.platform_tags(wheel.name):
-                        files["WHEEL"], tags = manylinux.wheel_file(one.files["WHEEL"], decision.tags), decision.tags
+                files, tags = manylinux.tagged(one, plan.variant.platform, exclude, plan.settings.manylinux, shown)
+                files["METADATA"] = metadata_editor(version, pins, requires)(one.files["METADATA"])
             except BaseException:
                 one.discard()
                 raise

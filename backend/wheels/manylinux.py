@@ -87,7 +87,7 @@ def object_symbol_versions(path: Path) -> set[str]:
     return elf.read_object(path, gpu=False).versions
 
 
-def _read(wheel):
+def _read(wheel) -> built.BuiltWheel:
     """A wheel read once (``built.read``), or the one given."""
     return wheel if isinstance(wheel, built.BuiltWheel) else built.read(wheel, scan_code=False)
 
@@ -272,30 +272,31 @@ def wheel_file(data: bytes, tags: Sequence[str]) -> bytes:
     return message.as_bytes().replace(b"\r\n", b"\n")
 
 
-def retag(wheel: Path, decision: Decision) -> Path:
-    """``wheel`` with ``decision``'s platform tags in its file name and WHEEL file (others copied unchanged)."""
-    wheel = Path(wheel)
-    if list(decision.tags) == platform_tags(wheel.name):
-        return wheel
-    copy = built.read(wheel, into=wheel.parent, inspect=False)
-    target = copy.write({"WHEEL": wheel_file(copy.files["WHEEL"], decision.tags)}, platform_tags=decision.tags)
-    if target != wheel:
-        wheel.unlink()
-    return target
+def tagged(wheel: built.BuiltWheel, platform: str, exclude: frozenset[str], target: str | None,
+           say=None) -> tuple[dict[str, bytes], list[str] | None]:
+    """The WHEEL file and platform tags a wheel read once earns (:func:`decide`), for its write; ({}, None)
+    when it keeps its tag."""
+    decision = decide(wheel, platform, exclude, target)
+    if decision is not None and say is not None:
+        say(f"   platform tag of {names.parse(wheel.name).distribution}: {decision.reason}")
+    if decision is None or list(decision.tags) == platform_tags(wheel.name):
+        return {}, None
+    return {"WHEEL": wheel_file(wheel.files["WHEEL"], decision.tags)}, list(decision.tags)
 
 
 def tag_wheels(wheels: Sequence[Path], platform: str, target: str | None, exclude: frozenset[str],
                say=None) -> list[Path]:
-    """Each wheel with the tag auditwheel finds for it (see :func:`decide`)."""
+    """Each wheel with the tag auditwheel's policies give it (see :func:`decide`), read and written once."""
     out = []
-    for wheel in wheels:
-        decision = decide(wheel, platform, exclude, target)
-        if decision is None:
+    for wheel in map(Path, wheels):
+        copy = built.read(wheel, into=wheel.parent, scan_code=False)
+        files, tags = tagged(copy, platform, exclude, target, say)
+        if tags is None:
+            copy.discard()
             out.append(wheel)
-            continue
-        if say is not None:
-            say(f"   platform tag of {names.parse(wheel.name).distribution}: {decision.reason}")
-        out.append(retag(wheel, decision))
+        else:
+            out.append(copy.write(files, platform_tags=tags))
+            wheel.unlink()
     return out
 
 

@@ -8,6 +8,7 @@ there is no ``prepare_metadata_for_build_editable``: frontends then read the met
 
 from __future__ import annotations
 
+import io
 import shlex
 import shutil
 import sys
@@ -136,7 +137,5 @@ def build_sdist(sdist_directory: str) -> str:
         pkg_info = f"Metadata-Version: 2.1\nName: vllm-stack\nVersion: {version}\n".encode()
         info = tarfile.TarInfo(f"{base}/PKG-INFO")
         info.size = len(pkg_info)
-        import io
-
         archive.addfile(info, io.BytesIO(pkg_info))
     return target.name

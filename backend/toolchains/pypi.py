@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from importlib.metadata import distributions
 from pathlib import Path
 
 from ..errors import BackendError
@@ -120,7 +121,7 @@ def resolve(cuda: str, *, cache_dir: Path, offline: bool = False,
     everything, runtime = requirements_for(cuda, libraries)
     root = root_for(cache_dir, cuda)
     root.mkdir(parents=True, exist_ok=True)
-    from filelock import FileLock
+    from filelock import FileLock  # not at the top: detect and toolchain run on a bare interpreter
 
     with FileLock(str(root / ".lock")):
         installed = _installed(root)
@@ -153,9 +154,7 @@ def installed_files(site: Path, requirements: Sequence[str]) -> list[tuple[Path,
     (``nvidia/cu13/bin/nvcc`` -> ``bin/nvcc``, ``nvidia/cudnn/include/cudnn.h`` -> ``include/cudnn.h``);
     the Python package files (``__init__.py``, caches) stay out.
     """
-    from importlib.metadata import distributions
-
-    from packaging.utils import canonicalize_name
+    from packaging.utils import canonicalize_name  # not at the top: detect and toolchain run on a bare interpreter
 
     found = {(canonicalize_name(d.metadata["Name"] or ""), d.version): d for d in distributions(path=[str(site)])}
     files: list[tuple[Path, Path]] = []

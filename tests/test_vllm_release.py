@@ -171,6 +171,11 @@ def test_the_cli_writes_a_valid_lock_offline(tmp_path):
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "accepted: a vLLM sdist (.tar.gz), its unpacked tree, or a version such as 0.14.1" in bad.stderr
+    missing = tmp_path / "no-mirrors"
+    typo = subprocess.run([sys.executable, "-m", "backend", "lock", "--from-vllm", str(tree), "--output", str(out),
+                           "--git-mirrors", str(missing), "-C", "offline=true"], cwd=ROOT, capture_output=True, text=True)
+    assert typo.returncode != 0 and "Traceback" not in typo.stderr
+    assert f"lock --git-mirrors: no folder {missing}; accepted: a folder of git mirrors" in typo.stderr
 
 
 CHECKED_IN = sorted((ROOT / "third_party" / "locks").glob("vllm-*.lock"))

@@ -143,6 +143,10 @@ def lock_main(settings: Settings, lock_path: Path | None = None, *, names: Seque
 
 def lock_from_vllm_main(settings: Settings, spec: str, *, output: str | None = None, mirrors: Sequence[str] = ()) -> int:
     """``lock --from-vllm``: a release's lock from vLLM's own files, and what a person must review."""
+    for folder in mirrors:
+        if not Path(folder).is_dir():  # read as "no mirror holds it", a typo would drop pins silently
+            raise BackendError(f"lock --git-mirrors: no folder {folder}; accepted: a folder of git mirrors "
+                               "(<owner>+<name>/repo or <owner>+<name>)")
     cache = cache_dir(settings)
     cache_marker.claim(cache)
     path, generated = lock_from_vllm(spec, cache_dir=cache, offline=settings.offline,

@@ -76,11 +76,6 @@ class CudaTarget:
         return f"{self.sm}-real"
 
     @property
-    def cmake_arch_specific_real(self) -> str | None:
-        """90a-real: CMake's arch-specific cubin; None before Hopper."""
-        return f"{self.sm}a-real" if self.arch_specific else None
-
-    @property
     def cubin(self) -> str:
         """sm_90: the real target, as nvcc's code= and cuobjdump name it."""
         return f"sm_{self.sm}"

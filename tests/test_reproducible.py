@@ -279,6 +279,17 @@ def test_rebuild_check_rebuilds_elsewhere_without_the_cache_and_finds_torch_iden
     assert hashlib.sha256(rebuilt.read_bytes()).hexdigest() == manifest["wheels"][torch_wheel]["sha256"]
 
 
+def test_the_rebuild_takes_no_setting_from_the_environment():
+    """The manifest's settings are the build's: a VLLM_STACK_<KEY> in the checker's environment (which
+    `python -m backend build` would read for a setting the manifest left at its default) does not reach the
+    rebuild; other VLLM_STACK_ variables and the recorded SOURCE_DATE_EPOCH do."""
+    manifest = {"flags": {"SOURCE_DATE_EPOCH": 315532800, "settings": {"sm": "90"}}}
+    environ = {"VLLM_STACK_VLLM": "0.14.1", "VLLM_STACK_SM": "80", "VLLM_STACK_SOURCE_MIRROR": "/mirror",
+               "PATH": "/usr/bin", "SOURCE_DATE_EPOCH": "1700000000"}
+    assert rebuild_check.rebuild_environment(manifest, environ) == {
+        "VLLM_STACK_SOURCE_MIRROR": "/mirror", "PATH": "/usr/bin", "SOURCE_DATE_EPOCH": "315532800"}
+
+
 def test_rebuild_check_names_the_member_a_date_made_different(checked):
     tmp, house, check = checked
     assert check.returncode == 1, check.stdout + check.stderr[-2000:]

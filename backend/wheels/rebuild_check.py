@@ -28,10 +28,12 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 
+from .. import settings
 from ..errors import BackendError
 from . import reproducible
 from .wheelhouse import Wheelhouse
@@ -265,6 +267,18 @@ def rebuild_settings(manifest: dict, scratch: Path) -> list[str]:
     return [arg for key, value in pairs.items() for arg in ("-C", f"{key}={value}")]
 
 
+def rebuild_environment(manifest: dict, environ: Mapping[str, str]) -> dict[str, str]:
+    """The rebuild's environment: the caller's with the recorded ``SOURCE_DATE_EPOCH``, less every
+    ``VLLM_STACK_<KEY>`` setting: the manifest's settings are the whole build's, and such a variable would give
+    one it left at its default (``VLLM_STACK_VLLM=0.14.1`` would rebuild another release line)."""
+    from_settings = {variable for _value, variable in settings.from_environment(environ).values()}
+    env = {name: value for name, value in environ.items() if name not in from_settings}
+    epoch = manifest["flags"].get("SOURCE_DATE_EPOCH")
+    if epoch:
+        env["SOURCE_DATE_EPOCH"] = str(epoch)
+    return env
+
+
 def main(wheelhouse: str, scratch: str | None, as_json: bool, project_dir: Path) -> int:
     root = Path(wheelhouse)
     if not (root / "manifest.json").is_file():
@@ -283,10 +297,7 @@ def main(wheelhouse: str, scratch: str | None, as_json: bool, project_dir: Path)
     if recorded_cache and (Path(recorded_cache) / "downloads").is_dir() and not (work / "cache" / "downloads").exists():
         (work / "cache").mkdir(parents=True, exist_ok=True)  # the sources are checked against the lock's hashes again
         (work / "cache" / "downloads").symlink_to(Path(recorded_cache) / "downloads")
-    env = dict(os.environ)
-    epoch = manifest["flags"].get("SOURCE_DATE_EPOCH")
-    if epoch:
-        env["SOURCE_DATE_EPOCH"] = str(epoch)
+    env = rebuild_environment(manifest, os.environ)
     log = work / "rebuild.log"
     print(f"rebuild-check: building {len(built)} wheel(s) again into {work} (log: {log})", file=sys.stderr)
     with open(log, "w") as handle:

@@ -59,6 +59,8 @@ BAD = [
     (["-C", "sm=90", "-C", "isa=avx2", "-C", "jobs=0"], ["'jobs'", "'0'"]),
     (["-C", "sm=90", "-C", "isa=avx2", "-C", "jobs=abc"], ["'jobs'", "'abc'"]),
     (["-C", "sm=90", "-C", "isa=avx2", "-C", "components=foo"], ["'components'", "'foo'"]),
+    (["-C", "sm=90", "-C", "isa=avx2", "-C", "components=all,torch"],
+     ["'components'", "'all,torch'", "give it alone", "accepted: all, a comma list of torch"]),
     (["-C", "sm=90", "-C", "isa=avx2", "-C", "source.torch=/nonexistent/torch"], ["'source.torch'", "does not exist"]),
 ]
 

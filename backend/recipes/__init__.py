@@ -58,6 +58,9 @@ def chosen(given: Sequence[str] | None, key: str = "components") -> tuple[str, .
         return names()
     if not given:
         raise SettingError(key, "", ("a comma list of " + " ".join(names()), "all"), why="names no component")
+    if "all" in given:  # alone, settings reads it as None; in a list the check below would offer it back
+        raise SettingError(key, ",".join(given), ("all", "a comma list of " + " ".join(names())),
+                           why="'all' already names every component: give it alone")
     for name in given:
         if name not in names():
             raise SettingError(key, name, names() + ("all",))

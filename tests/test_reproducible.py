@@ -18,7 +18,9 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import zipfile
@@ -111,6 +113,34 @@ def test_a_module_named_after_no_kernel_gets_one_id_in_two_folders_in_nvcc_names
     fixed = [_nvcc_templates(tmp_path / f"fixed{n}" / "tree", reproducible.nvcc_namespace()) for n in (1, 22)]
     assert MODULE_ID.findall(fixed[0])
     assert fixed[0] == fixed[1]
+
+
+@needs_nvcc
+@pytest.mark.skipif(not reproducible.nvcc_namespace() or not shutil.which("sccache"),
+                    reason="needs user namespaces and sccache")
+def test_nvcc_behind_sccache_compiles_outside_the_namespace(tmp_path):
+    """sccache's server (started before the build, as SccacheServer does) runs the compile in the working
+    folder its client names; in the namespace that is the fixed folder, empty outside it, and the compile
+    failed ('while hashing the input file'). Behind sccache nvcc runs outside the namespace."""
+    folder = tmp_path / "tree"
+    (folder / "src").mkdir(parents=True)
+    (folder / "src" / "kernel.cu").write_text(KERNEL)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "SCCACHE_DIR": str(tmp_path / "cache"), "SCCACHE_SERVER_PORT": str(port),
+           "SCCACHE_IDLE_TIMEOUT": "0", **reproducible.compile_env({"CUDACXX": f"{shutil.which('sccache')} {NVCC}"},
+                                                                  reproducible.prefix_maps([folder]))}
+    assert env[nvcc_launcher.NAMESPACE_VARIABLE]
+    subprocess.run(["sccache", "--start-server"], env=env, check=True, capture_output=True)
+    try:
+        command = [*shlex.split(env["PYTORCH_NVCC"]), "-c", "src/kernel.cu", "-o", "kernel.o", "-Xcompiler", "-fPIC",
+                   "-gencode", "arch=compute_90,code=sm_90"]
+        done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+    finally:
+        subprocess.run(["sccache", "--stop-server"], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (folder / "kernel.o").stat().st_size > 0
 
 
 @needs_nvcc

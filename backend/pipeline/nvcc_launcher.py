@@ -35,8 +35,8 @@ to a fixed folder, nvcc runs in a user namespace of its own (util-linux
 build, and a mount namespace in which the working folder is bound to that
 fixed folder, so the hash sees one name; relative paths reach the same files.
 ``reproducible.nvcc_namespace`` sets it only where unprivileged user namespaces
-work (checked once per build); elsewhere the difference stays, named by
-rebuild-check.
+work (checked once per build); elsewhere, and behind sccache (whose server
+compiles outside the namespace), the difference stays, named by rebuild-check.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ INNER_LAUNCHER_VARIABLE = "VLLM_STACK_CUDA_LAUNCHER"
 PREFIX_MAP_SEPARATOR = "\n"
 NAMESPACE_VARIABLE = "VLLM_STACK_NVCC_NAMESPACE"
 CUDA_SOURCE_SUFFIXES = (".cu",)
+# Launchers whose server, started outside the namespace, runs the compile in the client's working folder,
+# which outside it is the empty fixed folder: nvcc stays outside, its module id differs by folder (rebuild-check
+# names it).
+SERVER_LAUNCHERS = ("sccache",)
 # In the namespace: bind the real working folder ($1) to the fixed one ($2), work there, become nvcc (process 1).
 IN_NAMESPACE = 'mount --bind "$1" "$2" && cd "$2" && shift 2 && exec "$@"'
 
@@ -111,7 +115,7 @@ def main(argv: list[str]) -> int:
     cwd = os.getcwd()
     command = with_source_name(command, os.environ, cwd)
     fixed = os.environ.get(NAMESPACE_VARIABLE, "")
-    if fixed:
+    if fixed and os.path.basename(command[0]) not in SERVER_LAUNCHERS:
         os.makedirs(fixed, exist_ok=True)
         command = in_namespace(command, cwd, fixed)
     os.execvp(command[0], command)

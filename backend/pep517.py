@@ -46,6 +46,8 @@ def _plan(config_settings: Mapping[str, Any] | None, *, editable: bool = False) 
 
 def build_requirements(config_settings: Mapping[str, Any] | None) -> list[str]:
     plan = _plan(config_settings)
+    if plan.release_problem:  # before the frontend installs the line's build requirements for nothing
+        raise BackendError(plan.release_problem)
     wanted: list[str] = list(BUILD_TOOLS)
     for step in plan.steps:
         wanted.extend(step.recipe.build_requirements(plan.variant))

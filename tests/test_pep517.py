@@ -72,6 +72,17 @@ def test_requirements_follow_the_variant():
         assert not any(r.startswith("torch") for r in existing)
 
 
+def test_a_line_that_is_not_built_is_refused_before_its_requirements(capsys):
+    """pip installs what get_requires_for_build_wheel returns before build_wheel runs: a release line the plan
+    refuses (vLLM 0.16.0: flashinfer 0.6.3 unknown to its recipe) stops there, with the plan's reasons."""
+    with pytest.raises(SystemExit) as stopped:
+        backend.get_requires_for_build_wheel({"sm": "90", "isa": "avx512", "vllm": "0.16.0"})
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: vllm=0.16.0 is planned, not built: ") and "flashinfer 0.6.3" in err
+    assert "build requirement(s) first" not in err
+
+
 def _torch_importable():
     import importlib.util
 

@@ -121,16 +121,21 @@ def redact_url(url: str) -> str:
     the user information, whatever it holds. A URL parser cuts a password holding ``#``, ``/`` or
     ``?`` short (it reads a fragment, a path or a query there) and would show the rest; a URL it
     cannot parse at all would be shown whole. The user name before the first ``:`` stays (it says
-    whose), the rest is replaced; user information without ``:`` (a token) is replaced whole.
+    whose), the rest is replaced; user information without ``:`` (a token) is replaced whole.  After
+    the user information, a query or fragment is replaced too: it may carry one (``?password=``).
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "", url
     at = rest.rfind("@")
-    if at < 0:
-        return url
-    user, colon, _secret = rest[:at].partition(":")
-    return f"{scheme}{sep}{user + ':***' if colon else '***'}{rest[at:]}"
+    shown = ""
+    if at >= 0:
+        user, colon, _secret = rest[:at].partition(":")
+        shown, rest = user + ":***" if colon else "***", rest[at:]
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=-1)
+    if cut >= 0:
+        rest = rest[:cut + 1] + "***"
+    return f"{scheme}{sep}{shown}{rest}"
 
 
 def _compiler_cache_url(key: str, value: Any) -> str | None:

@@ -573,6 +573,7 @@ SECRET = "S3CR#T/PW?Z@x"  # '#', '/', '?' and '@' make a URL parser cut the pass
     f"redis://me:{SECRET}@cache.local:6379/0",  # read as a fragment/path: not a host
     f"rediss://me:{SECRET}@cache.local:x1",
     f"s3://AKIAKEY:{SECRET}@bucket/prefix",  # credentials belong in AWS_* variables
+    "redis://cache.local:6379/0?password=S3CRT/PW?Z",  # refused (a query), and a query may hold the password
 ])
 def test_a_password_in_a_url_is_never_printed(url):
     out = subprocess.run([sys.executable, "-m", "backend", "plan", "-C", "sm=90", "-C", "isa=avx2",
@@ -591,6 +592,8 @@ def test_redaction_is_by_position_whatever_the_url_holds():
     assert redact_url(f"https://{SECRET}@mirror.example/p") == "https://***@mirror.example/p"  # a token
     assert redact_url(f"me:{SECRET}@h") == "me:***@h"  # not even a URL
     assert redact_url("https://mirror.example/p") == "https://mirror.example/p"
+    assert redact_url("redis://h:1/0?password=pw") == "redis://h:1/0?***"
+    assert redact_url(f"redis://me:{SECRET}@h/0?password=pw#x") == "redis://me:***@h/0?***"
     # Written %-encoded, such a password reaches sccache as it is.
 
     redis = cache_storage.for_sccache("redis://me:S3CR%23T%2FPW%3FZ%40x@cache.local:6379/0", {}, Path("/c"))

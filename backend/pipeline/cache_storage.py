@@ -46,10 +46,6 @@ class Storage:
     origin: str  # where the choice came from
     variables: Mapping[str, str] = dataclasses.field(default_factory=dict)  # for the build's environment
 
-    @property
-    def remote(self) -> bool:
-        return self.kind != "local disk"
-
     def describe(self) -> str:
         return " ".join(part for part in (self.kind, self.where, f"({self.origin})") if part)
 

@@ -57,9 +57,6 @@ DESCRIBED = re.compile(r"^(?P<tag>.+)-(?P<distance>\d+)-g(?P<node>[0-9a-f]+)(?P<
 SETUPTOOLS_SCM = "setuptools-scm>=10,<11"
 # `__version__ = "1.2"`, and setuptools-scm's `__version__ = version = '0.16.0'`
 ASSIGNED = re.compile(r"""^__version__\s*=\s*(?:[A-Za-z_]\w*\s*=\s*)*["']([^"']+)["']""", re.MULTILINE)
-# Variables that would point git at another repository than the checkout's own
-GIT_REDIRECTS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
-                 "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES")
 GIT_TIMEOUT_S = 30
 # Overrides on git's command line (they win over the repository's config): nothing of the tree runs.
 GIT_SAFE = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "core.untrackedCache=false",

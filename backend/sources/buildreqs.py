@@ -200,7 +200,7 @@ def all_build_requirements() -> list[str]:
         for text in recipe.build_requires:
             wanted.setdefault(text, None)
         for cuda in CUDAS:  # what a variant adds (flashinfer: nvshmem for its CUDA)
-            for text in recipe.variant_build_requires(Variant(sm="90", isa="avx512", cuda=cuda)):
+            for text in recipe.build_requirements(Variant(sm="90", isa="avx512", cuda=cuda)):
                 wanted.setdefault(text, None)
     for text in BUILD_TOOLS:
         wanted.setdefault(text, None)

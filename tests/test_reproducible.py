@@ -382,3 +382,17 @@ def test_each_difference_is_named_with_diffoscopes_report(tmp_path):
     assert text.offset == 25 and text.reason.startswith("a date or time: \"built = 'Dec  6 2026 21:41:35'\"")
     assert "-built = 'Dec  6 2026 21:41:35'" in text.diffoscope and "+built = 'Dec  6 2026 21:42:13'" in text.diffoscope
     assert ("demo/__init__.py", "time") in by_member and ("demo-1.0.dist-info/METADATA", "time") in by_member
+
+
+@pytest.mark.skipif(not reproducible.nvcc_namespace(), reason="unprivileged user namespaces are not allowed here")
+def test_a_folder_the_namespace_cannot_bind_is_compiled_in_as_it_is(tmp_path):
+    """A file system that refuses the bind mount must not stop the compile: the command runs in its own folder."""
+    fixed = tmp_path / "fixed"
+    fixed.mkdir()
+    unbindable = tmp_path / "gone"  # a bind of a folder that is not there fails, as a refusing file system does
+    done = subprocess.run(nvcc_launcher.in_namespace(["pwd"], str(unbindable), str(fixed)), cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == str(tmp_path), (done.returncode, done.stdout, done.stderr)
+    bound = subprocess.run(nvcc_launcher.in_namespace(["pwd"], str(tmp_path), str(fixed)), cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert bound.stdout.strip() == str(fixed)

@@ -54,7 +54,9 @@ CUDA_SOURCE_SUFFIXES = (".cu",)
 # names it).
 SERVER_LAUNCHERS = ("sccache",)
 # In the namespace: bind the real working folder ($1) to the fixed one ($2), work there, become nvcc (process 1).
-IN_NAMESPACE = 'mount --bind "$1" "$2" && cd "$2" && shift 2 && exec "$@"'
+# A folder that cannot be bound (a file system that refuses it) is worked in as it is: the compile goes on, its
+# module id then differs by folder as without the namespace (rebuild-check names it).
+IN_NAMESPACE = 'if mount --bind "$1" "$2" 2>/dev/null; then cd "$2"; fi; shift 2; exec "$@"'
 
 
 def in_namespace(command: list[str], cwd: str, fixed: str) -> list[str]:

@@ -171,6 +171,12 @@ def test_the_cli_writes_a_valid_lock_offline(tmp_path):
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "accepted: a vLLM sdist (.tar.gz), its unpacked tree, or a version such as 0.14.1" in bad.stderr
+    not_archive = tmp_path / "vllm-0.99.0.tar.gz"
+    not_archive.write_text("not an archive\n")
+    unreadable = subprocess.run([sys.executable, "-m", "backend", "lock", "--from-vllm", str(not_archive),
+                                 "--output", str(out), "-C", "offline=true"], cwd=ROOT, capture_output=True, text=True)
+    assert unreadable.returncode != 0 and "Traceback" not in unreadable.stderr
+    assert unreadable.stderr.count("\n") == 1 and "not a readable tar or zip archive" in unreadable.stderr, unreadable.stderr
     missing = tmp_path / "no-mirrors"
     typo = subprocess.run([sys.executable, "-m", "backend", "lock", "--from-vllm", str(tree), "--output", str(out),
                            "--git-mirrors", str(missing), "-C", "offline=true"], cwd=ROOT, capture_output=True, text=True)

@@ -150,7 +150,9 @@ def _open_tar(archive: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise BackendError(f"unpack {archive.name}: not a readable tar or zip archive ({exc})") from None
+        # tarfile lists each method it tried on a line of its own: the error stays one line
+        raise BackendError(f"unpack {archive.name}: not a readable tar or zip archive ({' '.join(str(exc).split())})"
+                           ) from None
 
 
 def _plan_tar(tar: tarfile.TarFile, strip: int, ex: _Extractor, max_bytes: int | None):

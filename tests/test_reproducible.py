@@ -396,3 +396,28 @@ def test_a_folder_the_namespace_cannot_bind_is_compiled_in_as_it_is(tmp_path):
     bound = subprocess.run(nvcc_launcher.in_namespace(["pwd"], str(tmp_path), str(fixed)), cwd=tmp_path,
                            capture_output=True, text=True)
     assert bound.stdout.strip() == str(fixed)
+
+
+@needs_nvcc
+@pytest.mark.skipif(not reproducible.nvcc_namespace(), reason="unprivileged user namespaces are not allowed here")
+def test_nvccs_side_by_side_in_their_namespaces_keep_their_own_temporary_files(tmp_path):
+    """Every nvcc has the same process id in its namespace, so in one shared /tmp two compiles at once would
+    name the same tmpxft_ files (nvcc 13 was seen to step around that by itself, which nothing documents); each
+    gets a folder of its own at one fixed path: each object is its own, and nothing is left there."""
+    env = {**os.environ, **reproducible.compile_env({"CUDACXX": NVCC}, reproducible.prefix_maps([tmp_path]))}
+    assert env[nvcc_launcher.NAMESPACE_VARIABLE]
+    launched = []
+    for n in range(4):
+        folder = tmp_path / f"unit{n}"
+        folder.mkdir()
+        body = "".join(f"__global__ void kernel_{n}_{i}(float *x) {{ x[threadIdx.x] += {i}; }}\n" for i in range(300))
+        (folder / "k.cu").write_text(body)
+        command = [*__import__("shlex").split(env["PYTORCH_NVCC"]), "-c", "k.cu", "-o", "k.o",
+                   "-gencode", "arch=compute_90,code=sm_90"]
+        launched.append(subprocess.Popen(command, cwd=folder, env=env, stderr=subprocess.PIPE))
+    for n, process in enumerate(launched):
+        assert process.wait() == 0, process.stderr.read()
+        data = (tmp_path / f"unit{n}" / "k.o").read_bytes()
+        others = [m for m in range(4) if m != n and f"kernel_{m}_".encode() in data]
+        assert f"kernel_{n}_299".encode() in data and not others
+    assert not list(Path(reproducible.nvcc_launcher.temporary_folder(reproducible.NVCC_FOLDER)).iterdir())

@@ -53,16 +53,35 @@ CUDA_SOURCE_SUFFIXES = (".cu",)
 # which outside it is the empty fixed folder: nvcc stays outside, its module id differs by folder (rebuild-check
 # names it).
 SERVER_LAUNCHERS = ("sccache",)
-# In the namespace: bind the real working folder ($1) to the fixed one ($2), work there, become nvcc (process 1).
-# A folder that cannot be bound (a file system that refuses it) is worked in as it is: the compile goes on, its
-# module id then differs by folder as without the namespace (rebuild-check names it).
-IN_NAMESPACE = 'if mount --bind "$1" "$2" 2>/dev/null; then cd "$2"; fi; shift 2; exec "$@"'
+# In the namespace: bind the real working folder ($1) to the fixed one ($2) and work there; give nvcc a temporary
+# folder of its own at one fixed path ($3): every nvcc has the same process id in its namespace, so its tmpxft_<pid>_ files
+# would collide in a shared /tmp with the nvcc compiling beside it.  A folder of its own under the real $TMPDIR
+# is bound there (on disk, not in memory) and removed afterwards.  A working folder that cannot be bound (a file
+# system that refuses it) is worked in as it is: its module id then differs by folder (rebuild-check names it);
+# a temporary folder that cannot be bound is used by its own name (no collision; nvcc's names then hold it).
+IN_NAMESPACE = """
+if mount --bind "$1" "$2" 2>/dev/null; then cd "$2"; fi
+own=$(mktemp -d "${TMPDIR:-/tmp}/vllm-stack-nvcc.XXXXXXXX") || exit 1
+if mount --bind "$own" "$3" 2>/dev/null; then TMPDIR=$3; else TMPDIR=$own; fi
+export TMPDIR
+shift 3
+"$@"
+status=$?
+rm -rf "$own"
+exit $status
+"""
+
+
+def temporary_folder(fixed: str) -> str:
+    """Where nvcc's temporary files go in the namespace (an empty mount point beside ``fixed``)."""
+    return fixed.rstrip("/") + "-tmp"
 
 
 def in_namespace(command: list[str], cwd: str, fixed: str) -> list[str]:
-    """``command`` run with its own process ids and ``cwd`` seen as ``fixed`` (which must exist)."""
+    """``command`` run with its own process ids, ``cwd`` seen as ``fixed`` and a temporary folder of its own at
+    ``temporary_folder(fixed)`` (both must exist)."""
     return ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child",
-            "sh", "-c", IN_NAMESPACE, "sh", cwd, fixed, *command]
+            "sh", "-c", IN_NAMESPACE, "sh", cwd, fixed, temporary_folder(fixed), *command]
 
 
 def prefix_map(environ) -> list[tuple[str, str]]:
@@ -119,6 +138,7 @@ def main(argv: list[str]) -> int:
     fixed = os.environ.get(NAMESPACE_VARIABLE, "")
     if fixed and os.path.basename(command[0]) not in SERVER_LAUNCHERS:
         os.makedirs(fixed, exist_ok=True)
+        os.makedirs(temporary_folder(fixed), exist_ok=True)
         command = in_namespace(command, cwd, fixed)
     os.execvp(command[0], command)
     return 127  # not reached

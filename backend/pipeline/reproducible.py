@@ -22,7 +22,6 @@ import functools
 import os
 import shlex
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -35,7 +34,8 @@ LAUNCHER = Path(nvcc_launcher.__file__).resolve()
 # What the build's folders are called in the objects: the longest (most specific) folder is mapped last.
 FIXED_NAMES = ("/vllm-stack/cache", "/vllm-stack/env", "/vllm-stack/work")
 # The folder every nvcc works in, as nvcc sees it (nvcc_launcher.py): an empty mount point, shared by all.
-NVCC_FOLDER = os.path.join(tempfile.gettempdir(), "vllm-stack-nvcc-folder")
+# /tmp itself, not $TMPDIR: its name goes into nvcc's module ids, so it must be the same in every build.
+NVCC_FOLDER = "/tmp/vllm-stack-nvcc-folder"
 
 
 def source_date_epoch(environ: Mapping[str, str] | None = None) -> str:
@@ -70,6 +70,7 @@ def nvcc_namespace() -> str:
     """``NVCC_FOLDER`` where nvcc can run in a namespace of its own (unprivileged user namespaces allowed,
     util-linux ``unshare`` and ``mount`` present: tried once), else ``""``."""
     os.makedirs(NVCC_FOLDER, exist_ok=True)
+    os.makedirs(nvcc_launcher.temporary_folder(NVCC_FOLDER), exist_ok=True)
     probe = nvcc_launcher.in_namespace(["true"], os.getcwd(), NVCC_FOLDER)
     try:
         done = subprocess.run(probe, capture_output=True, timeout=30)

@@ -21,7 +21,7 @@ from backend.wheels import manylinux
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
-from conftest import kept_unchanged, make_wheel  # noqa: E402
+from conftest import kept_unchanged, make_wheel, tag_wheels  # noqa: E402
 from standin_helpers import standin_tree  # noqa: E402
 
 GCC, GXX = shutil.which("gcc"), shutil.which("g++")
@@ -87,7 +87,7 @@ def test_bad_setting_is_one_line_with_accepted_values():
 
 def test_tag_is_the_one_auditwheel_show_finds(libs, tmp_path):
     wheel = wheel_of(tmp_path, libs["newcxx"])
-    [tagged] = manylinux.tag_wheels([wheel], "x86_64", None, manylinux.external_patterns())
+    [tagged] = tag_wheels([wheel], "x86_64", None, manylinux.external_patterns())
     assert tagged.name.endswith("-cp311-cp311-manylinux_2_34_x86_64.whl") and not wheel.exists()
     assert wheel_tags(tagged) == ["cp311-cp311-manylinux_2_34_x86_64"]
     shown = show(tagged)
@@ -96,11 +96,11 @@ def test_tag_is_the_one_auditwheel_show_finds(libs, tmp_path):
 
 
 def test_oldest_policy_with_its_legacy_alias_and_a_target(libs, tmp_path):
-    [best] = manylinux.tag_wheels([wheel_of(tmp_path, libs["plain"])], "x86_64", None, frozenset())
+    [best] = tag_wheels([wheel_of(tmp_path, libs["plain"])], "x86_64", None, frozenset())
     assert best.name.endswith("-manylinux_2_5_x86_64.manylinux1_x86_64.whl")
     assert show(best)["overall_tag"] == "manylinux_2_5_x86_64"
     (tmp_path / "again").mkdir()
-    [targeted] = manylinux.tag_wheels([wheel_of(tmp_path / "again", libs["plain"])], "x86_64", "2_28", frozenset())
+    [targeted] = tag_wheels([wheel_of(tmp_path / "again", libs["plain"])], "x86_64", "2_28", frozenset())
     assert targeted.name.endswith("-manylinux_2_28_x86_64.whl")
 
 
@@ -115,7 +115,7 @@ def test_a_newer_libstdcxx_symbol_than_the_tag_allows_is_refused(libs, tmp_path)
 
 
 def test_a_target_the_libraries_do_not_meet_is_refused(libs, tmp_path):
-    [tagged] = manylinux.tag_wheels([wheel_of(tmp_path, libs["newcxx"])], "x86_64", "2_28", frozenset())
+    [tagged] = tag_wheels([wheel_of(tmp_path, libs["newcxx"])], "x86_64", "2_28", frozenset())
     assert "manylinux_2_34_x86_64" in tagged.name  # the truth, not the target
     assert verify_wheel(tagged, None).ok
     report = verify_wheel(tagged, Expectation(manylinux="2_28"))
@@ -129,7 +129,7 @@ def test_cuda_and_torch_libraries_stay_external(libs, tmp_path):
     wheel = wheel_of(tmp_path, libs["user"])
     unexcluded = manylinux.decide(wheel, "x86_64", frozenset())
     assert unexcluded.tag == "linux_x86_64" and "libcudart.so.13" in unexcluded.reason and "libtorch.so" in unexcluded.reason
-    [tagged] = manylinux.tag_wheels([wheel], "x86_64", None, manylinux.external_patterns())
+    [tagged] = tag_wheels([wheel], "x86_64", None, manylinux.external_patterns())
     assert "-manylinux_" in tagged.name
     with zipfile.ZipFile(tagged) as archive:
         assert not [n for n in archive.namelist() if "cudart" in n or "libtorch" in n]  # nothing grafted
@@ -157,7 +157,7 @@ def test_libraries_under_data_purelib_get_the_tag_auditwheel_gives_them_elsewher
 
 def test_pure_python_wheels_keep_their_tag(tmp_path):
     wheel = make_wheel(tmp_path, "pure", "1.0", {"pure/__init__.py": b""}, tag="py3-none-any")
-    assert manylinux.tag_wheels([wheel], "x86_64", "2_28", frozenset()) == [wheel]
+    assert tag_wheels([wheel], "x86_64", "2_28", frozenset()) == [wheel]
 
 
 def test_manifest_records_each_librarys_highest_versions(libs, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from backend.variants import Variant, matrix
 from backend.wheels.relabel import relabel
-from backend.wheels.variant import properties, property_strings, write_index_variants_json, write_variant_wheel
+from backend.wheels.variant import properties, write_index_variants_json, write_variant_wheel
 from conftest import make_wheel
 from test_wheels_support import check_record
 
@@ -21,6 +21,12 @@ from variantlib.variants_json import VariantsJson  # noqa: E402
 
 H100 = Variant(sm="90", isa="avx512bf16", cuda="12.9", python="313")
 GH200 = Variant(sm="90", isa="armv9", cuda="12.9", python="313")
+
+
+def property_strings(variant: Variant) -> list[str]:
+    """``namespace :: feature :: value`` lines, sorted."""
+    return sorted(f"{ns} :: {feature} :: {value}" for ns, features in properties(variant).items()
+                  for feature, values in features.items() for value in values)
 
 
 def variant_json_of(wheel):

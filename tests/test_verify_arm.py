@@ -25,7 +25,7 @@ from backend.verify.isa import march_brings
 from backend.wheels import manylinux
 from backend.wheels.relabel import relabel
 from standin_helpers import standin_tree
-from conftest import kept_unchanged
+from conftest import kept_unchanged, tag_wheels
 
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,7 +153,7 @@ def test_standin_component_for_arm(tmp_path_factory, isa, extra, ok):
     built = build_standin(tmp, list(cpu_isa.get(isa).flags) + extra)
     label = f"cu129.sm90.{isa}"
     staged = relabel(built, tmp / "staged", version=f"0.49.1+{label}")
-    [tagged] = manylinux.tag_wheels([staged], "aarch64", None, manylinux.external_patterns())
+    [tagged] = tag_wheels([staged], "aarch64", None, manylinux.external_patterns())
     assert tagged.name.endswith("_aarch64.whl") and "manylinux_2_17_aarch64" in tagged.name, tagged.name
     report = verify_wheel(tagged, Expectation(isa=isa, label=label))
     assert report.ok is ok, report.format_table()

@@ -24,7 +24,7 @@ from conftest import make_wheel
 from backend.errors import BackendError
 from backend.recipes import get
 from backend.variants import Variant
-from backend.verify.features import check_features, read_features, read_witnesses
+from backend.verify.features import check_features, read_witnesses
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 TORCH = get("torch")
@@ -33,6 +33,12 @@ SM90 = Variant(sm="90", isa="avx512", cuda="13.0")
 SM90_ARM = Variant(sm="90", isa="armv9", cuda="13.0")
 STATIC_MKL = ("void sgemm_(void) {}\nvoid dgemm_(void) {}\nvoid dgetrf_(void) {}\nvoid sgesdd_(void) {}\n"
               "void mkl_get_version_string(char *b, int n) { if (n) b[0] = 0; }\n")
+
+
+def read_features(wheel, spec) -> dict[str, bool] | None:
+    """{feature: enabled} for the wheel, or None when the wheel holds none of ``spec``'s objects."""
+    witnesses = read_witnesses(wheel, spec)
+    return None if witnesses is None else {feature: bool(w) for feature, w in witnesses.items()}
 
 
 def _so(tmp: Path, name: str, source: str, *link: str) -> Path:

@@ -48,12 +48,6 @@ def read_witnesses(wheel, spec) -> dict[str, str] | None:
             for feature, marker in markers.items()}
 
 
-def read_features(wheel, spec) -> dict[str, bool] | None:
-    """{feature: enabled} for the wheel, or None when the wheel holds none of ``spec``'s objects."""
-    witnesses = read_witnesses(wheel, spec)
-    return None if witnesses is None else {feature: bool(w) for feature, w in witnesses.items()}
-
-
 def _witness(marker, record, requires: dict[str, str]) -> str:
     if record is None:  # the member is not in the wheel (torch without NVSHMEM has no libtorch_nvshmem.so)
         return ""

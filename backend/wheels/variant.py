@@ -60,16 +60,6 @@ def properties(variant: Variant) -> dict[str, dict[str, list[str]]]:
     return {ns: {f: values[f] for f in sorted(values)} for ns, values in sorted(result.items())}
 
 
-def property_strings(variant: Variant) -> list[str]:
-    """``namespace :: feature :: value`` lines, sorted."""
-    return sorted(
-        f"{ns} :: {feature} :: {value}"
-        for ns, features in properties(variant).items()
-        for feature, values in features.items()
-        for value in values
-    )
-
-
 def variant_label(variant: Variant) -> str:
     label = variant.label
     if not label or not all(c in "0123456789abcdefghijklmnopqrstuvwxyz_." for c in label) or label == "null":

@@ -8,13 +8,8 @@
 #   ci/device/deploy_aot_h200.sh DIR   # DIR/dl: the lock's flashinfer sdist and tag archive; DIR/wheels: the
 #                                      # backend's needs for the image's Python
 set -uo pipefail
-DIR=$(realpath "$1")
-OUT=${OUT:-/tmp/device-out}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-status=0
 source ci/device/lib.sh
-machine
+begin "$1"
 PY=$(command -v python3)
 
 step "what the backend and the build need, into the image's venv"

@@ -6,13 +6,8 @@
 #
 #   ci/device/flashinfer_aot_h200.sh DIR        # DIR/dl and DIR/wheels as for wheelhouse_h200.sh
 set -uo pipefail
-DIR=$(realpath "$1")
-OUT=${OUT:-/tmp/device-out}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-status=0
 source ci/device/lib.sh
-machine
+begin "$1"
 
 step "what the backend and the build need, into the image's venv"
 install_needs "$DIR/wheels" scikit-build-core || status=1

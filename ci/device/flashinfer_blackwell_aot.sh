@@ -10,13 +10,8 @@
 #                                               # flashinfer_cubin-0.6.1-py3-none-any.whl; DIR/wheels: the
 #                                               # backend's needs for the image's Python (3.12)
 set -uo pipefail
-DIR=$(realpath "$1")
-OUT=${OUT:-/tmp/device-out}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-status=0
 source ci/device/lib.sh
-machine
+begin "$1"
 
 step "what the backend and the build need, into the image's venv"
 install_needs "$DIR/wheels" nvidia-ml-py || status=1

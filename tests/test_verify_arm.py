@@ -83,7 +83,7 @@ def test_aarch64_objects_are_read_and_scanned(libs):
 def test_plain_armv8_2_passes_and_has_no_sve(libs):
     report = verify_paths([libs["armv8_2"]], Expectation(isa="armv8_2"))
     assert report.ok, report.format_table()
-    assert isa_arm.scan_object(libs["armv8_2"]).extensions == {}
+    assert isa_arm.scan_object(libs["armv8_2"]).features == {}
 
 
 def test_sve2_code_in_an_armv8_2_build_is_refused(libs):

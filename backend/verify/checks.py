@@ -132,39 +132,33 @@ def _check_cuda(obj: ObjectEntry, expect: Expectation) -> None:
 # --- CPU code ------------------------------------------------------------------------------------------------------
 
 def _check_cpu(obj: ObjectEntry, info: elf.ObjectInfo, expect: Expectation) -> None:
-    if info.machine == "x86_64" and info.code_bytes:
-        scan = info.scan if info.scan is not None else isa_scan.scan_object(info.path)
-        obj.isa_highest = scan.highest
+    platform = cpu_isa.platform_of(expect.isa) if expect.isa in cpu_isa.ISAS else None
+    if info.machine in ("x86_64", "aarch64") and info.code_bytes:
+        scan = info.scan or (isa_scan if info.machine == "x86_64" else isa_arm).scan_object(info.path)
+        obj.isa_highest, obj.instructions = scan.highest, scan.instructions
         obj.isa_features = dict(sorted(scan.features.items()))
-        obj.instructions = scan.instructions
-        if expect.isa in cpu_isa.X86_ISAS:
-            obj.isa_beyond = scan.beyond(expect.isa)
-            if obj.isa_beyond:
-                shown = ", ".join(f"{f.lower()} ({n} instructions)" for f, n in obj.isa_beyond.items())
-                obj.problems.append(Problem(
-                    WARNING, "cpu", f"code beyond the variant's {expect.isa}: {shown}; fine when it sits behind "
-                    "run-time dispatch (torch's CPU_CAPABILITY, XNNPACK's cpuinfo, sleef, oneDNN, FBGEMM) that never picks it on "
-                    f"a CPU without it (what isa={expect.isa} promises, docs/VERIFY.md), a crash on older CPUs when "
-                    "it does not", obj.path))
-    elif info.machine == "aarch64" and info.code_bytes:
-        isa_arm.check_object(obj, info, expect.isa)
-    if expect.isa and info.machine in ("x86_64", "aarch64") and info.elf_type in ("ET_DYN", "ET_EXEC", "ET_REL"):
-        platform = cpu_isa.platform_of(expect.isa)
-        if info.machine != platform:
-            obj.problems.append(Problem(ERROR, "cpu", f"{info.machine} code; the variant's {expect.isa} is {platform}", obj.path))
+        obj.isa_beyond = scan.beyond(expect.isa) if info.machine == platform else {}
+        if info.machine == "aarch64":
+            obj.problems.extend(isa_arm.problems(obj.isa_beyond, info.compile_records, expect.isa, obj.path))
+        elif obj.isa_beyond:
+            shown = ", ".join(f"{f.lower()} ({n} instructions)" for f, n in obj.isa_beyond.items())
+            obj.problems.append(Problem(
+                WARNING, "cpu", f"code beyond the variant's {expect.isa}: {shown}; fine when it sits behind "
+                "run-time dispatch (torch's CPU_CAPABILITY, XNNPACK's cpuinfo, sleef, oneDNN, FBGEMM) that never "
+                f"picks it on a CPU without it (what isa={expect.isa} promises, docs/VERIFY.md), a crash on older "
+                "CPUs when it does not", obj.path))
+    if platform and info.machine in ("x86_64", "aarch64") and info.machine != platform and info.elf_type in (
+            "ET_DYN", "ET_EXEC", "ET_REL"):
+        obj.problems.append(Problem(ERROR, "cpu", f"{info.machine} code; the variant's {expect.isa} is {platform}",
+                                    obj.path))
     if info.has_record_section:
-        if expect.isa:
-            check = isa_scan.check_flags(info.compile_records, expect.isa)
-            obj.flag_records = check.records
-            obj.flag_lacking = len(check.lacking)
-            if check.lacking:
-                example = check.lacking[0]
-                example = example if len(example) <= 160 else example[:157] + "..."
-                obj.problems.append(Problem(
-                    ERROR, "flags", f"{len(check.lacking)} of {check.records} C/C++ compiles lack the {expect.isa} "
-                    f"flags ({' '.join(cpu_isa.get(expect.isa).flags)}), e.g. {example!r}", obj.path))
-        else:
-            obj.flag_records = sum(isa_scan.is_compile_record(r) for r in info.compile_records)
+        check = isa_scan.check_flags(info.compile_records, expect.isa)
+        obj.flag_records, obj.flag_lacking = check.records, len(check.lacking)
+        if check.lacking:
+            example = check.lacking[0] if len(check.lacking[0]) <= 160 else check.lacking[0][:157] + "..."
+            obj.problems.append(Problem(
+                ERROR, "flags", f"{len(check.lacking)} of {check.records} C/C++ compiles lack the {expect.isa} "
+                f"flags ({' '.join(cpu_isa.get(expect.isa).flags)}), e.g. {example!r}", obj.path))
 
 
 # --- objects, wheels -----------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import operator
 import re
 import shlex
@@ -29,11 +30,10 @@ from . import elf
 # Every x86_64 variant runs on x86-64-v2 or better: its features are always allowed.
 BASELINE = ("x86-64-v2", frozenset({"SSE3", "SSSE3", "SSE4_1", "SSE4_2", "POPCNT"}))
 # x86 levels, lowest first (an ISA after those it includes); each names the CPUID features that bring it.
-LEVELS: tuple[tuple[str, frozenset[str]], ...] = (BASELINE,) + tuple(
+LEVELS: tuple[tuple[str, frozenset[str]], ...] = (("x86-64", frozenset()), BASELINE) + tuple(
     (name, cpu_isa.get(name).code_features)
     for name in sorted(cpu_isa.X86_ISAS, key=lambda n: len(cpu_isa.get(n).includes))
 )
-LEVEL_NAMES = ("x86-64",) + tuple(name for name, _ in LEVELS)
 # SIMD features beyond every variant of the matrix; reported, never a level.
 _BEYOND = re.compile(r"^(AVX|AMX|FMA4|XOP|SSE4A|VAES|VPCLMULQDQ|GFNI|SHA|AVX512)")
 # -march values that bring a variant's flags on their own.
@@ -50,31 +50,29 @@ LEVEL_IMPLIES = {BASELINE[0]: (), **{n: (*cpu_isa.get(n).includes, n) for n in c
 
 
 @dataclasses.dataclass
-class IsaScan:
+class CodeScan:
+    """What one object's CPU code uses: x86's CPUID features (this module) or aarch64's vector extensions
+    (isa_arm.py), each with the number of instructions that need it."""
+    levels: tuple[tuple[str, frozenset[str]], ...]   # the machine's levels, lowest first, and what brings each
     instructions: int = 0
-    invalid: int = 0
-    code_bytes: int = 0
-    features: dict[str, int] = dataclasses.field(default_factory=dict)   # tracked SIMD feature -> instructions
+    features: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
     @property
     def highest(self) -> str:
-        best = 0
-        for index, (_name, members) in enumerate(LEVELS, start=1):
-            if any(self.features.get(f) for f in members):
-                best = index
-        return LEVEL_NAMES[best]
+        return next(name for name, members in reversed(self.levels)
+                    if not members or any(self.features.get(f) for f in members))
 
     def beyond(self, isa: str) -> dict[str, int]:
-        """Features (with counts) that need more than the variant's ISA."""
+        """Features (with counts, most used first) that need more than the variant's ISA."""
         allowed = allowed_features(isa)
-        return {f: n for f, n in sorted(self.features.items(), key=lambda kv: -kv[1]) if f not in allowed and n}
+        return {f: n for f, n in self.features.most_common() if f not in allowed and n}
 
 
 def allowed_features(isa: str) -> frozenset[str]:
-    """What an x86_64 variant's code may use without a warning (nothing for another ISA)."""
-    if isa not in cpu_isa.X86_ISAS:
-        return frozenset()
-    return BASELINE[1] | cpu_isa.allowed_code_features(isa)
+    """What a variant's code may use without a warning (an x86_64 one: x86-64-v2 too)."""
+    if isa in cpu_isa.X86_ISAS:
+        return BASELINE[1] | cpu_isa.allowed_code_features(isa)
+    return cpu_isa.allowed_code_features(isa) if isa in cpu_isa.ISAS else frozenset()
 
 
 def _iced():
@@ -85,62 +83,44 @@ def _iced():
     return iced_x86
 
 
-_FEATURES_BY_CODE: dict[int, tuple[str, ...]] = {}
-
-
+@functools.cache
 def _features_of(code: int) -> tuple[str, ...]:
-    cached = _FEATURES_BY_CODE.get(code)
-    if cached is None:
-        iced = _iced()
-        names = _feature_names()
-        try:
-            instruction = iced.Instruction.create(code)
-            features = instruction.cpuid_features()
-            if instruction.mnemonic == iced.Mnemonic.TZCNT:
-                # GCC emits `rep bsf` for __builtin_ctz on generic targets: it runs as BSF on CPUs without BMI1.
-                features = []
-        except Exception:
-            features = []
-        cached = tuple(names[f] for f in features if _tracked(names[f]))
-        _FEATURES_BY_CODE[code] = cached
-    return cached
+    iced = _iced()
+    try:
+        instruction = iced.Instruction.create(code)
+        # GCC emits `rep bsf` for __builtin_ctz on generic targets: it runs as BSF on CPUs without BMI1.
+        features = [] if instruction.mnemonic == iced.Mnemonic.TZCNT else instruction.cpuid_features()
+    except Exception:
+        return ()
+    names = _feature_names()
+    return tuple(names[f] for f in features if _tracked(names[f]))
 
 
-_NAMES: dict[int, str] = {}
-
-
+@functools.cache
 def _feature_names() -> dict[int, str]:
-    if not _NAMES:
-        iced = _iced()
-        for name in dir(iced.CpuidFeature):
-            if not name.startswith("_"):
-                _NAMES[getattr(iced.CpuidFeature, name)] = name
-    return _NAMES
+    features = _iced().CpuidFeature
+    return {getattr(features, name): name for name in dir(features) if not name.startswith("_")}
 
 
 def _tracked(feature: str) -> bool:
     return any(feature in members for _n, members in LEVELS) or bool(_BEYOND.match(feature))
 
 
-def scan_bytes(data: bytes, address: int = 0, scan: IsaScan | None = None) -> IsaScan:
+def scan_bytes(data: bytes, address: int = 0, scan: CodeScan | None = None) -> CodeScan:
     iced = _iced()
-    scan = scan or IsaScan()
-    decoder = iced.Decoder(64, data, ip=address)
-    codes = collections.Counter(map(operator.attrgetter("code"), decoder))
-    invalid = codes.pop(iced.Code.INVALID, 0)
-    scan.invalid += invalid
+    scan = scan or CodeScan(LEVELS)
+    codes = collections.Counter(map(operator.attrgetter("code"), iced.Decoder(64, data, ip=address)))
+    codes.pop(iced.Code.INVALID, None)
     scan.instructions += sum(codes.values())
-    scan.code_bytes += len(data)
     for code, count in codes.items():
-        for feature in _features_of(code):
-            scan.features[feature] = scan.features.get(feature, 0) + count
+        scan.features.update(dict.fromkeys(_features_of(code), count))
     return scan
 
 
-def scan_object(path: Path) -> IsaScan:
-    """Every executable section of an x86-64 ELF file."""
-    scan = IsaScan()
-    for _name, address, data in elf.code_sections(path):
+def scan_object(source: Path | bytes, scan_bytes=scan_bytes, levels=LEVELS) -> CodeScan:
+    """Every executable section of an ELF file (x86-64 here; isa_arm.scan_object passes its own decoder)."""
+    scan = CodeScan(levels)
+    for _name, address, data in elf.code_sections(source):
         scan_bytes(data, address, scan)
     return scan
 
@@ -160,7 +140,7 @@ def is_compile_record(record: str) -> bool:
     return bool(re.match(r"GNU (C|C\+\+|Objective-C)", record)) or "clang" in record.split(" ", 1)[0]
 
 
-def flags_applied(record: str, isa: str) -> bool:
+def flags_applied(record: str, isa: str | None) -> bool:
     """Whether one compile record carries the variant's flags (or an -march that brings them)."""
     try:
         tokens = shlex.split(record)
@@ -169,35 +149,25 @@ def flags_applied(record: str, isa: str) -> bool:
     wanted = cpu_isa.get(isa).flags if isa in cpu_isa.ISAS else ()
     if all(_last_sets(tokens, flag) for flag in wanted):
         return True
-    marches = [t.split("=", 1)[1] for t in tokens if t.startswith("-march=")]
-    if marches:
-        march = marches[-1]
-        if march == "native":
-            return True
-        if march.startswith("armv"):
-            return march_brings(march, wanted[0])
-        level = MARCH_LEVEL.get(march)
-        if level and isa in LEVEL_IMPLIES.get(level, ()):
-            # an explicit -mno-<x> after it would still turn a feature off
-            return not any(t.startswith("-mno-") and "-m" + t[5:] in wanted for t in tokens)
+    march = next((t.removeprefix("-march=") for t in reversed(tokens) if t.startswith("-march=")), "")
+    if march == "native":
+        return True
+    if march.startswith("armv"):
+        return march_brings(march, wanted[0])
+    if isa in LEVEL_IMPLIES.get(MARCH_LEVEL.get(march), ()):
+        # an explicit -mno-<x> after it would still turn a feature off
+        return not any(t.startswith("-mno-") and "-m" + t[5:] in wanted for t in tokens)
     return False
 
 
 def _last_sets(tokens: list[str], flag: str) -> bool:
     if not flag.startswith("-m") or flag.startswith("-march="):
         return flag in tokens
-    positive = flag
-    negative = "-mno-" + flag[2:]
-    state = False
-    for token in tokens:
-        if token == positive:
-            state = True
-        elif token == negative:
-            state = False
-    return state
+    settings = [token for token in tokens if token in (flag, "-mno-" + flag[2:])]
+    return bool(settings) and settings[-1] == flag
 
 
-def check_flags(records: list[str], isa: str) -> FlagCheck:
+def check_flags(records: list[str], isa: str | None) -> FlagCheck:
     compiles = [r for r in records if is_compile_record(r)]
     return FlagCheck(records=len(compiles), lacking=[r for r in compiles if not flags_applied(r, isa)])
 

@@ -20,14 +20,12 @@ built for another ISA: an error.
 from __future__ import annotations
 
 import collections
-import dataclasses
+import functools
 import re
 from pathlib import Path
 
-from .. import cpu_isa
 from ..errors import BackendError
-from . import elf
-from .isa import is_compile_record
+from . import isa
 from .report import ERROR, WARNING, Problem
 
 # Extensions tracked, in the order a report lists them.
@@ -53,43 +51,23 @@ def capstone_modules():
     return capstone, aarch64
 
 
+# Capstone's feature names (AARCH64_FEATURE_HAS...) -> the extension that brings them, the first that matches.
+_EXTENSION_OF = ((r"SVE2P1", "SVE2.1"), (r"SVE2(AES|SHA3|SM4|BITPERM)", "SVE2-crypto"), (r"SVE2", "SVE2"),
+                 (r"SVE.*FP8|FP8.*SVE", "SVE2.1"), (r"SVE", "SVE"), (r"^SME", "SME"))
+# The extensions as levels of a scan (isa.CodeScan): the last one used is the highest.
+LEVELS = (("armv8", frozenset()), *((e.lower(), frozenset({e})) for e in EXTENSIONS))
+
+
 def extension_of(feature: str) -> str | None:
     """``AARCH64_FEATURE_HASSVE2ORSME`` -> ``SVE2``; None for what every variant has (NEON, FP, LSE ...)."""
     name = feature.removeprefix("AARCH64_FEATURE_HAS")
-    if "SVE" in name:
-        if "SVE2P1" in name:
-            return "SVE2.1"
-        if re.search(r"SVE2(AES|SHA3|SM4|BITPERM)", name):
-            return "SVE2-crypto"
-        if "SVE2" in name:
-            return "SVE2"
-        if "FP8" in name:
-            return "SVE2.1"
-        return "SVE"
-    if name.startswith("SME"):
-        return "SME"
-    return None
+    return next((extension for pattern, extension in _EXTENSION_OF if re.search(pattern, name)), None)
 
 
-@dataclasses.dataclass
-class ArmScan:
-    instructions: int = 0
-    undecoded: int = 0
-    extensions: dict[str, int] = dataclasses.field(default_factory=dict)   # extension -> instructions
-
-    @property
-    def highest(self) -> str:
-        used = [e for e in EXTENSIONS if self.extensions.get(e)]
-        return used[-1].lower() if used else "armv8"
-
-    def beyond(self, isa: str) -> dict[str, int]:
-        allowed = cpu_isa.allowed_code_features(isa) if isa in cpu_isa.ARM_ISAS else frozenset()
-        return {e: n for e, n in self.extensions.items() if e not in allowed and n}
+_CACHE: dict[int, str | None] = {}   # a word -> the extension it needs, None: none, "?": no instruction
 
 
-_CACHE: dict[int, str | None] = {}
-
-
+@functools.cache
 def _decoder():
     capstone, aarch64 = capstone_modules()
     md = capstone.Cs(capstone.CS_ARCH_AARCH64, capstone.CS_MODE_ARM)
@@ -99,73 +77,57 @@ def _decoder():
     return md, names
 
 
-def scan_bytes(data: bytes, scan: ArmScan | None = None) -> ArmScan:
-    """Classify each 32-bit word; each distinct word is decoded once (A64 has one encoding per word)."""
-    scan = scan or ArmScan()
+def scan_bytes(data: bytes, address: int = 0, scan: isa.CodeScan | None = None) -> isa.CodeScan:
+    """Classify each 32-bit word; each distinct word is decoded once (A64 has one encoding per word, wherever
+    it lies: ``address`` does not matter)."""
+    scan = scan or isa.CodeScan(LEVELS)
     usable = len(data) - len(data) % 4
     words = collections.Counter(memoryview(data)[:usable].cast("I"))
     fresh = [w for w in words if w not in _CACHE]
     if fresh:
         md, names = _decoder()
-        blob = b"".join(w.to_bytes(4, "little") for w in fresh)
-        for insn in md.disasm(blob, 0):
-            word = fresh[insn.address // 4]
-            if insn.id == 0:   # skipped data: no instruction
-                _CACHE[word] = "?"
-                continue
-            found = None
-            for group in insn.groups:
-                extension = extension_of(names.get(group, ""))
-                if extension and (found is None or EXTENSIONS.index(extension) > EXTENSIONS.index(found)):
-                    found = extension
-            _CACHE[word] = found
+        for insn in md.disasm(b"".join(w.to_bytes(4, "little") for w in fresh), 0):
+            needs = filter(None, (extension_of(names.get(group, "")) for group in insn.groups))
+            highest = max(needs, key=EXTENSIONS.index, default=None)
+            _CACHE[fresh[insn.address // 4]] = "?" if insn.id == 0 else highest   # id 0: skipped data
     for word, count in words.items():
         kind = _CACHE.get(word, "?")
         if kind == "?":
-            scan.undecoded += count
             continue
         scan.instructions += count
         if kind:
-            scan.extensions[kind] = scan.extensions.get(kind, 0) + count
+            scan.features[kind] += count
     return scan
 
 
-def scan_object(path: Path) -> ArmScan:
-    scan = ArmScan()
-    for _name, _address, data in elf.code_sections(path):
-        scan_bytes(data, scan)
-    return scan
+def scan_object(source: Path | bytes) -> isa.CodeScan:
+    return isa.scan_object(source, scan_bytes, LEVELS)
 
 
-def asked_for(records: list[str], extension: str) -> bool:
+def _asks(record: str, extension: str) -> bool:
     """Whether a compile record asks for ``extension`` on its command line."""
-    pattern = _ASKS[extension]
-    return any(pattern.search(token) for record in records for token in record.split()
-               if token.startswith(("-march=", "-mcpu=")))
+    return any(_ASKS[extension].search(token)
+               for token in record.split() if token.startswith(("-march=", "-mcpu=")))
 
 
-def check_object(obj, info: elf.ObjectInfo, isa: str | None) -> None:
-    """Fill ``obj`` (a report.ObjectEntry) with the scan of an aarch64 object and its problems for ``isa``."""
-    scan = info.scan if info.scan is not None else scan_object(info.path)
-    obj.isa_highest = scan.highest
-    obj.isa_features = dict(sorted(scan.extensions.items()))
-    obj.instructions = scan.instructions
-    if isa not in cpu_isa.ARM_ISAS:
-        return
-    obj.isa_beyond = scan.beyond(isa)
-    compiles = [r for r in info.compile_records if is_compile_record(r)]
-    for extension, count in obj.isa_beyond.items():
-        asking = [r for r in compiles if asked_for([r], extension)]
+def problems(beyond: dict[str, int], compile_records: list[str], isa_name: str, path: str) -> list[Problem]:
+    """The problems of an aarch64 object's code ``beyond`` the variant's ``isa_name``."""
+    compiles = [r for r in compile_records if isa.is_compile_record(r)]
+    found = []
+    for extension, count in beyond.items():
+        asking = [r for r in compiles if _asks(r, extension)]
         # Some compiles ask for it and others do not: kernels picked at run time.
         deliberate = bool(asking) and len(asking) < len(compiles)
         if deliberate:
             why = (f"{len(asking)} of {len(compiles)} compile records ask for it (kernels picked at run time, "
                    "as torch's SVE ones)")
         elif asking:
-            why = f"every compile record asks for it: the whole object is built beyond {isa}; SIGILL on {isa} CPUs"
+            why = (f"every compile record asks for it: the whole object is built beyond {isa_name}; SIGILL on "
+                   f"{isa_name} CPUs")
         else:
             why = ("no compile record asks for it (inline assembly or a target attribute?): SIGILL on "
-                   f"{isa} CPUs")
-        obj.problems.append(Problem(
+                   f"{isa_name} CPUs")
+        found.append(Problem(
             WARNING if deliberate else ERROR, "cpu",
-            f"{count} {extension} instruction{'s' * (count != 1)}, beyond the variant's {isa}; {why}", obj.path))
+            f"{count} {extension} instruction{'s' * (count != 1)}, beyond the variant's {isa_name}; {why}", path))
+    return found

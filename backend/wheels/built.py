@@ -28,7 +28,6 @@ import io
 import os
 import tempfile
 import zipfile
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from ..errors import BackendError
 from ..verify import elf, isa, isa_arm
 from . import names
 from .files import fsync_dir, record_hash
-from .rawzip import RawMember, RawZipWriter, read_raw
+from .rawzip import RawZipWriter, read_raw
 from .reproducible import ELF_MAGIC, member_order, normalize_elf, normalized_mode, zip_time
 
 SIGNATURES = ("RECORD.jws", "RECORD.p7s")  # they sign the old RECORD and cannot stay valid
@@ -90,7 +89,7 @@ class BuiltWheel:
     problems: dict[str, tuple[str, str]]         # ELF member -> why it has no record: ("read" or "content", why)
     kept: dict[str, bytes]                       # members a caller asked to keep (``keep``)
     sha256: str | None = None                    # of the wheel written
-    _raw: dict[str, RawMember] = dataclasses.field(default_factory=dict, repr=False)
+    _raw: dict[str, bytes] = dataclasses.field(default_factory=dict, repr=False)
     _dist: dict[str, Member] = dataclasses.field(default_factory=dict, repr=False)
     _infos: dict[str, zipfile.ZipInfo] = dataclasses.field(default_factory=dict, repr=False)
     _out: object | None = dataclasses.field(default=None, repr=False)
@@ -251,7 +250,7 @@ def _member(built: BuiltWheel, source: zipfile.ZipFile, info: zipfile.ZipInfo, r
         raw = read_raw(source, info)
     if inspect or edit["epoch"] is not None or in_dist or keep(info.filename):
         algorithm = (rows.get(info.filename, ["", ""])[1].partition("=")[0] or "sha256") if inspect or in_dist else ""
-        head, member.digest, data = _inflate(source, info, raw, algorithm, whole=lambda head: (
+        head, member.digest, data = _inflate(info, raw, algorithm, whole=lambda head: (
             (in_dist and info.file_size <= DIST_INFO_BOUND * (4 if info.filename.endswith("/RECORD") else 1))
             or keep(info.filename)
             or (head == ELF_MAGIC and parse and objects and not _bomb(info))
@@ -303,54 +302,29 @@ def _bomb(info: zipfile.ZipInfo) -> bool:
     return info.file_size > BOMB_MIN_BYTES and info.file_size > BOMB_RATIO * max(info.compress_size, 1)
 
 
-def _inflate(source: zipfile.ZipFile, info: zipfile.ZipInfo, raw: RawMember, algorithm: str, whole):
+def _inflate(info: zipfile.ZipInfo, raw: bytes, algorithm: str, whole):
     """(first 4 bytes, RECORD digest, the bytes when ``whole(head)`` else None) of one member, checked
-    against its CRC; inflated in blocks, so a member that is not kept never lies in memory whole."""
+    against its CRC by zipfile's reader (never inflating more than the member declares); inflated in
+    blocks, so a member that is not kept never lies in memory whole."""
     hasher = hashlib.new(algorithm) if algorithm in ("sha256", "sha384", "sha512") else None
-    if info.compress_type == zipfile.ZIP_STORED:
-        blocks = (raw.data[i:i + CHUNK] for i in range(0, len(raw.data), CHUNK))
-    elif info.compress_type == zipfile.ZIP_DEFLATED:
-        blocks = _deflated(raw.data)
-    else:  # bzip2, lzma: never in wheels in practice; zipfile inflates them (reading the member again)
-        with source.open(info) as handle:
-            blocks = iter(lambda: handle.read(CHUNK), b"")
-    head, crc, size, parts, keep = b"", 0, 0, [], None
-    for block in blocks:
-        if keep is None:
-            head = (head + block)[:4]
-            if len(head) == 4:
-                keep = bool(whole(head))
-        crc, size = zlib.crc32(block, crc), size + len(block)
-        if size > info.file_size:  # never more in memory than the member declares
-            raise zipfile.BadZipFile(f"{info.filename!r} inflates past its declared {info.file_size} bytes")
-        if hasher is not None:
-            hasher.update(block)
-        if keep is not False:
-            parts.append(block)
+    head, size, parts, keep = b"", 0, [], None
+    with zipfile.ZipExtFile(io.BytesIO(raw), "r", info) as stream:
+        for block in iter(lambda: stream.read(CHUNK), b""):
+            if keep is None:
+                head = (head + block)[:4]
+                if len(head) == 4:
+                    keep = bool(whole(head))
+            size += len(block)
+            if hasher is not None:
+                hasher.update(block)
+            if keep is not False:
+                parts.append(block)
     if keep is None:
         keep = bool(whole(head))
-    if crc != info.CRC or size != info.file_size:
+    if size != info.file_size:
         raise zipfile.BadZipFile(f"Bad CRC-32 or size for file {info.filename!r}")
     digest = "" if hasher is None else f"{algorithm}={base64.urlsafe_b64encode(hasher.digest()).rstrip(b'=').decode()}"
     return head, digest, (b"".join(parts) if keep else None)
-
-
-def _deflated(data: bytes):
-    """The inflated blocks of a raw deflate stream, never more than CHUNK at a time (a bomb stays small)."""
-    inflater, view, position = zlib.decompressobj(-15), memoryview(data), 0
-    while True:
-        if inflater.unconsumed_tail:
-            block = inflater.decompress(inflater.unconsumed_tail, CHUNK)
-        elif position < len(view) and not inflater.eof:
-            block = inflater.decompress(view[position:position + CHUNK], CHUNK)
-            position += CHUNK
-        else:
-            break
-        if block:
-            yield block
-    tail = inflater.flush()
-    if tail:
-        yield tail
 
 
 def _renamer(folders: Mapping[str, str]) -> Callable[[str], str]:

@@ -46,7 +46,6 @@ def ctx_for(recipe, variant: Variant, tmp_path: Path, nvcc_threads: int = 2) -> 
         wheel_dir=work / "_wheels",
         build_dir=work / "_build",
         python="/env/bin/python",
-        jobs=4,
         nvcc_threads=nvcc_threads,
     )
 

@@ -140,6 +140,24 @@ AOT_SWITCHES = ("add_comm", "add_gemma", "add_oai_oss", "add_moe", "add_act", "a
 AOT_MODULES = "modules"
 AOT_DROP = "drop"  # vllm-stack's own key too: shell patterns (fnmatch) of spec names to leave out
 AOT_KEYS = AOT_HEAD_DIMS + tuple(AOT_DTYPES) + AOT_BOOL_LISTS + AOT_SWITCHES + (AOT_MODULES, AOT_DROP)
+
+
+def _head_dim_pairs(item: list) -> bool:
+    return all(isinstance(p, list) and len(p) == 2 and all(type(d) is int and d > 0 for d in p) for p in item)
+
+
+# What a list-valued key takes: (whether its list is good, what the one-line error says it accepts)
+AOT_VALUES = {
+    **dict.fromkeys(AOT_HEAD_DIMS, (_head_dim_pairs, "a list of [qk, vo] head-dim pairs, e.g. [[128, 128]]")),
+    **{name: (lambda item, allowed=allowed: all(d in allowed for d in item), f"a list of {', '.join(allowed)}")
+       for name, allowed in AOT_DTYPES.items()},
+    AOT_MODULES: (lambda item: item and all(isinstance(n, str) and n for n in item),
+                  'a non-empty list of module names, e.g. ["fmha_gen"]'),
+    AOT_DROP: (lambda item: all(isinstance(n, str) and n for n in item),
+               'a list of module-name patterns, e.g. ["single_decode_*"]'),
+    **dict.fromkeys(AOT_BOOL_LISTS, (lambda item: item and all(type(b) is bool for b in item),
+                                     "a non-empty list of true/false")),
+}
 AOT_ALL = "all"  # the setting's value for flashinfer's whole list (upstream's config=None)
 AOT_VLLM = "vllm"  # the default: what vLLM 0.15.1 calls (vllm_aot_config)
 
@@ -232,26 +250,8 @@ def aot_config(key: str, value, base: Path) -> str | None:
     for name, item in config.items():
         if name not in AOT_KEYS:
             raise SettingError(key, name, AOT_KEYS, why="not a key of flashinfer 0.6.1's aot.py config (nor modules)")
-        if name in AOT_HEAD_DIMS:
-            good = isinstance(item, list) and all(
-                isinstance(p, list) and len(p) == 2 and all(type(d) is int and d > 0 for d in p) for p in item)
-            accepted = "a list of [qk, vo] head-dim pairs, e.g. [[128, 128]]"
-        elif name in AOT_DTYPES:
-            good = isinstance(item, list) and all(d in AOT_DTYPES[name] for d in item)
-            accepted = f"a list of {', '.join(AOT_DTYPES[name])}"
-        elif name == AOT_MODULES:
-            good = isinstance(item, list) and item and all(isinstance(n, str) and n for n in item)
-            accepted = 'a non-empty list of module names, e.g. ["fmha_gen"]'
-        elif name == AOT_DROP:
-            good = isinstance(item, list) and all(isinstance(n, str) and n for n in item)
-            accepted = 'a list of module-name patterns, e.g. ["single_decode_*"]'
-        elif name in AOT_BOOL_LISTS:
-            good = isinstance(item, list) and item and all(type(b) is bool for b in item)
-            accepted = "a non-empty list of true/false"
-        else:
-            good = type(item) is bool
-            accepted = "true or false"
-        if not good:
+        good, accepted = AOT_VALUES.get(name, (None, "true or false"))  # a switch (AOT_SWITCHES) takes a bool
+        if not (isinstance(item, list) and good(item) if good else type(item) is bool):
             raise SettingError(key, f"{name}={json.dumps(item)}", accepted)
     if not config.get("f16_dtype", True):
         raise SettingError(key, "f16_dtype=[]", "at least one of float16, bfloat16")
@@ -289,20 +289,16 @@ class Flashinfer(Recipe):
     isa_flags_not_reached = ("CFLAGS/CXXFLAGS reach none of the AOT modules (FLASHINFER_EXTRA_* do); kernels compiled at "
                              "first use on the user's machine (outside the AOT set, or flashinfer-aot=false) get that "
                              "machine's FLASHINFER_EXTRA_* flags, not the variant's")
-    cubin_headers = CUBIN_HEADERS  # the artifact folders its AOT build reads (RELEASES[version])
     vllm_line = "0.15.1"  # the vLLM release whose calls the default AOT set holds
 
     def for_line(self, line) -> "Flashinfer":
         """The recipe for the flashinfer a vLLM release line pins (its lock's flashinfer entries): the version in
         its wheels and in flashinfer-cubin's pin, the artifact folders checked before the AOT build."""
-        version = line.versions.get("flashinfer", VERSION)
-        # an unknown release is refused by the plan (line_problem)
-        return self.replace(version=version, cubin_headers=RELEASES.get(version, CUBIN_HEADERS), vllm_line=line.vllm)
+        return self.replace(version=line.versions.get("flashinfer", VERSION), vllm_line=line.vllm)
 
     def line_problem(self, line) -> str | None:
         """Why this recipe cannot build the flashinfer a vLLM release line pins (None: its facts are known)."""
-        version = line.versions.get("flashinfer", VERSION)
-        if version in RELEASES:
+        if (version := line.versions.get("flashinfer", VERSION)) in RELEASES:
             return None
         return (f"flashinfer {version}: the flashinfer recipe holds the facts of {', '.join(sorted(RELEASES))} only "
                 "(artifact folders the AOT build reads, the flashinfer-tag patch, build requirements); "
@@ -344,7 +340,9 @@ class Flashinfer(Recipe):
             return [pip_wheel(ctx)]
         steps = []
         if uses_cubins(ctx.variant) and CUBIN in ctx.extras:  # the headers the AOT modules read, before compiling
-            pairs = [part for folder, header in self.cubin_headers.items() for part in (folder, header)]
+            # the artifact folders its release's AOT build reads (an unknown release is refused: line_problem)
+            headers = RELEASES.get(self.version, CUBIN_HEADERS)
+            pairs = [part for folder, header in headers.items() for part in (folder, header)]
             steps.append([ctx.python, "-c", CHECK_CUBINS, str(ctx.extras[CUBIN] / CUBIN_DIR), *pairs])
         if ctx.tree_version is None and TAG in ctx.extras:  # the lock's sdist: add the tag's packaging folder
             steps.append([ctx.python, "-c", OVERLAY, str(ctx.extras[TAG]), str(ctx.tree)])

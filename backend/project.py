@@ -28,17 +28,14 @@ def load_settings(config_settings: Mapping[str, Any] | None, base_dir: Path | No
     """
     base = Path(base_dir or Path.cwd()).resolve()
     given = settings_mod.resolve(config_settings, settings_mod.read_pyproject_table(PROJECT_DIR), base, os.environ)
-
-    def named(key: str) -> str:
-        return settings_mod.named(key, config_settings, os.environ)
-
     aot_config = given.flashinfer_aot_config
     return dataclasses.replace(
         given,
-        components=recipes.chosen(given.components, named("components")),
+        components=recipes.chosen(given.components, given.named("components")),
         sources=recipes.local_trees(given.sources),
-        flashinfer_aot_config=aot_config and flashinfer.aot_config(named("flashinfer-aot-config"), aot_config, base),
-        vllm=vllm_release.checked_line(named("vllm"), given.vllm),
+        flashinfer_aot_config=aot_config and flashinfer.aot_config(given.named("flashinfer-aot-config"), aot_config,
+                                                                   base),
+        vllm=vllm_release.checked_line(given.named("vllm"), given.vllm),
     )
 
 

@@ -271,7 +271,7 @@ def rebuild_environment(manifest: dict, environ: Mapping[str, str]) -> dict[str,
     """The rebuild's environment: the caller's with the recorded ``SOURCE_DATE_EPOCH``, less every
     ``VLLM_STACK_<KEY>`` setting: the manifest's settings are the whole build's, and such a variable would give
     one it left at its default (``VLLM_STACK_VLLM=0.14.1`` would rebuild another release line)."""
-    from_settings = {variable for _value, variable in settings.from_environment(environ).values()}
+    from_settings = set(settings.from_environment(environ).values())
     env = {name: value for name, value in environ.items() if name not in from_settings}
     epoch = manifest["flags"].get("SOURCE_DATE_EPOCH")
     if epoch:

@@ -9,23 +9,19 @@ import mmap
 from collections.abc import Iterator, Set
 from pathlib import Path
 
-from ..errors import BackendError
+from auditwheel.elfutils import elf_find_versioned_symbols
+from elftools.elf import dynamic, elffile, sections
+
 from . import cubins, fatbin
 
 ELF_MAGIC = b"\x7fELF"
 RECORD_SECTION = ".GCC.command.line"
 MACHINES = {"EM_X86_64": "x86_64", "EM_AARCH64": "aarch64", "EM_386": "i386", "EM_CUDA": "cuda"}
+SHF_EXECINSTR = 0x4
 
 
 def elftools_modules():
-    """pyelftools' elffile, sections and dynamic modules, imported on first use (plan, matrix and detect run with
-    nothing installed); one line naming the install when it is missing.  Shared by the readers in verify/."""
-    try:
-        from elftools.elf.elffile import ELFFile  # noqa: F401
-    except ImportError as error:  # pragma: no cover - a declared requirement
-        raise BackendError("verification needs pyelftools; install it: pip install 'pyelftools>=0.31'") from error
-    from elftools.elf import elffile, sections, dynamic
-
+    """pyelftools' elffile, sections and dynamic modules (verify/emulate.py reads segments with them)."""
     return elffile, sections, dynamic
 
 
@@ -55,7 +51,7 @@ class ObjectInfo:
     versions: set[str] = dataclasses.field(default_factory=set)    # symbol versions needed (GLIBC_2.34)
     folders: set[str] = dataclasses.field(default_factory=set)     # cubin folders its kernels load (cubins.py)
     marks: dict[str, str] = dataclasses.field(default_factory=dict)  # asked symbol -> "defines" or "calls"
-    scan: object | None = None      # the CPU code's scan (isa.IsaScan, isa_arm.ArmScan), when read with one
+    scan: object | None = None      # the CPU code's scan (isa.CodeScan), when read with one
 
 
 # What verification inflates of one compressed ELF section at most (it reads fatbins, the compile
@@ -64,19 +60,24 @@ INFLATED_SECTION_BOUND = 256 << 20
 
 
 @contextlib.contextmanager
-def _opened(source: Path | bytes) -> Iterator[tuple[object, Path | None, int]]:
-    """A stream over an ELF file's bytes (a file mapped, not read: torch's libraries are a gigabyte)."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        yield source, None, len(source)
-        return
-    path = Path(source)
-    with open(path, "rb") as handle:
-        size = path.stat().st_size
-        if size == 0:
-            yield b"", path, 0
-            return
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            yield data, path, size
+def _opened(source: Path | bytes) -> Iterator[tuple[elffile.ELFFile, bytes | mmap.mmap]]:
+    """An ELF file and its bytes: a file's mapped, not read (torch's libraries are a gigabyte)."""
+    with contextlib.ExitStack() as stack:
+        data = source
+        if not isinstance(source, (bytes, bytearray, memoryview)):
+            handle = stack.enter_context(open(source, "rb"))
+            data = b""   # mmap refuses an empty file
+            if Path(source).stat().st_size:
+                data = stack.enter_context(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+        try:
+            elf = elffile.ELFFile(data if isinstance(data, mmap.mmap) else io.BytesIO(data))
+        except Exception as error:
+            raise ValueError(f"not a readable ELF file: {error}") from error
+        yield elf, data
+
+
+def _is_code(section) -> bool:
+    return bool(section["sh_flags"] & SHF_EXECINSTR) and section["sh_type"] != "SHT_NOBITS"
 
 
 def read_object(source: Path | bytes, symbols: bool = True, gpu: bool = True, asked: Set[str] = frozenset(),
@@ -84,22 +85,15 @@ def read_object(source: Path | bytes, symbols: bool = True, gpu: bool = True, as
     """One ELF object's record, from a file or its bytes: everything tagging, verification, features and the
     manifest read of it.  ``asked``: symbols whose definition or use to note (``marks``), looked up in the
     full symbol table when the dynamic one lacks them."""
-    elffile, sections, dynamic = elftools_modules()
-    with _opened(source) as (data, path, size):
-        stream = data if isinstance(data, mmap.mmap) else io.BytesIO(data)
-        try:
-            elf = elffile.ELFFile(stream)
-        except Exception as error:
-            raise ValueError(f"not a readable ELF file: {error}") from error
+    with _opened(source) as (elf, data):
         info = ObjectInfo(
-            path=path or Path(name), size=size,
+            path=Path(name if isinstance(source, (bytes, bytearray, memoryview)) else source), size=len(data),
             machine=MACHINES.get(elf["e_machine"], str(elf["e_machine"])), elf_type=str(elf["e_type"]),
         )
         fat: dict[str, bytes] = {}
         full_table = None
         for section in elf.iter_sections():
-            name = section.name
-            if section["sh_flags"] & 0x4 and section["sh_type"] != "SHT_NOBITS":  # SHF_EXECINSTR
+            if _is_code(section):
                 info.code_bytes += section["sh_size"]
             if isinstance(section, dynamic.DynamicSection):
                 for tag in section.iter_tags():
@@ -112,11 +106,11 @@ def read_object(source: Path | bytes, symbols: bool = True, gpu: bool = True, as
                         info.runpath.extend(p for p in value.split(":") if p)
             elif symbols and section.name == ".dynsym" and isinstance(section, sections.SymbolTableSection):
                 _symbols(section, info, asked)
-            elif name == ".symtab" and isinstance(section, sections.SymbolTableSection):
+            elif section.name == ".symtab" and isinstance(section, sections.SymbolTableSection):
                 full_table = section
-            elif gpu and name in fatbin.SECTIONS and section["sh_type"] != "SHT_NOBITS":
-                fat[name] = _section_bytes(section)
-            elif name == RECORD_SECTION:
+            elif gpu and section.name in fatbin.SECTIONS and section["sh_type"] != "SHT_NOBITS":
+                fat[section.name] = _section_bytes(section)
+            elif section.name == RECORD_SECTION:
                 info.has_record_section = True
                 info.compile_records = [
                     s.decode("utf-8", "replace").strip() for s in _section_bytes(section).split(b"\0") if s.strip()
@@ -125,7 +119,7 @@ def read_object(source: Path | bytes, symbols: bool = True, gpu: bool = True, as
         if full_table is not None and unseen:  # a static library linked with hidden visibility (MKL in torch)
             info.marks.update({s.name: "defines" for s in full_table.iter_symbols()
                                if s.name in unseen and s.entry.st_shndx != "SHN_UNDEF"})
-        info.gpu = fatbin.parse_elf_sections(fat) if fat else []
+        info.gpu = fatbin.parse_elf_sections(fat)
         if symbols:
             info.versions = _needed_versions(elf)
         info.folders = cubins.folders_named(data)
@@ -134,8 +128,6 @@ def read_object(source: Path | bytes, symbols: bool = True, gpu: bool = True, as
 
 def _needed_versions(elf) -> set[str]:
     """The symbol versions (``GLIBC_2.34``, ``GLIBCXX_3.4.30``) the object needs, as auditwheel reads them."""
-    from auditwheel.elfutils import elf_find_versioned_symbols
-
     try:
         return {version for _library, version in elf_find_versioned_symbols(elf)}
     except Exception:  # noqa: BLE001 - a damaged version table: the other checks report the object
@@ -157,31 +149,26 @@ def _section_bytes(section) -> bytes:
 
 
 def _symbols(section, info: ObjectInfo, asked: Set[str]) -> None:
-    undefined = info.undefined
-    exported = info.exported
     for symbol in section.iter_symbols():
-        name = symbol.name
+        name, entry = symbol.name, symbol.entry
         if not name:
             continue
-        entry = symbol.entry
-        bind = entry.st_info.bind
         if entry.st_shndx == "SHN_UNDEF":
-            if bind == "STB_GLOBAL":
-                undefined.add(name)
+            if entry.st_info.bind == "STB_GLOBAL":
+                info.undefined.add(name)
             if name in asked:
                 info.marks.setdefault(name, "calls")
             continue
         if name in asked:
             info.marks[name] = "defines"
-        if bind in ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE") and entry.st_other.visibility in ("STV_DEFAULT", "STV_PROTECTED"):
-            exported.add(name)
+        if (entry.st_info.bind in ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE")
+                and entry.st_other.visibility in ("STV_DEFAULT", "STV_PROTECTED")):
+            info.exported.add(name)
 
 
 def code_sections(source: Path | bytes) -> Iterator[tuple[str, int, bytes]]:
     """(name, address, bytes) of every executable section with contents, of a file or an object's bytes."""
-    elffile, _sections, _dynamic = elftools_modules()
-    with _opened(source) as (data, _path, _size):
-        elf = elffile.ELFFile(data if isinstance(data, mmap.mmap) else io.BytesIO(data))
+    with _opened(source) as (elf, _data):
         for section in elf.iter_sections():
-            if section["sh_flags"] & 0x4 and section["sh_type"] != "SHT_NOBITS" and section["sh_size"]:
+            if _is_code(section) and section["sh_size"]:
                 yield section.name, section["sh_addr"], _section_bytes(section)

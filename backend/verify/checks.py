@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import posixpath
 import re
@@ -51,11 +52,11 @@ def _own_sm_ptx(entry, expect: Expectation) -> bool:
     return entry.kind == "ptx" and entry.sm == expect.sm
 
 
-def _runs_on_variant(entry, expect: Expectation) -> bool:
+def _gpu_problem(entry, expect: Expectation, ptx_asked: bool) -> str | None:
+    """Why a cubin or PTX does not run on the variant's GPU as intended, or None."""
     if entry.kind == "cubin":
-        return expect.target.cubin_problem(entry.sm, entry.suffix) is None
-    asked = expect.ptx or bool(expect.by_design)
-    return _own_sm_ptx(entry, expect) or expect.target.ptx_problem(entry.sm, entry.suffix, asked) is None
+        return expect.target.cubin_problem(entry.sm, entry.suffix)
+    return expect.target.ptx_problem(entry.sm, entry.suffix, ptx_asked)
 
 
 def _by_design(entry, expect: Expectation) -> bool:
@@ -65,57 +66,42 @@ def _by_design(entry, expect: Expectation) -> bool:
     a lower SM is dead weight next to it, not a wrong kernel.  Arch-specific
     (``a``/``f``) code and anything above the variant's SM stay errors.
     """
-    if not expect.by_design or entry.suffix:
-        return False
-    return int(entry.sm) <= int(expect.sm)
+    return bool(expect.by_design) and not entry.suffix and int(entry.sm) <= int(expect.sm)
 
 
 def _check_gpu(obj: ObjectEntry, expect: Expectation) -> None:
-    for section in obj.gpu:
-        if section.error:
-            obj.problems.append(Problem(ERROR, "read", f"{section.name}: {section.error}", obj.path))
+    obj.problems.extend(Problem(ERROR, "read", f"{s.name}: {s.error}", obj.path) for s in obj.gpu if s.error)
     if not expect.sm:
         return
     for section in obj.gpu:
         main = section.name == ".nv_fatbin"
-        severity = ERROR if main else WARNING
-        bad: dict[str, tuple[int, str]] = {}
-        designed: set[str] = set()
-        own_ptx: set[str] = set()
-        for entry in section.entries:
-            why = (expect.target.cubin_problem(entry.sm, entry.suffix) if entry.kind == "cubin"
-                   else expect.target.ptx_problem(entry.sm, entry.suffix, expect.ptx))
-            if why:
-                count, _ = bad.get(entry.target, (0, why))
-                bad[entry.target] = (count + 1, why)
-                if _by_design(entry, expect):
-                    designed.add(entry.target)
-                elif _own_sm_ptx(entry, expect):
-                    own_ptx.add(entry.target)
-        for target, (count, why) in bad.items():
-            kind = "PTX" if target.startswith("compute") else "cubin" + "s" * (count != 1)
-            where = "" if main else " in __nv_relfatbin (device-link input, not loaded at run time)"
-            level = WARNING if target in designed or target in own_ptx else severity
-            if target in designed:
-                why += f"; expected: {expect.by_design}"
-            elif target in own_ptx:
+        # what makes a problem is the target (kind, SM, suffix): one entry of each stands for all
+        by_target = {entry.target: entry for entry in section.entries}
+        bad = collections.Counter(e.target for e in section.entries if _gpu_problem(e, expect, expect.ptx))
+        for target, count in bad.items():
+            entry = by_target[target]
+            why, level = _gpu_problem(entry, expect, expect.ptx), ERROR if main else WARNING
+            if _by_design(entry, expect):
+                why, level = f"{why}; expected: {expect.by_design}", WARNING
+            elif _own_sm_ptx(entry, expect):
                 why += "; it is for the variant's own SM, so it runs there (JIT-compiled where no cubin fits)"
+                level = WARNING
+            kind = "PTX" if entry.kind == "ptx" else "cubin" + "s" * (count != 1)
+            where = "" if main else " in __nv_relfatbin (device-link input, not loaded at run time)"
             obj.problems.append(Problem(
                 level, "gpu", f"{count} {kind} for {target}{where}: {why} (variant {expect.target.cubin})", obj.path))
     main = obj.section(".nv_fatbin")
-    if main and main.entries:
-        usable = [e for e in main.entries if _runs_on_variant(e, expect)]
-        if not usable:
-            obj.problems.append(Problem(
-                ERROR, "gpu", f"uses CUDA but has no code for {expect.target.cubin} "
-                "(\"no kernel image is available for execution on the device\")", obj.path))
+    asked = expect.ptx or bool(expect.by_design)
+    if main and main.entries and not any(
+            _own_sm_ptx(e, expect) or _gpu_problem(e, expect, asked) is None for e in main.entries):
+        obj.problems.append(Problem(
+            ERROR, "gpu", f"uses CUDA but has no code for {expect.target.cubin} "
+            "(\"no kernel image is available for execution on the device\")", obj.path))
 
 
 def _check_cuda(obj: ObjectEntry, expect: Expectation) -> None:
-    if not expect.cuda:
-        return
     main = obj.section(".nv_fatbin")
-    if not main:
+    if not expect.cuda or not main:
         return
     wanted = Version(expect.cuda)
     for release in sorted({e.release for e in main.entries if e.release}):
@@ -233,13 +219,13 @@ def _object(info: elf.ObjectInfo, shown: str, context: _Context) -> ObjectEntry:
     return obj
 
 
-def _read(path: Path, shown: str) -> tuple[elf.ObjectInfo | None, Problem | None]:
+def _read(path: Path) -> tuple[elf.ObjectInfo | None, Problem | None]:
     try:
         return elf.read_object(path), None
     except (ValueError, OSError) as error:
-        return None, Problem(ERROR, "read", str(error), shown)
+        return None, Problem(ERROR, "read", str(error), str(path))
     except Exception as error:  # pyelftools raises its own exception types on damaged files
-        return None, Problem(ERROR, "read", f"cannot read: {type(error).__name__}: {error}", shown)
+        return None, Problem(ERROR, "read", f"cannot read: {type(error).__name__}: {error}", str(path))
 
 
 _LIBRARY_NAME = re.compile(r"\.so(\.\d+)*$")
@@ -324,7 +310,7 @@ def _verify_wheel(built: built_wheel.BuiltWheel, expect: Expectation, companions
     entry = Entry(path=str(wheel), kind="wheel", size=wheel.stat().st_size, name=info.name, version=info.version)
     report = Report(entries=[entry], expectation=dataclasses.asdict(expect))
     entry.problems.extend(Problem(ERROR, "metadata", p) for p in info.problems)
-    others = [c for c in _companion_infos([c for c in companions if Path(c).resolve() != wheel.resolve()])]
+    others = _companion_infos([c for c in companions if Path(c).resolve() != wheel.resolve()])
     torch_wheel = next((c for c in others if c.name == metadata.TORCH), None)
     is_torch = info.name == metadata.TORCH
     torch_version = expect.torch_version or (torch_wheel.version if torch_wheel else None)
@@ -334,15 +320,10 @@ def _verify_wheel(built: built_wheel.BuiltWheel, expect: Expectation, companions
 
     if not info.members:
         return report
-    wheelhouse: dict[str, str] = {}
-    for other in others:
-        for base in other.basenames():
-            if ".so" in base:
-                wheelhouse.setdefault(base, other.name)
+    # soname -> the wheel holding it; the first wheel wins
+    wheelhouse = {base: other.name for other in reversed(others) for base in other.basenames() if ".so" in base}
     requirements = [r for w in [info, *others] for r in w.requires if metadata.is_active(r)]
-    exports = None
-    if not is_torch and torch_wheel is not None:
-        exports = torch_exports(torch_wheel.path)
+    exports = torch_exports(torch_wheel.path) if torch_wheel is not None and not is_torch else None
 
     entry.problems.extend(Problem(ERROR, kind, why, name) for name, (kind, why) in built.problems.items())
     entry.problems.extend(_library_problems(built))
@@ -358,12 +339,11 @@ def _verify_wheel(built: built_wheel.BuiltWheel, expect: Expectation, companions
         entry.objects.append(_object(read, name, context))
     if named:
         _check_cubins(entry, named, [wheel, *companions], expect)
-    if not is_torch and torch_version is not None and not any(
-        canonicalize_name(r.name) == metadata.TORCH for r in info.requires if metadata.is_active(r)
-    ):
-        needs_torch = any(linkage.is_torch_library(n) for o in entry.objects for n in o.needed)
-        if needs_torch:
-            entry.problems.append(Problem(ERROR, "metadata", f"links torch's libraries but does not require torch=={torch_version}"))
+    requires_torch = any(canonicalize_name(r.name) == metadata.TORCH for r in info.requires if metadata.is_active(r))
+    links_torch = any(linkage.is_torch_library(n) for o in entry.objects for n in o.needed)
+    if not is_torch and torch_version is not None and links_torch and not requires_torch:
+        entry.problems.append(Problem(
+            ERROR, "metadata", f"links torch's libraries but does not require torch=={torch_version}"))
     return report
 
 
@@ -401,11 +381,9 @@ def _check_metadata(entry: Entry, info: metadata.WheelInfo, others: list[metadat
             entry.problems.append(Problem(
                 ERROR, "metadata", f"torch is {info.version}, the wheelhouse's torch should be {expect.torch_version}"))
     elif torch_version:
-        for requirement in info.requires:
-            if canonicalize_name(requirement.name) == metadata.TORCH:
-                why = metadata.torch_pin_problem(requirement, torch_version)
-                if why:
-                    entry.problems.append(Problem(ERROR, "metadata", why))
+        pins = [r for r in info.requires if canonicalize_name(r.name) == metadata.TORCH]
+        entry.problems.extend(Problem(ERROR, "metadata", why) for why in
+                              filter(None, (metadata.torch_pin_problem(r, torch_version) for r in pins)))
         if torch_wheel is not None and expect.torch_version and not metadata._same_version(torch_wheel.version, expect.torch_version):
             entry.problems.append(Problem(
                 ERROR, "metadata", f"the wheelhouse's torch is {torch_wheel.version}, expected {expect.torch_version}"))
@@ -428,24 +406,19 @@ def verify_objects(paths: Sequence[Path], expect: Expectation | None) -> Report:
     """Loose shared objects, checked together: they may provide each other's libraries."""
     expect = expect or Expectation()
     report = Report(expectation=dataclasses.asdict(expect))
-    infos: list[tuple[Path, elf.ObjectInfo | None, Problem | None]] = []
-    for path in paths:
-        read, problem = _read(Path(path), str(path))
-        infos.append((Path(path), read, problem))
+    infos = [(Path(path), *_read(Path(path))) for path in paths]
     good = [(p, i) for p, i, _ in infos if i is not None]
     inside = {p.name for p, _ in good} | {i.soname for _, i in good if i.soname}
     torch_libs = [i for p, i in good if linkage.is_torch_library(i.soname or p.name)]
     exports = set().union(*(i.exported for i in torch_libs)) if torch_libs else None
     for path, read, problem in infos:
-        entry = Entry(path=str(path), kind="object", size=path.stat().st_size if path.exists() else 0)
+        entry = Entry(path=str(path), kind="object", size=path.stat().st_size if path.exists() else 0,
+                      problems=[problem] if problem else [])
         report.entries.append(entry)
-        if problem:
-            entry.problems.append(problem)
-            continue
-        is_torch = linkage.is_torch_library(read.soname or path.name)
-        own = read.exported
-        context = _Context(expect, inside, own, {}, [], exports, is_torch)
-        entry.objects.append(_object(read, str(path), context))
+        if read is not None:
+            is_torch = linkage.is_torch_library(read.soname or path.name)
+            entry.objects.append(_object(read, str(path), _Context(expect, inside, read.exported, {}, [], exports,
+                                                                   is_torch)))
     return report
 
 

@@ -25,10 +25,6 @@ class Layout:
     settings: Settings
 
     @property
-    def downloads(self) -> Path:
-        return self.cache / "downloads"
-
-    @property
     def work(self) -> Path:
         """Every variant's build folders."""
         return self.cache / "work"

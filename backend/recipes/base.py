@@ -71,7 +71,6 @@ class Recipe:
 
     name: str  # component name, as in -C components=
     version: str
-    distributions: tuple[str, ...]  # wheel distribution names it produces
     depends: tuple[str, ...] = ("torch",)  # components installed in the build env first
     build_requires: tuple[str, ...] = ()  # pip requirements of its build (besides torch)
     pins_torch = True  # its wheels pin the exact torch (and every other member) of the wheelhouse
@@ -80,9 +79,9 @@ class Recipe:
     fixed_nvcc_threads: int | None = None  # a build that always runs nvcc with N threads
     # its build runs MAX_JOBS / NVCC_THREADS compile processes (vLLM's setup.py), so MAX_JOBS is processes x threads
     divides_max_jobs_by_nvcc_threads = False
-    # where a checkout of it states its version: version.txt, a module assigning __version__, or the
-    # _version.py setuptools-scm writes (backend/sources/checkout_version.py)
-    version_file: str | None = None
+    # where a checkout of it states its version: version.txt (the PyTorch projects, flashinfer), a module
+    # assigning __version__, or the _version.py setuptools-scm writes (backend/sources/checkout_version.py)
+    version_file: str | None = "version.txt"
     # its version comes from setuptools-scm: a git checkout is the version its tags give, as
     # setuptools-scm derives it (vLLM); a tree without .git (an sdist) states it in version_file
     version_from_git_tags = False
@@ -105,6 +104,11 @@ class Recipe:
     # The objects of its wheel the variant's ISA flags still do not reach, and why (plan note, manifest)
     isa_flags_not_reached = ""
     pythons: tuple[str, ...] = ()  # the Python versions its build accepts ("3.13"); () = any
+
+    @property
+    def distributions(self) -> tuple[str, ...]:
+        """The wheel distribution names it produces: its own name, unless a subclass lists others (flashinfer)."""
+        return (self.name,)
 
     def build_requirements(self, variant: Variant) -> tuple[str, ...]:
         """Everything its build environment needs besides torch, for this variant."""

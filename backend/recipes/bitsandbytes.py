@@ -16,7 +16,6 @@ class Bitsandbytes(Recipe):
     name = "bitsandbytes"
     version = "0.49.1"
     version_file = "bitsandbytes/__init__.py"  # a checkout's own release (its static __version__): which patches fit it
-    distributions = ("bitsandbytes",)
     depends = ()
     cuda_libraries = ("cublas", "cusparse")  # CMakeLists: CUDA::cudart, CUDA::cublas(Lt), CUDA::cusparse
     # pyproject.toml [build-system] at 0.49.1, plus the CMake and Ninja it drives

@@ -273,7 +273,6 @@ CHECK_CUBINS = (
 class Flashinfer(Recipe):
     name = "flashinfer"
     version = VERSION  # the 0.6.1 line; for_line gives the one a vLLM release line pins
-    version_file = "version.txt"
     distributions = ("flashinfer-python", "flashinfer-jit-cache")
     build_requires = (
         # pyproject.toml [build-system] at v0.6.1

@@ -249,8 +249,6 @@ FEATURES = Features(
 class Torch(Recipe):
     name = "torch"
     version = "2.9.1"  # a vLLM release line may pin another 2.9.x (Recipe.for_line)
-    version_file = "version.txt"
-    distributions = ("torch",)
     depends = ()
     pins_torch = False
     build_requires = (

@@ -14,11 +14,7 @@ from .base import BuildContext, Recipe
 class Torchaudio(Recipe):
     name = "torchaudio"
     version = "2.9.1"
-    version_file = "version.txt"
-    distributions = ("torchaudio",)
     build_requires = ("setuptools>=70.1.0", "wheel", "cmake>=3.27", "ninja")
-    mem_per_job_gb = 2.0
-    disk_gb = 2.0
     # tools/setup_helpers/extension.py runs plain CMake (no CMAKE_CUDA_FLAGS of its own; read at
     # pytorch/audio 02f42eb0): CMake initialises CMAKE_CUDA_FLAGS from CUDAFLAGS
     isa_flag_variables = {"CUDAFLAGS": "nvcc"}

@@ -65,11 +65,7 @@ FEATURES = Features(
 class Torchvision(Recipe):
     name = "torchvision"
     version = "0.24.1"
-    version_file = "version.txt"
-    distributions = ("torchvision",)
     build_requires = ("setuptools>=70.1.0", "wheel")
-    mem_per_job_gb = 2.0
-    disk_gb = 2.0
     features = FEATURES
     # setup.py: NVCC_FLAGS = os.getenv("NVCC_FLAGS", None), shlex-split into extra_compile_args["nvcc"] (read at
     # pytorch/vision 004ebb5c, after 0.24.1; the variable is older than 0.24); C/C++ take CFLAGS (setuptools)
@@ -87,14 +83,12 @@ class Torchvision(Recipe):
 
     def host_problem(self) -> str | None:
         """The codec -dev packages the build host lacks (setup.py would only warn and build image.so without them)."""
-        missing = []
-        for found, package in CODEC_HEADERS.values():
+        def present(found: str) -> bool:  # a header in setup.py's include folders, or a program on PATH
             if found.endswith(".h"):
-                present = any(os.path.isfile(os.path.join(folder, found)) for folder in _include_folders())
-            else:
-                present = shutil.which(found) is not None
-            if not present:
-                missing.append(f"{found} ({package})")
+                return any(os.path.isfile(os.path.join(folder, found)) for folder in _include_folders())
+            return shutil.which(found) is not None
+
+        missing = [f"{found} ({package})" for found, package in CODEC_HEADERS.values() if not present(found)]
         if not missing:
             return None
         return (f"torchvision's image codecs need on the build host: {', '.join(missing)}; install them "

@@ -35,7 +35,6 @@ def vllm_archs(variant) -> list[str]:
 class Vllm(Recipe):
     name = "vllm"
     version = "0.15.1"  # the 0.15.1 line; for_line gives another line's
-    distributions = ("vllm",)
     # torchvision and torchaudio are not needed to build vLLM, but its wheel requires them (0.15.1's
     # Requires-Dist: torchvision==0.24.1, torchaudio==2.9.1): built first, against the same torch.
     depends = ("torch", "flashinfer", "torchvision", "torchaudio")

@@ -20,8 +20,6 @@ from .base import BuildContext, Recipe, cpp_extension_arch_problem
 class Xformers(Recipe):
     name = "xformers"
     version = "0.0.33.post2"
-    version_file = "version.txt"
-    distributions = ("xformers",)
     build_requires = ("setuptools>=70.1.0", "wheel", "ninja")
     mem_per_job_gb = 6.0
     fixed_nvcc_threads = 4

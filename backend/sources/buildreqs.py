@@ -156,19 +156,16 @@ def install(
     wanted = [f"{block.name}=={block.version}" for block in needed if block.holds()]
     if wanted and missing_requirements(python, wanted):
         links = downloads_dir(cache)
-        part = python.parent.parent / "build-requirements.txt"
-        part.write_text("".join(block.text for block in needed))
-        args = ["install", "-q", "--require-hashes", "--no-deps", "-r", str(part)]
-        if links.is_dir():
-            args += ["--find-links", str(links)]
         if offline and not links.is_dir():
             # What the environment has may still build; say what is not pinned and how to pin it.
             say(f"offline build: the locked build requirements are not in {links} (python -m backend fetch "
                 "with network puts them there); using the environment's, unpinned")
             install_requirements(python, requirements, offline=True)
             return
-        if offline:
-            args += ["--no-index"]
+        part = python.parent.parent / "build-requirements.txt"
+        part.write_text("".join(block.text for block in needed))
+        args = ["install", "-q", "--require-hashes", "--no-deps", "-r", str(part),
+                *(["--find-links", str(links)] if links.is_dir() else []), *(["--no-index"] if offline else [])]
         say(f"installing the locked build requirements ({lock.name}) into {python.parent.parent}")
         result = _pip(python, args)
         if result.returncode != 0:

@@ -21,10 +21,14 @@ for the merged index.  See docs/WHEELS.md for the mapping.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import zipfile
 from collections.abc import Iterable
+from email.parser import BytesParser
 from pathlib import Path
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -96,75 +100,35 @@ def variant_json(variants: Iterable[Variant]) -> str:
     return json.dumps(document, indent=4, sort_keys=True)
 
 
-def _public(version: str, label: str) -> str:
-    parsed = Version(version)
-    return parsed.public if parsed.local == label else str(parsed)
-
-
-def write_variant_wheel(wheel: Path, dest_dir: Path, variant: Variant, *, public_version: bool = True) -> Path:
+def write_variant_wheel(wheel: Path, dest_dir: Path, variant: Variant) -> Path:
     """Write ``wheel`` as a variant wheel of ``variant`` into ``dest_dir``; return its path.
 
-    With ``public_version`` (the default) a version or pin carrying the
-    variant's local label loses it (see the module docstring).  Members are
-    copied without recompression, like :func:`~backend.wheels.relabel.relabel`.
+    Its version and every pin carrying the variant's local label lose it (see
+    the module docstring).  Members are copied without recompression, like
+    :func:`~backend.wheels.relabel.relabel`.
     """
-    import zipfile
-
     wheel = Path(wheel)
     label = variant_label(variant)
-    file_version = names.parse(wheel.name).version_text
-    version = None
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = BytesParser().parsebytes(archive.read(f"{dist_info_folder(wheel, archive.namelist())}/METADATA"),
+                                            headersonly=True)
+    version = Version((metadata["Version"] or names.parse(wheel.name).version_text).strip())
     pins: dict[str, str] = {}
-    if public_version:
-        with zipfile.ZipFile(wheel) as archive:
-            info = dist_info_folder(wheel, archive.namelist())
-            metadata = archive.read(f"{info}/METADATA").decode("utf-8")
-        version = _public(_metadata_field(metadata, "Version") or file_version, label)
-        pins = _public_pins(metadata, label)
+    for text in metadata.get_all("Requires-Dist") or []:
+        with contextlib.suppress(ValueError):  # not a requirement, not one specifier, not a version: no pin
+            requirement = Requirement(text)
+            (specifier,) = requirement.specifier
+            pinned = Version(specifier.version)
+            if specifier.operator in ("==", "===") and pinned.local == label:
+                pins[requirement.name] = pinned.public
     return relabel(
         wheel,
         dest_dir,
-        version=version,
+        version=version.public if version.local == label else str(version),
         pins=pins,
         extra_files={VARIANT_JSON: (variant_json([variant]) + "\n").encode("utf-8")},
         variant_label=label,
     )
-
-
-def _metadata_field(text: str, field: str) -> str | None:
-    for line in text.splitlines():
-        if not line.strip():
-            break
-        key, _, value = line.partition(":")
-        if key.strip().lower() == field.lower():
-            return value.strip()
-    return None
-
-
-def _public_pins(text: str, label: str) -> dict[str, str]:
-    """Requires-Dist ``name==X+<label>`` -> {name: X}."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    pins = {}
-    for line in text.splitlines():
-        if not line.strip():
-            break
-        key, _, value = line.partition(":")
-        if key.strip().lower() != "requires-dist":
-            continue
-        try:
-            requirement = Requirement(value.strip())
-        except InvalidRequirement:
-            continue
-        specs = list(requirement.specifier)
-        if len(specs) == 1 and specs[0].operator in ("==", "==="):
-            try:
-                pinned = Version(specs[0].version)
-            except ValueError:
-                continue
-            if pinned.local == label:
-                pins[requirement.name] = pinned.public
-    return pins
 
 
 def write_index_variants_json(

@@ -12,10 +12,12 @@ old RECORD and cannot stay valid.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -71,17 +73,6 @@ def _requirement(text: str) -> Requirement:
         raise BackendError(f"requirement {text!r} is not valid ({error})") from None
 
 
-def pinned_requirement(requirement: Requirement, version: str) -> str:
-    """``requirement`` as ``name[extras]==version; marker`` (any URL dropped)."""
-    text = requirement.name
-    if requirement.extras:
-        text += "[" + ",".join(sorted(requirement.extras)) + "]"
-    text += f"=={version}"
-    if requirement.marker is not None:
-        text += f"; {requirement.marker}"
-    return text
-
-
 def edit_metadata(
     data: bytes,
     *,
@@ -95,14 +86,9 @@ def edit_metadata(
     description included, is kept byte for byte.  ``pins`` keys must be
     canonical names.
     """
-    text = data.decode("utf-8")
-    lines = text.splitlines(keepends=True)
+    lines = data.decode("utf-8").splitlines(keepends=True)
     eol = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
-    end = len(lines)
-    for index, line in enumerate(lines):
-        if line in ("\n", "\r\n"):
-            end = index
-            break
+    end = next((index for index, line in enumerate(lines) if line in ("\n", "\r\n")), len(lines))
     # Group each header with its continuation lines.
     groups: list[list[str]] = []
     for line in lines[:end]:
@@ -114,28 +100,21 @@ def edit_metadata(
     existing: set[str] = set()
     last_requires = -1
     for group in groups:
-        key, _, value = "".join(group).partition(":")
+        header = "".join(group)
+        key, _, value = header.partition(":")
         field = key.strip().lower()
         if field == "version" and version is not None:
-            headers.append(f"Version: {version}{eol}")
-            continue
-        if field == "requires-dist":
-            raw = " ".join(part.strip() for part in value.splitlines())
-            try:
-                requirement = Requirement(raw.strip())
-            except InvalidRequirement:
-                headers.append("".join(group))
-            else:
+            header = f"Version: {version}{eol}"
+        elif field == "requires-dist":
+            last_requires = len(headers)
+            with contextlib.suppress(InvalidRequirement):  # kept as it is
+                requirement = Requirement(" ".join(part.strip() for part in value.splitlines()))
                 pinned = pins.get(canonicalize_name(requirement.name))
-                if pinned is not None:
-                    requirement = Requirement(pinned_requirement(requirement, pinned))
-                    headers.append(f"Requires-Dist: {requirement}{eol}")
-                else:
-                    headers.append("".join(group))
+                if pinned is not None:  # name[extras]==pinned; marker (any URL dropped)
+                    requirement.url, requirement.specifier = None, SpecifierSet(f"=={pinned}")
+                    header = f"Requires-Dist: {requirement}{eol}"
                 existing.add(str(requirement))
-            last_requires = len(headers) - 1
-            continue
-        headers.append("".join(group))
+        headers.append(header)
     if headers and not headers[-1].endswith(("\n", "\r")):
         headers[-1] += eol  # a METADATA without a trailing newline
     new_lines = []

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import struct
 import time
 import zipfile
 
@@ -76,18 +75,11 @@ def build_id_span(data: bytes) -> tuple[int, int] | None:
     from elftools.elf.elffile import ELFFile
 
     try:
-        elf = ELFFile(io.BytesIO(data))
-        section = elf.get_section_by_name(".note.gnu.build-id")
+        section = ELFFile(io.BytesIO(data)).get_section_by_name(".note.gnu.build-id")
+        for note in section.iter_notes() if section is not None else ():
+            if note["n_type"] == "NT_GNU_BUILD_ID" and note["n_name"] == "GNU":
+                start = note["n_offset"] + 12 + (note["n_namesz"] + 3) // 4 * 4  # after the header and name
+                return start, start + note["n_descsz"]
     except Exception:  # noqa: BLE001 - pyelftools raises many kinds on a damaged file: then no build id
         return None
-    if section is None:
-        return None
-    offset, end = section["sh_offset"], section["sh_offset"] + section["sh_size"]
-    endian = "<" if elf.little_endian else ">"
-    while offset + 12 <= end:
-        namesz, descsz, kind = struct.unpack(endian + "III", data[offset:offset + 12])
-        name_end = offset + 12 + (namesz + 3) // 4 * 4
-        if kind == 3 and data[offset + 12:offset + 12 + namesz].rstrip(b"\0") == b"GNU":
-            return name_end, name_end + descsz
-        offset = name_end + (descsz + 3) // 4 * 4
     return None

@@ -190,7 +190,8 @@ _UNSAFE_PATH_CHARS = {";": "';' (pip reads it as an environment marker, CMake as
 _PATH_ON_PATH_KEYS = ("cache-dir", "VLLM_STACK_CACHE_DIR", "CUDA_HOME", "CUDA_PATH")
 # Variables naming a path that nvcc puts into the commands its shell runs (TMPDIR: its temporary
 # files, /tmp/tmpxft_...), or where the toolkit lies; checked before a build runs anything.
-PATH_VARIABLES = ("TMPDIR", "CUDA_HOME", "CUDA_PATH", "CUDAHOSTCXX", "VLLM_STACK_CACHE_DIR")
+# (VLLM_STACK_CACHE_DIR is a setting: checked as cache-dir, when -C cache-dir does not replace it.)
+PATH_VARIABLES = ("TMPDIR", "CUDA_HOME", "CUDA_PATH", "CUDAHOSTCXX")
 
 
 def check_path_characters(key: str, text: str, shown: str | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
+from collections.abc import Callable
 
 from . import cpu_isa
 from . import host as host_info
@@ -95,11 +96,11 @@ class Conflict:
     accepted: tuple[str, ...]
     why: str
 
-    def violation(self, chosen: dict[str, str]) -> str | None:
+    def violation(self, chosen: dict[str, str], named: Callable[[str], str] = str) -> str | None:
         if chosen[self.setting] in self.accepted or any(chosen[k] not in v for k, v in self.when.items()):
             return None
         condition = " ".join(f"{k}={chosen[k]}" for k in self.when)
-        return (f"setting '{self.setting}': bad value {chosen[self.setting]!r} for {condition} "
+        return (f"setting '{named(self.setting)}': bad value {chosen[self.setting]!r} for {condition} "
                 f"({self.why.format(**chosen)}); "
                 f"accepted: {', '.join(self.accepted)}")
 
@@ -121,10 +122,11 @@ CONFLICTS = (
 )
 
 
-def rule_violation(sm: str, isa: str, cuda: str) -> str | None:
-    """Why (sm, isa, cuda) is not a variant (the first conflict it meets), or None when it is one."""
+def rule_violation(sm: str, isa: str, cuda: str, named: Callable[[str], str] = str) -> str | None:
+    """Why (sm, isa, cuda) is not a variant (the first conflict it meets), or None when it is one; ``named``:
+    what the message calls a setting (Settings.named: the variable it came from)."""
     chosen = {"sm": sm, "isa": isa, "cuda": cuda}
-    return next((why for why in (c.violation(chosen) for c in CONFLICTS) if why), None)
+    return next((why for why in (c.violation(chosen, named) for c in CONFLICTS) if why), None)
 
 
 def extension_reason(variant: Variant) -> str:
@@ -145,20 +147,20 @@ def matrix(python: str | None = None, cudas: tuple[str, ...] = ("12.9", "12.8", 
     return rows
 
 
-def host_violation(isa: str, host: host_info.Host) -> str | None:
+def host_violation(isa: str, host: host_info.Host, named: str = "isa") -> str | None:
     """Why this host cannot build the ISA (torch's build runs code it compiles)."""
     platform = platform_of(isa)
     if platform != host.machine:
         family = ", ".join(ARM_ISAS if host.machine == "aarch64" else X86_ISAS)
         return (
-            f"setting 'isa': bad value {isa!r}: it is an {platform} ISA and this host is {host.machine}; "
+            f"setting '{named}': bad value {isa!r}: it is an {platform} ISA and this host is {host.machine}; "
             f"accepted here: {family}"
         )
     missing = [f for f in cpu_isa.get(isa).host_features if f not in host.cpu_features]
     if missing:
         runnable = [i for i in ISAS if platform_of(i) == host.machine and all(f in host.cpu_features for f in cpu_isa.get(i).host_features)]
         return (
-            f"setting 'isa': bad value {isa!r}: this host's CPU lacks {', '.join(missing)}, and torch's build "
+            f"setting '{named}': bad value {isa!r}: this host's CPU lacks {', '.join(missing)}, and torch's build "
             f"runs code it compiles; accepted here: {', '.join(runnable) or 'none'} (build {isa} on a host that has it)"
         )
     return None
@@ -173,10 +175,10 @@ def select(settings: Settings, host: host_info.Host | None = None, python: str |
             + (", ".join(SMS) if missing == "sm" else ", ".join(ISAS))
             + " (python -m backend detect suggests values for this host)"
         )
-    why = rule_violation(settings.sm, settings.isa, settings.cuda)
+    why = rule_violation(settings.sm, settings.isa, settings.cuda, settings.named)
     if why:
         raise BackendError(why)
-    why = host_violation(settings.isa, host or host_info.current())
+    why = host_violation(settings.isa, host or host_info.current(), settings.named("isa"))
     if why:
         raise BackendError(why)
     return Variant(sm=settings.sm, isa=settings.isa, cuda=settings.cuda, python=python or Variant.python)

@@ -1,5 +1,6 @@
 """The PEP 517 hooks through real pip: bad input is one line, the requirements fit the variant."""
 
+import os
 import platform
 import subprocess
 import sys
@@ -26,13 +27,13 @@ BAD = [
 ]
 
 
-def pip_wheel(pairs, tmp_path, isolation=False):
+def pip_wheel(pairs, tmp_path, isolation=False, env=None):
     args = [sys.executable, "-m", "pip", "wheel", str(ROOT), "-w", str(tmp_path / "dist"), "--no-deps"]
     if not isolation:
         args.append("--no-build-isolation")
     for pair in pairs:
         args += ["-C", pair]
-    return subprocess.run(args, capture_output=True, text=True)
+    return subprocess.run(args, capture_output=True, text=True, env=env)
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="the armv9-on-x86 case assumes an x86_64 host")
@@ -47,6 +48,20 @@ def test_bad_input_through_pip_is_one_line(pairs, parts, tmp_path):
     for part in parts:
         assert part in ours[0], (part, ours[0])
     assert not (tmp_path / "dist").exists() or not list((tmp_path / "dist").iterdir())
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the armv9-on-x86 case assumes an x86_64 host")
+def test_a_bad_variable_through_pip_names_the_variable(tmp_path):
+    """VLLM_STACK_ISA=armv9 on an x86_64 host: refused at plan time in one line that names the variable set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_STACK_")}
+    env.update(VLLM_STACK_ISA="armv9", VLLM_STACK_CACHE_DIR=str(tmp_path / "cache"))
+    result = pip_wheel(["sm=90"], tmp_path, env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output
+    ours = [line.strip() for line in output.splitlines() if line.strip().startswith("error: ") and "setting" in line]
+    assert len(ours) == 1, output
+    assert ours[0].startswith("error: setting 'VLLM_STACK_ISA': bad value 'armv9': it is an aarch64 ISA and this "
+                              "host is x86_64; accepted here: avx"), ours[0]
 
 
 def test_bad_input_with_build_isolation(tmp_path):

@@ -1,6 +1,11 @@
 """Settings: one structure, read from pyproject and -C, validated in one place."""
 
 import dataclasses
+import importlib.util
+import os
+import platform
+import subprocess
+import sys
 import types
 import typing
 from pathlib import Path
@@ -10,6 +15,8 @@ import pytest
 from backend import project, recipes, settings
 from backend.errors import BackendError
 from backend.sources import vllm_release
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("text", ["90", "9.0", "sm90", "sm_90", "SM_90", " 90 "])
@@ -328,3 +335,55 @@ def test_the_manifests_record_of_the_settings_never_holds_a_password():
     assert recorded["compiler-cache-url"] == "redis://me:***@cache.local:6379/0" and recorded["sm"] == "90"
     assert "hunter2" not in repr(recorded)
     assert [o.key for o in settings.OPTIONS if o.secret] == ["compiler-cache-url"]
+
+
+def _cli_plan(*pairs: str, **variables: str) -> subprocess.CompletedProcess:
+    """``python -m backend plan --json`` with only the given VLLM_STACK_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_STACK_")}
+    env.update(variables)
+    return subprocess.run([sys.executable, "-m", "backend", "plan", "--json", *pairs], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("pairs, variables, line", [
+    (("-C", "sm=90"), {"VLLM_STACK_ISA": "armv9"},
+     "error: setting 'VLLM_STACK_ISA': bad value 'armv9': it is an aarch64 ISA and this host is x86_64; accepted"),
+    (("-C", "sm=103", "-C", "isa=avx2"), {"VLLM_STACK_CUDA": "12.8"},
+     "error: setting 'VLLM_STACK_CUDA': bad value '12.8' for sm=103 (nvcc 12.8 cannot compile sm_103); accepted"),
+    (("-C", "isa=avx512"), {"VLLM_STACK_SM": "61"},
+     "error: setting 'isa': bad value 'avx512' for sm=61"),  # the bad value is isa's, given by -C
+    (("-C", "sm=90", "-C", "isa=avx2"), {"VLLM_STACK_TORCH": "existing"},
+     "error: setting 'VLLM_STACK_TORCH': bad value 'existing': no torch is importable in the build environment"),
+])
+def test_a_plan_time_check_of_a_setting_from_the_environment_names_the_variable(pairs, variables, line, tmp_path):
+    """The checks made after settings are loaded (the variant's rules, the host, torch=existing) name the
+    variable the user set, as the settings' own checks do."""
+    if "armv9" in line and platform.machine() != "x86_64":
+        pytest.skip("the armv9 case assumes an x86_64 host")
+    if "VLLM_STACK_TORCH" in variables and importlib.util.find_spec("torch") is not None:
+        pytest.skip("torch is importable here")
+    made = _cli_plan(*pairs, "-C", f"cache-dir={tmp_path}", **variables)
+    assert made.returncode != 0 and "Traceback" not in made.stderr
+    assert made.stderr.strip().splitlines() == [made.stderr.strip()], made.stderr
+    assert made.stderr.startswith(line), made.stderr
+    # the same value given by -C names the key
+    key, value = next(iter(variables.items()))
+    key = key.removeprefix("VLLM_STACK_").lower()
+    given = _cli_plan(*pairs, "-C", f"{key}={value}", "-C", f"cache-dir={tmp_path}")
+    assert given.stderr.startswith(line.replace(f"'VLLM_STACK_{key.upper()}'", f"'{key}'")), given.stderr
+
+
+def test_the_cache_folder_variable_is_read_once_as_the_setting_it_gives(tmp_path):
+    """VLLM_STACK_CACHE_DIR is cache-dir's environment source, nothing else: -C cache-dir replaces it unread
+    (a variable that would be refused is never checked), and without -C it is the cache."""
+    refused = str(tmp_path / "c;x")
+    chosen = _cli_plan("-C", "sm=90", "-C", "isa=avx2", "-C", "components=bitsandbytes",
+                       "-C", f"cache-dir={tmp_path / 'given'}", VLLM_STACK_CACHE_DIR=refused)
+    assert chosen.returncode == 0, chosen.stderr
+    assert f'"{tmp_path / "given"}/envs/' in chosen.stdout and "c;x" not in chosen.stdout
+    from_variable = _cli_plan("-C", "sm=90", "-C", "isa=avx2", "-C", "components=bitsandbytes",
+                              VLLM_STACK_CACHE_DIR=str(tmp_path / "variable"))
+    assert from_variable.returncode == 0, from_variable.stderr
+    assert f'"{tmp_path / "variable"}/envs/' in from_variable.stdout
+    line = _cli_plan("-C", "sm=90", "-C", "isa=avx2", VLLM_STACK_CACHE_DIR=refused).stderr
+    assert line.startswith("error: setting 'VLLM_STACK_CACHE_DIR': bad value") and "';'" in line, line

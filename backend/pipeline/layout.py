@@ -77,9 +77,7 @@ class Layout:
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("VLLM_STACK_CACHE_DIR")
-    if env:
-        return check_output_folder("VLLM_STACK_CACHE_DIR", Path(env))
+    """Where the cache goes when no -C cache-dir (or VLLM_STACK_CACHE_DIR, read by the settings) says."""
     try:
         import platformdirs
     except ImportError:  # pragma: no cover - platformdirs is a build requirement

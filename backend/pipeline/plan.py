@@ -187,15 +187,16 @@ def closure(settings: Settings) -> list[Recipe]:
     return ordered
 
 
-def existing_torch_version(python: str | None = None) -> str:
-    """The version of the torch importable by the running interpreter (torch=existing)."""
+def existing_torch_version(named: str = "torch") -> str:
+    """The version of the torch importable by the running interpreter (torch=existing); ``named``: what the
+    message calls the setting (Settings.named)."""
     from importlib import metadata
 
     try:
         return metadata.version("torch")
     except metadata.PackageNotFoundError:
         raise BackendError(
-            "setting 'torch': bad value 'existing': no torch is importable in the build environment "
+            f"setting '{named}': bad value 'existing': no torch is importable in the build environment "
             f"({sys.executable}); accepted: source, or install torch first and build with --no-build-isolation"
         ) from None
 
@@ -269,7 +270,7 @@ def make_plan(
         if problem := recipe.python_problem(python) or recipe.variant_problem(variant):
             raise BackendError(problem)
     if settings.torch == "existing":
-        torch_version = existing_torch_version()
+        torch_version = existing_torch_version(settings.named("torch"))
     else:
         torch_recipe = recipes.get("torch").for_line(line)
         local_torch = settings.sources.get("torch")

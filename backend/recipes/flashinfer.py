@@ -324,9 +324,7 @@ class Flashinfer(Recipe):
             # get_cubin() reads FLASHINFER_CUBIN_DIR (jit/env.py:86-88, used by jit/cubin_loader.py:202) and fetches
             # what is missing from FLASHINFER_CUBINS_REPOSITORY (cubin_loader.py:32-35, 208-211; a local path is
             # copied, cubin_loader.py:85-94): both name the lock's wheel, so the build never reaches NVIDIA's server.
-            cubins = str(ctx.extras[CUBIN] / CUBIN_DIR)
-            env["FLASHINFER_CUBIN_DIR"] = cubins
-            env["FLASHINFER_CUBINS_REPOSITORY"] = cubins
+            env["FLASHINFER_CUBIN_DIR"] = env["FLASHINFER_CUBINS_REPOSITORY"] = str(ctx.extras[CUBIN] / CUBIN_DIR)
         if builds_jit_cache(ctx.variant, ctx.settings):
             given = ctx.settings.flashinfer_aot_config  # as given, or as project.load_settings made it: both read here
             config = (given and aot_config("flashinfer-aot-config", given, Path.cwd())) or vllm_aot_config(ctx.variant)
@@ -340,8 +338,8 @@ class Flashinfer(Recipe):
         steps = []
         if uses_cubins(ctx.variant) and CUBIN in ctx.extras:  # the headers the AOT modules read, before compiling
             # the artifact folders its release's AOT build reads (an unknown release is refused: line_problem)
-            headers = RELEASES.get(self.version, CUBIN_HEADERS)
-            pairs = [part for folder, header in headers.items() for part in (folder, header)]
+            pairs = [part for folder, header in RELEASES.get(self.version, CUBIN_HEADERS).items()
+                     for part in (folder, header)]
             steps.append([ctx.python, "-c", CHECK_CUBINS, str(ctx.extras[CUBIN] / CUBIN_DIR), *pairs])
         if ctx.tree_version is None and TAG in ctx.extras:  # the lock's sdist: add the tag's packaging folder
             steps.append([ctx.python, "-c", OVERLAY, str(ctx.extras[TAG]), str(ctx.tree)])

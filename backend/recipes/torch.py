@@ -151,15 +151,6 @@ def nvshmem_requirement(variant) -> str:
     return NVSHMEM[variant.cuda.split(".")[0]]
 
 
-def mkl_dirs(ctx: BuildContext) -> tuple[Path, Path] | None:
-    """(lib, include) of the unpacked MKL wheels, or None when this build does not use them."""
-    if not all(name in ctx.extras for name in MKL_SOURCES):
-        return None
-    static, include = (ctx.extras[name] for name in MKL_SOURCES)
-    return (static / f"mkl_static-{MKL_VERSION}.data" / "data" / "lib",
-            include / f"mkl_include-{MKL_VERSION}.data" / "data" / "include")
-
-
 # What PyTorch's own 2.9.1 wheels require besides their Python deps (docs/COMPONENTS.md): triton,
 # from the torch-2.9.1 wheel's METADATA on PyPI, and the nvidia-* pins its release build adds through
 # PYTORCH_EXTRA_INSTALL_REQUIREMENTS (.github/scripts/generate_binary_build_matrix.py of 2.9; the 12.8
@@ -306,9 +297,11 @@ class Torch(Recipe):
             "BLAS": blas(v),
             "USE_NVSHMEM": "1" if uses_nvshmem(v) else "0",
         }
-        mkl = mkl_dirs(ctx)
-        if blas(v) == "MKL" and mkl is not None:  # the unpacked lock wheels, as PyTorch's /opt/intel
-            env["CMAKE_LIBRARY_PATH"], env["CMAKE_INCLUDE_PATH"] = (str(d) for d in mkl)
+        # the unpacked lock wheels' lib and include, as PyTorch's /opt/intel
+        if blas(v) == "MKL" and all(name in ctx.extras for name in MKL_SOURCES):
+            static, include = (ctx.extras[name] for name in MKL_SOURCES)
+            env["CMAKE_LIBRARY_PATH"] = str(static / f"mkl_static-{MKL_VERSION}.data" / "data" / "lib")
+            env["CMAKE_INCLUDE_PATH"] = str(include / f"mkl_include-{MKL_VERSION}.data" / "data" / "include")
         if v.isa == "avx":
             env.update({"USE_FBGEMM": "0", "USE_MKLDNN": "0", "USE_NNPACK": "0"})
         return env

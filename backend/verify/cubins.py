@@ -23,6 +23,8 @@ from pathlib import Path
 # Matched from its first '/' looking back at the 40 hex digits: the search then skips along '/' bytes, 30 times
 # faster over a gigabyte of code and fatbins than trying each hex digit as the start.
 _FOLDER = re.compile(rb"/(?<=[0-9a-f]{40}/)[A-Za-z0-9._/-]{1,200}\x00")
+# Where a wheel holds a folder's cubins (flashinfer-cubin: flashinfer_cubin/cubins/<folder>/checksums.txt).
+_CHECKSUMS = re.compile(r"/cubins/(.+)/checksums\.txt$")
 # Folders that flashinfer-cubin 0.6.1 does not package (its build downloads only artifacts.py:149-154's four):
 # the cuDNN SDPA cubins (artifacts.py:97) of the opt-in cudnn backend. No PyPI wheel has them: reported, not
 # refused, and the plan says so (backend/recipes/flashinfer.py notes).
@@ -34,22 +36,16 @@ def folders_named(data) -> set[str]:
     return {bytes(data[m.start() - 40:m.end() - 1]).decode().rstrip("/") for m in _FOLDER.finditer(data)}
 
 
-def packaged_folders(wheels: Sequence[Path]) -> dict[str, str]:
-    """Artifact folder -> the wheel holding its ``cubins/<folder>/checksums.txt``."""
-    found: dict[str, str] = {}
+def sources(named: set[str], wheels: Sequence[Path]) -> dict[str, str | None]:
+    """For each folder the wheel's kernels load cubins from: the wheel that serves it (the first holding
+    ``cubins/<folder>/checksums.txt``), or None (a download)."""
+    served: dict[str, str] = {}
     for wheel in wheels:
         try:
             with zipfile.ZipFile(wheel) as archive:
-                for name in archive.namelist():
-                    head, sep, _ = name.partition("/cubins/")
-                    if sep and name.endswith("/checksums.txt"):
-                        found.setdefault(name[len(head) + len(sep):-len("/checksums.txt")], Path(wheel).name)
+                members = archive.namelist()
         except (OSError, zipfile.BadZipFile):
             continue
-    return found
-
-
-def sources(named: set[str], wheels: Sequence[Path]) -> dict[str, str | None]:
-    """For each folder the wheel's kernels load cubins from: the wheel that serves it, or None (a download)."""
-    served = packaged_folders(wheels)
+        for match in filter(None, map(_CHECKSUMS.search, members)):
+            served.setdefault(match[1], Path(wheel).name)
     return {folder: served.get(folder) for folder in sorted(named)}

@@ -17,6 +17,8 @@ dgetrf_``) with the pin the wheel requires for a linked library.
 
 from __future__ import annotations
 
+import re
+
 from packaging.utils import canonicalize_name
 
 from ..errors import BackendError
@@ -28,8 +30,7 @@ from . import metadata
 def asked_symbols(spec) -> dict[str, frozenset[str]]:
     """Member -> the marker symbols to note in its record when the wheel is read (``built.read(asked=)``)."""
     asked: dict[str, frozenset[str]] = {}
-    for feature in spec.markers:
-        marker = spec.marker(feature)
+    for marker in map(spec.marker, spec.markers):
         asked[marker.object] = asked.get(marker.object, frozenset()) | frozenset(marker.symbols)
     return asked
 
@@ -64,17 +65,11 @@ def _witness(marker, record, requires: dict[str, str]) -> str:
 
 def _requirements(wheel) -> dict[str, str]:
     """The wheel's Requires-Dist by distribution name without a -cu12/-cu13 suffix (``nvidia-nvshmem``)."""
-    out: dict[str, str] = {}
     try:
         requires = metadata.from_built(wheel, check_record=False).requires
     except (BackendError, KeyError, ValueError, OSError):  # no readable METADATA: the pin stays unknown
-        return out
-    for requirement in requires:
-        name = canonicalize_name(requirement.name)
-        for suffix in ("-cu12", "-cu13"):
-            name = name.removesuffix(suffix)
-        out[name] = f"{requirement.name}{requirement.specifier}"
-    return out
+        return {}
+    return {re.sub(r"-cu1[23]$", "", canonicalize_name(r.name)): f"{r.name}{r.specifier}" for r in requires}
 
 
 def check_features(recipe, variant, wheels: list, mode: str,
@@ -91,11 +86,10 @@ def check_features(recipe, variant, wheels: list, mode: str,
         witnesses = read_witnesses(wheel, spec)
         if witnesses is None:
             continue
-        features = {feature: bool(w) for feature, w in witnesses.items()}
-        found[wheel.name] = features
+        found[wheel.name] = {feature: bool(w) for feature, w in witnesses.items()}
         if links is not None:
             links[wheel.name] = {feature: w for feature, w in witnesses.items() if w}
-        missing = [f for f in promised if not features.get(f)]
+        missing = [f for f in promised if not witnesses.get(f)]
         if missing:
             objects = sorted({spec.marker(f).object for f in missing})
             message = (f"{wheel.name} was built without {', '.join(missing)}, which the variant "

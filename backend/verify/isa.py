@@ -23,7 +23,8 @@ import re
 import shlex
 from pathlib import Path
 
-from ..errors import BackendError
+import iced_x86 as iced
+
 from .. import cpu_isa
 from . import elf
 
@@ -76,16 +77,12 @@ def allowed_features(isa: str) -> frozenset[str]:
 
 
 def _iced():
-    try:
-        import iced_x86
-    except ImportError as error:  # pragma: no cover - a declared requirement
-        raise BackendError("verification needs iced-x86; install it: pip install 'iced-x86>=1.21'") from error
-    return iced_x86
+    """iced-x86 (verify/emulate.py names faulting instructions with it)."""
+    return iced
 
 
 @functools.cache
 def _features_of(code: int) -> tuple[str, ...]:
-    iced = _iced()
     try:
         instruction = iced.Instruction.create(code)
         # GCC emits `rep bsf` for __builtin_ctz on generic targets: it runs as BSF on CPUs without BMI1.
@@ -98,7 +95,7 @@ def _features_of(code: int) -> tuple[str, ...]:
 
 @functools.cache
 def _feature_names() -> dict[int, str]:
-    features = _iced().CpuidFeature
+    features = iced.CpuidFeature
     return {getattr(features, name): name for name in dir(features) if not name.startswith("_")}
 
 
@@ -107,7 +104,6 @@ def _tracked(feature: str) -> bool:
 
 
 def scan_bytes(data: bytes, address: int = 0, scan: CodeScan | None = None) -> CodeScan:
-    iced = _iced()
     scan = scan or CodeScan(LEVELS)
     codes = collections.Counter(map(operator.attrgetter("code"), iced.Decoder(64, data, ip=address)))
     codes.pop(iced.Code.INVALID, None)
@@ -129,10 +125,6 @@ def scan_object(source: Path | bytes, scan_bytes=scan_bytes, levels=LEVELS) -> C
 class FlagCheck:
     records: int               # C/C++ compile records in .GCC.command.line
     lacking: list[str]         # those without the variant's flags
-
-    @property
-    def applied(self) -> bool:
-        return not self.lacking
 
 
 def is_compile_record(record: str) -> bool:

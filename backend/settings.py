@@ -67,7 +67,6 @@ SOURCE_PREFIX = "source."
 SOURCE_OPTION_KEY = SOURCE_PREFIX + "<component>"
 # Keys frontends add on their own; accepted and ignored.
 FOREIGN_KEYS = frozenset({"--build-option", "--global-option", "editable_mode", "editable-mode"})
-ENVIRONMENT_PREFIX = "VLLM_STACK_"
 
 
 def normalize_sm(value: str, key: str = "sm") -> str:
@@ -75,9 +74,8 @@ def normalize_sm(value: str, key: str = "sm") -> str:
     text = re.sub(r"^(\d+)\.(\d)$", r"\1\2", raw.lower().removeprefix("sm").lstrip("_"))  # 9.0 -> 90
     if text in SMS:
         return text
-    near = None
-    if text.isascii() and text.isdigit() and len(text) <= 6:  # int() refuses over 4,300 digits
-        near = min(SMS, key=lambda s: abs(int(s) - int(text)))
+    digits = text.isascii() and text.isdigit() and len(text) <= 6  # int() refuses over 4,300 digits
+    near = min(SMS, key=lambda s: abs(int(s) - int(text))) if digits else None
     hint = f"; did you mean {near!r}?" if near else ""
     raise BackendError(f"setting '{key}': bad value {raw!r}; accepted: {', '.join(SMS)} "
                        f"(also written 9.0, sm90, sm_90){hint}")
@@ -91,10 +89,8 @@ def _choice(key: str, value: str, accepted: tuple[str, ...]) -> str:
 
 def _bool(key: str, value: Any) -> bool:
     text = str(value).strip().lower()  # True and False too
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
+    if text in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+        return text in ("1", "true", "yes", "on")
     raise SettingError(key, value, ("true", "false"))
 
 
@@ -119,17 +115,13 @@ def redact_url(url: str) -> str:
     whose), the rest is replaced; user information without ``:`` (a token) is replaced whole.  After
     the user information, a query or fragment is replaced too: it may carry one (``?password=``).
     """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
+    scheme, sep, rest = url.partition("://") if "://" in url else ("", "", url)
     at = rest.rfind("@")
     shown = ""
     if at >= 0:
         user, colon, _secret = rest[:at].partition(":")
         shown, rest = user + ":***" if colon else "***", rest[at:]
-    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=-1)
-    if cut >= 0:
-        rest = rest[:cut + 1] + "***"
+    rest = re.sub(r"([?#]).*", r"\1***", rest, count=1, flags=re.DOTALL)  # from the first ? or #
     return f"{scheme}{sep}{shown}{rest}"
 
 
@@ -205,12 +197,11 @@ def check_path_characters(key: str, text: str, shown: str | None = None) -> None
                            f"a path of letters, digits, spaces and {marks}", why="it holds " + why)
 
 
-def check_path_variables(environ: Mapping[str, str] | None = None) -> None:
+def check_path_variables() -> None:
     """Stop in one line when a path variable holds a character a tool of the build interprets."""
-    environ = os.environ if environ is None else environ
     for name in PATH_VARIABLES:
-        if environ.get(name):
-            check_path_characters(name, environ[name])
+        if os.environ.get(name):
+            check_path_characters(name, os.environ[name])
 
 
 def check_output_folder(key: str, path: Path, shown: str | None = None) -> Path:
@@ -271,13 +262,11 @@ def _manylinux(key: str, value: Any, base: Path) -> str | None:
 
 def _free_disk_gb(key: str, value: Any, base: Path) -> float | None:
     text = str(value).strip()
-    if text == "auto":
-        return None
     try:
-        number = float(text)
+        number = None if text == "auto" else float(text)
     except ValueError:
         number = math.nan
-    if not 0 <= number < math.inf:  # nan compares false with everything: it would disable the check
+    if number is not None and not 0 <= number < math.inf:  # nan compares false with everything: no check
         raise SettingError(key, text, "a number of GB >= 0 (0: no check), or auto")
     return number
 
@@ -346,10 +335,9 @@ class Option:
         """A list (its type is a tuple): a TOML array, a comma list or -C given again."""
         return any(typing.get_origin(arm) is tuple for arm in _arms(self.type))
 
-    def value(self, value: Any, base: Path, named: str | None = None) -> Any:
+    def value(self, value: Any, base: Path, named: str) -> Any:
         """The typed value of ``value`` as given by the user, or a one-line SettingError naming ``named``
         (the key, or the environment variable the value came from)."""
-        named = named or self.key
         if self.parse is not None:
             return self.parse(named, value, base)
         if bool in _arms(self.type):
@@ -488,7 +476,7 @@ KEYS: dict[str, str] = {key: option.field for key, option in OPTION_BY_KEY.items
 
 def environment_variable(key: str) -> str:
     """The variable that gives setting ``key``: ``cache-dir`` -> ``VLLM_STACK_CACHE_DIR``."""
-    return ENVIRONMENT_PREFIX + key.upper().replace("-", "_")
+    return "VLLM_STACK_" + key.upper().replace("-", "_")
 
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, str]:

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from packaging.markers import default_environment
+from packaging.markers import Marker, default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
@@ -50,20 +50,14 @@ def downloads_dir(cache: Path) -> Path:
 class Pinned:
     """One block of the lock: ``name==version ; marker`` with its hashes, and the names uv's ``# via`` gives."""
 
-    requirement: Requirement
+    name: str  # canonical
+    version: str
+    marker: Marker | None
     text: str  # the block's lines as the lock has them, its comments left out
     required_by: frozenset[str]
 
-    @property
-    def name(self) -> str:
-        return canonicalize_name(self.requirement.name)
-
-    @property
-    def version(self) -> str:
-        return next(iter(self.requirement.specifier)).version
-
     def holds(self, environment: dict | None = None) -> bool:
-        return not self.requirement.marker or self.requirement.marker.evaluate(environment or default_environment())
+        return not self.marker or self.marker.evaluate(environment or default_environment())
 
 
 def _pinned(lock: Path) -> list[Pinned]:
@@ -86,12 +80,14 @@ def _pinned(lock: Path) -> list[Pinned]:
             requirement = Requirement(line)
         except InvalidRequirement as error:
             raise BackendError(f"build-requirement lock {lock}: bad line {line!r} ({error})") from None
-        if len(requirement.specifier) != 1 or next(iter(requirement.specifier)).operator != "==":
+        pin = next(iter(requirement.specifier), None)
+        if len(requirement.specifier) != 1 or pin.operator != "==":
             raise BackendError(f"build-requirement lock {lock}: {line!r} is not pinned with ==")
         # "# via requests", or "# via" then one name per comment line; "a recipe" and "-r" are the input
         via = [line.strip().lstrip("#").strip().removeprefix("via").strip() for line in block if line not in code]
         parents = frozenset(canonicalize_name(v.split()[0]) for v in via if v and v != "a recipe" and v[:2] != "-r")
-        out.append(Pinned(requirement, "\n".join(code).rstrip("\\ ") + "\n", parents))
+        text = "\n".join(code).rstrip("\\ ") + "\n"
+        out.append(Pinned(canonicalize_name(requirement.name), pin.version, requirement.marker, text, parents))
     return out
 
 

@@ -36,7 +36,7 @@ from ..verify import elf, isa, isa_arm
 from . import names
 from .files import fsync_dir, record_hash
 from .rawzip import RawZipWriter, read_raw
-from .reproducible import ELF_MAGIC, member_order, normalize_elf, normalized_mode, zip_time
+from .reproducible import ELF_MAGIC, member_order_key, normalize_elf, normalized_mode, zip_time
 
 SIGNATURES = ("RECORD.jws", "RECORD.p7s")  # they sign the old RECORD and cannot stay valid
 # Members never worth parsing as ELF objects.
@@ -75,9 +75,6 @@ class _Hashing(io.RawIOBase):
     def tell(self) -> int:
         return self.size
 
-    def flush(self) -> None:
-        self.handle.flush()
-
 
 @dataclasses.dataclass
 class BuiltWheel:
@@ -89,9 +86,8 @@ class BuiltWheel:
     problems: dict[str, tuple[str, str]]         # ELF member -> why it has no record: ("read" or "content", why)
     kept: dict[str, bytes]                       # members a caller asked to keep (``keep``)
     sha256: str | None = None                    # of the wheel written
-    _raw: dict[str, bytes] = dataclasses.field(default_factory=dict, repr=False)
-    _dist: dict[str, Member] = dataclasses.field(default_factory=dict, repr=False)
-    _infos: dict[str, zipfile.ZipInfo] = dataclasses.field(default_factory=dict, repr=False)
+    # the source's .dist-info files by name: (entry, compressed bytes, member), for write() to copy
+    _dist: dict[str, tuple[zipfile.ZipInfo, bytes, Member]] = dataclasses.field(default_factory=dict, repr=False)
     _out: object | None = dataclasses.field(default=None, repr=False)
     _edit: dict = dataclasses.field(default_factory=dict, repr=False)
 
@@ -109,7 +105,7 @@ class BuiltWheel:
         ``platform_tags`` and ``variant_label``.  Returns the new wheel's path (also ``self.path``)."""
         if self._out is None:
             raise ValueError("BuiltWheel.write: read without a folder to write into")
-        edit, (handle, temp, hashing, writer) = self._edit, self._out
+        edit, (handle, temp, hashing, writer), none = self._edit, self._out, (None, None, None)
         try:
             self.files = {n: d for n, d in self.files.items() if n not in SIGNATURES} | dict(files)
             order = [n for n in self.files if n != "RECORD"]
@@ -117,20 +113,21 @@ class BuiltWheel:
                 order.sort()
             date_time = zip_time(edit["epoch"]) if edit["epoch"] is not None else None
             for name in order:
-                path, data, raw, info = f"{self.dist_info}/{name}", self.files[name], self._raw.get(name), self._infos.get(name)
+                path, data = f"{self.dist_info}/{name}", self.files[name]
+                info, raw, member = self._dist.get(name, none)
                 mode = None if info is None or not date_time else normalized_mode(info)
                 if name in files or raw is None:
-                    writer.add(path, data, date_time=date_time or (info.date_time if info else None), mode=mode or 0o644)
+                    writer.add(path, data, date_time=date_time or (info and info.date_time), mode=mode or 0o644)
                     self.members.append(Member(path, len(data), record_hash(data), changed=True))
                 else:
                     writer.copy(info, raw, path, date_time=date_time, mode=mode)
-                    self.members.append(dataclasses.replace(self._dist[name], name=path))
+                    self.members.append(dataclasses.replace(member, name=path))
             record_path = f"{self.dist_info}/RECORD"
             self.files["RECORD"] = _record(self.members, _record_rows(self.files.get("RECORD") or b""),
                                            edit["renamed"], record_path)
-            info = self._infos.get("RECORD")
+            info = self._dist.get("RECORD", none)[0]
             writer.add(record_path, self.files["RECORD"], mode=0o644,
-                       date_time=date_time or (info.date_time if info else None))
+                       date_time=date_time or (info and info.date_time))
             self.members.append(Member(record_path, len(self.files["RECORD"]), changed=True))
             writer.close()
             handle.flush()
@@ -145,7 +142,7 @@ class BuiltWheel:
         except BaseException:
             self.discard()
             raise
-        self._out, self._raw, self.path, self.sha256 = None, {}, target, hashing.sha256.hexdigest()
+        self._out, self._dist, self.path, self.sha256 = None, {}, target, hashing.sha256.hexdigest()
         return target
 
     def discard(self) -> None:
@@ -177,14 +174,16 @@ def dist_info_folder(wheel: Path, names_: Sequence[str]) -> str:
 
 
 def read(wheel: Path, *, into: Path | None = None, version: str | None = None, epoch: int | None = None,
-         inspect: bool = True, objects: bool = True, scan_code: bool = True, asked: Mapping[str, frozenset[str]] = {},  # noqa: B006
+         inspect: bool = True, objects: bool = True, scan_code: bool = True,
+         asked: Mapping[str, frozenset[str]] = {},  # noqa: B006 - read only
          keep: Callable[[str], bool] = lambda name: False) -> BuiltWheel:
     """Read ``wheel`` once (see the module's docstring).
 
     ``inspect``: inflate and hash every member (else only what an edit needs) and, with ``objects``, record
-    every ELF object; ``scan_code``: with them, the scan of their CPU code (iced-x86, Capstone); ``asked``: member -> symbols
-    to note in its record (features); ``keep``: members whose bytes to keep (generated code).  ``into``:
-    the folder of the edited copy, ``version`` its new version, ``epoch`` for a reproducible one."""
+    every ELF object; ``scan_code``: with them, the scan of their CPU code (iced-x86, Capstone);
+    ``asked``: member -> symbols to note in its record (features); ``keep``: members whose bytes to keep
+    (generated code).  ``into``: the folder of the edited copy, ``version`` its new version, ``epoch`` for a
+    reproducible one."""
     wheel = Path(wheel)
     try:
         source = zipfile.ZipFile(wheel)
@@ -220,12 +219,9 @@ def read(wheel: Path, *, into: Path | None = None, version: str | None = None, e
             hashing = _Hashing(handle)
             built._out = (handle, Path(temp_name), hashing, RawZipWriter(hashing))
         try:
-            order = member_order([i.filename for i in infos]) if epoch is not None else [i.filename for i in infos]
-            by_name = {i.filename: i for i in infos}
-            for name in order:
-                _member(built, source, by_name[name], record_rows, inspect=inspect, objects=objects and inspect,
-                        scan_code=scan_code,
-                        asked=asked.get(name, frozenset()), keep=keep)
+            for info in sorted(infos, key=lambda i: member_order_key(i.filename)) if epoch is not None else infos:
+                _member(built, source, info, record_rows, inspect=inspect, objects=objects and inspect,
+                        scan_code=scan_code, asked=asked.get(info.filename, frozenset()), keep=keep)
         except BaseException:
             built.discard()
             raise
@@ -249,7 +245,8 @@ def _member(built: BuiltWheel, source: zipfile.ZipFile, info: zipfile.ZipInfo, r
     if inspect or edit["epoch"] is not None or in_dist or keep(info.filename) or out is not None:
         raw = read_raw(source, info)
     if inspect or edit["epoch"] is not None or in_dist or keep(info.filename):
-        algorithm = (rows.get(info.filename, ["", ""])[1].partition("=")[0] or "sha256") if inspect or in_dist else ""
+        algorithm = (rows.get(info.filename, ["", ""])[1].partition("=")[0] or "sha256"
+                     if inspect or in_dist else "")
         head, member.digest, data = _inflate(info, raw, algorithm, whole=lambda head: (
             (in_dist and info.file_size <= DIST_INFO_BOUND * (4 if info.filename.endswith("/RECORD") else 1))
             or keep(info.filename)
@@ -258,7 +255,7 @@ def _member(built: BuiltWheel, source: zipfile.ZipFile, info: zipfile.ZipInfo, r
         member.is_elf = head == ELF_MAGIC and not is_link
     if in_dist:
         base = info.filename.split("/", 1)[1]
-        built.files[base], built._raw[base], built._infos[base], built._dist[base] = data, raw, info, member
+        built.files[base], built._dist[base] = data, (info, raw, member)
         if out is None:
             built.members.append(member)
         return
@@ -289,13 +286,11 @@ def _record_object(built: BuiltWheel, name: str, data: bytes, scan_code: bool, a
         record = elf.read_object(data, asked=asked, name=name)
         if scan_code and record.code_bytes and record.machine in ("x86_64", "aarch64"):
             record.scan = (isa if record.machine == "x86_64" else isa_arm).scan_object(data)
-    except (ValueError, OSError) as error:
-        built.problems[name] = ("read", str(error))
-        return
     except Exception as error:  # noqa: BLE001 - pyelftools raises its own types on damaged files
-        built.problems[name] = ("read", f"cannot read: {type(error).__name__}: {error}")
-        return
-    built.objects[name] = record
+        built.problems[name] = ("read", str(error) if isinstance(error, (ValueError, OSError))
+                                else f"cannot read: {type(error).__name__}: {error}")
+    else:
+        built.objects[name] = record
 
 
 def _bomb(info: zipfile.ZipInfo) -> bool:
@@ -323,8 +318,8 @@ def _inflate(info: zipfile.ZipInfo, raw: bytes, algorithm: str, whole):
         keep = bool(whole(head))
     if size != info.file_size:
         raise zipfile.BadZipFile(f"Bad CRC-32 or size for file {info.filename!r}")
-    digest = "" if hasher is None else f"{algorithm}={base64.urlsafe_b64encode(hasher.digest()).rstrip(b'=').decode()}"
-    return head, digest, (b"".join(parts) if keep else None)
+    digest = base64.urlsafe_b64encode(hasher.digest()).rstrip(b"=").decode() if hasher else ""
+    return head, digest and f"{algorithm}={digest}", (b"".join(parts) if keep else None)
 
 
 def _renamer(folders: Mapping[str, str]) -> Callable[[str], str]:

@@ -37,14 +37,11 @@ TMPXFT_FIXED = b"tmpxft_00000000_00000000"
 ELF_MAGIC = b"\x7fELF"
 
 
-def member_order(names: list[str]) -> list[str]:
+def member_order_key(name: str) -> tuple[int, str]:
     """Package files by name, then ``*.dist-info/`` files by name, RECORD last."""
-    def key(name: str) -> tuple[int, str]:
-        head = name.split("/", 1)[0]
-        if head.endswith(".dist-info"):
-            return (2 if name.endswith("/RECORD") else 1, name)
-        return (0, name)
-    return sorted(names, key=key)
+    if name.split("/", 1)[0].endswith(".dist-info"):
+        return (2 if name.endswith("/RECORD") else 1, name)
+    return (0, name)
 
 
 def normalized_mode(info: zipfile.ZipInfo) -> int:

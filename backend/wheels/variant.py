@@ -110,8 +110,8 @@ def write_variant_wheel(wheel: Path, dest_dir: Path, variant: Variant) -> Path:
     wheel = Path(wheel)
     label = variant_label(variant)
     with zipfile.ZipFile(wheel) as archive:
-        metadata = BytesParser().parsebytes(archive.read(f"{dist_info_folder(wheel, archive.namelist())}/METADATA"),
-                                            headersonly=True)
+        metadata_path = f"{dist_info_folder(wheel, archive.namelist())}/METADATA"
+        metadata = BytesParser().parsebytes(archive.read(metadata_path), headersonly=True)
     version = Version((metadata["Version"] or names.parse(wheel.name).version_text).strip())
     pins: dict[str, str] = {}
     for text in metadata.get_all("Requires-Dist") or []:

@@ -119,14 +119,16 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
 
 
 # Items 3 to 6 meet torch=existing: a torch installed outside the backend, here a small stand-in of its
-# installed layout: torch/version.py with the ``cuda = ...`` line torch's setup.py writes, its dist-info,
+# installed layout: torch/version.py with the annotated ``cuda: Optional[str] = ...`` line torch's
+# tools/generate_torch_version.py writes (v2.9.1), its dist-info,
 # and (optionally) torch/lib/libtorch_cuda.so with GPU code for given SMs.
 
 def fake_torch(site: Path, version: str, cuda: str | None, sms: tuple[str, ...] = ()) -> Path:
     package = site / "torch"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text(f"__version__ = {version!r}\n")
-    (package / "version.py").write_text(f"__version__ = {version!r}\ndebug = False\ncuda = {cuda!r}\n")
+    (package / "version.py").write_text(f"from typing import Optional\n__version__ = {version!r}\ndebug = False\n"
+                                         f"cuda: Optional[str] = {cuda!r}\n")
     info = site / f"torch-{version}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n")

@@ -24,16 +24,18 @@ from ..verify import fatbin
 
 
 def _cuda_release(version_py: Path) -> tuple[bool, str | None]:
-    """(found, release) from torch/version.py's ``cuda = ...``."""
+    """(found, release) from torch/version.py's ``cuda`` line: torch's tools/generate_torch_version.py writes it
+    annotated (``cuda: Optional[str] = '12.8'``); a plain ``cuda = ...`` is read too."""
     try:
         tree = ast.parse(version_py.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError):
         return False, None
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "cuda" for t in node.targets):
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and "cuda" in [getattr(t, "id", None) for t in targets]:
             try:
                 value = ast.literal_eval(node.value)
-            except ValueError:
+            except ValueError:  # also an annotation without a value
                 return False, None
             return True, value if isinstance(value, str) else None
     return False, None

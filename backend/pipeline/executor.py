@@ -31,7 +31,7 @@ from ..wheels import manylinux
 from ..wheels import names as wheel_names
 from ..wheels.relabel import metadata_editor, relabel
 from ..wheels.requires import declared_requirements, is_generated
-from . import compiler_cache, environment, reproducible
+from . import compiler_cache, environment, existing_torch, reproducible
 from .buildkey import build_key
 from .layout import cache_dir
 from .pins import restored_requirements, stack_pins
@@ -52,11 +52,9 @@ class StepExecutor:
 
     def execute(self, step: Step, label: str) -> tuple[list[Path], str]:
         """Build (or find built) one step's wheels; returns them and "built" or "cached"."""
-        plan, toolchain, house = self.plan, self.toolchain, self.house
-        recipe = step.recipe
-        layout = plan.layout
         if step.in_place is not None:
             return self._build_in_place(step, label), "built"
+        plan, toolchain, recipe, layout = self.plan, self.toolchain, step.recipe, self.plan.layout
         say(f"{label} preparing {step.component} {recipe.version} ({step.tree_from})")
         prepared = _prepare_source(plan, step)
         # What runs is the plan's: its environment and commands, in its tree.
@@ -68,19 +66,14 @@ class StepExecutor:
             torch_version=plan.torch_version, caller=environment.keyed_caller_variables(),
         )
         self.keys[step.component] = key
-
-        cached = house.lookup(step.component, key)
-        if cached:
+        if cached := self.house.lookup(step.component, key):
             return cached, "cached"
 
         full_env = process_environment(step, toolchain, self.cache, compiler_cache.base_dirs(layout),
                                        specs_dir=layout.specs_dir)
         say(f"{label} building with {step.jobs.processes} job(s) x {step.jobs.nvcc_threads} nvcc thread(s): {step.jobs.reason}")
         say(f"{label} log: {layout.log_file(recipe)}")
-        wheel_dir = layout.wheel_dir(recipe)
-        if wheel_dir.exists():
-            shutil.rmtree(wheel_dir)
-        wheel_dir.mkdir(parents=True)
+        wheel_dir = _emptied(layout.wheel_dir(recipe))
         layout.build_dir(recipe).mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         with self._runner(step, full_env, label) as run:
@@ -90,13 +83,9 @@ class StepExecutor:
             except CommandFailed as failure:
                 _after_failure(step, layout.build_dir(recipe), failure, label)
                 raise
-
-        seconds = round(time.monotonic() - started, 1)
-        built = sorted(wheel_dir.glob("*.whl"))
-        if not built:
+        if not (built := sorted(wheel_dir.glob("*.whl"))):
             raise BackendError(f"the build of {step.component} produced no wheel in {wheel_dir}")
-
-        return self.finish(step, built, key, prepared, seconds, label), "built"
+        return self.finish(step, built, key, prepared, round(time.monotonic() - started, 1), label), "built"
 
     def finish(self, step: Step, built: list[Path], key: str, prepared, seconds: float, label: str) -> list[Path]:
         """A step's built wheels relabelled, pinned, tagged, made reproducible, verified, checked for their
@@ -107,25 +96,21 @@ class StepExecutor:
         its .dist-info folder (METADATA with the version, pins and requirements, WHEEL with the tag, RECORD)
         when the records of its objects have decided them; verification, features and the manifest read
         those records.  The copy moves into the wheelhouse with the hash taken while writing it."""
-        plan, toolchain, house = self.plan, self.toolchain, self.house
-        recipe = step.recipe
-        staged_dir = plan.layout.staged_dir(recipe)
-        if staged_dir.exists():
-            shutil.rmtree(staged_dir)
-        staged_dir.mkdir(parents=True)
-        pins = stack_pins(plan, house.wheels()) if step.recipe.pins_torch else {}
+        plan, toolchain, house, recipe = self.plan, self.toolchain, self.house, step.recipe
+        staged_dir = _emptied(plan.layout.staged_dir(recipe))
+        pins = stack_pins(plan, house.wheels()) if recipe.pins_torch else {}
         restored = restored_requirements(recipe.stack_requires, pins)
         exclude = manylinux.external_patterns(toolchain.runtime_libraries if toolchain else (), house.wheels())
         shown = lambda line: say(f"{label} {line.strip()}")  # noqa: E731
-        checked = plan.settings.verify != "off"
         staged = []
         for wheel in built:
             # the recipe's graft_libraries (torchvision's codecs), as ``auditwheel repair`` does, before the one pass
             wheel = manylinux.graft(wheel, plan.variant.platform, exclude, recipe.graft_libraries(plan.variant), say=shown)
-            version = _labelled_version(wheel, plan)
+            # the wheel's own public version (a local tree's, a fork's) with the variant's label: the label is ours
+            version = local_version(wheel_names.parse(wheel.name).version.public, plan.variant)
             one = built_wheel.read(wheel, into=staged_dir, version=version, epoch=int(step.env["SOURCE_DATE_EPOCH"]),
-                                   scan_code=checked, asked=asked_symbols(recipe.features) if recipe.features else {},
-                                   keep=is_generated)
+                                   scan_code=plan.settings.verify != "off", keep=is_generated,
+                                   asked=asked_symbols(recipe.features) if recipe.features else {})
             try:
                 requires = restored + declared_requirements(one, recipe, plan.variant, toolchain)
                 files, tags = manylinux.tagged(one, plan.variant.platform, exclude, plan.settings.manylinux, shown)
@@ -139,10 +124,11 @@ class StepExecutor:
         ptx_jit, cubin_sources = _verify(plan, step, staged, house, toolchain, label, bundled)
         links: dict[str, dict[str, str]] = {}  # what each wheel links: BLAS provider, NVSHMEM with its pin ...
         features = check_features(recipe, plan.variant, staged, plan.settings.verify, links=links)
-
+        # per wheel, what verification and the feature checks found; cubins: where its kernels' run-time cubins
+        # come from (a wheel of the wheelhouse; None: a download)
+        found = {"features": features, "ptx_jit": ptx_jit, "cubins": cubin_sources, "links": links}
         added = []
         for wheel in staged:
-            name = wheel.name
             added.append(house.add(wheel.path, {
                 "component": step.component,
                 "source": step.tree_from,
@@ -153,14 +139,10 @@ class StepExecutor:
                 "build_key": key,
                 "seconds": seconds,
                 "isa_flags": isa_flag_statement(recipe),
-                **({"features": features[name]} if name in features else {}),
-                **({"ptx_jit": ptx_jit[name]} if name in ptx_jit else {}),
-                # where its kernels' run-time cubins come from (a wheel of the wheelhouse; None: a download)
-                **({"cubins": cubin_sources[name]} if cubin_sources.get(name) else {}),
-                **({"links": links[name]} if name in links else {}),
+                **{field: of[wheel.name] for field, of in found.items() if wheel.name in of},
                 **manylinux.manifest_record(wheel),
             }, move=True, sha256=wheel.sha256))
-            if wheel_names.project(name) == "torch":  # later components check their symbols against it
+            if wheel_names.project(wheel.name) == "torch":  # later components check their symbols against it
                 torch_exports(added[-1], wheel)
         for wheel, entry in bundled:
             added.append(house.add(wheel, {
@@ -175,13 +157,12 @@ class StepExecutor:
         cache's session, in the step's folder, into its log; the session's statistics are kept for the summary."""
         log = self.plan.layout.log_file(step.recipe)
         with self.cache.session(env, log.with_suffix(".ccache-stats")) as session:
+            self.cache_stats[step.component] = session  # its statistics are there once the step is done, failed or not
+
             def run(command, cwd=None, extra_environ=None):
                 run_logged(command, env={**env, **session.env, **(extra_environ or {})}, cwd=cwd or step.cwd,
                            log=log, label=label)
-            try:
-                yield run
-            finally:
-                self.cache_stats[step.component] = session
+            yield run
 
     def _build_in_place(self, step: Step, label: str) -> list[Path]:
         """The checkout's PEP 660 hook, in the checkout: its build folders stay there, so the next install recompiles
@@ -189,10 +170,7 @@ class StepExecutor:
         live in the checkout and change with it) and the wheelhouse is left alone.  Always run: what changed in the
         checkout is the hook's build system's to judge."""
         layout = self.plan.layout
-        wheel_dir = layout.wheel_dir(step.recipe)
-        if wheel_dir.exists():
-            shutil.rmtree(wheel_dir)
-        wheel_dir.mkdir(parents=True)
+        wheel_dir = _emptied(layout.wheel_dir(step.recipe))
         env = process_environment(step, self.toolchain, self.cache, step.tree)
         say(f"{label} building in place in {step.tree} with {step.in_place.backend} "
             f"(log: {layout.log_file(step.recipe)})")
@@ -208,6 +186,14 @@ class StepExecutor:
                                    f"{missing} in {step.python} ({step.tree}/pyproject.toml)") from None
         pins = stack_pins(self.plan, self.house.wheels()) if step.recipe.pins_torch else {}
         return [relabel(wheel_dir / built, layout.wheelhouse / "editable", version=step.version, pins=pins)]
+
+
+def _emptied(folder: Path) -> Path:
+    """``folder``, created empty (what an earlier, failed run left there is gone)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
 
 
 BUNDLED = "lock-wheel"  # manifest origin of an upstream wheel the lock pins, added unchanged
@@ -245,13 +231,11 @@ def _after_failure(step: Step, build_dir: Path, failure: CommandFailed, label: s
     if discarded:
         say(f"{label} discarded {len(discarded)} folder(s) of an unfinished CMake configure "
             f"({', '.join(str(f) for f in discarded)}): the next run configures afresh")
-    try:
-        free = shutil.disk_usage(build_dir if build_dir.exists() else step.tree).free
-    except OSError:
-        free = None
+    where, free = build_dir if build_dir.exists() else step.tree, None
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(where).free
     said_full = any(any(mark in line.lower() for mark in _NO_SPACE) for line in failure.tail)
     if said_full or (free is not None and free < DISK_FULL_BYTES):
-        where = build_dir if build_dir.exists() else step.tree
         raise BackendError(
             f"{step.component} failed (exit {failure.returncode}) because the disk holding {where} is full "
             f"({(free or 0) / 1e6:.0f} MB free"
@@ -318,22 +302,6 @@ def _prepare_source(plan: Plan, step: Step):
     return prepared
 
 
-def _expectation(plan: Plan, step: Step, toolchain):
-    return Expectation(
-        sm=plan.variant.sm if step.recipe.uses_cuda else None,
-        isa=plan.variant.isa,
-        cuda=plan.variant.cuda,
-        ptx=False,
-        label=plan.variant.label,
-        torch_version=plan.torch_version,
-        extra_allowed_libraries=(tuple(toolchain.runtime_libraries) if toolchain else ())
-        + (existing_torch_libraries() if plan.settings.torch == "existing" else ()),
-        by_design=step.recipe.gpu_code_by_design,
-        manylinux=plan.settings.manylinux,
-        runpath_roots=toolchain_roots(toolchain),
-    )
-
-
 def toolchain_roots(toolchain) -> tuple[str, ...]:
     """Absolute folders a built object's RUNPATH may name: the toolchain's CUDA_HOME and libraries, as linked
     and as resolved (a farm's links point into the Nix store or the PyPI root)."""
@@ -341,26 +309,6 @@ def toolchain_roots(toolchain) -> tuple[str, ...]:
         return ()
     folders = [Path(toolchain.cuda_home), *toolchain.library_dirs]
     return tuple(dict.fromkeys(str(p) for folder in folders for p in (folder, folder.resolve())))
-
-
-def existing_torch_libraries() -> tuple[str, ...]:
-    """Sonames of the torch the build env imports (torch=existing): they satisfy torch's DT_NEEDED."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.submodule_search_locations:
-        return ()
-    lib = Path(list(spec.submodule_search_locations)[0]) / "lib"
-    return tuple(sorted(p.name for p in lib.glob("*.so*"))) if lib.is_dir() else ()
-
-
-def _labelled_version(wheel: Path, plan: Plan) -> str:
-    """The wheel's own public version plus the variant's label.
-
-    A local tree (a fork, a newer release) keeps its real version; only the
-    label is ours.
-    """
-    return local_version(wheel_names.parse(wheel.name).version.public, plan.variant)
 
 
 def _verify(plan: Plan, step: Step, wheels: list, house, toolchain, label: str,
@@ -374,15 +322,24 @@ def _verify(plan: Plan, step: Step, wheels: list, house, toolchain, label: str,
         return {}, {}
 
     mine = [w.path for w in wheels] + [wheel for wheel, _entry in bundled]
-    companions = [w for w in house.wheels() if not any(_same_dist(w, x) for x in mine)] + mine
-    expect = _expectation(plan, step, toolchain)
+    others = [w for w in house.wheels() if not any(wheel_names.same_project(w.name, x.name) for x in mine)]
+    companions = others + mine
+    variant = plan.variant
+    expect = Expectation(
+        sm=variant.sm if step.recipe.uses_cuda else None, isa=variant.isa, cuda=variant.cuda, label=variant.label,
+        torch_version=plan.torch_version, by_design=step.recipe.gpu_code_by_design,
+        manylinux=plan.settings.manylinux, runpath_roots=toolchain_roots(toolchain),
+        extra_allowed_libraries=(tuple(toolchain.runtime_libraries) if toolchain else ())
+        + (existing_torch.libraries() if plan.settings.torch == "existing" else ()),
+    )
     problems = []
     ptx_jit, cubin_sources = {}, {}
     for wheel in wheels:
         report = verify_wheel(wheel, expect, companions=[c for c in companions if c != wheel.path])
         say(report.format_table())
-        ptx_jit[wheel.name] = report.ptx_jit(plan.variant.sm)
-        cubin_sources[wheel.name] = report.entries[0].cubins
+        ptx_jit[wheel.name] = report.ptx_jit(variant.sm)
+        if report.entries[0].cubins:
+            cubin_sources[wheel.name] = report.entries[0].cubins
         if not report.ok:
             problems.append(wheel.name)
     if problems and mode == "strict":
@@ -394,6 +351,3 @@ def _verify(plan: Plan, step: Step, wheels: list, house, toolchain, label: str,
         say(f"{label} verification problems (verify=warn): {', '.join(problems)}")
     return ptx_jit, cubin_sources
 
-
-def _same_dist(a: Path, b: Path) -> bool:
-    return wheel_names.same_project(a.name, b.name)

@@ -59,12 +59,22 @@ def _gpu_targets(library: Path) -> tuple[set[str], set[str]] | None:
     return cubins, ptx
 
 
+def _torch_folder() -> Path | None:
+    """The importable torch's package folder, found without importing it; None: no torch is importable."""
+    spec = importlib.util.find_spec("torch")
+    return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
+
+
+def libraries() -> tuple[str, ...]:
+    """Sonames of the importable torch (torch=existing): verification takes them for torch's DT_NEEDED."""
+    folder = _torch_folder()
+    return tuple(sorted(p.name for p in (folder / "lib").glob("*.so*"))) if folder else ()
+
+
 def problems(variant, stack_torch: str) -> tuple[str, list[str]]:
     """(what the importable torch is, why it does not fit ``variant``); no problems: it fits."""
-    spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.submodule_search_locations:
+    if (folder := _torch_folder()) is None:
         return "no torch", ["no torch is importable"]
-    folder = Path(list(spec.submodule_search_locations)[0])
     version = importlib.metadata.version("torch")
     found: list[str] = []
     try:
@@ -90,10 +100,9 @@ def problems(variant, stack_torch: str) -> tuple[str, list[str]]:
 def check(plan, say: Callable[[str], None]) -> None:
     """Stop (``existing-torch=match``) or warn (``accept``) when the existing torch does not fit."""
     settings = plan.settings
-    if settings.torch != "existing":
+    # (nothing to judge where nothing planned builds against torch: components=bitsandbytes)
+    if settings.torch != "existing" or not any("torch" in step.recipe.depends for step in plan.steps):
         return
-    if not any("torch" in step.recipe.depends for step in plan.steps):
-        return  # nothing planned builds against torch (components=bitsandbytes)
 
     what, found = problems(plan.variant, plan.recipe("torch").version)  # the vLLM line's torch
     if not found:

@@ -48,10 +48,6 @@ class StepResult:
     cache: CacheStats | None = None  # compiler-cache hits and lookups of this build; None when nothing compiled
     in_place: bool = False  # an editable install's step: its wheel is no wheel of the wheelhouse
 
-    @property
-    def size(self) -> int:
-        return sum(w.stat().st_size for w in self.wheels if w.exists())
-
 
 @dataclasses.dataclass
 class BuildResult:
@@ -71,15 +67,12 @@ class BuildResult:
         return [w for s in self.steps if s.in_place for w in s.wheels]
 
 
-def _size(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n else "-"
-
-
 def summary(result: BuildResult) -> str:
-    rows = [
-        [s.component, s.version, s.status, f"{s.seconds / 60:.1f}", _size(s.size), str(s.cache or "-")]
-        for s in result.steps
-    ]
+    rows = []
+    for s in result.steps:
+        size = sum(w.stat().st_size for w in s.wheels if w.exists())
+        shown = f"{size / 1e6:.1f} MB" if size else "-"
+        rows.append([s.component, s.version, s.status, f"{s.seconds / 60:.1f}", shown, str(s.cache or "-")])
     return table(["component", "version", "status", "minutes", "wheel size", "cache hits"], rows)
 
 
@@ -102,10 +95,8 @@ def check_offline_sources(plan: Plan) -> None:
         step.component, cache_dir=cache, local=step.component in plan.settings.sources, unused=step.unused_sources,
         lock=plan.lock)]
     if missing:
-        error = fetch.offline_missing(missing[0], fetch.cache_path(missing[0], cache))
-        if missing[1:]:
-            error.args = (f"{error}; also missing: {', '.join(e.name for e in missing[1:])}",)
-        raise error
+        also = f"; also missing: {', '.join(e.name for e in missing[1:])}" if missing[1:] else ""
+        raise BackendError(f"{fetch.offline_missing(missing[0], fetch.cache_path(missing[0], cache))}{also}")
 
 
 def build(plan: Plan) -> BuildResult:
@@ -169,8 +160,7 @@ def _build_locked(plan: Plan) -> BuildResult:
         failures = run_steps(plan, results, executor.execute, cache_stats=executor.cache_stats,
                              on_built=lambda step, wheels: environment.install_wheels(python, wheels))
 
-    say("")
-    say(summary(result))
+    say("\n" + summary(result))
     if failures:
         raise BackendError(_report_failures(failures))
     if all(s.in_place for s in results):  # an editable install of components alone: the wheelhouse is not touched
@@ -210,11 +200,9 @@ def _report_failures(failures: list[tuple[str, Exception]]) -> str:
     """Each failed component's own log tail, then one line naming every failure with its own log."""
     parts = []
     for component, failure in failures:
-        if isinstance(failure, CommandFailed):
-            say("")
-            say(f"last lines of {failure.log} ({component}):")
-            for line in failure.tail[-25:]:
-                say(f"  | {line}")
+        if isinstance(failure, CommandFailed):  # one block: a build still running beside it does not cut in
+            tail = [f"  | {line}" for line in failure.tail[-25:]]
+            say("\n".join(["", f"last lines of {failure.log} ({component}):", *tail]))
             hint = "; the compiler was killed (out of memory?): lower -C jobs" if failure.killed else ""
             parts.append(f"{component} failed (exit {failure.returncode}); full log: {failure.log}{hint}")
         else:

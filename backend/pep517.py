@@ -77,6 +77,11 @@ def _summary(plan: Plan) -> str:
             f"pins the wheels of these components (components={','.join(plan.settings.components)}).")
 
 
+def _identity(plan: Plan) -> dict[str, str]:
+    """The returned wheel's name, version (the -C vllm line's vLLM) and summary, as its prepared metadata says."""
+    return {"name": plan.variant.name, "version": plan.recipe("vllm").version, "summary": _summary(plan)}
+
+
 def prepare_metadata(metadata_directory: str, config_settings) -> str:
     """Name and version without requirements.
 
@@ -86,11 +91,7 @@ def prepare_metadata(metadata_directory: str, config_settings) -> str:
     pip checks only name and version against the built wheel, whose
     requirements pin the whole wheelhouse.
     """
-    plan = _plan(config_settings)
-    return meta.write_metadata_dir(
-        Path(metadata_directory), name=plan.variant.name, version=plan.recipe("vllm").version,  # the -C vllm line
-        requires=[], summary=_summary(plan),
-    )
+    return meta.write_metadata_dir(Path(metadata_directory), requires=[], **_identity(_plan(config_settings)))
 
 
 def build_wheel(wheel_directory: str, config_settings, *, editable: bool = False) -> str:
@@ -103,10 +104,7 @@ def build_wheel(wheel_directory: str, config_settings, *, editable: bool = False
     if editable:  # pip --no-deps installs none of them: say which, and how
         print(f"vllm-stack: the editable wheel requires {len(built)} wheel file(s), which the frontend installs "
               f"(with --no-deps: {shlex.join(['pip', 'install', *map(str, built)])})", file=sys.stderr, flush=True)
-    return meta.build(
-        Path(wheel_directory), name=plan.variant.name, version=plan.recipe("vllm").version,  # the -C vllm line
-        requires=requires, summary=_summary(plan),
-    )
+    return meta.build(Path(wheel_directory), requires=requires, **_identity(plan))
 
 
 # third_party/locks: the release lines' locks (-C vllm), which also say whose patches/ are whose

@@ -26,7 +26,6 @@ from ..wheels import names as wheel_names
 from ..wheels.wheelhouse import Wheelhouse
 from .. import cache_marker
 from ..settings import as_config as settings_as_config
-from ..settings import check_path_variables
 from ..sources import fetch, prepare
 from . import disk, environment, existing_torch, reproducible
 from .executor import StepExecutor
@@ -103,7 +102,6 @@ def build(plan: Plan) -> BuildResult:
     """Build the plan; a second build of the same variant waits for the first, then reuses its wheels."""
     if plan.release_problem:  # another vLLM line's plan is shown, not built (docs/RELEASES.md)
         raise BackendError(plan.release_problem)
-    check_path_variables()  # TMPDIR and the like reach nvcc's shell (project.make_plan checked them too)
     writable_folder("cache-dir", cache_dir(plan.settings))
     if not cache_marker.claim(cache_dir(plan.settings)):
         say(f"cache: {cache_dir(plan.settings)} holds what the backend did not put there; builds write only "

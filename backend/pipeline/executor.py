@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import time
 from pathlib import Path
@@ -243,22 +244,18 @@ def _after_failure(step: Step, build_dir: Path, failure: CommandFailed, label: s
             f"-C cache-dir= on a larger disk) and run again; full log: {failure.log}") from None
 
 
-def _unfinished_configures(root: Path, depth: int = 3) -> list[Path]:
-    """CMake binary folders under ``root`` (not inside another one) whose configure did not finish."""
+def _unfinished_configures(root: Path) -> list[Path]:
+    """CMake binary folders under ``root`` (3 levels down at most, not inside another one, no link followed)
+    whose configure did not finish."""
     found: list[Path] = []
-    if depth < 0 or not root.is_dir() or root.is_symlink():
-        return found
-    has_cache = (root / "CMakeCache.txt").is_file()
-    if has_cache or (root / "CMakeFiles").is_dir():
-        if not (has_cache and ((root / "build.ninja").is_file() or (root / "Makefile").is_file())):
-            found.append(root)
-        return found  # a binary folder: its subfolders belong to it
-    try:
-        children = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
-    except OSError:
-        return found
-    for child in children:
-        found += _unfinished_configures(child, depth - 1)
+    for folder, subfolders, files in [] if root.is_symlink() else os.walk(root):
+        if "CMakeCache.txt" in files or "CMakeFiles" in subfolders:
+            if "CMakeCache.txt" not in files or not {"build.ninja", "Makefile"} & set(files):
+                found.append(Path(folder))
+            subfolders.clear()  # a binary folder: its subfolders belong to it
+        elif len(Path(folder).relative_to(root).parts) == 3:
+            subfolders.clear()
+        subfolders.sort()
     return found
 
 

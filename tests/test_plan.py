@@ -34,11 +34,12 @@ def test_order_torch_first_and_dependencies(tmp_path):
 
 
 def test_components_subset_pulls_in_dependencies(tmp_path):
-    # vLLM's wheel requires torchvision and torchaudio: they are built with it, against the same torch
+    # vLLM's wheel requires torchvision and torchaudio: they are built with it, against the same torch, in the
+    # registry's build order (recipes.names(): the order of a build of every component)
     assert [r.name for r in closure(resolve({"components": "vllm"}))] == [
-        "torch", "flashinfer", "torchvision", "torchaudio", "vllm"]
+        "torch", "torchvision", "torchaudio", "flashinfer", "vllm"]
     assert [r.name for r in closure(resolve({"components": "vllm", "torch": "existing"}))] == [
-        "flashinfer", "torchvision", "torchaudio", "vllm"]
+        "torchvision", "torchaudio", "flashinfer", "vllm"]
     assert [r.name for r in closure(resolve({"components": "bitsandbytes"}))] == ["bitsandbytes"]
 
 

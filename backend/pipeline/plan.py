@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Collection, Mapping
+from importlib import metadata
 from pathlib import Path
 
 from .. import host as host_info
@@ -126,10 +127,7 @@ class Plan:
         return found or (recipes.get(component).for_line(self.line) if self.line else recipes.get(component))
 
     def step(self, component: str) -> Step:
-        for step in self.steps:
-            if step.component == component:
-                return step
-        raise KeyError(component)
+        return {step.component: step for step in self.steps}[component]
 
     @property
     def cuda_libraries(self) -> tuple[str, ...] | None:
@@ -162,36 +160,19 @@ class Plan:
 
 
 def closure(settings: Settings) -> list[Recipe]:
-    """The selected components plus what they depend on, in build order."""
-    wanted = list(recipes.chosen(settings.components))
-    ordered: list[Recipe] = []
-    seen: set[str] = set()
-
-    def visit(name: str, chain: tuple[str, ...]) -> None:
-        if name in seen:
-            return
-        if name in chain:
-            raise BackendError(f"recipe dependency cycle: {' -> '.join(chain + (name,))}")
-        recipe = recipes.get(name)
-        for dep in recipe.depends:
-            if dep == "torch" and settings.torch == "existing":
-                continue
-            visit(dep, chain + (name,))
-        seen.add(name)
-        ordered.append(recipe)
-
-    for name in wanted:
-        if name == "torch" and settings.torch == "existing":
-            continue
-        visit(name, ())
-    return ordered
+    """The selected components plus what they depend on (torch=existing: but torch), in build order."""
+    wanted = set(recipes.chosen(settings.components))
+    for name in reversed(recipes.names()):  # build order: a component's depends come before it
+        if name in wanted:
+            wanted.update(recipes.get(name).depends)
+    if settings.torch == "existing":
+        wanted.discard("torch")
+    return [recipes.get(name) for name in recipes.names() if name in wanted]
 
 
 def existing_torch_version(named: str = "torch") -> str:
     """The version of the torch importable by the running interpreter (torch=existing); ``named``: what the
     message calls the setting (Settings.named)."""
-    from importlib import metadata
-
     try:
         return metadata.version("torch")
     except metadata.PackageNotFoundError:
@@ -204,9 +185,10 @@ def existing_torch_version(named: str = "torch") -> str:
 RECORD_SWITCHES = "-frecord-gcc-switches"  # verification reads each compile's switches from the objects
 
 
-def common_env(variant: Variant, jobs: JobChoice) -> dict[str, str]:
-    """What every component's build gets from the variant."""
-    flags = " ".join(variant.isa_flags + (RECORD_SWITCHES,))
+def common_env(variant: Variant, jobs: JobChoice, *, record_switches: bool = True) -> dict[str, str]:
+    """What every component's build gets from the variant; ``record_switches``: the compiles record their
+    switches in the objects (verification reads them)."""
+    flags = " ".join(variant.isa_flags + ((RECORD_SWITCHES,) if record_switches else ()))
     return {
         "CFLAGS": flags,
         "CXXFLAGS": flags,
@@ -240,11 +222,11 @@ def isa_flag_statement(recipe: Recipe) -> dict[str, object]:
 
 
 def _isa_flag_note(recipe: Recipe) -> str:
-    statement = isa_flag_statement(recipe)
     extra = [f"{name} ({'nvcc host code' if form == 'nvcc' else 'C/C++'})"
              for name, form in recipe.isa_flag_variables.items()]
     return (f"the ISA flags are passed to {recipe.name}'s build in CFLAGS/CXXFLAGS"
-            + (f" and {', '.join(extra)}" if extra else "") + f"; not reached: {statement['not_reached']}")
+            + (f" and {', '.join(extra)}" if extra else "")
+            + f"; not reached: {isa_flag_statement(recipe)['not_reached']}")
 
 
 def make_plan(
@@ -286,15 +268,22 @@ def make_plan(
         local = settings.sources.get(recipe.name)
         unused = tuple(recipe.unused_sources(variant, settings))
         editable = recipe.name in in_place
-        if editable and local is None:
-            raise BackendError(f"an editable build of {recipe.name} needs -C source.{recipe.name}=PATH")
-        if editable:  # the checkout itself; the lock's further trees are not prepared for it
+        stated = recipe.stated_version(local) if local else None
+        tree_version = stated.version if stated else None
+        main_entry = lock.main_entry(recipe.name)
+        if editable:  # the checkout itself, never patched; the lock's further trees are not prepared for it
+            if local is None:
+                raise BackendError(f"an editable build of {recipe.name} needs -C source.{recipe.name}=PATH")
             tree, extras = local, {}
+            patches = [dataclasses.replace(p, applied=False, why="an editable build works in your checkout itself, "
+                                           "which is never patched")
+                       for p in sources_patches.decide_local(recipe.name, local, tree_version, main_entry.version)]
         else:
             tree, extras = sources_prepare.planned_trees(
                 recipe.name, workdir=layout.source_workdir(recipe), local=local is not None, unused=unused, lock=lock)
-        stated = recipe.stated_version(local) if local else None
-        tree_version = stated.version if stated else None
+            patches = sources_prepare.planned_patches(recipe.name, local=local, tree_version=tree_version,
+                                                      unused=unused, lock=lock,
+                                                      no_version_why=stated.why_none if stated else "")
         ctx = BuildContext(
             variant=variant,
             settings=settings,
@@ -307,30 +296,18 @@ def make_plan(
             tree_version=tree_version,
             checkout=local,
         )
-        env = common_env(variant, jobs)
+        env = common_env(variant, jobs, record_switches=not editable)
         env.update(recipe.environment(ctx))
         env.update(isa_flag_env(recipe, variant, env))
-        commands = [tuple(c) for c in recipe.commands(ctx)]
-        patches = sources_prepare.planned_patches(
-            recipe.name, local=local, tree_version=tree_version, unused=unused, lock=lock,
-            no_version_why=stated.why_none if stated else "") if not editable else []
-        if editable:
-            for key in ("CFLAGS", "CXXFLAGS"):
-                env[key] = " ".join(flag for flag in env[key].split() if flag != RECORD_SWITCHES)
-            commands = []
-            patches = [dataclasses.replace(p, applied=False, why="an editable build works in your checkout itself, "
-                                           "which is never patched")
-                       for p in sources_patches.decide_local(recipe.name, local, tree_version,
-                                                             lock.main_entry(recipe.name).version)]
         steps.append(
             Step(
                 recipe=recipe,
                 version=recipe.local_version(variant, tree_version),
-                tree_from=str(local) if local else f"lock:{lock.main_entry(recipe.name).name}",
+                tree_from=str(local) if local else f"lock:{main_entry.name}",
                 depends=tuple(d for d in recipe.depends if any(r.name == d for r in selected)),
                 env=env,
                 compiler_flags=cache.switch_flags(env),
-                commands=tuple(commands),
+                commands=() if editable else tuple(tuple(c) for c in recipe.commands(ctx)),
                 jobs=jobs,
                 notes=(*recipe.notes(variant), _isa_flag_note(recipe)),
                 tree=tree,
@@ -410,28 +387,19 @@ def format_plan(plan: Plan) -> str:
         *([f"         NOT BUILT: {plan.release_problem}"] if plan.release_problem else []),
         "",
     ]
-    rows = []
-    for index, step in enumerate(plan.steps, 1):
-        rows.append([
-            str(index), step.component, step.version, ", ".join(step.depends) or "-",
-            f"{step.jobs.processes}x{step.jobs.nvcc_threads}", step.tree_from,
-        ])
+    rows = [[str(index), step.component, step.version, ", ".join(step.depends) or "-",
+             f"{step.jobs.processes}x{step.jobs.nvcc_threads}", step.tree_from]
+            for index, step in enumerate(plan.steps, 1)]
     lines.append(table(["#", "component", "version", "after", "jobs", "source"], rows))
     for step in plan.steps:
-        lines.append("")
-        lines.append(f"[{step.component}] jobs: {step.jobs.reason}")
-        keys = sorted(k for k in step.env if k not in ("PIP_NO_INPUT",))
-        for key in keys:
-            lines.append(f"  {key}={step.env[key]}")
-        for key, value in sorted(step.compiler_flags.items()):
-            lines.append(f"  {key}={value}  (GCC reads the switches and the build's prefix maps from a specs file)")
-        for patch in step.patches:
-            lines.append(f"  patch {patch.name}: {'applied' if patch.applied else 'NOT applied'} ({patch.why})")
-        lines.append(f"  in {step.cwd}")
-        for command in step.commands:
-            lines.append("  $ " + " ".join(command))
-        for note in step.notes:
-            lines.append(f"  note: {note}")
+        lines += ["", f"[{step.component}] jobs: {step.jobs.reason}"]
+        lines += [f"  {key}={step.env[key]}" for key in sorted(step.env) if key != "PIP_NO_INPUT"]
+        lines += [f"  {key}={value}  (GCC reads the switches and the build's prefix maps from a specs file)"
+                  for key, value in sorted(step.compiler_flags.items())]
+        lines += [f"  patch {patch.name}: {'applied' if patch.applied else 'NOT applied'} ({patch.why})"
+                  for patch in step.patches]
+        lines += [f"  in {step.cwd}", *("  $ " + " ".join(command) for command in step.commands)]
+        lines += [f"  note: {note}" for note in step.notes]
     return "\n".join(lines)
 
 

@@ -133,23 +133,15 @@ class Plan:
     def cuda_libraries(self) -> tuple[str, ...] | None:
         """The CUDA libraries the toolchain must provide besides the compiler (the union of the steps'
         ``Recipe.cuda_libraries``): None for every one (a step's recipe, torch's, declares none)."""
-        wanted: list[str] = []
-        for recipe in (step.recipe for step in self.steps):
-            if not recipe.uses_cuda:
-                continue
-            if recipe.cuda_libraries is None:
-                return None
-            wanted += [name for name in recipe.cuda_libraries if name not in wanted]
-        return tuple(wanted)
+        using = [step.recipe for step in self.steps if step.recipe.uses_cuda]
+        if any(recipe.cuda_libraries is None for recipe in using):
+            return None
+        return tuple(dict.fromkeys(name for recipe in using for name in recipe.cuda_libraries))
 
     def to_json(self) -> dict:
         return {
             "variant": self.variant.name,
-            "sm": self.variant.sm,
-            "isa": self.variant.isa,
-            "cuda": self.variant.cuda,
-            "platform": self.variant.platform,
-            "label": self.variant.label,
+            **{key: getattr(self.variant, key) for key in ("sm", "isa", "cuda", "platform", "label")},
             "torch": self.torch_version,
             "compiler_cache": self.compiler_cache.tool,
             "toolchain": self.settings.toolchain,

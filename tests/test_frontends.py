@@ -165,7 +165,7 @@ def test_headline_command_with_cuda_from_pypi(frontend_venv, tmp_path):
 
 def test_component_environment_drops_frontend_variables(tmp_path):
     """What each frontend sets for its hook process (read off pip 23.2, pip 25, build 1.x and uv 0.9)."""
-    from backend.pipeline.environment import clean_environ
+    from backend.pipeline.environment import caller_environ, clean_environ
 
     python = tmp_path / "env" / "bin" / "python"
     outer = {
@@ -177,7 +177,7 @@ def test_component_environment_drops_frontend_variables(tmp_path):
         "PIP_NO_BUILD_ISOLATION": "0", "PIP_REQUIRE_VIRTUALENV": "1", "VIRTUAL_ENV": "/tmp/build-env",
         "PIP_INDEX_URL": "https://mirror.example/simple", "PIP_CERT": "/etc/ca.pem", "HOME": "/root",
     }
-    env = clean_environ(python, outer)
+    env = clean_environ(python, caller_environ(outer))  # as the executor makes it
     assert env["PIP_INDEX_URL"] == "https://mirror.example/simple" and env["PIP_CERT"] == "/etc/ca.pem"
     assert env["HOME"] == "/root"
     for key in ("PEP517_BUILD_BACKEND", "PEP517_BACKEND_PATH", "_PYPROJECT_HOOKS_BUILD_BACKEND",

@@ -45,7 +45,12 @@ import sys
 import sysconfig
 import venv
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from importlib import metadata
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from ..errors import BackendError
 from ..hashing import sha256_file
@@ -54,19 +59,10 @@ from ..wheels import names as wheel_names
 PTH_NAME = "_vllm_stack_borrowed.pth"
 BORROWED_SCRIPTS = "vllm-stack-borrowed-scripts.json"
 
-# Set by frontends for the hook process they start; an inner frontend would read them as its own.
+# Set by frontends for the hook process they start; an inner frontend would read them as its own.  CALLER_KEPT
+# keeps none of them; the smoke check's environment drops them too.
 FRONTEND_PREFIXES = ("_PYPROJECT_HOOKS_", "PEP517_", "UV_INTERNAL__")
 FRONTEND_NAMES = frozenset({"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PIP_BUILD_TRACKER", "PIP_REQ_TRACKER"})
-# pip options that say where packages come from and how pip talks: an inner pip keeps them.
-# Every other PIP_* (PIP_TARGET, PIP_PREFIX, PIP_USER, PIP_NO_BUILD_ISOLATION, PIP_REQUIRE_VIRTUALENV,
-# PIP_NO_DEPS, PIP_CONSTRAINT, ...) would change what the component's own build does.
-PIP_KEPT = frozenset({
-    "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX", "PIP_FIND_LINKS", "PIP_TRUSTED_HOST",
-    "PIP_CERT", "PIP_CLIENT_CERT", "PIP_PROXY", "PIP_RETRIES", "PIP_TIMEOUT", "PIP_DEFAULT_TIMEOUT",
-    "PIP_CACHE_DIR", "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_NO_INPUT",
-    "PIP_KEYRING_PROVIDER", "PIP_PROGRESS_BAR", "PIP_NO_COLOR", "PIP_CONFIG_FILE",
-})
-
 # The caller's variables a build may see; every other one is dropped (see the module's docstring).
 CALLER_KEPT = frozenset({
     "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TMP", "TEMP",
@@ -80,7 +76,14 @@ CALLER_KEPT = frozenset({
     "CCACHE_REMOTE_STORAGE", "CCACHE_MAXSIZE", "ACTIONS_CACHE_URL", "ACTIONS_RESULTS_URL",
     "ACTIONS_RUNTIME_TOKEN", "ACTIONS_CACHE_SERVICE_V2",
     "CC", "CXX", "SOURCE_DATE_EPOCH",
-}) | PIP_KEPT
+    # pip options that say where packages come from and how pip talks: an inner pip keeps them.  Every other
+    # PIP_* (PIP_TARGET, PIP_PREFIX, PIP_USER, PIP_NO_BUILD_ISOLATION, PIP_REQUIRE_VIRTUALENV, PIP_NO_DEPS,
+    # PIP_CONSTRAINT, ...) would change what the component's own build does.
+    "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX", "PIP_FIND_LINKS", "PIP_TRUSTED_HOST",
+    "PIP_CERT", "PIP_CLIENT_CERT", "PIP_PROXY", "PIP_RETRIES", "PIP_TIMEOUT", "PIP_DEFAULT_TIMEOUT",
+    "PIP_CACHE_DIR", "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_NO_INPUT",
+    "PIP_KEYRING_PROVIDER", "PIP_PROGRESS_BAR", "PIP_NO_COLOR", "PIP_CONFIG_FILE",
+})
 CALLER_KEPT_PREFIXES = ("LC_", "SCCACHE_", "AWS_")
 # Of those, the ones that change what a build makes: part of the build key.
 CALLER_KEYED = ("CC", "CXX", "SOURCE_DATE_EPOCH")
@@ -107,33 +110,18 @@ def _python_env_prefixes() -> set[str]:
     run the hooks in a temporary venv; ``--no-build-isolation`` in a venv
     runs them in the user's venv.  Their ``bin`` folders are the frontend's.
     """
-    base = os.path.realpath(sys.base_prefix)
     tail = re.compile(r"/lib(64)?/python\d+\.\d+/site-packages/?$")
-    prefixes = set()
-    for entry in sys.path:
-        real = os.path.realpath(entry) if entry else ""
-        match = tail.search(real)
-        if match:
-            prefixes.add(real[: match.start()])
-    if os.path.realpath(sys.prefix) != base:
-        prefixes.add(os.path.realpath(sys.prefix))
-    prefixes.discard(base)
-    return prefixes
+    prefixes = {tail.sub("", real) for real in map(os.path.realpath, filter(None, sys.path)) if tail.search(real)}
+    return (prefixes | {os.path.realpath(sys.prefix)}) - {os.path.realpath(sys.base_prefix)}
 
 
 def clean_environ(python: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The process environment a component build starts from, before the plan's variables.
 
     ``environ``: the caller's kept variables (``caller_environ()``, the default), with the toolchain's on top."""
-    environ = caller_environ() if environ is None else environ
-    env = {
-        key: value for key, value in environ.items()
-        if key not in FRONTEND_NAMES
-        and not key.startswith(FRONTEND_PREFIXES)
-        and (not key.startswith("PIP_") or key in PIP_KEPT)
-    }
+    env = dict(caller_environ() if environ is None else environ)  # the allow-list: no frontend variable is kept
     frontend_bins = {os.path.join(p, "bin") for p in _python_env_prefixes()}
-    kept = [p for p in environ.get("PATH", "").split(os.pathsep) if p and os.path.realpath(p) not in frontend_bins]
+    kept = [p for p in env.get("PATH", "").split(os.pathsep) if p and os.path.realpath(p) not in frontend_bins]
     env["PATH"] = os.pathsep.join([str(python.parent), *kept])
     env["VIRTUAL_ENV"] = str(python.parent.parent)
     return env
@@ -157,24 +145,12 @@ def ensure(env_dir: Path) -> Path:
     return python
 
 
-def _requirement_names(requirements: Iterable[str]) -> list[str]:
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    return [canonicalize_name(Requirement(r).name) for r in requirements]
-
-
 def _outer_closure(names: Iterable[str]) -> dict[str, tuple[Path, str]]:
     """The distributions of the running interpreter that ``names`` need: {name: (site folder, version)}.
 
     Walks each distribution's own requirements (markers evaluated, extras
     not followed), so that what a borrowed package imports comes with it.
     """
-    from importlib import metadata
-
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
     found: dict[str, tuple[Path, str]] = {}
     todo = list(names)
     while todo:
@@ -196,32 +172,21 @@ def _outer_closure(names: Iterable[str]) -> dict[str, tuple[Path, str]]:
     return found
 
 
-def _stdlib_dirs() -> set[Path]:
-    paths = sysconfig.get_paths()
-    return {Path(p).resolve() for p in (paths.get("stdlib"), paths.get("platstdlib")) if p}
-
-
 def _venv_distributions(python: Path, env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     """{canonical name: (version, site folder)} of every distribution the venv's interpreter sees."""
-    script = (
-        "import json, re\n"
-        "from importlib import metadata\n"
-        "out = {}\n"
-        "for d in metadata.distributions():\n"
-        "    n = re.sub(r'[-_.]+', '-', (d.metadata['Name'] or '')).lower()\n"
-        "    out.setdefault(n, (d.version, str(d.locate_file(''))))\n"
-        "print(json.dumps(out))\n"
-    )
+    script = ("import json\nfrom importlib import metadata\nprint(json.dumps([(d.metadata['Name'] or '', d.version, "
+              "str(d.locate_file(''))) for d in metadata.distributions()]))\n")
     result = subprocess.run([str(python), "-I", "-c", script], capture_output=True, text=True, env=dict(env))
     if result.returncode != 0:
         raise BackendError(f"the build environment's interpreter {python} does not run: {result.stderr.strip()[-300:]}")
-    return {k: tuple(v) for k, v in json.loads(result.stdout).items()}
+    found: dict[str, tuple[str, str]] = {}
+    for name, version, location in json.loads(result.stdout):
+        found.setdefault(canonicalize_name(name), (version, location))  # the first on the path is the one imported
+    return found
 
 
 def _write_launchers(python: Path, names: Iterable[str]) -> list[str]:
     """Console-script launchers, and links to installed script files, in the venv's bin for borrowed distributions."""
-    from importlib import metadata
-
     written = []
     bin_dir = python.parent
     for name in names:
@@ -235,16 +200,9 @@ def _write_launchers(python: Path, names: Iterable[str]) -> list[str]:
             target = bin_dir / entry.name
             if target.exists() and entry.name not in _borrowed_scripts(python):
                 continue  # the venv's own script (pip, an installed tool) stays
-            module, _, attr = entry.value.partition(":")
-            attr = attr.split("[")[0].strip()
-            target.write_text(
-                f"#!{python}\n"
-                "import sys\n"
-                f"from importlib import import_module\n"
-                f"target = import_module({module.strip()!r})\n"
-                + "".join(f"target = getattr(target, {part!r})\n" for part in attr.split(".") if part)
-                + "sys.exit(target())\n"
-            )
+            # the launcher pip writes for an entry point (module:object.attr)
+            target.write_text(f"#!{python}\nimport sys\nfrom {entry.module} import {entry.attr.split('.')[0]}\n"
+                              f"sys.exit({entry.attr}())\n")
             target.chmod(0o755)
             written.append(entry.name)
         # Scripts a wheel installs as files (its .data/scripts), not as entry points: the ninja and
@@ -290,14 +248,11 @@ def borrowing(python: Path, requirements: Sequence[str], *, torch: bool) -> Iter
     the venv's own one in place.
     """
     _release(python)
-    names = _requirement_names(requirements) + (["torch"] if torch else [])
-    closure = _outer_closure(names)
+    closure = _outer_closure([Requirement(r).name for r in requirements] + (["torch"] if torch else []))
     own_site = venv_site_packages(python.parent.parent).resolve()
-    skip = _stdlib_dirs() | {own_site}
-    folders: list[Path] = []
-    for location, _ in closure.values():
-        if location not in skip and location not in folders and location.is_dir():
-            folders.append(location)
+    paths = sysconfig.get_paths()
+    skip = {Path(p).resolve() for p in (paths.get("stdlib"), paths.get("platstdlib")) if p} | {own_site}
+    folders = list(dict.fromkeys(path for path, _ in closure.values() if path not in skip and path.is_dir()))
     borrowed = {n: version for n, (location, version) in closure.items() if location in folders}
 
     env = clean_environ(python)
@@ -323,8 +278,6 @@ def borrowing(python: Path, requirements: Sequence[str], *, torch: bool) -> Iter
 
 
 def _not_older(outer: str, own: str) -> bool:
-    from packaging.version import InvalidVersion, Version
-
     try:
         return Version(outer) >= Version(own)
     except InvalidVersion:
@@ -335,9 +288,6 @@ def missing_requirements(python: Path, requirements: Sequence[str]) -> list[str]
     """Requirements the venv (with what it borrows) does not satisfy."""
     if not requirements:
         return []
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
     seen = _venv_distributions(python, clean_environ(python))
     missing = []
     for line in requirements:

@@ -37,11 +37,6 @@ TOOLKIT_DRIVER = {"12.8": "570.26", "12.9": "575.51.03", "13.0": "580.65.06"}
 MINOR_VERSION_DRIVER = {"12": "525.60.13", "13": "580.65.06"}
 
 
-def driver_key(version: str) -> tuple[int, ...]:
-    """A driver version ("575.51.03") as integers, for comparing."""
-    return tuple(int(part) for part in version.split("."))
-
-
 def is_driver_version(text: str) -> bool:
     parts = text.split(".")
     return 1 <= len(parts) <= 3 and all(p.isdigit() and len(p) <= 4 for p in parts)
@@ -56,7 +51,7 @@ class DriverNeed:
 
     def problem(self, driver: str) -> str | None:
         """Why ``driver`` cannot run it, or None."""
-        if driver_key(driver) >= driver_key(self.minimum):
+        if version_key(driver) >= version_key(self.minimum):
             return None
         return f"NVIDIA driver {driver} is older than {self.minimum}, which this needs: {self.reasons[-1]}"
 
@@ -72,7 +67,7 @@ def need(cuda: str, sm: str, ptx: tuple[str, ...] = ()) -> DriverNeed:
 
     def raise_to(driver: str, why: str) -> None:
         nonlocal minimum
-        if driver_key(driver) > driver_key(minimum):
+        if version_key(driver) > version_key(minimum):
             minimum = driver
             reasons.append(why)
 

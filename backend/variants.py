@@ -38,7 +38,8 @@ SEED_SMS = ("61", "75", "80", "86", "89", "90", "100", "103", "120")
 
 
 def version_key(dotted: str) -> tuple[int, ...]:
-    """A CUDA release or an SM as torch writes it ("12.9", "10.3") as integers, for comparing."""
+    """A dotted release as integers, for comparing: a CUDA release, an SM as torch writes it, an NVIDIA driver
+    ("12.9", "10.3", "575.51.03")."""
     return tuple(int(part) for part in dotted.split("."))
 
 
@@ -63,13 +64,9 @@ class Variant:
         return CudaTarget(sm=self.sm, cuda=self.cuda)
 
     @property
-    def cuda_tag(self) -> str:
-        return "cu" + self.cuda.replace(".", "")
-
-    @property
     def label(self) -> str:
         """The PEP 440 local label every wheel of the variant carries."""
-        return f"{self.cuda_tag}.sm{self.sm}.{self.isa}"
+        return f"cu{self.cuda.replace('.', '')}.sm{self.sm}.{self.isa}"
 
     @property
     def seed(self) -> bool:
@@ -137,14 +134,9 @@ def extension_reason(variant: Variant) -> str:
 def matrix(python: str | None = None, cudas: tuple[str, ...] = ("12.9", "12.8", "13.0")) -> list[Variant]:
     """Every variant, in the seed's order (x86_64 then aarch64, CUDA 12.9 then 12.8), then 13.0."""
     python = python or f"{sys.version_info.major}{sys.version_info.minor}"
-    rows = []
-    for cuda in cudas:
-        for isas in (X86_ISAS, ARM_ISAS):
-            for sm in SMS:
-                for isa in isas:
-                    if rule_violation(sm, isa, cuda) is None:
-                        rows.append(Variant(sm=sm, isa=isa, cuda=cuda, python=python))
-    return rows
+    return [Variant(sm=sm, isa=isa, cuda=cuda, python=python)
+            for cuda in cudas for isas in (X86_ISAS, ARM_ISAS) for sm in SMS for isa in isas
+            if rule_violation(sm, isa, cuda) is None]
 
 
 def host_violation(isa: str, host: host_info.Host, named: str = "isa") -> str | None:
@@ -175,10 +167,7 @@ def select(settings: Settings, host: host_info.Host | None = None, python: str |
             + (", ".join(SMS) if missing == "sm" else ", ".join(ISAS))
             + " (python -m backend detect suggests values for this host)"
         )
-    why = rule_violation(settings.sm, settings.isa, settings.cuda, settings.named)
-    if why:
-        raise BackendError(why)
-    why = host_violation(settings.isa, host or host_info.current(), settings.named("isa"))
-    if why:
+    if why := (rule_violation(settings.sm, settings.isa, settings.cuda, settings.named)
+               or host_violation(settings.isa, host or host_info.current(), settings.named("isa"))):
         raise BackendError(why)
     return Variant(sm=settings.sm, isa=settings.isa, cuda=settings.cuda, python=python or Variant.python)

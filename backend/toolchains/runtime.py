@@ -49,31 +49,21 @@ def distribution_for(soname: str) -> str | None:
     return None
 
 
-def pypi_name(dist: str, cuda: str) -> str:
-    major = cuda.split(".")[0]
-    if major == "12" or dist in CU13_SUFFIXED:
-        return f"{dist}-cu{major}"
-    return dist
-
-
 def requirements_for(sonames: Iterable[str], cuda: str, pinned: Sequence[str] = ()) -> list[str]:
-    """Requirement lines for the CUDA libraries among ``sonames``."""
+    """Requirement lines for the CUDA libraries among ``sonames``: the pinned line of a wheel, else the range of
+    the major its first soname names."""
     pins = {canonicalize_name(Requirement(p).name): p for p in pinned}
+    cuda_major = cuda.split(".")[0]
     lines: dict[str, str] = {}
     for soname in sorted(set(sonames)):
         dist = distribution_for(soname)
         if dist is None:
             continue
-        name = pypi_name(dist, cuda)
-        if canonicalize_name(name) in pins:
-            lines[name] = pins[canonicalize_name(name)]
-            continue
-        match = re.search(r"\.so\.(\d+)", soname)
-        if match and dist not in UNVERSIONED:
-            major = int(match.group(1))
-            lines.setdefault(name, f"{name}>={major},<{major + 1}")
-        else:
-            lines.setdefault(name, name)
+        # under CUDA 12 every wheel has a -cu12 suffix, under 13 only CU13_SUFFIXED keep one
+        name = f"{dist}-cu{cuda_major}" if cuda_major == "12" or dist in CU13_SUFFIXED else dist
+        major = re.search(r"\.so\.(\d+)", soname)
+        ranged = f"{name}>={int(major[1])},<{int(major[1]) + 1}" if major and dist not in UNVERSIONED else name
+        lines.setdefault(name, pins.get(canonicalize_name(name), ranged))
     return list(lines.values())
 
 

@@ -34,6 +34,7 @@ REWRITTEN: dict[str, tuple[str, ...]] = {
     "2 one CUDA target": (
         "backend/cuda_target.py", "backend/pipeline/plan.py", "backend/variants.py",
         "backend/pipeline/environment.py", "backend/cuda_driver.py", "backend/toolchains/runtime.py",
+        "backend/pipeline/clean.py",
     ),
     "3 recipes as objects": (
         "backend/recipes/base.py", "backend/recipes/__init__.py", "backend/recipes/torch.py",

@@ -21,25 +21,15 @@ from pathlib import Path
 from .. import cache_marker, project
 from ..settings import Settings
 from .disk import tree_bytes
-from .layout import cache_dir
-
-
-def _size(path: Path) -> int:
-    return tree_bytes(path, skip=())
+from .layout import CacheLayout, cache_dir
 
 
 def targets(settings: Settings, *, everything: bool, downloads: bool, toolchains: bool = False) -> list[Path]:
-    cache = cache_dir(settings)
-    if everything:
-        found = [cache / "work", cache / "envs"]
-    else:
-        plan = project.make_plan(settings)
-        found = [plan.layout.variant_dir, plan.layout.env_dir]
-    if downloads:
-        found.append(cache / "downloads")
-    if toolchains:
-        found.append(cache / "toolchains")
-    return found
+    """What ``clean`` removes: every variant's trees and venvs, or the settings' variant's; downloads and CUDA
+    toolchains on request."""
+    layout = CacheLayout(cache_dir(settings)) if everything else project.make_plan(settings).layout
+    found = [layout.work, layout.envs] if everything else [layout.variant_dir, layout.env_dir]
+    return found + ([layout.downloads] if downloads else []) + ([layout.toolchains] if toolchains else [])
 
 
 def clean(settings: Settings, *, everything: bool, downloads: bool, toolchains: bool = False,
@@ -57,7 +47,7 @@ def clean(settings: Settings, *, everything: bool, downloads: bool, toolchains: 
         if not path.exists():
             say(f"{path}: not there")
             continue
-        size = _size(path)
+        size = tree_bytes(path, skip=())
         shutil.rmtree(path)
         freed += size
         say(f"{path}: removed ({size / 1e9:.2f} GB)")

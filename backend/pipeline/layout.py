@@ -18,16 +18,43 @@ from ..variants import Variant
 
 
 @dataclasses.dataclass(frozen=True)
-class Layout:
+class CacheLayout:
+    """The cache's folders that every variant shares (``clean --all`` removes them)."""
+
     cache: Path
-    variant: Variant
-    project_dir: Path
-    settings: Settings
+
+    @property
+    def downloads(self) -> Path:
+        """Every download (sources, build requirements): what an offline build needs."""
+        return self.cache / "downloads"
 
     @property
     def work(self) -> Path:
         """Every variant's build folders."""
         return self.cache / "work"
+
+    @property
+    def envs(self) -> Path:
+        """Every variant's build venv."""
+        return self.cache / "envs"
+
+    @property
+    def toolchains(self) -> Path:
+        """The CUDA toolchains: PyPI install roots and symlink farms (with their Nix GC roots)."""
+        return self.cache / "toolchains"
+
+    @property
+    def compiler_cache_dir(self) -> Path:
+        return self.cache / "compiler-cache"
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout(CacheLayout):
+    """One variant's folders, in the cache and the wheelhouse."""
+
+    variant: Variant
+    project_dir: Path
+    settings: Settings
 
     @property
     def variant_dir(self) -> Path:
@@ -45,15 +72,11 @@ class Layout:
 
     @property
     def env_dir(self) -> Path:
-        return self.cache / "envs" / self.variant.name
+        return self.envs / self.variant.name
 
     @property
     def python(self) -> Path:
         return self.env_dir / "bin" / "python"
-
-    @property
-    def compiler_cache_dir(self) -> Path:
-        return self.cache / "compiler-cache"
 
     @property
     def wheelhouse(self) -> Path:

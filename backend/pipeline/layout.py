@@ -80,7 +80,9 @@ class Layout(CacheLayout):
 
     @property
     def wheelhouse(self) -> Path:
-        return wheelhouse_root(self.settings, self.project_dir) / self.variant.name
+        root = self.settings.wheelhouse or check_output_folder(
+            "wheelhouse (default, in the project folder)", Path(self.project_dir) / "wheelhouse")
+        return root / self.variant.name
 
     def source_workdir(self, recipe: Recipe) -> Path:
         return self.variant_dir / recipe.name
@@ -129,9 +131,3 @@ def writable_folder(key: str, path: Path) -> Path:
             "accepted: a folder you can write to"
         ) from None
     return Path(path)
-
-
-def wheelhouse_root(settings: Settings, project_dir: Path) -> Path:
-    if settings.wheelhouse:
-        return settings.wheelhouse
-    return check_output_folder("wheelhouse (default, in the project folder)", Path(project_dir) / "wheelhouse")

@@ -448,6 +448,10 @@ def test_a_file_as_cache_dir_or_wheelhouse_is_one_line_before_any_work(tmp_path)
     result = backend("build", *build_args(tmp_path, "bitsandbytes", **{"cache-dir": str(a_file / "sub")}))
     line = one_line_error(result)
     assert "setting 'cache-dir': cannot write into" in line
+    # the same folder from the environment: the line names the variable the user set
+    env = {**backend_env(), "VLLM_STACK_CACHE_DIR": str(a_file / "sub")}
+    line = one_line_error(backend("build", *build_args(tmp_path, "bitsandbytes", **{"cache-dir": None}), env=env))
+    assert "setting 'VLLM_STACK_CACHE_DIR': cannot write into" in line, line
 
 
 def test_a_non_utf8_lock_is_one_line(tmp_path):

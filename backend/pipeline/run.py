@@ -102,11 +102,11 @@ def build(plan: Plan) -> BuildResult:
     """Build the plan; a second build of the same variant waits for the first, then reuses its wheels."""
     if plan.release_problem:  # another vLLM line's plan is shown, not built (docs/RELEASES.md)
         raise BackendError(plan.release_problem)
-    writable_folder("cache-dir", cache_dir(plan.settings))
+    writable_folder(plan.settings.named("cache-dir"), cache_dir(plan.settings))  # VLLM_STACK_CACHE_DIR, if set so
     if not cache_marker.claim(cache_dir(plan.settings)):
         say(f"cache: {cache_dir(plan.settings)} holds what the backend did not put there; builds write only "
             "their own folders in it, and clean refuses it (a cache-dir of its own avoids both)")
-    writable_folder("wheelhouse", plan.layout.wheelhouse)
+    writable_folder(plan.settings.named("wheelhouse"), plan.layout.wheelhouse)
     existing_torch.check(plan, say)  # before anything is downloaded or compiled
     with hold(plan.layout.variant_dir, say):
         return _build_locked(plan)

@@ -238,16 +238,13 @@ def _library_problems(built: built_wheel.BuiltWheel) -> list[Problem]:
     empty or non-ELF ``.so`` fails at import: either way the wheel lacks the
     library its name promises, which the ELF checks (they only see ELF files) miss."""
     problems = []
-    for member in built.members:
-        if not _LIBRARY_NAME.search(member.name.rsplit("/", 1)[-1]):
-            continue
-        if member.is_link:
-            problems.append(Problem(ERROR, "content", "is stored as a symbolic link, which pip installs as a "
-                                    "small file holding the link's text: the library is missing", member.name))
-        elif member.size == 0:
-            problems.append(Problem(ERROR, "content", "is an empty file, not a shared object", member.name))
-        elif not member.is_elf:
-            problems.append(Problem(ERROR, "content", "is not an ELF shared object", member.name))
+    for member in (m for m in built.members if _LIBRARY_NAME.search(m.name.rsplit("/", 1)[-1])):
+        why = ("is stored as a symbolic link, which pip installs as a small file holding the link's text: "
+               "the library is missing" if member.is_link
+               else "is an empty file, not a shared object" if not member.size
+               else "is not an ELF shared object" if not member.is_elf else None)
+        if why:
+            problems.append(Problem(ERROR, "content", why, member.name))
     return problems
 
 
@@ -298,9 +295,8 @@ def verify_wheel(wheel: Path | built_wheel.BuiltWheel, expect: Expectation | Non
         built = wheel if isinstance(wheel, built_wheel.BuiltWheel) else built_wheel.read(path)
         return _verify_wheel(built, expect, companions)
     except _UNREADABLE as error:
-        entry = Entry(path=str(path), kind="wheel", size=path.stat().st_size)
-        entry.problems.append(Problem(ERROR, "read", f"cannot read the wheel: {type(error).__name__}: "
-                                                     f"{str(error)[:200]}"))
+        problem = Problem(ERROR, "read", f"cannot read the wheel: {type(error).__name__}: {str(error)[:200]}")
+        entry = Entry(path=str(path), kind="wheel", size=path.stat().st_size, problems=[problem])
         return Report(entries=[entry], expectation=dataclasses.asdict(expect))
 
 
@@ -327,10 +323,8 @@ def _verify_wheel(built: built_wheel.BuiltWheel, expect: Expectation, companions
 
     entry.problems.extend(Problem(ERROR, kind, why, name) for name, (kind, why) in built.problems.items())
     entry.problems.extend(_library_problems(built))
-    named: dict[str, str] = {}  # cubin folder -> the first member naming it
-    for name, read in built.objects.items():
-        for folder in sorted(read.folders):
-            named.setdefault(folder, name)
+    # cubin folder -> the first member naming it
+    named = {folder: name for name, read in reversed(built.objects.items()) for folder in read.folders}
     inside = info.basenames() | {i.soname for i in built.objects.values() if i.soname}
     own_exports = set().union(*(i.exported for i in built.objects.values()))
     context = _Context(expect, inside, own_exports, wheelhouse, linkage.requirement_library_patterns(requirements),
@@ -350,9 +344,7 @@ def _verify_wheel(built: built_wheel.BuiltWheel, expect: Expectation, companions
 def _check_cubins(entry: Entry, named: dict[str, str], wheels: Sequence[Path], expect: Expectation) -> None:
     """Kernels whose cubins no wheel of the wheelhouse holds would download them at their first call."""
     entry.cubins = cubins.sources(set(named), wheels)
-    for folder, served in entry.cubins.items():
-        if served is not None:
-            continue
+    for folder in (folder for folder, served in entry.cubins.items() if served is None):
         if folder in cubins.UNPACKAGED:
             if expect.sm in (None, "100", "103"):  # its cubins are sm100 only: elsewhere never loaded
                 entry.problems.append(Problem(
@@ -445,32 +437,28 @@ def verify_paths(paths: Sequence[Path], expect: Expectation | None = None) -> Re
     wheels: list[Path] = []
     houses: list[tuple[list[Path], list[Path]]] = []  # (checked, every wheel of the folder)
     loose: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
+    for path in map(Path, paths):
         if path.is_dir():
             every = sorted(path.glob("*.whl"))
             found = [w for w in every if w.name not in _runtime_wheels(path)]
-            if found:
-                houses.append((found, every))
-            else:
-                objects = sorted(p for p in path.rglob("*") if p.is_file() and elf.is_elf(p))
-                if not objects:
-                    raise BackendError(f"verify: {path} holds no wheels and no ELF files; accepted: a wheelhouse folder, a .whl or a .so")
-                loose.extend(objects)
+            # a folder without wheels of its own: the ELF files under it
+            objects = [] if found else sorted(p for p in path.rglob("*") if p.is_file() and elf.is_elf(p))
+            if not found and not objects:
+                raise BackendError(f"verify: {path} holds no wheels and no ELF files; accepted: a wheelhouse "
+                                   "folder, a .whl or a .so")
+            houses.append((found, every))
+            loose.extend(objects)
         elif path.is_file() and path.suffix == ".whl":
             wheels.append(path)
         elif path.is_file() and elf.is_elf(path):
             loose.append(path)
-        elif path.exists():
-            raise BackendError(f"verify: {path} is neither a wheel, a folder nor an ELF file; accepted: a .whl, a wheelhouse folder or a .so")
         else:
-            raise BackendError(f"verify: {path} does not exist; accepted: a .whl, a wheelhouse folder or a .so")
-    if wheels:
-        houses.append((wheels, wheels))
+            what = "is neither a wheel, a folder nor an ELF file" if path.exists() else "does not exist"
+            raise BackendError(f"verify: {path} {what}; accepted: a .whl, a wheelhouse folder or a .so")
+    houses.append((wheels, wheels))   # the wheels named one by one: one wheelhouse
     for checked, every in houses:
         for wheel in checked:
             report.extend(verify_wheel(wheel, expect, companions=[w for w in every if w != wheel]))
-    if loose:
-        report.extend(verify_objects(loose, expect))
+    report.extend(verify_objects(loose, expect))
     return report
 

@@ -39,15 +39,13 @@ LEVELS: tuple[tuple[str, frozenset[str]], ...] = (("x86-64", frozenset()), BASEL
 _BEYOND = re.compile(r"^(AVX|AMX|FMA4|XOP|SSE4A|VAES|VPCLMULQDQ|GFNI|SHA|AVX512)")
 # -march values that bring a variant's flags on their own.
 MARCH_LEVEL = {
-    "x86-64-v2": "x86-64-v2", "x86-64-v3": "avx2", "x86-64-v4": "avx512",
+    "x86-64-v3": "avx2", "x86-64-v4": "avx512",
     "sandybridge": "avx", "ivybridge": "avx", "haswell": "avx2", "broadwell": "avx2", "skylake": "avx2",
     "alderlake": "avx2", "znver1": "avx2", "znver2": "avx2", "znver3": "avx2",
     "skylake-avx512": "avx512", "icelake-server": "avx512vnni", "icelake-client": "avx512vnni",
     "cascadelake": "avx512vnni", "cooperlake": "avx512bf16", "sapphirerapids": "avx512bf16",
     "emeraldrapids": "avx512bf16", "graniterapids": "avx512bf16", "znver4": "avx512bf16", "znver5": "avx512bf16",
 }
-# a level -> the variant ISAs whose flags it brings
-LEVEL_IMPLIES = {BASELINE[0]: (), **{n: (*cpu_isa.get(n).includes, n) for n in cpu_isa.X86_ISAS}}
 
 
 @dataclasses.dataclass
@@ -146,7 +144,8 @@ def flags_applied(record: str, isa: str | None) -> bool:
         return True
     if march.startswith("armv"):
         return march_brings(march, wanted[0])
-    if isa in LEVEL_IMPLIES.get(MARCH_LEVEL.get(march), ()):
+    level = MARCH_LEVEL.get(march)
+    if level and (isa == level or isa in cpu_isa.get(level).includes):
         # an explicit -mno-<x> after it would still turn a feature off
         return not any(t.startswith("-mno-") and "-m" + t[5:] in wanted for t in tokens)
     return False

@@ -175,30 +175,6 @@ PYTORCH_CUDA_PINS = {
 }
 
 
-SMOKE = """
-import torch
-print(torch.__config__.show())
-assert torch.ones(4).mul(3).sum().item() == 12.0, "torch CPU op"
-"""
-SMOKE_GPU = """
-import torch, triton, triton.language as tl
-assert torch.cuda.is_available(), "torch sees no GPU"
-assert torch.ones(4, device="cuda").mul(3).sum().item() == 12.0, "torch CUDA op"
-
-@triton.jit
-def _add(x, y, out, n, BLOCK: tl.constexpr):
-    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offsets < n
-    tl.store(out + offsets, tl.load(x + offsets, mask=mask) + tl.load(y + offsets, mask=mask), mask=mask)
-
-x = torch.arange(1000, device="cuda", dtype=torch.float32)
-out = torch.empty_like(x)
-_add[(triton.cdiv(1000, 256),)](x, x, out, 1000, BLOCK=256)
-assert torch.equal(out, x * 2), "Triton kernel"
-print("triton", triton.__version__, "kernel ok on", torch.cuda.get_device_name())
-"""
-
-
 def blas_note(variant) -> str:
     if blas(variant) == "MKL":
         return f"MKL {MKL_VERSION} statically (BLAS and LAPACK, from the lock's mkl-static wheel, as PyTorch's x86_64 wheels)"
@@ -252,8 +228,6 @@ class Torch(Recipe):
     mem_per_job_gb = 3.0
     disk_gb = 30.0
     features = FEATURES
-    smoke = SMOKE
-    smoke_gpu = SMOKE_GPU
     # cmake/Dependencies.cmake: string(APPEND CMAKE_CUDA_FLAGS " $ENV{TORCH_NVCC_FLAGS}") (PyTorch's release
     # build sets it too: .ci/manywheel/build_cuda.sh); CMake's C/CXX flags never reach nvcc's host compiler
     isa_flag_variables = {"TORCH_NVCC_FLAGS": "nvcc"}
@@ -335,6 +309,30 @@ class Torch(Recipe):
                 f"the rest of torch requires {variant.isa}"
             )
         return out
+
+    # What the smoke check runs (backend/verify/smoke.py): one op of its code on CPU and CUDA, and a Triton kernel
+    smoke = """
+import torch
+print(torch.__config__.show())
+assert torch.ones(4).mul(3).sum().item() == 12.0, "torch CPU op"
+"""
+    smoke_gpu = """
+import torch, triton, triton.language as tl
+assert torch.cuda.is_available(), "torch sees no GPU"
+assert torch.ones(4, device="cuda").mul(3).sum().item() == 12.0, "torch CUDA op"
+
+@triton.jit
+def _add(x, y, out, n, BLOCK: tl.constexpr):
+    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offsets < n
+    tl.store(out + offsets, tl.load(x + offsets, mask=mask) + tl.load(y + offsets, mask=mask), mask=mask)
+
+x = torch.arange(1000, device="cuda", dtype=torch.float32)
+out = torch.empty_like(x)
+_add[(triton.cdiv(1000, 256),)](x, x, out, 1000, BLOCK=256)
+assert torch.equal(out, x * 2), "Triton kernel"
+print("triton", triton.__version__, "kernel ok on", torch.cuda.get_device_name())
+"""
 
 
 RECIPE = Torch()

@@ -21,9 +21,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..verify import elf
 from . import triton_cache
 from .files import write_atomic
-from .manylinux import highest, object_symbol_versions
+from .manylinux import highest
 from .names import parse
 
 DEPLOY = "DEPLOY.md"
@@ -43,7 +44,7 @@ def _manylinux(manifest: dict[str, Any]) -> str | None:
 
 
 def _prebuilt_line(modules: list[Path]) -> str:
-    glibc = max((highest(object_symbol_versions(m)).get("GLIBC", "") for m in modules),
+    glibc = max((highest(elf.read_object(m, gpu=False).versions).get("GLIBC", "") for m in modules),
                 key=lambda v: tuple(int(n) for n in v.split(".") if n.isdigit()))
     return (f"- **Triton's `cuda_utils` ships prebuilt** in `{triton_cache.FOLDER}/` (built from Triton's own "
             "`driver.c` by the Triton and Python installed here; it needs glibc "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import itertools
 import json
 import os
 import re
@@ -29,13 +30,12 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from email.parser import BytesParser
 from pathlib import Path
 
 from ..errors import BackendError
 from ..toolchains.runtime import REQUIREMENT_LIBRARIES
-from ..verify import elf
 from . import built, names
 
 # The symbol-version families the manifest records per library.
@@ -86,11 +86,6 @@ def highest(versions: Iterable[str]) -> dict[str, str]:
     return {f: best[f] for f in FAMILIES if f in best}
 
 
-def object_symbol_versions(path: Path) -> set[str]:
-    """The versions (``GLIBC_2.34``, ``GLIBCXX_3.4.30``) an ELF file needs from other libraries."""
-    return elf.read_object(path, gpu=False).versions
-
-
 def _read(wheel) -> built.BuiltWheel:
     """A wheel read once (``built.read``), or the one given."""
     return wheel if isinstance(wheel, built.BuiltWheel) else built.read(wheel, scan_code=False)
@@ -119,12 +114,9 @@ def platform_tags(wheel_name: str) -> list[str]:
 
 
 def tag_policy_name(tag: str) -> str | None:
-    """``manylinux_2_28_x86_64`` (or a legacy alias, ``manylinux2014_aarch64``) as ``manylinux_2_X_<arch>``."""
-    legacy = {"manylinux1": "manylinux_2_5", "manylinux2010": "manylinux_2_12", "manylinux2014": "manylinux_2_17"}
-    for old, new in legacy.items():
-        if tag.startswith(old + "_"):
-            return new + tag[len(old):]
-    return tag if tag.startswith("manylinux_") else None
+    """A manylinux tag (``manylinux_2_28_x86_64``, or a legacy alias, ``manylinux2014_aarch64``) as auditwheel's
+    ``get_policy_by_name`` takes it (its policies know their aliases); None for another tag."""
+    return tag if tag.startswith("manylinux") else None
 
 
 # --- deciding a wheel's tag ------------------------------------------------------------------------------------------
@@ -138,9 +130,8 @@ class Decision:
 
 def external_patterns(toolchain_libraries: Sequence[str] = (), companions: Sequence[Path] = ()) -> frozenset[str]:
     """Sonames other wheels (or the driver) provide: excluded from the analysis, never grafted."""
-    patterns = {"libtorch*.so*", "libc10*.so*", "libshm.so*", *DRIVER_LIBRARIES, *toolchain_libraries}
-    for sonames in REQUIREMENT_LIBRARIES.values():
-        patterns.update(sonames)
+    patterns = {"libtorch*.so*", "libc10*.so*", "libshm.so*", *DRIVER_LIBRARIES, *toolchain_libraries,
+                *itertools.chain.from_iterable(REQUIREMENT_LIBRARIES.values())}
     for wheel in companions:
         with zipfile.ZipFile(wheel) as archive:
             patterns.update(n.rsplit("/", 1)[-1] for n in archive.namelist() if ".so" in n.rsplit("/", 1)[-1])
@@ -243,7 +234,8 @@ def decide(wheel, platform: str, exclude: frozenset[str], target: str | None = N
         why = (f"needs {', '.join(found['missing'])}, which no manylinux policy allows and no other wheel provides"
                if found["missing"] else "its symbol versions fit no manylinux policy")
         return Decision(name, (name,), f"stays {name}: {why}")
-    reason = f"{name}: its libraries need at most {_show(highest(found['versions']))}"
+    needs = ", ".join(f"{k}_{v}" for k, v in highest(found["versions"]).items()) or "no versioned symbols"
+    reason = f"{name}: its libraries need at most {needs}"
     tags = (name, *found["aliases"])
     if target is not None:
         wanted = policy(platform, target)
@@ -251,10 +243,6 @@ def decide(wheel, platform: str, exclude: frozenset[str], target: str | None = N
             tags = (wanted.name, *wanted.aliases)
             reason += f"; tagged the -C manylinux={target} target"
     return Decision(tags[0], tags, reason)
-
-
-def _show(versions: Mapping[str, str]) -> str:
-    return ", ".join(f"{k}_{v}" for k, v in versions.items()) or "no versioned symbols"
 
 
 def wheel_file(data: bytes, tags: Sequence[str]) -> bytes:
@@ -336,7 +324,6 @@ def defined_versions(library: Path) -> set[str]:
 
 @dataclasses.dataclass(frozen=True)
 class HostRuntime:
-    compiler: str
     libstdcxx: Path | None
     libc: Path | None
     versions: dict[str, str]       # highest GLIBC, GLIBCXX, CXXABI these define
@@ -350,7 +337,7 @@ def host_runtime(compiler: str) -> HostRuntime:
     for library in (libstdcxx, libc):
         if library is not None:
             names |= defined_versions(library)
-    return HostRuntime(compiler, libstdcxx, libc, highest(names), nonshared)
+    return HostRuntime(libstdcxx, libc, highest(names), nonshared)
 
 
 def check_host(target: str | None, platform: str, compiler: str | None = None) -> None:

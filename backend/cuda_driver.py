@@ -111,8 +111,7 @@ def check_driver(manifest: dict[str, Any], driver: str | None, where: str) -> No
     recorded = DriverNeed(stored["minimum"], tuple(str(r) for r in stored.get("reasons") or ("recorded",)))
     if not is_driver_version(recorded.minimum) or not is_driver_version(driver):
         return
-    problem = recorded.problem(driver)
-    if problem:
+    if problem := recorded.problem(driver):
         raise BackendError(f"{where}: {problem}; update the driver, or build the variant for an older CUDA "
                            f"(python -m backend detect --driver {driver} says which)")
 

@@ -143,30 +143,23 @@ def host_violation(isa: str, host: host_info.Host, named: str = "isa") -> str | 
     """Why this host cannot build the ISA (torch's build runs code it compiles)."""
     platform = platform_of(isa)
     if platform != host.machine:
-        family = ", ".join(ARM_ISAS if host.machine == "aarch64" else X86_ISAS)
-        return (
-            f"setting '{named}': bad value {isa!r}: it is an {platform} ISA and this host is {host.machine}; "
-            f"accepted here: {family}"
-        )
-    missing = [f for f in cpu_isa.get(isa).host_features if f not in host.cpu_features]
-    if missing:
-        runnable = [i for i in ISAS if platform_of(i) == host.machine and all(f in host.cpu_features for f in cpu_isa.get(i).host_features)]
-        return (
-            f"setting '{named}': bad value {isa!r}: this host's CPU lacks {', '.join(missing)}, and torch's build "
-            f"runs code it compiles; accepted here: {', '.join(runnable) or 'none'} (build {isa} on a host that has it)"
-        )
-    return None
+        return (f"setting '{named}': bad value {isa!r}: it is an {platform} ISA and this host is {host.machine}; "
+                f"accepted here: {', '.join(ARM_ISAS if host.machine == 'aarch64' else X86_ISAS)}")
+    lacks = [f for f in cpu_isa.get(isa).host_features if f not in host.cpu_features]
+    if not lacks:
+        return None
+    runnable = [i for i in ISAS if platform_of(i) == host.machine
+                and all(f in host.cpu_features for f in cpu_isa.get(i).host_features)]
+    return (f"setting '{named}': bad value {isa!r}: this host's CPU lacks {', '.join(lacks)}, and torch's build "
+            f"runs code it compiles; accepted here: {', '.join(runnable) or 'none'} (build {isa} on a host that has it)")
 
 
 def select(settings: Settings, host: host_info.Host | None = None, python: str | None = None) -> Variant:
     """The variant a build's settings ask for, checked against every rule and the host."""
-    if settings.sm is None or settings.isa is None:
-        missing = "sm" if settings.sm is None else "isa"
-        raise BackendError(
-            f"setting '{missing}' is required; accepted: "
-            + (", ".join(SMS) if missing == "sm" else ", ".join(ISAS))
-            + " (python -m backend detect suggests values for this host)"
-        )
+    for key, accepted in (("sm", SMS), ("isa", ISAS)):
+        if getattr(settings, key) is None:
+            raise BackendError(f"setting '{key}' is required; accepted: {', '.join(accepted)} "
+                               "(python -m backend detect suggests values for this host)")
     if why := (rule_violation(settings.sm, settings.isa, settings.cuda, settings.named)
                or host_violation(settings.isa, host or host_info.current(), settings.named("isa"))):
         raise BackendError(why)

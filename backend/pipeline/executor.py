@@ -161,7 +161,7 @@ class StepExecutor:
             self.cache_stats[step.component] = session  # its statistics are there once the step is done, failed or not
 
             def run(command, cwd=None, extra_environ=None):
-                run_logged(command, env={**env, **session.env, **(extra_environ or {})}, cwd=cwd or step.cwd,
+                run_logged(command, env={**env, **session.env, **(extra_environ or {})}, cwd=cwd or step.tree,
                            log=log, label=label)
             yield run
 

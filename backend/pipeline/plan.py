@@ -81,10 +81,6 @@ class Step:
     def component(self) -> str:
         return self.recipe.name
 
-    @property
-    def cwd(self) -> Path:
-        return self.tree
-
     def to_json(self) -> dict:
         return {
             "component": self.component,
@@ -95,7 +91,7 @@ class Step:
             "tree": str(self.tree),
             "extras": {name: str(path) for name, path in self.extras.items()},
             "python": str(self.python),
-            "cwd": str(self.cwd),
+            "cwd": str(self.tree),
             "env": dict(self.env),
             "compiler_cache_env": dict(self.compiler_flags),
             "command": [list(c) for c in self.commands],
@@ -390,7 +386,7 @@ def format_plan(plan: Plan) -> str:
                   for key, value in sorted(step.compiler_flags.items())]
         lines += [f"  patch {patch.name}: {'applied' if patch.applied else 'NOT applied'} ({patch.why})"
                   for patch in step.patches]
-        lines += [f"  in {step.cwd}", *("  $ " + " ".join(command) for command in step.commands)]
+        lines += [f"  in {step.tree}", *("  $ " + " ".join(command) for command in step.commands)]
         lines += [f"  note: {note}" for note in step.notes]
     return "\n".join(lines)
 

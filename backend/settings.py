@@ -53,7 +53,8 @@ ExistingTorch = Literal["match", "accept"]
 VerifyMode = Literal["strict", "warn", "off"]
 CompilerCache = Literal["auto", "ccache", "sccache", "none"]
 # Remote compiler-cache storage: a URL scheme, or a word for storage without one.
-COMPILER_CACHE_URL_FORMS = ("redis://HOST[:PORT][/DB]", "rediss://HOST[:PORT][/DB]", "s3://BUCKET[/PREFIX]", "gha", "none")
+COMPILER_CACHE_URL_FORMS = ("redis://HOST[:PORT][/DB]", "rediss://HOST[:PORT][/DB]", "s3://BUCKET[/PREFIX]", "gha",
+                            "none")
 RuntimeDeps = Literal["bundle", "none"]
 BuildRequirements = Literal["locked", "ranges"]
 SmokeMode = Literal["auto", "cpu", "emulate", "off"]
@@ -79,12 +80,6 @@ def normalize_sm(value: str, key: str = "sm") -> str:
     hint = f"; did you mean {near!r}?" if near else ""
     raise BackendError(f"setting '{key}': bad value {raw!r}; accepted: {', '.join(SMS)} "
                        f"(also written 9.0, sm90, sm_90){hint}")
-
-
-def _choice(key: str, value: str, accepted: tuple[str, ...]) -> str:
-    if value.strip() in accepted:
-        return value.strip()
-    raise SettingError(key, value.strip(), accepted)
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -344,10 +339,12 @@ class Option:
             return _bool(named, value)
         if self.many:
             return _names(value)
-        if self.choices:
-            return _choice(named, str(value), self.choices)
-        # text another module checks (vllm, flashinfer-aot-config); '' is None where None is the default
-        return str(value).strip() or (None if self.default is None else "")
+        text = str(value).strip()
+        if not self.choices:  # text another module checks (vllm, flashinfer-aot-config): '' is None or ''
+            return text or (None if self.default is None else "")
+        if text not in self.choices:
+            raise SettingError(named, text, self.choices)
+        return text
 
     def values_text(self, owned: tuple[str, ...] = ()) -> str:
         """What it accepts and its default, as --help and the README show them (``owned``: its words, where

@@ -192,10 +192,8 @@ def _object(info: elf.ObjectInfo, shown: str, context: _Context) -> ObjectEntry:
     _check_gpu(obj, context.expect)
     _check_cuda(obj, context.expect)
     _check_cpu(obj, info, context.expect)
-    for entry in info.runpath:
-        why = runpath_problem(entry, shown, context.expect.runpath_roots)
-        if why:
-            obj.problems.append(Problem(ERROR, "link", why, shown))
+    refused = (runpath_problem(entry, shown, context.expect.runpath_roots) for entry in info.runpath)
+    obj.problems.extend(Problem(ERROR, "link", why, shown) for why in refused if why)
     for soname in info.needed:
         where = linkage.provider(soname, context.inside, context.wheelhouse, context.requirement_patterns,
                                  context.expect.extra_allowed_libraries)
@@ -373,17 +371,16 @@ def _check_metadata(entry: Entry, info: metadata.WheelInfo, others: list[metadat
             entry.problems.append(Problem(
                 ERROR, "metadata", f"torch is {info.version}, the wheelhouse's torch should be {expect.torch_version}"))
     elif torch_version:
-        pins = [r for r in info.requires if canonicalize_name(r.name) == metadata.TORCH]
-        entry.problems.extend(Problem(ERROR, "metadata", why) for why in
-                              filter(None, (metadata.torch_pin_problem(r, torch_version) for r in pins)))
+        pins = (metadata.torch_pin_problem(r, torch_version) for r in info.requires
+                if canonicalize_name(r.name) == metadata.TORCH)
+        entry.problems.extend(Problem(ERROR, "metadata", why) for why in pins if why)
         if torch_wheel is not None and expect.torch_version and not metadata._same_version(torch_wheel.version, expect.torch_version):
             entry.problems.append(Problem(
                 ERROR, "metadata", f"the wheelhouse's torch is {torch_wheel.version}, expected {expect.torch_version}"))
-    by_name = {o.name: o for o in others}
-    for requirement in info.requires:
-        name = canonicalize_name(requirement.name)
-        other = by_name.get(name)
-        if other is None or not metadata.is_active(requirement) or name == metadata.TORCH:
+    by_name = {o.name: o for o in others if o.name != metadata.TORCH}   # torch's pin: checked above
+    for requirement in filter(metadata.is_active, info.requires):
+        other = by_name.get(canonicalize_name(requirement.name))
+        if other is None:
             continue
         try:
             fits = requirement.specifier.contains(Version(other.version), prereleases=True)

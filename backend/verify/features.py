@@ -52,15 +52,12 @@ def read_witnesses(wheel, spec) -> dict[str, str] | None:
 def _witness(marker, record, requires: dict[str, str]) -> str:
     if record is None:  # the member is not in the wheel (torch without NVSHMEM has no libtorch_nvshmem.so)
         return ""
-    for soname in record.needed:
-        if soname.startswith(marker.libraries):
-            pin = requires.get(distribution_for(soname) or "")
-            return f"{soname} ({pin})" if pin else soname
-    for how, shown in (("defines", "static: defines"), ("calls", "calls")):
-        for symbol in marker.symbols:
-            if record.marks.get(symbol) == how:
-                return f"{shown} {symbol}"
-    return ""
+    soname = next((n for n in record.needed if n.startswith(marker.libraries)), None)
+    if soname:
+        pin = requires.get(distribution_for(soname) or "")
+        return f"{soname} ({pin})" if pin else soname
+    return next((f"{shown} {symbol}" for how, shown in (("defines", "static: defines"), ("calls", "calls"))
+                 for symbol in marker.symbols if record.marks.get(symbol) == how), "")
 
 
 def _requirements(wheel) -> dict[str, str]:

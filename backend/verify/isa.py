@@ -173,12 +173,20 @@ def _as_v8(level: tuple[int, int]) -> tuple[int, int]:
 
 
 def _parse_march(march: str) -> tuple[tuple[int, int], set[str]] | None:
-    """``armv8.2-a+fp16+dotprod`` -> ((8, 2), {'fp16', 'dotprod'}); None for what is not an Arm level."""
+    """``armv8.2-a+fp16+dotprod`` -> ((8, 2), {'fp16', 'dotprod'}) and the extensions its level makes
+    mandatory; None for what is not an Arm level."""
     base, *extensions = march.removeprefix("-march=").split("+")
     match = re.fullmatch(r"armv(\d+)(?:\.(\d+))?-a", base)
     if not match:
         return None
-    return (int(match.group(1)), int(match.group(2) or 0)), {e for e in extensions if not e.startswith("no")}
+    level = (int(match.group(1)), int(match.group(2) or 0))
+    brought = {e for e in extensions if not e.startswith("no")}
+    brought |= {e for e, since in _MANDATORY_FROM.items() if _as_v8(level) >= since}
+    if level[0] >= 9:
+        brought |= {"sve", "sve2"}
+    if brought & {"sve", "sve2"}:
+        brought.add("fp16")  # GCC: +sve implies +fp16
+    return level, brought
 
 
 def march_brings(march: str, wanted: str) -> bool:
@@ -190,12 +198,5 @@ def march_brings(march: str, wanted: str) -> bool:
     have, want = _parse_march(march), _parse_march(wanted)
     if have is None or want is None:
         return False
-    (level, extensions), (wanted_level, wanted_extensions) = have, want
-    if (wanted_level[0] >= 9 > level[0]) or _as_v8(level) < _as_v8(wanted_level):
-        return False
-    brought = set(extensions) | {e for e, since in _MANDATORY_FROM.items() if _as_v8(level) >= since}
-    if level[0] >= 9:
-        brought |= {"sve", "sve2"}
-    if brought & {"sve", "sve2"}:
-        brought.add("fp16")  # GCC: +sve implies +fp16
-    return wanted_extensions <= brought
+    (level, brought), (wanted_level, asked) = have, want
+    return not (wanted_level[0] >= 9 > level[0]) and _as_v8(level) >= _as_v8(wanted_level) and asked <= brought

@@ -126,10 +126,10 @@ def plan_json(tmp: Path, tree: Path) -> dict:
 def test_the_version_file_setuptools_scm_writes_is_read(tmp_path):
     (tmp_path / "vllm").mkdir()
     (tmp_path / "vllm/_version.py").write_text(SCM_VERSION_FILE.format(version="0.16.0", tuple=(0, 16, 0)))
-    assert VLLM.tree_version(tmp_path) == "0.16.0"
+    assert VLLM.stated_version(tmp_path).version == "0.16.0"
     (tmp_path / "vllm/_version.py").write_text(SCM_VERSION_FILE.format(version="0.15.2.dev5+g1892993bc.d20260101",
                                                                        tuple=(0, 15, 2, "dev5", "g1892993bc")))
-    assert VLLM.tree_version(tmp_path) == "0.15.2.dev5"  # the public part: the build adds its own label
+    assert VLLM.stated_version(tmp_path).version == "0.15.2.dev5"  # the public part: the build adds its own label
     # the forms other recipes' version files use are read as before
     (tmp_path / "version.txt").write_text("2.9.1a0\n")
     assert checkout_version.stated(tmp_path, "version.txt").version == "2.9.1a0"
@@ -137,7 +137,7 @@ def test_the_version_file_setuptools_scm_writes_is_read(tmp_path):
     assert checkout_version.stated(tmp_path, "mod.py").version == "0.49.1"
     (tmp_path / "mod.py").write_text("__version__ = get_version()\n")
     assert checkout_version.stated(tmp_path, "mod.py").version is None
-    assert VLLM.tree_version(tmp_path / "missing") is None
+    assert VLLM.stated_version(tmp_path / "missing").version is None
 
 
 def test_a_git_checkout_is_the_version_its_tags_give(tmp_path):
@@ -145,32 +145,32 @@ def test_a_git_checkout_is_the_version_its_tags_give(tmp_path):
     tree.mkdir()
     (tree / "f").write_text("a\n")
     git_checkout(tree)
-    assert VLLM.tree_version(tree) is None  # no release tag: no version stated
+    assert VLLM.stated_version(tree).version is None  # no release tag: no version stated
     git(tree, "tag", "v0.15.1")
-    assert VLLM.tree_version(tree) == "0.15.1"
+    assert VLLM.stated_version(tree).version == "0.15.1"
     (tree / "untracked").write_text("x\n")
-    assert VLLM.tree_version(tree) == "0.15.1"  # untracked files do not make it dirty (setuptools-scm neither)
+    assert VLLM.stated_version(tree).version == "0.15.1"  # untracked files do not make it dirty (setuptools-scm neither)
     (tree / "f").write_text("b\n")
-    assert VLLM.tree_version(tree) == "0.15.2.dev0"  # a changed tracked file: no longer exactly the release
+    assert VLLM.stated_version(tree).version == "0.15.2.dev0"  # a changed tracked file: no longer exactly the release
     git(tree, "commit", "-q", "-am", "fork")
     git(tree, "commit", "-q", "--allow-empty", "-m", "fork 2")
-    assert VLLM.tree_version(tree) == "0.15.2.dev2"
+    assert VLLM.stated_version(tree).version == "0.15.2.dev2"
     # a stale _version.py from an earlier build does not win over the tags (nor in setuptools-scm)
     (tree / "vllm").mkdir()
     (tree / "vllm/_version.py").write_text("__version__ = version = '0.15.1'\n")
-    assert VLLM.tree_version(tree) == "0.15.2.dev2"
+    assert VLLM.stated_version(tree).version == "0.15.2.dev2"
     git(tree, "tag", "v0.16.0rc1")
     git(tree, "commit", "-q", "--allow-empty", "-m", "3")
-    assert VLLM.tree_version(tree) == "0.16.0rc2.dev1"
+    assert VLLM.stated_version(tree).version == "0.16.0rc2.dev1"
     git(tree, "tag", "-a", "-m", "release", "vllm-0.16.0")  # a prefixed, annotated tag
-    assert VLLM.tree_version(tree) == "0.16.0"
+    assert VLLM.stated_version(tree).version == "0.16.0"
     # a folder inside a repository is not that repository's version: its own version file decides
     inner = tree / "sub"
     (inner / "vllm").mkdir(parents=True)
     (inner / "vllm/_version.py").write_text("__version__ = version = '0.14.1'\n")
-    assert VLLM.tree_version(inner) == "0.14.1"
+    assert VLLM.stated_version(inner).version == "0.14.1"
     # a recipe that does not read git tags reads only its file
-    assert recipes.get("xformers").tree_version(tree) is None
+    assert recipes.get("xformers").stated_version(tree).version is None
 
 
 def test_the_callers_git_variables_do_not_redirect_the_reading(tmp_path, monkeypatch):
@@ -182,7 +182,7 @@ def test_the_callers_git_variables_do_not_redirect_the_reading(tmp_path, monkeyp
         git_checkout(folder, tag)
     monkeypatch.setenv("GIT_DIR", str(other / ".git"))
     monkeypatch.setenv("GIT_WORK_TREE", str(other))
-    assert VLLM.tree_version(tree) == "0.15.1"
+    assert VLLM.stated_version(tree).version == "0.15.1"
     monkeypatch.setenv("PATH", str(tmp_path / "no-such-bin"))
     assert VLLM.stated_version(tree) == checkout_version.Stated(
         None, "it is a git checkout, whose version its tags give, and git is not installed")
@@ -201,7 +201,7 @@ def test_a_users_setuptools_scm_variables_do_not_decide_the_version(tmp_path, mo
                         ("VCS_VERSIONING_PRETEND_VERSION", "9.9.9"),
                         ("SETUPTOOLS_SCM_OVERRIDES", '{version_scheme="no-guess-dev"}')):
         monkeypatch.setenv(name, value)
-    assert VLLM.tree_version(tree) == "0.15.2.dev1"
+    assert VLLM.stated_version(tree).version == "0.15.2.dev1"
 
 
 def test_the_git_reading_agrees_with_setuptools_scm(tmp_path):
@@ -215,7 +215,7 @@ def test_the_git_reading_agrees_with_setuptools_scm(tmp_path):
     def both() -> tuple[str | None, str]:
         from packaging.version import Version
 
-        return VLLM.tree_version(tree), Version(setuptools_scm.get_version(root=str(tree))).public
+        return VLLM.stated_version(tree).version, Version(setuptools_scm.get_version(root=str(tree))).public
 
     seen = []
     for step in (lambda: git(tree, "tag", "v0.15.1"),
@@ -304,6 +304,6 @@ def test_a_real_vllm_sdist_states_its_release(tmp_path, version):
         tar.extractall(tmp_path / "sdist", filter="data")
     tree = tmp_path / "sdist" / f"vllm-{version}"
     assert "generated by setuptools-scm" in (tree / "vllm/_version.py").read_text()
-    assert VLLM.tree_version(tree) == version
+    assert VLLM.stated_version(tree).version == version
     [patch] = [p for p in plan_json(tmp_path, tree)["patches"] if p["patch"] == PATCH]
     assert (patch["applied"], patch["why"]) == (False, f"it is for vllm ==0.15.1 and this tree is {version}")

@@ -244,7 +244,8 @@ def make_plan(
     else:
         torch_recipe = recipes.get("torch").for_line(line)
         local_torch = settings.sources.get("torch")
-        torch_version = torch_recipe.local_version(variant, torch_recipe.tree_version(local_torch) if local_torch else None)
+        stated_torch = torch_recipe.stated_version(local_torch).version if local_torch else None
+        torch_version = torch_recipe.local_version(variant, stated_torch)
 
     release = vllm_release.line_facts(settings.vllm)
     lock, local_differences = vllm_release.lock_for(settings.vllm, settings.sources.get("vllm"))

@@ -186,12 +186,9 @@ class Recipe:
         """The version its build stamps: a local tree's own, else the recipe's, plus the variant's label."""
         return local_version(tree_version or self.version, variant)
 
-    def tree_version(self, tree: Path) -> str | None:
-        """A local checkout's own public version, so a fork or another release keeps it (and gets only its patches)."""
-        return self.stated_version(tree).version
-
     def stated_version(self, tree: Path) -> checkout_version.Stated:
-        """A local checkout's own public version, or why it states none."""
+        """A local checkout's own public version (``.version``: a fork or another release keeps it, and gets only its
+        patches), or why it states none."""
         return checkout_version.stated(tree, self.version_file, self.version_from_git_tags)
 
 

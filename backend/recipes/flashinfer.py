@@ -231,8 +231,7 @@ def aot_config(key: str, value, base: Path) -> str | None:
     if text.lower() in ("", AOT_VLLM, "default"):
         return None  # vLLM's set for the variant (vllm_aot_config), chosen when the variant is known
     if not text.startswith(("{", "[")):  # inline JSON; anything else names a file
-        path = Path(text).expanduser()
-        path = path if path.is_absolute() else base / path
+        path = base / Path(text).expanduser()  # an absolute path stands alone (pathlib drops base)
         try:
             text = path.read_text()
         except (OSError, ValueError) as error:  # ValueError: a NUL in the path, or a file that is not UTF-8

@@ -156,12 +156,6 @@ class BuiltWheel:
                 temp.unlink()
 
 
-def normalize(wheel: Path, epoch: int) -> Path:
-    """``wheel`` made reproducible in place (atomically; see :mod:`.reproducible`); returns its path."""
-    wheel = Path(wheel)
-    return read(wheel, into=wheel.parent, epoch=epoch, inspect=False).write()
-
-
 def dist_info_folder(wheel: Path, names_: Sequence[str]) -> str:
     """The wheel's one ``*.dist-info`` folder holding METADATA."""
     found = sorted({n.split("/", 1)[0] for n in names_ if n.count("/") == 1 and n.endswith("/METADATA")

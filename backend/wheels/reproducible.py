@@ -19,9 +19,9 @@
   one;
 - ``RECORD``: rows in the members' order, hashes of changed members renewed.
 
-Applied by ``built.py`` in its one pass over a built wheel (``read(epoch=)``,
-``normalize``): members are copied as their compressed bytes (``rawzip``); only
-changed ELF files and ``RECORD`` are compressed anew.
+Applied by ``built.py`` in its one pass over a built wheel (``read(epoch=)``):
+members are copied as their compressed bytes (``rawzip``); only changed ELF
+files and ``RECORD`` are compressed anew.
 """
 
 from __future__ import annotations

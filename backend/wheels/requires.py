@@ -52,9 +52,7 @@ def generated_code_requirements(wheel) -> list[str]:
         wheel = built.read(wheel, inspect=False, keep=is_generated)
     protobuf: tuple[int, int, int] | None = None
     grpc: tuple[int, ...] | None = None
-    for member, data in wheel.kept.items():
-        if not is_generated(member):
-            continue
+    for data in wheel.kept.values():  # read keeping is_generated members only
         for found in PROTOBUF_GENCODE.finditer(data):
             version = tuple(int(part) for part in found.groups())
             protobuf = max(protobuf or version, version)

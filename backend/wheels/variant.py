@@ -144,11 +144,9 @@ def write_index_variants_json(
     name, _, given = distribution.partition("-")
     given = version or given
     if not given:
-        found = set()
-        for path in dest_dir.glob("*.whl"):
-            wheel = names.parse(path.name)
-            if wheel.variant_label is not None and wheel.project == canonicalize_name(name):
-                found.add(wheel.version_text)
+        wheels = [names.parse(path.name) for path in dest_dir.glob("*.whl")]
+        found = {wheel.version_text for wheel in wheels
+                 if wheel.variant_label is not None and wheel.project == canonicalize_name(name)}
         if len(found) != 1:
             raise BackendError(
                 f"{dest_dir}: expected variant wheels of one version of {name}, found {sorted(found) or 'none'}"

@@ -387,3 +387,14 @@ def test_the_cache_folder_variable_is_read_once_as_the_setting_it_gives(tmp_path
     assert f'"{tmp_path / "variable"}/envs/' in from_variable.stdout
     line = _cli_plan("-C", "sm=90", "-C", "isa=avx2", VLLM_STACK_CACHE_DIR=refused).stderr
     assert line.startswith("error: setting 'VLLM_STACK_CACHE_DIR': bad value") and "';'" in line, line
+
+
+def test_a_compiler_cache_clash_names_each_setting_as_the_user_gave_it(tmp_path):
+    pairs = ("-C", "sm=90", "-C", "isa=avx2", "-C", f"cache-dir={tmp_path}")
+    both = _cli_plan(*pairs, VLLM_STACK_COMPILER_CACHE="none", VLLM_STACK_COMPILER_CACHE_URL="gha")
+    assert both.returncode != 0 and both.stderr.strip().splitlines() == [both.stderr.strip()], both.stderr
+    assert both.stderr.startswith("error: setting 'VLLM_STACK_COMPILER_CACHE_URL': 'gha' given with "
+                                  "VLLM_STACK_COMPILER_CACHE=none; accepted: "), both.stderr
+    mixed = _cli_plan(*pairs, "-C", "compiler-cache=none", VLLM_STACK_COMPILER_CACHE_URL="gha")
+    assert mixed.stderr.startswith("error: setting 'VLLM_STACK_COMPILER_CACHE_URL': 'gha' given with "
+                                   "compiler-cache=none; accepted: "), mixed.stderr

@@ -76,7 +76,7 @@ def _where_from_environment(name: str, environ: Mapping[str, str]) -> str:
     return redact_url(value)
 
 
-def for_sccache(url: str | None, environ: Mapping[str, str], local_dir: Path) -> Storage:
+def for_sccache(url: str | None, environ: Mapping[str, str], local_dir: Path, named: str = KEY) -> Storage:
     selected = selected_storage(environ)
     if url is None:
         if selected:
@@ -93,7 +93,7 @@ def for_sccache(url: str | None, environ: Mapping[str, str], local_dir: Path) ->
     clashes = [name for name, _ in selected if name not in ours or environ[name].strip() != storage.variables[name]]
     if clashes:
         raise BackendError(
-            f"setting '{KEY}': {redact_url(url)!r} conflicts with {', '.join(clashes)} set in the environment "
+            f"setting '{named}': {redact_url(url)!r} conflicts with {', '.join(clashes)} set in the environment "
             "(sccache would use only one storage); unset one of them"
         )
     local = environ.get("SCCACHE_DIR", "").strip() or str(local_dir)
@@ -129,7 +129,8 @@ def ccache_reaches(url: str) -> bool:
     return urlsplit(url).scheme.lower() == "redis"
 
 
-def for_ccache(url: str | None, environ: Mapping[str, str], local_dir: Path) -> Storage:
+def for_ccache(url: str | None, environ: Mapping[str, str], local_dir: Path,
+               named: str = KEY) -> Storage:  # named: what a message calls the setting (Settings.named)
     folder = {"CCACHE_DIR": str(local_dir)}
     if url is None:
         remote = environ.get("CCACHE_REMOTE_STORAGE", "").strip()
@@ -138,7 +139,7 @@ def for_ccache(url: str | None, environ: Mapping[str, str], local_dir: Path) -> 
         return Storage("local disk", str(local_dir), "the backend's cache folder", folder)
     if not ccache_reaches(url):
         raise BackendError(
-            f"setting '{KEY}': {redact_url(url)!r} needs sccache (ccache reaches only redis:// storage); "
+            f"setting '{named}': {redact_url(url)!r} needs sccache (ccache reaches only redis:// storage); "
             "accepted with ccache: redis://HOST[:PORT][/DB]; or use -C compiler-cache=sccache"
         )
     return Storage("Redis", redact_url(url), f"-C {KEY}", {**folder, "CCACHE_REMOTE_STORAGE": url})

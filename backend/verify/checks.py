@@ -316,7 +316,6 @@ def _verify_wheel(built: built_wheel.BuiltWheel, expect: Expectation, companions
         return report
     # soname -> the wheel holding it; the first wheel wins
     wheelhouse = {base: other.name for other in reversed(others) for base in other.basenames() if ".so" in base}
-    requirements = [r for w in [info, *others] for r in w.requires if metadata.is_active(r)]
     exports = torch_exports(torch_wheel.path) if torch_wheel is not None and not is_torch else None
 
     entry.problems.extend(Problem(ERROR, kind, why, name) for name, (kind, why) in built.problems.items())
@@ -325,10 +324,10 @@ def _verify_wheel(built: built_wheel.BuiltWheel, expect: Expectation, companions
     named = {folder: name for name, read in reversed(built.objects.items()) for folder in read.folders}
     inside = info.basenames() | {i.soname for i in built.objects.values() if i.soname}
     own_exports = set().union(*(i.exported for i in built.objects.values()))
-    context = _Context(expect, inside, own_exports, wheelhouse, linkage.requirement_library_patterns(requirements),
-                       exports, is_torch)
-    for name, read in built.objects.items():
-        entry.objects.append(_object(read, name, context))
+    requirements = linkage.requirement_library_patterns(
+        r for w in [info, *others] for r in w.requires if metadata.is_active(r))
+    context = _Context(expect, inside, own_exports, wheelhouse, requirements, exports, is_torch)
+    entry.objects.extend(_object(read, name, context) for name, read in built.objects.items())
     if named:
         _check_cubins(entry, named, [wheel, *companions], expect)
     requires_torch = any(canonicalize_name(r.name) == metadata.TORCH for r in info.requires if metadata.is_active(r))

@@ -96,14 +96,11 @@ def read_object(source: Path | bytes, symbols: bool = True, gpu: bool = True, as
             if _is_code(section):
                 info.code_bytes += section["sh_size"]
             if isinstance(section, dynamic.DynamicSection):
-                for tag in section.iter_tags():
-                    if tag.entry.d_tag == "DT_NEEDED":
-                        info.needed.append(tag.needed)
-                    elif tag.entry.d_tag == "DT_SONAME":
-                        info.soname = tag.soname
-                    elif tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH"):
-                        value = tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath
-                        info.runpath.extend(p for p in value.split(":") if p)
+                info.needed += [tag.needed for tag in section.iter_tags("DT_NEEDED")]
+                info.soname = next((tag.soname for tag in section.iter_tags("DT_SONAME")), info.soname)
+                paths = [tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath for tag in section.iter_tags()
+                         if tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH")]
+                info.runpath += [folder for value in paths for folder in value.split(":") if folder]
             elif symbols and section.name == ".dynsym" and isinstance(section, sections.SymbolTableSection):
                 _symbols(section, info, asked)
             elif section.name == ".symtab" and isinstance(section, sections.SymbolTableSection):
@@ -112,9 +109,8 @@ def read_object(source: Path | bytes, symbols: bool = True, gpu: bool = True, as
                 fat[section.name] = _section_bytes(section)
             elif section.name == RECORD_SECTION:
                 info.has_record_section = True
-                info.compile_records = [
-                    s.decode("utf-8", "replace").strip() for s in _section_bytes(section).split(b"\0") if s.strip()
-                ]
+                records = _section_bytes(section).split(b"\0")
+                info.compile_records = [r.decode("utf-8", "replace").strip() for r in records if r.strip()]
         unseen = set(asked) - set(info.marks)
         if full_table is not None and unseen:  # a static library linked with hidden visibility (MKL in torch)
             info.marks.update({s.name: "defines" for s in full_table.iter_symbols()

@@ -65,7 +65,6 @@ _CACHE: dict[int, str | None] = {}   # a word -> the extension it needs, None: n
 
 @functools.cache
 def _decoder():
-    capstone, aarch64 = capstone_modules()
     md = capstone.Cs(capstone.CS_ARCH_AARCH64, capstone.CS_MODE_ARM)
     md.detail = True
     md.skipdata = True

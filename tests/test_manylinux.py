@@ -183,20 +183,25 @@ def test_the_host_check_refuses_a_newer_libstdcxx_than_the_target():
 
 @pytest.mark.skipif(not Path("/usr/local/cuda-13.0/bin/nvcc").is_file() and shutil.which("nvcc") is None,
                     reason="needs a CUDA 13 nvcc")
-def test_the_build_refuses_the_target_before_compiling(tmp_path):
+@pytest.mark.parametrize("given_by", ["-C", "environment"])
+def test_the_build_refuses_the_target_before_compiling(given_by, tmp_path):
     if manylinux._version_key(manylinux.host_runtime(GXX).versions["GLIBCXX"]) <= (3, 4, 24):
         pytest.skip("this host's libstdc++ fits manylinux_2_28")
     env = dict(os.environ, PATH=f"/usr/local/cuda-13.0/bin{os.pathsep}{os.environ['PATH']}")
+    target = ["-C", "manylinux=2_28"] if given_by == "-C" else []
+    if given_by == "environment":
+        env["VLLM_STACK_MANYLINUX"] = "2_28"
     result = subprocess.run(
         [sys.executable, "-m", "backend", "build", "-C", "sm=90", "-C", "isa=avx2", "-C", "cuda=13.0",
-         "-C", "components=bitsandbytes", "-C", "manylinux=2_28",
+         "-C", "components=bitsandbytes", *target,
          "-C", f"source.torch={standin_tree('torch')}",
          "-C", f"cache-dir={tmp_path / 'cache'}", "-C", f"wheelhouse={tmp_path / 'wh'}",
          "-C", f"source.bitsandbytes={standin_tree('bitsandbytes')}"],
         cwd=ROOT, capture_output=True, text=True, env=env)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert "setting 'manylinux': bad value '2_28' for this host" in last and "Traceback" not in result.stderr
+    named = "manylinux" if given_by == "-C" else "VLLM_STACK_MANYLINUX"  # the name the user gave it by
+    assert f"setting '{named}': bad value '2_28' for this host" in last and "Traceback" not in result.stderr
     assert not list((tmp_path / "cache").rglob("*.log"))  # nothing compiled
 
 

@@ -120,7 +120,7 @@ def _build_locked(plan: Plan) -> BuildResult:
 
     say(f"== {plan.variant.name}: {len(plan.steps)} component(s) -> {layout.wheelhouse}")
     toolchain = hostcc.apply(resolve_toolchain(plan), say)
-    manylinux.check_host(settings.manylinux, plan.variant.platform)
+    manylinux.check_host(settings.manylinux, plan.variant.platform, named=settings.named("manylinux"))
     for step in plan.steps:  # a missing -dev package stops here in one line, not as a late compile error
         if problem := step.recipe.host_problem():
             raise BackendError(problem)

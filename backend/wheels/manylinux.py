@@ -340,8 +340,9 @@ def host_runtime(compiler: str) -> HostRuntime:
     return HostRuntime(libstdcxx, libc, highest(names), nonshared)
 
 
-def check_host(target: str | None, platform: str, compiler: str | None = None) -> None:
-    """Refuse, in one line, a host whose libstdc++ or glibc is newer than ``-C manylinux=<target>`` allows."""
+def check_host(target: str | None, platform: str, compiler: str | None = None, named: str = "manylinux") -> None:
+    """Refuse, in one line, a host whose libstdc++ or glibc is newer than ``-C manylinux=<target>`` allows;
+    ``named``: what the message calls the setting (Settings.named: the variable it came from)."""
     if target is None:
         return
 
@@ -361,7 +362,7 @@ def check_host(target: str | None, platform: str, compiler: str | None = None) -
     if over:
         fits = host_policies(runtime, platform)
         raise BackendError(
-            f"setting 'manylinux': bad value {target!r} for this host: {compiler} links {' and '.join(over)}, "
+            f"setting '{named}': bad value {target!r} for this host: {compiler} links {' and '.join(over)}, "
             f"newer than manylinux_{target} allows (GLIBCXX_{limits.get('GLIBCXX')}, GLIBC_{limits.get('GLIBC')}); "
             f"build inside PyPA's manylinux_{target} image (docs/MANYLINUX.md), or accepted on this host: "
             f"{', '.join(fits) or 'none'}"

@@ -233,6 +233,18 @@ def test_a_wheel_writers_order_times_and_modes_are_normalised(tmp_path):
     assert read_wheel(a, check_record=True)
 
 
+def test_a_source_date_epoch_past_zips_last_date_gives_its_last_year(tmp_path):
+    """Zip's DOS times end in 2107: a later SOURCE_DATE_EPOCH (2128 here) writes 2107, never a struct error."""
+    files = {"demo/__init__.py": (b"x = 1\n", 0o644),
+             "demo-1.0.dist-info/METADATA": (b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n", 0o644)}
+    (tmp_path / "a").mkdir()
+    wheel = _wheel(tmp_path / "a" / "demo-1.0-py3-none-any.whl", files, list(files), (2026, 12, 6, 21, 0, 0))
+    built.read(wheel, into=wheel.parent, epoch=5_000_000_000, inspect=False).write()
+    with zipfile.ZipFile(wheel) as archive:
+        assert {i.date_time[0] for i in archive.infolist()} == {2107}
+    assert read_wheel(wheel, check_record=True)
+
+
 def test_a_bad_source_date_epoch_is_one_line(tmp_path):
     env = {**os.environ, "SOURCE_DATE_EPOCH": "yesterday"}
     result = subprocess.run([sys.executable, "-m", "backend", "plan", "-C", "sm=90", "-C", f"isa={ISA}", "-C", "cuda=13.0",

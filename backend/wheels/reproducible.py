@@ -49,7 +49,8 @@ def normalized_mode(info: zipfile.ZipInfo) -> int:
 
 
 def zip_time(epoch: int) -> tuple[int, int, int, int, int, int]:
-    return tuple(time.gmtime(max(epoch, 315532800))[:6])  # type: ignore[return-value]
+    year, *rest = time.gmtime(max(epoch, 315532800))[:6]
+    return (min(year, 2107), *rest)  # type: ignore[return-value] - zip's DOS times end in 2107
 
 
 def normalize_elf(data: bytes) -> bytes:

@@ -62,9 +62,8 @@ def chosen(given: Sequence[str] | None, key: str = "components") -> tuple[str, .
     if "all" in given:  # alone, settings reads it as None; in a list the check below would offer it back
         raise SettingError(key, ",".join(given), ("all", "a comma list of " + " ".join(names())),
                            why="'all' already names every component: give it alone")
-    for name in given:
-        if name not in names():
-            raise SettingError(key, name, names() + ("all",))
+    if unknown := [name for name in given if name not in names()]:
+        raise SettingError(key, unknown[0], names() + ("all",))
     return tuple(c for c in names() if c in given)
 
 

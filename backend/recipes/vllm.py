@@ -92,9 +92,8 @@ class Vllm(Recipe):
         # whitespace (str.split), so a path there with a space is cut in two and a
         # crafted one adds -D arguments; CMakeLists.txt reads $ENV{VLLM_CUTLASS_SRC_DIR}
         # itself (the same as -DFETCHCONTENT_SOURCE_DIR_CUTLASS), the external projects theirs.
-        for tree in KNOWN_SIDE_TREES:
-            if tree.entry in ctx.extras:
-                env[tree.env] = str(ctx.extras[tree.entry] / SIDE_TREE_FOLDERS.get(tree.entry, ""))
+        env.update({tree.env: str(ctx.extras[tree.entry] / SIDE_TREE_FOLDERS.get(tree.entry, ""))
+                    for tree in KNOWN_SIDE_TREES if tree.entry in ctx.extras})
         # Every FetchContent source is given above: a download attempt must fail, not go to the network.
         env["CMAKE_ARGS"] = "-DFETCHCONTENT_FULLY_DISCONNECTED=ON"
         return env

@@ -8,7 +8,7 @@ import posixpath
 import re
 import struct
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -80,12 +80,10 @@ def _check_gpu(obj: ObjectEntry, expect: Expectation) -> None:
         bad = collections.Counter(e.target for e in section.entries if _gpu_problem(e, expect, expect.ptx))
         for target, count in bad.items():
             entry = by_target[target]
-            why, level = _gpu_problem(entry, expect, expect.ptx), ERROR if main else WARNING
-            if _by_design(entry, expect):
-                why, level = f"{why}; expected: {expect.by_design}", WARNING
-            elif _own_sm_ptx(entry, expect):
-                why += "; it is for the variant's own SM, so it runs there (JIT-compiled where no cubin fits)"
-                level = WARNING
+            excuse = (f"; expected: {expect.by_design}" if _by_design(entry, expect)
+                      else "; it is for the variant's own SM, so it runs there (JIT-compiled where no cubin fits)"
+                      if _own_sm_ptx(entry, expect) else "")
+            why, level = _gpu_problem(entry, expect, expect.ptx) + excuse, WARNING if excuse or not main else ERROR
             kind = "PTX" if entry.kind == "ptx" else "cubin" + "s" * (count != 1)
             where = "" if main else " in __nv_relfatbin (device-link input, not loaded at run time)"
             obj.problems.append(Problem(
@@ -229,21 +227,19 @@ def _read(path: Path) -> tuple[elf.ObjectInfo | None, Problem | None]:
 _LIBRARY_NAME = re.compile(r"\.so(\.\d+)*$")
 
 
-def _library_problems(built: built_wheel.BuiltWheel) -> list[Problem]:
+def _library_problems(built: built_wheel.BuiltWheel) -> Iterator[Problem]:
     """Members named as shared libraries that are none: empty, not ELF, or stored as a zip symlink.
 
     pip writes a zip symlink as a regular file holding the link's text, and an
     empty or non-ELF ``.so`` fails at import: either way the wheel lacks the
     library its name promises, which the ELF checks (they only see ELF files) miss."""
-    problems = []
     for member in (m for m in built.members if _LIBRARY_NAME.search(m.name.rsplit("/", 1)[-1])):
         why = ("is stored as a symbolic link, which pip installs as a small file holding the link's text: "
                "the library is missing" if member.is_link
                else "is an empty file, not a shared object" if not member.size
                else "is not an ELF shared object" if not member.is_elf else None)
         if why:
-            problems.append(Problem(ERROR, "content", why, member.name))
-    return problems
+            yield Problem(ERROR, "content", why, member.name)
 
 
 _TORCH_EXPORTS: dict[tuple[str, int, int], set[str]] = {}

@@ -149,16 +149,13 @@ def _symbols(section, info: ObjectInfo, asked: Set[str]) -> None:
         name, entry = symbol.name, symbol.entry
         if not name:
             continue
-        if entry.st_shndx == "SHN_UNDEF":
-            if entry.st_info.bind == "STB_GLOBAL":
-                info.undefined.add(name)
-            if name in asked:
-                info.marks.setdefault(name, "calls")
-            continue
-        if name in asked:
-            info.marks[name] = "defines"
-        if (entry.st_info.bind in ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE")
-                and entry.st_other.visibility in ("STV_DEFAULT", "STV_PROTECTED")):
+        undefined = entry.st_shndx == "SHN_UNDEF"
+        if name in asked:  # a definition wins over a call
+            info.marks[name] = info.marks.get(name, "calls") if undefined else "defines"
+        if undefined and entry.st_info.bind == "STB_GLOBAL":
+            info.undefined.add(name)
+        elif not undefined and (entry.st_info.bind in ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE")
+                                and entry.st_other.visibility in ("STV_DEFAULT", "STV_PROTECTED")):
             info.exported.add(name)
 
 

@@ -38,14 +38,11 @@ LEVELS: tuple[tuple[str, frozenset[str]], ...] = (("x86-64", frozenset()), BASEL
 # SIMD features beyond every variant of the matrix; reported, never a level.
 _BEYOND = re.compile(r"^(AVX|AMX|FMA4|XOP|SSE4A|VAES|VPCLMULQDQ|GFNI|SHA|AVX512)")
 # -march values that bring a variant's flags on their own.
-MARCH_LEVEL = {
-    "x86-64-v3": "avx2", "x86-64-v4": "avx512",
-    "sandybridge": "avx", "ivybridge": "avx", "haswell": "avx2", "broadwell": "avx2", "skylake": "avx2",
-    "alderlake": "avx2", "znver1": "avx2", "znver2": "avx2", "znver3": "avx2",
-    "skylake-avx512": "avx512", "icelake-server": "avx512vnni", "icelake-client": "avx512vnni",
-    "cascadelake": "avx512vnni", "cooperlake": "avx512bf16", "sapphirerapids": "avx512bf16",
-    "emeraldrapids": "avx512bf16", "graniterapids": "avx512bf16", "znver4": "avx512bf16", "znver5": "avx512bf16",
-}
+MARCH_LEVEL = {march: level for level, marches in {
+    "avx": "sandybridge ivybridge", "avx2": "x86-64-v3 haswell broadwell skylake alderlake znver1 znver2 znver3",
+    "avx512": "x86-64-v4 skylake-avx512", "avx512vnni": "icelake-server icelake-client cascadelake",
+    "avx512bf16": "cooperlake sapphirerapids emeraldrapids graniterapids znver4 znver5",
+}.items() for march in marches.split()}
 
 
 @dataclasses.dataclass
@@ -119,10 +116,8 @@ def scan_object(source: Path | bytes, scan_bytes=scan_bytes, levels=LEVELS) -> C
     return scan
 
 
-@dataclasses.dataclass
-class FlagCheck:
-    records: int               # C/C++ compile records in .GCC.command.line
-    lacking: list[str]         # those without the variant's flags
+# records: the C/C++ compile records in .GCC.command.line; lacking: those without the variant's flags
+FlagCheck = collections.namedtuple("FlagCheck", "records lacking")
 
 
 def is_compile_record(record: str) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import functools
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import capstone
@@ -105,10 +106,9 @@ def _asks(record: str, extension: str) -> bool:
                for token in record.split() if token.startswith(("-march=", "-mcpu=")))
 
 
-def problems(beyond: dict[str, int], compile_records: list[str], isa_name: str, path: str) -> list[Problem]:
+def problems(beyond: dict[str, int], compile_records: list[str], isa_name: str, path: str) -> Iterator[Problem]:
     """The problems of an aarch64 object's code ``beyond`` the variant's ``isa_name``."""
     compiles = [r for r in compile_records if isa.is_compile_record(r)]
-    found = []
     for extension, count in beyond.items():
         asking = [r for r in compiles if _asks(r, extension)]
         # Some compiles ask for it and others do not: kernels picked at run time.
@@ -122,7 +122,6 @@ def problems(beyond: dict[str, int], compile_records: list[str], isa_name: str, 
         else:
             why = ("no compile record asks for it (inline assembly or a target attribute?): SIGILL on "
                    f"{isa_name} CPUs")
-        found.append(Problem(
-            WARNING if deliberate else ERROR, "cpu",
-            f"{count} {extension} instruction{'s' * (count != 1)}, beyond the variant's {isa_name}; {why}", path))
-    return found
+        instructions = f"{count} {extension} instruction{'s' * (count != 1)}"
+        yield Problem(WARNING if deliberate else ERROR, "cpu",
+                      f"{instructions}, beyond the variant's {isa_name}; {why}", path)

@@ -95,12 +95,14 @@ def build_order(recipes: Mapping[str, Recipe], preferred: Sequence[str] = ()) ->
             if dep not in recipes:
                 raise BackendError(f"recipe {recipe.name!r} depends on {dep!r}, which has no recipe; "
                                    f"components: {', '.join(sorted(recipes))}")
-    try:  # graphlib names a cycle in dependents' order: reversed, each name is followed by one it depends on
-        graphlib.TopologicalSorter({name: recipe.depends for name, recipe in recipes.items()}).prepare()
-    except graphlib.CycleError as cycle:
-        raise BackendError(f"recipe dependency cycle: {' -> '.join(reversed(cycle.args[1]))}") from None
     rank = {name: index for index, name in enumerate(preferred)}
     waiting = sorted(recipes, key=lambda name: (rank.get(name, len(rank)), name))
+    # graphlib names a cycle from the first recipe in it (in waiting's order), following dependents: reversed,
+    # each name is followed by one it depends on
+    try:
+        graphlib.TopologicalSorter({name: recipes[name].depends for name in waiting}).prepare()
+    except graphlib.CycleError as cycle:
+        raise BackendError(f"recipe dependency cycle: {' -> '.join(reversed(cycle.args[1]))}") from None
     ordered: list[str] = []
     while waiting:  # without a cycle, some waiting recipe always has all it depends on ordered
         ready = next(n for n in waiting if all(d in ordered for d in recipes[n].depends))

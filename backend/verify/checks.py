@@ -257,15 +257,13 @@ def torch_exports(wheel: Path, read: built_wheel.BuiltWheel | None = None) -> se
     return _TORCH_EXPORTS[key]
 
 
-def _companion_infos(companions: Sequence[Path]) -> list[metadata.WheelInfo]:
+def _companion_infos(companions: Sequence[Path]) -> Iterator[metadata.WheelInfo]:
     """The other wheels' metadata; one that cannot be read is left out here (its own entry reports it)."""
-    infos = []
     for companion in companions:
         try:
-            infos.append(metadata.read_wheel(Path(companion), check_record=False))
+            yield metadata.read_wheel(Path(companion), check_record=False)
         except _UNREADABLE:
             continue
-    return infos
 
 
 # What zipfile and the readers raise on a wheel they cannot read: an encrypted member (RuntimeError), a
@@ -300,7 +298,7 @@ def _verify_wheel(built: built_wheel.BuiltWheel, expect: Expectation, companions
     entry = Entry(path=str(wheel), kind="wheel", size=wheel.stat().st_size, name=info.name, version=info.version)
     report = Report(entries=[entry], expectation=dataclasses.asdict(expect))
     entry.problems.extend(Problem(ERROR, "metadata", p) for p in info.problems)
-    others = _companion_infos([c for c in companions if Path(c).resolve() != wheel.resolve()])
+    others = list(_companion_infos([c for c in companions if Path(c).resolve() != wheel.resolve()]))
     torch_wheel = next((c for c in others if c.name == metadata.TORCH), None)
     is_torch = info.name == metadata.TORCH
     torch_version = expect.torch_version or (torch_wheel.version if torch_wheel else None)
@@ -414,9 +412,8 @@ _UPSTREAM_ORIGINS = ("runtime", "lock-wheel")
 def _runtime_wheels(folder: Path) -> set[str]:
     """The wheelhouse's bundled third-party wheels (``_UPSTREAM_ORIGINS``): upstream's, not checked."""
     entries = read_manifest(folder).get("wheels")
-    if not isinstance(entries, dict):
-        return set()
-    return {name for name, entry in entries.items() if isinstance(entry, dict) and entry.get("origin") in _UPSTREAM_ORIGINS}
+    return {name for name, entry in (entries.items() if isinstance(entries, dict) else ())
+            if isinstance(entry, dict) and entry.get("origin") in _UPSTREAM_ORIGINS}
 
 
 def verify_paths(paths: Sequence[Path], expect: Expectation | None = None) -> Report:

@@ -98,8 +98,8 @@ def read_object(source: Path | bytes, symbols: bool = True, gpu: bool = True, as
             if isinstance(section, dynamic.DynamicSection):
                 info.needed += [tag.needed for tag in section.iter_tags("DT_NEEDED")]
                 info.soname = next((tag.soname for tag in section.iter_tags("DT_SONAME")), info.soname)
-                paths = [tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath for tag in section.iter_tags()
-                         if tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH")]
+                paths = [tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath
+                         for tag in section.iter_tags() if tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH")]
                 info.runpath += [folder for value in paths for folder in value.split(":") if folder]
             elif symbols and section.name == ".dynsym" and isinstance(section, sections.SymbolTableSection):
                 _symbols(section, info, asked)

@@ -41,8 +41,7 @@ def read_witnesses(wheel, spec) -> dict[str, str] | None:
     if not isinstance(wheel, built_wheel.BuiltWheel):
         wheel = built_wheel.read(wheel, scan_code=False, asked=asked_symbols(spec))
     markers = {feature: spec.marker(feature) for feature in sorted(spec.markers)}
-    members = {m.name for m in wheel.members}
-    if not any(m.object in members for m in markers.values()):
+    if not {m.object for m in markers.values()} & {m.name for m in wheel.members}:
         return None
     requires = _requirements(wheel)
     return {feature: _witness(marker, wheel.objects.get(marker.object), requires)

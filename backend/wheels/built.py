@@ -108,11 +108,9 @@ class BuiltWheel:
         edit, (handle, temp, hashing, writer), none = self._edit, self._out, (None, None, None)
         try:
             self.files = {n: d for n, d in self.files.items() if n not in SIGNATURES} | dict(files)
-            order = [n for n in self.files if n != "RECORD"]
-            if edit["epoch"] is not None:
-                order.sort()
             date_time = zip_time(edit["epoch"]) if edit["epoch"] is not None else None
-            for name in order:
+            order = [n for n in self.files if n != "RECORD"]
+            for name in sorted(order) if date_time else order:
                 path, data = f"{self.dist_info}/{name}", self.files[name]
                 info, raw, member = self._dist.get(name, none)
                 mode = None if info is None or not date_time else normalized_mode(info)

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from ..errors import BackendError
 from ..toolchains.runtime import REQUIREMENT_LIBRARIES
+from ..verify import elf
 from . import built, names
 
 # The symbol-version families the manifest records per library.
@@ -278,7 +279,7 @@ def key_part(toolchain, target: str | None) -> str:
 
 # --- the host toolchain against a target policy ---------------------------------------------------------------------
 
-def _linked_library(compiler: str, name: str, shared: str) -> tuple[Path | None, bool]:
+def _linked_library(compiler: str, name: str) -> tuple[Path | None, bool]:
     """The shared library ``compiler`` links for ``-l<name>``, following a linker script (gcc-toolset's libstdc++.so).
 
     The flag says the script adds a ``*_nonshared`` archive: RHEL's gcc-toolset
@@ -292,14 +293,12 @@ def _linked_library(compiler: str, name: str, shared: str) -> tuple[Path | None,
     path = Path(printed)
     if not path.is_absolute() or not path.is_file():
         return None, False
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    if head == b"\x7fELF":
+    if elf.is_elf(path):
         return path.resolve(), False
     text = path.read_text(errors="replace")
     nonshared = "_nonshared" in text
     for token in re.findall(r"[^\s()]+", text):
-        if token.startswith("/") and Path(token).name.startswith(shared):
+        if token.startswith("/") and Path(token).name.startswith(name):
             candidate = Path(token)
             if candidate.is_file():
                 return candidate.resolve(), nonshared
@@ -315,11 +314,8 @@ def defined_versions(library: Path) -> set[str]:
     from elftools.elf.gnuversions import GNUVerDefSection
 
     with open(library, "rb") as handle:
-        elf = ELFFile(handle)
-        section = next((s for s in elf.iter_sections() if isinstance(s, GNUVerDefSection)), None)
-        if section is None:
-            return set()
-        return {next(aux).name for _verdef, aux in section.iter_versions()}
+        section = next((s for s in ELFFile(handle).iter_sections() if isinstance(s, GNUVerDefSection)), None)
+        return {next(aux).name for _verdef, aux in section.iter_versions()} if section is not None else set()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,13 +327,10 @@ class HostRuntime:
 
 
 def host_runtime(compiler: str) -> HostRuntime:
-    libstdcxx, nonshared = _linked_library(compiler, "libstdc++.so", "libstdc++.so")
-    libc, _ = _linked_library(compiler, "libc.so", "libc.so")
-    names: set[str] = set()
-    for library in (libstdcxx, libc):
-        if library is not None:
-            names |= defined_versions(library)
-    return HostRuntime(libstdcxx, libc, highest(names), nonshared)
+    libstdcxx, nonshared = _linked_library(compiler, "libstdc++.so")
+    libc, _ = _linked_library(compiler, "libc.so")
+    defined = set().union(*(defined_versions(library) for library in (libstdcxx, libc) if library is not None))
+    return HostRuntime(libstdcxx, libc, highest(defined), nonshared)
 
 
 def check_host(target: str | None, platform: str, compiler: str | None = None, named: str = "manylinux") -> None:

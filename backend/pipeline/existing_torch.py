@@ -27,22 +27,18 @@ def _cuda_release(version_py: Path) -> tuple[bool, str | None]:
     """(found, release) from torch/version.py's ``cuda`` line: torch's tools/generate_torch_version.py writes it
     annotated (``cuda: Optional[str] = '12.8'``); a plain ``cuda = ...`` is read too."""
     try:
-        tree = ast.parse(version_py.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
-        return False, None
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-        if isinstance(node, (ast.Assign, ast.AnnAssign)) and "cuda" in [getattr(t, "id", None) for t in targets]:
-            try:
+        for node in ast.parse(version_py.read_text(encoding="utf-8")).body:
+            named = [getattr(t, "id", None) for t in getattr(node, "targets", [getattr(node, "target", None)])]
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and "cuda" in named:
                 value = ast.literal_eval(node.value)
-            except ValueError:  # also an annotation without a value
-                return False, None
-            return True, value if isinstance(value, str) else None
+                return True, value if isinstance(value, str) else None
+    except (OSError, SyntaxError, ValueError):  # ValueError: also a value that is no literal, or none at all
+        pass
     return False, None
 
 
 def _gpu_targets(library: Path) -> tuple[set[str], set[str]] | None:
-    """(cubin SMs, PTX SMs) in a CUDA library's fatbin, e.g. ({"90", "100a"}, {"90"}); None when unreadable.
+    """(cubin SMs, PTX SMs) in a CUDA library's fatbin, e.g. ({"90", "100a"}, {"90"}); None: absent or unreadable.
 
     Only the fatbin headers are read (no cubin is decompressed): torch's library holds thousands of them.
     """
@@ -87,13 +83,10 @@ def problems(variant, stack_torch: str) -> tuple[str, list[str]]:
         found.append(f"it is a CPU build (the variant is CUDA {variant.cuda})")
     elif known and ".".join(cuda.split(".")[:2]) != variant.cuda:
         found.append(f"it is built for CUDA {cuda}, the variant for CUDA {variant.cuda}")
-    library = folder / "lib" / "libtorch_cuda.so"
-    targets = _gpu_targets(library) if library.is_file() else None
-    if targets is not None:
-        cubins, ptx = targets
-        if not variant.target.runs(cubins, ptx):
-            shown = ", ".join(f"sm_{c}" for c in sorted(cubins)) or "none"
-            found.append(f"its libtorch_cuda.so has no code for {variant.target.cubin} (cubins: {shown})")
+    targets = _gpu_targets(folder / "lib" / "libtorch_cuda.so")  # None: a CPU torch's folder has none
+    if targets is not None and not variant.target.runs(*targets):
+        shown = ", ".join(f"sm_{c}" for c in sorted(targets[0])) or "none"
+        found.append(f"its libtorch_cuda.so has no code for {variant.target.cubin} (cubins: {shown})")
     return f"torch {version} ({folder})", found
 
 

@@ -166,7 +166,7 @@ def executor_for(work: Path):
     plan = project.make_plan(settings)
     step = next(s for s in plan.steps if s.component == "torch")
     house = Wheelhouse(plan.layout.wheelhouse, variant=plan.variant.name, toolchain="none")
-    return StepExecutor(plan=plan, toolchain=None, cache=None, house=house), step
+    return StepExecutor(plan=plan, toolchain=None, house=house), step
 
 
 def postprocess(executor, step, built: Path):

@@ -22,8 +22,7 @@ from pyproject_hooks import BackendUnavailable, BuildBackendHookCaller, HookMiss
 
 from ..errors import BackendError
 from ..recipes.base import local_version
-from ..sources import fetch, lock
-from ..sources import prepare as sources_prepare
+from ..sources import fetch, lock, prepare
 from ..verify import Expectation, verify_wheel
 from ..verify.checks import torch_exports
 from ..verify.features import asked_symbols, check_features
@@ -42,11 +41,10 @@ from .runner import CommandFailed, run_logged, say
 
 @dataclasses.dataclass
 class StepExecutor:
-    """What every step of one build shares: the plan, the build venv, the toolchain, the compiler cache, the wheelhouse."""
+    """What every step of one build shares: the plan (its compiler cache too), the toolchain, the wheelhouse."""
 
     plan: Plan
     toolchain: object | None
-    cache: compiler_cache.CompilerCache
     house: object
     keys: dict[str, str] = dataclasses.field(default_factory=dict)  # build key of each step run so far
     cache_stats: dict[str, object] = dataclasses.field(default_factory=dict)  # compiler-cache session of each
@@ -61,16 +59,15 @@ class StepExecutor:
         # What runs is the plan's: its environment and commands, in its tree.
         toolchain_id = f"{toolchain.provider}:{toolchain.version}" if toolchain else "none"
         toolchain_id += manylinux.key_part(toolchain, plan.settings.manylinux)  # host g++ and the tag target
-        key = build_key(
+        key = self.keys[step.component] = build_key(
             recipe=recipe, source_key=prepared.build_key, env=dict(step.env), commands=[list(c) for c in step.commands],
             toolchain=toolchain_id, dependency_keys={d: self.keys[d] for d in step.depends if d in self.keys},
             torch_version=plan.torch_version, caller=environment.keyed_caller_variables(),
         )
-        self.keys[step.component] = key
         if cached := self.house.lookup(step.component, key):
             return cached, "cached"
 
-        full_env = process_environment(step, toolchain, self.cache, compiler_cache.base_dirs(layout),
+        full_env = process_environment(step, toolchain, plan.compiler_cache, compiler_cache.base_dirs(layout),
                                        specs_dir=layout.specs_dir)
         say(f"{label} building with {step.jobs.processes} job(s) x {step.jobs.nvcc_threads} nvcc thread(s): {step.jobs.reason}")
         say(f"{label} log: {layout.log_file(recipe)}")
@@ -122,12 +119,10 @@ class StepExecutor:
             one.write(files, platform_tags=tags)
             staged.append(one)
         bundled = [_stage_bundled(plan, name, staged_dir) for name in recipe.bundled_wheels(plan.variant, plan.settings)]
-        ptx_jit, cubin_sources = _verify(plan, step, staged, house, toolchain, label, bundled)
+        verified = _verify(plan, step, staged, house, toolchain, label, bundled)
         links: dict[str, dict[str, str]] = {}  # what each wheel links: BLAS provider, NVSHMEM with its pin ...
         features = check_features(recipe, plan.variant, staged, plan.settings.verify, links=links)
-        # per wheel, what verification and the feature checks found; cubins: where its kernels' run-time cubins
-        # come from (a wheel of the wheelhouse; None: a download)
-        found = {"features": features, "ptx_jit": ptx_jit, "cubins": cubin_sources, "links": links}
+        found = {"features": features, **verified, "links": links}  # per manifest field, per wheel
         added = []
         for wheel in staged:
             added.append(house.add(wheel.path, {
@@ -157,8 +152,8 @@ class StepExecutor:
         """Yields what runs the step's commands (pyproject_hooks' runner signature): in ``env`` and the compiler
         cache's session, in the step's folder, into its log; the session's statistics are kept for the summary."""
         log = self.plan.layout.log_file(step.recipe)
-        with self.cache.session(env, log.with_suffix(".ccache-stats")) as session:
-            self.cache_stats[step.component] = session  # its statistics are there once the step is done, failed or not
+        with self.plan.compiler_cache.session(env, log.with_suffix(".ccache-stats")) as session:
+            self.cache_stats[step.component] = session  # its stats are set as it closes, the step done or failed
 
             def run(command, cwd=None, extra_environ=None):
                 run_logged(command, env={**env, **session.env, **(extra_environ or {})}, cwd=cwd or step.tree,
@@ -172,7 +167,7 @@ class StepExecutor:
         checkout is the hook's build system's to judge."""
         layout = self.plan.layout
         wheel_dir = _emptied(layout.wheel_dir(step.recipe))
-        env = process_environment(step, self.toolchain, self.cache, step.tree)
+        env = process_environment(step, self.toolchain, self.plan.compiler_cache, step.tree)
         say(f"{label} building in place in {step.tree} with {step.in_place.backend} "
             f"(log: {layout.log_file(step.recipe)})")
         with self._runner(step, env, label) as run:
@@ -287,7 +282,7 @@ def _prepare_source(plan: Plan, step: Step):
     """The step's trees, exactly where the plan says, with exactly the patches it lists."""
 
     settings = plan.settings
-    prepared = sources_prepare.prepare_for_build(
+    prepared = prepare.prepare_for_build(
         step.component, cache_dir=cache_dir(settings), workdir=plan.layout.source_workdir(step.recipe),
         patches=step.patches, local=settings.sources.get(step.component), offline=settings.offline,
         allow_unverified=settings.allow_unverified, unused=step.unused_sources, lock=plan.lock,
@@ -309,14 +304,15 @@ def toolchain_roots(toolchain) -> tuple[str, ...]:
 
 
 def _verify(plan: Plan, step: Step, wheels: list, house, toolchain, label: str,
-            bundled: list = ()) -> tuple[dict[str, list[str]], dict[str, dict]]:
+            bundled: list = ()) -> dict[str, dict[str, object]]:
     """Verify the staged wheels, beside the wheelhouse's and the step's bundled upstream wheels (not checked
-    themselves); return, per wheel, its objects whose PTX the variant's GPU JIT-compiles (the manifest's
-    ``ptx_jit``: they need the toolkit's own driver, backend/cuda_driver.py) and where its kernels' run-time
-    cubins come from (the manifest's ``cubins``)."""
+    themselves); return the manifest's fields, per wheel: ``ptx_jit``, its objects whose PTX the variant's GPU
+    JIT-compiles (they need the toolkit's own driver, backend/cuda_driver.py), and ``cubins``, where its
+    kernels' run-time cubins come from (a wheel of the wheelhouse; None: a download), where it loads some."""
     mode = plan.settings.verify
+    found: dict[str, dict[str, object]] = {"ptx_jit": {}, "cubins": {}}
     if mode == "off":
-        return {}, {}
+        return found
 
     mine = [w.path for w in wheels] + [wheel for wheel, _entry in bundled]
     others = [w for w in house.wheels() if not any(wheel_names.same_project(w.name, x.name) for x in mine)]
@@ -330,13 +326,12 @@ def _verify(plan: Plan, step: Step, wheels: list, house, toolchain, label: str,
         + (existing_torch.libraries() if plan.settings.torch == "existing" else ()),
     )
     problems = []
-    ptx_jit, cubin_sources = {}, {}
     for wheel in wheels:
         report = verify_wheel(wheel, expect, companions=[c for c in companions if c != wheel.path])
         say(report.format_table())
-        ptx_jit[wheel.name] = report.ptx_jit(variant.sm)
+        found["ptx_jit"][wheel.name] = report.ptx_jit(variant.sm)
         if report.entries[0].cubins:
-            cubin_sources[wheel.name] = report.entries[0].cubins
+            found["cubins"][wheel.name] = report.entries[0].cubins
         if not report.ok:
             problems.append(wheel.name)
     if problems and mode == "strict":
@@ -346,5 +341,5 @@ def _verify(plan: Plan, step: Step, wheels: list, house, toolchain, label: str,
         )
     if problems:
         say(f"{label} verification problems (verify=warn): {', '.join(problems)}")
-    return ptx_jit, cubin_sources
+    return found
 

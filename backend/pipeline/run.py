@@ -128,8 +128,7 @@ def _build_locked(plan: Plan) -> BuildResult:
         say(f"   toolchain: {toolchain.provider}, CUDA {toolchain.version}, {toolchain.nvcc}")
         if note := incomplete_note(toolchain):
             say(f"   note: {note}")
-    cache = plan.compiler_cache
-    say(f"   compiler cache: {cache.describe()}")
+    say(f"   compiler cache: {plan.compiler_cache.describe()}")
     house = Wheelhouse(
         layout.wheelhouse,
         variant=plan.variant.name,
@@ -152,7 +151,7 @@ def _build_locked(plan: Plan) -> BuildResult:
     house.refuse_changed(skip_components=[s.component for s in plan.steps])
     python = environment.ensure(layout.env_dir)
     requirements = sorted({r for s in plan.steps for r in s.recipe.build_requirements(plan.variant)})
-    executor = StepExecutor(plan, toolchain=toolchain, cache=cache, house=house)
+    executor = StepExecutor(plan, toolchain=toolchain, house=house)
     with environment.borrowing(python, requirements, torch=settings.torch == "existing"):
         buildreqs.install_for_build(python, requirements, settings, say)  # the lock's, or the recipes' ranges
         failures = run_steps(plan, results, executor.execute, cache_stats=executor.cache_stats,

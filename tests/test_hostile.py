@@ -1305,6 +1305,34 @@ def test_a_disk_full_during_configure_is_named_and_does_not_poison_the_next_run(
     assert "second=0" in second, second[-3000:]
 
 
+def test_a_failed_step_discards_only_unfinished_cmake_configures(tmp_path, capsys):
+    """Fast, no mount: which binary folders a failed step leaves for the next run (the disk is not full here)."""
+    from types import SimpleNamespace
+
+    from backend.pipeline import executor
+
+    build_dir, tree = tmp_path / "_build", tmp_path / "tree"
+    finished, unfinished, no_generator = build_dir / "a", build_dir / "b" / "c", tree / "build" / "d"
+    for folder in (finished, unfinished, no_generator):
+        (folder / "CMakeFiles").mkdir(parents=True)
+    (finished / "CMakeCache.txt").write_text("")
+    (finished / "build.ninja").write_text("")
+    (finished / "sub" / "CMakeFiles").mkdir(parents=True)  # inside a finished binary folder: its own
+    (no_generator / "CMakeCache.txt").write_text("")  # a cache but no build.ninja/Makefile: cut short
+    too_deep = build_dir / "1" / "2" / "3" / "4"
+    (too_deep / "CMakeFiles").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    (outside / "CMakeFiles").mkdir(parents=True)
+    (build_dir / "link").symlink_to(outside)  # a link is not followed
+    step = SimpleNamespace(component="bitsandbytes", tree=tree)
+    failure = SimpleNamespace(tail=["error: something else"], returncode=1, log=tmp_path / "x.log")
+    executor._after_failure(step, build_dir, failure, "[1/1]")
+    assert finished.is_dir() and (finished / "sub" / "CMakeFiles").is_dir()
+    assert not unfinished.exists() and not no_generator.exists()
+    assert too_deep.is_dir() and (outside / "CMakeFiles").is_dir()
+    assert "discarded 2 folder(s) of an unfinished CMake configure" in capsys.readouterr().err
+
+
 def test_verify_refuses_libraries_that_are_empty_links_or_bombs(tmp_path):
     real = tmp_path / "m.so"
     (tmp_path / "m.c").write_text("int f(void) { return 1; }\n")

@@ -114,7 +114,6 @@ SDIST_PARTS = ("pyproject.toml", "README.md", "backend", "patches", "third_party
 
 def build_sdist(sdist_directory: str) -> str:
     """The backend itself as an sdist (a build from it writes its wheelhouse in the unpacked tree)."""
-    root = project.PROJECT_DIR
     version = meta.stack_version()
     base = f"vllm_stack-{version}"
     target = Path(sdist_directory) / f"{base}.tar.gz"
@@ -128,7 +127,7 @@ def build_sdist(sdist_directory: str) -> str:
 
     with tarfile.open(target, "w:gz") as archive:
         for part in SDIST_PARTS:
-            path = root / part
+            path = project.PROJECT_DIR / part
             if path.exists():
                 archive.add(path, arcname=f"{base}/{part}", filter=keep)
         pkg_info = f"Metadata-Version: 2.1\nName: vllm-stack\nVersion: {version}\n".encode()

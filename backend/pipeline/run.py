@@ -13,10 +13,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .. import cuda_driver, toolchains
+from .. import cache_marker, cuda_driver, toolchains
 from ..errors import BackendError
 from ..report_table import table
-from ..sources import buildreqs
+from ..sources import buildreqs, fetch, prepare
 from ..toolchains import hostcc
 from ..toolchains.select import incomplete_note
 from ..verify import smoke
@@ -24,9 +24,7 @@ from ..wheels import closure, deploy_notes, manylinux
 from ..wheels import variant as variant_wheels
 from ..wheels import names as wheel_names
 from ..wheels.wheelhouse import Wheelhouse
-from .. import cache_marker
 from ..settings import as_config as settings_as_config
-from ..sources import fetch, prepare
 from . import disk, environment, existing_torch, reproducible
 from .executor import StepExecutor
 from .layout import cache_dir, writable_folder

@@ -67,14 +67,12 @@ class StepExecutor:
         if cached := self.house.lookup(step.component, key):
             return cached, "cached"
 
-        full_env = process_environment(step, toolchain, plan.compiler_cache, compiler_cache.base_dirs(layout),
-                                       specs_dir=layout.specs_dir)
         say(f"{label} building with {step.jobs.processes} job(s) x {step.jobs.nvcc_threads} nvcc thread(s): {step.jobs.reason}")
         say(f"{label} log: {layout.log_file(recipe)}")
         wheel_dir = _emptied(layout.wheel_dir(recipe))
         layout.build_dir(recipe).mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        with self._runner(step, full_env, label) as run:
+        with self._runner(step, label, compiler_cache.base_dirs(layout), layout.specs_dir) as run:
             try:
                 for command in step.commands:
                     run(command)
@@ -148,9 +146,11 @@ class StepExecutor:
         return added
 
     @contextlib.contextmanager
-    def _runner(self, step: Step, env: dict[str, str], label: str):
-        """Yields what runs the step's commands (pyproject_hooks' runner signature): in ``env`` and the compiler
-        cache's session, in the step's folder, into its log; the session's statistics are kept for the summary."""
+    def _runner(self, step: Step, label: str, base_dirs, specs_dir: Path | None = None):
+        """Yields what runs the step's commands (pyproject_hooks' runner signature): in its process environment
+        (``process_environment``, with ``base_dirs`` and ``specs_dir``) and the compiler cache's session, in the
+        step's folder, into its log; the session's statistics are kept for the summary."""
+        env = process_environment(step, self.toolchain, self.plan.compiler_cache, base_dirs, specs_dir=specs_dir)
         log = self.plan.layout.log_file(step.recipe)
         with self.plan.compiler_cache.session(env, log.with_suffix(".ccache-stats")) as session:
             self.cache_stats[step.component] = session  # its stats are set as it closes, the step done or failed
@@ -167,10 +167,9 @@ class StepExecutor:
         checkout is the hook's build system's to judge."""
         layout = self.plan.layout
         wheel_dir = _emptied(layout.wheel_dir(step.recipe))
-        env = process_environment(step, self.toolchain, self.plan.compiler_cache, step.tree)
         say(f"{label} building in place in {step.tree} with {step.in_place.backend} "
             f"(log: {layout.log_file(step.recipe)})")
-        with self._runner(step, env, label) as run:
+        with self._runner(step, label, step.tree) as run:
             hooks = BuildBackendHookCaller(str(step.tree), step.in_place.backend,
                                            list(step.in_place.backend_path) or None, runner=run,
                                            python_executable=str(step.python))

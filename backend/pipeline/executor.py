@@ -199,9 +199,8 @@ def _stage_bundled(plan: Plan, name: str, staged_dir: Path):
     copied beside the step's staged wheels; returns it and its lock entry."""
 
     entry = (plan.lock or lock.load()).entries[name]
-    copy = staged_dir / entry.filename  # the wheel's own file name (the lock entry's filename)
-    shutil.copyfile(fetch.cache_path(entry, cache_dir(plan.settings)), copy)
-    return copy, entry
+    # copyfile returns the copy: the wheel's own file name (the lock entry's filename) in staged_dir
+    return shutil.copyfile(fetch.cache_path(entry, cache_dir(plan.settings)), staged_dir / entry.filename), entry
 
 
 # Below this, a failed step is taken for one the disk stopped.

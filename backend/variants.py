@@ -151,7 +151,8 @@ def host_violation(isa: str, host: host_info.Host, named: str = "isa") -> str | 
     runnable = [i for i in ISAS if platform_of(i) == host.machine
                 and all(f in host.cpu_features for f in cpu_isa.get(i).host_features)]
     return (f"setting '{named}': bad value {isa!r}: this host's CPU lacks {', '.join(lacks)}, and torch's build "
-            f"runs code it compiles; accepted here: {', '.join(runnable) or 'none'} (build {isa} on a host that has it)")
+            f"runs code it compiles; accepted here: {', '.join(runnable) or 'none'} "
+            f"(build {isa} on a host that has it)")
 
 
 def select(settings: Settings, host: host_info.Host | None = None, python: str | None = None) -> Variant:

@@ -174,8 +174,9 @@ def _outer_closure(names: Iterable[str]) -> dict[str, tuple[Path, str]]:
 
 def _venv_distributions(python: Path, env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     """{canonical name: (version, site folder)} of every distribution the venv's interpreter sees."""
-    script = ("import json\nfrom importlib import metadata\nprint(json.dumps([(d.metadata['Name'] or '', d.version, "
-              "str(d.locate_file(''))) for d in metadata.distributions()]))\n")
+    script = ("import json\nfrom importlib import metadata\n"
+              "print(json.dumps([(d.metadata['Name'] or '', d.version, str(d.locate_file(''))) "
+              "for d in metadata.distributions()]))\n")
     result = subprocess.run([str(python), "-I", "-c", script], capture_output=True, text=True, env=dict(env))
     if result.returncode != 0:
         raise BackendError(f"the build environment's interpreter {python} does not run: {result.stderr.strip()[-300:]}")
@@ -186,39 +187,34 @@ def _venv_distributions(python: Path, env: Mapping[str, str]) -> dict[str, tuple
 
 
 def _write_launchers(python: Path, names: Iterable[str]) -> list[str]:
-    """Console-script launchers, and links to installed script files, in the venv's bin for borrowed distributions."""
+    """Console-script launchers, and links to installed script files, in the venv's bin for borrowed distributions.
+
+    A name the venv's bin already holds is the venv's own (pip, an installed tool) and stays: what an earlier
+    build borrowed is gone by now (``_release``)."""
     written = []
-    bin_dir = python.parent
     for name in names:
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue
-        for entry in dist.entry_points:
-            if entry.group != "console_scripts" or not re.fullmatch(r"[\w.-]+", entry.name):
-                continue
-            target = bin_dir / entry.name
-            if target.exists() and entry.name not in _borrowed_scripts(python):
-                continue  # the venv's own script (pip, an installed tool) stays
-            # the launcher pip writes for an entry point (module:object.attr)
-            target.write_text(f"#!{python}\nimport sys\nfrom {entry.module} import {entry.attr.split('.')[0]}\n"
-                              f"sys.exit({entry.attr}())\n")
-            target.chmod(0o755)
-            written.append(entry.name)
+        for entry in dist.entry_points.select(group="console_scripts"):
+            target = python.parent / entry.name
+            if re.fullmatch(r"[\w.-]+", entry.name) and not target.exists():
+                # the launcher pip writes for an entry point (module:object.attr)
+                target.write_text(f"#!{python}\nimport sys\nfrom {entry.module} import {entry.attr.split('.')[0]}"
+                                  f"\nsys.exit({entry.attr}())\n")
+                target.chmod(0o755)
+                written.append(entry.name)
         # Scripts a wheel installs as files (its .data/scripts), not as entry points: the ninja and
         # cmake wheels' native programs. The frontend's bin leaves PATH, so link them in.
         for file in dist.files or ():
             if file.parent.name not in ("bin", "Scripts") or not re.fullmatch(r"[\w.-]+", file.name):
                 continue
             program = Path(str(dist.locate_file(file))).resolve()
-            target = bin_dir / file.name
-            if file.name in written or not program.is_file() or not os.access(program, os.X_OK):
-                continue
-            if (target.exists() or target.is_symlink()) and file.name not in _borrowed_scripts(python):
-                continue
-            target.unlink(missing_ok=True)
-            target.symlink_to(program)
-            written.append(file.name)
+            target = python.parent / file.name
+            if program.is_file() and os.access(program, os.X_OK) and not (target.exists() or target.is_symlink()):
+                target.symlink_to(program)
+                written.append(file.name)
     return written
 
 

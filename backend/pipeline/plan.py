@@ -33,7 +33,6 @@ from ..sources import patches as sources_patches
 from ..sources import prepare as sources_prepare
 from ..sources import vllm_release
 from ..sources.lock import Lock
-from ..sources.patches import PatchDecision
 from ..variants import Variant
 from .compiler_cache import CompilerCache
 from . import compiler_cache, reproducible
@@ -73,7 +72,7 @@ class Step:
     tree: Path  # the tree that is built, and the commands' working folder
     extras: Mapping[str, Path]  # the component's further lock trees, by entry name
     python: Path  # the build venv's interpreter
-    patches: tuple[PatchDecision, ...]  # every patch it meets: applied or not, and why
+    patches: tuple[sources_patches.PatchDecision, ...]  # every patch it meets: applied or not, and why
     unused_sources: tuple[str, ...]  # lock entries this build neither fetches nor unpacks
     in_place: InPlaceHook | None = None  # set: an editable install's step, run in the checkout instead of commands
 
@@ -265,8 +264,8 @@ def make_plan(
             if local is None:
                 raise BackendError(f"an editable build of {recipe.name} needs -C source.{recipe.name}=PATH")
             tree, extras = local, {}
-            patches = [dataclasses.replace(p, applied=False, why="an editable build works in your checkout itself, "
-                                           "which is never patched")
+            patches = [dataclasses.replace(p, applied=False,
+                                           why="an editable build works in your checkout itself, which is never patched")
                        for p in sources_patches.decide_local(recipe.name, local, tree_version, main_entry.version)]
         else:
             tree, extras = sources_prepare.planned_trees(

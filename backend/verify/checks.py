@@ -324,7 +324,8 @@ def _verify_wheel(built: built_wheel.BuiltWheel, expect: Expectation, companions
     entry.objects.extend(_object(read, name, context) for name, read in built.objects.items())
     if named:
         _check_cubins(entry, named, [wheel, *companions], expect)
-    requires_torch = any(canonicalize_name(r.name) == metadata.TORCH for r in info.requires if metadata.is_active(r))
+    requires_torch = any(canonicalize_name(r.name) == metadata.TORCH
+                         for r in info.requires if metadata.is_active(r))
     links_torch = any(linkage.is_torch_library(n) for o in entry.objects for n in o.needed)
     if not is_torch and torch_version is not None and links_torch and not requires_torch:
         entry.problems.append(Problem(

@@ -35,7 +35,9 @@ LEVELS: tuple[tuple[str, frozenset[str]], ...] = (("x86-64", frozenset()), BASEL
     (name, cpu_isa.get(name).code_features)
     for name in sorted(cpu_isa.X86_ISAS, key=lambda n: len(cpu_isa.get(n).includes))
 )
-# SIMD features beyond every variant of the matrix; reported, never a level.
+# What a scan counts: the features of a level, and SIMD features beyond every variant of the matrix
+# (reported, never a level).
+_TRACKED = frozenset().union(*(members for _name, members in LEVELS))
 _BEYOND = re.compile(r"^(AVX|AMX|FMA4|XOP|SSE4A|VAES|VPCLMULQDQ|GFNI|SHA|AVX512)")
 # -march values that bring a variant's flags on their own.
 MARCH_LEVEL = {march: level for level, marches in {
@@ -66,9 +68,9 @@ class CodeScan:
 
 def allowed_features(isa: str) -> frozenset[str]:
     """What a variant's code may use without a warning (an x86_64 one: x86-64-v2 too)."""
-    if isa in cpu_isa.X86_ISAS:
-        return BASELINE[1] | cpu_isa.allowed_code_features(isa)
-    return cpu_isa.allowed_code_features(isa) if isa in cpu_isa.ISAS else frozenset()
+    if isa not in cpu_isa.ISAS:
+        return frozenset()
+    return cpu_isa.allowed_code_features(isa) | (BASELINE[1] if isa in cpu_isa.X86_ISAS else frozenset())
 
 
 def _iced():
@@ -85,17 +87,13 @@ def _features_of(code: int) -> tuple[str, ...]:
     except Exception:
         return ()
     names = _feature_names()
-    return tuple(names[f] for f in features if _tracked(names[f]))
+    return tuple(names[f] for f in features if names[f] in _TRACKED or _BEYOND.match(names[f]))
 
 
 @functools.cache
 def _feature_names() -> dict[int, str]:
     features = iced.CpuidFeature
     return {getattr(features, name): name for name in dir(features) if not name.startswith("_")}
-
-
-def _tracked(feature: str) -> bool:
-    return any(feature in members for _n, members in LEVELS) or bool(_BEYOND.match(feature))
 
 
 def scan_bytes(data: bytes, address: int = 0, scan: CodeScan | None = None) -> CodeScan:
@@ -108,11 +106,11 @@ def scan_bytes(data: bytes, address: int = 0, scan: CodeScan | None = None) -> C
     return scan
 
 
-def scan_object(source: Path | bytes, scan_bytes=scan_bytes, levels=LEVELS) -> CodeScan:
+def scan_object(source: Path | bytes, decode=scan_bytes, levels=LEVELS) -> CodeScan:
     """Every executable section of an ELF file (x86-64 here; isa_arm.scan_object passes its own decoder)."""
     scan = CodeScan(levels)
     for _name, address, data in elf.code_sections(source):
-        scan_bytes(data, address, scan)
+        decode(data, address, scan)
     return scan
 
 

@@ -96,7 +96,7 @@ def scan_bytes(data: bytes, address: int = 0, scan: isa.CodeScan | None = None) 
 
 
 # Every executable section of an aarch64 ELF file.
-scan_object = functools.partial(isa.scan_object, scan_bytes=scan_bytes, levels=LEVELS)
+scan_object = functools.partial(isa.scan_object, decode=scan_bytes, levels=LEVELS)
 
 
 def _asks(record: str, extension: str) -> bool:

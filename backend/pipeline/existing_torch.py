@@ -92,9 +92,8 @@ def problems(variant, stack_torch: str) -> tuple[str, list[str]]:
 
 def check(plan, say: Callable[[str], None]) -> None:
     """Stop (``existing-torch=match``) or warn (``accept``) when the existing torch does not fit."""
-    settings = plan.settings
     # (nothing to judge where nothing planned builds against torch: components=bitsandbytes)
-    if settings.torch != "existing" or not any("torch" in step.recipe.depends for step in plan.steps):
+    if plan.settings.torch != "existing" or not any("torch" in step.recipe.depends for step in plan.steps):
         return
 
     what, found = problems(plan.variant, plan.recipe("torch").version)  # the vLLM line's torch
@@ -102,7 +101,7 @@ def check(plan, say: Callable[[str], None]) -> None:
         say(f"   torch=existing: {what} fits {plan.variant.name}")
         return
     why = "; ".join(found)
-    if settings.existing_torch == "accept":
+    if plan.settings.existing_torch == "accept":
         say(f"   warning: torch=existing: {what} does not fit {plan.variant.name}: {why} "
             "(existing-torch=accept: building against it anyway)")
         return

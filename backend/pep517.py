@@ -97,7 +97,7 @@ def prepare_metadata(metadata_directory: str, config_settings) -> str:
 def build_wheel(wheel_directory: str, config_settings, *, editable: bool = False) -> str:
     plan = _plan(config_settings, editable=editable)
     result = run.build(plan)
-    built = result.wheels() + result.runtime + result.editable_wheels()
+    built = result.wheels() + result.runtime + result.wheels(in_place=True)
     requires = meta.pins_for(built, by_file=editable)
     if plan.settings.torch == "existing":
         requires.insert(0, f"torch=={plan.torch_version}")

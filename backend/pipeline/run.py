@@ -57,11 +57,9 @@ class BuildResult:
     def ok(self) -> bool:
         return all(s.status in ("built", "cached") for s in self.steps)
 
-    def wheels(self) -> list[Path]:
-        return [w for s in self.steps if not s.in_place for w in s.wheels]
-
-    def editable_wheels(self) -> list[Path]:
-        return [w for s in self.steps if s.in_place for w in s.wheels]
+    def wheels(self, in_place: bool = False) -> list[Path]:
+        """The wheelhouse's wheels this build holds; ``in_place``: the editable wheels of its in-place steps."""
+        return [w for s in self.steps if s.in_place == in_place for w in s.wheels]
 
 
 def summary(result: BuildResult) -> str:
@@ -202,4 +200,4 @@ def _report_failures(failures: list[tuple[str, Exception]]) -> str:
             parts.append(f"{component} failed (exit {failure.returncode}); full log: {failure.log}{hint}")
         else:
             parts.append(f"{component} failed: {failure}")
-    return parts[0] + "".join(f"; also {p}" for p in parts[1:])
+    return "; also ".join(parts)

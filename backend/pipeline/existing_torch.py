@@ -50,9 +50,8 @@ def _gpu_targets(library: Path) -> tuple[set[str], set[str]] | None:
     except (OSError, ELFError):
         return None
     sections = fatbin.parse_elf_sections(fat, read_release=False)
-    cubins = {f"{e.sm}{e.suffix}" for section in sections for e in section.cubins}
-    ptx = {f"{e.sm}{e.suffix}" for section in sections for e in section.ptx}
-    return cubins, ptx
+    return ({f"{e.sm}{e.suffix}" for section in sections for e in section.cubins},
+            {f"{e.sm}{e.suffix}" for section in sections for e in section.ptx})
 
 
 def _torch_folder() -> Path | None:
@@ -63,8 +62,7 @@ def _torch_folder() -> Path | None:
 
 def libraries() -> tuple[str, ...]:
     """Sonames of the importable torch (torch=existing): verification takes them for torch's DT_NEEDED."""
-    folder = _torch_folder()
-    return tuple(sorted(p.name for p in (folder / "lib").glob("*.so*"))) if folder else ()
+    return tuple(sorted(p.name for p in (folder / "lib").glob("*.so*"))) if (folder := _torch_folder()) else ()
 
 
 def problems(variant, stack_torch: str) -> tuple[str, list[str]]:

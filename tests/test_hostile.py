@@ -217,6 +217,30 @@ def test_verify_reads_a_metadata_bomb_in_bounded_memory(tmp_path):
     assert any("METADATA" in p and "bound" in p for p in problems), problems
 
 
+
+def test_a_member_that_inflates_past_its_declared_size_is_refused(tmp_path):
+    """A member whose headers declare 10 bytes (and the CRC of those 10) while its deflate stream holds 1 MiB:
+    zipfile's reader stops at 10 bytes and finds the CRC right, so the wheel would pass as those 10 bytes."""
+    from backend.wheels import built
+
+    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
+    declared = b"x = 1 #..."
+    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("demo/__init__.py", declared + b"A" * (1 << 20))
+        archive.writestr("demo-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n")
+        archive.writestr("demo-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nTag: py3-none-any\n")
+        archive.writestr("demo-1.0.dist-info/RECORD", "")
+    data = bytearray(wheel.read_bytes())
+    central = data.index(b"PK\x01\x02")  # the first member's entry; its local header is at 0
+    for crc_at, size_at in ((14, 22), (central + 16, central + 24)):
+        struct.pack_into("<I", data, crc_at, zlib.crc32(declared))
+        struct.pack_into("<I", data, size_at, len(declared))
+    wheel.write_bytes(bytes(data))
+    with zipfile.ZipFile(wheel) as archive:  # what zipfile alone makes of it: the 10 bytes, no error
+        assert archive.read("demo/__init__.py") == declared
+    with pytest.raises(zipfile.BadZipFile, match="'demo/__init__.py' inflates past its declared 10 bytes"):
+        built.read(wheel)
+
 # --- 4. bounded downloads and unpacking -------------------------------------------
 
 class StreamingServer:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import csv
 import dataclasses
 import hashlib
@@ -28,6 +29,7 @@ import io
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -291,24 +293,30 @@ def _bomb(info: zipfile.ZipInfo) -> bool:
 
 def _inflate(info: zipfile.ZipInfo, raw: bytes, algorithm: str, whole):
     """(first 4 bytes, RECORD digest, the bytes when ``whole(head)`` else None) of one member, checked
-    against its CRC by zipfile's reader (never inflating more than the member declares); inflated in
-    blocks, so a member that is not kept never lies in memory whole."""
+    against its CRC and size; inflated in blocks by zipfile's reader, so a member that is not kept never lies
+    in memory whole, nor one that inflates past its declared size."""
     hasher = hashlib.new(algorithm) if algorithm in ("sha256", "sha384", "sha512") else None
-    head, size, parts, keep = b"", 0, [], None
-    with zipfile.ZipExtFile(io.BytesIO(raw), "r", info) as stream:
+    # zipfile's reader stops at the declared size and checks the CRC of what it read there: a stream that
+    # goes on would pass unseen.  It reads one byte more than declared, unchecked; the CRC is checked here.
+    declared = copy.copy(info)
+    declared.file_size, declared.CRC = info.file_size + 1, None
+    head, crc, size, parts, keep = b"", 0, 0, [], None
+    with zipfile.ZipExtFile(io.BytesIO(raw), "r", declared) as stream:
         for block in iter(lambda: stream.read(CHUNK), b""):
             if keep is None:
                 head = (head + block)[:4]
                 if len(head) == 4:
                     keep = bool(whole(head))
-            size += len(block)
+            crc, size = zlib.crc32(block, crc), size + len(block)
+            if size > info.file_size:
+                raise zipfile.BadZipFile(f"{info.filename!r} inflates past its declared {info.file_size} bytes")
             if hasher is not None:
                 hasher.update(block)
             if keep is not False:
                 parts.append(block)
     if keep is None:
         keep = bool(whole(head))
-    if size != info.file_size:
+    if crc != info.CRC or size != info.file_size:
         raise zipfile.BadZipFile(f"Bad CRC-32 or size for file {info.filename!r}")
     digest = base64.urlsafe_b64encode(hasher.digest()).rstrip(b"=").decode() if hasher else ""
     return head, digest and f"{algorithm}={digest}", (b"".join(parts) if keep else None)

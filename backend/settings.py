@@ -127,8 +127,11 @@ def _compiler_cache_url(key: str, value: Any, base: Path) -> str | None:
     without quoting the parser, whose messages quote parts of the URL.
     """
     raw = str(value).strip()
-    if raw.lower() in ("", "none", "gha"):
-        return raw.lower() if raw.lower() == "gha" else None
+    word = raw.lower()
+    if word in ("", "none"):
+        return None
+    if word == "gha":
+        return word
     scheme, sep, rest = raw.partition("://")
     scheme = scheme.lower()
     try:

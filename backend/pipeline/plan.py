@@ -264,8 +264,8 @@ def make_plan(
             if local is None:
                 raise BackendError(f"an editable build of {recipe.name} needs -C source.{recipe.name}=PATH")
             tree, extras = local, {}
-            patches = [dataclasses.replace(p, applied=False,
-                                           why="an editable build works in your checkout itself, which is never patched")
+            never = "an editable build works in your checkout itself, which is never patched"
+            patches = [dataclasses.replace(p, applied=False, why=never)
                        for p in sources_patches.decide_local(recipe.name, local, tree_version, main_entry.version)]
         else:
             tree, extras = sources_prepare.planned_trees(

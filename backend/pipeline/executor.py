@@ -317,7 +317,7 @@ def _verify(plan: Plan, step: Step, wheels: list, house, toolchain, label: str,
     companions = others + mine
     variant = plan.variant
     expect = Expectation(
-        sm=variant.sm if step.recipe.uses_cuda else None, isa=variant.isa, cuda=variant.cuda, label=variant.label,
+        sm=variant.sm, isa=variant.isa, cuda=variant.cuda, label=variant.label,
         torch_version=plan.torch_version, by_design=step.recipe.gpu_code_by_design,
         manylinux=plan.settings.manylinux, runpath_roots=toolchain_roots(toolchain),
         extra_allowed_libraries=(tuple(toolchain.runtime_libraries) if toolchain else ())

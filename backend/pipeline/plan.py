@@ -128,10 +128,9 @@ class Plan:
     def cuda_libraries(self) -> tuple[str, ...] | None:
         """The CUDA libraries the toolchain must provide besides the compiler (the union of the steps'
         ``Recipe.cuda_libraries``): None for every one (a step's recipe, torch's, declares none)."""
-        using = [step.recipe for step in self.steps if step.recipe.uses_cuda]
-        if any(recipe.cuda_libraries is None for recipe in using):
+        if any(step.recipe.cuda_libraries is None for step in self.steps):
             return None
-        return tuple(dict.fromkeys(name for recipe in using for name in recipe.cuda_libraries))
+        return tuple(dict.fromkeys(name for step in self.steps for name in step.recipe.cuda_libraries))
 
     def to_json(self) -> dict:
         return {
@@ -394,7 +393,7 @@ def format_plan(plan: Plan) -> str:
 
 def _cuda_line(plan: Plan) -> str:
     """What the toolchain is asked for: the compiler and the libraries the steps link."""
-    if not any(step.recipe.uses_cuda for step in plan.steps):
+    if not plan.steps:
         return "not used (no step compiles CUDA code)"
     wanted = plan.cuda_libraries
     libraries = ("every library the stack links (a step's recipe names none)" if wanted is None

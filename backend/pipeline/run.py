@@ -72,7 +72,7 @@ def summary(result: BuildResult) -> str:
 
 
 def resolve_toolchain(plan: Plan):
-    if not any(step.recipe.uses_cuda for step in plan.steps):
+    if not plan.steps:
         return None
     settings = plan.settings
     return toolchains.resolve(

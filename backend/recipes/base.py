@@ -74,7 +74,6 @@ class Recipe:
     depends: tuple[str, ...] = ("torch",)  # components installed in the build env first
     build_requires: tuple[str, ...] = ()  # pip requirements of its build (besides torch)
     pins_torch = True  # its wheels pin the exact torch (and every other member) of the wheelhouse
-    uses_cuda = True
     mem_per_job_gb = 2.0  # peak memory of one compile job
     fixed_nvcc_threads: int | None = None  # a build that always runs nvcc with N threads
     # its build runs MAX_JOBS / NVCC_THREADS compile processes (vLLM's setup.py), so MAX_JOBS is processes x threads

@@ -218,20 +218,14 @@ def _write_launchers(python: Path, names: Iterable[str]) -> list[str]:
     return written
 
 
-def _borrowed_scripts(python: Path) -> list[str]:
-    record = python.parent.parent / BORROWED_SCRIPTS
-    try:
-        return list(json.loads(record.read_text()))
-    except (OSError, ValueError):
-        return []
-
-
 def _release(python: Path) -> None:
     """Remove what an earlier (perhaps interrupted) build borrowed."""
     (venv_site_packages(python.parent.parent) / PTH_NAME).unlink(missing_ok=True)
-    for name in _borrowed_scripts(python):
-        (python.parent / name).unlink(missing_ok=True)
-    (python.parent.parent / BORROWED_SCRIPTS).unlink(missing_ok=True)
+    record = python.parent.parent / BORROWED_SCRIPTS
+    with contextlib.suppress(OSError, ValueError):  # no record (or a damaged one): no scripts to remove
+        for name in json.loads(record.read_text()):
+            (python.parent / name).unlink(missing_ok=True)
+    record.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ from ..sources import prepare as sources_prepare
 from ..sources import vllm_release
 from ..sources.lock import Lock
 from ..variants import Variant
-from .compiler_cache import CompilerCache
+from .compiler_cache import RECORD_SWITCHES, CompilerCache
 from . import compiler_cache, reproducible
 from .layout import Layout, cache_dir
 from .parallelism import JobChoice, choose_jobs
@@ -166,9 +166,6 @@ def existing_torch_version(named: str = "torch") -> str:
             f"setting '{named}': bad value 'existing': no torch is importable in the build environment "
             f"({sys.executable}); accepted: source, or install torch first and build with --no-build-isolation"
         ) from None
-
-
-RECORD_SWITCHES = "-frecord-gcc-switches"  # verification reads each compile's switches from the objects
 
 
 def common_env(variant: Variant, jobs: JobChoice, *, record_switches: bool = True) -> dict[str, str]:
@@ -334,14 +331,12 @@ def release_problem(line: vllm_release.ReleaseLine, selected: list[Recipe], step
                 "in its lock (no mirror held that commit): add the entry (docs/RELEASES.md)"
                 for tree in vllm_release.KNOWN_SIDE_TREES
                 if tree.submodule_entry and tree.entry in line.versions and tree.submodule_entry not in line.versions]
+    trees: dict[str, list] = {}  # a tree's patches (a step's side trees have their own), in the steps' order
     for step in steps:
-        trees: dict[str, list] = {}
         for patch in step.patches:
             trees.setdefault(patch.name.rpartition("/")[0] or step.component, []).append(patch)
-        for tree, found in trees.items():
-            if not any(p.applied for p in found):
-                reasons.append(f"none of the patches for {tree} is for this line ({'; '.join(p.why for p in found)}): "
-                               "write and review its own")
+    reasons += [f"none of the patches for {tree} is for this line ({'; '.join(p.why for p in found)}): "
+                "write and review its own" for tree, found in trees.items() if not any(p.applied for p in found)]
     if not reasons:
         return None
     return f"vllm={line.vllm} is planned, not built: " + "; ".join(reasons) + " (docs/RELEASES.md)"

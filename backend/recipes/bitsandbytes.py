@@ -11,6 +11,15 @@ local label when it relabels the wheel.
 
 from .base import BuildContext, Recipe, pip_wheel
 
+# The smoke check's op (backend/verify/smoke.py), the same text on each device
+SMOKE = """
+import torch, bitsandbytes.functional as F
+A = torch.tensor([0.5, -1.0, 0.25, 1.0] * 16, device="{device}")
+q, state = F.quantize_blockwise(A)
+back = F.dequantize_blockwise(q, state).tolist()
+assert max(abs(x - y) for x, y in zip(back, A.tolist())) < 0.02, "bitsandbytes quantization on {device}"
+"""
+
 
 class Bitsandbytes(Recipe):
     name = "bitsandbytes"
@@ -46,19 +55,8 @@ class Bitsandbytes(Recipe):
         return [f"bitsandbytes holds {variant.target.cubin} cubins only (COMPUTE_CAPABILITY={variant.target.cmake}), no PTX"]
 
     # What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
-    smoke = """
-import torch, bitsandbytes.functional as F
-A = torch.tensor([0.5, -1.0, 0.25, 1.0] * 16)
-q, state = F.quantize_blockwise(A)
-back = F.dequantize_blockwise(q, state).tolist()
-assert max(abs(x - y) for x, y in zip(back, A.tolist())) < 0.02, "bitsandbytes blockwise 8-bit quantization"
-"""
-    smoke_gpu = """
-import torch, bitsandbytes.functional as F
-A = torch.randn(4096, device="cuda")
-q, state = F.quantize_blockwise(A)
-assert (F.dequantize_blockwise(q, state) - A).abs().max().item() < 0.05, "bitsandbytes quantization on CUDA"
-"""
+    smoke = SMOKE.format(device="cpu")
+    smoke_gpu = SMOKE.format(device="cuda")
 
 
 RECIPE = Bitsandbytes()

@@ -10,6 +10,13 @@ are no longer read.
 
 from .base import BuildContext, Recipe
 
+# The smoke check's op (backend/verify/smoke.py), the same text on each device
+SMOKE = """
+import torch, torchaudio
+x, a, b = (torch.tensor(v, device="{device}") for v in ([[1.0, 1.0, 1.0, 1.0]], [1.0, 0.0], [0.5, 0.5]))
+assert torchaudio.functional.lfilter(x, a, b).tolist() == [[0.5, 1.0, 1.0, 1.0]], "torchaudio lfilter on {device}"
+"""
+
 
 class Torchaudio(Recipe):
     name = "torchaudio"
@@ -30,17 +37,8 @@ class Torchaudio(Recipe):
         return ["torchaudio is built with what its 2.9.1 wheel ships: RNN-T loss, forced alignment, CUDA CTC decoder"]
 
     # What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
-    smoke = """
-import torch, torchaudio
-y = torchaudio.functional.lfilter(torch.tensor([[1.0, 1.0, 1.0, 1.0]]), torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5]))
-assert y.tolist() == [[0.5, 1.0, 1.0, 1.0]], "torchaudio.functional.lfilter"
-"""
-    smoke_gpu = """
-import torch, torchaudio
-x = torch.ones(1, 4, device="cuda")
-y = torchaudio.functional.lfilter(x, torch.tensor([1.0, 0.0], device="cuda"), torch.tensor([0.5, 0.5], device="cuda"))
-assert y.tolist() == [[0.5, 1.0, 1.0, 1.0]], "torchaudio.functional.lfilter on CUDA"
-"""
+    smoke = SMOKE.format(device="cpu")
+    smoke_gpu = SMOKE.format(device="cuda")
 
 
 RECIPE = Torchaudio()

@@ -61,6 +61,14 @@ FEATURES = Features(
          "see the torchvision log's 'Building torchvision without' lines",
 )
 
+# The smoke check's op (backend/verify/smoke.py), the same text on each device
+SMOKE = """
+import torch, torchvision
+boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]], device="{device}")
+scores = torch.tensor([0.9, 0.8, 0.7], device="{device}")
+assert torchvision.ops.nms(boxes, scores, 0.5).tolist() == [0, 2], "torchvision.ops.nms on {device}"
+"""
+
 
 class Torchvision(Recipe):
     name = "torchvision"
@@ -95,17 +103,8 @@ class Torchvision(Recipe):
                 "(apt-get install libpng-dev libjpeg-dev libwebp-dev), or leave torchvision out of -C components")
 
     # What the smoke check runs (backend/verify/smoke.py): one op of its compiled code, CPU and CUDA.
-    smoke = """
-import torch, torchvision
-boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
-assert torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist() == [0, 2], "torchvision.ops.nms"
-"""
-    smoke_gpu = """
-import torch, torchvision
-boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]], device="cuda")
-scores = torch.tensor([0.9, 0.8, 0.7], device="cuda")
-assert torchvision.ops.nms(boxes, scores, 0.5).tolist() == [0, 2], "torchvision.ops.nms on CUDA"
-"""
+    smoke = SMOKE.format(device="cpu")
+    smoke_gpu = SMOKE.format(device="cuda")
 
 
 RECIPE = Torchvision()

@@ -224,12 +224,14 @@ def _output_folder(key: str, value: Any, base: Path) -> Path:
     return check_output_folder(key, _path(key, value, base), str(value))
 
 
-def _existing_folder(accepted: str) -> Callable[[str, Any, Path], Path]:
-    """A parser of a folder that must be there (``accepted``: what it holds), of characters any path may hold."""
+def _existing_folder(accepted: str, handed_to_tools: bool = True) -> Callable[[str, Any, Path], Path]:
+    """A parser of a folder that must be there (``accepted``: what it holds); ``handed_to_tools``: the build
+    hands it to its tools, so only characters none of them interprets (``check_path_characters``)."""
 
     def parse(key: str, value: Any, base: Path) -> Path:
         path = _path(key, value, base)
-        check_path_characters(key, str(path), str(value))
+        if handed_to_tools:
+            check_path_characters(key, str(path), str(value))
         if not path.is_dir():
             raise SettingError(key, str(value), accepted)
         return path
@@ -437,7 +439,9 @@ class Settings:
     emulate_sysroot: Path | None = setting(
         "an aarch64 root filesystem with Python 3 for `verify --emulate` and `smoke=emulate` of ARM variants on "
         "an x86-64 host (`ci/setup/aarch64_sysroot.sh` makes one)",
-        parse=_existing_folder("an existing folder"), accepts="folder")
+        # only QEMU reads it, as one argument (its python) and through links (-L, verify/emulate.py): no shell,
+        # compiler or build file, so any character a folder name may hold
+        parse=_existing_folder("an existing folder", handed_to_tools=False), accepts="folder")
     # the release line the hand-written lock builds by default; backend/sources/vllm_release.py lists and checks
     # the others (checked_line)
     vllm: str = setting("the vLLM release line: its lock, pins and recipe facts "

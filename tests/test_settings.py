@@ -258,6 +258,17 @@ def test_every_parser_returns_its_field_type_for_valid_values(tmp_path):
     assert checked > 60
 
 
+
+def test_an_emulation_sysroot_may_hold_any_character_a_folder_name_may(tmp_path):
+    """emulate-sysroot reaches QEMU alone, as an argument and through links, never a shell or a build file: a
+    folder with a comma or a ';' is taken as it is (as before de3f3ba); a path the build hands its tools is not."""
+    for name in ("sys,root", "a;b", "it's"):
+        folder = tmp_path / name
+        folder.mkdir()
+        assert settings.resolve({"emulate-sysroot": str(folder)}).emulate_sysroot == folder
+    with pytest.raises(BackendError, match="it holds ','"):
+        settings.resolve({"runtime-find-links": str(tmp_path / "sys,root")})
+
 def test_the_environment_wins_over_pyproject_and_loses_to_config_settings(tmp_path):
     table = {"sm": "70", "cuda": "12.8", "jobs": "2", "offline": True}
     environ = {"VLLM_STACK_SM": "9.0", "VLLM_STACK_CUDA": "13.0", "VLLM_STACK_JOBS": "",  # empty: unset

@@ -28,7 +28,7 @@ from ..settings import as_config as settings_as_config
 from . import disk, environment, existing_torch, reproducible
 from .executor import StepExecutor
 from .layout import cache_dir, writable_folder
-from .plan import Plan, common_env
+from .plan import Plan, Step, common_env
 from .runner import CommandFailed, say
 from .scheduler import run_steps
 from .variant_lock import hold
@@ -37,13 +37,11 @@ from .sccache_server import CacheStats
 
 @dataclasses.dataclass
 class StepResult:
-    component: str
-    version: str
+    step: Step  # an in-place one's (an editable install's) wheel is no wheel of the wheelhouse
     status: str  # built, cached, failed, not run
     seconds: float = 0.0
     wheels: list[Path] = dataclasses.field(default_factory=list)
     cache: CacheStats | None = None  # compiler-cache hits and lookups of this build; None when nothing compiled
-    in_place: bool = False  # an editable install's step: its wheel is no wheel of the wheelhouse
 
 
 @dataclasses.dataclass
@@ -59,7 +57,7 @@ class BuildResult:
 
     def wheels(self, in_place: bool = False) -> list[Path]:
         """The wheelhouse's wheels this build holds; ``in_place``: the editable wheels of its in-place steps."""
-        return [w for s in self.steps if s.in_place == in_place for w in s.wheels]
+        return [w for s in self.steps if (s.step.in_place is not None) == in_place for w in s.wheels]
 
 
 def summary(result: BuildResult) -> str:
@@ -67,7 +65,8 @@ def summary(result: BuildResult) -> str:
     for s in result.steps:
         size = sum(w.stat().st_size for w in s.wheels if w.exists())
         shown = f"{size / 1e6:.1f} MB" if size else "-"
-        rows.append([s.component, s.version, s.status, f"{s.seconds / 60:.1f}", shown, str(s.cache or "-")])
+        step = s.step
+        rows.append([step.component, step.version, s.status, f"{s.seconds / 60:.1f}", shown, str(s.cache or "-")])
     return table(["component", "version", "status", "minutes", "wheel size", "cache hits"], rows)
 
 
@@ -111,7 +110,7 @@ def build(plan: Plan) -> BuildResult:
 def _build_locked(plan: Plan) -> BuildResult:
     settings = plan.settings
     layout = plan.layout
-    results = [StepResult(s.component, s.version, "not run", in_place=s.in_place is not None) for s in plan.steps]
+    results = [StepResult(s, "not run") for s in plan.steps]
     result = BuildResult(plan=plan, steps=results, wheelhouse=layout.wheelhouse)
 
     say(f"== {plan.variant.name}: {len(plan.steps)} component(s) -> {layout.wheelhouse}")
@@ -156,7 +155,7 @@ def _build_locked(plan: Plan) -> BuildResult:
     say("\n" + summary(result))
     if failures:
         raise BackendError(_report_failures(failures))
-    if all(s.in_place for s in results):  # an editable install of components alone: the wheelhouse is not touched
+    if all(s.in_place for s in plan.steps):  # an editable install of components alone: the wheelhouse is not touched
         return result
     house.refuse_changed()  # every listed wheel, this build's included, before the closure and the smoke check
     driver = cuda_driver.driver_need(plan.variant.cuda, plan.variant.sm, house.manifest())
@@ -165,7 +164,7 @@ def _build_locked(plan: Plan) -> BuildResult:
     result.runtime = closure.for_build(plan, result, python, say)
 
     def write_notes() -> Path:
-        return deploy_notes.write(layout.wheelhouse, plan.variant, [s.component for s in results if not s.in_place],
+        return deploy_notes.write(layout.wheelhouse, plan.variant, [s.component for s in plan.steps if not s.in_place],
                                   house.manifest(), f"{plan.variant.python[0]}.{plan.variant.python[1:]}")
 
     say(f"host requirements: {write_notes()}")

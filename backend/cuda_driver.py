@@ -84,8 +84,7 @@ def need(cuda: str, sm: str, ptx: tuple[str, ...] = ()) -> DriverNeed:
 def releases_for(driver: str, sm: str, cudas: tuple[str, ...], ptx: tuple[str, ...] = ()) -> list[str]:
     """The CUDA releases (of ``cudas``, newest first) whose build for ``sm`` the driver runs; ``ptx``:
     what holds PTX this GPU JIT-compiles."""
-    runnable = [c for c in cudas if need(c, sm, ptx).problem(driver) is None]
-    return sorted(runnable, key=version_key, reverse=True)
+    return sorted((c for c in cudas if need(c, sm, ptx).problem(driver) is None), key=version_key, reverse=True)
 
 
 def driver_need(cuda: str, sm: str, manifest: dict[str, Any]) -> DriverNeed:
@@ -106,11 +105,10 @@ def driver_need(cuda: str, sm: str, manifest: dict[str, Any]) -> DriverNeed:
 def check_driver(manifest: dict[str, Any], driver: str | None, where: str) -> None:
     """Stop in one line when this host's driver is older than the wheelhouse's recorded minimum."""
     stored = manifest.get("driver")
-    if driver is None or not isinstance(stored, dict) or not isinstance(stored.get("minimum"), str):
-        return
-    recorded = DriverNeed(stored["minimum"], tuple(str(r) for r in stored.get("reasons") or ("recorded",)))
-    if not is_driver_version(recorded.minimum) or not is_driver_version(driver):
-        return
+    minimum = stored.get("minimum") if isinstance(stored, dict) else None
+    if not (isinstance(minimum, str) and is_driver_version(minimum) and is_driver_version(driver or "")):
+        return  # no driver here, or no minimum recorded that reads as one
+    recorded = DriverNeed(minimum, tuple(str(r) for r in stored.get("reasons") or ("recorded",)))
     if problem := recorded.problem(driver):
         raise BackendError(f"{where}: {problem}; update the driver, or build the variant for an older CUDA "
                            f"(python -m backend detect --driver {driver} says which)")

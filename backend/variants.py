@@ -60,7 +60,7 @@ class Variant:
 
     @functools.cached_property
     def target(self) -> CudaTarget:
-        """The GPU it builds for, in every spelling (torch's 9.0, 9.0a, CMake's 90-real, sm_90 ...)."""
+        """The GPU it builds for, in every spelling (torch's 9.0, 9.0a, CMake's 90, sm_90 ...)."""
         return CudaTarget(sm=self.sm, cuda=self.cuda)
 
     @property
@@ -133,8 +133,7 @@ def extension_reason(variant: Variant) -> str:
 
 def matrix(python: str | None = None, cudas: tuple[str, ...] = ("12.9", "12.8", "13.0")) -> list[Variant]:
     """Every variant, in the seed's order (x86_64 then aarch64, CUDA 12.9 then 12.8), then 13.0."""
-    python = python or f"{sys.version_info.major}{sys.version_info.minor}"
-    return [Variant(sm=sm, isa=isa, cuda=cuda, python=python)
+    return [Variant(sm=sm, isa=isa, cuda=cuda, python=python or Variant.python)
             for cuda in cudas for isas in (X86_ISAS, ARM_ISAS) for sm in SMS for isa in isas
             if rule_violation(sm, isa, cuda) is None]
 

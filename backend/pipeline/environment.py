@@ -279,15 +279,12 @@ def missing_requirements(python: Path, requirements: Sequence[str]) -> list[str]
     if not requirements:
         return []
     seen = _venv_distributions(python, clean_environ(python))
-    missing = []
-    for line in requirements:
-        req = Requirement(line)
-        if req.marker and not req.marker.evaluate():
-            continue
+
+    def unmet(req: Requirement) -> bool:  # for this interpreter (its marker holds), and not installed as asked
         have = seen.get(canonicalize_name(req.name))
-        if have is None or (req.specifier and not req.specifier.contains(have[0], prereleases=True)):
-            missing.append(line)
-    return missing
+        return (not req.marker or req.marker.evaluate()) and (
+            have is None or bool(req.specifier) and not req.specifier.contains(have[0], prereleases=True))
+    return [line for line in requirements if unmet(Requirement(line))]
 
 
 def install_requirements(python: Path, requirements: Sequence[str], *, offline: bool) -> None:
@@ -308,12 +305,9 @@ def install_requirements(python: Path, requirements: Sequence[str], *, offline: 
 def install_wheels(python: Path, wheels: Sequence[Path]) -> None:
     """Put our own wheels (torch first of all) into the build environment, unless already there."""
     marks = python.parent.parent / "installed-wheels"
-    pending = []
-    for wheel in wheels:
-        digest = sha256_file(Path(wheel))
-        mark = marks / wheel_names.project(Path(wheel).name)
-        if not (mark.exists() and mark.read_text() == digest):
-            pending.append((wheel, mark, digest))
+    found = [(wheel, marks / wheel_names.project(Path(wheel).name), sha256_file(Path(wheel))) for wheel in wheels]
+    pending = [(wheel, mark, digest) for wheel, mark, digest in found
+               if not (mark.exists() and mark.read_text() == digest)]  # an earlier build installed it already
     if not pending:
         return
     result = subprocess.run(

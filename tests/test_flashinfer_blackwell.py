@@ -41,8 +41,7 @@ def recipe_env(variant, tmp: Path) -> dict[str, str]:
     recipe = recipes.get("flashinfer")
     ctx = BuildContext(variant=variant, settings=Settings(sm=variant.sm, isa=variant.isa, cuda=variant.cuda),
                        tree=tmp / "flashinfer", extras={name: tmp / name for name in recipe.lock_entries[1:]},
-                       wheel_dir=tmp / "_wheels", build_dir=tmp / "_build", python=sys.executable,
-                       nvcc_threads=1)
+                       wheel_dir=tmp / "_wheels", build_dir=tmp / "_build", python=sys.executable)
     return recipe.environment(ctx)
 
 

@@ -366,7 +366,7 @@ def test_no_recipe_passes_a_path_through_cmake_args(tmp_path):
         ctx = BuildContext(
             variant=variant, settings=Settings(sm="90", isa=ISA, cuda="13.0"), tree=work / recipe.lock_entries[0],
             extras={e: work / e for e in recipe.lock_entries[1:]}, wheel_dir=work / "_wheels", build_dir=work / "_build",
-            python=str(hostile / "env" / "bin" / "python"), nvcc_threads=1,
+            python=str(hostile / "env" / "bin" / "python"),
         )
         env = recipe.environment(ctx)
         args = env.get("CMAKE_ARGS", "").split()

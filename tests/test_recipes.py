@@ -22,6 +22,8 @@ from backend.recipes import flashinfer as flashinfer_recipe
 from backend.recipes import torch as torch_recipe
 from backend.recipes import torchvision as torchvision_recipe
 from backend.recipes import vllm as vllm_recipe
+from backend.pipeline.parallelism import JobChoice
+from backend.pipeline.plan import common_env
 from backend.project import load_settings
 from backend.settings import Settings
 from backend.variants import Variant, matrix, rule_violation
@@ -36,7 +38,7 @@ SM120 = Variant(sm="120", isa="avx512", cuda="13.0", python="311")
 VARIANTS = [SM90, SM61, SM61_AVX, SM103, SM103_13, SM120]
 
 
-def ctx_for(recipe, variant: Variant, tmp_path: Path, nvcc_threads: int = 2) -> BuildContext:
+def ctx_for(recipe, variant: Variant, tmp_path: Path) -> BuildContext:
     work = tmp_path / variant.name / recipe.name
     return BuildContext(
         variant=variant,
@@ -46,7 +48,6 @@ def ctx_for(recipe, variant: Variant, tmp_path: Path, nvcc_threads: int = 2) -> 
         wheel_dir=work / "_wheels",
         build_dir=work / "_build",
         python="/env/bin/python",
-        nvcc_threads=nvcc_threads,
     )
 
 
@@ -319,11 +320,12 @@ def test_bitsandbytes_one_capability(tmp_path):
 
 def test_vllm_environment(tmp_path):
     v = recipes.get("vllm")
-    ctx = ctx_for(v, SM90, tmp_path, nvcc_threads=2)
+    ctx = ctx_for(v, SM90, tmp_path)
     env = v.environment(ctx)
     assert env["VLLM_TARGET_DEVICE"] == "cuda"
     assert "TORCH_CUDA_ARCH_LIST" not in env  # the engine's 9.0: vLLM's CMake reads it as torch's build does
-    assert env["NVCC_THREADS"] == "2"
+    # setup.py's num_jobs = MAX_JOBS // NVCC_THREADS: the plan's common environment sets it for every step
+    assert common_env(SM90, JobChoice(processes=1, nvcc_threads=2, max_jobs_env=2, reason=""))["NVCC_THREADS"] == "2"
     assert env["VLLM_VERSION_OVERRIDE"] == env["SETUPTOOLS_SCM_PRETEND_VERSION"] == "0.15.1+cu129.sm90.avx512"
     x = ctx.extras
     # No path in CMAKE_ARGS: setup.py splits it on spaces; CUTLASS goes through VLLM_CUTLASS_SRC_DIR.

@@ -37,7 +37,7 @@ def _context(tmp_path: Path) -> BuildContext:
     """A torch build context whose interpreter is this one (it imports six, as the build venv the locked wheel)."""
     return BuildContext(variant=SM61, settings=Settings(sm="61", isa="avx2", cuda="12.8"), tree=FIXTURE,
                         extras={}, wheel_dir=tmp_path / "wheels", build_dir=tmp_path / "build",
-                        python=sys.executable, nvcc_threads=1)
+                        python=sys.executable)
 
 
 def _configure_and_build(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:

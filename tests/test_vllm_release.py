@@ -105,7 +105,7 @@ def test_the_pins_are_read_from_cmake_and_requirements(tmp_path):
 def test_the_recipe_passes_the_variables_the_generator_knows():
     """KNOWN_SIDE_TREES is the 0.15.1 recipe's shape: the same entries and environment variables."""
     extras = {t.entry: Path("/t") / t.entry for t in vllm_release.KNOWN_SIDE_TREES}
-    ctx = types.SimpleNamespace(extras=extras, variant=types.SimpleNamespace(label="cu130.sm90.avx512"), nvcc_threads=1,
+    ctx = types.SimpleNamespace(extras=extras, variant=types.SimpleNamespace(label="cu130.sm90.avx512"),
                                 tree_version=None)
     env = vllm_recipe.RECIPE.environment(ctx)
     assert {t.env for t in vllm_release.KNOWN_SIDE_TREES} == {k for k in env if k.endswith("_SRC_DIR")}

@@ -277,7 +277,6 @@ def make_plan(
             wheel_dir=layout.wheel_dir(recipe),
             build_dir=layout.build_dir(recipe),
             python=str(layout.python),
-            nvcc_threads=jobs.nvcc_threads,
             tree_version=tree_version,
             checkout=local,
         )

@@ -29,7 +29,6 @@ class BuildContext:
     wheel_dir: Path  # the command writes its wheel(s) here
     build_dir: Path  # kept between runs, for incremental builds
     python: str  # the build environment's interpreter
-    nvcc_threads: int
     tree_version: str | None = None  # a local tree's own version (its version file), else None
     # A local tree's checkout: its files can be read while planning (``tree``, its per-variant copy,
     # is made when the step runs); None for a lock tree

@@ -84,7 +84,6 @@ class Vllm(Recipe):
         version = self.local_version(ctx.variant, ctx.tree_version)
         env = {
             "VLLM_TARGET_DEVICE": "cuda",
-            "NVCC_THREADS": str(ctx.nvcc_threads),
             "VLLM_VERSION_OVERRIDE": version,
             "SETUPTOOLS_SCM_PRETEND_VERSION": version,
         }

@@ -54,7 +54,7 @@ def recipe_env(args, tree: Path, extras: dict[str, Path], build: Path) -> tuple[
     jobs = choose_jobs(recipe, settings, cores=os.cpu_count() or 1, memory_bytes=args.memory_gib << 30)
     ctx = BuildContext(
         variant=variant, settings=settings, tree=tree, extras=extras, wheel_dir=build / "wheels",
-        build_dir=build, python=sys.executable, nvcc_threads=jobs.nvcc_threads,
+        build_dir=build, python=sys.executable,
     )
     env = common_env(variant, jobs)
     env.update(recipe.environment(ctx))

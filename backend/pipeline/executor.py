@@ -44,7 +44,7 @@ class StepExecutor:
     """What every step of one build shares: the plan (its compiler cache too), the toolchain, the wheelhouse."""
 
     plan: Plan
-    toolchain: object | None
+    toolchain: object  # never None: a plan with steps compiles CUDA code (run.resolve_toolchain)
     house: object
     keys: dict[str, str] = dataclasses.field(default_factory=dict)  # build key of each step run so far
     cache_stats: dict[str, object] = dataclasses.field(default_factory=dict)  # compiler-cache session of each
@@ -57,7 +57,7 @@ class StepExecutor:
         say(f"{label} preparing {step.component} {recipe.version} ({step.tree_from})")
         prepared = _prepare_source(plan, step)
         # What runs is the plan's: its environment and commands, in its tree.
-        toolchain_id = f"{toolchain.provider}:{toolchain.version}" if toolchain else "none"
+        toolchain_id = f"{toolchain.provider}:{toolchain.version}"
         toolchain_id += manylinux.key_part(toolchain, plan.settings.manylinux)  # host g++ and the tag target
         key = self.keys[step.component] = build_key(
             recipe=recipe, source_key=prepared.build_key, env=dict(step.env), commands=[list(c) for c in step.commands],
@@ -96,7 +96,7 @@ class StepExecutor:
         staged_dir = _emptied(plan.layout.staged_dir(recipe))
         pins = stack_pins(plan, house.wheels()) if recipe.pins_torch else {}
         restored = restored_requirements(recipe.stack_requires, pins)
-        exclude = manylinux.external_patterns(toolchain.runtime_libraries if toolchain else (), house.wheels())
+        exclude = manylinux.external_patterns(toolchain.runtime_libraries, house.wheels())
         shown = lambda line: say(f"{label} {line.strip()}")  # noqa: E731
         staged = []
         for wheel in built:
@@ -295,8 +295,6 @@ def _prepare_source(plan: Plan, step: Step):
 def toolchain_roots(toolchain) -> tuple[str, ...]:
     """Absolute folders a built object's RUNPATH may name: the toolchain's CUDA_HOME and libraries, as linked
     and as resolved (a farm's links point into the Nix store or the PyPI root)."""
-    if toolchain is None:
-        return ()
     folders = [Path(toolchain.cuda_home), *toolchain.library_dirs]
     return tuple(dict.fromkeys(str(p) for folder in folders for p in (folder, folder.resolve())))
 
@@ -320,7 +318,7 @@ def _verify(plan: Plan, step: Step, wheels: list, house, toolchain, label: str,
         sm=variant.sm, isa=variant.isa, cuda=variant.cuda, label=variant.label,
         torch_version=plan.torch_version, by_design=step.recipe.gpu_code_by_design,
         manylinux=plan.settings.manylinux, runpath_roots=toolchain_roots(toolchain),
-        extra_allowed_libraries=(tuple(toolchain.runtime_libraries) if toolchain else ())
+        extra_allowed_libraries=tuple(toolchain.runtime_libraries)
         + (existing_torch.libraries() if plan.settings.torch == "existing" else ()),
     )
     problems = []

@@ -256,9 +256,8 @@ def make_plan(
         stated = recipe.stated_version(local) if local else None
         tree_version = stated.version if stated else None
         main_entry = lock.main_entry(recipe.name)
-        if editable:  # the checkout itself, never patched; the lock's further trees are not prepared for it
-            if local is None:
-                raise BackendError(f"an editable build of {recipe.name} needs -C source.{recipe.name}=PATH")
+        if editable:  # the checkout itself (pep517 asks it of components with a source), never patched; the lock's
+            # further trees are not prepared for it
             tree, extras = local, {}
             never = "an editable build works in your checkout itself, which is never patched"
             patches = [dataclasses.replace(p, applied=False, why=never)

@@ -183,8 +183,7 @@ def fetch(cache: Path, *, lock: Path = DEFAULT_LOCK, python: str = sys.executabl
 def all_build_requirements() -> list[str]:
     """What the lock must cover: every recipe's build requirements and the backend's build tools."""
     variants = [Variant(sm="90", isa="avx512", cuda=cuda) for cuda in CUDAS]  # what one adds (nvshmem for its CUDA)
-    wanted = [text for recipe in recipes.all_recipes()
-              for text in (*recipe.build_requires, *(t for v in variants for t in recipe.build_requirements(v)))]
+    wanted = [text for recipe in recipes.all_recipes() for v in variants for text in recipe.build_requirements(v)]
     return list(dict.fromkeys([*wanted, *BUILD_TOOLS]))
 
 

@@ -48,7 +48,6 @@ class StepResult:
 class BuildResult:
     plan: Plan
     steps: list[StepResult]
-    wheelhouse: Path
     runtime: list[Path] = dataclasses.field(default_factory=list)  # the bundled runtime dependencies
 
     @property
@@ -111,7 +110,7 @@ def _build_locked(plan: Plan) -> BuildResult:
     settings = plan.settings
     layout = plan.layout
     results = [StepResult(s, "not run") for s in plan.steps]
-    result = BuildResult(plan=plan, steps=results, wheelhouse=layout.wheelhouse)
+    result = BuildResult(plan=plan, steps=results)
 
     say(f"== {plan.variant.name}: {len(plan.steps)} component(s) -> {layout.wheelhouse}")
     toolchain = hostcc.apply(resolve_toolchain(plan), say)
@@ -181,7 +180,7 @@ def _build_locked(plan: Plan) -> BuildResult:
 
 def _write_variant_wheels(result: BuildResult) -> None:
     """PEP 825 (draft) copies beside the wheelhouse: today's pip cannot install them."""
-    out = result.wheelhouse / "variants"
+    out = result.plan.layout.wheelhouse / "variants"
     for wheel in result.wheels():
         written = variant_wheels.write_variant_wheel(wheel, out, result.plan.variant)
         variant_wheels.write_index_variants_json(out, wheel_names.parse(written.name).distribution, [result.plan.variant])

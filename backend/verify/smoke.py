@@ -386,7 +386,7 @@ def for_build(plan, result, say: Callable[[str], None]) -> None:
     host = host_info.current()
     gpu = settings.smoke == "auto" and bool(host.gpus)
     if gpu:
-        check_driver(read_manifest(result.wheelhouse), host.driver, "smoke check")
+        check_driver(read_manifest(plan.layout.wheelhouse), host.driver, "smoke check")
     emulation = emulation_for(plan.variant.isa, settings.emulate_sysroot, say) if settings.smoke == "emulate" else None
     checks: list[tuple[str, str]] = []
     stack = [s.recipe for s in plan.steps if s.in_place is None]  # an editable one is not installed
@@ -407,9 +407,10 @@ def for_build(plan, result, say: Callable[[str], None]) -> None:
     where = f" under QEMU as {emulate.model_for(plan.variant.isa).cpu}" if emulation else ""
     say(f"smoke check: installing the wheelhouse into a fresh venv ({'CPU and GPU' if gpu else 'CPU'} checks{where})")
     links = [settings.runtime_find_links] if settings.runtime_find_links else []
-    outcome = run(result.wheelhouse, result.wheels(), result.runtime, checks, work=work, no_index=no_index, see=see,
+    house = plan.layout.wheelhouse
+    outcome = run(house, result.wheels(), result.runtime, checks, work=work, no_index=no_index, see=see,
                   links=links, pip_python=plan.layout.python, say=say, emulation=emulation,
-                  triton_cache=result.wheelhouse / prebuilt_triton.FOLDER)
+                  triton_cache=house / prebuilt_triton.FOLDER)
     if outcome.ok:
         passed.write_text(key)
         say(f"smoke check: ok: {outcome.summary}; log: {outcome.log}")

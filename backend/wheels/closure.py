@@ -298,7 +298,7 @@ def for_build(plan, result, python: Path, say: Callable[[str], None]) -> list[Pa
     """The engine's call: close the wheelhouse of a finished build as its settings ask."""
 
     settings = plan.settings
-    house = Wheelhouse(result.wheelhouse, variant=plan.variant.name)
+    house = Wheelhouse(plan.layout.wheelhouse, variant=plan.variant.name)
     if settings.runtime_deps == "none":
         write_built_requirements(house)
         say("runtime dependencies: not bundled (runtime-deps=none); installing needs an index")

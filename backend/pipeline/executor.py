@@ -21,7 +21,6 @@ from pathlib import Path
 from pyproject_hooks import BackendUnavailable, BuildBackendHookCaller, HookMissing
 
 from ..errors import BackendError
-from ..recipes.base import local_version
 from ..sources import fetch, lock, prepare
 from ..verify import Expectation, verify_wheel
 from ..verify.checks import torch_exports
@@ -103,7 +102,7 @@ class StepExecutor:
             # the recipe's graft_libraries (torchvision's codecs), as ``auditwheel repair`` does, before the one pass
             wheel = manylinux.graft(wheel, plan.variant.platform, exclude, recipe.graft_libraries(plan.variant), say=shown)
             # the wheel's own public version (a local tree's, a fork's) with the variant's label: the label is ours
-            version = local_version(wheel_names.parse(wheel.name).version.public, plan.variant)
+            version = recipe.local_version(plan.variant, wheel_names.parse(wheel.name).version.public)
             one = built_wheel.read(wheel, into=staged_dir, version=version, epoch=int(step.env["SOURCE_DATE_EPOCH"]),
                                    scan_code=plan.settings.verify != "off", keep=is_generated,
                                    asked=asked_symbols(recipe.features) if recipe.features else {})

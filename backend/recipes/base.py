@@ -59,11 +59,6 @@ class Features:
         return found if found.object else dataclasses.replace(found, object=self.object)
 
 
-def local_version(public: str, variant: Variant) -> str:
-    """The version a stack wheel carries: its public version plus the variant's label (``2.9.1+cu129.sm90.avx512``)."""
-    return f"{public}+{variant.label}"
-
-
 class Recipe:
     """One component's build: declarative attributes, plus methods a recipe module's subclass overrides
     (as Spack's package.py).  A recipe module defines one subclass and ``RECIPE``, its instance."""
@@ -181,8 +176,9 @@ class Recipe:
                 f"Python {python}: build with a Python it accepts, or leave {self.name} out of -C components")
 
     def local_version(self, variant: Variant, tree_version: str | None = None) -> str:
-        """The version its build stamps: a local tree's own, else the recipe's, plus the variant's label."""
-        return local_version(tree_version or self.version, variant)
+        """The version its build stamps and its wheels carry: a local tree's (or a built wheel's) public
+        version, else the recipe's, plus the variant's label (``2.9.1+cu129.sm90.avx512``)."""
+        return f"{tree_version or self.version}+{variant.label}"
 
     def stated_version(self, tree: Path) -> checkout_version.Stated:
         """A local checkout's own public version (``.version``: a fork or another release keeps it, and gets only its

@@ -28,13 +28,12 @@ def load_settings(config_settings: Mapping[str, Any] | None, base_dir: Path | No
     """
     base = Path(base_dir or Path.cwd()).resolve()
     given = settings_mod.resolve(config_settings, settings_mod.read_pyproject_table(PROJECT_DIR), base, os.environ)
-    aot_config = given.flashinfer_aot_config
     return dataclasses.replace(
         given,
         components=recipes.chosen(given.components, given.named("components")),
         sources=recipes.local_trees(given.sources),
-        flashinfer_aot_config=aot_config and flashinfer.aot_config(given.named("flashinfer-aot-config"), aot_config,
-                                                                   base),
+        flashinfer_aot_config=given.flashinfer_aot_config and flashinfer.aot_config(
+            given.named("flashinfer-aot-config"), given.flashinfer_aot_config, base),
         vllm=vllm_release.checked_line(given.named("vllm"), given.vllm),
     )
 
@@ -51,5 +50,4 @@ def load_settings_from_cli(pairs: Sequence[str]) -> Settings:
 def make_plan(settings: Settings, in_place: Collection[str] = ()) -> Plan:
     # Planning already runs tools (patch --dry-run), and builds run nvcc: TMPDIR and the like are checked first.
     settings_mod.check_path_variables()
-    variant = variants.select(settings)
-    return _make_plan(settings, variant, project_dir=PROJECT_DIR, in_place=in_place)
+    return _make_plan(settings, variants.select(settings), project_dir=PROJECT_DIR, in_place=in_place)

@@ -97,6 +97,7 @@ class Recipe:
     # The objects of its wheel the variant's ISA flags still do not reach, and why (plan note, manifest)
     isa_flags_not_reached = ""
     pythons: tuple[str, ...] = ()  # the Python versions its build accepts ("3.13"); () = any
+    line = None  # the vLLM release line it is built for (for_line; vllm_release.ReleaseLine), None: the base line
 
     @property
     def distributions(self) -> tuple[str, ...]:
@@ -147,10 +148,10 @@ class Recipe:
         return None
 
     def for_line(self, line) -> Recipe:
-        """It for a vLLM release line (``-C vllm``; sources.vllm_release.ReleaseLine): by default the version the
-        line's lock pins; a recipe with more facts per release overrides this (vllm, flashinfer)."""
-        version = line.versions.get(self.name, self.version)
-        return self if version == self.version else self.replace(version=version)
+        """It for a vLLM release line (``-C vllm``; sources.vllm_release.ReleaseLine): the version the line's lock
+        pins, and the line (flashinfer's notes name its vLLM); a recipe with more facts per release overrides this
+        (vllm)."""
+        return self.replace(version=line.versions.get(self.name, self.version), line=line)
 
     def line_problem(self, line) -> str | None:
         """Why it cannot build what the release line pins, or None."""

@@ -285,12 +285,6 @@ class Flashinfer(Recipe):
     isa_flags_not_reached = ("CFLAGS/CXXFLAGS reach none of the AOT modules (FLASHINFER_EXTRA_* do); kernels compiled at "
                              "first use on the user's machine (outside the AOT set, or flashinfer-aot=false) get that "
                              "machine's FLASHINFER_EXTRA_* flags, not the variant's")
-    vllm_line = "0.15.1"  # the vLLM release whose calls the default AOT set holds
-
-    def for_line(self, line) -> "Flashinfer":
-        """The recipe for the flashinfer a vLLM release line pins (its lock's flashinfer entries): the version in
-        its wheels and in flashinfer-cubin's pin, the artifact folders checked before the AOT build."""
-        return self.replace(version=line.versions.get("flashinfer", VERSION), vllm_line=line.vllm)
 
     def line_problem(self, line) -> str | None:
         """Why this recipe cannot build the flashinfer a vLLM release line pins (None: its facts are known)."""
@@ -355,8 +349,9 @@ class Flashinfer(Recipe):
             f"plus the v{self.version} tag's flashinfer-jit-cache/ folder (lock entry flashinfer-tag); "
             "-C flashinfer-aot=false builds flashinfer-python alone (kernels then compile at first use and need nvcc "
             "there); -C flashinfer-aot-config picks the module set (FLASHINFER_AOT_CONFIG in the plan's environment): "
-            "by " + ("default what vLLM 0.15.1 calls on this SM" if self.vllm_line == "0.15.1" else
-                     f"default the set read in vLLM 0.14.1's and 0.16.0's sources (vLLM {self.vllm_line} is built)")
+            "by " + ("default what vLLM 0.15.1 calls on this SM" if self.line is None or self.line.base else
+                     "default the set read in vLLM 0.14.1's and 0.16.0's sources "
+                     f"(vLLM {self.line.vllm} is built)")
             + ", all for flashinfer's whole list"
         ]
         notes.append("vLLM call paths outside the default (vllm) AOT set, compiled at first use (need nvcc and ninja "

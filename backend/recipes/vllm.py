@@ -72,7 +72,6 @@ class Vllm(Recipe):
     # checkout is what its tags give (v0.15.1 -> 0.15.1); an sdist carries the _version.py it wrote
     version_file = "vllm/_version.py"
     version_from_git_tags = True
-    line = None  # the release line whose facts it builds (vllm_release.ReleaseLine; for_line), None: 0.15.1's above
 
     def for_line(self, line) -> "Vllm":
         """The recipe for a vLLM release line (vllm_release.ReleaseLine): its version in the wheel and the version

@@ -62,23 +62,20 @@ class DriverNeed:
 def need(cuda: str, sm: str, ptx: tuple[str, ...] = ()) -> DriverNeed:
     """The driver a build of ``cuda`` for ``sm`` needs; ``ptx``: the objects whose kernels this GPU JIT-compiles."""
     major = cuda.split(".")[0]
-    minimum = MINOR_VERSION_DRIVER[major]
-    reasons = [f"CUDA {major}.x code runs on {minimum}+ (NVIDIA's minor-version compatibility)"]
-
-    def raise_to(driver: str, why: str) -> None:
-        nonlocal minimum
-        if version_key(driver) > version_key(minimum):
-            minimum = driver
-            reasons.append(why)
-
-    first = SM_MIN_CUDA.get(sm)
-    if first is not None:
-        raise_to(TOOLKIT_DRIVER[first], f"sm_{sm} GPUs are driven from the CUDA {first} driver ({TOOLKIT_DRIVER[first]}+)")
+    floor = MINOR_VERSION_DRIVER[major]
+    floors = [(floor, f"CUDA {major}.x code runs on {floor}+ (NVIDIA's minor-version compatibility)")]
+    if first := SM_MIN_CUDA.get(sm):
+        floor = TOOLKIT_DRIVER[first]
+        floors.append((floor, f"sm_{sm} GPUs are driven from the CUDA {first} driver ({floor}+)"))
     if ptx:
         shown = ", ".join(ptx[:3]) + (f" and {len(ptx) - 3} more" if len(ptx) > 3 else "")
-        raise_to(TOOLKIT_DRIVER[cuda], f"the driver JIT-compiles the PTX in {shown}, which needs the CUDA {cuda} "
-                                       f"driver ({TOOLKIT_DRIVER[cuda]}+)")
-    return DriverNeed(minimum=minimum, reasons=tuple(reasons))
+        floor = TOOLKIT_DRIVER[cuda]
+        floors.append((floor, f"the driver JIT-compiles the PTX in {shown}, which needs the CUDA {cuda} "
+                              f"driver ({floor}+)"))
+    # a floor is a reason where it raises every one before it; the last such is the minimum
+    raised = [(driver, why) for at, (driver, why) in enumerate(floors)
+              if all(version_key(driver) > version_key(lower) for lower, _ in floors[:at])]
+    return DriverNeed(minimum=raised[-1][0], reasons=tuple(why for _, why in raised))
 
 
 def releases_for(driver: str, sm: str, cudas: tuple[str, ...], ptx: tuple[str, ...] = ()) -> list[str]:
@@ -91,14 +88,10 @@ def driver_need(cuda: str, sm: str, manifest: dict[str, Any]) -> DriverNeed:
     """The driver the built wheels need: minor-version compatibility, raised by the GPU and by any object
     whose PTX the GPU JIT-compiles (each wheel's ``ptx_jit``, recorded by verification).  A built wheel
     that was not verified may hold PTX: it is counted as if it did."""
-    jitted: list[str] = []
-    for name, entry in sorted(manifest["wheels"].items()):
-        if not entry.get("component"):
-            continue  # a runtime dependency: its own build's business, e.g. the nvidia-* wheels (no PTX JIT)
-        if "ptx_jit" not in entry:
-            jitted.append(f"{name} (not verified: its PTX is unknown)")
-        else:
-            jitted += [f"{name}:{path}" for path in entry["ptx_jit"]]
+    # a runtime dependency (no "component") is its own build's business, e.g. the nvidia-* wheels (no PTX JIT)
+    built = [(name, entry) for name, entry in sorted(manifest["wheels"].items()) if entry.get("component")]
+    jitted = [f"{name}:{path}" if "ptx_jit" in entry else f"{name} (not verified: its PTX is unknown)"
+              for name, entry in built for path in entry.get("ptx_jit", [None])]
     return need(cuda, sm, tuple(jitted))
 
 

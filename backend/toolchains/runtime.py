@@ -43,10 +43,8 @@ UNVERSIONED = frozenset({"nvidia-nvtx"})
 
 
 def distribution_for(soname: str) -> str | None:
-    for dist, patterns in REQUIREMENT_LIBRARIES.items():
-        if any(fnmatch.fnmatchcase(soname, p) for p in patterns):
-            return dist
-    return None
+    return next((dist for dist, patterns in REQUIREMENT_LIBRARIES.items()
+                 if any(fnmatch.fnmatchcase(soname, p) for p in patterns)), None)
 
 
 def requirements_for(sonames: Iterable[str], cuda: str, pinned: Sequence[str] = ()) -> list[str]:
@@ -56,8 +54,7 @@ def requirements_for(sonames: Iterable[str], cuda: str, pinned: Sequence[str] = 
     cuda_major = cuda.split(".")[0]
     lines: dict[str, str] = {}
     for soname in sorted(set(sonames)):
-        dist = distribution_for(soname)
-        if dist is None:
+        if (dist := distribution_for(soname)) is None:
             continue
         # under CUDA 12 every wheel has a -cu12 suffix, under 13 only CU13_SUFFIXED keep one
         name = f"{dist}-cu{cuda_major}" if cuda_major == "12" or dist in CU13_SUFFIXED else dist

@@ -364,7 +364,7 @@ def test_a_line_the_recipes_do_not_know_is_refused_naming_each_difference(tmp_pa
 def test_a_line_whose_torch_is_not_29_or_whose_cmake_refuses_the_python_says_why():
     line = vllm_release.release_line("0.14.1")
     line = dataclasses.replace(line, versions={**line.versions, "torch": "2.10.0"}, pythons=("3.12",))
-    problem = plan_mod.release_problem(line, [], [], "3.13")
+    problem = plan_mod.release_problem(line, [], "3.13")
     assert "its torch 2.10.0 is not 2.9.x: a new torch needs its own recipe facts" in problem
     assert "its CMake accepts Python 3.12, not 3.13 (CMakeLists.txt:37)" in problem
 

@@ -110,16 +110,16 @@ class Plan:
     steps: tuple[Step, ...]
     torch_version: str  # the exact torch every torch-dependent wheel pins
     compiler_cache: CompilerCache  # the tool every step's compiles go through
-    release: dict = dataclasses.field(default_factory=dict)  # the vLLM release line's facts (vllm_release.line_facts)
-    release_problem: str | None = None  # why this line is planned but not built
-    lock: Lock | None = None  # the sources: the vLLM line's lock, with a local vLLM checkout's side-tree pins
-    line: vllm_release.ReleaseLine | None = None  # the vLLM release line's recipe facts (shown, not in to_json)
+    release: dict  # the vLLM release line's facts (vllm_release.line_facts)
+    release_problem: str | None  # why this line is planned but not built
+    lock: Lock  # the sources: the vLLM line's lock, with a local vLLM checkout's side-tree pins
+    line: vllm_release.ReleaseLine  # the vLLM release line's recipe facts (shown, not in to_json)
 
     def recipe(self, component: str) -> Recipe:
         """``component``'s recipe for the plan's vLLM release line: its step's, else the registry's for the line
         (the vLLM version the stack wheel carries, torch=existing's torch)."""
         found = next((step.recipe for step in self.steps if step.component == component), None)
-        return found or (recipes.get(component).for_line(self.line) if self.line else recipes.get(component))
+        return found or recipes.get(component).for_line(self.line)
 
     def step(self, component: str) -> Step:
         return {step.component: step for step in self.steps}[component]
@@ -154,18 +154,6 @@ def closure(settings: Settings) -> list[Recipe]:
     if settings.torch == "existing":
         wanted.discard("torch")
     return [recipes.get(name) for name in recipes.names() if name in wanted]
-
-
-def existing_torch_version(named: str = "torch") -> str:
-    """The version of the torch importable by the running interpreter (torch=existing); ``named``: what the
-    message calls the setting (Settings.named)."""
-    try:
-        return metadata.version("torch")
-    except metadata.PackageNotFoundError:
-        raise BackendError(
-            f"setting '{named}': bad value 'existing': no torch is importable in the build environment "
-            f"({sys.executable}); accepted: source, or install torch first and build with --no-build-isolation"
-        ) from None
 
 
 def common_env(variant: Variant, jobs: JobChoice, *, record_switches: bool = True) -> dict[str, str]:
@@ -234,8 +222,14 @@ def make_plan(
     for recipe in selected:
         if problem := recipe.python_problem(python) or recipe.variant_problem(variant):
             raise BackendError(problem)
-    if settings.torch == "existing":
-        torch_version = existing_torch_version(settings.named("torch"))
+    if settings.torch == "existing":  # the torch the running interpreter imports
+        try:
+            torch_version = metadata.version("torch")
+        except metadata.PackageNotFoundError:
+            raise BackendError(
+                f"setting '{settings.named('torch')}': bad value 'existing': no torch is importable in the build "
+                f"environment ({sys.executable}); accepted: source, or install torch first and build with "
+                "--no-build-isolation") from None
     else:
         torch_recipe = recipes.get("torch").for_line(line)
         local_torch = settings.sources.get("torch")
@@ -302,12 +296,11 @@ def make_plan(
             )
         )
     return Plan(variant=variant, settings=settings, layout=layout, steps=tuple(steps), torch_version=torch_version,
-                compiler_cache=cache, release=release, release_problem=release_problem(line, selected, steps, python),
+                compiler_cache=cache, release=release, release_problem=release_problem(line, steps, python),
                 lock=lock, line=line)
 
 
-def release_problem(line: vllm_release.ReleaseLine, selected: list[Recipe], steps: list[Step],
-                    python: str) -> str | None:
+def release_problem(line: vllm_release.ReleaseLine, steps: list[Step], python: str) -> str | None:
     """Why the chosen vLLM release line is planned but cannot be built (None where the recipes know its facts).
 
     Each reason names what differs: a torch other than 2.9.x, a Python its CMake refuses, a release of a
@@ -323,7 +316,7 @@ def release_problem(line: vllm_release.ReleaseLine, selected: list[Recipe], step
     if line.pythons and python not in line.pythons:
         reasons.append(f"its CMake accepts Python {', '.join(line.pythons)}, not {python} "
                        f"({line.where.get('pythons', 'CMakeLists.txt')})")
-    reasons += [problem for recipe in selected if (problem := recipe.line_problem(line))]
+    reasons += [problem for step in steps if (problem := step.recipe.line_problem(line))]
     reasons += [f"the vllm recipe does not know this tree's shape: {gap}" for gap in line.recipe_gaps]
     reasons += [f"{tree.submodule_entry}: {tree.entry} {line.versions[tree.entry][:8]}'s {tree.submodule} pin is not "
                 "in its lock (no mirror held that commit): add the entry (docs/RELEASES.md)"

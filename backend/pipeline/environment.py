@@ -145,13 +145,13 @@ def ensure(env_dir: Path) -> Path:
     return python
 
 
-def _outer_closure(names: Iterable[str]) -> dict[str, tuple[Path, str]]:
-    """The distributions of the running interpreter that ``names`` need: {name: (site folder, version)}.
+def _outer_closure(names: Iterable[str]) -> dict[str, metadata.Distribution]:
+    """The distributions of the running interpreter that ``names`` need, by canonical name.
 
     Walks each distribution's own requirements (markers evaluated, extras
     not followed), so that what a borrowed package imports comes with it.
     """
-    found: dict[str, tuple[Path, str]] = {}
+    found: dict[str, metadata.Distribution] = {}
     todo = list(names)
     while todo:
         name = canonicalize_name(todo.pop())
@@ -161,7 +161,7 @@ def _outer_closure(names: Iterable[str]) -> dict[str, tuple[Path, str]]:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue
-        found[name] = (Path(str(dist.locate_file(""))).resolve(), dist.version)
+        found[name] = dist
         for line in dist.requires or ():
             try:
                 req = Requirement(line)
@@ -180,23 +180,18 @@ def _venv_distributions(python: Path, env: Mapping[str, str]) -> dict[str, tuple
     result = subprocess.run([str(python), "-I", "-c", script], capture_output=True, text=True, env=dict(env))
     if result.returncode != 0:
         raise BackendError(f"the build environment's interpreter {python} does not run: {result.stderr.strip()[-300:]}")
-    found: dict[str, tuple[str, str]] = {}
-    for name, version, location in json.loads(result.stdout):
-        found.setdefault(canonicalize_name(name), (version, location))  # the first on the path is the one imported
-    return found
+    # reversed: where two share a name, the first on the path (the one imported) is written last and stays
+    return {canonicalize_name(name): (version, location)
+            for name, version, location in reversed(json.loads(result.stdout))}
 
 
-def _write_launchers(python: Path, names: Iterable[str]) -> list[str]:
+def _write_launchers(python: Path, dists: Iterable[metadata.Distribution]) -> list[str]:
     """Console-script launchers, and links to installed script files, in the venv's bin for borrowed distributions.
 
     A name the venv's bin already holds is the venv's own (pip, an installed tool) and stays: what an earlier
     build borrowed is gone by now (``_release``)."""
     written = []
-    for name in names:
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue
+    for dist in dists:
         for entry in dist.entry_points.select(group="console_scripts"):
             target = python.parent / entry.name
             if re.fullmatch(r"[\w.-]+", entry.name) and not target.exists():
@@ -242,13 +237,15 @@ def borrowing(python: Path, requirements: Sequence[str], *, torch: bool) -> Iter
     own_site = venv_site_packages(python.parent.parent).resolve()
     paths = sysconfig.get_paths()
     skip = {Path(p).resolve() for p in (paths.get("stdlib"), paths.get("platstdlib")) if p} | {own_site}
-    folders = list(dict.fromkeys(path for path, _ in closure.values() if path not in skip and path.is_dir()))
-    borrowed = {n: version for n, (location, version) in closure.items() if location in folders}
+    where = {name: Path(str(dist.locate_file(""))).resolve() for name, dist in closure.items()}
+    folders = list(dict.fromkeys(path for path in where.values() if path not in skip and path.is_dir()))
+    borrowed = {name: closure[name] for name, location in where.items() if location in folders}
 
     env = clean_environ(python)
     shadowing = sorted(
         name for name, (version, location) in _venv_distributions(python, env).items()
-        if name in borrowed and Path(location).resolve() == own_site and _not_older(borrowed[name], version)
+        if name in borrowed and Path(location).resolve() == own_site
+        and _not_older(borrowed[name].version, version)
     )
     if shadowing:
         result = subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "-q", *shadowing],
@@ -259,7 +256,7 @@ def borrowing(python: Path, requirements: Sequence[str], *, torch: bool) -> Iter
         for name in shadowing:  # install_wheels must put our own wheel back later
             (python.parent.parent / "installed-wheels" / name).unlink(missing_ok=True)
     (own_site / PTH_NAME).write_text("".join(f"{p}\n" for p in folders))
-    scripts = _write_launchers(python, sorted(borrowed))
+    scripts = _write_launchers(python, [borrowed[name] for name in sorted(borrowed)])
     (python.parent.parent / BORROWED_SCRIPTS).write_text(json.dumps(scripts))
     try:
         yield folders

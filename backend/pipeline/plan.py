@@ -116,10 +116,9 @@ class Plan:
     line: vllm_release.ReleaseLine  # the vLLM release line's recipe facts (shown, not in to_json)
 
     def recipe(self, component: str) -> Recipe:
-        """``component``'s recipe for the plan's vLLM release line: its step's, else the registry's for the line
-        (the vLLM version the stack wheel carries, torch=existing's torch)."""
-        found = next((step.recipe for step in self.steps if step.component == component), None)
-        return found or recipes.get(component).for_line(self.line)
+        """``component``'s recipe for the plan's vLLM release line, planned or not (the vLLM version the stack
+        wheel carries, torch=existing's torch): a step's recipe is this one too (make_plan)."""
+        return recipes.get(component).for_line(self.line)
 
     def step(self, component: str) -> Step:
         return {step.component: step for step in self.steps}[component]
@@ -351,10 +350,9 @@ def format_plan(plan: Plan) -> str:
         f"cuda     {_cuda_line(plan)}",
         f"cache    {plan.layout.cache}",
         f"output   {plan.layout.wheelhouse}",
-        f"release  vLLM {plan.release.get('vllm')}: torch {plan.release.get('torch')}, torchvision "
-        f"{plan.release.get('torchvision')}, torchaudio {plan.release.get('torchaudio')}, flashinfer "
-        f"{plan.release.get('flashinfer')}, xformers {plan.release.get('xformers')}; lock {plan.release.get('lock')}",
-        *([f"facts    {line_summary(plan.line)}"] if plan.line else []),
+        f"release  vLLM {plan.release.get('vllm')}: " + ", ".join(f"{name} {plan.release.get(name)}" for name in (
+            "torch", "torchvision", "torchaudio", "flashinfer", "xformers")) + f"; lock {plan.release.get('lock')}",
+        f"facts    {line_summary(plan.line)}",
         *[f"         differs: {d}" for d in plan.release.get("differences", [])],
         *([f"         unverified (needs `lock --lock` with network): {', '.join(plan.release['unverified'])}"]
           if plan.release.get("unverified") else []),

@@ -137,8 +137,7 @@ def ensure(env_dir: Path) -> Path:
     """Create the venv once; return its interpreter."""
     python = env_dir / "bin" / "python"
     if not python.exists():
-        env_dir.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        try:  # EnvBuilder makes the folder and its parents
             venv.EnvBuilder(with_pip=True, clear=True, symlinks=True).create(env_dir)
         except (OSError, subprocess.CalledProcessError) as error:
             raise BackendError(f"could not create the build environment {env_dir}: {error}") from None

@@ -327,9 +327,7 @@ def release_problem(line: vllm_release.ReleaseLine, steps: list[Step], python: s
             trees.setdefault(patch.name.rpartition("/")[0] or step.component, []).append(patch)
     reasons += [f"none of the patches for {tree} is for this line ({'; '.join(p.why for p in found)}): "
                 "write and review its own" for tree, found in trees.items() if not any(p.applied for p in found)]
-    if not reasons:
-        return None
-    return f"vllm={line.vllm} is planned, not built: " + "; ".join(reasons) + " (docs/RELEASES.md)"
+    return f"vllm={line.vllm} is planned, not built: {'; '.join(reasons)} (docs/RELEASES.md)" if reasons else None
 
 
 def line_summary(line: vllm_release.ReleaseLine) -> str:

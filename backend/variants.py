@@ -102,16 +102,12 @@ class Conflict:
                 f"accepted: {', '.join(self.accepted)}")
 
 
-def _cudas(keep) -> tuple[str, ...]:
-    return tuple(c for c in CUDAS if keep(version_key(c)))
-
-
 # Every rule of the matrix, in the order their errors are reported.
 CONFLICTS = (
-    *(Conflict("cuda", {"sm": (sm,)}, _cudas(lambda c, low=low: c >= version_key(low)), "nvcc {cuda} cannot compile sm_{sm}")
-      for sm, low in SM_MIN_CUDA.items()),
-    *(Conflict("cuda", {"sm": (sm,)}, _cudas(lambda c, high=high: c <= version_key(high)), "nvcc {cuda} dropped compute_{sm}")
-      for sm, high in SM_MAX_CUDA.items()),
+    *(Conflict("cuda", {"sm": (sm,)}, tuple(c for c in CUDAS if version_key(c) >= version_key(low)),
+               "nvcc {cuda} cannot compile sm_{sm}") for sm, low in SM_MIN_CUDA.items()),
+    *(Conflict("cuda", {"sm": (sm,)}, tuple(c for c in CUDAS if version_key(c) <= version_key(high)),
+               "nvcc {cuda} dropped compute_{sm}") for sm, high in SM_MAX_CUDA.items()),
     Conflict("isa", {"sm": ("61",)}, SM61_ISAS, "Pascal-era hosts predate AVX-512"),
     *(Conflict("sm", {"isa": (isa,)}, sms, f"{isa} is {ARM_HOSTS[isa]}") for isa, sms in ARM_PAIRS.items()),
     *(Conflict("isa", {"sm": (sm,)}, tuple(i for i in ARM_PAIRS if sm in ARM_PAIRS[i]), "GB10 / DGX Spark is an aarch64 machine")

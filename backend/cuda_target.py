@@ -97,9 +97,7 @@ class CudaTarget:
         if sm == self.sm:
             return None
         if sm[:-1] == self.sm[:-1] and int(sm[-1]) < self.minor:
-            if suffix in ("f", ""):
-                return None
-            return f"arch-specific sm_{sm}{suffix} code runs only on sm_{sm}"
+            return None if suffix in ("f", "") else f"arch-specific sm_{sm}{suffix} code runs only on sm_{sm}"
         return f"sm_{sm}{suffix} code does not run on {self.cubin}"
 
     def ptx_problem(self, sm: str, suffix: str, asked: bool) -> str | None:
@@ -109,9 +107,8 @@ class CudaTarget:
         same_family = suffix == "f" and sm[:-1] == self.sm[:-1] and int(sm[-1]) <= self.minor
         if suffix and sm != self.sm and not same_family:
             return f"compute_{sm}{suffix} PTX compiles only for sm_{sm}"
-        if int(sm) > int(self.sm):
-            return f"compute_{sm} PTX cannot be compiled for the older {self.cubin}"
-        return None
+        too_new = int(sm) > int(self.sm)
+        return f"compute_{sm} PTX cannot be compiled for the older {self.cubin}" if too_new else None
 
     def jits_ptx(self, ptx: Iterable[str], cubins: Iterable[str] = ()) -> bool:
         """Whether this GPU runs some of an object's code by JIT-compiling its PTX (targets as cuobjdump names

@@ -55,9 +55,6 @@ class DriverNeed:
             return None
         return f"NVIDIA driver {driver} is older than {self.minimum}, which this needs: {self.reasons[-1]}"
 
-    def to_json(self) -> dict:
-        return {"minimum": self.minimum, "reasons": list(self.reasons)}
-
 
 def need(cuda: str, sm: str, ptx: tuple[str, ...] = ()) -> DriverNeed:
     """The driver a build of ``cuda`` for ``sm`` needs; ``ptx``: the objects whose kernels this GPU JIT-compiles."""

@@ -6,6 +6,7 @@ one does (CSV: name, compute capability, driver version); no NVML library is ins
 backend falls back to it exactly as on a host without pynvml.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -156,7 +157,8 @@ def test_driver_need_follows_what_the_wheels_hold():
 
 
 def test_an_older_driver_stops_in_one_line():
-    recorded = {"wheels": {}, "driver": cuda_driver.need("12.9", "90", ("vllm.whl:vllm/_C.abi3.so",)).to_json()}
+    need = cuda_driver.need("12.9", "90", ("vllm.whl:vllm/_C.abi3.so",))
+    recorded = {"wheels": {}, "driver": dataclasses.asdict(need)}
     cuda_driver.check_driver(recorded, "580.95.05", "smoke check")
     cuda_driver.check_driver(recorded, None, "smoke check")  # no driver known: nothing to judge
     with pytest.raises(BackendError) as caught:
@@ -192,7 +194,7 @@ def test_verify_command_refuses_a_wheelhouse_the_driver_cannot_run(run_backend, 
     house.mkdir()
     (house / "manifest.json").write_text(json.dumps({
         "manifest_version": 1, "variant": "v", "wheels": {},
-        "driver": cuda_driver.need("13.0", "90").to_json()}))
+        "driver": dataclasses.asdict(cuda_driver.need("13.0", "90"))}))
     bin_dir = fake_nvidia_smi(tmp_path / "bin", "NVIDIA H100", "9.0", "575.57.08")
     out = run_backend("verify", str(house), env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
     assert out.returncode == 2

@@ -158,7 +158,7 @@ def _build_locked(plan: Plan) -> BuildResult:
         return result
     house.refuse_changed()  # every listed wheel, this build's included, before the closure and the smoke check
     driver = cuda_driver.driver_need(plan.variant.cuda, plan.variant.sm, house.manifest())
-    house.record_driver(driver.to_json())
+    house.record_driver(dataclasses.asdict(driver))  # the manifest stores its reasons as a list
     say(f"driver: the wheelhouse needs NVIDIA driver {driver.minimum}+ ({driver.reasons[-1]})")
     result.runtime = closure.for_build(plan, result, python, say)
 

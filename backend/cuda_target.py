@@ -125,8 +125,8 @@ class CudaTarget:
     def runs(self, cubins: set[str], ptx: set[str]) -> bool:
         """Whether this GPU runs code holding ``cubins`` and ``ptx`` ("90a", "100f", "80"): a cubin that runs
         here, or PTX the driver compiles for it."""
-        return (any(self.cubin_problem(*_split(c)) is None for c in cubins)
-                or any(self.ptx_problem(*_split(p), asked=True) is None for p in ptx))
+        # (where no cubin runs, jits_ptx asks only whether some PTX compiles for this GPU)
+        return any(self.cubin_problem(*_split(c)) is None for c in cubins) or self.jits_ptx(ptx, cubins)
 
 
 def _split(target: str) -> tuple[str, str]:

@@ -284,8 +284,7 @@ def missing_requirements(python: Path, requirements: Sequence[str]) -> list[str]
 
 
 def install_requirements(python: Path, requirements: Sequence[str], *, offline: bool) -> None:
-    missing = missing_requirements(python, requirements)
-    if not missing:
+    if not (missing := missing_requirements(python, requirements)):
         return
     if offline:
         raise BackendError(

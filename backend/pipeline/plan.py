@@ -127,9 +127,8 @@ class Plan:
     def cuda_libraries(self) -> tuple[str, ...] | None:
         """The CUDA libraries the toolchain must provide besides the compiler (the union of the steps'
         ``Recipe.cuda_libraries``): None for every one (a step's recipe, torch's, declares none)."""
-        if any(step.recipe.cuda_libraries is None for step in self.steps):
-            return None
-        return tuple(dict.fromkeys(name for step in self.steps for name in step.recipe.cuda_libraries))
+        declared = [step.recipe.cuda_libraries for step in self.steps]
+        return None if None in declared else tuple(dict.fromkeys(name for names in declared for name in names))
 
     def to_json(self) -> dict:
         return {

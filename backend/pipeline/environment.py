@@ -122,9 +122,7 @@ def clean_environ(python: Path, environ: Mapping[str, str] | None = None) -> dic
     env = dict(caller_environ() if environ is None else environ)  # the allow-list: no frontend variable is kept
     frontend_bins = {os.path.join(p, "bin") for p in _python_env_prefixes()}
     kept = [p for p in env.get("PATH", "").split(os.pathsep) if p and os.path.realpath(p) not in frontend_bins]
-    env["PATH"] = os.pathsep.join([str(python.parent), *kept])
-    env["VIRTUAL_ENV"] = str(python.parent.parent)
-    return env
+    return {**env, "PATH": os.pathsep.join([str(python.parent), *kept]), "VIRTUAL_ENV": str(python.parent.parent)}
 
 
 # ------------------------------------------------------------------ the venv

@@ -232,8 +232,7 @@ def borrowing(python: Path, requirements: Sequence[str], *, torch: bool) -> Iter
     _release(python)
     closure = _outer_closure([Requirement(r).name for r in requirements] + (["torch"] if torch else []))
     own_site = venv_site_packages(python.parent.parent).resolve()
-    paths = sysconfig.get_paths()
-    skip = {Path(p).resolve() for p in (paths.get("stdlib"), paths.get("platstdlib")) if p} | {own_site}
+    skip = {Path(sysconfig.get_path(name)).resolve() for name in ("stdlib", "platstdlib")} | {own_site}
     where = {name: Path(str(dist.locate_file(""))).resolve() for name, dist in closure.items()}
     folders = list(dict.fromkeys(path for path in where.values() if path not in skip and path.is_dir()))
     borrowed = {name: closure[name] for name, location in where.items() if location in folders}

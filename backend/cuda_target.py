@@ -14,8 +14,9 @@ there which variable reads it (sm=90 / sm=103 on CUDA 13.0):
   for 12.0 (12.0f, as flashinfer's release list);
 - ``cmake`` 90 / 103: bitsandbytes' COMPUTE_CAPABILITY, which its CMakeLists
   makes 90-real / 103-real (CMAKE_CUDA_ARCHITECTURES);
-- ``cubin`` / ``ptx`` sm_90 / compute_90: cuobjdump's names, verification's, and nvcc's
-  (``-gencode arch=compute_90,code=sm_90`` is what torch's select_compute_arch.cmake hands nvcc for 9.0);
+- ``gencode`` ``-gencode arch=compute_90,code=sm_90``: what torch's
+  select_compute_arch.cmake hands nvcc for 9.0;
+- ``cubin`` / ``ptx`` sm_90 / compute_90: cuobjdump's names, verification's;
 - ``sm_arch`` 90_real: the PEP 825 variant property.
 
 Which GPU code runs on the target (``cubin_problem``, ``ptx_problem``, ``runs``,
@@ -78,6 +79,11 @@ class CudaTarget:
     def ptx(self) -> str:
         """compute_90: the virtual target (PTX), as nvcc's arch= and cuobjdump name it."""
         return f"compute_{self.sm}"
+
+    @property
+    def gencode(self) -> tuple[str, str]:
+        """nvcc's pair for one real cubin of the SM."""
+        return ("-gencode", f"arch={self.ptx},code={self.cubin}")
 
     @property
     def sm_arch(self) -> str:

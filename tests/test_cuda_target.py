@@ -27,6 +27,7 @@ KERNEL = Path(__file__).parent / "fixtures" / "verify" / "kernel.cu"
 def test_every_spelling_from_one_value(sm, cuda, spellings):
     t = CudaTarget(sm=sm, cuda=cuda)
     assert (t.capability, t.arch_specific, t.family, t.cmake, t.cubin, t.ptx) == spellings
+    assert t.gencode == ("-gencode", f"arch=compute_{sm},code=sm_{sm}")
 
 
 def test_the_variant_makes_it_once():
@@ -47,13 +48,12 @@ def test_nvcc_knows_every_spelling_of_every_cuda13_row():
 
 
 @pytest.mark.parametrize("sm", ["90", "103"])
-def test_the_targets_gencode_builds_the_cubin_verification_expects(sm, tmp_path):
+def test_gencode_builds_the_cubin_verification_expects(sm, tmp_path):
     if not NVCC.exists():
         pytest.skip(f"nvcc not found at {NVCC} (set NVCC=...)")
     target = CudaTarget(sm=sm, cuda="13.0")
     library = tmp_path / "libk.so"
-    subprocess.run([str(NVCC), "-shared", "-Xcompiler", "-fPIC", "-o", str(library), str(KERNEL),
-                    "-gencode", f"arch={target.ptx},code={target.cubin}"],
+    subprocess.run([str(NVCC), "-shared", "-Xcompiler", "-fPIC", "-o", str(library), str(KERNEL), *target.gencode],
                    check=True, capture_output=True)
     (section,) = elf.read_object(library).gpu
     assert {entry.target for entry in section.entries} == {target.cubin}

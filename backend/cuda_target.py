@@ -13,7 +13,7 @@ there which variable reads it (sm=90 / sm=103 on CUDA 13.0):
 - ``family`` none / 10.3f (Blackwell on, CUDA 12.9 on): FLASHINFER_CUDA_ARCH_LIST
   for 12.0 (12.0f, as flashinfer's release list);
 - ``cmake`` 90 / 103: bitsandbytes' COMPUTE_CAPABILITY, which its CMakeLists
-  makes 90-real / 103-real (CMAKE_CUDA_ARCHITECTURES);
+  makes ``cmake_real`` 90-real / 103-real (CMAKE_CUDA_ARCHITECTURES);
 - ``gencode`` ``-gencode arch=compute_90,code=sm_90``: what torch's
   select_compute_arch.cmake hands nvcc for 9.0;
 - ``cubin`` / ``ptx`` sm_90 / compute_90: cuobjdump's names, verification's;
@@ -69,6 +69,11 @@ class CudaTarget:
     def cmake(self) -> str:
         """90: a CMake CUDA architecture number (CMAKE_CUDA_ARCHITECTURES gives it real and virtual code)."""
         return self.sm
+
+    @property
+    def cmake_real(self) -> str:
+        """90-real: CMake's real cubin of the SM, no PTX."""
+        return f"{self.sm}-real"
 
     @property
     def cubin(self) -> str:

@@ -18,15 +18,16 @@ KERNEL = Path(__file__).parent / "fixtures" / "verify" / "kernel.cu"
 
 
 @pytest.mark.parametrize("sm, cuda, spellings", [
-    ("90", "12.9", ("9.0", "9.0a", None, "90", "sm_90", "compute_90")),
-    ("86", "12.8", ("8.6", None, None, "86", "sm_86", "compute_86")),
-    ("103", "13.0", ("10.3", "10.3a", "10.3f", "103", "sm_103", "compute_103")),
-    ("120", "12.8", ("12.0", "12.0a", None, "120", "sm_120", "compute_120")),  # no 12.0f before 12.9
-    ("120", "12.9", ("12.0", "12.0a", "12.0f", "120", "sm_120", "compute_120")),
+    ("90", "12.9", ("9.0", "9.0a", None, "90", "90-real", "sm_90", "compute_90")),
+    ("86", "12.8", ("8.6", None, None, "86", "86-real", "sm_86", "compute_86")),
+    ("103", "13.0", ("10.3", "10.3a", "10.3f", "103", "103-real", "sm_103", "compute_103")),
+    ("120", "12.8", ("12.0", "12.0a", None, "120", "120-real", "sm_120", "compute_120")),  # no 12.0f before 12.9
+    ("120", "12.9", ("12.0", "12.0a", "12.0f", "120", "120-real", "sm_120", "compute_120")),
 ])
 def test_every_spelling_from_one_value(sm, cuda, spellings):
     t = CudaTarget(sm=sm, cuda=cuda)
-    assert (t.capability, t.arch_specific, t.family, t.cmake, t.cubin, t.ptx) == spellings
+    assert (t.capability, t.arch_specific, t.family, t.cmake, t.cmake_real,
+            t.cubin, t.ptx) == spellings
     assert t.gencode == ("-gencode", f"arch=compute_{sm},code=sm_{sm}")
 
 

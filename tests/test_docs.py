@@ -42,7 +42,7 @@ def test_the_sm_walk_matches_the_code():
         assert hasattr(module, name), f"{module.__name__}.{name} is gone: docs/ARCHITECTURE.md still names it"
     assert plan.common_env(variant, _one_job())["TORCH_CUDA_ARCH_LIST"] == "9.0"
     # "How `sm` travels" quotes the target's spellings by name: each is what Variant.target gives
-    for spelling in ("capability", "arch_specific", "cmake", "cubin", "ptx", "sm_arch"):
+    for spelling in ("capability", "arch_specific", "cmake", "cmake_real", "cubin", "ptx", "sm_arch"):
         assert f"`{spelling}` `{getattr(variant.target, spelling)}`" in text, spelling
     assert "variants.CONFLICTS" in text and variants.CONFLICTS
 

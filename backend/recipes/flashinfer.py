@@ -352,10 +352,10 @@ class Flashinfer(Recipe):
             "by " + ("default what vLLM 0.15.1 calls on this SM" if self.line is None or self.line.base else
                      "default the set read in vLLM 0.14.1's and 0.16.0's sources "
                      f"(vLLM {self.line.vllm} is built)")
-            + ", all for flashinfer's whole list"
+            + ", all for flashinfer's whole list",
+            "vLLM call paths outside the default (vllm) AOT set, compiled at first use (need nvcc and ninja "
+            "there): " + "; ".join(VLLM_STILL_JIT),
         ]
-        notes.append("vLLM call paths outside the default (vllm) AOT set, compiled at first use (need nvcc and ninja "
-                     "there): " + "; ".join(VLLM_STILL_JIT))
         if variant.sm == "103":
             notes.append("sm103: the jit-cache holds sm_103a code only; compiled at first use instead (JIT, needs nvcc "
                          "there), as upstream builds them only with 10.0a in the list, some for sm_100a alone: "

@@ -115,7 +115,6 @@ class Vllm(Recipe):
 
     def notes(self, variant) -> list[str]:
         out = []
-        kept = vllm_archs(variant)
         version, line = self.version, self.line
         if variant.sm == "61":
             out.append(
@@ -135,12 +134,12 @@ class Vllm(Recipe):
         elif variant.sm == "70":
             out.append("sm_70 (V100): in vLLM's CUDA 12.x list only; flash-attention, FlashMLA, Machete and the "
                        "CUTLASS FP8 kernels need sm_80/sm_90 and are not built; vLLM serves with its Triton backends")
+        elif problem := self.variant_problem(variant):  # sm_103 with nvcc 12.x
+            generic = CudaTarget(vllm_archs(variant)[0].replace(".", "")).cubin
+            out.append(f"{problem} (generic kernels would be {generic})")
         elif variant.sm == "103":
-            if version_key(variant.cuda) < (13, 0):
-                out.append(self.variant_problem(variant) + f" (generic kernels would be {CudaTarget(kept[0].replace('.', '')).cubin})")
-            else:
-                out.append("CUDA 13.0: vLLM treats 10.3 as 10.0 and builds its 10.0f (Blackwell family) kernels, "
-                           "FlashMLA and qutlass included, which run on 10.3")
+            out.append("CUDA 13.0: vLLM treats 10.3 as 10.0 and builds its 10.0f (Blackwell family) kernels, "
+                       "FlashMLA and qutlass included, which run on 10.3")
         if line is not None and line.flashmla_min_nvcc and variant.sm in ("90", "100", "103") and (
                 version_key(variant.cuda) < version_key(line.flashmla_min_nvcc)):
             out.append(f"vLLM {version}'s setup.py adds FlashMLA (_flashmla_C) only from nvcc {line.flashmla_min_nvcc} "

@@ -53,11 +53,10 @@ class Xformers(Recipe):
         return env
 
     def notes(self, variant) -> list[str]:
-        if variant.sm == "90":
-            fa3 = "xformers gets TORCH_CUDA_ARCH_LIST=9.0a: FlashAttention-3 (Hopper only, wgmma) is built; its kernels are sm_90a"
-        else:
-            fa3 = "FlashAttention-3 is Hopper-only and is not built for this SM"
-        return [fa3, "xformers' own FlashAttention-2 is not compiled (0.0.33 default): its FA2 path calls torch's flash attention"]
+        fa3 = ("xformers gets TORCH_CUDA_ARCH_LIST=9.0a: FlashAttention-3 (Hopper only, wgmma) is built; its kernels "
+               "are sm_90a" if variant.sm == "90" else "FlashAttention-3 is Hopper-only and is not built for this SM")
+        return [fa3, "xformers' own FlashAttention-2 is not compiled (0.0.33 default): its FA2 path calls torch's "
+                "flash attention"]
 
     # What the smoke check runs (backend/verify/smoke.py): one op of its compiled code on CUDA.
     smoke_gpu = """

@@ -20,11 +20,6 @@ MACHINES = {"EM_X86_64": "x86_64", "EM_AARCH64": "aarch64", "EM_386": "i386", "E
 SHF_EXECINSTR = 0x4
 
 
-def elftools_modules():
-    """pyelftools' elffile, sections and dynamic modules (verify/emulate.py reads segments with them)."""
-    return elffile, sections, dynamic
-
-
 def is_elf(path: Path) -> bool:
     try:
         with open(path, "rb") as handle:

@@ -44,6 +44,11 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+import capstone
+import iced_x86 as iced
+from capstone import aarch64
+from elftools.elf import elffile
+
 from ..errors import BackendError
 from . import elf, isa_arm
 from . import isa as isa_x86
@@ -381,7 +386,6 @@ def locate(address: int, libraries: Sequence[LoadedLibrary]) -> Fault:
 def describe_instruction(code: bytes, address: int, machine: str) -> str:
     """'vpaddd ymm0,ymm0,ymm0 (AVX2)' for the first instruction of ``code``."""
     if machine == "EM_AARCH64":
-        capstone, aarch64 = isa_arm.capstone_modules()
         md = capstone.Cs(capstone.CS_ARCH_AARCH64, capstone.CS_MODE_ARM)
         md.detail = True
         names = {getattr(aarch64, n): n for n in dir(aarch64) if n.startswith("AARCH64_FEATURE_")}
@@ -390,12 +394,11 @@ def describe_instruction(code: bytes, address: int, machine: str) -> str:
             needs = f" ({', '.join(extensions)})" if extensions else ""
             return f"{insn.mnemonic} {insn.op_str}".strip() + needs
         return f"undecodable word {code[:4].hex()}"
-    iced = isa_x86._iced()
     instruction = next(iter(iced.Decoder(64, code, ip=address)))
     if instruction.code == iced.Code.INVALID:
         return f"undecodable bytes {code[:8].hex()}"
     formatter = iced.Formatter(iced.FormatterSyntax.INTEL)
-    names = isa_x86._feature_names()
+    names = isa_x86.FEATURE_NAMES
     features = [names[f] for f in instruction.cpuid_features()]
     return formatter.format(instruction) + (f" ({', '.join(features)})" if features else "")
 
@@ -418,14 +421,12 @@ _MACHINE_NAMES = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 
 
 def elf_machine(path: Path) -> str:
-    elffile, _sections, _dynamic = elf.elftools_modules()
     with path.open("rb") as handle:
         return elffile.ELFFile(handle)["e_machine"]
 
 
 def is_loadable_library(path: Path, machine: str) -> bool:
     """A shared object of ``machine`` that dlopen accepts: ET_DYN without an interpreter (not a PIE program)."""
-    elffile, _sections, _dynamic = elf.elftools_modules()
     try:
         with path.open("rb") as handle:
             found = elffile.ELFFile(handle)
@@ -437,7 +438,6 @@ def is_loadable_library(path: Path, machine: str) -> bool:
 
 def vaddr_to_file_offset(path: Path, vaddr: int) -> int | None:
     """Where in the file the code of a virtual address (objdump's) lies: from the loadable segment holding it."""
-    elffile, _sections, _dynamic = elf.elftools_modules()
     with path.open("rb") as handle:
         for segment in elffile.ELFFile(handle).iter_segments():
             if segment["p_type"] == "PT_LOAD" and segment["p_vaddr"] <= vaddr < segment["p_vaddr"] + segment["p_filesz"]:

@@ -73,9 +73,8 @@ def allowed_features(isa: str) -> frozenset[str]:
     return cpu_isa.allowed_code_features(isa) | (BASELINE[1] if isa in cpu_isa.X86_ISAS else frozenset())
 
 
-def _iced():
-    """iced-x86 (verify/emulate.py names faulting instructions with it)."""
-    return iced
+# iced's CpuidFeature numbers -> their names (AVX512F); verify/emulate.py names faulting instructions with them
+FEATURE_NAMES = {number: name for name, number in vars(iced.CpuidFeature).items() if not name.startswith("_")}
 
 
 @functools.cache
@@ -86,14 +85,8 @@ def _features_of(code: int) -> tuple[str, ...]:
         features = [] if instruction.mnemonic == iced.Mnemonic.TZCNT else instruction.cpuid_features()
     except Exception:
         return ()
-    names = _feature_names()
-    return tuple(names[f] for f in features if names[f] in _TRACKED or _BEYOND.match(names[f]))
-
-
-@functools.cache
-def _feature_names() -> dict[int, str]:
-    features = iced.CpuidFeature
-    return {getattr(features, name): name for name in dir(features) if not name.startswith("_")}
+    names = (FEATURE_NAMES[f] for f in features)
+    return tuple(name for name in names if name in _TRACKED or _BEYOND.match(name))
 
 
 def scan_bytes(data: bytes, address: int = 0, scan: CodeScan | None = None) -> CodeScan:

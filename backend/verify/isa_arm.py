@@ -42,11 +42,6 @@ _ASKS = {
 }
 
 
-def capstone_modules():
-    """Capstone and its aarch64 module (verify/emulate.py names faulting instructions with them)."""
-    return capstone, aarch64
-
-
 # Capstone's feature names (AARCH64_FEATURE_HAS...) -> the extension that brings them, the first that matches.
 _EXTENSION_OF = ((r"SVE2P1", "SVE2.1"), (r"SVE2(AES|SHA3|SM4|BITPERM)", "SVE2-crypto"), (r"SVE2", "SVE2"),
                  (r"SVE.*FP8|FP8.*SVE", "SVE2.1"), (r"SVE", "SVE"), (r"^SME", "SME"))

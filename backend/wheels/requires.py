@@ -50,15 +50,11 @@ def generated_code_requirements(wheel) -> list[str]:
     ``wheel``: a path, or the wheel read once keeping :func:`is_generated` members (``wheels.built``)."""
     if not isinstance(wheel, built.BuiltWheel):
         wheel = built.read(wheel, inspect=False, keep=is_generated)
-    protobuf: tuple[int, int, int] | None = None
-    grpc: tuple[int, ...] | None = None
-    for data in wheel.kept.values():  # read keeping is_generated members only
-        for found in PROTOBUF_GENCODE.finditer(data):
-            version = tuple(int(part) for part in found.groups())
-            protobuf = max(protobuf or version, version)
-        for found in GRPC_GENCODE.finditer(data):
-            version = tuple(int(part) for part in found.group(1).decode().split(".") if part)
-            grpc = max(grpc or version, version)
+    kept = wheel.kept.values()  # read keeping is_generated members only
+    protobuf = max((tuple(int(part) for part in found.groups())
+                    for data in kept for found in PROTOBUF_GENCODE.finditer(data)), default=None)
+    grpc = max((tuple(int(part) for part in found.group(1).decode().split(".") if part)
+                for data in kept for found in GRPC_GENCODE.finditer(data)), default=None)
     out = []
     if protobuf:
         out.append(f"protobuf>={'.'.join(map(str, protobuf))},<{protobuf[0] + 2}")

@@ -26,11 +26,14 @@ files and ``RECORD`` are compressed anew.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import re
 import time
 import zipfile
+
+from elftools.elf.elffile import ELFFile
 
 TMPXFT = re.compile(rb"tmpxft_[0-9a-f]{8}_[0-9a-f]{8}")
 TMPXFT_FIXED = b"tmpxft_00000000_00000000"
@@ -70,14 +73,11 @@ def normalize_elf(data: bytes) -> bytes:
 
 def build_id_span(data: bytes) -> tuple[int, int] | None:
     """Where the GNU build id's bytes lie in an ELF file (the descriptor of its NT_GNU_BUILD_ID note)."""
-    from elftools.elf.elffile import ELFFile
-
-    try:
+    # pyelftools raises many kinds on a damaged file: then no build id
+    with contextlib.suppress(Exception):
         section = ELFFile(io.BytesIO(data)).get_section_by_name(".note.gnu.build-id")
         for note in section.iter_notes() if section is not None else ():
             if note["n_type"] == "NT_GNU_BUILD_ID" and note["n_name"] == "GNU":
                 start = note["n_offset"] + 12 + (note["n_namesz"] + 3) // 4 * 4  # after the header and name
                 return start, start + note["n_descsz"]
-    except Exception:  # noqa: BLE001 - pyelftools raises many kinds on a damaged file: then no build id
-        return None
     return None

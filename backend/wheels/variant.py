@@ -71,10 +71,15 @@ def variant_label(variant: Variant) -> str:
     return label
 
 
-def _document(variants: Iterable[Variant]) -> dict:
+def variant_json(variants: Iterable[Variant]) -> str:
+    """The JSON text of ``variant.json`` (one variant) or ``*-variants.json`` (several).
+
+    Written as variantlib writes it (4-space indent, sorted keys), so a
+    round trip through variantlib gives the same text.
+    """
     variants = list(variants)
     namespaces = sorted({ns for v in variants for ns in properties(v)}, key=lambda ns: (ns != "nvidia", ns))
-    return {
+    document = {
         "$schema": SCHEMA_URL,
         "default-priorities": {"namespace": namespaces},
         "providers": {
@@ -82,15 +87,6 @@ def _document(variants: Iterable[Variant]) -> dict:
         },
         "variants": {variant_label(v): properties(v) for v in variants},
     }
-
-
-def variant_json(variants: Iterable[Variant]) -> str:
-    """The JSON text of ``variant.json`` (one variant) or ``*-variants.json`` (several).
-
-    Written as variantlib writes it (4-space indent, sorted keys), so a
-    round trip through variantlib gives the same text.
-    """
-    document = _document(variants)
     labels = {}
     for label, props in document["variants"].items():
         key = json.dumps(props, sort_keys=True)

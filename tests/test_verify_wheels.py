@@ -77,6 +77,17 @@ def test_good_wheelhouse(tmp_path, libs):
     assert ext.objects[0].flag_records == 1
 
 
+def test_wheelhouse_torch_of_another_version_is_refused(tmp_path, libs):
+    """A wheelhouse whose torch is not the variant's: torch's own entry and the extension's both fail."""
+    _torch(tmp_path, libs["torch"], version=f"2.9.0+{LABEL}")
+    _ext(tmp_path, libs["ext"])
+    report = verify_paths([tmp_path], EXPECT)
+    for name in ("torch", "ext-ops"):
+        entry = next(e for e in report.entries if e.name == name)
+        assert any(p.severity == "error" and p.check == "metadata" and f"torch is 2.9.0+{LABEL}" in p.message
+                   and TORCH_VERSION in p.message for p in entry.problems), (name, report.format_table())
+
+
 def test_abi_mismatch_names_the_missing_symbol(tmp_path, libs):
     torch = _torch(tmp_path, libs["torch_short"])
     ext = _ext(tmp_path, libs["ext"])

@@ -361,17 +361,16 @@ def _check_metadata(entry: Entry, info: metadata.WheelInfo, others: list[metadat
         entry.problems.append(Problem(
             ERROR, "content", f"holds nothing but {info.dist_info}: none of the files its build makes "
             "(a build that packaged an empty tree)"))
-    if info.name == metadata.TORCH:
-        if expect.torch_version and not metadata._same_version(info.version, expect.torch_version):
-            entry.problems.append(Problem(
-                ERROR, "metadata", f"torch is {info.version}, the wheelhouse's torch should be {expect.torch_version}"))
-    elif torch_version:
+    # the wheelhouse's torch: this wheel, or the companion torch wheel
+    torch = info if info.name == metadata.TORCH else torch_wheel
+    if torch is not None and expect.torch_version and not metadata._same_version(
+            torch.version, expect.torch_version):
+        entry.problems.append(Problem(
+            ERROR, "metadata", f"the wheelhouse's torch is {torch.version}, expected {expect.torch_version}"))
+    if info.name != metadata.TORCH and torch_version:
         pins = (metadata.torch_pin_problem(r, torch_version) for r in info.requires
                 if canonicalize_name(r.name) == metadata.TORCH)
         entry.problems.extend(Problem(ERROR, "metadata", why) for why in pins if why)
-        if torch_wheel is not None and expect.torch_version and not metadata._same_version(torch_wheel.version, expect.torch_version):
-            entry.problems.append(Problem(
-                ERROR, "metadata", f"the wheelhouse's torch is {torch_wheel.version}, expected {expect.torch_version}"))
     by_name = {o.name: o for o in others if o.name != metadata.TORCH}   # torch's pin: checked above
     for requirement in filter(metadata.is_active, info.requires):
         other = by_name.get(canonicalize_name(requirement.name))

@@ -133,7 +133,7 @@ class BuiltWheel:
             handle.flush()
             os.fsync(handle.fileno())
             handle.close()
-            target = temp.parent / names.parse(edit["source_name"]).renamed(
+            target = temp.parent / names.parse(self.path.name).renamed(
                 version=edit["version"], platform_tags=list(platform_tags) if platform_tags else None,
                 variant_label=variant_label or None)
             os.chmod(temp, 0o644)
@@ -201,8 +201,7 @@ def read(wheel: Path, *, into: Path | None = None, version: str | None = None, e
                             f"{dist_name}-{old_version}.data": f"{dist_name}-{new_version}.data"})
         built = BuiltWheel(path=wheel, dist_info=renamed(old_dist), members=[], files={}, objects={}, problems={},
                            kept={})
-        built._edit = {"epoch": epoch, "version": version, "old_dist_info": old_dist, "renamed": renamed,
-                       "source_name": wheel.name}
+        built._edit = {"epoch": epoch, "version": version, "old_dist_info": old_dist, "renamed": renamed}
         record_rows = {}
         with contextlib.suppress(KeyError):
             record_rows = _record_rows(source.read(f"{old_dist}/RECORD"))
@@ -235,10 +234,10 @@ def _member(built: BuiltWheel, source: zipfile.ZipFile, info: zipfile.ZipInfo, r
     is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
     parse = not is_link and not info.filename.lower().endswith(TEXT_SUFFIXES)
     member = Member(name, info.file_size, is_link=is_link)
-    raw = data = None
-    if inspect or edit["epoch"] is not None or in_dist or keep(info.filename) or out is not None:
-        raw = read_raw(source, info)
-    if inspect or edit["epoch"] is not None or in_dist or keep(info.filename):
+    inflate = inspect or edit["epoch"] is not None or in_dist or keep(info.filename)
+    raw = read_raw(source, info) if inflate or out is not None else None
+    data = None
+    if inflate:
         algorithm = (rows.get(info.filename, ["", ""])[1].partition("=")[0] or "sha256"
                      if inspect or in_dist else "")
         head, member.digest, data = _inflate(info, raw, algorithm, whole=lambda head: (

@@ -9,13 +9,13 @@ The policy table is auditwheel's (see backend/wheels/manylinux.py).
 
 from __future__ import annotations
 
-from ..wheels import manylinux
+from ..wheels import manylinux, names
 from .report import ERROR, Problem
 
 
 def check(built, target: str | None) -> list[Problem]:
     """``built``: a wheel read once (``wheels.built``): its name's tags, its objects' symbol versions."""
-    tags = manylinux.platform_tags(built.name)
+    tags = names.parse(built.name).platform_tags
     platform = next((p for p in ("x86_64", "aarch64") if any(t.endswith("_" + p) for t in tags)), None)
     if platform is None:
         return []  # pure Python (any), or a platform the matrix has not

@@ -96,7 +96,7 @@ def manifest_record(wheel) -> dict:
     """What the manifest keeps per wheel: its platform tags and each library's highest GLIBC/GLIBCXX/CXXABI."""
     wheel = _read(wheel)
     libraries = {name: highest(record.versions) for name, record in sorted(wheel.objects.items())}
-    return {"platform": platform_tags(wheel.name), "symbol_versions": libraries} if libraries else {}
+    return {"platform": names.parse(wheel.name).platform_tags, "symbol_versions": libraries} if libraries else {}
 
 
 def beyond_policy(versions: Iterable[str], target) -> list[str]:
@@ -108,10 +108,6 @@ def beyond_policy(versions: Iterable[str], target) -> list[str]:
         if allowed is not None and number not in allowed:
             out.append(name)
     return out
-
-
-def platform_tags(wheel_name: str) -> list[str]:
-    return names.parse(wheel_name).platform_tags
 
 
 def tag_policy_name(tag: str) -> str | None:
@@ -266,7 +262,7 @@ def tagged(wheel: built.BuiltWheel, platform: str, exclude: frozenset[str], targ
     decision = decide(wheel, platform, exclude, target)
     if decision is not None and say is not None:
         say(f"   platform tag of {names.parse(wheel.name).distribution}: {decision.reason}")
-    if decision is None or list(decision.tags) == platform_tags(wheel.name):
+    if decision is None or list(decision.tags) == names.parse(wheel.name).platform_tags:
         return {}, None
     return {"WHEEL": wheel_file(wheel.files["WHEEL"], decision.tags)}, list(decision.tags)
 

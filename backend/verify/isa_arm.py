@@ -67,10 +67,9 @@ def _decoder():
     return md, names
 
 
-def scan_bytes(data: bytes, address: int = 0, scan: isa.CodeScan | None = None) -> isa.CodeScan:
-    """Classify each 32-bit word; each distinct word is decoded once (A64 has one encoding per word, wherever
-    it lies: ``address`` does not matter)."""
-    scan = scan or isa.CodeScan(LEVELS)
+def scan_bytes(data: bytes, address: int, scan: isa.CodeScan) -> isa.CodeScan:
+    """Classify each 32-bit word into ``scan`` (``scan_object``'s); each distinct word is decoded once (A64 has
+    one encoding per word, wherever it lies: ``address`` does not matter)."""
     usable = len(data) - len(data) % 4
     words = collections.Counter(memoryview(data)[:usable].cast("I"))
     fresh = [w for w in words if w not in _CACHE]

@@ -135,25 +135,6 @@ def external_patterns(toolchain_libraries: Sequence[str] = (), companions: Seque
     return frozenset(patterns)
 
 
-def verdict(wheel, platform: str, exclude: frozenset[str]) -> dict | None:
-    """auditwheel's policy choice applied to a wheel's object records (None: no ELF object), as its analysis
-    chooses: the policy their symbol versions allow (``versioned_symbols_policy``), lowered to the best whose
-    whitelist holds every library they need from outside, less ``exclude`` and the loader (``ref_policy``)."""
-    objects = list(wheel.objects.values())
-    if not objects:
-        return None
-    versions = set().union(*(o.versions for o in objects))
-    inside = wheel.basenames()
-    external = {n for o in objects for n in o.needed if n not in inside
-                and not n.startswith(("ld-linux", "ld64.so"))  # the loader itself
-                and not any(fnmatch.fnmatchcase(n, p) for p in exclude)}
-    table = policies(platform)
-    by_libraries = max(p for p in table if p == table.linux or external <= p.whitelist)
-    best = min(table.versioned_symbols_policy({"all": versions}), by_libraries)
-    return {"policy": best.name, "aliases": list(best.aliases), "priority": best.priority,
-            "missing": sorted(n for n in external if n not in table.lowest.whitelist), "versions": sorted(versions)}
-
-
 # auditwheel's repair (``auditwheel repair``'s machinery: copylib, replace_needed, RUNPATH within the wheel),
 # in a child interpreter: its temporary-folder context does os.chdir, which components building side by side
 # in threads must never see.  It grafts only when every library the wheel
@@ -218,25 +199,38 @@ def graft(wheel: Path, platform: str, exclude: frozenset[str], libraries: Sequen
 def decide(wheel, platform: str, exclude: frozenset[str], target: str | None = None) -> Decision | None:
     """The tag ``wheel`` earns; None for a wheel without ELF objects (it keeps its tag).
 
-    Without a target: the most compatible policy auditwheel finds.  With one
-    (``2_28``): that policy when the wheel satisfies it, as PyTorch tags all
-    its wheels ``manylinux_2_28``; else the policy it does satisfy, which
+    auditwheel's policy choice applied to the wheel's object records, as its
+    analysis chooses: the policy their symbol versions allow
+    (``versioned_symbols_policy``), lowered to the best whose whitelist holds
+    every library they need from outside, less ``exclude`` and the loader
+    (``ref_policy``).  Without a target: that most compatible policy.  With
+    one (``2_28``): that policy when the wheel satisfies it, as PyTorch tags
+    all its wheels ``manylinux_2_28``; else the policy it does satisfy, which
     verification then refuses against the target.
     """
-    found = verdict(_read(wheel), platform, exclude)
-    if found is None:
+    wheel = _read(wheel)
+    objects = list(wheel.objects.values())
+    if not objects:
         return None
-    name = found["policy"]
-    if found["priority"] == 0:
-        why = (f"needs {', '.join(found['missing'])}, which no manylinux policy allows and no other wheel provides"
-               if found["missing"] else "its symbol versions fit no manylinux policy")
-        return Decision(name, (name,), f"stays {name}: {why}")
-    needs = ", ".join(f"{k}_{v}" for k, v in highest(found["versions"]).items()) or "no versioned symbols"
-    reason = f"{name}: its libraries need at most {needs}"
-    tags = (name, *found["aliases"])
+    versions = set().union(*(o.versions for o in objects))
+    inside = wheel.basenames()
+    external = {n for o in objects for n in o.needed if n not in inside
+                and not n.startswith(("ld-linux", "ld64.so"))  # the loader itself
+                and not any(fnmatch.fnmatchcase(n, p) for p in exclude)}
+    table = policies(platform)
+    by_libraries = max(p for p in table if p == table.linux or external <= p.whitelist)
+    best = min(table.versioned_symbols_policy({"all": versions}), by_libraries)
+    if best.priority == 0:
+        missing = sorted(n for n in external if n not in table.lowest.whitelist)
+        why = (f"needs {', '.join(missing)}, which no manylinux policy allows and no other wheel provides"
+               if missing else "its symbol versions fit no manylinux policy")
+        return Decision(best.name, (best.name,), f"stays {best.name}: {why}")
+    needs = ", ".join(f"{k}_{v}" for k, v in highest(sorted(versions)).items()) or "no versioned symbols"
+    reason = f"{best.name}: its libraries need at most {needs}"
+    tags = (best.name, *best.aliases)
     if target is not None:
         wanted = policy(platform, target)
-        if found["priority"] >= wanted.priority:
+        if best.priority >= wanted.priority:
             tags = (wanted.name, *wanted.aliases)
             reason += f"; tagged the -C manylinux={target} target"
     return Decision(tags[0], tags, reason)

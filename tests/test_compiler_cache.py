@@ -167,7 +167,7 @@ def test_ccache_second_machine_hits_every_cmake_compile_and_keeps_the_switch_rec
     assert first_hits == 0 and lookups >= 4  # two units, CMake's C++ and CUDA ABI probes (and a try_compile)
     hits, second_lookups, library = cmake_build_on(tmp_path / "two", "ccache", redis_url)
     assert (hits, second_lookups) == (lookups, lookups)
-    records = elf.read_object(library, symbols=False, gpu=False).compile_records
+    records = elf.read_object(library, gpu=False).compile_records
     assert isa.check_flags(records, ISA).records >= 1 and not isa.check_flags(records, ISA).lacking, records
     if LOWER_ISA:
         hits, lookups, _ = cmake_build_on(tmp_path / "two", "ccache", redis_url, isa=LOWER_ISA)

@@ -75,7 +75,7 @@ def _is_code(section) -> bool:
     return bool(section["sh_flags"] & SHF_EXECINSTR) and section["sh_type"] != "SHT_NOBITS"
 
 
-def read_object(source: Path | bytes, symbols: bool = True, gpu: bool = True, asked: Set[str] = frozenset(),
+def read_object(source: Path | bytes, gpu: bool = True, asked: Set[str] = frozenset(),
                 name: str = "object") -> ObjectInfo:
     """One ELF object's record, from a file or its bytes: everything tagging, verification, features and the
     manifest read of it.  ``asked``: symbols whose definition or use to note (``marks``), looked up in the
@@ -96,7 +96,7 @@ def read_object(source: Path | bytes, symbols: bool = True, gpu: bool = True, as
                 paths = [tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath
                          for tag in section.iter_tags() if tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH")]
                 info.runpath += [folder for value in paths for folder in value.split(":") if folder]
-            elif symbols and section.name == ".dynsym" and isinstance(section, sections.SymbolTableSection):
+            elif section.name == ".dynsym" and isinstance(section, sections.SymbolTableSection):
                 _symbols(section, info, asked)
             elif section.name == ".symtab" and isinstance(section, sections.SymbolTableSection):
                 full_table = section
@@ -111,8 +111,7 @@ def read_object(source: Path | bytes, symbols: bool = True, gpu: bool = True, as
             info.marks.update({s.name: "defines" for s in full_table.iter_symbols()
                                if s.name in unseen and s.entry.st_shndx != "SHN_UNDEF"})
         info.gpu = fatbin.parse_elf_sections(fat)
-        if symbols:
-            info.versions = _needed_versions(elf)
+        info.versions = _needed_versions(elf)
         info.folders = cubins.folders_named(data)
     return info
 

@@ -117,11 +117,9 @@ def edit_metadata(
         headers.append(header)
     if headers and not headers[-1].endswith(("\n", "\r")):
         headers[-1] += eol  # a METADATA without a trailing newline
-    new_lines = []
-    for requirement in add_requires:
-        if str(requirement) not in existing:
-            existing.add(str(requirement))
-            new_lines.append(f"Requires-Dist: {requirement}{eol}")
+    # each added requirement once (dict.fromkeys keeps their order), none already there
+    new_lines = [f"Requires-Dist: {text}{eol}" for text in dict.fromkeys(map(str, add_requires))
+                 if text not in existing]
     insert_at = last_requires + 1 if last_requires >= 0 else len(headers)
     headers[insert_at:insert_at] = new_lines
     return ("".join(headers) + "".join(lines[end:])).encode("utf-8")

@@ -82,12 +82,8 @@ def declared_requirements(wheel, recipe, variant, toolchain) -> list[str]:
     keeping :func:`is_generated` members, ``wheels.built``)."""
     if not isinstance(wheel, built.BuiltWheel):
         wheel = built.read(wheel, scan_code=False, keep=is_generated)
-    linked: list[str] = []
-    pins: Sequence[str] = ()
-    if toolchain is not None:
-        pins = toolchain.requirements
-        linked = requirements_for(needed_sonames(wheel), variant.cuda, pins)
-    declared: Sequence[str] = ()
-    if names.project(wheel.name) == canonicalize_name(recipe.distributions[0]):
-        declared = recipe.runtime_requires(variant)
+    pins = toolchain.requirements if toolchain is not None else ()
+    linked = requirements_for(needed_sonames(wheel), variant.cuda, pins) if toolchain is not None else []
+    own = names.project(wheel.name) == canonicalize_name(recipe.distributions[0])
+    declared = recipe.runtime_requires(variant) if own else ()
     return merge(pins, declared, linked, generated_code_requirements(wheel))

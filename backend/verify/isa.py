@@ -140,8 +140,8 @@ def flags_applied(record: str, isa: str | None) -> bool:
 def _last_sets(tokens: list[str], flag: str) -> bool:
     if not flag.startswith("-m") or flag.startswith("-march="):
         return flag in tokens
-    settings = [token for token in tokens if token in (flag, "-mno-" + flag[2:])]
-    return bool(settings) and settings[-1] == flag
+    # the last of -m<x> and -mno-<x> wins
+    return next((token for token in reversed(tokens) if token in (flag, "-mno-" + flag[2:])), None) == flag
 
 
 def check_flags(records: list[str], isa: str | None) -> FlagCheck:

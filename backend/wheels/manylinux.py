@@ -239,12 +239,10 @@ def decide(wheel, platform: str, exclude: frozenset[str], target: str | None = N
 def wheel_file(data: bytes, tags: Sequence[str]) -> bytes:
     """A WHEEL file with each ``Tag`` given the platform tags ``tags`` (interpreter and ABI kept)."""
     message = BytesParser().parsebytes(data)
-    new_tags: list[str] = []
-    for tag in message.get_all("Tag") or []:
-        interpreter, abi, _platform = tag.split("-", 2)
-        new_tags += [f"{interpreter}-{abi}-{p}" for p in tags if f"{interpreter}-{abi}-{p}" not in new_tags]
+    old = [tag.split("-", 2) for tag in message.get_all("Tag") or []]
     del message["Tag"]
-    for tag in new_tags:
+    # each interpreter-ABI pair with every platform tag given, once each, in the old order
+    for tag in dict.fromkeys(f"{interpreter}-{abi}-{p}" for interpreter, abi, _platform in old for p in tags):
         message["Tag"] = tag
     return message.as_bytes().replace(b"\r\n", b"\n")
 

@@ -329,11 +329,8 @@ def _renamer(folders: Mapping[str, str]) -> Callable[[str], str]:
 
 
 def _record_rows(data: bytes) -> dict[str, list[str]]:
-    rows = {}
-    for row in csv.reader(io.StringIO(data.decode("utf-8", "replace"))):
-        if row:
-            rows[row[0]] = (row + ["", ""])[:3]
-    return rows
+    rows = csv.reader(io.StringIO(data.decode("utf-8", "replace")))
+    return {row[0]: (row + ["", ""])[:3] for row in rows if row}
 
 
 def _record(members: Sequence[Member], rows: Mapping[str, list[str]], renamed, record_path: str) -> bytes:
@@ -343,9 +340,8 @@ def _record(members: Sequence[Member], rows: Mapping[str, list[str]], renamed, r
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for member in members:
-        if member.changed:
-            writer.writerow([member.name, member.digest, member.size])
-        else:
-            writer.writerow([member.name, *by_new.get(member.name, ["", "", ""])[1:]])
+        hash_and_size = ([member.digest, member.size] if member.changed
+                         else by_new.get(member.name, ["", "", ""])[1:])
+        writer.writerow([member.name, *hash_and_size])
     writer.writerow([record_path, "", ""])
     return out.getvalue().encode("utf-8")

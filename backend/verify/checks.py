@@ -430,7 +430,8 @@ def verify_paths(paths: Sequence[Path], expect: Expectation | None = None) -> Re
     for path in map(Path, paths):
         if path.is_dir():
             every = sorted(path.glob("*.whl"))
-            found = [w for w in every if w.name not in _runtime_wheels(path)]
+            runtime = _runtime_wheels(path)  # the manifest read once per folder, not once per wheel
+            found = [w for w in every if w.name not in runtime]
             # a folder without wheels of its own: the ELF files under it
             objects = [] if found else sorted(p for p in path.rglob("*") if p.is_file() and elf.is_elf(p))
             if not found and not objects:

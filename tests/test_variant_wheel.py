@@ -106,7 +106,7 @@ def test_cpu_properties_valid_for_the_providers():
 def test_index_json_of_many_variants(tmp_path):
     variants = [v for v in matrix(python="313") if v.sm == "90" and v.cuda == "12.9"]
     variants_x86 = [v for v in variants if v.platform == "x86_64"]
-    path = write_index_variants_json(tmp_path, "torch", variants_x86, version="2.9.1")
+    path = write_index_variants_json(tmp_path, "torch-2.9.1", variants_x86)
     parsed = VariantsJson(json.loads(path.read_text()))
     assert set(parsed.variants) == {v.label for v in variants_x86}
     assert parsed.namespace_priorities == ["nvidia", "x86_64"]

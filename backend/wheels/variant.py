@@ -87,12 +87,11 @@ def variant_json(variants: Iterable[Variant]) -> str:
         },
         "variants": {variant_label(v): properties(v) for v in variants},
     }
-    labels = {}
+    labels: dict[str, str] = {}  # properties -> the first label naming them
     for label, props in document["variants"].items():
-        key = json.dumps(props, sort_keys=True)
-        if key in labels:
-            raise BackendError(f"variant labels {labels[key]!r} and {label!r} name the same properties")
-        labels[key] = label
+        first = labels.setdefault(json.dumps(props, sort_keys=True), label)
+        if first != label:
+            raise BackendError(f"variant labels {first!r} and {label!r} name the same properties")
     return json.dumps(document, indent=4, sort_keys=True)
 
 
@@ -127,18 +126,15 @@ def write_variant_wheel(wheel: Path, dest_dir: Path, variant: Variant) -> Path:
     )
 
 
-def write_index_variants_json(
-    dest_dir: Path, distribution: str, variants: Iterable[Variant], *, version: str | None = None
-) -> Path:
+def write_index_variants_json(dest_dir: Path, distribution: str, variants: Iterable[Variant]) -> Path:
     """Write ``<name>-<version>-variants.json`` for the given variants; return its path.
 
     ``distribution`` is ``name`` or ``name-version`` as wheel file names write
-    them; without a version in it or ``version=``, the version is read from
-    the variant wheels of that name in ``dest_dir`` (they must agree).
+    them; without a version in it, the version is read from the variant
+    wheels of that name in ``dest_dir`` (they must agree).
     """
     dest_dir = Path(dest_dir)
     name, _, given = distribution.partition("-")
-    given = version or given
     if not given:
         wheels = [names.parse(path.name) for path in dest_dir.glob("*.whl")]
         found = {wheel.version_text for wheel in wheels

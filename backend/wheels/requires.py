@@ -72,8 +72,7 @@ def merge(toolchain_pins: Sequence[str], declared: Sequence[str], linked: Sequen
         requirement = Requirement(text)
         requirement.marker = None
         name = canonicalize_name(requirement.name)
-        if name not in out:
-            out[name] = pinned.get(name, str(requirement))
+        out.setdefault(name, pinned.get(name, str(requirement)))
     return list(out.values())
 
 

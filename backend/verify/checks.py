@@ -324,7 +324,7 @@ def _verify_wheel(built: built_wheel.BuiltWheel, expect: Expectation, companions
     context = _Context(expect, inside, own_exports, wheelhouse, requirements, exports, is_torch)
     entry.objects.extend(_object(read, name, context) for name, read in built.objects.items())
     if named:
-        _check_cubins(entry, named, [wheel, *companions], expect)
+        _check_cubins(entry, named, [info, *others], expect)
     requires_torch = any(canonicalize_name(r.name) == metadata.TORCH
                          for r in info.requires if metadata.is_active(r))
     links_torch = any(linkage.is_torch_library(n) for o in entry.objects for n in o.needed)
@@ -334,7 +334,7 @@ def _verify_wheel(built: built_wheel.BuiltWheel, expect: Expectation, companions
     return report
 
 
-def _check_cubins(entry: Entry, named: dict[str, str], wheels: Sequence[Path], expect: Expectation) -> None:
+def _check_cubins(entry: Entry, named: dict[str, str], wheels: list[metadata.WheelInfo], expect: Expectation) -> None:
     """Kernels whose cubins no wheel of the wheelhouse holds would download them at their first call."""
     entry.cubins = cubins.sources(set(named), wheels)
     for folder in (folder for folder, served in entry.cubins.items() if served is None):

@@ -15,9 +15,7 @@ wheel of the wheelhouse holds ``cubins/<folder>/checksums.txt``.
 from __future__ import annotations
 
 import re
-import zipfile
 from collections.abc import Sequence
-from pathlib import Path
 
 # A commit-addressed artifact folder as flashinfer's artifacts.py:90-99 spells them, NUL-terminated in .rodata.
 # Matched from its first '/' looking back at the 40 hex digits: the search then skips along '/' bytes, 30 times
@@ -36,16 +34,11 @@ def folders_named(data) -> set[str]:
     return {bytes(data[m.start() - 40:m.end() - 1]).decode().rstrip("/") for m in _FOLDER.finditer(data)}
 
 
-def sources(named: set[str], wheels: Sequence[Path]) -> dict[str, str | None]:
+def sources(named: set[str], wheels: Sequence) -> dict[str, str | None]:
     """For each folder the wheel's kernels load cubins from: the wheel that serves it (the first holding
-    ``cubins/<folder>/checksums.txt``), or None (a download)."""
-    served: dict[str, str] = {}
-    for wheel in wheels:
-        try:
-            with zipfile.ZipFile(wheel) as archive:
-                members = archive.namelist()
-        except (OSError, zipfile.BadZipFile):
-            continue
-        for match in filter(None, map(_CHECKSUMS.search, members)):
-            served.setdefault(match[1], Path(wheel).name)
+    ``cubins/<folder>/checksums.txt``), or None (a download).  ``wheels``: their names as read for the
+    metadata checks (``metadata.WheelInfo``: ``path`` and ``members``), so no wheel is opened again."""
+    # reversed: the first wheel holding a folder wins
+    served = {match[1]: wheel.path.name for wheel in reversed(wheels)
+              for match in filter(None, map(_CHECKSUMS.search, wheel.members))}
     return {folder: served.get(folder) for folder in sorted(named)}

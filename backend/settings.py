@@ -473,9 +473,8 @@ def _completed(field: dataclasses.Field, annotation: Any) -> Option:
 _ANNOTATIONS = typing.get_type_hints(Settings)
 OPTIONS: tuple[Option, ...] = tuple(_completed(f, _ANNOTATIONS[f.name]) for f in dataclasses.fields(Settings)
                                     if "option" in f.metadata)
+# key as the user writes it -> its option
 OPTION_BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS if o.key != SOURCE_OPTION_KEY}
-# key as the user writes it -> field name
-KEYS: dict[str, str] = {key: option.field for key, option in OPTION_BY_KEY.items()}
 
 
 def environment_variable(key: str) -> str:
@@ -489,7 +488,7 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, str]:
     Only the settings' own names are read: other ``VLLM_STACK_*`` variables (``VLLM_STACK_SOURCE_MIRROR``,
     ``VLLM_STACK_PREFIX_MAP``, ...) mean other things, and ``source.<component>`` has no variable.
     """
-    return {key: variable for key in KEYS if environ.get(variable := environment_variable(key), "").strip()}
+    return {key: variable for key in OPTION_BY_KEY if environ.get(variable := environment_variable(key), "").strip()}
 
 
 def resolve(
@@ -515,8 +514,8 @@ def resolve(
         elif option is not None:
             values[option.field] = option.value(raw if option.many else _single(named, raw), base, named)
         elif key not in FOREIGN_KEYS:
-            hint = suggest(key, list(KEYS))
-            raise BackendError(f"unknown setting {key!r}; accepted: {', '.join([*KEYS, SOURCE_OPTION_KEY])}"
+            hint = suggest(key, list(OPTION_BY_KEY))
+            raise BackendError(f"unknown setting {key!r}; accepted: {', '.join([*OPTION_BY_KEY, SOURCE_OPTION_KEY])}"
                                + (f"; did you mean {hint!r}?" if hint else ""))
     return Settings(**values)
 

@@ -137,7 +137,7 @@ def test_settings_fields_and_defaults_come_from_the_table():
     defaults = settings.resolve({})
     for option in settings.OPTIONS:
         assert getattr(defaults, option.field) == option.default, option.key
-    assert settings.KEYS == {o.key: o.field for o in settings.OPTIONS if o.key != "source.<component>"}
+    assert list(settings.OPTION_BY_KEY) == [o.key for o in settings.OPTIONS if o.key != "source.<component>"]
 
 
 @pytest.mark.parametrize("key, accepted", [(o.key, o.choices) for o in settings.OPTIONS if o.choices] +

@@ -23,14 +23,11 @@ from .base import BuildContext, Recipe, pip_wheel
 
 __all__ = ["BuildContext", "Recipe", "pip_wheel", "get", "all_recipes", "names", "build_order", "chosen", "local_trees"]
 
-# Modules of this folder that are not components.
-NOT_COMPONENTS = frozenset({"base"})
-
 
 @functools.cache
 def _module_names() -> tuple[str, ...]:
     return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
-                        if not m.ispkg and m.name not in NOT_COMPONENTS and not m.name.startswith("_")))
+                        if not m.ispkg and m.name != "base" and not m.name.startswith("_")))  # base: what a recipe is
 
 
 @functools.cache

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from packaging.markers import Marker, default_environment
+from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
@@ -54,7 +54,8 @@ class Pinned:
     required_by: frozenset[str]
 
     def holds(self, environment: dict | None = None) -> bool:
-        return not self.marker or self.marker.evaluate(environment or default_environment())
+        """Whether its marker holds in ``environment`` (over this interpreter's, as packaging evaluates it)."""
+        return not self.marker or self.marker.evaluate(environment)
 
 
 def _pinned(lock: Path) -> list[Pinned]:

@@ -35,7 +35,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 from ..errors import BackendError
-from ..toolchains.runtime import REQUIREMENT_LIBRARIES
+from ..toolchains.runtime import REQUIREMENT_LIBRARIES, needed_sonames
 from ..verify import elf
 from . import built, names
 
@@ -209,9 +209,7 @@ def decide(wheel, platform: str, exclude: frozenset[str], target: str | None = N
     if not objects:
         return None
     versions = set().union(*(o.versions for o in objects))
-    inside = wheel.basenames()
-    external = {n for o in objects for n in o.needed if n not in inside
-                and not n.startswith(("ld-linux", "ld64.so"))  # the loader itself
+    external = {n for n in needed_sonames(wheel) if not n.startswith(("ld-linux", "ld64.so"))  # the loader itself
                 and not any(fnmatch.fnmatchcase(n, p) for p in exclude)}
     table = policies(platform)
     by_libraries = max(p for p in table if p == table.linux or external <= p.whitelist)

@@ -102,7 +102,6 @@ def write_variant_wheel(wheel: Path, dest_dir: Path, variant: Variant) -> Path:
     the module docstring).  Members are copied without recompression, like
     :func:`~backend.wheels.relabel.relabel`.
     """
-    wheel = Path(wheel)
     label = variant_label(variant)
     with zipfile.ZipFile(wheel) as archive:
         metadata_path = f"{dist_info_folder(wheel, archive.namelist())}/METADATA"
@@ -133,7 +132,6 @@ def write_index_variants_json(dest_dir: Path, distribution: str, variants: Itera
     them; without a version in it, the version is read from the variant
     wheels of that name in ``dest_dir`` (they must agree).
     """
-    dest_dir = Path(dest_dir)
     name, _, given = distribution.partition("-")
     if not given:
         wheels = [names.parse(path.name) for path in dest_dir.glob("*.whl")]

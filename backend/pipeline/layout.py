@@ -81,7 +81,7 @@ class Layout(CacheLayout):
     @property
     def wheelhouse(self) -> Path:
         root = self.settings.wheelhouse or check_output_folder(
-            "wheelhouse (default, in the project folder)", Path(self.project_dir) / "wheelhouse")
+            "wheelhouse (default, in the project folder)", self.project_dir / "wheelhouse")
         return root / self.variant.name
 
     def source_workdir(self, recipe: Recipe) -> Path:
@@ -118,11 +118,11 @@ def cache_dir(settings: Settings) -> Path:
     return settings.cache_dir or default_cache_dir()
 
 
-def writable_folder(key: str, path: Path) -> Path:
+def writable_folder(key: str, path: Path) -> None:
     """Create ``path`` when missing and prove a file can be written there, or stop in one line."""
-    check_output_folder(key, Path(path))
+    check_output_folder(key, path)
     try:
-        Path(path).mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as error:
@@ -130,4 +130,3 @@ def writable_folder(key: str, path: Path) -> Path:
             f"setting '{key}': cannot write into {path} ({error.strerror or error}); "
             "accepted: a folder you can write to"
         ) from None
-    return Path(path)

@@ -477,18 +477,14 @@ OPTIONS: tuple[Option, ...] = tuple(_completed(f, _ANNOTATIONS[f.name]) for f in
 OPTION_BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS if o.key != SOURCE_OPTION_KEY}
 
 
-def environment_variable(key: str) -> str:
-    """The variable that gives setting ``key``: ``cache-dir`` -> ``VLLM_STACK_CACHE_DIR``."""
-    return "VLLM_STACK_" + key.upper().replace("-", "_")
-
-
 def from_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """key -> its variable, for each setting a non-empty ``VLLM_STACK_<KEY>`` gives.
+    """key -> its variable (``cache-dir`` -> ``VLLM_STACK_CACHE_DIR``), for each setting a non-empty one gives.
 
     Only the settings' own names are read: other ``VLLM_STACK_*`` variables (``VLLM_STACK_SOURCE_MIRROR``,
     ``VLLM_STACK_PREFIX_MAP``, ...) mean other things, and ``source.<component>`` has no variable.
     """
-    return {key: variable for key in OPTION_BY_KEY if environ.get(variable := environment_variable(key), "").strip()}
+    variables = {key: "VLLM_STACK_" + key.upper().replace("-", "_") for key in OPTION_BY_KEY}
+    return {key: variable for key, variable in variables.items() if environ.get(variable, "").strip()}
 
 
 def resolve(

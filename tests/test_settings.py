@@ -279,7 +279,8 @@ def test_the_environment_wins_over_pyproject_and_loses_to_config_settings(tmp_pa
     assert chosen.cache_dir == tmp_path.resolve() / "cache" and chosen.components == ("vllm", "torch")
     assert chosen.sources == {}
     assert settings.resolve({}, table).sm == "70"  # no environment given: none read
-    assert settings.environment_variable("flashinfer-aot-config") == "VLLM_STACK_FLASHINFER_AOT_CONFIG"
+    given = {"VLLM_STACK_FLASHINFER_AOT_CONFIG": "all"}
+    assert settings.from_environment(given) == {"flashinfer-aot-config": "VLLM_STACK_FLASHINFER_AOT_CONFIG"}
 
 
 @pytest.mark.parametrize("variable, value, must_contain", [

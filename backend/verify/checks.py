@@ -392,16 +392,15 @@ def verify_objects(paths: Sequence[Path], expect: Expectation | None) -> Report:
     infos = [(Path(path), *_read(Path(path))) for path in paths]
     good = [(p, i) for p, i, _ in infos if i is not None]
     inside = {p.name for p, _ in good} | {i.soname for _, i in good if i.soname}
-    torch_libs = [i for p, i in good if linkage.is_torch_library(i.soname or p.name)]
-    exports = set().union(*(i.exported for i in torch_libs)) if torch_libs else None
+    torch_libs = {p for p, i in good if linkage.is_torch_library(i.soname or p.name)}
+    exports = set().union(*(i.exported for p, i in good if p in torch_libs)) if torch_libs else None
     for path, read, problem in infos:
         entry = Entry(path=str(path), kind="object", size=path.stat().st_size if path.exists() else 0,
                       problems=[problem] if problem else [])
         report.entries.append(entry)
         if read is not None:
-            is_torch = linkage.is_torch_library(read.soname or path.name)
-            entry.objects.append(_object(read, str(path), _Context(expect, inside, read.exported, {}, [], exports,
-                                                                   is_torch)))
+            context = _Context(expect, inside, read.exported, {}, [], exports, path in torch_libs)
+            entry.objects.append(_object(read, str(path), context))
     return report
 
 

@@ -93,21 +93,17 @@ def scan_bytes(data: bytes, address: int, scan: isa.CodeScan) -> isa.CodeScan:
 scan_object = functools.partial(isa.scan_object, decode=scan_bytes, levels=LEVELS)
 
 
-def _asks(record: str, extension: str) -> bool:
-    """Whether a compile record asks for ``extension`` on its command line."""
-    return any(_ASKS[extension].search(token)
-               for token in record.split() if token.startswith(("-march=", "-mcpu=")))
-
-
 def problems(beyond: dict[str, int], compile_records: list[str], isa_name: str, path: str) -> Iterator[Problem]:
     """The problems of an aarch64 object's code ``beyond`` the variant's ``isa_name``."""
-    compiles = [r for r in compile_records if isa.is_compile_record(r)]
+    # the -march / -mcpu switches of each C/C++ compile: where a compile asks for an extension
+    switches = [[token for token in record.split() if token.startswith(("-march=", "-mcpu="))]
+                for record in compile_records if isa.is_compile_record(record)]
     for extension, count in beyond.items():
-        asking = [r for r in compiles if _asks(r, extension)]
+        asking = [tokens for tokens in switches if any(map(_ASKS[extension].search, tokens))]
         # Some compiles ask for it and others do not: kernels picked at run time.
-        deliberate = bool(asking) and len(asking) < len(compiles)
+        deliberate = bool(asking) and len(asking) < len(switches)
         if deliberate:
-            why = (f"{len(asking)} of {len(compiles)} compile records ask for it (kernels picked at run time, "
+            why = (f"{len(asking)} of {len(switches)} compile records ask for it (kernels picked at run time, "
                    "as torch's SVE ones)")
         elif asking:
             why = (f"every compile record asks for it: the whole object is built beyond {isa_name}; SIGILL on "

@@ -48,8 +48,8 @@ def main() -> int:
     if OBJDUMP is None:
         print("needs aarch64-linux-gnu-objdump (apt-get install binutils-aarch64-linux-gnu)")
         return 1
-    paths = [p for p in libraries() if elf.read_object(p, symbols=False, gpu=False).machine == "aarch64"]
-    code = sum(elf.read_object(p, symbols=False, gpu=False).code_bytes for p in paths) / 1e6
+    paths = [p for p in libraries() if elf.read_object(p, gpu=False).machine == "aarch64"]
+    code = sum(elf.read_object(p, gpu=False).code_bytes for p in paths) / 1e6
     start = time.perf_counter()
     found = {p.name: isa_arm.scan_object(p) for p in paths}
     t_ours = time.perf_counter() - start

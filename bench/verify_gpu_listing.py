@@ -27,7 +27,7 @@ REPEAT = int(os.environ.get("REPEAT", "5"))
 def ours(paths: list[Path]) -> int:
     count = 0
     for path in paths:
-        info = elf.read_object(path, symbols=False)
+        info = elf.read_object(path)
         count += sum(len(s.entries) for s in info.gpu if s.name == ".nv_fatbin")
     return count
 
@@ -55,7 +55,7 @@ def main() -> int:
     if tool is None:
         print("cuobjdump not found: pip install nvidia-cuda-cuobjdump")
         return 1
-    paths = [p for p in libraries() if elf.read_object(p, symbols=False).gpu]
+    paths = [p for p in libraries() if elf.read_object(p).gpu]
     size = sum(p.stat().st_size for p in paths) / 1e6
     ours(paths)  # warm the page cache and imports
     t_ours, n_ours = median_time(ours, paths)

@@ -28,7 +28,7 @@ LIMIT = int(os.environ.get("LIMIT", "6"))   # the largest N libraries by code si
 
 def main() -> int:
     paths = libraries()
-    sized = sorted(((elf.read_object(p, symbols=False, gpu=False).code_bytes, p) for p in paths), reverse=True)[:LIMIT]
+    sized = sorted(((elf.read_object(p, gpu=False).code_bytes, p) for p in paths), reverse=True)[:LIMIT]
     code = sum(size for size, _ in sized) / 1e6
     start = time.perf_counter()
     instructions = 0

@@ -504,10 +504,9 @@ def resolve(
     values: dict[str, Any] = {"sources": {}, "variables": variables}
     for key, raw in merged.items():
         named = variables.get(key, key)
-        option = OPTION_BY_KEY.get(key)
         if key.startswith(SOURCE_PREFIX):
             values["sources"][key.removeprefix(SOURCE_PREFIX)] = _path(key, _single(key, raw), base)
-        elif option is not None:
+        elif option := OPTION_BY_KEY.get(key):
             values[option.field] = option.value(raw if option.many else _single(named, raw), base, named)
         elif key not in FOREIGN_KEYS:
             hint = suggest(key, list(OPTION_BY_KEY))
@@ -522,8 +521,7 @@ def as_config(settings: Settings) -> dict[str, str]:
     out, and a secret one's credentials too."""
     pairs: dict[str, str] = {}
     for option in OPTION_BY_KEY.values():
-        text = _written(getattr(settings, option.field))
-        if text:
+        if text := _written(getattr(settings, option.field)):
             pairs[option.key] = redact_url(text) if option.secret else text
     pairs.update((SOURCE_PREFIX + component, str(path)) for component, path in sorted(settings.sources.items()))
     return pairs

@@ -118,8 +118,7 @@ def tag_policy_name(tag: str) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    tag: str                      # manylinux_2_34_x86_64, or linux_x86_64
-    tags: tuple[str, ...]         # with the legacy alias where there is one
+    tags: tuple[str, ...]         # manylinux_2_34_x86_64 (or linux_x86_64), then its legacy alias if any
     reason: str                   # one line, for the build log
 
 
@@ -218,7 +217,7 @@ def decide(wheel, platform: str, exclude: frozenset[str], target: str | None = N
         missing = sorted(n for n in external if n not in table.lowest.whitelist)
         why = (f"needs {', '.join(missing)}, which no manylinux policy allows and no other wheel provides"
                if missing else "its symbol versions fit no manylinux policy")
-        return Decision(best.name, (best.name,), f"stays {best.name}: {why}")
+        return Decision((best.name,), f"stays {best.name}: {why}")
     needs = ", ".join(f"{k}_{v}" for k, v in highest(sorted(versions)).items()) or "no versioned symbols"
     reason = f"{best.name}: its libraries need at most {needs}"
     tags = (best.name, *best.aliases)
@@ -227,7 +226,7 @@ def decide(wheel, platform: str, exclude: frozenset[str], target: str | None = N
         if best.priority >= wanted.priority:
             tags = (wanted.name, *wanted.aliases)
             reason += f"; tagged the -C manylinux={target} target"
-    return Decision(tags[0], tags, reason)
+    return Decision(tags, reason)
 
 
 def wheel_file(data: bytes, tags: Sequence[str]) -> bytes:

@@ -45,11 +45,9 @@ def is_generated(member: str) -> bool:
     return member.endswith(GENERATED_SUFFIXES)
 
 
-def generated_code_requirements(wheel) -> list[str]:
+def generated_code_requirements(wheel: built.BuiltWheel) -> list[str]:
     """The protobuf and grpcio the wheel's generated ``*_pb2.py`` / ``*_pb2_grpc.py`` modules accept, or [].
-    ``wheel``: a path, or the wheel read once keeping :func:`is_generated` members (``wheels.built``)."""
-    if not isinstance(wheel, built.BuiltWheel):
-        wheel = built.read(wheel, inspect=False, keep=is_generated)
+    ``wheel``: read once keeping :func:`is_generated` members (``wheels.built``)."""
     kept = wheel.kept.values()  # read keeping is_generated members only
     protobuf = max((tuple(int(part) for part in found.groups())
                     for data in kept for found in PROTOBUF_GENCODE.finditer(data)), default=None)

@@ -21,7 +21,7 @@ from pathlib import Path
 from pyproject_hooks import BackendUnavailable, BuildBackendHookCaller, HookMissing
 
 from ..errors import BackendError
-from ..sources import fetch, lock, prepare
+from ..sources import fetch, prepare
 from ..verify import Expectation, verify_wheel
 from ..verify.checks import torch_exports
 from ..verify.features import asked_symbols, check_features
@@ -32,7 +32,6 @@ from ..wheels.relabel import metadata_editor, relabel
 from ..wheels.requires import declared_requirements, is_generated
 from . import compiler_cache, environment, existing_torch, reproducible
 from .buildkey import build_key
-from .layout import cache_dir
 from .pins import restored_requirements, stack_pins
 from .plan import Plan, Step, isa_flag_statement
 from .runner import CommandFailed, run_logged, say
@@ -197,9 +196,9 @@ def _stage_bundled(plan: Plan, name: str, staged_dir: Path):
     """The lock's wheel ``name`` (fetched and sha256-checked when the step's sources were prepared), unchanged,
     copied beside the step's staged wheels; returns it and its lock entry."""
 
-    entry = (plan.lock or lock.load()).entries[name]
+    entry = plan.lock.entries[name]
     # copyfile returns the copy: the wheel's own file name (the lock entry's filename) in staged_dir
-    return shutil.copyfile(fetch.cache_path(entry, cache_dir(plan.settings)), staged_dir / entry.filename), entry
+    return shutil.copyfile(fetch.cache_path(entry, plan.layout.cache), staged_dir / entry.filename), entry
 
 
 # Below this, a failed step is taken for one the disk stopped.
@@ -280,7 +279,7 @@ def _prepare_source(plan: Plan, step: Step):
 
     settings = plan.settings
     prepared = prepare.prepare_for_build(
-        step.component, cache_dir=cache_dir(settings), workdir=plan.layout.source_workdir(step.recipe),
+        step.component, cache_dir=plan.layout.cache, workdir=plan.layout.source_workdir(step.recipe),
         patches=step.patches, local=settings.sources.get(step.component), offline=settings.offline,
         allow_unverified=settings.allow_unverified, unused=step.unused_sources, lock=plan.lock,
     )
@@ -311,7 +310,6 @@ def _verify(plan: Plan, step: Step, wheels: list, house, toolchain, label: str,
 
     mine = [w.path for w in wheels] + [wheel for wheel, _entry in bundled]
     others = [w for w in house.wheels() if not any(wheel_names.same_project(w.name, x.name) for x in mine)]
-    companions = others + mine
     variant = plan.variant
     expect = Expectation(
         sm=variant.sm, isa=variant.isa, cuda=variant.cuda, label=variant.label,
@@ -322,7 +320,7 @@ def _verify(plan: Plan, step: Step, wheels: list, house, toolchain, label: str,
     )
     problems = []
     for wheel in wheels:
-        report = verify_wheel(wheel, expect, companions=[c for c in companions if c != wheel.path])
+        report = verify_wheel(wheel, expect, companions=[c for c in others + mine if c != wheel.path])
         say(report.format_table())
         found["ptx_jit"][wheel.name] = report.ptx_jit(variant.sm)
         if report.entries[0].cubins:

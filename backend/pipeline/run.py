@@ -27,7 +27,7 @@ from ..wheels.wheelhouse import Wheelhouse
 from ..settings import as_config as settings_as_config
 from . import disk, environment, existing_torch, reproducible
 from .executor import StepExecutor
-from .layout import cache_dir, writable_folder
+from .layout import writable_folder
 from .plan import Plan, Step, common_env
 from .runner import CommandFailed, say
 from .scheduler import run_steps
@@ -74,7 +74,7 @@ def resolve_toolchain(plan: Plan):
         return None
     settings = plan.settings
     return toolchains.resolve(
-        settings.cuda, settings.toolchain, cache_dir=cache_dir(settings),
+        settings.cuda, settings.toolchain, cache_dir=plan.layout.cache,
         nixpkgs=settings.nixpkgs, offline=settings.offline, libraries=plan.cuda_libraries,
     )
 
@@ -83,7 +83,7 @@ def check_offline_sources(plan: Plan) -> None:
     """offline=true: every source a step would prepare is in the cache already, checked before anything compiles
     (else the build would stop at the first component whose source is missing, after hours of the others)."""
 
-    cache = cache_dir(plan.settings)
+    cache = plan.layout.cache
     missing = [entry for step in plan.steps for entry in prepare.missing_offline(
         step.component, cache_dir=cache, local=step.component in plan.settings.sources, unused=step.unused_sources,
         lock=plan.lock)]
@@ -96,9 +96,9 @@ def build(plan: Plan) -> BuildResult:
     """Build the plan; a second build of the same variant waits for the first, then reuses its wheels."""
     if plan.release_problem:  # another vLLM line's plan is shown, not built (docs/RELEASES.md)
         raise BackendError(plan.release_problem)
-    writable_folder(plan.settings.named("cache-dir"), cache_dir(plan.settings))  # VLLM_STACK_CACHE_DIR, if set so
-    if not cache_marker.claim(cache_dir(plan.settings)):
-        say(f"cache: {cache_dir(plan.settings)} holds what the backend did not put there; builds write only "
+    writable_folder(plan.settings.named("cache-dir"), plan.layout.cache)  # VLLM_STACK_CACHE_DIR, if set so
+    if not cache_marker.claim(plan.layout.cache):
+        say(f"cache: {plan.layout.cache} holds what the backend did not put there; builds write only "
             "their own folders in it, and clean refuses it (a cache-dir of its own avoids both)")
     writable_folder(plan.settings.named("wheelhouse"), plan.layout.wheelhouse)
     existing_torch.check(plan, say)  # before anything is downloaded or compiled
@@ -109,8 +109,7 @@ def build(plan: Plan) -> BuildResult:
 def _build_locked(plan: Plan) -> BuildResult:
     settings = plan.settings
     layout = plan.layout
-    results = [StepResult(s, "not run") for s in plan.steps]
-    result = BuildResult(plan=plan, steps=results)
+    result = BuildResult(plan=plan, steps=[StepResult(s, "not run") for s in plan.steps])
 
     say(f"== {plan.variant.name}: {len(plan.steps)} component(s) -> {layout.wheelhouse}")
     toolchain = hostcc.apply(resolve_toolchain(plan), say)
@@ -135,7 +134,7 @@ def _build_locked(plan: Plan) -> BuildResult:
             "TORCH_CUDA_ARCH_LIST": plan.variant.target.capability,
             # what `python -m backend rebuild-check` builds again from (docs/WHEELS.md)
             "SOURCE_DATE_EPOCH": reproducible.source_date_epoch(),
-            "settings": {**settings_as_config(settings), "cache-dir": str(cache_dir(settings))},
+            "settings": {**settings_as_config(settings), "cache-dir": str(layout.cache)},
         },
     )
     disk.check(plan, say)
@@ -148,7 +147,7 @@ def _build_locked(plan: Plan) -> BuildResult:
     executor = StepExecutor(plan, toolchain=toolchain, house=house)
     with environment.borrowing(python, requirements, torch=settings.torch == "existing"):
         buildreqs.install_for_build(python, requirements, settings, say)  # the lock's, or the recipes' ranges
-        failures = run_steps(plan, results, executor.execute, cache_stats=executor.cache_stats,
+        failures = run_steps(plan, result.steps, executor.execute, cache_stats=executor.cache_stats,
                              on_built=lambda step, wheels: environment.install_wheels(python, wheels))
 
     say("\n" + summary(result))

@@ -95,10 +95,9 @@ def caller_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k in CALLER_KEPT or k.startswith(CALLER_KEPT_PREFIXES)}
 
 
-def keyed_caller_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def keyed_caller_variables() -> dict[str, str]:
     """The kept caller variables that change what is built: the build key includes them."""
-    kept = caller_environ(environ)
-    return {k: kept[k] for k in CALLER_KEYED if k in kept}
+    return {k: os.environ[k] for k in CALLER_KEYED if k in os.environ}  # each of them is in CALLER_KEPT
 
 
 # ------------------------------------------------------------------ the process environment

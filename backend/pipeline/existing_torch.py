@@ -10,6 +10,7 @@ build host): its version from its metadata, its CUDA release from the
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.metadata
 import importlib.util
 from collections.abc import Callable
@@ -26,14 +27,13 @@ from ..verify import fatbin
 def _cuda_release(version_py: Path) -> tuple[bool, str | None]:
     """(found, release) from torch/version.py's ``cuda`` line: torch's tools/generate_torch_version.py writes it
     annotated (``cuda: Optional[str] = '12.8'``); a plain ``cuda = ...`` is read too."""
-    try:
+    # ValueError: also a value that is no literal, or none at all
+    with contextlib.suppress(OSError, SyntaxError, ValueError):
         for node in ast.parse(version_py.read_text(encoding="utf-8")).body:
             named = [getattr(t, "id", None) for t in getattr(node, "targets", [getattr(node, "target", None)])]
             if isinstance(node, (ast.Assign, ast.AnnAssign)) and "cuda" in named:
                 value = ast.literal_eval(node.value)
                 return True, value if isinstance(value, str) else None
-    except (OSError, SyntaxError, ValueError):  # ValueError: also a value that is no literal, or none at all
-        pass
     return False, None
 
 

@@ -73,12 +73,11 @@ def scan_bytes(data: bytes, address: int, scan: isa.CodeScan) -> isa.CodeScan:
     usable = len(data) - len(data) % 4
     words = collections.Counter(memoryview(data)[:usable].cast("I"))
     fresh = [w for w in words if w not in _CACHE]
-    if fresh:
-        md, names = _decoder()
-        for insn in md.disasm(b"".join(w.to_bytes(4, "little") for w in fresh), 0):
-            needs = filter(None, (extension_of(names.get(group, "")) for group in insn.groups))
-            highest = max(needs, key=EXTENSIONS.index, default=None)
-            _CACHE[fresh[insn.address // 4]] = "?" if insn.id == 0 else highest   # id 0: skipped data
+    md, names = _decoder()
+    for insn in md.disasm(b"".join(w.to_bytes(4, "little") for w in fresh), 0):
+        needs = filter(None, (extension_of(names.get(group, "")) for group in insn.groups))
+        highest = max(needs, key=EXTENSIONS.index, default=None)
+        _CACHE[fresh[insn.address // 4]] = "?" if insn.id == 0 else highest   # id 0: skipped data
     for word, count in words.items():
         kind = _CACHE.get(word, "?")
         if kind == "?":

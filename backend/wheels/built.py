@@ -152,8 +152,7 @@ class BuiltWheel:
             self._out = None
             with contextlib.suppress(OSError):
                 handle.close()
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+            temp.unlink(missing_ok=True)
 
 
 def dist_info_folder(wheel: Path, names_: Sequence[str]) -> str:

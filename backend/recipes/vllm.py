@@ -81,20 +81,19 @@ class Vllm(Recipe):
 
     def environment(self, ctx: BuildContext) -> dict[str, str]:
         version = self.local_version(ctx.variant, ctx.tree_version)
-        env = {
+        return {
             "VLLM_TARGET_DEVICE": "cuda",
             "VLLM_VERSION_OVERRIDE": version,
             "SETUPTOOLS_SCM_PRETEND_VERSION": version,
+            # Paths go through the environment only: vLLM's setup.py splits CMAKE_ARGS on
+            # whitespace (str.split), so a path there with a space is cut in two and a
+            # crafted one adds -D arguments; CMakeLists.txt reads $ENV{VLLM_CUTLASS_SRC_DIR}
+            # itself (the same as -DFETCHCONTENT_SOURCE_DIR_CUTLASS), the external projects theirs.
+            **{tree.env: str(ctx.extras[tree.entry] / SIDE_TREE_FOLDERS.get(tree.entry, ""))
+               for tree in KNOWN_SIDE_TREES if tree.entry in ctx.extras},
+            # Every FetchContent source is given above: a download attempt must fail, not go to the network.
+            "CMAKE_ARGS": "-DFETCHCONTENT_FULLY_DISCONNECTED=ON",
         }
-        # Paths go through the environment only: vLLM's setup.py splits CMAKE_ARGS on
-        # whitespace (str.split), so a path there with a space is cut in two and a
-        # crafted one adds -D arguments; CMakeLists.txt reads $ENV{VLLM_CUTLASS_SRC_DIR}
-        # itself (the same as -DFETCHCONTENT_SOURCE_DIR_CUTLASS), the external projects theirs.
-        env.update({tree.env: str(ctx.extras[tree.entry] / SIDE_TREE_FOLDERS.get(tree.entry, ""))
-                    for tree in KNOWN_SIDE_TREES if tree.entry in ctx.extras})
-        # Every FetchContent source is given above: a download attempt must fail, not go to the network.
-        env["CMAKE_ARGS"] = "-DFETCHCONTENT_FULLY_DISCONNECTED=ON"
-        return env
 
     def variant_problem(self, variant) -> str | None:
         """SM103 with nvcc 12.x: the Blackwell CUTLASS kernels would be sm_101a cubins, which a B300 cannot load.

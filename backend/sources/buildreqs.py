@@ -164,8 +164,7 @@ def install(
         result = _pip(python, args)
         if result.returncode != 0:
             raise BackendError(f"could not install the locked build requirements from {lock}: {_error(result)}")
-    rest = uncovered(requirements, lock)
-    if rest:
+    if rest := uncovered(requirements, lock):
         say(f"build requirements not in {lock.name} (installed unpinned; python -m backend lock --build-requirements "
             f"records them): {', '.join(rest)}")
         install_requirements(python, rest, offline=offline)

@@ -285,7 +285,7 @@ def verify_wheel(wheel: Path | built_wheel.BuiltWheel, expect: Expectation | Non
     if not path.is_file():
         raise BackendError(f"verify: {path} does not exist or is not a file; accepted: a .whl file")
     try:
-        built = wheel if isinstance(wheel, built_wheel.BuiltWheel) else built_wheel.read(path)
+        built = built_wheel.read_once(wheel)
         return _verify_wheel(built, expect, companions)
     except _UNREADABLE as error:
         problem = Problem(ERROR, "read", f"cannot read the wheel: {type(error).__name__}: {str(error)[:200]}")

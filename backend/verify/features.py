@@ -38,8 +38,7 @@ def asked_symbols(spec) -> dict[str, frozenset[str]]:
 def read_witnesses(wheel, spec) -> dict[str, str] | None:
     """{feature: how the wheel shows it, "" when it does not}, or None when the wheel holds none of its objects.
     ``wheel``: a path, or the wheel read once with :func:`asked_symbols` (``wheels.built``)."""
-    if not isinstance(wheel, built_wheel.BuiltWheel):
-        wheel = built_wheel.read(wheel, scan_code=False, asked=asked_symbols(spec))
+    wheel = built_wheel.read_once(wheel, scan_code=False, asked=asked_symbols(spec))
     markers = {feature: spec.marker(feature) for feature in sorted(spec.markers)}
     if not {m.object for m in markers.values()} & {m.name for m in wheel.members}:
         return None

@@ -220,6 +220,11 @@ def read(wheel: Path, *, into: Path | None = None, version: str | None = None, e
     return built
 
 
+def read_once(wheel: Path | BuiltWheel, **options) -> BuiltWheel:
+    """``wheel`` itself when it was read already, else :func:`read` of that path with ``options``."""
+    return wheel if isinstance(wheel, BuiltWheel) else read(wheel, **options)
+
+
 def _member(built: BuiltWheel, source: zipfile.ZipFile, info: zipfile.ZipInfo, rows, *, inspect, objects,
             scan_code, asked, keep) -> None:
     """Read one member once; record, keep and write what it asks for."""

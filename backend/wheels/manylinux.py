@@ -85,14 +85,9 @@ def highest(versions: Iterable[str]) -> dict[str, str]:
     return {f: best[f] for f in FAMILIES if f in best}
 
 
-def _read(wheel) -> built.BuiltWheel:
-    """A wheel read once (``built.read``), or the one given."""
-    return wheel if isinstance(wheel, built.BuiltWheel) else built.read(wheel, scan_code=False)
-
-
 def manifest_record(wheel) -> dict:
     """What the manifest keeps per wheel: its platform tags and each library's highest GLIBC/GLIBCXX/CXXABI."""
-    wheel = _read(wheel)
+    wheel = built.read_once(wheel, scan_code=False)
     libraries = {name: highest(record.versions) for name, record in sorted(wheel.objects.items())}
     return {"platform": names.parse(wheel.name).platform_tags, "symbol_versions": libraries} if libraries else {}
 
@@ -203,7 +198,7 @@ def decide(wheel, platform: str, exclude: frozenset[str], target: str | None = N
     all its wheels ``manylinux_2_28``; else the policy it does satisfy, which
     verification then refuses against the target.
     """
-    wheel = _read(wheel)
+    wheel = built.read_once(wheel, scan_code=False)
     objects = list(wheel.objects.values())
     if not objects:
         return None

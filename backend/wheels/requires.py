@@ -77,8 +77,7 @@ def merge(toolchain_pins: Sequence[str], declared: Sequence[str], linked: Sequen
 def declared_requirements(wheel, recipe, variant, toolchain) -> list[str]:
     """The Requires-Dist lines the pipeline adds to ``wheel`` (a wheel of ``recipe``: a path, or read once
     keeping :func:`is_generated` members, ``wheels.built``)."""
-    if not isinstance(wheel, built.BuiltWheel):
-        wheel = built.read(wheel, scan_code=False, keep=is_generated)
+    wheel = built.read_once(wheel, scan_code=False, keep=is_generated)
     pins = toolchain.requirements if toolchain is not None else ()
     linked = requirements_for(needed_sonames(wheel), variant.cuda, pins) if toolchain is not None else []
     own = names.project(wheel.name) == canonicalize_name(recipe.distributions[0])

@@ -27,12 +27,11 @@ def clean(settings: Settings, *, everything: bool, downloads: bool, toolchains: 
           say: Callable[[str], None] = print) -> int:
     """Remove every variant's trees and venvs, or the settings' variant's; downloads and CUDA toolchains on
     request."""
-    cache = cache_dir(settings)
-    layout = CacheLayout(cache) if everything else project.make_plan(settings).layout
+    layout = CacheLayout(cache_dir(settings)) if everything else project.make_plan(settings).layout
     found = [layout.work, layout.envs] if everything else [layout.variant_dir, layout.env_dir]
     found += ([layout.downloads] if downloads else []) + ([layout.toolchains] if toolchains else [])
-    if cache.is_dir():
-        cache_marker.require_owned(cache, "clean")  # before anything is deleted
+    if layout.cache.is_dir():
+        cache_marker.require_owned(layout.cache, "clean")  # before anything is deleted
     freed = 0
     for path in found:
         if path.is_symlink():

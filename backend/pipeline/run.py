@@ -50,10 +50,6 @@ class BuildResult:
     steps: list[StepResult]
     runtime: list[Path] = dataclasses.field(default_factory=list)  # the bundled runtime dependencies
 
-    @property
-    def ok(self) -> bool:
-        return all(s.status in ("built", "cached") for s in self.steps)
-
     def wheels(self, in_place: bool = False) -> list[Path]:
         """The wheelhouse's wheels this build holds; ``in_place``: the editable wheels of its in-place steps."""
         return [w for s in self.steps if (s.step.in_place is not None) == in_place for w in s.wheels]

@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from backend.verify import elf, isa_arm  # noqa: E402
+from backend.verify import elf  # noqa: E402
 
 CACHE = Path(os.environ.get("VERIFY_BENCH_CACHE", Path.home() / ".cache" / "vllm-stack-bench"))
 WHEEL = os.environ.get("VERIFY_BENCH_WHEEL", "nvidia-cuda-nvrtc==13.0.88")
@@ -51,7 +51,7 @@ def main() -> int:
     paths = [p for p in libraries() if elf.read_object(p, gpu=False).machine == "aarch64"]
     code = sum(elf.read_object(p, gpu=False).code_bytes for p in paths) / 1e6
     start = time.perf_counter()
-    found = {p.name: isa_arm.scan_object(p) for p in paths}
+    found = {p.name: elf.read_object(p, gpu=False, scan_code=True).scan for p in paths}
     t_ours = time.perf_counter() - start
     start = time.perf_counter()
     for path in paths:

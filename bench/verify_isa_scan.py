@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 os.environ.setdefault("VERIFY_BENCH_WHEEL", "nvidia-cuda-nvrtc==13.0.88")
 from _wheels import WHEEL, libraries  # noqa: E402
-from backend.verify import elf, isa  # noqa: E402
+from backend.verify import elf  # noqa: E402
 
 LIMIT = int(os.environ.get("LIMIT", "6"))   # the largest N libraries by code size
 
@@ -34,7 +34,7 @@ def main() -> int:
     instructions = 0
     highest = {}
     for _size, path in sized:
-        scan = isa.scan_object(path)
+        scan = elf.read_object(path, gpu=False, scan_code=True).scan
         instructions += scan.instructions
         highest[path.name] = (scan.highest, sorted(scan.features))
     t_ours = time.perf_counter() - start

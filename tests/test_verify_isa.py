@@ -12,7 +12,7 @@ import pytest
 
 from backend import cpu_isa
 from backend.verify import Expectation, verify_paths
-from backend.verify import isa
+from backend.verify import elf, isa
 from conftest import kept_unchanged
 
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"
@@ -49,9 +49,9 @@ def cpu_objects(tmp_path_factory) -> Mapping[str, Path]:
 
 
 def test_highest_isa(cpu_objects):
-    seen = {name: isa.scan_object(path).highest for name, path in cpu_objects.items() if name in BUILDS}
+    seen = {name: elf.read_object(path, scan_code=True).scan.highest for name, path in cpu_objects.items() if name in BUILDS}
     assert seen == {"plain": "x86-64", "avx2": "avx2", "avx512": "avx512", "avx512bf16": "avx512bf16"}
-    bf16 = isa.scan_object(cpu_objects["avx512bf16"])
+    bf16 = elf.read_object(cpu_objects["avx512bf16"], scan_code=True).scan
     assert bf16.features["AVX512_BF16"] >= 1 and bf16.features["AVX512F"] >= 1
     assert bf16.instructions > 10
 

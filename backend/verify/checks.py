@@ -119,10 +119,9 @@ def _check_cuda(obj: ObjectEntry, expect: Expectation) -> None:
 def _check_cpu(obj: ObjectEntry, info: elf.ObjectInfo, expect: Expectation) -> None:
     platform = cpu_isa.platform_of(expect.isa) if expect.isa in cpu_isa.ISAS else None
     if info.machine in ("x86_64", "aarch64") and info.code_bytes:
-        scan = info.scan or (isa_scan if info.machine == "x86_64" else isa_arm).scan_object(info.path)
-        obj.isa_highest, obj.instructions = scan.highest, scan.instructions
-        obj.isa_features = dict(sorted(scan.features.items()))
-        obj.isa_beyond = scan.beyond(expect.isa) if info.machine == platform else {}
+        obj.isa_highest, obj.instructions = info.scan.highest, info.scan.instructions
+        obj.isa_features = dict(sorted(info.scan.features.items()))
+        obj.isa_beyond = info.scan.beyond(expect.isa) if info.machine == platform else {}
         if info.machine == "aarch64":
             obj.problems.extend(isa_arm.problems(obj.isa_beyond, info.compile_records, expect.isa, obj.path))
         elif obj.isa_beyond:
@@ -218,7 +217,7 @@ def _object(info: elf.ObjectInfo, shown: str, context: _Context) -> ObjectEntry:
 
 def _read(path: Path) -> tuple[elf.ObjectInfo | None, Problem | None]:
     try:
-        return elf.read_object(path), None
+        return elf.read_object(path, scan_code=True), None
     except (ValueError, OSError) as error:
         return None, Problem(ERROR, "read", str(error), str(path))
     except Exception as error:  # pyelftools raises its own exception types on damaged files

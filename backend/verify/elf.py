@@ -12,12 +12,14 @@ from pathlib import Path
 from auditwheel.elfutils import elf_find_versioned_symbols
 from elftools.elf import dynamic, elffile, sections
 
-from . import cubins, fatbin
+from . import cubins, fatbin, isa, isa_arm
 
 ELF_MAGIC = b"\x7fELF"
 RECORD_SECTION = ".GCC.command.line"
 MACHINES = {"EM_X86_64": "x86_64", "EM_AARCH64": "aarch64", "EM_386": "i386", "EM_CUDA": "cuda"}
 SHF_EXECINSTR = 0x4
+# The CPU code a scan decodes: each machine's decoder (iced-x86, Capstone) and levels (isa.CodeScan).
+_SCANNERS = {"x86_64": (isa.scan_bytes, isa.LEVELS), "aarch64": (isa_arm.scan_bytes, isa_arm.LEVELS)}
 
 
 def is_elf(path: Path) -> bool:
@@ -46,7 +48,7 @@ class ObjectInfo:
     versions: set[str] = dataclasses.field(default_factory=set)    # symbol versions needed (GLIBC_2.34)
     folders: set[str] = dataclasses.field(default_factory=set)     # cubin folders its kernels load (cubins.py)
     marks: dict[str, str] = dataclasses.field(default_factory=dict)  # asked symbol -> "defines" or "calls"
-    scan: object | None = None      # the CPU code's scan (isa.CodeScan), when read with one
+    scan: isa.CodeScan | None = None  # the CPU code's scan, when read with one (x86_64, aarch64)
 
 
 # What verification inflates of one compressed ELF section at most (it reads fatbins, the compile
@@ -76,20 +78,25 @@ def _is_code(section) -> bool:
 
 
 def read_object(source: Path | bytes, gpu: bool = True, asked: Set[str] = frozenset(),
-                name: str = "object") -> ObjectInfo:
+                name: str = "object", scan_code: bool = False) -> ObjectInfo:
     """One ELF object's record, from a file or its bytes: everything tagging, verification, features and the
     manifest read of it.  ``asked``: symbols whose definition or use to note (``marks``), looked up in the
-    full symbol table when the dynamic one lacks them."""
+    full symbol table when the dynamic one lacks them; ``scan_code``: decode its CPU code (``scan``) in the
+    same pass over its sections."""
     with _opened(source) as (elf, data):
         info = ObjectInfo(
             path=Path(name if isinstance(source, (bytes, bytearray, memoryview)) else source), size=len(data),
             machine=MACHINES.get(elf["e_machine"], str(elf["e_machine"])), elf_type=str(elf["e_type"]),
         )
+        decode, levels = _SCANNERS.get(info.machine, (None, ()))
+        info.scan = isa.CodeScan(levels) if scan_code and decode else None
         fat: dict[str, bytes] = {}
         full_table = None
         for section in elf.iter_sections():
             if _is_code(section):
                 info.code_bytes += section["sh_size"]
+                if info.scan is not None:
+                    decode(_section_bytes(section), section["sh_addr"], info.scan)
             if isinstance(section, dynamic.DynamicSection):
                 info.needed += [tag.needed for tag in section.iter_tags("DT_NEEDED")]
                 info.soname = next((tag.soname for tag in section.iter_tags("DT_SONAME")), info.soname)
@@ -151,11 +158,3 @@ def _symbols(section, info: ObjectInfo, asked: Set[str]) -> None:
         elif not undefined and (entry.st_info.bind in ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE")
                                 and entry.st_other.visibility in ("STV_DEFAULT", "STV_PROTECTED")):
             info.exported.add(name)
-
-
-def code_sections(source: Path | bytes) -> Iterator[tuple[str, int, bytes]]:
-    """(name, address, bytes) of every executable section with contents, of a file or an object's bytes."""
-    with _opened(source) as (elf, _data):
-        for section in elf.iter_sections():
-            if _is_code(section) and section["sh_size"]:
-                yield section.name, section["sh_addr"], _section_bytes(section)

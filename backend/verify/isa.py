@@ -21,12 +21,10 @@ import functools
 import operator
 import re
 import shlex
-from pathlib import Path
 
 import iced_x86 as iced
 
 from .. import cpu_isa
-from . import elf
 
 # Every x86_64 variant runs on x86-64-v2 or better: its features are always allowed.
 BASELINE = ("x86-64-v2", frozenset({"SSE3", "SSSE3", "SSE4_1", "SSE4_2", "POPCNT"}))
@@ -96,14 +94,6 @@ def scan_bytes(data: bytes, address: int = 0, scan: CodeScan | None = None) -> C
     scan.instructions += sum(codes.values())
     for code, count in codes.items():
         scan.features.update(dict.fromkeys(_features_of(code), count))
-    return scan
-
-
-def scan_object(source: Path | bytes, decode=scan_bytes, levels=LEVELS) -> CodeScan:
-    """Every executable section of an ELF file (x86-64 here; isa_arm.scan_object passes its own decoder)."""
-    scan = CodeScan(levels)
-    for _name, address, data in elf.code_sections(source):
-        decode(data, address, scan)
     return scan
 
 

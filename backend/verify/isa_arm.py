@@ -68,8 +68,8 @@ def _decoder():
 
 
 def scan_bytes(data: bytes, address: int, scan: isa.CodeScan) -> isa.CodeScan:
-    """Classify each 32-bit word into ``scan`` (``scan_object``'s); each distinct word is decoded once (A64 has
-    one encoding per word, wherever it lies: ``address`` does not matter)."""
+    """Classify each 32-bit word into ``scan`` (``elf.read_object``'s); each distinct word is decoded once
+    (A64 has one encoding per word, wherever it lies: ``address`` does not matter)."""
     usable = len(data) - len(data) % 4
     words = collections.Counter(memoryview(data)[:usable].cast("I"))
     fresh = [w for w in words if w not in _CACHE]
@@ -86,10 +86,6 @@ def scan_bytes(data: bytes, address: int, scan: isa.CodeScan) -> isa.CodeScan:
         if kind:
             scan.features[kind] += count
     return scan
-
-
-# Every executable section of an aarch64 ELF file.
-scan_object = functools.partial(isa.scan_object, decode=scan_bytes, levels=LEVELS)
 
 
 def problems(beyond: dict[str, int], compile_records: list[str], isa_name: str, path: str) -> Iterator[Problem]:

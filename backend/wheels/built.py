@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import BackendError
-from ..verify import elf, isa, isa_arm
+from ..verify import elf
 from . import names
 from .files import fsync_dir, record_hash
 from .rawzip import RawZipWriter, read_raw
@@ -280,9 +280,7 @@ def _member(built: BuiltWheel, source: zipfile.ZipFile, info: zipfile.ZipInfo, r
 
 def _record_object(built: BuiltWheel, name: str, data: bytes, scan_code: bool, asked: frozenset[str]) -> None:
     try:
-        record = elf.read_object(data, asked=asked, name=name)
-        if scan_code and record.code_bytes and record.machine in ("x86_64", "aarch64"):
-            record.scan = (isa if record.machine == "x86_64" else isa_arm).scan_object(data)
+        record = elf.read_object(data, asked=asked, name=name, scan_code=scan_code)
     except Exception as error:  # noqa: BLE001 - pyelftools raises its own types on damaged files
         built.problems[name] = ("read", str(error) if isinstance(error, (ValueError, OSError))
                                 else f"cannot read: {type(error).__name__}: {error}")

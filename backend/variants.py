@@ -150,7 +150,7 @@ def host_violation(isa: str, host: host_info.Host, named: str = "isa") -> str | 
             f"(build {isa} on a host that has it)")
 
 
-def select(settings: Settings, host: host_info.Host | None = None, python: str | None = None) -> Variant:
+def select(settings: Settings, host: host_info.Host | None = None) -> Variant:
     """The variant a build's settings ask for, checked against every rule and the host."""
     for key, accepted in (("sm", SMS), ("isa", ISAS)):
         if getattr(settings, key) is None:
@@ -159,4 +159,4 @@ def select(settings: Settings, host: host_info.Host | None = None, python: str |
     if why := (rule_violation(settings.sm, settings.isa, settings.cuda, settings.named)
                or host_violation(settings.isa, host or host_info.current(), settings.named("isa"))):
         raise BackendError(why)
-    return Variant(sm=settings.sm, isa=settings.isa, cuda=settings.cuda, python=python or Variant.python)
+    return Variant(sm=settings.sm, isa=settings.isa, cuda=settings.cuda)

@@ -298,7 +298,7 @@ def toolchain_roots(toolchain) -> tuple[str, ...]:
 
 
 def _verify(plan: Plan, step: Step, wheels: list, house, toolchain, label: str,
-            bundled: list = ()) -> dict[str, dict[str, object]]:
+            bundled: list) -> dict[str, dict[str, object]]:
     """Verify the staged wheels, beside the wheelhouse's and the step's bundled upstream wheels (not checked
     themselves); return the manifest's fields, per wheel: ``ptx_jit``, its objects whose PTX the variant's GPU
     JIT-compiles (they need the toolkit's own driver, backend/cuda_driver.py), and ``cubins``, where its

@@ -216,8 +216,7 @@ def _path(key: str, value: Any, base: Path) -> Path:
     text = str(value).strip()
     if not text:
         raise SettingError(key, text, "a folder path")
-    path = Path(os.path.expanduser(text))
-    return path if path.is_absolute() else base / path
+    return base / os.path.expanduser(text)  # an absolute path stands alone (pathlib drops base)
 
 
 def _output_folder(key: str, value: Any, base: Path) -> Path:

@@ -505,6 +505,7 @@ def test_flashinfer_default_aot_set_is_what_vllm_calls(tmp_path):
     ("[1, 2]", ["a JSON object"]),
     ("{not json", ["not JSON"]),
     ("missing.json", ["cannot read it"]),
+    ("~no-such-user-here/aot.json", ["cannot read it"]),  # Path.expanduser raised RuntimeError: a traceback
 ])
 def test_flashinfer_aot_config_bad_values_are_one_line(value, words, tmp_path):
     out = subprocess.run([sys.executable, "-m", "backend", "plan", "-C", "sm=90", "-C", "isa=avx512",

@@ -42,6 +42,7 @@ The default (``vllm``) is the set vLLM 0.15.1 calls for the variant
 """
 
 import json
+import os
 from pathlib import Path
 
 from ..errors import SettingError
@@ -231,7 +232,9 @@ def aot_config(key: str, value, base: Path) -> str | None:
     if text.lower() in ("", AOT_VLLM, "default"):
         return None  # vLLM's set for the variant (vllm_aot_config), chosen when the variant is known
     if not text.startswith(("{", "[")):  # inline JSON; anything else names a file
-        path = base / Path(text).expanduser()  # an absolute path stands alone (pathlib drops base)
+        # an absolute path stands alone (pathlib drops base); os.path leaves an unknown ~user as written, where
+        # Path.expanduser raises
+        path = base / os.path.expanduser(text)
         try:
             text = path.read_text()
         except (OSError, ValueError) as error:  # ValueError: a NUL in the path, or a file that is not UTF-8

@@ -215,15 +215,6 @@ def _object(info: elf.ObjectInfo, shown: str, context: _Context) -> ObjectEntry:
     return obj
 
 
-def _read(path: Path) -> tuple[elf.ObjectInfo | None, Problem | None]:
-    try:
-        return elf.read_object(path, scan_code=True), None
-    except (ValueError, OSError) as error:
-        return None, Problem(ERROR, "read", str(error), str(path))
-    except Exception as error:  # pyelftools raises its own exception types on damaged files
-        return None, Problem(ERROR, "read", f"cannot read: {type(error).__name__}: {error}", str(path))
-
-
 _LIBRARY_NAME = re.compile(r"\.so(\.\d+)*$")
 
 
@@ -388,14 +379,14 @@ def verify_objects(paths: Sequence[Path], expect: Expectation | None) -> Report:
     """Loose shared objects, checked together: they may provide each other's libraries."""
     expect = expect or Expectation()
     report = Report(expectation=dataclasses.asdict(expect))
-    infos = [(Path(path), *_read(Path(path))) for path in paths]
+    infos = [(Path(path), *elf.read_or_why(Path(path), scan_code=True)) for path in paths]
     good = [(p, i) for p, i, _ in infos if i is not None]
     inside = {p.name for p, _ in good} | {i.soname for _, i in good if i.soname}
     torch_libs = {p for p, i in good if linkage.is_torch_library(i.soname or p.name)}
     exports = set().union(*(i.exported for p, i in good if p in torch_libs)) if torch_libs else None
-    for path, read, problem in infos:
+    for path, read, why in infos:
         entry = Entry(path=str(path), kind="object", size=path.stat().st_size if path.exists() else 0,
-                      problems=[problem] if problem else [])
+                      problems=[Problem(ERROR, "read", why, str(path))] if why else [])
         report.entries.append(entry)
         if read is not None:
             context = _Context(expect, inside, read.exported, {}, [], exports, path in torch_libs)

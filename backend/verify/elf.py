@@ -123,6 +123,18 @@ def read_object(source: Path | bytes, gpu: bool = True, asked: Set[str] = frozen
     return info
 
 
+def read_or_why(source: Path | bytes, name: str = "object", scan_code: bool = False,
+                asked: Set[str] = frozenset()) -> tuple[ObjectInfo | None, str | None]:
+    """``read_object``'s record, or why the object cannot be read: the one line a report shows of a damaged
+    wheel member or loose file (pyelftools raises its own exception types on damaged files)."""
+    try:
+        return read_object(source, asked=asked, name=name, scan_code=scan_code), None
+    except (ValueError, OSError) as error:
+        return None, str(error)
+    except Exception as error:  # noqa: BLE001
+        return None, f"cannot read: {type(error).__name__}: {error}"
+
+
 def _needed_versions(elf) -> set[str]:
     """The symbol versions (``GLIBC_2.34``, ``GLIBCXX_3.4.30``) the object needs, as auditwheel reads them."""
     try:

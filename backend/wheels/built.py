@@ -279,11 +279,9 @@ def _member(built: BuiltWheel, source: zipfile.ZipFile, info: zipfile.ZipInfo, r
 
 
 def _record_object(built: BuiltWheel, name: str, data: bytes, scan_code: bool, asked: frozenset[str]) -> None:
-    try:
-        record = elf.read_object(data, asked=asked, name=name, scan_code=scan_code)
-    except Exception as error:  # noqa: BLE001 - pyelftools raises its own types on damaged files
-        built.problems[name] = ("read", str(error) if isinstance(error, (ValueError, OSError))
-                                else f"cannot read: {type(error).__name__}: {error}")
+    record, why = elf.read_or_why(data, name, scan_code, asked)
+    if record is None:
+        built.problems[name] = ("read", why)
     else:
         built.objects[name] = record
 

@@ -111,16 +111,6 @@ def builds_jit_cache(variant, settings=None) -> bool:
     return variant.sm != "61" and (settings is None or settings.flashinfer_aot)
 
 
-def nvshmem_requirement(variant) -> tuple[str, ...]:
-    """flashinfer/jit/env.py imports nvidia.nvshmem while the AOT modules compile (its headers and library)."""
-    if not builds_jit_cache(variant):
-        return ()
-    # CUDA 13: at least the version the pypi toolchain installs (backend/toolchains/pypi.py), which the
-    # build-requirement lock pins; a range, so that with torch=existing the environment's own nvshmem (the
-    # one its torch loads) is used instead of stopping an offline build for want of exactly 3.3.24.
-    return ("nvidia-nvshmem-cu13>=3.3.24,<4",) if variant.cuda.startswith("13.") else ("nvidia-nvshmem-cu12",)
-
-
 OVERLAY = (
     "import shutil, sys; from pathlib import Path\n"
     "tag, tree = Path(sys.argv[1]), Path(sys.argv[2])\n"
@@ -298,7 +288,14 @@ class Flashinfer(Recipe):
                 f"read them at v{version} and add them to RELEASES")
 
     def build_requirements(self, variant) -> tuple[str, ...]:
-        return self.build_requires + nvshmem_requirement(variant)
+        """Plus nvshmem for the AOT modules: flashinfer/jit/env.py imports nvidia.nvshmem (headers, library)."""
+        if not builds_jit_cache(variant):
+            return self.build_requires
+        # CUDA 13: at least the version the pypi toolchain installs (backend/toolchains/pypi.py), which the
+        # build-requirement lock pins; a range, so that with torch=existing the environment's own nvshmem (the
+        # one its torch loads) is used instead of stopping an offline build for want of exactly 3.3.24.
+        cu13 = variant.cuda.startswith("13.")
+        return self.build_requires + (("nvidia-nvshmem-cu13>=3.3.24,<4",) if cu13 else ("nvidia-nvshmem-cu12",))
 
     def variant_problem(self, variant) -> str | None:
         """sm_70: flashinfer 0.6.1's kernels start at Turing (README.md "GPU Support": SM 7.5 and up; v0.5.3's

@@ -692,3 +692,10 @@ def test_farm_layout_version_makes_new_farms(tmp_path, monkeypatch):
     assert farm_module.farm(tmp_path / "farms", "t", ["a"], fill, needs=[tmp_path]) == second and len(filled) == 3
     assert farm_module.is_whole(second)
     assert sorted(p.name for p in (tmp_path / "farms").iterdir()) == sorted([first.name, second.name])
+
+
+def test_a_local_nixpkgs_under_an_unknown_users_home_is_a_reason_not_a_traceback():
+    # Path.expanduser raised RuntimeError for ~unknownuser: `python -m backend toolchain -C nixpkgs=path:~x/y`
+    # printed a traceback where Nix was on PATH
+    why = nix_provider.nixpkgs_unreachable("nix", "path:~no-such-user-here/nixpkgs")
+    assert why == "nixpkgs path:~no-such-user-here/nixpkgs: ~no-such-user-here/nixpkgs does not exist"

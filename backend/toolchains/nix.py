@@ -91,7 +91,8 @@ def nixpkgs_unreachable(nix: str, nixpkgs: str, environ: Mapping[str, str] | Non
     (``nix flake metadata --offline``), or a host that accepts a connection.  Nothing is downloaded."""
     endpoint = _endpoint(nixpkgs)
     if endpoint is None:
-        local = Path(nixpkgs.split(":", 1)[1] if ":" in nixpkgs else nixpkgs).expanduser()
+        # os.path leaves an unknown ~user as written, where Path.expanduser raises
+        local = Path(os.path.expanduser(nixpkgs.split(":", 1)[1] if ":" in nixpkgs else nixpkgs))
         return None if local.exists() else f"nixpkgs {nixpkgs}: {local} does not exist"
     try:
         socket.create_connection(endpoint, timeout=timeout).close()

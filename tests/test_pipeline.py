@@ -450,6 +450,18 @@ def test_second_sm_with_same_isa_hits_the_compiler_cache(tmp_path):
     assert hits >= 2, stats
 
 
+def test_the_log_names_the_version_a_local_checkout_states_not_the_locks(tmp_path):
+    """A source.<component> checkout of another release: "preparing" names the version its wheels carry
+    (seen on the GPU machine: an xformers 0.0.34 sdist was announced as the lock's 0.0.33.post2)."""
+    tree = tmp_path / "bitsandbytes"
+    shutil.copytree(standin_tree("bitsandbytes"), tree)
+    for stated in (tree / "bitsandbytes" / "__init__.py", tree / "pyproject.toml"):  # recipe's version_file, wheel's
+        stated.write_text(stated.read_text().replace('"0.49.1"', '"0.49.2"'))
+    result = backend("build", *settings(tmp_path, components="bitsandbytes", smoke="off", **{
+        "source.bitsandbytes": str(tree), "runtime-deps": "none"}))
+    assert f"preparing bitsandbytes 0.49.2+{label()} ({tree})" in result.stderr, result.stderr
+
+
 def test_independent_components_build_side_by_side(tmp_path):
     """torch and bitsandbytes do not depend on each other: with memory to spare, both build at once."""
     result = backend("build", *settings(tmp_path, components="torch,bitsandbytes"))

@@ -52,7 +52,7 @@ class StepExecutor:
         if step.in_place is not None:
             return self._build_in_place(step, label), "built"
         plan, toolchain, recipe, layout = self.plan, self.toolchain, step.recipe, self.plan.layout
-        say(f"{label} preparing {step.component} {recipe.version} ({step.tree_from})")
+        say(f"{label} preparing {step.component} {step.version} ({step.tree_from})")  # a checkout's, not the lock's
         prepared = _prepare_source(plan, step)
         # What runs is the plan's: its environment and commands, in its tree.
         toolchain_id = f"{toolchain.provider}:{toolchain.version}"

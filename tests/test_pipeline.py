@@ -455,7 +455,8 @@ def test_the_log_names_the_version_a_local_checkout_states_not_the_locks(tmp_pat
     (seen on the GPU machine: an xformers 0.0.34 sdist was announced as the lock's 0.0.33.post2)."""
     tree = tmp_path / "bitsandbytes"
     shutil.copytree(standin_tree("bitsandbytes"), tree)
-    for stated in (tree / "bitsandbytes" / "__init__.py", tree / "pyproject.toml"):  # recipe's version_file, wheel's
+    # the recipe's version_file, and the version the stand-in's wheel is built with
+    for stated in (tree / "bitsandbytes" / "__init__.py", tree / "pyproject.toml"):
         stated.write_text(stated.read_text().replace('"0.49.1"', '"0.49.2"'))
     result = backend("build", *settings(tmp_path, components="bitsandbytes", smoke="off", **{
         "source.bitsandbytes": str(tree), "runtime-deps": "none"}))

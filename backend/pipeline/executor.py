@@ -52,7 +52,8 @@ class StepExecutor:
         if step.in_place is not None:
             return self._build_in_place(step, label), "built"
         plan, toolchain, recipe, layout = self.plan, self.toolchain, step.recipe, self.plan.layout
-        say(f"{label} preparing {step.component} {step.version} ({step.tree_from})")  # a checkout's, not the lock's
+        # the version its wheels carry: a checkout's own, not the lock's
+        say(f"{label} preparing {step.component} {step.version} ({step.tree_from})")
         prepared = _prepare_source(plan, step)
         # What runs is the plan's: its environment and commands, in its tree.
         toolchain_id = f"{toolchain.provider}:{toolchain.version}"

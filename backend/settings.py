@@ -509,7 +509,8 @@ def resolve(
             values[option.field] = option.value(raw if option.many else _single(named, raw), base, named)
         elif key not in FOREIGN_KEYS:
             hint = suggest(key, list(OPTION_BY_KEY))
-            raise BackendError(f"unknown setting {key!r}; accepted: {', '.join([*OPTION_BY_KEY, SOURCE_OPTION_KEY])}"
+            accepted = ", ".join([*OPTION_BY_KEY, SOURCE_OPTION_KEY])
+            raise BackendError(f"unknown setting {key!r}; accepted: {accepted}"
                                + (f"; did you mean {hint!r}?" if hint else ""))
     return Settings(**values)
 

@@ -27,7 +27,8 @@ __all__ = ["BuildContext", "Recipe", "pip_wheel", "get", "all_recipes", "names",
 @functools.cache
 def _module_names() -> tuple[str, ...]:
     return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
-                        if not m.ispkg and m.name != "base" and not m.name.startswith("_")))  # base: what a recipe is
+                        # base: what a recipe is, not a component
+                        if not m.ispkg and m.name != "base" and not m.name.startswith("_")))
 
 
 @functools.cache

@@ -324,7 +324,8 @@ def _verify_wheel(built: built_wheel.BuiltWheel, expect: Expectation, companions
     return report
 
 
-def _check_cubins(entry: Entry, named: dict[str, str], wheels: list[metadata.WheelInfo], expect: Expectation) -> None:
+def _check_cubins(entry: Entry, named: dict[str, str], wheels: list[metadata.WheelInfo],
+                  expect: Expectation) -> None:
     """Kernels whose cubins no wheel of the wheelhouse holds would download them at their first call."""
     entry.cubins = cubins.sources(set(named), wheels)
     for folder in (folder for folder, served in entry.cubins.items() if served is None):

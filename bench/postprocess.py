@@ -158,6 +158,7 @@ def executor_for(work: Path):
     """The torch step of a plan for sm_90/avx512/CUDA 13.0 and an executor over an empty wheelhouse in ``work``."""
     from backend import project
     from backend.pipeline.executor import StepExecutor
+    from backend.toolchains.base import Toolchain
     from backend.wheels.wheelhouse import Wheelhouse
 
     settings = project.load_settings_from_cli([
@@ -166,7 +167,11 @@ def executor_for(work: Path):
     plan = project.make_plan(settings)
     step = next(s for s in plan.steps if s.component == "torch")
     house = Wheelhouse(plan.layout.wheelhouse, variant=plan.variant.name, toolchain="none")
-    return StepExecutor(plan=plan, toolchain=None, house=house), step
+    # A step's toolchain is never None (ed3bf54): a CUDA 13.0 toolkit that declares no runtime libraries and no
+    # requirements, as the stand-in wheel links none of CUDA's libraries (it need not exist here).
+    home = Path("/usr/local/cuda-13.0")
+    toolchain = Toolchain("system", "13.0", "13.0.88", home, home / "bin" / "nvcc")
+    return StepExecutor(plan=plan, toolchain=toolchain, house=house), step
 
 
 def postprocess(executor, step, built: Path):
